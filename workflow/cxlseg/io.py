@@ -8,6 +8,7 @@ CSV or JSON goes through :func:`safe_join` so it cannot escape its root.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -110,9 +111,13 @@ def write_parquet(df: pd.DataFrame, path: os.PathLike | str) -> None:
 def write_csv(df: pd.DataFrame, path: os.PathLike | str) -> None:
     """CSV (gzip when the name ends in .gz) written atomically; mtime-free gzip for reproducible bytes."""
     path = Path(path)
-    compression = {"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, compression=compression)
+        if path.suffix == ".gz":
+            # No file name and mtime 0 in the gzip header: same table, same bytes.
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                gz.write(df.to_csv(index=False).encode("utf-8"))
+        else:
+            df.to_csv(tmp, index=False)
 
 
 def read_image(path: os.PathLike | str, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:

@@ -1,0 +1,22 @@
+# cxlseg: chest X-ray archive -> lung-segmented dataset (CXLSeg).
+# Thin on purpose: every rule lives in workflow/rules/, all logic in the cxlseg package (workflow/cxlseg/).
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/classify.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

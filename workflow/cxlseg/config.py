@@ -1,0 +1,84 @@
+"""Config loading and validation against the JSON schema (one place, used by the Snakefile and the CLI)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config has an unknown or ill-typed key; the message names it."""
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = _key(error)
+        names = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in extra)
+        valid = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown config key {names} (valid here: {valid})"
+    return f"config key {_key(error)}: {error.message}"
+
+
+def validate_config(config: dict) -> dict:
+    """Validate in place, fill defaults, and raise ConfigError listing every bad key."""
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    _check_sums(config)
+    return config
+
+
+def _check_sums(config: dict) -> None:
+    for section, keys in (("training_split", ("train", "val", "test")), ("tables", ("train", "validate", "test"))):
+        total = sum(config[section][k] for k in keys)
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"config key {section}: {'+'.join(keys)} must sum to 1, got {total:g}")
+
+
+def load_config(*paths: os.PathLike | str, overrides: dict | None = None) -> dict:
+    """Merge YAML files left to right (later wins), apply overrides, validate."""
+    config: dict = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            deep_update(config, yaml.safe_load(fh) or {})
+    if overrides:
+        deep_update(config, copy.deepcopy(overrides))
+    return validate_config(config)
+
+
+def deep_update(base: dict, other: dict) -> dict:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def shard_ids(shards: list[str], chunks_per_shard: int = 1) -> list[str]:
+    """Inference job ids: one per subject prefix, or prefix-cK when a prefix is spread over several jobs."""
+    if chunks_per_shard <= 1:
+        return list(shards)
+    return [f"{shard}-c{k}" for shard in shards for k in range(chunks_per_shard)]

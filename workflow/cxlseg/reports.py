@@ -1,0 +1,194 @@
+"""MIMIC-CXR report section parsing and CXLSeg report extraction.
+
+The rules follow the section parser that MIT-LCP ships with MIMIC-CXR
+(``txt/section_parser.py``), re-implemented here:
+
+* a section header is a run of upper-case words (plus ``( ) / , -`` and
+  spaces) followed by a colon at the start of a line, after optional
+  leading whitespace; the text before the first header is the ``preamble``;
+  a report without any header is one section, ``full report``;
+* header names are lower-cased and normalised: exact aliases and known
+  misspellings first (``comparisons`` -> comparison, ``conclusion`` ->
+  impression, ``impresson`` -> impression, ...), then any name containing a
+  main section word (impression, findings, history, comparison, addendum),
+  then view descriptions (``PA AND LATERAL``, ``CHEST, TWO VIEWS``, ...) which
+  radiologists use as a findings header;
+* empty sections are dropped (MIMIC often has a ``CHEST, PA LATERAL:`` title
+  or an empty duplicate FINDINGS header);
+* when neither findings nor impression exists, the last section is split at
+  its first blank line and everything after it becomes ``last_paragraph``:
+  short reports are often a single header followed by a few paragraphs.
+
+Two deliberate departures from MIT-LCP: a header may sit on the very first
+line and need not be preceded by exactly one space, and a header directly on
+the line after another header is still a header (MIT-LCP skips one line after
+each header, which swallows IMPRESSION after an empty FINDINGS).
+
+CXLSeg's report is findings then impression (whitespace-normalised, joined by
+one space); without either, the comparison section (radiologists often write
+the whole report there); without that, the last paragraph; else nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+RULES = ("findings+impression", "findings", "impression", "comparison", "last_paragraph", "none")
+
+_HEADER = re.compile(r"^[ \t]*([A-Z ()/,-]*[A-Z][A-Z ()/,-]*):(?=\s|\Z)", re.MULTILINE)
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+_ALIASES = {
+    "preamble": "preamble",
+    "full report": "full report",
+    "impression": "impression",
+    "comparison": "comparison",
+    "indication": "indication",
+    "findings": "findings",
+    "examination": "examination",
+    "technique": "technique",
+    "history": "history",
+    "comparisons": "comparison",
+    "clinical history": "history",
+    "reason for examination": "indication",
+    "notification": "notification",
+    "reason for exam": "indication",
+    "clinical information": "history",
+    "exam": "examination",
+    "clinical indication": "indication",
+    "conclusion": "impression",
+    "chest, two views": "findings",
+    "recommendation(s)": "recommendations",
+    "recommendation": "recommendations",
+    "recommendations": "recommendations",
+    "type of examination": "examination",
+    "reference exam": "comparison",
+    "patient history": "history",
+    "addendum": "addendum",
+    "comparison exam": "comparison",
+    "comparison film": "comparison",
+    "date": "date",
+    "comment": "comment",
+    "findings and impression": "impression",
+    "findings/impression": "impression",
+    "findings/ impression": "impression",
+    "wet read": "wet read",
+    "wetread": "wet read",
+    "pfi": "history",
+    # misspellings seen in MIMIC-CXR
+    "impresson": "impression",
+    "imprression": "impression",
+    "imoression": "impression",
+    "impressoin": "impression",
+    "imprssion": "impression",
+    "impresion": "impression",
+    "imperssion": "impression",
+    "mpression": "impression",
+    "impession": "impression",
+    "finding": "findings",
+    "findins": "findings",
+    "findindgs": "findings",
+    "findgings": "findings",
+    "findngs": "findings",
+    "findnings": "findings",
+    "finidngs": "findings",
+    "reference findings": "findings",
+    "idication": "indication",
+    "ndication": "indication",
+    "comparision": "comparison",
+    "comparsion": "comparison",
+    "comparrison": "comparison",
+    "comparisions": "comparison",
+}
+_MAIN_SECTIONS = ("impression", "findings", "history", "comparison", "addendum")
+_VIEW_AS_FINDINGS = re.compile(
+    "|".join(
+        re.escape(v)
+        for v in (
+            "chest", "portable", "pa and lateral", "lateral and pa", "ap and lateral", "lateral and ap",
+            "frontal and", "two views", "frontal view", "pa view", "ap view", "one view", "lateral view",
+            "bone window", "frontal upright", "frontal semi-upright", "ribs", "pa and lat",
+        )
+    )
+)
+
+
+def normalize_section_name(raw: str) -> str:
+    """Map a header as written to the canonical section name."""
+    name = " ".join(raw.lower().split())
+    if name in _ALIASES:
+        return _ALIASES[name]
+    for main in _MAIN_SECTIONS:
+        if main in name:
+            return main
+    if _VIEW_AS_FINDINGS.search(name):
+        return "findings"
+    return name
+
+
+def normalize_whitespace(text: str) -> str:
+    return " ".join(text.split())
+
+
+def split_sections(text: str) -> list[tuple[str, str]]:
+    """Ordered (canonical name, stripped body) pairs; empty sections dropped, last paragraph split off."""
+    headers = list(_HEADER.finditer(text))
+    if not headers:
+        raw = [("full report", text)]
+    else:
+        raw = [("preamble", text[: headers[0].start()])]
+        for i, match in enumerate(headers):
+            end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+            raw.append((match.group(1), text[match.end() : end]))
+    sections = [(normalize_section_name(name), body.strip()) for name, body in raw]
+    sections = [(name, body) for name, body in sections if body]
+    names = {name for name, _ in sections}
+    if sections and "findings" not in names and "impression" not in names:
+        name, body = sections[-1]
+        parts = _BLANK_LINE.split(body, maxsplit=1)
+        if len(parts) == 2 and parts[1].strip():
+            sections[-1] = (name, parts[0].strip())
+            sections.append(("last_paragraph", parts[1].strip()))
+    return sections
+
+
+def parse_sections(text: str) -> tuple[dict[str, str], list[str]]:
+    """Sections by canonical name (the last one wins, as in MIT-LCP) and all names in report order."""
+    sections = split_sections(text)
+    return {name: body for name, body in sections}, [name for name, _ in sections]
+
+
+def extract_report(text: str) -> tuple[str, str]:
+    """The CXLSeg report text and the rule (one of RULES) that produced it."""
+    sections = split_sections(text)
+    by_name = {name: body for name, body in sections}
+    findings = normalize_whitespace(by_name.get("findings", ""))
+    impression = normalize_whitespace(by_name.get("impression", ""))
+    if findings and impression:
+        return f"{findings} {impression}", "findings+impression"
+    if findings:
+        return findings, "findings"
+    if impression:
+        return impression, "impression"
+    if "comparison" in by_name:
+        return normalize_whitespace(_comparison_text(sections)), "comparison"
+    if "last_paragraph" in by_name:
+        return normalize_whitespace(by_name["last_paragraph"]), "last_paragraph"
+    return "", "none"
+
+
+def _comparison_text(sections: list[tuple[str, str]]) -> str:
+    """The last comparison section, re-joined with its paragraphs if the last-paragraph split cut it."""
+    names = [name for name, _ in sections]
+    i = len(names) - 1 - names[::-1].index("comparison")
+    body = sections[i][1]
+    if i + 1 < len(sections) and names[i + 1] == "last_paragraph":
+        body = f"{body} {sections[i + 1][1]}"
+    return body
+
+
+def read_report(path: os.PathLike | str) -> str:
+    """A report file as text; undecodable bytes are replaced so one odd file never stops a merge."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()

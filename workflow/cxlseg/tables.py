@@ -1,0 +1,433 @@
+"""Merge the shard manifests into the four CXLSeg tables, the failed table and the patient split.
+
+The tables are laid out so that the CXLSeg authors' scripts work unchanged:
+``pd.merge(segmented, split)`` and ``pd.merge(.., mask.rename(DicomPath=DicomPathMask))``
+join on (dicom_id, subject_id, study_id) only, and dropping the id and split
+columns from segmented + split leaves DicomPath and the 14 CheXpert labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from cxlseg import reports
+from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+IDS = ["dicom_id", "subject_id", "study_id"]
+CHEXPERT_LABELS = [
+    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
+    "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
+    "Pneumothorax", "Support Devices",
+]
+SPLITS = ("train", "validate", "test")
+TABLE_NAMES = {
+    "metadata": "CXLSeg-metadata.csv.gz",
+    "segmented": "CXLSeg-segmented.csv.gz",
+    "split": "CXLSeg-split.csv.gz",
+    "mask": "CXLSeg-mask.csv.gz",
+}
+FAILED_TABLE = "CXLSeg-failed.csv.gz"
+SUMMARY = "summary.json"
+# ReportRule values beyond reports.RULES: the study's report file is absent.
+NO_REPORT_FILE = "no_file"
+
+_MANIFEST_REQUIRED = ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status"]
+_MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path"]
+_METADATA_LEADING = ["PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"]
+_ORIENTATION_SOURCE = "PatientOrientationCodeSequence_CodeMeaning"
+FAILED_COLUMNS = IDS + ["status", "reason", "qc_flags", "in_tables", "source_path"]
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def read_manifests(manifest_paths: Iterable[os.PathLike | str]) -> pd.DataFrame:
+    """All shard manifests as one frame, reading only the columns the tables need."""
+    frames = [_read_manifest(Path(p)) for p in manifest_paths]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in _MANIFEST_REQUIRED + _MANIFEST_OPTIONAL})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a readable parquet manifest ({exc})") from exc
+    missing = [c for c in _MANIFEST_REQUIRED if c not in schema.names]
+    if missing:
+        raise ValueError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
+    columns = _MANIFEST_REQUIRED + [c for c in _MANIFEST_OPTIONAL if c in schema.names]
+    table = pq.read_table(path, columns=columns)
+    if "qc_flags" in table.column_names:
+        table = table.set_column(table.schema.get_field_index("qc_flags"), "qc_flags", _flags_as_text(table["qc_flags"]))
+    frame = table.to_pandas()
+    for column in _MANIFEST_OPTIONAL:
+        if column not in frame:
+            frame[column] = ""
+    frame["manifest"] = path.name
+    return frame
+
+
+def _flags_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """QC flags arrive as a list of strings or as one ';'-joined string; the tables want the string."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        column = pc.binary_join(column.cast(pa.list_(pa.string())), ";")
+    elif pa.types.is_null(column.type):
+        column = column.cast(pa.string())
+    return pc.fill_null(column.cast(pa.string()), "")
+
+
+def _clean_text(series: pd.Series) -> pd.Series:
+    return series.fillna("").astype(str).str.strip()
+
+
+def _unsafe_paths(paths: pd.Series) -> pd.Series:
+    """Vectorised pre-check with safe_join's rules; only hits are confirmed by safe_join itself."""
+    p = paths.str.replace("\\", "/", regex=False)
+    return (
+        (p.str.strip() == "")
+        | p.str.startswith("/")
+        | p.str.startswith("~")
+        | (p.str.slice(1, 2) == ":")
+        | p.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True)
+    )
+
+
+def _path_errors(frame: pd.DataFrame, column: str, root: Path) -> pd.Series:
+    """Reason per row whose path would leave the output root, '' for the others."""
+    reasons = pd.Series("", index=frame.index, dtype=object)
+    for idx in frame.index[_unsafe_paths(frame[column])]:
+        try:
+            safe_join(root, frame.at[idx, column])
+        except UnsafePathError as exc:
+            reasons.at[idx] = f"unsafe {column}: {exc}"
+    return reasons
+
+
+def validate_rows(frame: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Typed ids and a `reason` column: non-empty for rows that cannot go into the tables."""
+    frame = frame.copy()
+    for column in ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path"]:
+        frame[column] = _clean_text(frame[column])
+    frame["image_path"] = frame["image_path"].str.replace("\\", "/", regex=False)
+    frame["mask_path"] = frame["mask_path"].str.replace("\\", "/", regex=False)
+    reason = pd.Series("", index=frame.index, dtype=object)
+    for column in ["subject_id", "study_id"]:
+        text = _clean_text(frame[column]).str.removesuffix(".0")
+        valid = text.str.fullmatch(r"[1-9][0-9]*")
+        frame[column] = pd.to_numeric(text.where(valid, "0")).astype("int64")
+        reason = reason.mask(~valid & (reason == ""), f"invalid {column}")
+    reason = reason.mask((frame["dicom_id"] == "") & (reason == ""), "empty dicom_id")
+    failed = frame["status"] == "failed"
+    reason = reason.mask(failed & (reason == ""), "segmentation failed: " + frame["error"].where(frame["error"] != "", "no error recorded"))
+    unknown = ~frame["status"].isin(["ok", "failed"])
+    reason = reason.mask(unknown & (reason == ""), "unknown status " + frame["status"])
+    for column in ["image_path", "mask_path"]:
+        path_reason = _path_errors(frame, column, out_dir)
+        reason = reason.mask((path_reason != "") & (reason == ""), path_reason)
+    frame["reason"] = reason
+    return frame
+
+
+def _drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """A re-run shard can list an image twice: keep the first usable row per dicom_id."""
+    order = frame.assign(_bad=frame["reason"] != "").sort_values(["_bad"], kind="stable")
+    kept = order.drop_duplicates("dicom_id", keep="first").drop(columns="_bad").sort_index()
+    return kept, len(frame) - len(kept)
+
+
+# ---------------------------------------------------------------- reports
+
+
+def report_path(reports_root: os.PathLike | str, subject_id: int, study_id: int) -> Path:
+    """MIMIC-CXR's report location files/pXX/pNNNNNNNN/sNNNNNNNN.txt for validated integer ids."""
+    subject, study = int(subject_id), int(study_id)
+    if subject <= 0 or study <= 0:
+        raise ValueError(f"invalid ids subject_id={subject_id} study_id={study_id}")
+    return safe_join(reports_root, f"files/p{str(subject)[:2]}/p{subject}/s{study}.txt")
+
+
+def _study_report(reports_root: Path, subject_id: int, study_id: int) -> tuple[str, str]:
+    path = report_path(reports_root, subject_id, study_id)
+    try:
+        text = reports.read_report(path)
+    except FileNotFoundError:
+        return "", NO_REPORT_FILE
+    return reports.extract_report(text)
+
+
+def extract_study_reports(
+    studies: pd.DataFrame, reports_root: os.PathLike | str, *, workers: int = 8, chunk: int = 256, progress: bool = True
+) -> pd.DataFrame:
+    """One parsed report per (subject_id, study_id); threads overlap the file reads."""
+    root = Path(reports_root)
+    keys = list(zip(studies["subject_id"].tolist(), studies["study_id"].tolist()))
+    chunks = [keys[i : i + chunk] for i in range(0, len(keys), chunk)]
+
+    def run(batch):
+        return [_study_report(root, s, t) for s, t in batch]
+
+    results: list[tuple[str, str]] = []
+    with tqdm(total=len(keys), desc="reports", unit="study", disable=not progress) as bar:
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for out in pool.map(run, chunks):
+                    results.extend(out)
+                    bar.update(len(out))
+        else:
+            for batch in chunks:
+                results.extend(run(batch))
+                bar.update(len(batch))
+    texts, rules = zip(*results) if results else ((), ())
+    return pd.DataFrame(
+        {
+            "subject_id": studies["subject_id"].to_numpy(),
+            "study_id": studies["study_id"].to_numpy(),
+            "Reports": list(texts),
+            "ReportRule": list(rules),
+        }
+    )
+
+
+# ---------------------------------------------------------------- MIMIC tables
+
+
+def _read_csv_as_text(path: os.PathLike | str, what: str) -> pa.Table:
+    """Every column as text so dates, times and blanks reach the output exactly as in the source."""
+    path = Path(path)
+    try:
+        header = pacsv.open_csv(path).schema.names
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False))
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a readable {what} CSV ({exc})") from exc
+
+
+def read_metadata(metadata_csv: os.PathLike | str, dicom_ids: pd.Series) -> pd.DataFrame:
+    """MIMIC-CXR-JPG metadata rows of the given images, all columns as text."""
+    table = _read_csv_as_text(metadata_csv, "MIMIC-CXR metadata")
+    missing = [c for c in ["dicom_id", "ViewPosition", "StudyDate", "StudyTime"] if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{metadata_csv}: metadata lacks column(s) {', '.join(missing)}")
+    table = table.filter(pc.is_in(table["dicom_id"], value_set=pa.array(dicom_ids.unique(), pa.string())))
+    frame = table.to_pandas().drop_duplicates("dicom_id")
+    return frame.drop(columns=[c for c in ("subject_id", "study_id") if c in frame])
+
+
+def read_chexpert(chexpert_csv: os.PathLike | str) -> pd.DataFrame:
+    """CheXpert labels per study as float (1.0, 0.0, -1.0, NaN for blank), columns in source order."""
+    path = Path(chexpert_csv)
+    table = _read_csv_as_text(path, "CheXpert")
+    missing = [c for c in ["subject_id", "study_id", *CHEXPERT_LABELS] if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: CheXpert table lacks column(s) {', '.join(missing)}")
+    labels = [c for c in table.column_names if c in CHEXPERT_LABELS]
+    frame = table.select(["subject_id", "study_id", *labels]).to_pandas()
+    for column in ["subject_id", "study_id"]:
+        frame[column] = pd.to_numeric(frame[column], errors="raise").astype("int64")
+    for column in labels:
+        values = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
+        bad = (values.notna() & ~values.isin([1.0, 0.0, -1.0])) | (values.isna() & (frame[column] != ""))
+        if bad.any():
+            raise ValueError(f"{path}: column {column!r} holds {frame[column][bad].iloc[0]!r}; expected 1.0, 0.0, -1.0 or blank")
+        frame[column] = values.astype("float64")
+    duplicated = frame.duplicated(["subject_id", "study_id"])
+    if duplicated.any():
+        log.warning("%s: %d duplicate (subject_id, study_id) rows; keeping the first", path, int(duplicated.sum()))
+    return frame[~duplicated]
+
+
+def read_official_split(split_csv: os.PathLike | str) -> pd.DataFrame:
+    """MIMIC-CXR-JPG's own split (dicom_id -> train/validate/test)."""
+    table = _read_csv_as_text(split_csv, "MIMIC-CXR split")
+    missing = [c for c in ["dicom_id", "split"] if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{split_csv}: split table lacks column(s) {', '.join(missing)}")
+    frame = table.select(["dicom_id", "split"]).to_pandas().drop_duplicates("dicom_id")
+    bad = ~frame["split"].isin(SPLITS)
+    if bad.any():
+        raise ValueError(f"{split_csv}: split value {frame['split'][bad].iloc[0]!r} is not one of {', '.join(SPLITS)}")
+    return frame
+
+
+# ---------------------------------------------------------------- split
+
+
+def split_by_subject(
+    subject_ids: Iterable[int], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+) -> pd.Series:
+    """Seeded train/validate/test assignment of whole patients, so no subject is on two sides.
+
+    Subjects are sorted before shuffling, so the result depends only on the set
+    of subjects and the seed, not on manifest order.
+    """
+    ratios = np.asarray(ratios, dtype=float)
+    if ratios.shape != (3,) or (ratios < 0).any() or not np.isclose(ratios.sum(), 1.0):
+        raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {list(ratios)}")
+    subjects = np.sort(pd.unique(np.asarray(list(subject_ids), dtype=np.int64)))
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    cuts = np.round(np.cumsum(ratios)[:2] * len(subjects)).astype(int)
+    labels = np.empty(len(subjects), dtype=object)
+    labels[order[: cuts[0]]] = SPLITS[0]
+    labels[order[cuts[0] : cuts[1]]] = SPLITS[1]
+    labels[order[cuts[1] :]] = SPLITS[2]
+    return pd.Series(labels, index=pd.Index(subjects, name="subject_id"), name="split")
+
+
+def assign_split(
+    images: pd.DataFrame, *, source: str, ratios: Sequence[float], seed: int, official_split_csv=None
+) -> tuple[pd.Series, dict]:
+    """Split label per image row, and counts for the summary."""
+    info: dict = {"source": source, "seed": seed, "ratios": [float(r) for r in ratios]}
+    if source == "random":
+        split = images["subject_id"].map(split_by_subject(images["subject_id"], ratios, seed))
+    elif source == "official":
+        if official_split_csv is None:
+            raise ValueError("split_source 'official' needs official_split_csv (mimic-cxr-2.0.0-split.csv.gz)")
+        official = read_official_split(official_split_csv).set_index("dicom_id")["split"]
+        split = images["dicom_id"].map(official)
+        # an image missing from the official file follows its patient, else a seeded patient split
+        by_subject = pd.Series(split.values, index=images["subject_id"].values).dropna()
+        by_subject = by_subject[~by_subject.index.duplicated()]
+        split = split.fillna(images["subject_id"].map(by_subject))
+        unassigned = split.isna()
+        if unassigned.any():
+            fallback = split_by_subject(images.loc[unassigned, "subject_id"], ratios, seed)
+            split = split.fillna(images["subject_id"].map(fallback))
+        info["images_not_in_official_split"] = int(images["dicom_id"].map(official).isna().sum())
+    else:
+        raise ValueError(f"split_source must be 'random' or 'official', got {source!r}")
+    sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
+    info["subjects_on_several_sides"] = int((sides > 1).sum())
+    info["images"] = {s: int((split == s).sum()) for s in SPLITS}
+    info["subjects"] = {s: int(images.loc[split == s, "subject_id"].nunique()) for s in SPLITS}
+    return pd.Categorical(split, categories=list(SPLITS)), info
+
+
+# ---------------------------------------------------------------- tables
+
+
+def build_tables(
+    images: pd.DataFrame, study_reports: pd.DataFrame, metadata: pd.DataFrame, chexpert: pd.DataFrame, split
+) -> dict[str, pd.DataFrame]:
+    """The four CXLSeg tables, rows in (subject_id, study_id, dicom_id) order."""
+    ids = images[IDS].reset_index(drop=True)
+    meta = ids.merge(study_reports, on=["subject_id", "study_id"], how="left", validate="many_to_one")
+    meta = meta.merge(metadata, on="dicom_id", how="left", validate="one_to_one")
+    if _ORIENTATION_SOURCE in meta and "PatientOrientation" not in meta:
+        meta.insert(0, "PatientOrientation", meta[_ORIENTATION_SOURCE])
+    other = [c for c in metadata.columns if c not in IDS and c not in _METADATA_LEADING]
+    for column in _METADATA_LEADING + other:
+        if column not in meta:
+            meta[column] = ""
+    meta[_METADATA_LEADING + other] = meta[_METADATA_LEADING + other].fillna("")
+    metadata_table = meta[IDS + ["Reports"] + _METADATA_LEADING + other + ["ReportRule"]]
+    labels = [c for c in chexpert.columns if c in CHEXPERT_LABELS]
+    segmented = ids.assign(DicomPath=images["image_path"].to_numpy())
+    segmented = segmented.merge(chexpert, on=["subject_id", "study_id"], how="left", validate="many_to_one")
+    return {
+        "metadata": metadata_table,
+        "segmented": segmented[IDS + ["DicomPath"] + labels],
+        "split": ids.assign(split=split),
+        "mask": ids.assign(DicomPath=images["mask_path"].to_numpy()),
+    }
+
+
+def _failed_table(rejected: pd.DataFrame, flagged: pd.DataFrame, include_flagged: bool) -> pd.DataFrame:
+    failed = rejected.assign(status="failed", in_tables=False)
+    flagged = flagged.assign(status="flagged", reason="qc flagged", in_tables=include_flagged)
+    table = pd.concat([failed[FAILED_COLUMNS], flagged[FAILED_COLUMNS]], ignore_index=True)
+    return table.sort_values(IDS, kind="stable").reset_index(drop=True)
+
+
+def merge_tables(
+    manifest_paths: Iterable[os.PathLike | str],
+    metadata_csv: os.PathLike | str,
+    chexpert_csv: os.PathLike | str,
+    reports_root: os.PathLike | str,
+    out_dir: os.PathLike | str,
+    *,
+    split_ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    split_source: str = "random",
+    official_split_csv: os.PathLike | str | None = None,
+    include_flagged: bool = True,
+    report_workers: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Write the four CXLSeg tables, the failed/flagged table and summary.json; return the summary.
+
+    Rows of the four tables are the images segmented with status ok (minus
+    QC-flagged ones when include_flagged is False); every other image is a row
+    of CXLSeg-failed.csv.gz with its reason.
+    """
+    out_dir = Path(out_dir)
+    manifest_paths = [Path(p) for p in manifest_paths]
+    rows = validate_rows(read_manifests(manifest_paths), out_dir)
+    rows, duplicates = _drop_duplicates(rows)
+    rows = rows.sort_values(IDS, kind="stable").reset_index(drop=True)
+    good = rows["reason"] == ""
+    flagged_mask = good & (rows["qc_flags"] != "")
+    in_tables = good & (include_flagged | ~flagged_mask)
+    images = rows[in_tables].reset_index(drop=True)
+
+    studies = images[["subject_id", "study_id"]].drop_duplicates().reset_index(drop=True)
+    study_reports = extract_study_reports(studies, reports_root, workers=report_workers, progress=progress)
+    metadata = read_metadata(metadata_csv, images["dicom_id"])
+    chexpert = read_chexpert(chexpert_csv)
+    split, split_info = assign_split(
+        images, source=split_source, ratios=split_ratios, seed=seed, official_split_csv=official_split_csv
+    )
+    tables = build_tables(images, study_reports, metadata, chexpert, split)
+    failed = _failed_table(rows[~good], rows[flagged_mask], include_flagged)
+
+    for key, name in TABLE_NAMES.items():
+        write_csv(tables[key], out_dir / name)
+    write_csv(failed, out_dir / FAILED_TABLE)
+    summary = _summary(
+        manifest_paths, rows, images, study_reports, metadata, chexpert, failed, duplicates, split_info, include_flagged, tables
+    )
+    write_json(out_dir / SUMMARY, summary)
+    log.info("wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"])
+    return summary
+
+
+def _summary(manifest_paths, rows, images, study_reports, metadata, chexpert, failed, duplicates, split_info, include_flagged, tables):
+    no_report = study_reports[study_reports["ReportRule"].isin(["none", NO_REPORT_FILE])]
+    with_labels = images[["subject_id", "study_id"]].drop_duplicates().merge(chexpert[["subject_id", "study_id"]])
+    return {
+        "manifests": [p.name for p in manifest_paths],
+        "manifest_rows": int(len(rows) + duplicates),
+        "duplicate_rows_dropped": int(duplicates),
+        "rows": {key: int(len(table)) for key, table in tables.items()},
+        "images_ok": int((rows["reason"] == "").sum()),
+        "failed": int((failed["status"] == "failed").sum()),
+        "failed_by_reason": {k: int(v) for k, v in failed.loc[failed["status"] == "failed", "reason"].value_counts().sort_index().items()},
+        "flagged": int((failed["status"] == "flagged").sum()),
+        "flagged_in_tables": bool(include_flagged),
+        "subjects": int(images["subject_id"].nunique()),
+        "studies": int(len(study_reports)),
+        "reports_by_rule": {k: int(v) for k, v in study_reports["ReportRule"].value_counts().sort_index().items()},
+        "studies_without_report_count": int(len(no_report)),
+        "studies_without_report": [
+            {"subject_id": int(s), "study_id": int(t), "reason": "no report file" if r == NO_REPORT_FILE else "no extractable section"}
+            for s, t, r in zip(no_report["subject_id"], no_report["study_id"], no_report["ReportRule"])
+        ],
+        "images_without_metadata": int((~images["dicom_id"].isin(metadata["dicom_id"])).sum()),
+        "studies_without_chexpert": int(len(study_reports) - len(with_labels)),
+        "split": split_info,
+    }

@@ -1,0 +1,47 @@
+# Classifier comparison (paper Table III): each classifier on original vs segmented images.
+
+
+rule classify:
+    input:
+        segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
+        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+    output:
+        metrics=f"{R}/classify/{{model}}_{{kind}}/metrics.json",
+        predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
+    params:
+        cxlseg_dir=f"{R}/CXLSeg",
+        mimic_root=mimic_root(),
+        out=f"{R}/classify",
+        classify=config["classify"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/classify/{{model}}_{{kind}}.log",
+    benchmark:
+        f"{R}/benchmarks/classify/{{model}}_{{kind}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=res("classify", "mem_mb", 32000),
+        runtime=res("classify", "runtime", 720),
+        gpu=res("classify", "gpu", 1),
+        cpus_per_task=res("classify", "cpus", 8),
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/classify.py"
+
+
+rule classify_summary:
+    input:
+        classify_runs(),
+    output:
+        table=report(f"{R}/classify/table3.csv", caption="../report/table3.rst", category="4. Classifier comparison"),
+        markdown=f"{R}/classify/table3.md",
+        roc=report(f"{R}/classify/roc.png", caption="../report/roc.rst", category="4. Classifier comparison"),
+    params:
+        out=f"{R}/classify",
+    log:
+        f"{R}/logs/classify/summary.log",
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/classify_summary.py"

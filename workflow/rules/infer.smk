@@ -1,0 +1,53 @@
+# MIMIC-CXR-JPG inference: select frontal images with reports, list each shard, segment shards in parallel.
+
+
+rule select_images:
+    input:
+        demo_marker(),
+        metadata=mimic_file("metadata"),
+    output:
+        selection=f"{R}/infer/selection.parquet",
+        summary=f"{R}/infer/selection_summary.json",
+        lists=expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
+    params:
+        mimic_root=mimic_root(),
+        reports_root=reports_root(),
+        views=config["mimic"]["views"],
+        shards=config["mimic"]["shards"],
+        chunks=config["mimic"]["chunks_per_shard"],
+        lists=f"{R}/infer/lists",
+    log:
+        f"{R}/logs/infer/select_images.log",
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/select_images.py"
+
+
+rule infer_shard:
+    input:
+        images=f"{R}/infer/lists/{{shard}}.parquet",
+        selected=f"{R}/models/selected.json",
+    output:
+        manifest=f"{R}/infer/manifests/{{shard}}.parquet",
+    params:
+        mimic_root=mimic_root(),
+        out_root=f"{R}/CXLSeg",
+        infer=config["infer"],
+    log:
+        f"{R}/logs/infer/{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer/{{shard}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=res("infer", "mem_mb", 16000),
+        runtime=res("infer", "runtime", 720),
+        gpu=res("infer", "gpu", 1),
+        cpus_per_task=res("infer", "cpus", 8),
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/infer_shard.py"

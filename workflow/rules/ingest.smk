@@ -1,0 +1,62 @@
+# Training data: one ingest job per native layout, the patient split, then class balancing.
+
+
+rule ingest:
+    input:
+        demo_marker(),
+    output:
+        manifest=f"{R}/ingest/{{dataset}}/manifest.parquet",
+        rejects=f"{R}/ingest/{{dataset}}/rejects.csv",
+        counts=f"{R}/ingest/{{dataset}}/counts.json",
+    params:
+        root=lambda wc: dataset_root(wc.dataset),
+        mask_source=lambda wc: config["datasets"].get(wc.dataset, {}).get("mask_source", "json"),
+    log:
+        f"{R}/logs/ingest/{{dataset}}.log",
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/ingest.py"
+
+
+rule split_training:
+    input:
+        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
+    output:
+        dataset=f"{R}/training/dataset.parquet",
+    params:
+        ratios=config["training_split"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/training/split.log",
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/split_training.py"
+
+
+rule augment:
+    input:
+        dataset=f"{R}/training/dataset.parquet",
+    output:
+        store=multiext(f"{R}/training/store/", *[f"{s}_{k}" for s in ("train", "val", "test") for k in ("images.npy", "masks.npy", "index.parquet")]),
+        counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
+        montage=report(f"{R}/training/augment_montage.png", caption="../report/montage.rst", category="1. Training data"),
+    params:
+        roots={d: dataset_root(d) for d in enabled_datasets()},
+        ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},
+        store=f"{R}/training/store",
+        size=config["preprocess"]["size"],
+        augment=config["augment"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/training/augment.log",
+    benchmark:
+        f"{R}/benchmarks/augment.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/augment.py"

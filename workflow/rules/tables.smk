@@ -1,0 +1,52 @@
+# The CXLSeg tables from the shard manifests, and the quality-control report.
+
+
+rule merge_tables:
+    input:
+        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        metadata=mimic_file("metadata"),
+        chexpert=mimic_file("chexpert"),
+        split=mimic_file("split"),
+    output:
+        metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
+        segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
+        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+        mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
+        failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
+        summary=report(f"{R}/CXLSeg/summary.json", caption="../report/summary.rst", category="3. CXLSeg dataset"),
+    params:
+        reports_root=reports_root(),
+        out=f"{R}/CXLSeg",
+        tables=config["tables"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/tables/merge.log",
+    benchmark:
+        f"{R}/benchmarks/merge_tables.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/tables.yaml"
+    script:
+        "../scripts/merge_tables.py"
+
+
+rule qc_report:
+    input:
+        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        selection_summary=f"{R}/infer/selection_summary.json",
+    output:
+        markdown=report(f"{R}/qc/qc_report.md", caption="../report/qc.rst", category="3. CXLSeg dataset"),
+        overlays=report(f"{R}/qc/flagged_overlays.png", caption="../report/overlays.rst", category="3. CXLSeg dataset"),
+    params:
+        out_root=f"{R}/CXLSeg",
+        mimic_root=mimic_root(),
+        truth=f"{DEMO_OUT}/mimic-truth" if DEMO else None,
+        out=f"{R}/qc",
+    log:
+        f"{R}/logs/qc/report.log",
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/qc_report.py"

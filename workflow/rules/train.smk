@@ -1,0 +1,77 @@
+# Segmentation models: train each architecture, evaluate on the test split, pick the best on validation.
+
+
+rule train:
+    input:
+        store=rules.augment.output.store,
+    output:
+        checkpoint=f"{R}/models/{{arch}}/checkpoint_best.pt",
+        history=f"{R}/models/{{arch}}/history.csv",
+        model=f"{R}/models/{{arch}}/model.json",
+    params:
+        store=f"{R}/training/store",
+        out=lambda wc: f"{R}/models/{wc.arch}",
+        train=config["train"],
+        models=config["models"],
+        preprocess=config["preprocess"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/models/{{arch}}/train.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{arch}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=res("train", "mem_mb", 32000),
+        runtime=res("train", "runtime", 720),
+        gpu=res("train", "gpu", 1),
+        cpus_per_task=res("train", "cpus", 8),
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        checkpoint=f"{R}/models/{{arch}}/checkpoint_best.pt",
+        store=rules.augment.output.store,
+    output:
+        per_image=f"{R}/models/{{arch}}/test_per_image.csv",
+        summary=f"{R}/models/{{arch}}/test_summary.json",
+    params:
+        store=f"{R}/training/store",
+        out=lambda wc: f"{R}/models/{wc.arch}",
+        infer=config["infer"],
+    log:
+        f"{R}/logs/models/{{arch}}/evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{arch}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule select_model:
+    input:
+        summaries=expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
+        histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
+        models=expand(f"{R}/models/{{arch}}/model.json", arch=ARCHS),
+    output:
+        table=report(f"{R}/models/comparison.csv", caption="../report/comparison.rst", category="2. Segmentation models"),
+        markdown=f"{R}/models/comparison.md",
+        curves=report(f"{R}/models/learning_curves.png", caption="../report/curves.rst", category="2. Segmentation models"),
+        selected=f"{R}/models/selected.json",
+    params:
+        archs=ARCHS,
+        metric=config["train"]["select_metric"],
+        out=f"{R}/models",
+    log:
+        f"{R}/logs/models/select.log",
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/select_model.py"

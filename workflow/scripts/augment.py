@@ -1,0 +1,24 @@
+"""Rule augment: balance classes of the training split and write the training store."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
+
+from cxlseg.io import log_to  # noqa: E402
+from cxlseg.augment import build_training_store  # noqa: E402
+
+with log_to(snakemake.log[0]):
+    aug = dict(snakemake.params.augment)
+    enabled = aug.pop("enabled")
+    targets = aug.pop("targets") if enabled else None
+    build_training_store(
+        snakemake.input.dataset,
+        snakemake.params.roots,
+        snakemake.params.ingest_dirs,
+        snakemake.params.store,
+        size=snakemake.params.size,
+        targets=targets,
+        seed=snakemake.params.seed,
+        montage_path=snakemake.output.montage,
+        **aug,
+    )

@@ -1,0 +1,32 @@
+"""Rule infer_shard: segment one shard with the selected model; resumable."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
+
+from cxlseg.io import log_to  # noqa: E402
+from cxlseg.infer import infer_shard  # noqa: E402
+from cxlseg.io import read_json  # noqa: E402
+
+with log_to(snakemake.log[0]):
+    cfg = dict(snakemake.params.infer)
+    selected = read_json(snakemake.input.selected)
+    infer_shard(
+        snakemake.input.images,
+        snakemake.params.mimic_root,
+        snakemake.params.out_root,
+        snakemake.output.manifest,
+        checkpoint=selected["checkpoint"],
+        batch_size=cfg["batch_size"],
+        num_workers=min(cfg["num_workers"], snakemake.threads),
+        device=cfg["device"],
+        threshold=cfg["threshold"],
+        postprocess=cfg["postprocess"],
+        qc_thresholds=cfg["qc"],
+        mask_format=cfg["mask_format"],
+        jpeg_quality=cfg["jpeg_quality"],
+        save_full_res_rle=cfg["save_full_res_rle"],
+        separate_lungs=cfg["separate_lungs"],
+        tta_flip=cfg["tta_flip"],
+        flush_every=cfg["flush_every"],
+    )

@@ -1,0 +1,24 @@
+"""Rule select_images: frontal images whose study has a report, assigned to shards."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
+
+from cxlseg.io import log_to  # noqa: E402
+from cxlseg.infer import select_images, write_shard_lists  # noqa: E402
+from cxlseg.io import write_json, write_parquet  # noqa: E402
+from cxlseg.config import shard_ids  # noqa: E402
+
+with log_to(snakemake.log[0]):
+    p = snakemake.params
+    selection, summary = select_images(
+        snakemake.input.metadata,
+        p.mimic_root,
+        p.reports_root,
+        views=tuple(p.views),
+        shards=tuple(p.shards),
+        chunks_per_shard=p.chunks,
+    )
+    write_parquet(selection, snakemake.output.selection)
+    write_json(snakemake.output.summary, summary)
+    write_shard_lists(selection, p.lists, shard_ids(p.shards, p.chunks))

@@ -370,7 +370,7 @@ def _v7_png(root: Path, index: pd.DataFrame | None) -> Iterator[Candidate | Reje
             continue
         label = label_from_finding(row.get("finding", ""))
         if label is None:
-            yield Rejected(image, f"unknown finding {row.get('finding', '')!r}")
+            yield Rejected(image, f"unknown finding ({row.get('finding', '')!r})")
             continue
         patient = str(row.get("patient_id", "")).strip() or image_id
         yield Candidate(image_id, patient, label, image, str(row.get("view", "")).strip() or "unknown",

@@ -9,9 +9,7 @@ rule classify:
         metrics=f"{R}/classify/{{model}}_{{kind}}/metrics.json",
         predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
     params:
-        cxlseg_dir=f"{R}/CXLSeg",
-        mimic_root=mimic_root(),
-        out=f"{R}/classify",
+        mimic_root=lambda wc: mimic_root(),
         classify=config["classify"],
         seed=config["seed"],
     log:
@@ -37,8 +35,6 @@ rule classify_summary:
         table=report(f"{R}/classify/table3.csv", caption="../report/table3.rst", category="4. Classifier comparison"),
         markdown=f"{R}/classify/table3.md",
         roc=report(f"{R}/classify/roc.png", caption="../report/roc.rst", category="4. Classifier comparison"),
-    params:
-        out=f"{R}/classify",
     log:
         f"{R}/logs/classify/summary.log",
     conda:

@@ -5,6 +5,8 @@ rule demo:
     output:
         summary=f"{DEMO_OUT}/demo.json",
         metadata=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-metadata.csv.gz",
+        chexpert=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-chexpert.csv.gz",
+        split=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-split.csv.gz",
     params:
         demo=config["demo"],
     log:

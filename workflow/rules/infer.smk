@@ -10,12 +10,11 @@ rule select_images:
         summary=f"{R}/infer/selection_summary.json",
         lists=expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
     params:
-        mimic_root=mimic_root(),
-        reports_root=reports_root(),
+        mimic_root=lambda wc: mimic_root(),
+        reports_root=lambda wc: reports_root(),
         views=config["mimic"]["views"],
         shards=config["mimic"]["shards"],
         chunks=config["mimic"]["chunks_per_shard"],
-        lists=f"{R}/infer/lists",
     log:
         f"{R}/logs/infer/select_images.log",
     resources:
@@ -34,8 +33,8 @@ rule infer_shard:
     output:
         manifest=f"{R}/infer/manifests/{{shard}}.parquet",
     params:
-        mimic_root=mimic_root(),
-        out_root=f"{R}/CXLSeg",
+        mimic_root=lambda wc: mimic_root(),
+        out_root=lambda wc: f"{R}/CXLSeg",
         infer=config["infer"],
     log:
         f"{R}/logs/infer/{{shard}}.log",

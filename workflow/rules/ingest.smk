@@ -45,7 +45,6 @@ rule augment:
     params:
         roots={d: dataset_root(d) for d in enabled_datasets()},
         ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},
-        store=f"{R}/training/store",
         size=config["preprocess"]["size"],
         augment=config["augment"],
         seed=config["seed"],

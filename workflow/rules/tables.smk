@@ -15,8 +15,7 @@ rule merge_tables:
         failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
         summary=report(f"{R}/CXLSeg/summary.json", caption="../report/summary.rst", category="3. CXLSeg dataset"),
     params:
-        reports_root=reports_root(),
-        out=f"{R}/CXLSeg",
+        reports_root=lambda wc: reports_root(),
         tables=config["tables"],
         seed=config["seed"],
     log:
@@ -40,10 +39,9 @@ rule qc_report:
         markdown=report(f"{R}/qc/qc_report.md", caption="../report/qc.rst", category="3. CXLSeg dataset"),
         overlays=report(f"{R}/qc/flagged_overlays.png", caption="../report/overlays.rst", category="3. CXLSeg dataset"),
     params:
-        out_root=f"{R}/CXLSeg",
-        mimic_root=mimic_root(),
-        truth=f"{DEMO_OUT}/mimic-truth" if DEMO else None,
-        out=f"{R}/qc",
+        out_root=lambda wc: f"{R}/CXLSeg",
+        mimic_root=lambda wc: mimic_root(),
+        truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
     log:
         f"{R}/logs/qc/report.log",
     conda:

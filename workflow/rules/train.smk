@@ -9,8 +9,6 @@ rule train:
         history=f"{R}/models/{{arch}}/history.csv",
         model=f"{R}/models/{{arch}}/model.json",
     params:
-        store=f"{R}/training/store",
-        out=lambda wc: f"{R}/models/{wc.arch}",
         train=config["train"],
         models=config["models"],
         preprocess=config["preprocess"],
@@ -39,8 +37,6 @@ rule evaluate:
         per_image=f"{R}/models/{{arch}}/test_per_image.csv",
         summary=f"{R}/models/{{arch}}/test_summary.json",
     params:
-        store=f"{R}/training/store",
-        out=lambda wc: f"{R}/models/{wc.arch}",
         infer=config["infer"],
     log:
         f"{R}/logs/models/{{arch}}/evaluate.log",
@@ -68,7 +64,6 @@ rule select_model:
     params:
         archs=ARCHS,
         metric=config["train"]["select_metric"],
-        out=f"{R}/models",
     log:
         f"{R}/logs/models/select.log",
     conda:

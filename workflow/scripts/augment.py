@@ -15,7 +15,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.dataset,
         snakemake.params.roots,
         snakemake.params.ingest_dirs,
-        snakemake.params.store,
+        Path(snakemake.output.store[0]).parent,
         size=snakemake.params.size,
         targets=targets,
         seed=snakemake.params.seed,

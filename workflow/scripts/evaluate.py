@@ -14,8 +14,8 @@ with log_to(snakemake.log[0]):
     infer = snakemake.params.infer
     evaluate_model(
         snakemake.input.checkpoint,
-        snakemake.params.store,
-        snakemake.params.out,
+        Path(snakemake.input.store[0]).parent,
+        Path(snakemake.output.summary).parent,
         split="test",
         threshold=infer["threshold"],
         postprocess=partial(clean_mask, **infer["postprocess"]),

@@ -14,7 +14,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.metadata,
         snakemake.input.chexpert,
         snakemake.params.reports_root,
-        snakemake.params.out,
+        Path(snakemake.output.metadata).parent,
         split_ratios=(t["train"], t["validate"], t["test"]),
         seed=snakemake.params.seed,
         split_source=t["split_source"],

@@ -21,4 +21,4 @@ with log_to(snakemake.log[0]):
     )
     write_parquet(selection, snakemake.output.selection)
     write_json(snakemake.output.summary, summary)
-    write_shard_lists(selection, p.lists, shard_ids(p.shards, p.chunks))
+    write_shard_lists(selection, Path(snakemake.output.lists[0]).parent, shard_ids(p.shards, p.chunks))

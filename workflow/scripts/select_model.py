@@ -12,7 +12,7 @@ with log_to(snakemake.log[0]):
     compare_models(
         dict(zip(archs, snakemake.input.summaries)),
         dict(zip(archs, snakemake.input.histories)),
-        snakemake.params.out,
+        Path(snakemake.output.selected).parent,
         select_metric=snakemake.params.metric,
         select_split="val",
     )

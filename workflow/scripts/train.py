@@ -33,4 +33,4 @@ with log_to(snakemake.log[0]):
         base_channels=m["sa_unet_base_channels"] if arch == "sa_unet" else m["base_channels"],
         seed=snakemake.params.seed,
     )
-    train_model(snakemake.params.store, snakemake.params.out, cfg)
+    train_model(Path(snakemake.input.store[0]).parent, Path(snakemake.output.checkpoint).parent, cfg)

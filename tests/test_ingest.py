@@ -1,0 +1,227 @@
+"""Ingest of the native Shenzhen, Montgomery and V7-labs layouts, and the patient split."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxlseg import io
+from cxlseg.ingest import (
+    MANIFEST_COLUMNS,
+    REJECT_COLUMNS,
+    MaskError,
+    binarise_mask,
+    combine_and_split,
+    ingest_dataset,
+    label_from_finding,
+    render_polygons,
+    split_by_patient,
+)
+from fixtures_layouts import (
+    HOLED,
+    HOLED_AREA,
+    make_montgomery,
+    make_shenzhen,
+    make_v7_json,
+    make_v7_png,
+    rect,
+    twelve_bit,
+)
+
+
+def _reason(rejects: pd.DataFrame, image_id: str) -> str:
+    rows = rejects[rejects["image_id"] == image_id]
+    assert len(rows) == 1, f"{image_id}: expected one reject row, got {rows.to_dict('records')}"
+    return rows["reason"].iloc[0]
+
+
+def _check_outputs(result, out, expected_accepted: dict):
+    assert list(result.manifest.columns) == MANIFEST_COLUMNS
+    assert list(result.rejects.columns) == REJECT_COLUMNS
+    assert dict(zip(result.manifest["image_id"], result.manifest["label"])) == expected_accepted
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "manifest.parquet"), result.manifest)
+    assert len(pd.read_csv(out / "rejects.csv")) == len(result.rejects)
+    counts = json.loads((out / "counts.json").read_text())
+    assert counts["accepted"] == len(expected_accepted)
+    assert counts["per_class"] == result.counts
+    assert sorted(p.stem for p in (out / "masks").glob("*.png")) == sorted(expected_accepted)
+    for row in result.manifest.itertuples():
+        mask = io.read_image(out / row.mask_path)
+        assert mask.shape == (row.height, row.width)
+        assert set(np.unique(mask)) == {0, 255}
+
+
+def test_shenzhen_layout_and_bad_cases(tmp_path):
+    root, out = tmp_path / "shenzhen", tmp_path / "out"
+    spec = make_shenzhen(root)
+    result = ingest_dataset("shenzhen", root, out)
+    _check_outputs(result, out, spec["accepted"])
+    for image_id, fragment in spec["rejected"].items():
+        assert fragment in _reason(result.rejects, image_id)
+    assert len(result.rejects) == len(spec["rejected"])
+    row = result.manifest.set_index("image_id").loc["CHNCXR_0002_1"]
+    assert row.patient_id == "CHNCXR_0002" and row.image_path == "CXR_png/CHNCXR_0002_1.png"
+    assert result.counts == {"tuberculosis": 2, "normal": 3}
+    assert json.loads((out / "counts.json").read_text())["rejects_by_reason"]["no mask"] == 1
+
+
+def test_montgomery_merges_left_and_right_and_reads_12_bit(tmp_path):
+    root, out = tmp_path / "mont", tmp_path / "out"
+    spec = make_montgomery(root)
+    result = ingest_dataset("montgomery", root, out)
+    _check_outputs(result, out, spec["accepted"])
+    for image_id, fragment in spec["rejected"].items():
+        assert fragment in _reason(result.rejects, image_id)
+    manifest = result.manifest.set_index("image_id")
+    for image_id, area in spec["areas"].items():
+        mask = io.read_mask(out / manifest.loc[image_id, "mask_path"])
+        assert int(mask.sum()) == area  # union of both lungs, neither dropped
+    assert manifest.loc["MCUCXR_0001_0", "bit_depth"] == 16
+    assert manifest.loc["MCUCXR_0003_0", "bit_depth"] == 8
+    # both orientations kept as they are
+    assert (manifest.loc["MCUCXR_0001_0", "height"], manifest.loc["MCUCXR_0001_0", "width"]) == (56, 46)
+    assert (manifest.loc["MCUCXR_0002_1", "height"], manifest.loc["MCUCXR_0002_1", "width"]) == (46, 56)
+
+
+def test_twelve_bit_png_maps_to_full_8_bit_range_without_wrap(tmp_path):
+    mask = np.zeros((40, 30), np.uint8)
+    mask[10:30, 5:25] = 1
+    deep = twelve_bit(mask)
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), deep)
+    gray = io.read_gray(path)
+    assert gray.dtype == np.uint8 and gray.min() == 0 and gray.max() == 255
+    # monotone mapping: ordering of the 12-bit values survives (no clipping at 255, no wrap-around)
+    order = np.argsort(deep.ravel(), kind="stable")
+    assert (np.diff(gray.ravel()[order].astype(int)) >= 0).all()
+    # lungs (dark, ~600 of 4095) are far from the body (~2600): naive >>8 or clipping would merge or wrap them
+    assert gray[mask == 1].mean() < 60 and gray[mask == 0].mean() > 140
+
+
+def test_v7_darwin_json(tmp_path):
+    root, out = tmp_path / "v7", tmp_path / "out"
+    spec = make_v7_json(root)
+    result = ingest_dataset("v7", root, out, mask_source="json")
+    _check_outputs(result, out, spec["accepted"])
+    for image_id, fragment in spec["rejected"].items():
+        assert fragment in _reason(result.rejects, image_id), image_id
+    manifest = result.manifest.set_index("image_id")
+    for image_id, area in spec["areas"].items():
+        assert int(io.read_mask(out / manifest.loc[image_id, "mask_path"]).sum()) == area
+    assert manifest.loc["covid-a", "patient_id"] == "P1" == manifest.loc["covid-b", "patient_id"]
+    assert manifest.loc["viral", "patient_id"] == "viral"
+    assert manifest.loc["covid-a", "view"] == "PA"
+    counts = json.loads((out / "counts.json").read_text())
+    assert counts["rejects_by_reason"]["lateral view"] == 1
+    assert counts["rejects_by_reason"]["CT slice"] == 1
+
+
+def test_darwin_polygons_with_hole_and_island_give_hand_computed_area():
+    mask = render_polygons([HOLED], (48, 64))
+    assert int(mask.sum()) == HOLED_AREA == 820
+    assert mask[25, 25] == 0 and mask[15, 15] == 1 and mask[11, 52] == 1
+    # Darwin 2.0 spelling (polygon.paths) and 1.0 additional_paths give the same mask
+    v2 = {"name": "Lung", "polygon": {"paths": HOLED["complex_polygon"]["path"]}}
+    paths = HOLED["complex_polygon"]["path"]
+    v1_extra = {"name": "Lung", "polygon": {"path": paths[0], "additional_paths": paths[1:]}}
+    assert (render_polygons([v2], (48, 64)) == mask).all()
+    assert (render_polygons([v1_extra], (48, 64)) == mask).all()
+    # two overlapping annotations are united, not XOR-ed
+    both = render_polygons([{"polygon": {"path": rect(0, 0, 9, 9)}}, {"polygon": {"path": rect(5, 0, 14, 9)}}], (20, 20))
+    assert int(both.sum()) == 15 * 10
+
+
+def test_v7_png_masks_with_index_csv(tmp_path):
+    root, out = tmp_path / "v7png", tmp_path / "out"
+    spec = make_v7_png(root)
+    result = ingest_dataset("v7", root, out, mask_source="png")
+    _check_outputs(result, out, spec["accepted"])
+    assert dict(zip(result.manifest["image_id"], result.manifest["patient_id"])) == spec["patients"]
+    assert sorted(r.split(" (")[0].split(":")[0] for r in result.rejects["reason"]) == sorted(spec["reject_reasons"])
+    unsafe = result.rejects[result.rejects["reason"].str.startswith("unsafe path")]
+    assert set(unsafe["file"]) == {"../x.jpg", "/etc/passwd", "../../etc/shadow"}
+    assert result.manifest.set_index("image_id").loc["c2", "view"] == "AP Supine"
+
+
+def test_png_mode_needs_index_and_unknown_dataset_is_refused(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(FileNotFoundError, match="index.csv"):
+        ingest_dataset("v7", tmp_path, tmp_path / "out", mask_source="png")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ingest_dataset("chexpert", tmp_path, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="CXR_png"):
+        ingest_dataset("shenzhen", tmp_path, tmp_path / "out")
+
+
+def test_binarise_mask_accepts_0_1_and_0_255_only():
+    base = np.zeros((4, 4), np.uint8)
+    base[1:3, 1:3] = 1
+    assert (binarise_mask(base) == base).all()
+    assert (binarise_mask(base * 255) == base).all()
+    assert (binarise_mask(np.dstack([base * 255] * 3)) == base).all()
+    with pytest.raises(MaskError, match="not binary"):
+        binarise_mask(base * 255 + np.eye(4, dtype=np.uint8) * 3)
+    with pytest.raises(MaskError, match="no 0 background"):
+        binarise_mask(base + 5)
+
+
+@pytest.mark.parametrize("finding,label", [
+    ("COVID-19", "covid19"), ("COVID-19, ARDS", "covid19"), ("Pneumonia/Viral/COVID-19", "covid19"),
+    ("Viral Pneumonia", "pneumonia"), ("Bacterial Pneumonia", "pneumonia"), ("Fungal Pneumonia", "pneumonia"),
+    ("No Pneumonia", "normal"), ("No Finding", "normal"), ("normal", "normal"), ("", None), ("Lateral", None),
+])
+def test_label_from_finding(finding, label):
+    assert label_from_finding(finding) == label
+
+
+def _toy_manifest(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset, labels in (("shenzhen", ["normal", "tuberculosis"]), ("v7", ["covid19", "pneumonia", "normal"])):
+        for p in range(40):
+            label = labels[p % len(labels)]
+            for k in range(1 if dataset == "shenzhen" else int(rng.integers(1, 4))):
+                rows.append({"dataset": dataset, "image_id": f"{dataset}{p}_{k}", "patient_id": str(p), "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_split_by_patient_no_leakage_stratified_and_deterministic():
+    df = _toy_manifest()
+    a = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=3)
+    b = split_by_patient(df.sample(frac=1.0, random_state=1), ratios=(0.8, 0.1, 0.1), seed=3)
+    sides = a.groupby(["dataset", "patient_id"])["split"].nunique()
+    assert (sides == 1).all()  # zero patient leakage
+    merged = a.merge(b[["dataset", "image_id", "split"]], on=["dataset", "image_id"], suffixes=("", "_b"))
+    assert (merged["split"] == merged["split_b"]).all()  # row order does not matter
+    for label, part in a.groupby("label"):
+        share = part["split"].value_counts(normalize=True)
+        assert 0.65 <= share["train"] <= 0.9, label
+        assert share.get("val", 0) > 0 and share.get("test", 0) > 0, label
+    c = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=4)
+    assert not (c.sort_values("image_id")["split"].values == a.sort_values("image_id")["split"].values).all()
+
+
+def test_split_tiny_data_fills_every_split_and_checks_ratios():
+    df = pd.DataFrame({"dataset": "shenzhen", "image_id": list("abcd"), "patient_id": list("abcd"),
+                       "label": ["normal", "normal", "tuberculosis", "tuberculosis"]})
+    out = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=0)
+    assert set(out["split"]) == {"train", "val", "test"}
+    with pytest.raises(ValueError, match="sum"):
+        split_by_patient(df, ratios=(0.8, 0.3, 0.1))
+
+
+def test_combine_and_split_writes_parquet_and_refuses_duplicates(tmp_path):
+    df = _toy_manifest()
+    paths = []
+    for dataset, part in df.groupby("dataset"):
+        paths.append(tmp_path / f"{dataset}.parquet")
+        part.to_parquet(paths[-1], index=False)
+    out = combine_and_split(paths, tmp_path / "dataset.parquet", ratios=(0.8, 0.1, 0.1), seed=1)
+    assert len(out) == len(df)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dataset.parquet"), out)
+    with pytest.raises(ValueError, match="duplicate"):
+        combine_and_split(paths + paths[:1], tmp_path / "again.parquet")

@@ -1,0 +1,257 @@
+"""Report section parsing and CXLSeg report extraction on realistic MIMIC-CXR report texts."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxlseg.reports import RULES, extract_report, normalize_section_name, parse_sections, read_report
+
+PREAMBLE = "                                 FINAL REPORT\n"
+
+STANDARD = (
+    PREAMBLE
+    + " EXAMINATION:  CHEST (PA AND LAT)\n \n"
+    " INDICATION:  ___F with new onset ascites  // eval for infection\n \n"
+    " TECHNIQUE:  Chest PA and lateral\n \n"
+    " COMPARISON:  None.\n \n"
+    " FINDINGS: \n \n"
+    " There is no focal consolidation, pleural effusion or pneumothorax.  Bilateral\n"
+    " nodular opacities that most likely represent nipple shadows.\n \n"
+    " IMPRESSION: \n \n"
+    " No acute cardiopulmonary process.\n"
+)
+
+
+def test_standard_report_sections_and_order():
+    sections, names = parse_sections(STANDARD)
+    assert names == ["preamble", "examination", "indication", "technique", "comparison", "findings", "impression"]
+    assert sections["preamble"] == "FINAL REPORT"
+    assert sections["comparison"] == "None."
+    assert sections["impression"] == "No acute cardiopulmonary process."
+    assert sections["findings"].startswith("There is no focal consolidation")
+
+
+def test_standard_report_is_findings_then_impression_whitespace_normalised():
+    report, rule = extract_report(STANDARD)
+    assert rule == "findings+impression"
+    assert report == (
+        "There is no focal consolidation, pleural effusion or pneumothorax. Bilateral nodular opacities "
+        "that most likely represent nipple shadows. No acute cardiopulmonary process."
+    )
+
+
+@pytest.mark.parametrize(
+    "header, canonical",
+    [
+        ("IMPRESSION", "impression"),
+        ("CONCLUSION", "impression"),
+        ("FINDINGS AND IMPRESSION", "impression"),
+        ("FINDINGS/IMPRESSION", "impression"),
+        ("FINDINGS/ IMPRESSION", "impression"),
+        ("IMPRESSION AND RECOMMENDATION", "impression"),
+        ("IMPRESSON", "impression"),
+        ("IMPRESION", "impression"),
+        ("IMPESSION", "impression"),
+        ("IMPERSSION", "impression"),
+        ("FINDINGS", "findings"),
+        ("FINDING", "findings"),
+        ("FINDNGS", "findings"),
+        ("FINIDNGS", "findings"),
+        ("FINDINS", "findings"),
+        ("REFERENCE FINDINGS", "findings"),
+        ("PA AND LATERAL VIEWS OF THE CHEST", "findings"),
+        ("CHEST, TWO VIEWS", "findings"),
+        ("PORTABLE AP UPRIGHT", "findings"),
+        ("COMPARISON", "comparison"),
+        ("COMPARISONS", "comparison"),
+        ("COMPARISON FILM", "comparison"),
+        ("COMPARISON EXAM", "comparison"),
+        ("REFERENCE EXAM", "comparison"),
+        ("COMPARISION", "comparison"),
+        ("COMPARSION", "comparison"),
+        ("COMPARRISON", "comparison"),
+        ("INDICATION", "indication"),
+        ("REASON FOR EXAMINATION", "indication"),
+        ("REASON FOR EXAM", "indication"),
+        ("CLINICAL INDICATION", "indication"),
+        ("IDICATION", "indication"),
+        ("CLINICAL HISTORY", "history"),
+        ("PATIENT HISTORY", "history"),
+        ("CLINICAL INFORMATION", "history"),
+        ("PFI", "history"),
+        ("EXAM", "examination"),
+        ("TYPE OF EXAMINATION", "examination"),
+        ("RECOMMENDATION(S)", "recommendations"),
+        ("RECOMMENDATION", "recommendations"),
+        ("WETREAD", "wet read"),
+        ("WET READ", "wet read"),
+        ("ADDENDUM", "addendum"),
+        ("NOTIFICATION", "notification"),
+        ("TECHNIQUE", "technique"),
+        ("  Impression  ", "impression"),
+        ("SOMETHING ELSE", "something else"),
+    ],
+)
+def test_header_variants_normalise(header, canonical):
+    assert normalize_section_name(header) == canonical
+
+
+@pytest.mark.parametrize(
+    "header, rule",
+    [
+        ("FINDINGS AND IMPRESSION", "impression"),
+        ("CONCLUSION", "impression"),
+        ("IMPRESSON", "impression"),
+        ("FINDNGS", "findings"),
+        ("PA AND LATERAL CHEST RADIOGRAPH", "findings"),
+        ("COMPARISONS", "comparison"),
+        ("COMPARISON FILM", "comparison"),
+        ("COMPARISION", "comparison"),
+    ],
+)
+def test_header_variant_inside_a_report_selects_the_rule(header, rule):
+    text = PREAMBLE + f" INDICATION:  Cough.\n \n {header}:  Lungs are clear.\n"
+    assert extract_report(text) == ("Lungs are clear.", rule)
+
+
+def test_missing_findings_uses_impression_only():
+    text = PREAMBLE + " INDICATION:  Fever.\n \n COMPARISON:  ___.\n \n IMPRESSION:  No pneumonia.\n"
+    assert extract_report(text) == ("No pneumonia.", "impression")
+
+
+def test_missing_impression_uses_findings_only():
+    text = PREAMBLE + " INDICATION:  Fever.\n \n FINDINGS:  Heart size is normal.\n Lungs are clear.\n"
+    assert extract_report(text) == ("Heart size is normal. Lungs are clear.", "findings")
+
+
+def test_empty_findings_directly_followed_by_impression():
+    """MIT-LCP would swallow IMPRESSION here (it skips a line after each header); we keep it."""
+    text = PREAMBLE + " FINDINGS:\n IMPRESSION:  Stable appearance of the chest.\n"
+    sections, names = parse_sections(text)
+    assert "findings" not in sections
+    assert names == ["preamble", "impression"]
+    assert extract_report(text) == ("Stable appearance of the chest.", "impression")
+
+
+def test_empty_duplicate_findings_header_is_dropped_and_title_header_ignored():
+    text = (
+        " CHEST, PA LATERAL:\n \n INDICATION:  Dyspnea.\n \n FINDINGS:\n \n"
+        " FINDINGS:  Mild cardiomegaly.\n \n IMPRESSION:  Cardiomegaly without edema.\n"
+    )
+    sections, names = parse_sections(text)
+    assert names == ["indication", "findings", "impression"]
+    assert extract_report(text) == ("Mild cardiomegaly. Cardiomegaly without edema.", "findings+impression")
+
+
+def test_repeated_section_last_one_wins():
+    text = PREAMBLE + " IMPRESSION:  First draft.\n \n IMPRESSION:  Final impression.\n"
+    sections, names = parse_sections(text)
+    assert names.count("impression") == 2
+    assert sections["impression"] == "Final impression."
+
+
+def test_addendum_is_its_own_section_and_not_part_of_the_report():
+    text = (
+        "                                 FINAL ADDENDUM\n"
+        " ADDENDUM:  Findings were discussed with Dr. ___ at 10:30 on ___.\n \n"
+        "                                 FINAL REPORT\n"
+        " INDICATION:  Chest pain.\n \n"
+        " FINDINGS:  No pneumothorax.\n \n"
+        " IMPRESSION:  Normal chest.\n"
+    )
+    sections, names = parse_sections(text)
+    assert names == ["preamble", "addendum", "indication", "findings", "impression"]
+    assert "discussed with Dr." in sections["addendum"]
+    assert extract_report(text) == ("No pneumothorax. Normal chest.", "findings+impression")
+
+
+def test_wet_read_with_time_is_a_section():
+    text = " WET READ: ___ ___ 9:15 PM\n  No acute process.\n \n FINDINGS:  Clear lungs.\n"
+    sections, names = parse_sections(text)
+    assert names == ["wet read", "findings"]
+    assert extract_report(text) == ("Clear lungs.", "findings")
+
+
+def test_comparison_only_report_uses_whole_comparison_section():
+    text = (
+        PREAMBLE + " INDICATION:  Line placement.\n \n"
+        " COMPARISON:  Chest radiograph from ___.\n \n"
+        " The right internal jugular line ends in the mid SVC.  No pneumothorax.\n"
+    )
+    sections, names = parse_sections(text)
+    # the MIT-LCP last-paragraph split still happens (no findings or impression) ...
+    assert names == ["preamble", "indication", "comparison", "last_paragraph"]
+    assert sections["comparison"] == "Chest radiograph from ___."
+    # ... but CXLSeg prefers comparison, re-joined with the paragraphs the split cut off
+    report, rule = extract_report(text)
+    assert rule == "comparison"
+    assert report == "Chest radiograph from ___. The right internal jugular line ends in the mid SVC. No pneumothorax."
+
+
+def test_comparison_single_paragraph():
+    text = PREAMBLE + " COMPARISON:  Unchanged since ___, no pneumothorax.\n"
+    assert extract_report(text) == ("Unchanged since ___, no pneumothorax.", "comparison")
+
+
+def test_last_paragraph_fallback_without_findings_impression_or_comparison():
+    text = (
+        PREAMBLE + " EXAMINATION:  CHEST (PORTABLE AP)\n \n"
+        " INDICATION:  Intubated.\n \n"
+        " TECHNIQUE:  Single portable view.\n \n"
+        " Endotracheal tube terminates 4 cm above the carina.\n"
+        " Lungs are clear.\n"
+    )
+    sections, names = parse_sections(text)
+    assert names[-1] == "last_paragraph"
+    assert sections["technique"] == "Single portable view."
+    assert extract_report(text) == ("Endotracheal tube terminates 4 cm above the carina. Lungs are clear.", "last_paragraph")
+
+
+def test_no_headers_at_all_last_paragraph():
+    text = PREAMBLE + " \n Portable chest radiograph shows clear lungs.\n \n Heart size normal.\n"
+    sections, names = parse_sections(text)
+    assert names == ["full report", "last_paragraph"]
+    assert extract_report(text) == ("Portable chest radiograph shows clear lungs. Heart size normal.", "last_paragraph")
+
+
+def test_no_headers_single_paragraph_gives_none():
+    text = PREAMBLE + " Study was cancelled.\n"
+    sections, names = parse_sections(text)
+    assert names == ["full report"]
+    assert extract_report(text) == ("", "none")
+
+
+def test_only_empty_sections_gives_none():
+    text = PREAMBLE + " INDICATION:\n \n FINDINGS:\n \n IMPRESSION:\n"
+    sections, names = parse_sections(text)
+    assert names == ["preamble"]
+    assert extract_report(text) == ("", "none")
+
+
+@pytest.mark.parametrize("text", ["", "   \n \n  "])
+def test_empty_text(text):
+    assert parse_sections(text) == ({}, [])
+    assert extract_report(text) == ("", "none")
+
+
+def test_header_on_first_line_without_leading_space():
+    text = "FINDINGS: Lungs clear.\nIMPRESSION: Normal."
+    assert extract_report(text) == ("Lungs clear. Normal.", "findings+impression")
+
+
+def test_lower_case_or_mid_line_colons_are_not_headers():
+    text = PREAMBLE + " FINDINGS:  Tube tip at T2: appropriate.  Note: small effusion.\n Impression: see above.\n"
+    sections, names = parse_sections(text)
+    assert names == ["preamble", "findings"]
+    assert extract_report(text)[0] == "Tube tip at T2: appropriate. Note: small effusion. Impression: see above."
+
+
+def test_rules_are_declared():
+    assert set(RULES) == {"findings+impression", "findings", "impression", "comparison", "last_paragraph", "none"}
+
+
+def test_read_report_tolerates_bad_bytes(tmp_path):
+    path = tmp_path / "s1.txt"
+    path.write_bytes(b" FINDINGS:  Clear \xff lungs.\n")
+    text = read_report(path)
+    assert extract_report(text) == ("Clear \ufffd lungs.", "findings")

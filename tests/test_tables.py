@@ -1,0 +1,392 @@
+"""The four CXLSeg tables, the failed table, the patient split and the summary."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxlseg import reports, tables
+from cxlseg.io import UnsafePathError
+from cxlseg.tables import CHEXPERT_LABELS, merge_tables, report_path, split_by_subject
+
+REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
+REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
+REPORT_EMPTY = " FINAL REPORT\n Cancelled.\n"
+METADATA_COLUMNS = [
+    "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
+    "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+    "PatientOrientationCodeSequence_CodeMeaning",
+]
+
+
+def image_row(subject, study, dicom, status="ok", error="", flags=()):
+    folder = f"files/p{str(subject)[:2]}/p{subject}/s{study}"
+    return {
+        "dicom_id": dicom, "subject_id": subject, "study_id": study,
+        "source_path": f"{folder}/{dicom}.jpg", "image_path": f"{folder}/{dicom}.jpg", "mask_path": f"{folder}/{dicom}-mask.jpg",
+        "orig_height": 3056, "orig_width": 2544, "lung_area_fraction": 0.3, "n_components": 2, "left_right_ratio": 1.1,
+        "mean_fg_prob": 0.95, "qc_score": 0.9, "qc_flags": list(flags), "status": status, "error": error, "model_id": "unet",
+    }
+
+
+def write_manifest(path, rows, flags_as_string=False):
+    frame = pd.DataFrame(rows)
+    if flags_as_string:
+        frame["qc_flags"] = frame["qc_flags"].map(";".join)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def write_mimic(root, rows, reports_text, chexpert_rows, *, skip_metadata=()):
+    """Metadata, CheXpert and report files for the images of `rows`."""
+    meta = [
+        {
+            "dicom_id": r["dicom_id"], "subject_id": r["subject_id"], "study_id": r["study_id"],
+            "PerformedProcedureStepDescription": "CHEST (PA AND LAT)", "ViewPosition": "PA", "Rows": 3056, "Columns": 2544,
+            "StudyDate": "21800506", "StudyTime": "213014.531", "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
+            "ViewCodeSequence_CodeMeaning": "postero-anterior", "PatientOrientationCodeSequence_CodeMeaning": "Erect",
+        }
+        for r in rows
+        if r["dicom_id"] not in skip_metadata
+    ]
+    meta.append({c: v for c, v in zip(METADATA_COLUMNS, ["lateral-only", 10000032, 50000001, "", "LL", 1, 1, "1", "1", "", "", ""])})
+    pd.DataFrame(meta, columns=METADATA_COLUMNS).to_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
+    pd.DataFrame(chexpert_rows, columns=["subject_id", "study_id", *CHEXPERT_LABELS]).to_csv(
+        root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False
+    )
+    for (subject, study), text in reports_text.items():
+        path = root / "reports" / f"files/p{str(subject)[:2]}/p{subject}/s{study}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture
+def archive(tmp_path):
+    """Three subjects in three pXX prefixes; one failed, one flagged, one unsafe, one study without a report file."""
+    rows_a = [
+        image_row(10000032, 50414267, "d1"),
+        image_row(10000032, 50414267, "d2", flags=["low_lung_area", "one_component"]),
+        image_row(10000032, 53189527, "d3"),
+    ]
+    rows_b = [
+        image_row(11000011, 51000001, "d4"),
+        image_row(11000011, 51000001, "d5", status="failed", error="truncated JPEG (no end-of-image marker)"),
+        image_row(12000022, 52000002, "d6"),
+        image_row(12000022, 52000003, "d7"),
+        dict(image_row(12000022, 52000003, "d8"), image_path="../../etc/passwd"),
+    ]
+    manifests = [
+        write_manifest(tmp_path / "manifests/p10.parquet", rows_a),
+        write_manifest(tmp_path / "manifests/p11.parquet", rows_b, flags_as_string=True),
+    ]
+    reports_text = {
+        (10000032, 50414267): REPORT_FULL,
+        (10000032, 53189527): REPORT_COMPARISON,
+        (11000011, 51000001): REPORT_FULL,
+        (12000022, 52000002): REPORT_EMPTY,
+    }
+    labels = np.full((4, 14), np.nan)
+    labels[0, :3] = [1.0, 0.0, -1.0]
+    labels[1, 8] = 1.0
+    chexpert = [
+        [10000032, 50414267, *labels[0]],
+        [10000032, 53189527, *labels[1]],
+        [11000011, 51000001, *labels[2]],
+        [12000022, 52000003, *labels[3]],
+    ]
+    write_mimic(tmp_path, rows_a + rows_b, reports_text, chexpert)
+    return tmp_path, manifests
+
+
+def run_merge(tmp_path, manifests, out="out", **kw):
+    kw.setdefault("progress", False)
+    summary = merge_tables(
+        manifests, tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz", tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz",
+        tmp_path / "reports", tmp_path / out, **kw,
+    )
+    return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in tables.TABLE_NAMES.items()}
+
+
+def test_tables_columns_rows_and_dtypes(archive):
+    tmp_path, manifests = archive
+    summary, t = run_merge(tmp_path, manifests)
+    ok = ["d1", "d2", "d3", "d4", "d6", "d7"]
+    for name, frame in t.items():
+        assert frame["dicom_id"].tolist() == ok, name
+        assert frame["subject_id"].dtype == np.int64 and frame["study_id"].dtype == np.int64
+    assert list(t["metadata"].columns[:8]) == [
+        "dicom_id", "subject_id", "study_id", "Reports", "PatientOrientation", "ViewPosition", "StudyDate", "StudyTime",
+    ]
+    assert set(METADATA_COLUMNS) <= set(t["metadata"].columns) and t["metadata"].columns[-1] == "ReportRule"
+    assert list(t["segmented"].columns) == ["dicom_id", "subject_id", "study_id", "DicomPath", *CHEXPERT_LABELS]
+    assert all(t["segmented"][c].dtype == np.float64 for c in CHEXPERT_LABELS)
+    assert list(t["split"].columns) == ["dicom_id", "subject_id", "study_id", "split"]
+    assert list(t["mask"].columns) == ["dicom_id", "subject_id", "study_id", "DicomPath"]
+    assert t["segmented"]["DicomPath"][0] == "files/p10/p10000032/s50414267/d1.jpg"
+    assert t["mask"]["DicomPath"][0] == "files/p10/p10000032/s50414267/d1-mask.jpg"
+    assert summary["rows"] == {"metadata": 6, "segmented": 6, "split": 6, "mask": 6}
+
+
+def test_metadata_values_pass_through_as_text(archive):
+    tmp_path, manifests = archive
+    run_merge(tmp_path, manifests)
+    meta = pd.read_csv(tmp_path / "out" / "CXLSeg-metadata.csv.gz", dtype=str, keep_default_na=False)
+    row = meta.iloc[0]
+    assert (row["StudyDate"], row["StudyTime"], row["ViewPosition"], row["PatientOrientation"]) == (
+        "21800506", "213014.531", "PA", "Erect",
+    )
+    assert row["Reports"] == "Lungs clear. Normal." and row["ReportRule"] == "findings+impression"
+    by_id = meta.set_index("dicom_id")
+    assert (by_id.at["d3", "Reports"], by_id.at["d3", "ReportRule"]) == ("Stable since ___.", "comparison")
+    assert (by_id.at["d6", "Reports"], by_id.at["d6", "ReportRule"]) == ("", "none")
+    assert (by_id.at["d7", "Reports"], by_id.at["d7", "ReportRule"]) == ("", tables.NO_REPORT_FILE)
+
+
+def test_chexpert_values_and_blanks_kept_as_in_source(archive):
+    tmp_path, manifests = archive
+    run_merge(tmp_path, manifests)
+    with gzip.open(tmp_path / "out" / "CXLSeg-segmented.csv.gz", "rt") as fh:
+        lines = fh.read().splitlines()
+    assert lines[1] == "d1,10000032,50414267,files/p10/p10000032/s50414267/d1.jpg,1.0,0.0,-1.0" + "," * 11
+    # study 52000002 has no CheXpert row at all: every label blank, never 0
+    d6 = next(line for line in lines if line.startswith("d6,"))
+    assert d6.endswith("," * 14)
+
+
+def test_failed_and_unsafe_images_only_in_failed_table(archive):
+    tmp_path, manifests = archive
+    summary, t = run_merge(tmp_path, manifests)
+    failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False)
+    assert list(failed.columns) == tables.FAILED_COLUMNS
+    rejected = failed[failed["status"] == "failed"].set_index("dicom_id")
+    assert set(rejected.index) == {"d5", "d8"}
+    assert "truncated JPEG" in rejected.at["d5", "reason"]
+    assert rejected.at["d8", "reason"].startswith("unsafe image_path") and "'..'" in rejected.at["d8", "reason"]
+    for frame in t.values():
+        assert not frame["dicom_id"].isin(["d5", "d8"]).any()
+    assert summary["failed"] == 2 and summary["images_ok"] == 6
+
+
+def test_flagged_images_listed_with_flags_and_optionally_excluded(archive):
+    tmp_path, manifests = archive
+    summary, t = run_merge(tmp_path, manifests)
+    failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False)
+    flagged = failed[failed["status"] == "flagged"]
+    assert flagged["dicom_id"].tolist() == ["d2"]
+    assert flagged["qc_flags"].iloc[0] == "low_lung_area;one_component"
+    assert bool(flagged["in_tables"].iloc[0]) and "d2" in t["segmented"]["dicom_id"].tolist()
+    assert summary["flagged"] == 1
+
+    summary, t = run_merge(tmp_path, manifests, out="strict", include_flagged=False)
+    assert "d2" not in t["segmented"]["dicom_id"].tolist()
+    assert summary["rows"]["segmented"] == 5
+    failed = pd.read_csv(tmp_path / "strict" / tables.FAILED_TABLE, keep_default_na=False)
+    assert not failed.loc[failed["dicom_id"] == "d2", "in_tables"].iloc[0]
+
+
+def test_qc_flags_as_list_or_string_give_same_tables(tmp_path):
+    rows = [image_row(10000032, 50414267, "d1", flags=["a", "b"]), image_row(10000032, 50414267, "d2")]
+    as_list = write_manifest(tmp_path / "list/p10.parquet", rows)
+    as_text = write_manifest(tmp_path / "text/p10.parquet", rows, flags_as_string=True)
+    write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
+    run_merge(tmp_path, [as_list], out="a")
+    run_merge(tmp_path, [as_text], out="b")
+    for name in [tables.FAILED_TABLE, *tables.TABLE_NAMES.values()]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_authors_scripts_expectations(archive):
+    """segmentation/, classification/ and report generation/split.py of the CXLSeg repository."""
+    tmp_path, manifests = archive
+    _, t = run_merge(tmp_path, manifests)
+    mask = t["mask"].rename(columns={"DicomPath": "DicomPathMask"})
+    merged = pd.merge(pd.merge(t["segmented"], t["split"]), mask)
+    assert len(merged) == len(t["segmented"]) and merged["dicom_id"].is_unique
+    assert set(merged["split"]) <= {"train", "validate", "test"}
+    assert merged["DicomPathMask"].str.endswith("-mask.jpg").all()
+    features = merged[merged.columns[~merged.columns.isin(["dicom_id", "subject_id", "study_id", "split"])]]
+    assert list(features.columns) == ["DicomPath", *CHEXPERT_LABELS, "DicomPathMask"]
+    with_reports = pd.merge(pd.merge(t["segmented"], t["split"]), t["metadata"])
+    assert len(with_reports) == len(t["segmented"]) and "Reports" in with_reports
+
+
+def test_reports_parsed_once_per_study(archive, monkeypatch):
+    tmp_path, manifests = archive
+    calls = []
+    original = reports.extract_report
+    monkeypatch.setattr(reports, "extract_report", lambda text: calls.append(text) or original(text))
+    summary, _ = run_merge(tmp_path, manifests, report_workers=1)
+    assert len(calls) == 4  # 5 studies, one without a report file
+    assert summary["studies"] == 5
+    assert summary["reports_by_rule"] == {"comparison": 1, "findings+impression": 2, "no_file": 1, "none": 1}
+    assert summary["studies_without_report"] == [
+        {"subject_id": 12000022, "study_id": 52000002, "reason": "no extractable section"},
+        {"subject_id": 12000022, "study_id": 52000003, "reason": "no report file"},
+    ]
+
+
+def test_summary_json_and_reproducible_bytes(archive):
+    tmp_path, manifests = archive
+    summary, _ = run_merge(tmp_path, manifests, out="one")
+    run_merge(tmp_path, list(reversed(manifests)), out="two", report_workers=1)
+    for name in [tables.FAILED_TABLE, tables.SUMMARY, *tables.TABLE_NAMES.values()]:
+        if name != tables.SUMMARY:
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    on_disk = json.loads((tmp_path / "one" / tables.SUMMARY).read_text())
+    assert on_disk["rows"] == summary["rows"] and on_disk["flagged"] == 1 and on_disk["failed"] == 2
+    assert on_disk["studies_without_chexpert"] == 1
+
+
+def test_duplicate_rows_across_manifests_keep_the_ok_one(tmp_path):
+    rows = [image_row(10000032, 50414267, "d1", status="failed", error="oom")]
+    again = [image_row(10000032, 50414267, "d1")]
+    manifests = [write_manifest(tmp_path / "m/a.parquet", rows), write_manifest(tmp_path / "m/b.parquet", again)]
+    write_mimic(tmp_path, again, {(10000032, 50414267): REPORT_FULL}, [])
+    summary, t = run_merge(tmp_path, manifests)
+    assert t["segmented"]["dicom_id"].tolist() == ["d1"]
+    assert summary["duplicate_rows_dropped"] == 1 and summary["failed"] == 0
+
+
+def test_missing_metadata_row_is_blank_and_counted(tmp_path):
+    rows = [image_row(10000032, 50414267, "d1"), image_row(10000032, 50414267, "d2")]
+    manifest = write_manifest(tmp_path / "m/a.parquet", rows)
+    write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [], skip_metadata={"d2"})
+    summary, t = run_merge(tmp_path, [manifest])
+    assert summary["images_without_metadata"] == 1
+    assert t["metadata"].set_index("dicom_id")["ViewPosition"].isna().tolist() == [False, True]
+
+
+def test_invalid_ids_become_failed_rows(tmp_path):
+    rows = [image_row(10000032, 50414267, "d1"), dict(image_row(10000032, 50414267, "d2"), subject_id="../p1")]
+    frame = pd.DataFrame(rows).astype({"subject_id": str})
+    frame.to_parquet(tmp_path / "a.parquet", index=False)
+    write_mimic(tmp_path, rows[:1], {(10000032, 50414267): REPORT_FULL}, [])
+    summary, t = run_merge(tmp_path, [tmp_path / "a.parquet"])
+    assert t["split"]["dicom_id"].tolist() == ["d1"]
+    assert summary["failed_by_reason"] == {"invalid subject_id": 1}
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    bad = write_manifest(tmp_path / "bad.parquet", [{"dicom_id": "d1", "subject_id": 1}])
+    with pytest.raises(ValueError, match=r"bad\.parquet.*image_path"):
+        tables.read_manifests([bad])
+    (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="garbage.parquet"):
+        tables.read_manifests([tmp_path / "garbage.parquet"])
+    pd.DataFrame({"subject_id": [1], "study_id": [2], **{c: ["1.0"] for c in CHEXPERT_LABELS}}).assign(Edema="yes").to_csv(
+        tmp_path / "chexpert.csv", index=False
+    )
+    with pytest.raises(ValueError, match=r"chexpert\.csv.*'Edema'"):
+        tables.read_chexpert(tmp_path / "chexpert.csv")
+
+
+def test_report_path_layout_and_rejections(tmp_path):
+    assert report_path(tmp_path, 10000032, 50414267) == tmp_path / "files/p10/p10000032/s50414267.txt"
+    with pytest.raises(ValueError):
+        report_path(tmp_path, -1, 50414267)
+    with pytest.raises(ValueError):
+        report_path(tmp_path, "10000032/../../x", 1)
+
+
+def test_unsafe_path_precheck_matches_safe_join():
+    candidates = pd.Series(["files/p10/a.jpg", "/abs.jpg", "~/x.jpg", "C:/x.jpg", "a/../b.jpg", "..", "a\\..\\b", " ", "a..b/c.jpg"])
+    flagged = tables._unsafe_paths(candidates).tolist()
+    for path, hit in zip(candidates, flagged):
+        try:
+            tables.safe_join("/root", path)
+            rejected = False
+        except UnsafePathError:
+            rejected = True
+        assert hit == rejected, path
+
+
+def test_empty_manifest_list_writes_empty_tables(tmp_path):
+    write_mimic(tmp_path, [], {}, [])
+    summary, t = run_merge(tmp_path, [])
+    assert all(len(frame) == 0 for frame in t.values())
+    assert list(t["split"].columns) == ["dicom_id", "subject_id", "study_id", "split"]
+    assert summary["rows"]["metadata"] == 0
+
+
+# ---------------------------------------------------------------- split
+
+
+def large_manifest(tmp_path, n_rows=50_000, n_subjects=20_000, seed=0):
+    """Realistic skew: most patients have one or two images, a few have dozens."""
+    rng = np.random.default_rng(seed)
+    weights = rng.pareto(1.5, n_subjects) + 1.0
+    subject_of_row = np.sort(np.concatenate([np.arange(n_subjects), rng.choice(n_subjects, n_rows - n_subjects, p=weights / weights.sum())]))
+    subjects = 10_000_000 + subject_of_row * 487
+    studies = 50_000_000 + subject_of_row * 10 + rng.integers(0, 3, n_rows)
+    dicoms = [f"{i:08x}-0000" for i in range(n_rows)]
+    folders = [f"files/p{str(s)[:2]}/p{s}/s{t}/{d}" for s, t, d in zip(subjects, studies, dicoms)]
+    frame = pd.DataFrame(
+        {
+            "dicom_id": dicoms, "subject_id": subjects, "study_id": studies,
+            "image_path": [f + ".jpg" for f in folders], "mask_path": [f + "-mask.jpg" for f in folders],
+            "status": "ok", "qc_flags": "", "error": "",
+        }
+    )
+    path = tmp_path / "large.parquet"
+    frame.to_parquet(path, index=False)
+    return path, frame
+
+
+def test_split_proportions_and_no_leakage_on_large_manifest(tmp_path):
+    manifest, frame = large_manifest(tmp_path)
+    pd.DataFrame(columns=METADATA_COLUMNS).to_csv(tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
+    pd.DataFrame(columns=["subject_id", "study_id", *CHEXPERT_LABELS]).to_csv(tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
+    summary, t = run_merge(tmp_path, [manifest], report_workers=4)
+    split = t["split"]
+    assert len(split) == 50_000 and set(split["split"]) == {"train", "validate", "test"}
+    assert split.groupby("subject_id")["split"].nunique().max() == 1
+    assert summary["split"]["subjects_on_several_sides"] == 0
+    image_share = split["split"].value_counts(normalize=True)
+    subject_share = split.drop_duplicates("subject_id")["split"].value_counts(normalize=True)
+    for name, target in zip(["train", "validate", "test"], [0.8, 0.1, 0.1]):
+        assert abs(image_share[name] - target) <= 0.01, (name, image_share[name])
+        assert abs(subject_share[name] - target) <= 0.01, (name, subject_share[name])
+
+
+def test_split_by_subject_is_seeded_and_order_free():
+    subjects = np.arange(10_000_000, 10_001_000)
+    a = split_by_subject(subjects, (0.8, 0.1, 0.1), seed=42)
+    b = split_by_subject(subjects[::-1], (0.8, 0.1, 0.1), seed=42)
+    c = split_by_subject(subjects, (0.8, 0.1, 0.1), seed=7)
+    assert a.equals(b) and not a.equals(c)
+    assert a.value_counts().to_dict() == {"train": 800, "validate": 100, "test": 100}
+    assert split_by_subject(subjects, (1.0, 0.0, 0.0)).eq("train").all()
+
+
+@pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.9, 0.1, 0.1), (1.2, -0.1, -0.1)])
+def test_split_ratios_validated(ratios):
+    with pytest.raises(ValueError, match="ratios"):
+        split_by_subject([1, 2, 3], ratios)
+
+
+def test_official_split_followed_with_patient_fallback(archive):
+    tmp_path, manifests = archive
+    pd.DataFrame(
+        {"dicom_id": ["d1", "d3", "d4", "d6"], "study_id": 0, "subject_id": 0, "split": ["test", "test", "validate", "train"]}
+    ).to_csv(tmp_path / "split.csv.gz", index=False)
+    summary, t = run_merge(tmp_path, manifests, split_source="official", official_split_csv=tmp_path / "split.csv.gz")
+    split = t["split"].set_index("dicom_id")["split"].to_dict()
+    # d2 is missing from the official file and follows its patient (d1, d3); d7 follows d6
+    assert split == {"d1": "test", "d2": "test", "d3": "test", "d4": "validate", "d6": "train", "d7": "train"}
+    assert summary["split"]["images_not_in_official_split"] == 2 and summary["split"]["source"] == "official"
+
+
+def test_official_split_needs_its_file_and_known_values(archive):
+    tmp_path, manifests = archive
+    with pytest.raises(ValueError, match="official_split_csv"):
+        run_merge(tmp_path, manifests, split_source="official")
+    with pytest.raises(ValueError, match="split_source"):
+        run_merge(tmp_path, manifests, split_source="by_study")
+    pd.DataFrame({"dicom_id": ["d1"], "split": ["val"]}).to_csv(tmp_path / "split.csv", index=False)
+    with pytest.raises(ValueError, match=r"split\.csv.*'val'"):
+        run_merge(tmp_path, manifests, split_source="official", official_split_csv=tmp_path / "split.csv")

@@ -1,0 +1,670 @@
+"""Radiograph-like chest phantoms with exact lung masks, for the synthetic demo archive.
+
+A phantom is built the way a radiograph forms: an attenuation ("density") map of
+body, lungs, mediastinum, spine, ribs, clavicles, heart and diaphragm is blurred
+like a detector, optional findings are added *inside the lung outline only*, a
+random exposure/gamma curve maps density to brightness, then quantum noise and
+burned-in text are laid on top.  Masks are rasterised from the same lung
+outlines at full resolution, so they are exact.
+
+Conventions (decided here, used by the demo and its tests):
+
+* PA/AP films: the patient's left lung is on the image RIGHT (``left_mask``).
+* ``mask`` is the *aerated* lung.  Like the V7 masks it includes the lung that
+  lies behind the heart and the dome of the diaphragm (the heart shadow overlaps
+  the left lung mask medially); a pleural effusion replaces the lung base by
+  fluid, so the effusion's meniscus and everything below it leaves the mask.
+  ``outline`` is the lung before any finding: every pixel a finding changes lies
+  inside it, and nothing outside it depends on the findings.
+* Clutter (markers, text, ECG leads, tubes and lines) comes from its own random
+  stream, so it never depends on the findings drawn.
+* ``view="LATERAL"`` draws a lateral film; its ``mask`` is the single projected
+  lung field and ``left_mask``/``right_mask`` are empty.  ``view="CT"`` draws an
+  axial CT-like slice with empty masks (the V7 set contains a few of those).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+FINDINGS = ("Pneumonia", "Lung Lesion", "Atelectasis", "Pleural Effusion", "Tuberculosis", "COVID-19")
+DEVICES = ("ecg", "ett", "central_line", "ng_tube", "pacemaker")
+SUPPORT_DEVICES = frozenset({"ett", "central_line", "ng_tube", "pacemaker"})
+VIEWS = ("PA", "AP", "LATERAL", "CT")
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass
+class Phantom:
+    image: np.ndarray  # uint8 H x W
+    mask: np.ndarray  # uint8 0/1 aerated lungs (both)
+    left_mask: np.ndarray  # patient's left lung (image right on PA/AP)
+    right_mask: np.ndarray
+    findings: dict[str, bool]
+    view: str = "PA"
+    outline: np.ndarray | None = None  # lungs before findings (0/1)
+    signal: np.ndarray | None = None  # float32 brightness in [0, 1] before 8-bit quantisation
+    sites: dict[str, str] = field(default_factory=dict)  # finding -> "right lower" etc., for report text
+    devices: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+
+@dataclass
+class _Frame:
+    """Maps thorax coordinates (u across, v down, both ~[0, 1]) to pixels of one raster."""
+
+    x0: float
+    y0: float
+    bw: float
+    bh: float
+    mid: float  # midline in u
+
+    def px(self, side: int, dx: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """side -1 = patient's right (image left), +1 = patient's left (image right)."""
+        u = self.mid + side * np.asarray(dx, np.float64)
+        return np.stack([self.x0 + u * self.bw, self.y0 + np.asarray(v, np.float64) * self.bh], axis=-1)
+
+    def scaled(self, k: float) -> "_Frame":
+        return _Frame(self.x0 * k, self.y0 * k, self.bw * k, self.bh * k, self.mid)
+
+
+def _wobble(rng: np.random.Generator, t: np.ndarray, amp: float) -> np.ndarray:
+    """Smooth low-frequency deviation so no two outlines are the same curve."""
+    out = np.zeros_like(t)
+    for freq in (1.0, 2.0, 3.0):
+        out += rng.normal(0, amp / freq) * np.sin(np.pi * freq * t + rng.uniform(0, 2 * np.pi))
+    return out
+
+
+def _fill(shape: tuple[int, int], polys: list[np.ndarray]) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    pts = [np.round(p * 16).astype(np.int32) for p in polys]
+    cv2.fillPoly(mask, pts, 1, lineType=cv2.LINE_8, shift=4)
+    return mask
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0.3:
+        return img
+    return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
+    """Zero-mean unit-ish random field with features about `cell` pixels across (cheap: upsampled)."""
+    h, w = shape
+    small = rng.standard_normal((max(2, h // cell + 2), max(2, w // cell + 2))).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _stroke(layer: np.ndarray, pts: np.ndarray, thickness: float, value: int = 255) -> None:
+    """Anti-aliased polyline into an 8-bit layer (cv2 only anti-aliases 8-bit rasters)."""
+    cv2.polylines(layer, [np.round(pts * 16).astype(np.int32)], False, value,
+                  thickness=max(1, int(round(thickness))), lineType=cv2.LINE_AA, shift=4)
+
+
+# --------------------------------------------------------------------------- anatomy (PA / AP)
+
+
+@dataclass
+class _Lung:
+    side: int
+    apex_v: float
+    apex_dx: float
+    lat_dx: float
+    cp_dx: float
+    cp_v: float
+    base_dx: float
+    base_v: float
+    dome_v: float
+    medial_dx: float
+    notch: float  # cardiac notch (left lung only)
+
+    def outline(self, rng: np.random.Generator, n: int = 48) -> np.ndarray:
+        """Closed outline (dx, v) clockwise: lateral wall, diaphragm dome, medial border."""
+        t = np.linspace(0, 1, n)
+        shape_t = np.sqrt(np.sin(np.pi / 2 * t))
+        lat_v = self.apex_v + t * (self.cp_v - self.apex_v)
+        bulge = np.sin(np.pi * np.clip(t / 0.9, 0, 1)) * 0.5 * max(0.0, self.lat_dx - self.cp_dx)
+        lat_dx = self.apex_dx + (self.cp_dx - self.apex_dx) * shape_t + bulge + _wobble(rng, t, 0.004)
+        s = np.linspace(0, 1, n)[1:]
+        dia_dx = self.cp_dx + (self.base_dx - self.cp_dx) * s
+        dome = np.sin(np.pi * s) ** 1.3 * (min(self.cp_v, self.base_v) - self.dome_v)
+        dia_v = self.cp_v + (self.base_v - self.cp_v) * s ** 0.8 - dome
+        m = np.linspace(1, 0, n)[1:-1]
+        med_v = self.apex_v + m * (self.base_v - self.apex_v)
+        med_dx = self.apex_dx - (self.apex_dx - self.medial_dx) * np.sqrt(np.sin(np.pi / 2 * m))
+        med_dx += self.notch * np.clip((m - 0.45) / 0.4, 0, 1) ** 1.5 + _wobble(rng, m, 0.003)
+        dx = np.concatenate([lat_dx, dia_dx, med_dx])
+        v = np.concatenate([lat_v, dia_v, med_v])
+        return np.stack([dx, v], axis=1)
+
+
+def _sample_lungs(rng: np.random.Generator) -> tuple[_Lung, _Lung]:
+    apex_v = rng.uniform(0.05, 0.11)
+    lat = rng.uniform(0.36, 0.43)
+    cp_v = rng.uniform(0.78, 0.88)
+    lungs = []
+    for side in (-1, 1):
+        left = side == 1
+        lung_cp_v = cp_v + (rng.uniform(0.0, 0.04) if left else 0.0)
+        cp_dx = lat - rng.uniform(0.0, 0.03) + rng.normal(0, 0.008)
+        base_dx = rng.uniform(0.10, 0.15) if left else rng.uniform(0.05, 0.09)
+        base_v = lung_cp_v - rng.uniform(0.06, 0.12)
+        lungs.append(_Lung(
+            side=side, apex_v=apex_v + rng.normal(0, 0.01), apex_dx=rng.uniform(0.14, 0.19),
+            lat_dx=lat + rng.normal(0, 0.01), cp_dx=cp_dx, cp_v=lung_cp_v, base_dx=base_dx, base_v=base_v,
+            dome_v=base_v - rng.uniform(0.03, 0.08), medial_dx=rng.uniform(0.045, 0.07),
+            notch=rng.uniform(0.04, 0.08) if left else 0.0))
+    return lungs[0], lungs[1]
+
+
+def _frame(rng: np.random.Generator, height: int, width: int) -> _Frame:
+    bw = min(width * 0.96, height * 1.02) * rng.uniform(0.80, 0.94)
+    bh = min(height * 0.93, bw * rng.uniform(0.85, 1.02))
+    x0 = (width - bw) / 2 + rng.normal(0, 0.02) * width
+    y0 = rng.uniform(0.03, 0.10) * height + max(0.0, (height * 0.93 - bh) * rng.uniform(0.0, 0.5))
+    return _Frame(x0, y0, bw, bh, 0.5 + rng.normal(0, 0.012))
+
+
+def _body_polygon(rng: np.random.Generator, f: _Frame, side: int, arms: bool) -> np.ndarray:
+    """One half of the body silhouette (neck, shoulder, chest wall, flank), returned in pixels."""
+    neck = rng.uniform(0.08, 0.11)
+    shoulder = rng.uniform(0.52, 0.60)
+    wall = rng.uniform(0.47, 0.52)
+    dx = np.array([neck, neck + 0.01, 0.2, 0.38, shoulder, shoulder + 0.02 * arms, wall + 0.01, wall, wall - 0.02])
+    v = np.array([-0.6, -0.12, -0.08, -0.05, 0.02, 0.25, 0.55, 0.9, 1.6])
+    if arms:
+        dx = np.maximum(dx, [0, 0, 0, 0, 0.6, 0.66, 0.64, 0.62, 0.6])
+    t = np.linspace(0, 1, 40)
+    knots = np.linspace(0, 1, dx.size)
+    return f.px(side, np.interp(t, knots, dx), np.interp(t, knots, v))
+
+
+def _rib_paths(lung: _Lung, f: _Frame, n_ribs: int, rng: np.random.Generator) -> tuple[list, list]:
+    """Posterior ribs arc out and down from the spine; anterior ribs slope down toward the sternum."""
+    posterior, anterior = [], []
+    s = np.linspace(0, 1, 30)
+    span = (lung.cp_v - lung.apex_v) / (n_ribs - 0.5)
+    for k in range(n_ribs):
+        v0 = lung.apex_v - 0.03 + k * span * rng.uniform(0.95, 1.05)
+        reach = lung.lat_dx + 0.05
+        dx = 0.035 + s * reach
+        v = v0 - 0.045 * np.sin(np.pi * s * 0.8) + 0.11 * s ** 3 + 0.01 * k * s
+        posterior.append(f.px(lung.side, dx, v))
+        a_dx = reach - s * (reach - 0.12)
+        a_v = v[-1] - 0.02 + s * (0.10 + 0.01 * k) - 0.02 * np.sin(np.pi * s)
+        anterior.append(f.px(lung.side, a_dx, a_v))
+    return posterior, anterior
+
+
+def _vessel_tree(rng: np.random.Generator, layer: np.ndarray, start: np.ndarray, angle: float,
+                 length: float, width: float, depth: int) -> None:
+    """Pulmonary vessels: branching lines that thin out toward the periphery."""
+    if depth == 0 or width < 0.6:
+        return
+    end = start + length * np.array([np.cos(angle), np.sin(angle)])
+    value = int(90 + 30 * depth)
+    cv2.line(layer, tuple(np.round(start * 16).astype(int)), tuple(np.round(end * 16).astype(int)), value,
+             max(1, int(round(width))), cv2.LINE_AA, 4)
+    for turn in (-1, 1):
+        _vessel_tree(rng, layer, end, angle + turn * rng.uniform(0.2, 0.55), length * rng.uniform(0.6, 0.85),
+                     width * 0.7, depth - 1)
+
+
+def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lungs: tuple[_Lung, _Lung],
+                outlines_px: list[np.ndarray], view: str) -> np.ndarray:
+    """Attenuation map of a frontal chest: soft tissue ~1, aerated lung ~0.35, bone +0.2..0.3, air 0."""
+    h, w = shape
+    unit = f.bw
+    arms = view == "AP" and rng.random() < 0.6
+    body = _fill(shape, [np.concatenate([_body_polygon(rng, f, -1, arms), _body_polygon(rng, f, 1, arms)[::-1]])])
+    body = _blur(body.astype(np.float32), 0.006 * unit)
+    x = (np.arange(w, dtype=np.float32) - (f.x0 + f.mid * f.bw)) / (0.62 * f.bw)
+    profile = np.sqrt(np.clip(1 - x ** 2, 0, 1))[None, :]
+    density = body * (0.45 + 0.55 * profile)
+    density *= 1 + 0.04 * _smooth_field(rng, shape, max(8, int(0.12 * unit)))
+
+    lung_mask = _fill(shape, outlines_px).astype(np.float32)
+    lung_soft = _blur(lung_mask, 0.008 * unit)
+    y = (np.arange(h, dtype=np.float32) - f.y0) / f.bh
+    depth_v = np.clip(0.55 + 0.6 * np.sin(np.pi * np.clip((y - lungs[0].apex_v) / 0.95, 0, 1)), 0, 1)[:, None]
+    depth = (0.45 + 0.25 * profile) * depth_v * rng.uniform(0.85, 1.1)
+    texture = 1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * unit)))
+    density -= lung_soft * depth * texture
+
+    vessels = np.zeros(shape, np.uint8)
+    for lung in lungs:
+        hilum = f.px(lung.side, 0.10 + rng.uniform(0, 0.03), 0.36 + rng.uniform(0, 0.06))
+        base_angle = 0.0 if lung.side == 1 else np.pi
+        for spread in (-1.1, -0.45, 0.2, 0.8, 1.3):
+            angle = base_angle - lung.side * spread if lung.side == 1 else base_angle + spread
+            _vessel_tree(rng, vessels, hilum, angle + rng.normal(0, 0.1), 0.09 * unit, 0.012 * unit, 5)
+    density += _blur(vessels.astype(np.float32) / 255.0, 0.002 * unit) * 0.22 * lung_soft
+
+    heart = np.zeros(shape, np.uint8)
+    hx = f.px(1, rng.uniform(0.04, 0.08), 0.0)[0]
+    centre = (hx, f.y0 + f.bh * rng.uniform(0.58, 0.64))
+    axes = (f.bw * rng.uniform(0.17, 0.23), f.bh * rng.uniform(0.15, 0.19))
+    cv2.ellipse(heart, tuple(int(round(c)) for c in centre), tuple(int(round(a)) for a in axes),
+                rng.uniform(-35, -15), 0, 360, 255, -1, cv2.LINE_AA)
+    aorta = f.px(1, rng.uniform(0.04, 0.07), rng.uniform(0.27, 0.31))
+    cv2.circle(heart, tuple(np.round(aorta).astype(int)), int(0.045 * unit), 255, -1, cv2.LINE_AA)
+    mediastinum = np.concatenate([f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 0.9])),
+                                  f.px(1, np.array([0.07, 0.06, 0.05]), np.array([0.9, 0.3, -0.1]))])
+    cv2.fillPoly(heart, [np.round(mediastinum).astype(np.int32)], 200)
+    density += _blur(heart.astype(np.float32) / 255.0, 0.01 * unit) * rng.uniform(0.40, 0.55)
+
+    bones = np.zeros(shape, np.uint8)
+    spine_w = 0.035 * unit
+    for k in range(14):
+        v = -0.06 + k * 0.075
+        c = f.px(1, 0.0, v + 0.0375)[0]
+        cv2.rectangle(bones, tuple(np.round(c - [spine_w, 0.03 * f.bh]).astype(int)),
+                      tuple(np.round(c + [spine_w, 0.03 * f.bh]).astype(int)), 120, -1, cv2.LINE_AA)
+        for side in (-1, 1):
+            ped = f.px(side, 0.025, v + 0.03)[0]
+            cv2.ellipse(bones, tuple(np.round(ped).astype(int)), (max(1, int(0.008 * unit)), max(1, int(0.012 * unit))),
+                        0, 0, 360, 200, 2, cv2.LINE_AA)
+    trachea = np.zeros(shape, np.uint8)
+    _stroke(trachea, f.px(1, np.array([0.0, 0.005, 0.01]), np.array([-0.3, 0.1, 0.27])), 0.035 * unit)
+    for side in (-1, 1):
+        _stroke(trachea, f.px(side, np.array([0.01, 0.05, 0.08]), np.array([0.27, 0.31, 0.36])), 0.02 * unit, 180)
+    density -= _blur(trachea.astype(np.float32) / 255.0, 0.004 * unit) * 0.25
+
+    n_ribs = int(rng.integers(9, 11))
+    for lung in lungs:
+        posterior, anterior = _rib_paths(lung, f, n_ribs, rng)
+        rib_w = 0.024 * f.bh * rng.uniform(0.85, 1.15)
+        for path in posterior:
+            _stroke(bones, path, rib_w, 150)
+            _stroke(bones, path, rib_w * 0.45, 95)
+        for path in anterior:
+            _stroke(bones, path, rib_w * 0.8, 70)
+        clav_dx = np.linspace(0.03, 0.42, 30)
+        clav_v = lung.apex_v + 0.02 - 0.07 * (clav_dx / 0.42) + 0.015 * np.sin(np.pi * clav_dx / 0.21)
+        _stroke(bones, f.px(lung.side, clav_dx, clav_v + rng.normal(0, 0.01)), 0.032 * f.bh, 210)
+        head = f.px(lung.side, rng.uniform(0.56, 0.62), rng.uniform(-0.02, 0.04))
+        cv2.circle(bones, tuple(np.round(head).astype(int)), int(0.09 * unit), 170, -1, cv2.LINE_AA)
+        scap = f.px(lung.side, np.array([0.30, 0.36, 0.40]), np.array([0.05, 0.25, 0.42]))
+        _stroke(bones, scap, 0.006 * unit, 90)
+    density += _blur(bones.astype(np.float32) / 255.0, 0.0025 * unit) * 0.32 * np.clip(body * 1.5, 0, 1)
+
+    bubble = np.zeros(shape, np.uint8)
+    left = lungs[1]
+    bc = f.px(1, rng.uniform(0.18, 0.28), left.base_v + rng.uniform(0.04, 0.08))[0]
+    cv2.ellipse(bubble, tuple(np.round(bc).astype(int)), (int(0.06 * unit), int(0.035 * unit)), 0, 0, 360, 255, -1)
+    density -= _blur(bubble.astype(np.float32) / 255.0, 0.01 * unit) * rng.uniform(0.1, 0.3) * (1 - lung_soft)
+    return np.clip(density, 0, None)
+
+
+# --------------------------------------------------------------------------- findings (inside the lungs only)
+
+
+def _lung_zone(outline: np.ndarray, zone: str) -> tuple[float, float]:
+    """(y_min, y_max) pixel rows of a lung's upper, mid or lower third."""
+    ys = outline[:, 1]
+    top, bottom = ys.min(), ys.max()
+    k = {"upper": 0, "mid": 1, "lower": 2}[zone]
+    return top + (bottom - top) * k / 3, top + (bottom - top) * (k + 1) / 3
+
+
+def _point_in(rng: np.random.Generator, mask: np.ndarray, rows: tuple[float, float]) -> np.ndarray:
+    ys, xs = np.nonzero(mask[int(rows[0]):max(int(rows[0]) + 1, int(rows[1]))])
+    if ys.size == 0:
+        ys, xs = np.nonzero(mask)
+        return np.array([xs[len(xs) // 2], ys[len(ys) // 2]], np.float64)
+    i = int(rng.integers(ys.size))
+    return np.array([xs[i], ys[i] + int(rows[0])], np.float64)
+
+
+def _patches(rng, layer, lung_mask, rows, unit, n, size, value) -> None:
+    for _ in range(n):
+        c = _point_in(rng, lung_mask, rows)
+        axes = (max(1, int(unit * size * rng.uniform(0.5, 1.2))), max(1, int(unit * size * rng.uniform(0.4, 1.0))))
+        cv2.ellipse(layer, tuple(c.astype(int)), axes, rng.uniform(0, 180), 0, 360, value, -1, cv2.LINE_AA)
+
+
+def _draw_findings(rng: np.random.Generator, findings: dict[str, bool], shape: tuple[int, int],
+                   sides: dict[str, np.ndarray], outlines: dict[str, np.ndarray], unit: float,
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Density to add (confined later to the lung outline) and the fluid region of an effusion."""
+    add = np.zeros(shape, np.float32)
+    fluid = np.zeros(shape, np.uint8)
+    sites: dict[str, str] = {}
+    names = list(sides)  # ["right", "left"]
+
+    def pick_side() -> str:
+        return names[int(rng.integers(2))]
+
+    if findings.get("Pneumonia"):
+        side, zone = pick_side(), ("lower", "mid", "upper")[int(rng.choice(3, p=[0.6, 0.3, 0.1]))]
+        layer = np.zeros(shape, np.uint8)
+        _patches(rng, layer, sides[side], _lung_zone(outlines[side], zone), unit, int(rng.integers(6, 12)), 0.05, 255)
+        patchy = _blur(layer.astype(np.float32) / 255.0, 0.012 * unit)
+        patchy *= np.clip(0.6 + 0.5 * _smooth_field(rng, shape, max(3, int(0.02 * unit))), 0, 1.2)
+        add += patchy * rng.uniform(0.30, 0.45)
+        sites["Pneumonia"] = f"{side} {zone}"
+    if findings.get("COVID-19"):
+        layer = np.zeros(shape, np.uint8)
+        for side in names:
+            lo, hi = _lung_zone(outlines[side], "mid")[0], _lung_zone(outlines[side], "lower")[1]
+            periphery = sides[side].copy()
+            core = cv2.erode(periphery, np.ones((3, 3), np.uint8), iterations=max(1, int(0.06 * unit)))
+            periphery[core > 0] = 0
+            _patches(rng, layer, periphery, (lo, hi), unit, int(rng.integers(5, 10)), 0.05, 200)
+        ggo = _blur(layer.astype(np.float32) / 255.0, 0.02 * unit)
+        add += ggo * np.clip(0.7 + 0.4 * _smooth_field(rng, shape, max(3, int(0.03 * unit))), 0, 1.2) * 0.35
+        sites["COVID-19"] = "bilateral peripheral"
+    if findings.get("Tuberculosis"):
+        layer = np.zeros(shape, np.uint8)
+        cavity = np.zeros(shape, np.uint8)
+        chosen = names if rng.random() < 0.4 else [pick_side()]
+        for side in chosen:
+            rows = _lung_zone(outlines[side], "upper")
+            _patches(rng, layer, sides[side], rows, unit, int(rng.integers(5, 10)), 0.035, 255)
+            if rng.random() < 0.5:
+                c = _point_in(rng, sides[side], rows)
+                cv2.circle(cavity, tuple(c.astype(int)), max(2, int(0.02 * unit)), 255, -1, cv2.LINE_AA)
+                cv2.circle(layer, tuple(c.astype(int)), max(3, int(0.03 * unit)), 255, -1, cv2.LINE_AA)
+        tb = _blur(layer.astype(np.float32) / 255.0, 0.008 * unit) * 0.4
+        tb -= _blur(cavity.astype(np.float32) / 255.0, 0.004 * unit) * 0.45
+        add += tb * np.clip(0.7 + 0.4 * _smooth_field(rng, shape, max(3, int(0.015 * unit))), 0, 1.3)
+        sites["Tuberculosis"] = "bilateral upper" if len(chosen) == 2 else f"{chosen[0]} upper"
+    if findings.get("Lung Lesion"):
+        side, zone = pick_side(), ("upper", "mid", "lower")[int(rng.integers(3))]
+        inner = cv2.erode(sides[side], np.ones((3, 3), np.uint8), iterations=max(1, int(0.05 * unit)))
+        c = _point_in(rng, inner if inner.any() else sides[side], _lung_zone(outlines[side], zone))
+        layer = np.zeros(shape, np.uint8)
+        cv2.circle(layer, tuple(c.astype(int)), max(2, int(unit * rng.uniform(0.018, 0.035))), 255, -1, cv2.LINE_AA)
+        add += _blur(layer.astype(np.float32) / 255.0, 0.003 * unit) * rng.uniform(0.35, 0.5)
+        sites["Lung Lesion"] = f"{side} {zone}"
+    if findings.get("Atelectasis"):
+        side = pick_side()
+        lo, hi = _lung_zone(outlines[side], "lower")
+        c = _point_in(rng, sides[side], (lo, lo + (hi - lo) * 0.6))
+        angle = rng.uniform(-25, 25)
+        length = unit * rng.uniform(0.08, 0.15)
+        d = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))]) * length
+        layer = np.zeros(shape, np.uint8)
+        cv2.line(layer, tuple(np.round((c - d) * 16).astype(int)), tuple(np.round((c + d) * 16).astype(int)), 255,
+                 max(2, int(unit * rng.uniform(0.012, 0.022))), cv2.LINE_AA, 4)
+        add += _blur(layer.astype(np.float32) / 255.0, 0.004 * unit) * rng.uniform(0.35, 0.5)
+        sites["Atelectasis"] = f"{side} basilar"
+    if findings.get("Pleural Effusion"):
+        chosen = names if rng.random() < 0.3 else [pick_side()]
+        for side in chosen:
+            pts = outlines[side]
+            top, bottom = pts[:, 1].min(), pts[:, 1].max()
+            level = bottom - (bottom - top) * rng.uniform(0.12, 0.28)
+            xs = pts[:, 0]
+            lateral_x = xs.min() if side == "right" else xs.max()
+            medial_x = xs.max() if side == "right" else xs.min()
+            grid_x = np.arange(shape[1], dtype=np.float32)
+            reach = np.clip((grid_x - medial_x) / (lateral_x - medial_x), 0, 1)
+            meniscus = level - (bottom - top) * 0.08 * reach ** 2  # fluid climbs the lateral chest wall
+            below = np.arange(shape[0], dtype=np.float32)[:, None] >= meniscus[None, :]
+            fluid |= (below & (sides[side] > 0)).astype(np.uint8)
+        sites["Pleural Effusion"] = "bilateral" if len(chosen) == 2 else chosen[0]
+    return add, fluid, sites
+
+
+# --------------------------------------------------------------------------- clutter (independent of findings)
+
+
+def _devices(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, chosen: tuple[str, ...]) -> np.ndarray:
+    """Radiopaque tubes, lines, leads and a pacemaker, as density."""
+    layer = np.zeros(shape, np.uint8)
+    unit = f.bw
+    h, w = shape
+    if "ett" in chosen:
+        tip = rng.uniform(0.18, 0.25)
+        _stroke(layer, f.px(1, np.array([0.0, 0.002, 0.004]), np.array([-0.4, 0.0, tip])), 0.014 * unit, 120)
+        _stroke(layer, f.px(1, np.array([0.006, 0.008, 0.01]), np.array([-0.4, 0.0, tip])), 0.003 * unit, 255)
+    if "ng_tube" in chosen:
+        dx = np.array([0.01, -0.01, 0.0, 0.05, 0.18, 0.22])
+        v = np.array([-0.4, 0.2, 0.6, 0.9, 0.95, 0.9]) + rng.normal(0, 0.01, 6)
+        _stroke(layer, f.px(1, dx, v), 0.006 * unit, 230)
+    if "central_line" in chosen:
+        side = int(rng.choice([-1, 1]))
+        dx = np.array([0.35, 0.2, 0.08, 0.03 if side == -1 else 0.0])
+        v = np.array([-0.05, 0.08, 0.14, rng.uniform(0.28, 0.36)])
+        _stroke(layer, f.px(side, dx, v), 0.005 * unit, 255)
+    if "pacemaker" in chosen:
+        c = f.px(1, rng.uniform(0.22, 0.32), rng.uniform(0.08, 0.14))
+        box = (c - [0.04 * unit, 0.03 * unit], c + [0.04 * unit, 0.03 * unit])
+        cv2.rectangle(layer, tuple(np.round(box[0]).astype(int)), tuple(np.round(box[1]).astype(int)), 255, -1)
+        _stroke(layer, np.stack([c, f.px(1, 0.05, 0.3), f.px(1, 0.12, 0.6)]), 0.004 * unit, 255)
+    if "ecg" in chosen:
+        for _ in range(int(rng.integers(2, 6))):
+            side = int(rng.choice([-1, 1]))
+            c = f.px(side, rng.uniform(0.35, 0.55), rng.choice([rng.uniform(-0.08, 0.05), rng.uniform(0.9, 1.0)]))
+            cv2.circle(layer, tuple(np.round(c).astype(int)), max(2, int(0.018 * unit)), 140, -1, cv2.LINE_AA)
+            cv2.circle(layer, tuple(np.round(c).astype(int)), max(1, int(0.006 * unit)), 255, -1, cv2.LINE_AA)
+            end = np.array([rng.choice([0.0, w - 1.0]), rng.uniform(0, h)])
+            mid = (c + end) / 2 + rng.normal(0, 0.1 * unit, 2)
+            t = np.linspace(0, 1, 20)[:, None]
+            wire = (1 - t) ** 2 * c + 2 * (1 - t) * t * mid + t ** 2 * end
+            _stroke(layer, wire, 0.003 * unit, 200)
+    return layer.astype(np.float32) / 255.0
+
+
+def _stamp_text(rng: np.random.Generator, img: np.ndarray, keep_out: np.ndarray, view: str, side_marker: str) -> None:
+    """Burned-in laterality marker and annotations, placed where they do not cover lung."""
+    h, w = img.shape
+    scale = max(0.4, min(h, w) / 700.0)
+    words = [side_marker]
+    if view == "AP" or rng.random() < 0.3:
+        words.append(str(rng.choice(["PORTABLE", "AP", "PORTABLE AP", "SUPINE", "UPRIGHT", "SEMI-UPRIGHT"])))
+    if rng.random() < 0.6:
+        words.append(f"{int(rng.integers(1, 13)):02d}/{int(rng.integers(1, 29)):02d}/21{int(rng.integers(10, 99))}"
+                     f" {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}")
+    if rng.random() < 0.3:
+        words.append(str(rng.choice(["ERECT", "INSP", "TECH JD", "STAT", "ICU"])))
+    grow = cv2.dilate(keep_out, np.ones((5, 5), np.uint8), iterations=max(1, int(min(h, w) * 0.01)))
+    for word in words:
+        s = scale * (1.6 if len(word) == 1 else rng.uniform(0.7, 1.1))
+        thick = max(1, int(round(2 * s)))
+        (tw, th), base = cv2.getTextSize(word, FONT, s, thick)
+        for _ in range(12):
+            x = int(rng.integers(2, max(3, w - tw - 2)))
+            y = int(rng.integers(th + 2, max(th + 3, h - base - 2)))
+            if not grow[max(0, y - th - 4):y + base + 4, max(0, x - 4):x + tw + 4].any():
+                value = int(rng.integers(200, 256)) if rng.random() < 0.85 else int(rng.integers(0, 40))
+                if len(word) == 1 and rng.random() < 0.5:
+                    cv2.rectangle(img, (x - 4, y - th - 4), (x + tw + 4, y + base + 2), value, max(1, thick // 2))
+                cv2.putText(img, word, (x, y), FONT, s, value, thick, cv2.LINE_AA)
+                break
+
+
+# --------------------------------------------------------------------------- other views
+
+
+def _lateral_density(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Lateral film: patient faces image left; sternum anterior, spine posterior, heart anterior-inferior."""
+    h, w = shape
+    unit = min(h, w)
+    cx = w * rng.uniform(0.46, 0.54)
+    top, bottom = h * rng.uniform(0.04, 0.1), h * rng.uniform(0.82, 0.9)
+    depth = min(w * 0.8, h * 0.78) * rng.uniform(0.8, 0.95)
+    ant, post = cx - depth * 0.5, cx + depth * 0.5
+    body_pts = np.array([[ant - 0.02 * w, -10], [ant - 0.04 * w, h * 0.45], [ant + 0.02 * w, h + 10],
+                         [post + 0.03 * w, h + 10], [post + 0.05 * w, h * 0.4], [post - 0.02 * w, -10]])
+    body = _blur(_fill(shape, [body_pts]).astype(np.float32), 0.006 * unit)
+    x = (np.arange(w, dtype=np.float32) - cx) / (0.6 * depth)
+    density = body * (0.55 + 0.45 * np.sqrt(np.clip(1 - x ** 2, 0, 1)))[None, :]
+    t = np.linspace(0, 1, 40)
+    front = np.stack([ant + depth * (0.1 + 0.05 * np.sin(np.pi * t)), top + t * (bottom - top) * 0.92], 1)
+    dome = np.stack([ant + depth * (0.12 + 0.72 * t), bottom - (bottom - top) * (0.22 - 0.2 * t ** 2) - 0.04 * h * np.sin(np.pi * t)], 1)
+    back = np.stack([post - depth * (0.12 + 0.05 * np.sin(np.pi * t[::-1])), bottom + (top - bottom) * t], 1)
+    apex = np.stack([ant + depth * (0.35 + 0.5 * t), top + 0.08 * h * (1 - np.sin(np.pi * t)) - 0.02 * h], 1)[::-1]
+    lung = np.concatenate([front, dome, back, apex])
+    lung[:, 1] += _wobble(rng, np.linspace(0, 1, len(lung)), 0.004 * h)
+    lung_soft = _blur(_fill(shape, [lung]).astype(np.float32), 0.01 * unit)
+    density -= lung_soft * 0.45 * (1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * unit))))
+    extra = np.zeros(shape, np.uint8)
+    hc = (int(ant + depth * rng.uniform(0.3, 0.38)), int(top + (bottom - top) * rng.uniform(0.62, 0.7)))
+    cv2.ellipse(extra, hc, (int(depth * 0.22), int(h * 0.17)), rng.uniform(-40, -20), 0, 360, 150, -1, cv2.LINE_AA)
+    for k in range(14):
+        c = (post - depth * 0.2 + k * 0.004 * w, top - 0.05 * h + k * (bottom - top) / 11)
+        cv2.rectangle(extra, (int(c[0] - 0.045 * depth), int(c[1])), (int(c[0] + 0.045 * depth), int(c[1] + 0.06 * h)), 200, -1)
+    _stroke(extra, np.stack([ant + depth * np.array([0.02, 0.03, 0.05]), np.array([top, h * 0.4, h * 0.7])], 1), 0.02 * w, 180)
+    arm = np.stack([np.array([ant - 0.1 * w, cx, post + 0.1 * w]), np.array([top + 0.1 * h, top - 0.05 * h, top - 0.2 * h])], 1)
+    _stroke(extra, arm, 0.12 * h, 120)
+    density += _blur(extra.astype(np.float32) / 255.0, 0.004 * unit) * 0.45
+    trachea = np.zeros(shape, np.uint8)
+    _stroke(trachea, np.stack([np.array([cx - 0.02 * w, cx + 0.02 * w]), np.array([-5.0, h * 0.38])], 1), 0.03 * w)
+    density -= _blur(trachea.astype(np.float32) / 255.0, 0.005 * unit) * 0.25
+    return np.clip(density, 0, None), [lung]
+
+
+def _ct_density(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Axial CT-like slice: body ellipse, two lungs, vertebra, heart, scanner table."""
+    h, w = shape
+    img = np.zeros(shape, np.uint8)
+    c = (w // 2, int(h * 0.5))
+    cv2.ellipse(img, c, (int(w * rng.uniform(0.40, 0.46)), int(h * rng.uniform(0.30, 0.36))), 0, 0, 360, 150, -1, cv2.LINE_AA)
+    for side in (-1, 1):
+        lc = (int(w / 2 + side * w * 0.18), int(h * 0.47))
+        cv2.ellipse(img, lc, (int(w * 0.15), int(h * 0.22)), side * 10, 0, 360, 15, -1, cv2.LINE_AA)
+    cv2.ellipse(img, (int(w * 0.53), int(h * 0.45)), (int(w * 0.1), int(h * 0.09)), 20, 0, 360, 160, -1, cv2.LINE_AA)
+    cv2.circle(img, (w // 2, int(h * 0.72)), int(w * 0.05), 255, -1, cv2.LINE_AA)
+    cv2.rectangle(img, (int(w * 0.05), int(h * 0.88)), (int(w * 0.95), int(h * 0.9)), 200, -1)
+    return img.astype(np.float32) / 150.0
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _expose(rng: np.random.Generator, density: np.ndarray) -> tuple[float, float, float]:
+    """Random window and gamma: how bright soft tissue, bone and lung come out varies by film."""
+    lo = rng.uniform(-0.08, 0.08)
+    hi = rng.uniform(1.25, 1.6)
+    gamma = rng.uniform(0.75, 1.35)
+    return lo, hi, gamma
+
+
+def _to_brightness(density: np.ndarray, lo: float, hi: float, gamma: float) -> np.ndarray:
+    return np.clip((density - lo) / (hi - lo), 0, 1) ** gamma
+
+
+def render_phantom(rng: np.random.Generator, height: int, width: int, *, findings: dict[str, bool] | None = None,
+                   view: str = "PA", devices: tuple[str, ...] | None = None, finding_seed: int | None = None,
+                   max_work_side: int = 1024, text: bool = True) -> Phantom:
+    """One synthetic radiograph with its lung masks.
+
+    The anatomy, clutter, findings and noise each draw from their own stream
+    spawned from `rng`, so turning a finding on changes only lung pixels.
+    `devices=None` picks clutter at random; a tuple draws exactly those.
+    `finding_seed` fixes where findings go (so several images of one study
+    agree with one report); None draws it from `rng`.
+    """
+    view = view.upper()
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    if height < 32 or width < 32:
+        raise ValueError(f"phantom too small: {width}x{height}")
+    findings = dict(findings or {})
+    unknown = set(findings) - set(FINDINGS)
+    if unknown:
+        raise ValueError(f"unknown findings {sorted(unknown)}; known: {FINDINGS}")
+    seeds = rng.integers(0, 2 ** 63, size=5)
+    anatomy_rng, clutter_rng, noise_rng, expose_rng = (np.random.default_rng(int(s)) for s in seeds[:4])
+    finding_rng = np.random.default_rng(int(seeds[4]) if finding_seed is None else finding_seed)
+
+    k = min(1.0, max_work_side / max(height, width))
+    wh, ww = max(32, int(round(height * k))), max(32, int(round(width * k)))
+    shape, work = (height, width), (wh, ww)
+    kx, ky = ww / width, wh / height
+    if devices is None:
+        devices = tuple(d for d in DEVICES if clutter_rng.random() < (0.45 if d == "ecg" else 0.12))
+    bad = set(devices) - set(DEVICES)
+    if bad:
+        raise ValueError(f"unknown devices {sorted(bad)}; known: {DEVICES}")
+
+    empty = np.zeros(shape, np.uint8)
+    sides_full: dict[str, np.ndarray] = {}
+    if view in ("PA", "AP"):
+        f_full = _frame(anatomy_rng, height, width)
+        f_work = _Frame(f_full.x0 * kx, f_full.y0 * ky, f_full.bw * kx, f_full.bh * ky, f_full.mid)
+        lungs = _sample_lungs(anatomy_rng)
+        shapes = [lung.outline(anatomy_rng) for lung in lungs]
+        outline_full = [f_full.px(lung.side, s[:, 0], s[:, 1]) for lung, s in zip(lungs, shapes)]
+        outline_work = [p * [kx, ky] for p in outline_full]
+        density = _pa_density(anatomy_rng, work, f_work, lungs, outline_work, view)
+        density += _devices(clutter_rng, work, f_work, devices) * 0.6
+        sides_full = {"right": _fill(shape, [outline_full[0]]), "left": _fill(shape, [outline_full[1]])}
+        sides_work = {"right": _fill(work, [outline_work[0]]), "left": _fill(work, [outline_work[1]])}
+        outlines_work = {"right": outline_work[0], "left": outline_work[1]}
+    elif view == "LATERAL":
+        density, lat = _lateral_density(anatomy_rng, work)
+        density += _devices(clutter_rng, work, _Frame(ww * 0.1, wh * 0.05, ww * 0.8, wh * 0.8, 0.5),
+                            tuple(d for d in devices if d != "pacemaker")) * 0.4
+        lateral_full = _fill(shape, [lat[0] / [kx, ky]])
+    else:
+        density = _ct_density(anatomy_rng, work)
+    density = _blur(density, anatomy_rng.uniform(0.5, 1.6))
+    if k < 1.0:
+        density = cv2.resize(density, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    outline = empty
+    mask = left = right = empty
+    sites: dict[str, str] = {}
+    if view in ("PA", "AP"):
+        outline = sides_full["right"] | sides_full["left"]
+        active = {name: bool(on) for name, on in findings.items() if on}
+        if active:
+            add, fluid, sites = _draw_findings(finding_rng, active, work, sides_work, outlines_work, f_work.bw)
+            if k < 1.0:
+                add = cv2.resize(add, (width, height), interpolation=cv2.INTER_LINEAR)
+                fluid = cv2.resize(fluid, (width, height), interpolation=cv2.INTER_NEAREST)
+            fluid &= outline
+            if fluid.any():
+                ramp = _blur(fluid.astype(np.float32), 0.004 * f_full.bw)
+                add = add + np.clip(1.0 - density, 0, None) * 0.85 * ramp
+            density = density + add * outline
+        else:
+            fluid = empty
+        right = sides_full["right"] & (1 - fluid)
+        left = sides_full["left"] & (1 - fluid)
+        mask = right | left
+    elif view == "LATERAL":
+        outline = mask = lateral_full
+
+    lo, hi, gamma = _expose(expose_rng, density)
+    bright = _to_brightness(density, lo, hi, gamma)
+    noise = noise_rng.standard_normal(shape, dtype=np.float32)
+    sigma = expose_rng.uniform(0.008, 0.03)
+    signal = np.clip(bright + noise * sigma * np.sqrt(bright + 0.05), 0, 1).astype(np.float32)
+    image = np.round(signal * 255).astype(np.uint8)
+    if text and view != "CT":
+        marker = "L" if view != "LATERAL" else str(clutter_rng.choice(["L", "R", "LAT"]))
+        _stamp_text(clutter_rng, image, outline if outline.any() else empty, view, marker)
+        stamped = image != np.round(signal * 255).astype(np.uint8)
+        signal = np.where(stamped, image.astype(np.float32) / 255.0, signal)
+    return Phantom(image=image, mask=mask, left_mask=left, right_mask=right,
+                   findings={name: bool(findings.get(name, False)) for name in FINDINGS}, view=view,
+                   outline=outline, signal=signal, sites=sites, devices=tuple(devices))
+
+
+def to_uint16(image: np.ndarray, rng: np.random.Generator, bits: int = 12) -> np.ndarray:
+    """A deep-detector version of an image: `bits` of real data in a uint16 array.
+
+    Float input in [0, 1] (a phantom's `signal`) keeps its sub-8-bit detail;
+    uint8 input is dithered so the result truly uses more than 256 levels.
+    The offset and gain are random, as they are between real detectors.
+    """
+    if bits not in (12, 16):
+        raise ValueError(f"bits must be 12 or 16, got {bits}")
+    top = (1 << bits) - 1
+    if image.dtype == np.uint8:
+        data = (image.astype(np.float32) + rng.uniform(-0.5, 0.5, image.shape).astype(np.float32)) / 255.0
+    else:
+        data = np.asarray(image, np.float32)
+    offset = rng.uniform(0.0, 0.06) * top
+    gain = rng.uniform(0.85, 0.94) * (top - offset)
+    return np.clip(np.round(offset + np.clip(data, 0, 1) * gain), 0, top).astype(np.uint16)

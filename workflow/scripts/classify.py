@@ -1,0 +1,29 @@
+"""Rule classify: one classifier on one input kind (original or segmented images)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
+
+from cxlseg.io import log_to  # noqa: E402
+from cxlseg.classify import train_and_evaluate  # noqa: E402
+
+with log_to(snakemake.log[0]):
+    c = snakemake.params.classify
+    train_and_evaluate(
+        snakemake.wildcards.model,
+        snakemake.wildcards.kind,
+        cxlseg_dir=Path(snakemake.input.segmented).parent,
+        cxlseg_root=Path(snakemake.input.segmented).parent,
+        mimic_root=snakemake.params.mimic_root,
+        out_dir=Path(snakemake.output.metrics).parent.parent,
+        classes=tuple(c["classes"]),
+        uncertain=c["uncertain"],
+        input_size=c["input_size"],
+        epochs=c["epochs"],
+        batch_size=c["batch_size"],
+        lr=c["lr"],
+        pretrained=c["pretrained"],
+        num_workers=min(c["num_workers"], snakemake.threads),
+        max_train_batches=c["max_train_batches"],
+        seed=snakemake.params.seed,
+    )

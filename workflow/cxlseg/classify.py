@@ -212,7 +212,7 @@ def load_labels(segmented_csv: os.PathLike | str, classes: Sequence[str] = DEFAU
     if bad.any().any():
         column = bad.any().idxmax()
         example = frame.loc[bad[column], column].iloc[0]
-        raise ValueError(f"{segmented_csv}: column {column!r} holds {example!r}; CheXpert labels must be 1, 0, -1 or blank")
+        raise ValueError(f"{segmented_csv}: column {column!r} holds '{example}'; CheXpert labels must be 1, 0, -1 or blank")
     targets, mask = encode_labels(values.to_numpy(), uncertain)
     ids = frame[["dicom_id", "subject_id", "study_id", "DicomPath"]].reset_index(drop=True)
     return Labels(ids, targets, mask, classes)

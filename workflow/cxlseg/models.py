@@ -27,6 +27,7 @@ class DropBlock(DropBlock2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = min(self.block_size, x.shape[-2], x.shape[-1])
+        size -= 1 - size % 2  # torchvision needs an odd block
         return drop_block2d(x, self.p, size, self.inplace, self.eps, self.training)
 
 

@@ -26,6 +26,7 @@ Conventions (decided here, used by the demo and its tests):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -66,8 +67,8 @@ class _Frame:
 
     def px(self, side: int, dx: np.ndarray, v: np.ndarray) -> np.ndarray:
         """side -1 = patient's right (image left), +1 = patient's left (image right)."""
-        u = self.mid + side * np.asarray(dx, np.float64)
-        return np.stack([self.x0 + u * self.bw, self.y0 + np.asarray(v, np.float64) * self.bh], axis=-1)
+        dx, v = np.broadcast_arrays(np.asarray(dx, np.float64), np.asarray(v, np.float64))
+        return np.stack([self.x0 + (self.mid + side * dx) * self.bw, self.y0 + v * self.bh], axis=-1)
 
     def scaled(self, k: float) -> "_Frame":
         return _Frame(self.x0 * k, self.y0 * k, self.bw * k, self.bh * k, self.mid)
@@ -124,8 +125,11 @@ class _Lung:
     medial_dx: float
     notch: float  # cardiac notch (left lung only)
 
-    def outline(self, rng: np.random.Generator, n: int = 48) -> np.ndarray:
+    N: ClassVar[int] = 48  # points on the lateral wall; the dome is outline[N - 1 : 2N - 1]
+
+    def outline(self, rng: np.random.Generator) -> np.ndarray:
         """Closed outline (dx, v) clockwise: lateral wall, diaphragm dome, medial border."""
+        n = self.N
         t = np.linspace(0, 1, n)
         shape_t = np.sqrt(np.sin(np.pi / 2 * t))
         lat_v = self.apex_v + t * (self.cp_v - self.apex_v)
@@ -217,8 +221,9 @@ def _vessel_tree(rng: np.random.Generator, layer: np.ndarray, start: np.ndarray,
 
 
 def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lungs: tuple[_Lung, _Lung],
-                outlines_px: list[np.ndarray], view: str) -> np.ndarray:
-    """Attenuation map of a frontal chest: soft tissue ~1, aerated lung ~0.35, bone +0.2..0.3, air 0."""
+                outlines_px: list[np.ndarray], view: str) -> tuple[np.ndarray, np.ndarray]:
+    """Attenuation map of a frontal chest (soft tissue ~0.6..1, aerated lung ~0.2, air 0) and the
+    density the air in the lungs removes (an effusion puts it back)."""
     h, w = shape
     unit = f.bw
     arms = view == "AP" and rng.random() < 0.6
@@ -226,25 +231,30 @@ def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lun
     body = _blur(body.astype(np.float32), 0.006 * unit)
     x = (np.arange(w, dtype=np.float32) - (f.x0 + f.mid * f.bw)) / (0.62 * f.bw)
     profile = np.sqrt(np.clip(1 - x ** 2, 0, 1))[None, :]
-    density = body * (0.45 + 0.55 * profile)
+    density = body * (0.6 + 0.4 * profile)
     density *= 1 + 0.04 * _smooth_field(rng, shape, max(8, int(0.12 * unit)))
 
-    lung_mask = _fill(shape, outlines_px).astype(np.float32)
-    lung_soft = _blur(lung_mask, 0.008 * unit)
+    # the lung edge ramps inside the outline so nothing outside it looks like lung
+    lung_mask = _fill(shape, outlines_px)
+    edge = max(1.0, 0.006 * unit)
+    r = int(round(1.5 * edge))
+    inner = cv2.erode(lung_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    lung_soft = _blur(inner.astype(np.float32), edge) * lung_mask
     y = (np.arange(h, dtype=np.float32) - f.y0) / f.bh
-    depth_v = np.clip(0.55 + 0.6 * np.sin(np.pi * np.clip((y - lungs[0].apex_v) / 0.95, 0, 1)), 0, 1)[:, None]
-    depth = (0.45 + 0.25 * profile) * depth_v * rng.uniform(0.85, 1.1)
+    depth_v = np.clip(0.5 + 0.7 * np.sin(np.pi * np.clip((y - lungs[0].apex_v) / 0.9, 0, 1)), 0, 1)[:, None]
+    depth = (0.5 + 0.3 * profile) * depth_v * rng.uniform(0.9, 1.1)
     texture = 1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * unit)))
-    density -= lung_soft * depth * texture
+    aeration = lung_soft * depth * texture
+    density -= aeration
 
     vessels = np.zeros(shape, np.uint8)
     for lung in lungs:
         hilum = f.px(lung.side, 0.10 + rng.uniform(0, 0.03), 0.36 + rng.uniform(0, 0.06))
         base_angle = 0.0 if lung.side == 1 else np.pi
-        for spread in (-1.1, -0.45, 0.2, 0.8, 1.3):
+        for spread in (-1.2, -0.6, 0.0, 0.6, 1.2):
             angle = base_angle - lung.side * spread if lung.side == 1 else base_angle + spread
-            _vessel_tree(rng, vessels, hilum, angle + rng.normal(0, 0.1), 0.09 * unit, 0.012 * unit, 5)
-    density += _blur(vessels.astype(np.float32) / 255.0, 0.002 * unit) * 0.22 * lung_soft
+            _vessel_tree(rng, vessels, hilum, angle + rng.normal(0, 0.15), 0.07 * unit, 0.009 * unit, 5)
+    density += _blur(vessels.astype(np.float32) / 255.0, 0.003 * unit) * 0.1 * lung_soft
 
     heart = np.zeros(shape, np.uint8)
     hx = f.px(1, rng.uniform(0.04, 0.08), 0.0)[0]
@@ -254,22 +264,31 @@ def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lun
                 rng.uniform(-35, -15), 0, 360, 255, -1, cv2.LINE_AA)
     aorta = f.px(1, rng.uniform(0.04, 0.07), rng.uniform(0.27, 0.31))
     cv2.circle(heart, tuple(np.round(aorta).astype(int)), int(0.045 * unit), 255, -1, cv2.LINE_AA)
-    mediastinum = np.concatenate([f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 0.9])),
-                                  f.px(1, np.array([0.07, 0.06, 0.05]), np.array([0.9, 0.3, -0.1]))])
-    cv2.fillPoly(heart, [np.round(mediastinum).astype(np.int32)], 200)
-    density += _blur(heart.astype(np.float32) / 255.0, 0.01 * unit) * rng.uniform(0.40, 0.55)
+    mediastinum = np.concatenate([f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 0.6])),
+                                  f.px(1, np.array([0.07, 0.06, 0.05]), np.array([0.6, 0.3, -0.1]))])
+    cv2.fillPoly(heart, [np.round(mediastinum).astype(np.int32)], 170)
+    # below the diaphragm the liver and abdomen are as dense as the heart, so no heart edge shows there
+    dome = slice(_Lung.N - 1, 2 * _Lung.N - 1)
+    diaphragm = np.concatenate([outlines_px[0][dome], outlines_px[1][dome][::-1]])
+    base_line = np.concatenate([f.px(1, 0.8, np.array([diaphragm[-1, 1] / 1e9, 1.6])),
+                                f.px(-1, 0.8, np.array([1.6, 0.0]))])
+    base_line[0, 1], base_line[-1, 1] = diaphragm[-1, 1], diaphragm[0, 1]
+    abdomen = _fill(shape, [np.concatenate([diaphragm, base_line])]) * (1 - lung_mask)
+    heart = np.maximum(heart, abdomen * 150)
+    heart_density = _blur(heart.astype(np.float32) / 255.0, 0.006 * unit) * np.clip(body * 1.3, 0, 1)
+    density += heart_density * rng.uniform(0.4, 0.5) * (1 + 0.8 * aeration)  # the heart displaces lung air
 
     bones = np.zeros(shape, np.uint8)
     spine_w = 0.035 * unit
     for k in range(14):
         v = -0.06 + k * 0.075
-        c = f.px(1, 0.0, v + 0.0375)[0]
+        c = f.px(1, 0.0, v + 0.0375)
         cv2.rectangle(bones, tuple(np.round(c - [spine_w, 0.03 * f.bh]).astype(int)),
-                      tuple(np.round(c + [spine_w, 0.03 * f.bh]).astype(int)), 120, -1, cv2.LINE_AA)
+                      tuple(np.round(c + [spine_w, 0.03 * f.bh]).astype(int)), 70, -1, cv2.LINE_AA)
         for side in (-1, 1):
-            ped = f.px(side, 0.025, v + 0.03)[0]
+            ped = f.px(side, 0.025, v + 0.03)
             cv2.ellipse(bones, tuple(np.round(ped).astype(int)), (max(1, int(0.008 * unit)), max(1, int(0.012 * unit))),
-                        0, 0, 360, 200, 2, cv2.LINE_AA)
+                        0, 0, 360, 110, 2, cv2.LINE_AA)
     trachea = np.zeros(shape, np.uint8)
     _stroke(trachea, f.px(1, np.array([0.0, 0.005, 0.01]), np.array([-0.3, 0.1, 0.27])), 0.035 * unit)
     for side in (-1, 1):
@@ -285,21 +304,23 @@ def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lun
             _stroke(bones, path, rib_w * 0.45, 95)
         for path in anterior:
             _stroke(bones, path, rib_w * 0.8, 70)
-        clav_dx = np.linspace(0.03, 0.42, 30)
-        clav_v = lung.apex_v + 0.02 - 0.07 * (clav_dx / 0.42) + 0.015 * np.sin(np.pi * clav_dx / 0.21)
-        _stroke(bones, f.px(lung.side, clav_dx, clav_v + rng.normal(0, 0.01)), 0.032 * f.bh, 210)
+        clav_dx = np.linspace(0.05, 0.42, 30)
+        clav_v = lung.apex_v + 0.04 - 0.08 * (clav_dx / 0.42) + 0.012 * np.sin(np.pi * clav_dx / 0.21)
+        _stroke(bones, f.px(lung.side, clav_dx, clav_v + rng.normal(0, 0.01)), 0.026 * f.bh, 150)
+        _stroke(bones, f.px(lung.side, clav_dx, clav_v), 0.012 * f.bh, 110)
         head = f.px(lung.side, rng.uniform(0.56, 0.62), rng.uniform(-0.02, 0.04))
         cv2.circle(bones, tuple(np.round(head).astype(int)), int(0.09 * unit), 170, -1, cv2.LINE_AA)
         scap = f.px(lung.side, np.array([0.30, 0.36, 0.40]), np.array([0.05, 0.25, 0.42]))
         _stroke(bones, scap, 0.006 * unit, 90)
-    density += _blur(bones.astype(np.float32) / 255.0, 0.0025 * unit) * 0.32 * np.clip(body * 1.5, 0, 1)
+    bone_contrast = np.clip(body * 1.5, 0, 1) * (0.25 + 0.3 * lung_soft)
+    density += _blur(bones.astype(np.float32) / 255.0, 0.0025 * unit) * bone_contrast
 
     bubble = np.zeros(shape, np.uint8)
     left = lungs[1]
-    bc = f.px(1, rng.uniform(0.18, 0.28), left.base_v + rng.uniform(0.04, 0.08))[0]
+    bc = f.px(1, rng.uniform(0.18, 0.28), left.base_v + rng.uniform(0.04, 0.08))
     cv2.ellipse(bubble, tuple(np.round(bc).astype(int)), (int(0.06 * unit), int(0.035 * unit)), 0, 0, 360, 255, -1)
     density -= _blur(bubble.astype(np.float32) / 255.0, 0.01 * unit) * rng.uniform(0.1, 0.3) * (1 - lung_soft)
-    return np.clip(density, 0, None)
+    return np.clip(density, 0, None), aeration
 
 
 # --------------------------------------------------------------------------- findings (inside the lungs only)
@@ -406,7 +427,7 @@ def _draw_findings(rng: np.random.Generator, findings: dict[str, bool], shape: t
             medial_x = xs.max() if side == "right" else xs.min()
             grid_x = np.arange(shape[1], dtype=np.float32)
             reach = np.clip((grid_x - medial_x) / (lateral_x - medial_x), 0, 1)
-            meniscus = level - (bottom - top) * 0.08 * reach ** 2  # fluid climbs the lateral chest wall
+            meniscus = level - (bottom - top) * rng.uniform(0.1, 0.18) * reach ** 1.6  # climbs the lateral wall
             below = np.arange(shape[0], dtype=np.float32)[:, None] >= meniscus[None, :]
             fluid |= (below & (sides[side] > 0)).astype(np.uint8)
         sites["Pleural Effusion"] = "bilateral" if len(chosen) == 2 else chosen[0]
@@ -542,9 +563,9 @@ def _ct_density(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 def _expose(rng: np.random.Generator, density: np.ndarray) -> tuple[float, float, float]:
     """Random window and gamma: how bright soft tissue, bone and lung come out varies by film."""
-    lo = rng.uniform(-0.08, 0.08)
-    hi = rng.uniform(1.25, 1.6)
-    gamma = rng.uniform(0.75, 1.35)
+    lo = rng.uniform(-0.05, 0.06)
+    hi = rng.uniform(1.45, 1.75)
+    gamma = rng.uniform(0.65, 1.0)
     return lo, hi, gamma
 
 
@@ -595,7 +616,7 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
         shapes = [lung.outline(anatomy_rng) for lung in lungs]
         outline_full = [f_full.px(lung.side, s[:, 0], s[:, 1]) for lung, s in zip(lungs, shapes)]
         outline_work = [p * [kx, ky] for p in outline_full]
-        density = _pa_density(anatomy_rng, work, f_work, lungs, outline_work, view)
+        density, aeration = _pa_density(anatomy_rng, work, f_work, lungs, outline_work, view)
         density += _devices(clutter_rng, work, f_work, devices) * 0.6
         sides_full = {"right": _fill(shape, [outline_full[0]]), "left": _fill(shape, [outline_full[1]])}
         sides_work = {"right": _fill(work, [outline_work[0]]), "left": _fill(work, [outline_work[1]])}
@@ -610,6 +631,8 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
     density = _blur(density, anatomy_rng.uniform(0.5, 1.6))
     if k < 1.0:
         density = cv2.resize(density, (width, height), interpolation=cv2.INTER_LINEAR)
+        if view in ("PA", "AP"):
+            aeration = cv2.resize(aeration, (width, height), interpolation=cv2.INTER_LINEAR)
 
     outline = empty
     mask = left = right = empty
@@ -624,8 +647,8 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
                 fluid = cv2.resize(fluid, (width, height), interpolation=cv2.INTER_NEAREST)
             fluid &= outline
             if fluid.any():
-                ramp = _blur(fluid.astype(np.float32), 0.004 * f_full.bw)
-                add = add + np.clip(1.0 - density, 0, None) * 0.85 * ramp
+                ramp = _blur(fluid.astype(np.float32), 0.006 * f_full.bw)
+                add = add + aeration * np.clip(1.3 * ramp, 0, 1)  # fluid puts back what the air took away
             density = density + add * outline
         else:
             fluid = empty

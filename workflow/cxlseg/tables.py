@@ -108,18 +108,21 @@ def _unsafe_paths(paths: pd.Series) -> pd.Series:
     )
 
 
-def _path_errors(frame: pd.DataFrame, column: str, root: Path) -> pd.Series:
-    """Reason per row whose path would leave the output root, '' for the others."""
+def _path_errors(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Reason per row whose path would leave the output root, '' for the others.
+
+    The root is a fixed label so the failed table does not depend on where it is written.
+    """
     reasons = pd.Series("", index=frame.index, dtype=object)
     for idx in frame.index[_unsafe_paths(frame[column])]:
         try:
-            safe_join(root, frame.at[idx, column])
+            safe_join("<output root>", frame.at[idx, column])
         except UnsafePathError as exc:
             reasons.at[idx] = f"unsafe {column}: {exc}"
     return reasons
 
 
-def validate_rows(frame: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+def validate_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed ids and a `reason` column: non-empty for rows that cannot go into the tables."""
     frame = frame.copy()
     for column in ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path"]:
@@ -138,7 +141,7 @@ def validate_rows(frame: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     unknown = ~frame["status"].isin(["ok", "failed"])
     reason = reason.mask(unknown & (reason == ""), "unknown status " + frame["status"])
     for column in ["image_path", "mask_path"]:
-        path_reason = _path_errors(frame, column, out_dir)
+        path_reason = _path_errors(frame, column)
         reason = reason.mask((path_reason != "") & (reason == ""), path_reason)
     frame["reason"] = reason
     return frame
@@ -240,7 +243,7 @@ def read_chexpert(chexpert_csv: os.PathLike | str) -> pd.DataFrame:
     for column in ["subject_id", "study_id"]:
         frame[column] = pd.to_numeric(frame[column], errors="raise").astype("int64")
     for column in labels:
-        values = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
+        values = pd.to_numeric(frame[column].mask(frame[column] == ""), errors="coerce")
         bad = (values.notna() & ~values.isin([1.0, 0.0, -1.0])) | (values.isna() & (frame[column] != ""))
         if bad.any():
             raise ValueError(f"{path}: column {column!r} holds {frame[column][bad].iloc[0]!r}; expected 1.0, 0.0, -1.0 or blank")
@@ -377,7 +380,7 @@ def merge_tables(
     """
     out_dir = Path(out_dir)
     manifest_paths = [Path(p) for p in manifest_paths]
-    rows = validate_rows(read_manifests(manifest_paths), out_dir)
+    rows = validate_rows(read_manifests(manifest_paths))
     rows, duplicates = _drop_duplicates(rows)
     rows = rows.sort_values(IDS, kind="stable").reset_index(drop=True)
     good = rows["reason"] == ""

@@ -394,7 +394,7 @@ class Trainer:
             "checkpoint_last": "checkpoint_last.pt",
             "history": "history.csv",
             "cxlseg_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
         write_json(self.out_dir / "model.json", description)
         return description
@@ -429,7 +429,7 @@ class Trainer:
             "metrics": dict(self.history[-1]) if full else dict(best),
             "params": count_parameters(self.model),
             "cxlseg_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
         if full:
             checkpoint.update({

@@ -10,7 +10,7 @@ rule classify:
         predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
     params:
         mimic_root=lambda wc: mimic_root(),
-        classify=config["classify"],
+        classify=outcome_settings("classify"),
         seed=config["seed"],
     log:
         f"{R}/logs/classify/{{model}}_{{kind}}.log",

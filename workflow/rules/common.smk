@@ -58,6 +58,16 @@ def demo_marker():
     return [f"{DEMO_OUT}/demo.json"] if DEMO else []
 
 
+# Keys that change how fast a job runs, never what it writes: kept out of rule params so that
+# tuning them on a cluster does not rerun finished work (scripts read them from snakemake.config).
+PERFORMANCE_KEYS = {"batch_size", "num_workers", "device", "amp", "flush_every"}
+
+
+def outcome_settings(section):
+    """A config section minus its performance knobs: what a rule's outputs depend on."""
+    return {k: v for k, v in config[section].items() if k not in PERFORMANCE_KEYS}
+
+
 def res(rule_name, key, default):
     return config["resources"].get(rule_name, {}).get(key, default)
 

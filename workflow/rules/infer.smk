@@ -35,7 +35,7 @@ rule infer_shard:
     params:
         mimic_root=lambda wc: mimic_root(),
         out_root=lambda wc: f"{R}/CXLSeg",
-        infer=config["infer"],
+        infer=outcome_settings("infer"),
     log:
         f"{R}/logs/infer/{{shard}}.log",
     benchmark:

@@ -9,7 +9,7 @@ rule train:
         history=f"{R}/models/{{arch}}/history.csv",
         model=f"{R}/models/{{arch}}/model.json",
     params:
-        train=config["train"],
+        train=outcome_settings("train"),
         models=config["models"],
         preprocess=config["preprocess"],
         seed=config["seed"],
@@ -37,7 +37,7 @@ rule evaluate:
         per_image=f"{R}/models/{{arch}}/test_per_image.csv",
         summary=f"{R}/models/{{arch}}/test_summary.json",
     params:
-        infer=config["infer"],
+        infer={k: config["infer"][k] for k in ("threshold", "postprocess", "tta_flip")},
     log:
         f"{R}/logs/models/{{arch}}/evaluate.log",
     benchmark:

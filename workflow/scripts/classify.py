@@ -8,7 +8,7 @@ from cxlseg.io import log_to  # noqa: E402
 from cxlseg.classify import train_and_evaluate  # noqa: E402
 
 with log_to(snakemake.log[0]):
-    c = snakemake.params.classify
+    c = {**snakemake.config["classify"], **snakemake.params.classify}  # performance keys come from config
     train_and_evaluate(
         snakemake.wildcards.model,
         snakemake.wildcards.kind,

@@ -9,7 +9,7 @@ from cxlseg.infer import infer_shard  # noqa: E402
 from cxlseg.io import read_json  # noqa: E402
 
 with log_to(snakemake.log[0]):
-    cfg = dict(snakemake.params.infer)
+    cfg = {**snakemake.config["infer"], **snakemake.params.infer}  # performance keys come from config
     selected = read_json(snakemake.input.selected)
     infer_shard(
         snakemake.input.images,

@@ -8,7 +8,8 @@ from cxlseg.io import log_to  # noqa: E402
 from cxlseg.train import TrainConfig, train_model  # noqa: E402
 
 with log_to(snakemake.log[0]):
-    t, m, p = snakemake.params.train, snakemake.params.models, snakemake.params.preprocess
+    t = {**snakemake.config["train"], **snakemake.params.train}  # performance keys come from config
+    m, p = snakemake.params.models, snakemake.params.preprocess
     arch = snakemake.wildcards.arch
     cfg = TrainConfig(
         architecture=arch,

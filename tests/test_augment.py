@@ -1,0 +1,162 @@
+"""Class balancing by augmentation and the training store."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxlseg import io
+from cxlseg.augment import augment_pair, build_pipeline, build_training_store
+from cxlseg.ingest import ingest_dataset
+from fixtures_layouts import make_shenzhen, make_v7_json
+
+SIZE = 32
+VAL = {"CHNCXR_0003_0", "bacterial"}
+TEST = {"CHNCXR_0005_0", "healthy"}
+# train originals: normal 1, tuberculosis 2, covid19 2, pneumonia 2
+TARGETS = {"tuberculosis": 5, "normal": 4, "covid19": 7, "pneumonia": 1}
+
+
+@pytest.fixture(scope="module")
+def store_inputs(tmp_path_factory):
+    """Ingested Shenzhen + V7 fixtures with a fixed split and one train row whose image vanished."""
+    base = tmp_path_factory.mktemp("store_inputs")
+    roots = {"shenzhen": base / "shenzhen", "v7": base / "v7"}
+    ingest_dirs = {"shenzhen": base / "ingest" / "shenzhen", "v7": base / "ingest" / "v7"}
+    make_shenzhen(roots["shenzhen"])
+    make_v7_json(roots["v7"])
+    frames = [ingest_dataset(name, roots[name], ingest_dirs[name]).manifest for name in roots]
+    df = pd.concat(frames, ignore_index=True)
+    df["split"] = ["val" if i in VAL else "test" if i in TEST else "train" for i in df["image_id"]]
+    ghost = df[df["image_id"] == "CHNCXR_0001_0"].assign(image_id="CHNCXR_0077_1", patient_id="CHNCXR_0077",
+                                                          label="tuberculosis", image_path="CXR_png/gone.png")
+    df = pd.concat([df, ghost], ignore_index=True)
+    df.to_parquet(base / "dataset.parquet", index=False)
+    return base / "dataset.parquet", roots, ingest_dirs
+
+
+def _build(store_inputs, out, **kw):
+    parquet, roots, ingest_dirs = store_inputs
+    kw.setdefault("targets", TARGETS)
+    return build_training_store(parquet, roots, ingest_dirs, out, size=SIZE, seed=5, **kw)
+
+
+def test_store_meets_targets_exactly_and_keeps_val_test_original(store_inputs, tmp_path):
+    counts = _build(store_inputs, tmp_path / "store")
+    store = tmp_path / "store"
+    table = pd.read_csv(store / "counts.csv")
+    train = table[table["split"] == "train"].set_index("label")
+    assert train.loc["tuberculosis", "total"] == 5 and train.loc["tuberculosis", "originals"] == 2
+    assert train.loc["normal", "total"] == 4 and train.loc["covid19", "total"] == 7
+    # a class already above its target keeps its originals and gains nothing
+    assert train.loc["pneumonia", "originals"] == 2 and train.loc["pneumonia", "augmented"] == 0
+    assert (table[table["split"] != "train"]["augmented"] == 0).all()
+    assert counts["train"]["covid19"] == {"originals": 2, "augmented": 5, "total": 7}
+    for split in ("train", "val", "test"):
+        index = pd.read_parquet(store / f"{split}_index.parquet")
+        images = np.load(store / f"{split}_images.npy", mmap_mode="r")
+        masks = np.load(store / f"{split}_masks.npy", mmap_mode="r")
+        assert images.shape == masks.shape == (len(index), SIZE, SIZE)
+        assert images.dtype == masks.dtype == np.uint8
+        assert set(np.unique(masks)) == {0, 1}
+        assert (index["row"] == np.arange(len(index))).all()
+        assert index["augmented"].any() == (split == "train")
+    skipped = pd.read_csv(store / "skipped.csv")
+    assert list(skipped["image_id"]) == ["CHNCXR_0077_1"] and "file not found" in skipped["reason"][0]
+    montage = io.read_image(store / "augment_montage.png")
+    assert montage.ndim == 3 and montage.shape[0] >= SIZE
+
+
+def test_no_patient_on_two_sides_and_copies_keep_their_source(store_inputs, tmp_path):
+    _build(store_inputs, tmp_path / "store")
+    idx = {s: pd.read_parquet(tmp_path / "store" / f"{s}_index.parquet") for s in ("train", "val", "test")}
+    keys = {s: set(zip(i["dataset"], i["patient_id"])) for s, i in idx.items()}
+    assert not keys["train"] & keys["val"] and not keys["train"] & keys["test"] and not keys["val"] & keys["test"]
+    train = idx["train"]
+    originals = train[~train["augmented"]].set_index("image_id")
+    copies = train[train["augmented"]]
+    assert copies["source_image_id"].isin(originals.index).all()
+    assert (originals.loc[copies["source_image_id"], "patient_id"].values == copies["patient_id"].values).all()
+    assert (originals.loc[copies["source_image_id"], "label"].values == copies["label"].values).all()
+    assert copies["op"].str.len().gt(0).all() and copies["image_id"].is_unique
+
+
+def test_same_inputs_give_byte_identical_store(store_inputs, tmp_path):
+    _build(store_inputs, tmp_path / "a")
+    _build(store_inputs, tmp_path / "b")
+    for name in ("train_images.npy", "train_masks.npy", "train_index.parquet", "val_images.npy",
+                 "test_index.parquet", "counts.csv", "skipped.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    parquet, roots, ingest_dirs = store_inputs
+    build_training_store(parquet, roots, ingest_dirs, tmp_path / "c", size=SIZE, seed=6, targets=TARGETS)
+    assert (tmp_path / "a" / "train_images.npy").read_bytes() != (tmp_path / "c" / "train_images.npy").read_bytes()
+
+
+def test_positive_target_without_training_images_names_the_class(store_inputs, tmp_path):
+    parquet, roots, ingest_dirs = store_inputs
+    df = pd.read_parquet(parquet)
+    df[df["label"] != "tuberculosis"].to_parquet(tmp_path / "no_tb.parquet", index=False)
+    with pytest.raises(ValueError, match="'tuberculosis'"):
+        build_training_store(tmp_path / "no_tb.parquet", roots, ingest_dirs, tmp_path / "s", size=SIZE,
+                             targets=TARGETS)
+    # a zero target for the absent class is fine
+    counts = build_training_store(tmp_path / "no_tb.parquet", roots, ingest_dirs, tmp_path / "s", size=SIZE,
+                                  targets={**TARGETS, "tuberculosis": 0})
+    assert "tuberculosis" not in counts["train"]
+
+
+def test_targets_none_keeps_originals_only(store_inputs, tmp_path):
+    counts = _build(store_inputs, tmp_path / "s", targets=None)
+    assert all(c["augmented"] == 0 for split in counts.values() for c in split.values())
+
+
+# --------------------------------------------------------------------------- alignment, one op at a time
+
+OFF = dict(hflip_p=0.0, vflip_p=0.0, rotate_p=0.0, scale_p=0.0, crop_p=0.0, noise_p=0.0)
+ONE_OP = {
+    "hflip": dict(hflip_p=1.0),
+    "vflip": dict(vflip_p=1.0),
+    "rotate": dict(rotate_p=1.0, rotate_limit=30.0),
+    "zoom": dict(scale_p=1.0, scale_limit=0.3),
+    "crop": dict(crop_p=1.0, crop_scale=(0.4, 0.7)),
+    "noise": dict(noise_p=1.0, noise_std=(0.03, 0.06)),
+}
+
+
+def _pattern(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """An asymmetric mask and an image drawn from it (mask * 200 + noise)."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (20, 26), (9, 18), 15, 0, 360, 1, -1)
+    cv2.rectangle(mask, (38, 8), (55, 30), 1, -1)
+    cv2.circle(mask, (46, 50), 7, 1, -1)
+    noise = np.random.default_rng(0).normal(20, 5, mask.shape)
+    return np.clip(mask * 200.0 + noise, 0, 255).astype(np.uint8), mask
+
+
+@pytest.mark.parametrize("op", sorted(ONE_OP))
+def test_every_op_keeps_image_and_mask_aligned(op):
+    image, mask = _pattern()
+    pipeline = build_pipeline(64, **{**OFF, **ONE_OP[op]})
+    for seed in range(3):
+        out_image, out_mask, applied = augment_pair(pipeline, image, mask, seed)
+        assert applied == op
+        assert out_image.shape == out_mask.shape == (64, 64) and set(np.unique(out_mask)) <= {0, 1}
+        if op != "noise":
+            assert (out_mask != mask).any(), "geometry op left the mask unchanged"
+        else:
+            assert (out_image != image).any() and (out_mask == mask).all()
+        seen = (out_image > 100).astype(np.uint8)
+        edge = cv2.morphologyEx(out_mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+        off = (seen != out_mask) & ~edge
+        assert not off.any(), f"{op}: {int(off.sum())} pixels misaligned away from the mask border"
+        assert (seen != out_mask).mean() < 0.05
+
+
+def test_augment_pair_always_changes_something():
+    image, mask = _pattern(32)
+    pipeline = build_pipeline(32, **{**OFF, "hflip_p": 0.05, "noise_p": 0.05})
+    for seed in range(10):
+        _, _, applied = augment_pair(pipeline, image, mask, seed)
+        assert applied in {"hflip", "noise", "hflip+noise"}

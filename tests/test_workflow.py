@@ -1,0 +1,143 @@
+"""The Snakemake workflow end to end on a tiny generated demo (lint, dry-runs, a full run, a no-op rerun)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+CONFIGS = [str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "demo.yaml")]
+
+TINY = {
+    "demo": {"n_shenzhen": 6, "n_montgomery": 4, "n_v7": 8, "n_mimic_subjects": 10},
+    "augment": {"targets": {"tuberculosis": 6, "covid19": 6, "pneumonia": 6, "normal": 6}},
+    "train": {"epochs": 1, "batch_size": 4, "max_train_batches": 3},
+    "infer": {"batch_size": 8, "flush_every": 8},
+    "classify": {"enabled": True, "input_size": 32, "epochs": 1, "batch_size": 8, "max_train_batches": 1},
+}
+COLUMNS = {
+    "CXLSeg-metadata.csv.gz": ["dicom_id", "subject_id", "study_id", "Reports", "PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"],
+    "CXLSeg-segmented.csv.gz": ["dicom_id", "subject_id", "study_id", "DicomPath", "Atelectasis", "Pleural Effusion", "No Finding"],
+    "CXLSeg-split.csv.gz": ["dicom_id", "subject_id", "study_id", "split"],
+    "CXLSeg-mask.csv.gz": ["dicom_id", "subject_id", "study_id", "DicomPath"],
+}
+
+
+def snakemake(workdir: Path, *args: str, configs=None, timeout=1500) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", *(configs or [*CONFIGS, str(workdir / "tiny.yaml")]), *args]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_bad_config_key_stops_the_dag(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train: {epocs: 3}\n")
+    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--configfile", *CONFIGS, str(tmp_path / "bad.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "train.epocs" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo-run")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir, "--cores", "2", "--profile", str(ROOT / "profiles" / "local"))
+    return workdir
+
+
+def expected_dicom_ids(archive: Path) -> set[str]:
+    """Independently: frontal images whose study has a report file and whose JPEG decodes."""
+    meta = pd.read_csv(archive / "mimic-cxr-2.0.0-metadata.csv.gz", dtype={"dicom_id": str})
+    meta = meta[meta["ViewPosition"].isin(["AP", "PA"])]
+    keep = set()
+    for row in meta.itertuples():
+        study_dir = archive / "files" / f"p{str(row.subject_id)[:2]}" / f"p{row.subject_id}"
+        image = study_dir / f"s{row.study_id}" / f"{row.dicom_id}.jpg"
+        if not (study_dir / f"s{row.study_id}.txt").is_file() or not image.is_file():
+            continue
+        data = image.read_bytes()
+        if data.rstrip(b"\0").endswith(b"\xff\xd9") and cv2.imdecode(np.frombuffer(data, np.uint8), 0) is not None:
+            keep.add(row.dicom_id)
+    return keep
+
+
+@pytest.mark.integration
+def test_tables_have_exactly_the_segmentable_images(demo_run):
+    out = demo_run / "results" / "CXLSeg"
+    expected = expected_dicom_ids(demo_run / "resources" / "demo" / "mimic-cxr-jpg")
+    assert len(expected) >= 10
+    for name, columns in COLUMNS.items():
+        table = pd.read_csv(out / name, dtype={"dicom_id": str})
+        assert list(table.columns[: len(columns)]) == columns or set(columns) <= set(table.columns), name
+        assert set(table["dicom_id"]) == expected, name
+        assert table["dicom_id"].is_unique, name
+    split = pd.read_csv(out / "CXLSeg-split.csv.gz")
+    assert set(split["split"]) <= {"train", "validate", "test"}
+    assert split.groupby("subject_id")["split"].nunique().max() == 1
+
+
+@pytest.mark.integration
+def test_every_listed_file_exists_at_224(demo_run):
+    out = demo_run / "results" / "CXLSeg"
+    for name in ("CXLSeg-segmented.csv.gz", "CXLSeg-mask.csv.gz"):
+        for rel in pd.read_csv(out / name)["DicomPath"]:
+            image = cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED)
+            assert image is not None, rel
+            assert image.shape[:2] == (224, 224), rel
+
+
+@pytest.mark.integration
+def test_corrupt_and_truncated_are_reported_not_fatal(demo_run):
+    demo = yaml.safe_load((demo_run / "resources" / "demo" / "demo.json").read_text())
+    failed = pd.read_csv(demo_run / "results" / "CXLSeg" / "CXLSeg-failed.csv.gz", dtype={"dicom_id": str})
+    bad = {d for key in ("corrupt", "truncated") for d in demo[key]} if "corrupt" in demo else set()
+    assert bad, "the demo archive must contain a corrupt and a truncated JPEG"
+    assert bad <= set(failed["dicom_id"])
+
+
+@pytest.mark.integration
+def test_models_report_and_rerun(demo_run):
+    models = demo_run / "results" / "models"
+    assert (models / "selected.json").is_file()
+    assert (models / "comparison.md").read_text().count("|") > 10
+    assert (demo_run / "results" / "classify" / "table3.md").is_file()
+    dry = snakemake(demo_run, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    snakemake(demo_run, "--report", str(demo_run / "report.html"))
+    html = (demo_run / "report.html").read_text(errors="replace")
+    assert "comparison" in html.lower()
+
+
+@pytest.mark.integration
+def test_paper_config_pointed_at_the_demo_archive_plans_the_full_dag(demo_run, tmp_path):
+    archive = demo_run / "resources" / "demo"
+    overlay = {
+        "results": str(tmp_path / "results"),
+        "datasets": {
+            "shenzhen": {"root": str(archive / "shenzhen")},
+            "montgomery": {"root": str(archive / "montgomery")},
+            "v7": {"root": str(archive / "v7")},
+        },
+        "mimic": {"root": str(archive / "mimic-cxr-jpg")},
+    }
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump(overlay))
+    proc = snakemake(tmp_path, "-n", configs=[CONFIGS[0], str(tmp_path / "real.yaml")])
+    text = proc.stdout + proc.stderr
+    for rule, count in [("ingest", 3), ("train", 4), ("evaluate", 4), ("infer_shard", 10), ("merge_tables", 1)]:
+        assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), f"{rule} x{count} missing:\n{text[-2000:]}"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cxlseg import io
-from cxlseg.augment import augment_pair, build_pipeline, build_training_store
+from cxlseg.augment import augment_pair, build_pipeline, build_training_store, sample_seed
 from cxlseg.ingest import ingest_dataset
 from fixtures_layouts import make_shenzhen, make_v7_json
 
@@ -107,9 +107,13 @@ def test_positive_target_without_training_images_names_the_class(store_inputs, t
     assert "tuberculosis" not in counts["train"]
 
 
-def test_targets_none_keeps_originals_only(store_inputs, tmp_path):
-    counts = _build(store_inputs, tmp_path / "s", targets=None)
+def test_targets_none_keeps_originals_only_and_outputs_go_where_asked(store_inputs, tmp_path):
+    counts = _build(store_inputs, tmp_path / "s", targets=None, counts_path=tmp_path / "counts.csv",
+                    montage_path=tmp_path / "montage.png")
     assert all(c["augmented"] == 0 for split in counts.values() for c in split.values())
+    assert pd.read_csv(tmp_path / "counts.csv")["total"].sum() == sum(
+        c["total"] for split in counts.values() for c in split.values())
+    assert (tmp_path / "montage.png").is_file() and not (tmp_path / "s" / "counts.csv").exists()
 
 
 # --------------------------------------------------------------------------- alignment, one op at a time
@@ -160,3 +164,18 @@ def test_augment_pair_always_changes_something():
     for seed in range(10):
         _, _, applied = augment_pair(pipeline, image, mask, seed)
         assert applied in {"hflip", "noise", "hflip+noise"}
+
+
+def test_ops_fire_independently_with_their_own_probability():
+    """Guards against every transform sharing one seed (then equal-p ops would always fire together)."""
+    image, mask = _pattern(16)
+    probs = dict(hflip_p=0.5, vflip_p=0.1, rotate_p=0.5, scale_p=0.5, crop_p=0.3, noise_p=0.3)
+    pipeline = build_pipeline(16, **probs)
+    n = 400
+    ops = [augment_pair(pipeline, image, mask, sample_seed(1, "normal", k))[2].split("+") for k in range(n)]
+    p_any = 1 - np.prod([1 - p for p in probs.values()])
+    for name, p in zip(("hflip", "vflip", "rotate", "zoom", "crop", "noise"), probs.values()):
+        rate = sum(name in o for o in ops) / n
+        assert abs(rate - p / p_any) < 0.08, (name, rate)
+    together = sum(("hflip" in o) == ("rotate" in o) for o in ops) / n
+    assert together < 0.7

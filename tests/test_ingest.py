@@ -225,3 +225,25 @@ def test_combine_and_split_writes_parquet_and_refuses_duplicates(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dataset.parquet"), out)
     with pytest.raises(ValueError, match="duplicate"):
         combine_and_split(paths + paths[:1], tmp_path / "again.parquet")
+
+
+def test_darwin_2_document_and_malformed_polygon(tmp_path):
+    from fixtures_layouts import TWO_LUNGS_AREA, lungs, radiograph, write
+
+    root = tmp_path / "v7"
+    left, right = lungs(48, 64)
+    for name in ("v2doc", "malformed"):
+        write(root / "images" / f"{name}.png", radiograph(left | right))
+    (root / "annotations").mkdir()
+    v2 = {"version": "2.0", "item": {"name": "v2doc.png", "slots": [{"width": 64, "height": 48}]},
+          "annotations": [{"name": "Lung", "polygon": {"paths": [rect(4, 5, 23, 34)]}},
+                          {"name": "Lung", "polygon": {"paths": [rect(40, 5, 51, 34)]}},
+                          {"name": "Bacterial Pneumonia", "tag": {}}]}
+    bad = {"image": {"width": 64, "height": 48}, "annotations": [
+        {"name": "Lung", "polygon": {"path": [{"x": 1}, {"x": 2}, {"x": 3}]}}, {"name": "COVID-19", "tag": {}}]}
+    (root / "annotations" / "v2doc.json").write_text(json.dumps(v2))
+    (root / "annotations" / "malformed.json").write_text(json.dumps(bad))
+    result = ingest_dataset("v7", root, tmp_path / "out")
+    assert result.counts == {"pneumonia": 1}
+    assert int(io.read_mask(tmp_path / "out" / "masks" / "v2doc.png").sum()) == TWO_LUNGS_AREA
+    assert "malformed polygon" in _reason(result.rejects, "malformed")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import random
 from pathlib import Path
 
 import albumentations as A
@@ -50,7 +50,7 @@ MAX_DRAWS = 32  # re-draws when a random pipeline happened to apply no op at all
 def build_pipeline(size: int = 224, *, hflip_p: float = 0.5, vflip_p: float = 0.1, rotate_p: float = 0.5,
                    rotate_limit: float = 15.0, scale_p: float = 0.5, scale_limit: float = 0.15, crop_p: float = 0.3,
                    crop_scale: tuple[float, float] = (0.75, 1.0), noise_p: float = 0.3,
-                   noise_std: tuple[float, float] = (0.02, 0.06)) -> A.Compose:
+                   noise_std: tuple[float, float] = (0.01, 0.04)) -> A.Compose:
     """The paper's operations, each drawn independently with its own probability.
 
     Borders are filled with 0 (air) in the image and background in the mask;
@@ -80,9 +80,14 @@ def sample_seed(seed: int, label: str, k: int) -> int:
 
 def augment_pair(pipeline: A.Compose, image: np.ndarray, mask: np.ndarray,
                  seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Apply the pipeline with a fixed seed; re-draw until at least one op changed the pair."""
+    """Apply the pipeline with a fixed seed; re-draw until at least one op changed the pair.
+
+    One shared generator is handed to every transform (`set_random_state`):
+    albumentations' `set_random_seed` gives each transform its own generator
+    with the same seed, so ops of equal probability would always fire together.
+    """
     for attempt in range(MAX_DRAWS):
-        pipeline.set_random_seed(seed + attempt)
+        pipeline.set_random_state(np.random.default_rng([seed, attempt]), random.Random(seed * MAX_DRAWS + attempt))
         out = pipeline(image=image, mask=mask)
         ops = [OP_NAMES.get(name, name) for name, _ in out["applied_transforms"]]
         if ops:
@@ -91,12 +96,6 @@ def augment_pair(pipeline: A.Compose, image: np.ndarray, mask: np.ndarray,
 
 
 # --------------------------------------------------------------------------- plan
-
-
-@dataclass
-class SplitPlan:
-    originals: pd.DataFrame  # rows that loaded, in store order, with their scratch position
-    augment_sources: list[tuple[str, int, int]]  # (label, scratch position, k)
 
 
 def _check_targets(train: pd.DataFrame, targets: dict[str, int] | None) -> dict[str, int]:
@@ -192,9 +191,10 @@ def _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipelin
             io.atomic_path(out_dir / f"{split}_masks.npy") as tmp_mask:
         images = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size))
         masks = np.lib.format.open_memmap(tmp_mask, mode="w+", dtype=np.uint8, shape=(n, size, size))
-        for start in range(0, len(kept), 512):
-            images[start:start + 512] = src_images[start:start + 512]
-            masks[start:start + 512] = src_masks[start:start + 512]
+        for start in range(0, len(kept), 512):  # chunked so the copy never holds a whole split in memory
+            stop = min(start + 512, len(kept))
+            images[start:stop] = src_images[start:stop]
+            masks[start:stop] = src_masks[start:stop]
         for i, (label, pos, k) in enumerate(tqdm(plan, desc=f"augment {split}", unit="img"), start=len(kept)):
             images[i], masks[i], op = augment_pair(pipeline, np.array(src_images[pos]), np.array(src_masks[pos]),
                                                    sample_seed(seed, label, k))
@@ -260,9 +260,13 @@ def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os
                          vflip_p: float = 0.1, rotate_p: float = 0.5, rotate_limit: float = 15.0,
                          scale_p: float = 0.5, scale_limit: float = 0.15, crop_p: float = 0.3,
                          crop_scale: tuple[float, float] = (0.75, 1.0), noise_p: float = 0.3,
-                         noise_std: tuple[float, float] = (0.02, 0.06), montage_path: os.PathLike | str | None = None,
-                         montage_samples: int = 16) -> dict[str, dict[str, dict[str, int]]]:
-    """Write the training store for the split dataset table; return counts[split][label]."""
+                         noise_std: tuple[float, float] = (0.01, 0.04), montage_path: os.PathLike | str | None = None,
+                         montage_samples: int = 16,
+                         counts_path: os.PathLike | str | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """Write the training store for the split dataset table; return counts[split][label].
+
+    The montage and counts table default to `out_dir`; the workflow puts them next to the store.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     df = pd.read_parquet(dataset_parquet)
@@ -288,7 +292,7 @@ def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os
                  out_dir / "skipped.csv")
     _montage_from_store(out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.png"),
                         montage_samples)
-    io.write_csv(counts, out_dir / "counts.csv")
+    io.write_csv(counts, Path(counts_path or out_dir / "counts.csv"))
     for row in counts.itertuples():
         log.info("%s %s: %d originals + %d augmented = %d", row.split, row.label, row.originals, row.augmented,
                  row.total)

@@ -10,7 +10,6 @@ train/val/test split, because it is the last step that works on manifests.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -205,7 +204,7 @@ def _shenzhen(root: Path, **_) -> Iterator[Candidate | Rejected]:
     """CXR_png/CHNCXR_####_[01].png with mask/CHNCXR_####_[01]_mask.png (one image per patient)."""
     image_dir = _require_dir(root / "CXR_png", "Shenzhen images")
     mask_dir = root / "mask"
-    seen = set()
+    seen, no_reading = set(), []
     for image in _images_in(image_dir):
         match = re.fullmatch(r"(CHNCXR_(\d{4}))_([01])", image.stem)
         if not match:
@@ -217,9 +216,12 @@ def _shenzhen(root: Path, **_) -> Iterator[Candidate | Rejected]:
             yield Rejected(image, "no mask")
             continue
         if not (root / "ClinicalReadings" / f"{image.stem}.txt").is_file():
-            log.warning("%s: no clinical reading (label taken from the file name)", image)
+            no_reading.append(image.stem)
         label = "tuberculosis" if match.group(3) == "1" else "normal"
         yield Candidate(image.stem, match.group(1), label, image, "PA", lambda _shape, m=mask: read_binary_mask(m))
+    if no_reading:
+        log.warning("Shenzhen: %d image(s) without ClinicalReadings/<stem>.txt (label taken from the file name), "
+                    "e.g. %s", len(no_reading), no_reading[0])
     if mask_dir.is_dir():
         for mask in sorted(mask_dir.glob("*_mask.png")):
             if mask.name[: -len("_mask.png")] not in seen:
@@ -541,7 +543,9 @@ def _fill_empty_splits(groups: pd.DataFrame, ratios: np.ndarray) -> None:
         if donors.empty:
             return
         donor = groups[groups["split_idx"] == donors.idxmax()]
-        moved = donor.sort_values(["n", "order"]).index[0]
+        # prefer a patient whose class stays represented in the donor split
+        spare = donor[donor.groupby("label")["label"].transform("size") > 1]
+        moved = (spare if not spare.empty else donor).sort_values(["n", "order"]).index[0]
         groups.loc[moved, "split_idx"] = split
 
 

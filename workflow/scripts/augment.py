@@ -20,5 +20,6 @@ with log_to(snakemake.log[0]):
         targets=targets,
         seed=snakemake.params.seed,
         montage_path=snakemake.output.montage,
+        counts_path=snakemake.output.counts,
         **aug,
     )

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cxlseg import classify as cl
-from cxlseg.io import write_csv, write_image
+from cxlseg.io import read_gray, write_csv, write_image
 from cxlseg.preprocess import prepare
 
 CLASSES = list(cl.DEFAULT_CLASSES)
@@ -140,7 +140,8 @@ def test_load_labels_names_file_and_bad_value(tmp_path):
     write_csv(_segmented_table([["d1", 10000001, 50000001, "p.jpg", 2.0, 0.0, 0.0, 0.0]]), path)
     with pytest.raises(ValueError, match=r"CXLSeg-segmented.csv.gz.*'Lung Lesion' holds '2.0'"):
         cl.load_labels(path)
-    write_csv(_segmented_table([["d1", 10000001, 50000001, "p.jpg", 1.0, 0.0, 0.0, 0.0]]).drop(columns="Pneumonia"), path)
+    no_pneumonia = _segmented_table([["d1", 10000001, 50000001, "p.jpg", 1.0, 0.0, 0.0, 0.0]]).drop(columns="Pneumonia")
+    write_csv(no_pneumonia, path)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['Pneumonia'\]"):
         cl.load_labels(path)
 
@@ -156,6 +157,65 @@ def test_load_cohort_rejects_unknown_split(tmp_path):
 
 def test_original_relpath_follows_mimic_layout():
     assert cl.original_relpath(10000032, 50414267, "abc") == "files/p10/p10000032/s50414267/abc.jpg"
+
+
+# --- images -----------------------------------------------------------------------------------------
+
+
+def _one_image_frame(dicom_path):
+    return pd.DataFrame({"subject_id": [10000001], "study_id": [50000001], "dicom_id": ["d1"],
+                         "DicomPath": [dicom_path]})
+
+
+def test_original_and_segmented_share_preprocessing(tmp_path):
+    """With an all-lung mask the segmented input equals the original input: the only difference is the AND."""
+    rng = np.random.default_rng(1)
+    original = (rng.random((120, 100)) * 255).astype(np.uint8)
+    rel = cl.original_relpath(10000001, 50000001, "d1")
+    write_image(tmp_path / "mimic" / rel, original, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    write_image(tmp_path / "seg" / "d1.png", prepare(read_gray(tmp_path / "mimic" / rel), 224))  # lossless
+    frame, ones = _one_image_frame("d1.png"), np.ones((1, 4), np.float32)
+    kinds = {}
+    for kind in cl.INPUT_KINDS:
+        source = cl.ImageSource(kind, str(tmp_path / "seg"), str(tmp_path / "mimic"), input_size=48)
+        kinds[kind] = cl.ImageDataset(frame, ones, ones, source)[0]
+    assert kinds["original"]["ok"] and kinds["segmented"]["ok"]
+    assert kinds["original"]["x"].shape == (3, 48, 48)
+    torch.testing.assert_close(kinds["original"]["x"], kinds["segmented"]["x"])
+
+
+def test_dataset_flags_unsafe_and_missing_files(tmp_path):
+    ones = np.ones((1, 4), np.float32)
+    source = cl.ImageSource("segmented", str(tmp_path), str(tmp_path), input_size=32)
+    item = cl.ImageDataset(_one_image_frame("../outside.jpg"), ones, ones, source)[0]
+    assert not item["ok"] and "'..' not allowed" in item["reason"] and item["x"].shape == (3, 32, 32)
+    item = cl.ImageDataset(_one_image_frame("files/missing.jpg"), ones, ones, source)[0]
+    assert not item["ok"] and item["reason"] == "file not found" and item["file"].endswith("missing.jpg")
+
+
+def test_batchnorm_recalibration_restores_momentum():
+    net = cl.Classifier(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.BatchNorm2d(2),
+                                            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), 3)
+    frame = pd.DataFrame({"subject_id": [1] * 4, "study_id": [1] * 4, "dicom_id": list("abcd"),
+                          "DicomPath": list("abcd")})
+
+    class Bright(cl.ImageDataset):
+        def __getitem__(self, index):
+            return {"x": torch.full((3, 8, 8), float(index)), "y": self.targets[index], "m": self.mask[index],
+                    "index": index, "ok": True, "file": "", "reason": ""}
+
+    ones = np.ones((4, 1), np.float32)
+    dataset = Bright(frame, ones, ones, cl.ImageSource("segmented", ".", "."))
+    used = cl.recalibrate_batchnorm(net, torch.utils.data.DataLoader(dataset, batch_size=2), torch.device("cpu"),
+                                    False, cl._SkipLog("segmented"))
+    norm = net.backbone[1]
+    assert used == 2 and norm.momentum == 0.1 and not net.training
+    assert norm.running_mean.abs().sum() > 0  # statistics now describe the data, not the initial (0, 1)
+
+
+def test_summarise_names_a_missing_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="resnet50_original/metrics.json"):
+        cl.summarise([tmp_path / "resnet50_original"], tmp_path)
 
 
 # --- classifiers ------------------------------------------------------------------------------------
@@ -197,13 +257,13 @@ DESIGN = {
 CORRUPT = "d00"  # the first train original is not a JPEG
 
 
-def _fake_cxlseg(tmp_path):
+def _fake_cxlseg(tmp_path, design=DESIGN):
     """A CXLSeg folder, its segmented images and a MIMIC-CXR-JPG archive of the same images."""
     rng = np.random.default_rng(0)
     cxlseg_root, mimic_root = tmp_path / "CXLSeg", tmp_path / "mimic"
     seg_rows, split_rows = [], []
     i = 0
-    for split, label_rows in DESIGN.items():
+    for split, label_rows in design.items():
         for labels in label_rows:
             dicom_id, subject_id, study_id = f"d{i:02d}", 10000000 + i, 50000000 + i
             rel = cl.original_relpath(subject_id, study_id, dicom_id)
@@ -262,6 +322,10 @@ def test_run_comparison_end_to_end(tmp_path):
     predictions = pd.read_csv(out / "predictions_densenet121_segmented.csv")
     assert sorted(set(predictions["split"])) == ["test", "validate"] and len(predictions) == 7
     assert predictions["Pneumonia_score"].between(0, 1).all()
+    # BatchNorm statistics recomputed after the short training: scores still depend on the image
+    for model in cl.DEFAULT_MODELS:
+        scores = pd.read_csv(out / f"predictions_{model}_original.csv")["Pleural Effusion_score"]
+        assert scores.nunique() > 1, model
     metrics = json.loads((out / "densenet121_original" / "metrics.json").read_text())
     assert metrics["per_class"]["Lung Lesion"]["AUC"] is None
     assert metrics["counts"] == {"train": 8, "validate": 3, "test": 4, "skipped": 1}
@@ -274,12 +338,24 @@ def test_one_pair_is_deterministic_and_ignores_uncertain(tmp_path):
     first = cl.train_and_evaluate("mobilenet_v2", "segmented", out_dir=tmp_path / "a", **kwargs)
     cl.train_and_evaluate("mobilenet_v2", "segmented", out_dir=tmp_path / "b", **kwargs)
     run = "mobilenet_v2_segmented"
-    assert (tmp_path / "a" / run / "predictions.csv").read_bytes() == (tmp_path / "b" / run / "predictions.csv").read_bytes()
-    assert (tmp_path / "a" / run / "metrics.json").read_bytes() == (tmp_path / "b" / run / "metrics.json").read_bytes()
+    for name in ("predictions.csv", "metrics.json"):
+        assert (tmp_path / "a" / run / name).read_bytes() == (tmp_path / "b" / run / name).read_bytes()
     # the uncertain Pneumonia label of the last test image is left out of its metrics
     assert first["per_class"]["Pneumonia"]["n_test"] == 3
     predictions = pd.read_csv(tmp_path / "a" / run / "predictions.csv")
     assert predictions["Pneumonia_label"].isna().sum() == 1
+
+
+def test_empty_validate_split_and_loader_workers(tmp_path):
+    """A demo split without validate images falls back to 0.5 thresholds; DataLoader workers load the same data."""
+    design = {"train": DESIGN["train"], "test": DESIGN["test"]}
+    cxlseg_root, mimic_root = _fake_cxlseg(tmp_path, design)
+    metrics = cl.train_and_evaluate("mobilenet_v2", "original", cxlseg_dir=cxlseg_root, cxlseg_root=cxlseg_root,
+                                    mimic_root=mimic_root, out_dir=tmp_path / "o", num_workers=1,
+                                    **{**SMALL, "input_size": 48})
+    assert metrics["counts"]["validate"] == 0 and metrics["counts"]["skipped"] == 1
+    assert {v["threshold_rule"] for v in metrics["per_class"].values()} == {"fallback_0.5"}
+    assert math.isfinite(metrics["per_class"]["Pleural Effusion"]["AUC"])
 
 
 def test_bad_settings_are_named(tmp_path):

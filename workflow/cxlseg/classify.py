@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -132,7 +133,14 @@ def create_classifier(name: str, num_classes: int, in_channels: int = 3, pretrai
             kwargs["init_weights"] = True  # explicit, silences torchvision's FutureWarning
         if in_channels != 3:
             kwargs["transform_input"] = False  # its re-normalisation assumes RGB
-    backbone = torchvision.models.get_model(name, weights=classifier_weights(name, pretrained), **kwargs)
+    weights = classifier_weights(name, pretrained)
+    try:
+        backbone = torchvision.models.get_model(name, weights=weights, **kwargs)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError: offline node without cached weights
+        if weights is None:
+            raise
+        raise RuntimeError(f"{name}: could not load torchvision weights {weights} ({err}); with no network, put the "
+                           f"file {Path(weights.url).name} into $TORCH_HOME/hub/checkpoints first") from err
     _set_submodule(backbone, spec.stem, _adapt_stem(backbone.get_submodule(spec.stem), in_channels, pretrained))
     head = backbone.get_submodule(spec.head)
     _set_submodule(backbone, spec.head, nn.Linear(head.in_features, num_classes))
@@ -212,7 +220,8 @@ def load_labels(segmented_csv: os.PathLike | str, classes: Sequence[str] = DEFAU
     if bad.any().any():
         column = bad.any().idxmax()
         example = frame.loc[bad[column], column].iloc[0]
-        raise ValueError(f"{segmented_csv}: column {column!r} holds '{example}'; CheXpert labels must be 1, 0, -1 or blank")
+        raise ValueError(f"{segmented_csv}: column {column!r} holds '{example}'; "
+                         "CheXpert labels must be 1, 0, -1 or blank")
     targets, mask = encode_labels(values.to_numpy(), uncertain)
     ids = frame[["dicom_id", "subject_id", "study_id", "DicomPath"]].reset_index(drop=True)
     return Labels(ids, targets, mask, classes)
@@ -229,7 +238,8 @@ def load_cohort(cxlseg_dir: os.PathLike | str, classes: Sequence[str] = DEFAULT_
     if odd:
         raise ValueError(f"{split_csv}: split values {odd} not in {list(SPLITS)}")
     if split["dicom_id"].duplicated().any():
-        raise ValueError(f"{split_csv}: dicom_id {split.loc[split['dicom_id'].duplicated(), 'dicom_id'].iloc[0]} listed twice")
+        twice = split.loc[split["dicom_id"].duplicated(), "dicom_id"].iloc[0]
+        raise ValueError(f"{split_csv}: dicom_id {twice} listed twice")
     frame = labels.frame.merge(split[["dicom_id", "subject_id", "study_id", "split"]],
                                on=["dicom_id", "subject_id", "study_id"], how="left", validate="one_to_one")
     keep = frame["split"].notna().to_numpy()
@@ -296,7 +306,7 @@ def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
-    """Score threshold maximising sensitivity + specificity - 1 (the highest one on ties); NaN when a class is absent."""
+    """Score threshold maximising sensitivity + specificity - 1 (the highest on ties); NaN when a class is absent."""
     try:
         fpr, tpr, thresholds = roc_curve(y, score)
     except ValueError:
@@ -387,7 +397,7 @@ class ImageDataset(Dataset):
             path = self.source.path(subject_id, study_id, dicom_id, dicom_path)
             file = str(path)
             image = torch.from_numpy(self.source.load(path)).float().div_(255.0)
-        except (ImageReadError, UnsafePathError, OSError, ValueError) as err:
+        except (ImageReadError, UnsafePathError, OSError, ValueError, cv2.error) as err:
             reason = getattr(err, "reason", None) or str(err)
             image = torch.zeros(size, size)
         return {"x": image.expand(self.channels, size, size).contiguous(), "y": self.targets[index],
@@ -430,7 +440,8 @@ class _SkipLog:
         for i in torch.nonzero(~ok).flatten().tolist():
             dicom_id = dataset.rows[int(batch["index"][i])][2]
             if dicom_id not in self.rows:
-                log.warning("skipping %s image %s (%s): %s", self.input_kind, dicom_id, batch["file"][i], batch["reason"][i])
+                log.warning("skipping %s image %s (%s): %s", self.input_kind, dicom_id, batch["file"][i],
+                            batch["reason"][i])
                 self.rows[dicom_id] = {"dicom_id": dicom_id, "split": split, "input": self.input_kind,
                                        "file": batch["file"][i], "reason": batch["reason"][i]}
         return ok
@@ -455,7 +466,7 @@ def train_epoch(net: Classifier, loader: DataLoader, optimiser: torch.optim.Opti
     cannot normalise a single sample once small inputs shrink to 1x1 maps.
     """
     net.train()
-    total, used = 0.0, 0
+    total, used = torch.zeros((), device=device), 0
     for batch in tqdm(loader, desc=desc, leave=False, total=_cap(len(loader), max_batches)):
         if max_batches is not None and used >= max_batches:
             break
@@ -469,9 +480,45 @@ def train_epoch(net: Classifier, loader: DataLoader, optimiser: torch.optim.Opti
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()
-        total += float(loss.detach())
+        total += loss.detach()  # summed on the device: no host sync per step
         used += 1
-    return (total / used if used else float("nan")), used
+    return (float(total) / used if used else float("nan")), used
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: Classifier, loader: DataLoader, device: torch.device, use_amp: bool, skips: _SkipLog,
+                          max_batches: int | None = None) -> int:
+    """Recompute BatchNorm running statistics for the final weights in one no-grad pass over the train split.
+
+    After few optimisation steps (the demo) the running statistics (momentum 0.1)
+    still describe the initial weights, and eval-mode outputs collapse to a
+    constant (MobileNetV2's features shrink to ~1e-10 at initialisation). A
+    cumulative average over the train split, as torch.optim.swa_utils.update_bn
+    does, fixes that; after long training it only refreshes the statistics.
+    Returns the number of batches used.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    net.train()
+    used = 0
+    try:
+        for batch in tqdm(loader, desc="batchnorm statistics", leave=False, total=_cap(len(loader), max_batches)):
+            if max_batches is not None and used >= max_batches:
+                break
+            ok = skips.add(batch, loader.dataset, "train")
+            if int(ok.sum()) < 2:
+                continue
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                net(batch["x"][ok].to(device, non_blocking=True))
+            used += 1
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        net.eval()
+    return used
 
 
 @torch.inference_mode()
@@ -543,19 +590,7 @@ def mean_metrics(per_class: dict[str, dict]) -> dict[str, float]:
     return out
 
 
-def train_and_evaluate(model: str, input_kind: str, *, cxlseg_dir: os.PathLike | str,
-                       cxlseg_root: os.PathLike | str, mimic_root: os.PathLike | str, out_dir: os.PathLike | str,
-                       classes: Sequence[str] = DEFAULT_CLASSES, uncertain: str = "ones", input_size: int = 224,
-                       image_size: int = 224, original_clahe: bool = True, clahe_clip: float = 2.0,
-                       clahe_tiles: int = 8, epochs: int = 1, batch_size: int = 16, lr: float = 1e-3,
-                       pretrained: bool = False, num_workers: int = 0, device: str = "auto", amp: bool = True,
-                       seed: int = 42, max_train_batches: int | None = None) -> dict:
-    """Train `model` on `input_kind` images of the train split, threshold on validate, evaluate on test.
-
-    Writes out_dir/{model}_{input_kind}/metrics.json, predictions.csv (validate and
-    test rows: label, NaN when ignored, and score per class) and skipped.csv.
-    The same seed gives both inputs the same initial weights and batch order.
-    """
+def _check_settings(model: str, input_kind: str, input_size: int, batch_size: int, epochs: int) -> None:
     _check_name(model)
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"unknown input {input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
@@ -565,6 +600,38 @@ def train_and_evaluate(model: str, input_kind: str, *, cxlseg_dir: os.PathLike |
         raise ValueError(f"batch_size must be >= 2 (BatchNorm needs two samples), got {batch_size}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+
+
+def fit(net: Classifier, train_loader: DataLoader, device: torch.device, use_amp: bool, skips: _SkipLog, *,
+        epochs: int, lr: float, max_train_batches: int | None, recalibrate_bn: bool, desc: str) -> list[dict]:
+    """Adam on the masked BCE for `epochs`, then fresh BatchNorm statistics; returns the per-epoch history."""
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    history = []
+    for epoch in tqdm(range(1, epochs + 1), desc=desc):
+        loss, used = train_epoch(net, train_loader, optimiser, scaler, device, use_amp, skips, max_train_batches,
+                                 desc=f"epoch {epoch}")
+        history.append({"epoch": epoch, "train_loss": loss, "batches": used})
+        log.info("%s epoch %d: train loss %.4f over %d batch(es)", desc, epoch, loss, used)
+    if recalibrate_bn:
+        recalibrate_batchnorm(net, train_loader, device, use_amp, skips, max_train_batches)
+    return history
+
+
+def train_and_evaluate(model: str, input_kind: str, *, cxlseg_dir: os.PathLike | str,
+                       cxlseg_root: os.PathLike | str, mimic_root: os.PathLike | str, out_dir: os.PathLike | str,
+                       classes: Sequence[str] = DEFAULT_CLASSES, uncertain: str = "ones", input_size: int = 224,
+                       image_size: int = 224, original_clahe: bool = True, clahe_clip: float = 2.0,
+                       clahe_tiles: int = 8, epochs: int = 1, batch_size: int = 16, lr: float = 1e-3,
+                       pretrained: bool = False, num_workers: int = 0, device: str = "auto", amp: bool = True,
+                       seed: int = 42, max_train_batches: int | None = None, recalibrate_bn: bool = True) -> dict:
+    """Train `model` on `input_kind` images of the train split, threshold on validate, evaluate on test.
+
+    Writes out_dir/{model}_{input_kind}/metrics.json, predictions.csv (validate and
+    test rows: label, NaN when ignored, and score per class) and skipped.csv.
+    The same seed gives both inputs the same initial weights and batch order.
+    """
+    _check_settings(model, input_kind, input_size, batch_size, epochs)
     cohort = load_cohort(cxlseg_dir, classes, uncertain)
     run_dir = Path(out_dir) / run_name(model, input_kind)
     dev = resolve_device(device)
@@ -579,17 +646,10 @@ def train_and_evaluate(model: str, input_kind: str, *, cxlseg_dir: os.PathLike |
 
     seed_everything(seed)
     net = create_classifier(model, len(cohort.classes), pretrained=pretrained).to(dev)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
     skips = _SkipLog(input_kind)
     train_loader = _loader(parts["train"], batch_size, True, seed, num_workers, dev)
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc=f"{model}/{input_kind}"):
-        loss, used = train_epoch(net, train_loader, optimiser, scaler, dev, use_amp, skips, max_train_batches,
-                                 desc=f"epoch {epoch}")
-        history.append({"epoch": epoch, "train_loss": loss, "batches": used})
-        log.info("%s/%s epoch %d: train loss %.4f over %d batch(es)", model, input_kind, epoch, loss, used)
-
+    history = fit(net, train_loader, dev, use_amp, skips, epochs=epochs, lr=lr, max_train_batches=max_train_batches,
+                  recalibrate_bn=recalibrate_bn, desc=run_name(model, input_kind))
     scores = {s: predict(net, _loader(parts[s], batch_size, False, seed, num_workers, dev), dev, use_amp, skips, s)
               for s in ("validate", "test")}
     per_class = evaluate_classes(cohort.classes, _arrays(cohort, "validate", scores["validate"]),
@@ -600,7 +660,7 @@ def train_and_evaluate(model: str, input_kind: str, *, cxlseg_dir: os.PathLike |
         "settings": {"input_size": input_size, "image_size": image_size, "original_clahe": original_clahe,
                      "clahe_clip": clahe_clip, "clahe_tiles": clahe_tiles, "epochs": epochs,
                      "batch_size": batch_size, "lr": lr, "pretrained": pretrained, "seed": seed,
-                     "max_train_batches": max_train_batches},
+                     "max_train_batches": max_train_batches, "recalibrate_bn": recalibrate_bn},
         "counts": {s: len(parts[s]) for s in SPLITS} | {"skipped": len(skips.rows)},
         "history": history, "per_class": per_class, "mean": mean_metrics(per_class),
     }
@@ -628,7 +688,7 @@ def _predictions(cohort: Labels, scores: dict[str, np.ndarray]) -> pd.DataFrame:
         labels = np.where(cohort.mask[rows] > 0, cohort.targets[rows], np.nan)
         for c, name in enumerate(cohort.classes):
             part[f"{name}_label"] = labels[:, c]
-            part[f"{name}_score"] = np.round(split_scores[:, c], 6)
+            part[f"{name}_score"] = split_scores[:, c]
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
@@ -651,6 +711,23 @@ def _nan_to_none(obj):
 def summarise(run_dirs: Iterable[os.PathLike | str], out_dir: os.PathLike | str) -> pd.DataFrame:
     """Gather run folders into table3.csv, table3.md, roc.png, skipped.csv and predictions_{model}_{input}.csv."""
     out_dir = Path(out_dir)
+    runs = read_runs(run_dirs)
+    table = table3(m for _, m in runs)
+    write_csv(table, out_dir / "table3.csv")
+    write_text(out_dir / "table3.md", table3_markdown(table, [m for _, m in runs]))
+    write_csv(_merged_skipped([d for d, _ in runs]), out_dir / "skipped.csv")
+    predictions = {}
+    for run_dir, metrics in runs:
+        data = (run_dir / "predictions.csv").read_bytes()
+        write_bytes(out_dir / f"predictions_{run_name(metrics['model'], metrics['input'])}.csv", data)
+        predictions[(metrics["model"], metrics["input"])] = pd.read_csv(run_dir / "predictions.csv",
+                                                                       dtype={"dicom_id": str})
+    plot_roc(predictions, runs[0][1]["classes"], out_dir / "roc.png")
+    return table
+
+
+def read_runs(run_dirs: Iterable[os.PathLike | str]) -> list[tuple[Path, dict]]:
+    """(run folder, metrics.json) pairs; every run must describe the same classes."""
     runs = []
     for run_dir in map(Path, run_dirs):
         metrics_path = run_dir / "metrics.json"
@@ -659,20 +736,18 @@ def summarise(run_dirs: Iterable[os.PathLike | str], out_dir: os.PathLike | str)
         runs.append((run_dir, read_json(metrics_path)))
     if not runs:
         raise ValueError("summarise needs at least one run folder")
-    table = table3(r for _, r in runs)
-    write_csv(table, out_dir / "table3.csv")
-    skipped = [pd.read_csv(d / "skipped.csv", dtype=str) for d, _ in runs if (d / "skipped.csv").is_file()]
-    skipped = pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(columns=SKIPPED_COLUMNS)
-    write_csv(skipped.drop_duplicates().reset_index(drop=True), out_dir / "skipped.csv")
-    predictions = {}
-    for run_dir, metrics in runs:
-        name = run_name(metrics["model"], metrics["input"])
-        write_bytes(out_dir / f"predictions_{name}.csv", (run_dir / "predictions.csv").read_bytes())
-        predictions[(metrics["model"], metrics["input"])] = pd.read_csv(run_dir / "predictions.csv", dtype={"dicom_id": str})
-    classes = runs[0][1]["classes"]
-    write_text(out_dir / "table3.md", table3_markdown(table, classes, runs[0][1]))
-    plot_roc(predictions, classes, out_dir / "roc.png")
-    return table
+    for run_dir, metrics in runs[1:]:
+        if metrics["classes"] != runs[0][1]["classes"]:
+            raise ValueError(f"{run_dir}: classes {metrics['classes']} differ from "
+                             f"{runs[0][0]}'s {runs[0][1]['classes']}")
+    return runs
+
+
+def _merged_skipped(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(d / "skipped.csv", dtype=str) for d in run_dirs if (d / "skipped.csv").is_file()]
+    if not frames:
+        return pd.DataFrame(columns=SKIPPED_COLUMNS)
+    return pd.concat(frames, ignore_index=True).drop_duplicates().reset_index(drop=True)
 
 
 def table3(runs: Iterable[dict]) -> pd.DataFrame:
@@ -689,18 +764,26 @@ def table3(runs: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table3_markdown(table: pd.DataFrame, classes: Sequence[str], first_run: dict) -> str:
-    """Table III as one markdown table per class plus one for the class means."""
-    settings = first_run["settings"]
+def table3_markdown(table: pd.DataFrame, runs: Sequence[dict]) -> str:
+    """Table III as one markdown table per class plus one for the class means, with what makes a cell n/a."""
+    first = runs[0]
+    settings, classes = first["settings"], first["classes"]
+    support = ", ".join(f"{c} {first['per_class'][c]['n_test_positive']}/{first['per_class'][c]['n_test']}"
+                        for c in classes)
+    fallbacks = sorted({c for r in runs for c, v in r["per_class"].items() if v["threshold_rule"] != "youden"})
     lines = [
         "# Table III: classifiers on original vs segmented images", "",
         f"Test split; thresholds by Youden's J on the validate split. Input {settings['input_size']} px, "
         f"{settings['epochs']} epoch(s), batch {settings['batch_size']}, lr {settings['lr']}, "
         f"{'ImageNet-pretrained' if settings['pretrained'] else 'from scratch'}, uncertain labels -> "
-        f"{first_run['uncertain']}, originals {'with' if settings['original_clahe'] else 'without'} CLAHE. "
-        "n/a: not computable (the class has no positives or no negatives in the split). "
+        f"{first['uncertain']}, originals {'with' if settings['original_clahe'] else 'without'} CLAHE.", "",
+        f"Test positives / labelled images: {support}. "
+        "n/a: not computable (no positives or no negatives in the split). "
         "Means average the classes where the metric exists.", "",
     ]
+    if fallbacks:
+        lines += [f"Threshold 0.5 instead of Youden's J (validate split lacks positives or negatives): "
+                  f"{', '.join(fallbacks)}.", ""]
     for title, prefix in [(c, f"{c} ") for c in classes] + [("Mean over classes", "mean ")]:
         lines += [f"## {title}", "", "| model | input | " + " | ".join(METRICS) + " |",
                   "|---|---|" + "---:|" * len(METRICS)]
@@ -725,7 +808,7 @@ def plot_roc(predictions: dict[tuple[str, str], pd.DataFrame], classes: Sequence
                 if frame is None:
                     continue
                 _plot_one_roc(ax, frame, name, input_kind)
-            ax.set(xlim=(0, 1), ylim=(0, 1))
+            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))  # curves on the frame stay visible
             ax.set_title(f"{model}: {name}", fontsize=8)
             if r == len(models) - 1:
                 ax.set_xlabel("1 - specificity")
@@ -768,7 +851,7 @@ def run_comparison(cxlseg_dir: os.PathLike | str, cxlseg_root: os.PathLike | str
                    original_clahe: bool = True, clahe_clip: float = 2.0, clahe_tiles: int = 8, epochs: int = 1,
                    batch_size: int = 16, lr: float = 1e-3, pretrained: bool = False, num_workers: int = 0,
                    device: str = "auto", amp: bool = True, seed: int = 42,
-                   max_train_batches: int | None = None) -> pd.DataFrame:
+                   max_train_batches: int | None = None, recalibrate_bn: bool = True) -> pd.DataFrame:
     """Every model on every input, then the table; Snakemake runs the pairs itself via train_and_evaluate."""
     for name in models:
         _check_name(name)
@@ -780,6 +863,7 @@ def run_comparison(cxlseg_dir: os.PathLike | str, cxlseg_root: os.PathLike | str
                                input_size=input_size, image_size=image_size, original_clahe=original_clahe,
                                clahe_clip=clahe_clip, clahe_tiles=clahe_tiles, epochs=epochs,
                                batch_size=batch_size, lr=lr, pretrained=pretrained, num_workers=num_workers,
-                               device=device, amp=amp, seed=seed, max_train_batches=max_train_batches)
+                               device=device, amp=amp, seed=seed, max_train_batches=max_train_batches,
+                               recalibrate_bn=recalibrate_bn)
             run_dirs.append(Path(out_dir) / run_name(model, input_kind))
     return summarise(run_dirs, out_dir)

@@ -11,6 +11,7 @@ rule classify:
     params:
         mimic_root=lambda wc: mimic_root(),
         classify=outcome_settings("classify"),
+        preprocess=config["preprocess"],
         seed=config["seed"],
     log:
         f"{R}/logs/classify/{{model}}_{{kind}}.log",

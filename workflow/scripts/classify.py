@@ -23,7 +23,13 @@ with log_to(snakemake.log[0]):
         batch_size=c["batch_size"],
         lr=c["lr"],
         pretrained=c["pretrained"],
+        recalibrate_bn=c["recalibrate_bn"],
+        image_size=snakemake.params.preprocess["size"],
+        clahe_clip=snakemake.params.preprocess["clahe_clip"],
+        clahe_tiles=snakemake.params.preprocess["clahe_tiles"],
         num_workers=min(c["num_workers"], snakemake.threads),
+        device=c["device"],
+        amp=c["amp"],
         max_train_batches=c["max_train_batches"],
         seed=snakemake.params.seed,
     )

@@ -64,14 +64,19 @@ class _Frame:
     bw: float
     bh: float
     mid: float  # midline in u
+    tilt: float = 0.0  # patient rotation in the film plane, radians
 
     def px(self, side: int, dx: np.ndarray, v: np.ndarray) -> np.ndarray:
         """side -1 = patient's right (image left), +1 = patient's left (image right)."""
         dx, v = np.broadcast_arrays(np.asarray(dx, np.float64), np.asarray(v, np.float64))
-        return np.stack([self.x0 + (self.mid + side * dx) * self.bw, self.y0 + v * self.bh], axis=-1)
+        x = (side * dx) * self.bw
+        y = (v - 0.5) * self.bh
+        c, s = np.cos(self.tilt), np.sin(self.tilt)
+        cx, cy = self.x0 + self.mid * self.bw, self.y0 + 0.5 * self.bh
+        return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=-1)
 
-    def scaled(self, k: float) -> "_Frame":
-        return _Frame(self.x0 * k, self.y0 * k, self.bw * k, self.bh * k, self.mid)
+    def resized(self, kx: float, ky: float) -> "_Frame":
+        return _Frame(self.x0 * kx, self.y0 * ky, self.bw * kx, self.bh * ky, self.mid, self.tilt)
 
 
 def _wobble(rng: np.random.Generator, t: np.ndarray, amp: float) -> np.ndarray:
@@ -90,9 +95,16 @@ def _fill(shape: tuple[int, int], polys: list[np.ndarray]) -> np.ndarray:
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; wide kernels run on a downsampled copy (same look, a fraction of the time)."""
     if sigma <= 0.3:
         return img
-    return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    step = int(sigma // 3)
+    if step < 2:
+        return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, w // step), max(1, h // step)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / step, borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
@@ -172,7 +184,7 @@ def _frame(rng: np.random.Generator, height: int, width: int) -> _Frame:
     bh = min(height * 0.93, bw * rng.uniform(0.85, 1.02))
     x0 = (width - bw) / 2 + rng.normal(0, 0.02) * width
     y0 = rng.uniform(0.03, 0.10) * height + max(0.0, (height * 0.93 - bh) * rng.uniform(0.0, 0.5))
-    return _Frame(x0, y0, bw, bh, 0.5 + rng.normal(0, 0.012))
+    return _Frame(x0, y0, bw, bh, 0.5 + rng.normal(0, 0.012), float(np.radians(rng.normal(0, 1.5))))
 
 
 def _body_polygon(rng: np.random.Generator, f: _Frame, side: int, arms: bool) -> np.ndarray:
@@ -213,71 +225,79 @@ def _vessel_tree(rng: np.random.Generator, layer: np.ndarray, start: np.ndarray,
         return
     end = start + length * np.array([np.cos(angle), np.sin(angle)])
     value = int(90 + 30 * depth)
-    cv2.line(layer, tuple(np.round(start * 16).astype(int)), tuple(np.round(end * 16).astype(int)), value,
+    cv2.line(layer, (int(start[0] * 16), int(start[1] * 16)), (int(end[0] * 16), int(end[1] * 16)), value,
              max(1, int(round(width))), cv2.LINE_AA, 4)
     for turn in (-1, 1):
         _vessel_tree(rng, layer, end, angle + turn * rng.uniform(0.2, 0.55), length * rng.uniform(0.6, 0.85),
                      width * 0.7, depth - 1)
 
 
-def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lungs: tuple[_Lung, _Lung],
-                outlines_px: list[np.ndarray], view: str) -> tuple[np.ndarray, np.ndarray]:
-    """Attenuation map of a frontal chest (soft tissue ~0.6..1, aerated lung ~0.2, air 0) and the
-    density the air in the lungs removes (an effusion puts it back)."""
-    h, w = shape
-    unit = f.bw
-    arms = view == "AP" and rng.random() < 0.6
-    body = _fill(shape, [np.concatenate([_body_polygon(rng, f, -1, arms), _body_polygon(rng, f, 1, arms)[::-1]])])
-    body = _blur(body.astype(np.float32), 0.006 * unit)
-    x = (np.arange(w, dtype=np.float32) - (f.x0 + f.mid * f.bw)) / (0.62 * f.bw)
+def _soft_tissue(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, view: str
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Body silhouette, thickest at the midline; returns (density, body mask, lateral thickness profile)."""
+    arms = view == "AP" and rng.random() < 0.6  # portable films often keep the arms at the sides
+    outline = np.concatenate([_body_polygon(rng, f, -1, arms), _body_polygon(rng, f, 1, arms)[::-1]])
+    body = _blur(_fill(shape, [outline]).astype(np.float32), 0.006 * f.bw)
+    x = (np.arange(shape[1], dtype=np.float32) - (f.x0 + f.mid * f.bw)) / (0.62 * f.bw)
     profile = np.sqrt(np.clip(1 - x ** 2, 0, 1))[None, :]
-    density = body * (0.6 + 0.4 * profile)
-    density *= 1 + 0.04 * _smooth_field(rng, shape, max(8, int(0.12 * unit)))
+    density = body * (0.6 + 0.4 * profile) * (1 + 0.04 * _smooth_field(rng, shape, max(8, int(0.12 * f.bw))))
+    return density, body, profile
 
-    # the lung edge ramps inside the outline so nothing outside it looks like lung
-    lung_mask = _fill(shape, outlines_px)
-    edge = max(1.0, 0.006 * unit)
+
+def _aeration(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, apex_v: float, lung_mask: np.ndarray,
+              profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Density the air in the lungs removes, and the soft lung weight (its edge ramps *inside* the outline,
+    so nothing outside the mask looks like lung)."""
+    edge = max(1.0, 0.006 * f.bw)
     r = int(round(1.5 * edge))
     inner = cv2.erode(lung_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     lung_soft = _blur(inner.astype(np.float32), edge) * lung_mask
-    y = (np.arange(h, dtype=np.float32) - f.y0) / f.bh
-    depth_v = np.clip(0.5 + 0.7 * np.sin(np.pi * np.clip((y - lungs[0].apex_v) / 0.9, 0, 1)), 0, 1)[:, None]
+    y = (np.arange(shape[0], dtype=np.float32) - f.y0) / f.bh
+    depth_v = np.clip(0.5 + 0.7 * np.sin(np.pi * np.clip((y - apex_v) / 0.9, 0, 1)), 0, 1)[:, None]
     depth = (0.5 + 0.3 * profile) * depth_v * rng.uniform(0.9, 1.1)
-    texture = 1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * unit)))
-    aeration = lung_soft * depth * texture
-    density -= aeration
+    texture = 1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * f.bw)))
+    return lung_soft * depth * texture, lung_soft
 
-    vessels = np.zeros(shape, np.uint8)
+
+def _vessels(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lungs: tuple[_Lung, _Lung]) -> np.ndarray:
+    layer = np.zeros(shape, np.uint8)
     for lung in lungs:
         hilum = f.px(lung.side, 0.10 + rng.uniform(0, 0.03), 0.36 + rng.uniform(0, 0.06))
-        base_angle = 0.0 if lung.side == 1 else np.pi
         for spread in (-1.2, -0.6, 0.0, 0.6, 1.2):
-            angle = base_angle - lung.side * spread if lung.side == 1 else base_angle + spread
-            _vessel_tree(rng, vessels, hilum, angle + rng.normal(0, 0.15), 0.07 * unit, 0.009 * unit, 5)
-    density += _blur(vessels.astype(np.float32) / 255.0, 0.003 * unit) * 0.1 * lung_soft
+            angle = (spread if lung.side == 1 else np.pi + spread) + rng.normal(0, 0.15)
+            _vessel_tree(rng, layer, hilum, angle, 0.07 * f.bw, 0.009 * f.bw, 5)
+    return _blur(layer.astype(np.float32) / 255.0, 0.003 * f.bw)
 
+
+def _heart_and_abdomen(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, outlines_px: list[np.ndarray],
+                       lung_mask: np.ndarray) -> np.ndarray:
+    """Heart (overlapping the left lung), aortic knob, mediastinum, and the liver/abdomen under the domes."""
+    unit = f.bw
     heart = np.zeros(shape, np.uint8)
-    hx = f.px(1, rng.uniform(0.04, 0.08), 0.0)[0]
-    centre = (hx, f.y0 + f.bh * rng.uniform(0.58, 0.64))
+    centre = (f.px(1, rng.uniform(0.04, 0.08), 0.0)[0], f.y0 + f.bh * rng.uniform(0.58, 0.64))
     axes = (f.bw * rng.uniform(0.17, 0.23), f.bh * rng.uniform(0.15, 0.19))
     cv2.ellipse(heart, tuple(int(round(c)) for c in centre), tuple(int(round(a)) for a in axes),
                 rng.uniform(-35, -15), 0, 360, 255, -1, cv2.LINE_AA)
     aorta = f.px(1, rng.uniform(0.04, 0.07), rng.uniform(0.27, 0.31))
     cv2.circle(heart, tuple(np.round(aorta).astype(int)), int(0.045 * unit), 255, -1, cv2.LINE_AA)
-    mediastinum = np.concatenate([f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 0.6])),
-                                  f.px(1, np.array([0.07, 0.06, 0.05]), np.array([0.6, 0.3, -0.1]))])
-    cv2.fillPoly(heart, [np.round(mediastinum).astype(np.int32)], 170)
+    mediastinum = np.concatenate([f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 1.0])),
+                                  f.px(1, np.array([0.07, 0.06, 0.05]), np.array([1.0, 0.3, -0.1]))])
+    between = np.zeros(shape, np.uint8)
+    cv2.fillPoly(between, [np.round(mediastinum).astype(np.int32)], 170)
+    np.maximum(heart, between * (1 - lung_mask), out=heart)  # the mediastinum lies between the lungs
     # below the diaphragm the liver and abdomen are as dense as the heart, so no heart edge shows there
     dome = slice(_Lung.N - 1, 2 * _Lung.N - 1)
     diaphragm = np.concatenate([outlines_px[0][dome], outlines_px[1][dome][::-1]])
-    base_line = np.concatenate([f.px(1, 0.8, np.array([diaphragm[-1, 1] / 1e9, 1.6])),
-                                f.px(-1, 0.8, np.array([1.6, 0.0]))])
-    base_line[0, 1], base_line[-1, 1] = diaphragm[-1, 1], diaphragm[0, 1]
+    base_line = np.array([[diaphragm[-1, 0], 2.0 * shape[0]], [diaphragm[0, 0], 2.0 * shape[0]]])
     abdomen = _fill(shape, [np.concatenate([diaphragm, base_line])]) * (1 - lung_mask)
-    heart = np.maximum(heart, abdomen * 150)
-    heart_density = _blur(heart.astype(np.float32) / 255.0, 0.006 * unit) * np.clip(body * 1.3, 0, 1)
-    density += heart_density * rng.uniform(0.4, 0.5) * (1 + 0.8 * aeration)  # the heart displaces lung air
+    heart[abdomen > 0] = 0
+    belly = _blur(abdomen.astype(np.float32) * (150 / 255), 0.03 * unit) * (1 - lung_mask)
+    return _blur(heart.astype(np.float32) / 255.0, 0.006 * unit) + belly
 
+
+def _skeleton(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lungs: tuple[_Lung, _Lung]) -> np.ndarray:
+    """Spine (bodies and pedicles), posterior and anterior ribs, clavicles, humeral heads, scapulae (8-bit layer)."""
+    unit = f.bw
     bones = np.zeros(shape, np.uint8)
     spine_w = 0.035 * unit
     for k in range(14):
@@ -287,21 +307,15 @@ def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lun
                       tuple(np.round(c + [spine_w, 0.03 * f.bh]).astype(int)), 70, -1, cv2.LINE_AA)
         for side in (-1, 1):
             ped = f.px(side, 0.025, v + 0.03)
-            cv2.ellipse(bones, tuple(np.round(ped).astype(int)), (max(1, int(0.008 * unit)), max(1, int(0.012 * unit))),
-                        0, 0, 360, 110, 2, cv2.LINE_AA)
-    trachea = np.zeros(shape, np.uint8)
-    _stroke(trachea, f.px(1, np.array([0.0, 0.005, 0.01]), np.array([-0.3, 0.1, 0.27])), 0.035 * unit)
-    for side in (-1, 1):
-        _stroke(trachea, f.px(side, np.array([0.01, 0.05, 0.08]), np.array([0.27, 0.31, 0.36])), 0.02 * unit, 180)
-    density -= _blur(trachea.astype(np.float32) / 255.0, 0.004 * unit) * 0.25
-
+            axes = (max(1, int(0.008 * unit)), max(1, int(0.012 * unit)))
+            cv2.ellipse(bones, tuple(np.round(ped).astype(int)), axes, 0, 0, 360, 110, 2, cv2.LINE_AA)
     n_ribs = int(rng.integers(9, 11))
     for lung in lungs:
         posterior, anterior = _rib_paths(lung, f, n_ribs, rng)
         rib_w = 0.024 * f.bh * rng.uniform(0.85, 1.15)
         for path in posterior:
             _stroke(bones, path, rib_w, 150)
-            _stroke(bones, path, rib_w * 0.45, 95)
+            _stroke(bones, path, rib_w * 0.45, 95)  # marrow is less dense than the cortex
         for path in anterior:
             _stroke(bones, path, rib_w * 0.8, 70)
         clav_dx = np.linspace(0.05, 0.42, 30)
@@ -312,14 +326,40 @@ def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lun
         cv2.circle(bones, tuple(np.round(head).astype(int)), int(0.09 * unit), 170, -1, cv2.LINE_AA)
         scap = f.px(lung.side, np.array([0.30, 0.36, 0.40]), np.array([0.05, 0.25, 0.42]))
         _stroke(bones, scap, 0.006 * unit, 90)
-    bone_contrast = np.clip(body * 1.5, 0, 1) * (0.25 + 0.3 * lung_soft)
-    density += _blur(bones.astype(np.float32) / 255.0, 0.0025 * unit) * bone_contrast
+    return _blur(bones.astype(np.float32) / 255.0, 0.0025 * unit)
 
+
+def _airways(shape: tuple[int, int], f: _Frame) -> np.ndarray:
+    trachea = np.zeros(shape, np.uint8)
+    _stroke(trachea, f.px(1, np.array([0.0, 0.005, 0.01]), np.array([-0.3, 0.1, 0.27])), 0.035 * f.bw)
+    for side in (-1, 1):
+        _stroke(trachea, f.px(side, np.array([0.01, 0.05, 0.08]), np.array([0.27, 0.31, 0.36])), 0.02 * f.bw, 180)
+    return _blur(trachea.astype(np.float32) / 255.0, 0.004 * f.bw)
+
+
+def _gastric_bubble(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, left: _Lung) -> np.ndarray:
     bubble = np.zeros(shape, np.uint8)
-    left = lungs[1]
-    bc = f.px(1, rng.uniform(0.18, 0.28), left.base_v + rng.uniform(0.04, 0.08))
-    cv2.ellipse(bubble, tuple(np.round(bc).astype(int)), (int(0.06 * unit), int(0.035 * unit)), 0, 0, 360, 255, -1)
-    density -= _blur(bubble.astype(np.float32) / 255.0, 0.01 * unit) * rng.uniform(0.1, 0.3) * (1 - lung_soft)
+    centre = f.px(1, rng.uniform(0.18, 0.28), left.base_v + rng.uniform(0.04, 0.08))
+    cv2.ellipse(bubble, tuple(np.round(centre).astype(int)), (int(0.06 * f.bw), int(0.035 * f.bw)), 0, 0, 360, 255, -1)
+    return _blur(bubble.astype(np.float32) / 255.0, 0.01 * f.bw)
+
+
+def _pa_density(rng: np.random.Generator, shape: tuple[int, int], f: _Frame, lungs: tuple[_Lung, _Lung],
+                outlines_px: list[np.ndarray], view: str) -> tuple[np.ndarray, np.ndarray]:
+    """Attenuation map of a frontal chest (soft tissue ~0.6..1, aerated lung ~0.2, air 0) and the
+    density the air in the lungs removes (an effusion puts it back)."""
+    density, body, profile = _soft_tissue(rng, shape, f, view)
+    lung_mask = _fill(shape, outlines_px)
+    aeration, lung_soft = _aeration(rng, shape, f, lungs[0].apex_v, lung_mask, profile)
+    density -= aeration
+    density += _vessels(rng, shape, f, lungs) * 0.1 * lung_soft
+    heart = _heart_and_abdomen(rng, shape, f, outlines_px, lung_mask) * np.clip(body * 1.3, 0, 1)
+    heart_k = rng.uniform(0.3, 0.4)
+    density += heart * heart_k * (1 + 0.6 * aeration)  # the heart displaces lung air
+    aeration = aeration * (1 - 0.6 * heart_k * heart)  # net air an effusion can replace
+    density -= _airways(shape, f) * 0.25
+    density += _skeleton(rng, shape, f, lungs) * np.clip(body * 1.5, 0, 1) * (0.25 + 0.3 * lung_soft)
+    density -= _gastric_bubble(rng, shape, f, lungs[1]) * rng.uniform(0.1, 0.3) * (1 - lung_soft)
     return np.clip(density, 0, None), aeration
 
 
@@ -343,95 +383,151 @@ def _point_in(rng: np.random.Generator, mask: np.ndarray, rows: tuple[float, flo
     return np.array([xs[i], ys[i] + int(rows[0])], np.float64)
 
 
-def _patches(rng, layer, lung_mask, rows, unit, n, size, value) -> None:
+def _patches(rng: np.random.Generator, layer: np.ndarray, lung_mask: np.ndarray, rows: tuple[float, float],
+             unit: float, n: int, size: float, value: int = 255) -> None:
+    """n random ellipses centred inside the lung within `rows` (the bricks of patchy opacities)."""
     for _ in range(n):
         c = _point_in(rng, lung_mask, rows)
         axes = (max(1, int(unit * size * rng.uniform(0.5, 1.2))), max(1, int(unit * size * rng.uniform(0.4, 1.0))))
         cv2.ellipse(layer, tuple(c.astype(int)), axes, rng.uniform(0, 180), 0, 360, value, -1, cv2.LINE_AA)
 
 
-def _draw_findings(rng: np.random.Generator, findings: dict[str, bool], shape: tuple[int, int],
-                   sides: dict[str, np.ndarray], outlines: dict[str, np.ndarray], unit: float,
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Density to add (confined later to the lung outline) and the fluid region of an effusion."""
-    add = np.zeros(shape, np.float32)
-    fluid = np.zeros(shape, np.uint8)
+@dataclass
+class _LungMap:
+    """Lung geometry on the raster findings are drawn on."""
+
+    sides: dict[str, np.ndarray]  # "right"/"left" -> 0/1 mask
+    outlines: dict[str, np.ndarray]  # "right"/"left" -> outline polygon (x, y)
+    unit: float  # thorax width in pixels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.sides["right"].shape
+
+    def layer(self) -> np.ndarray:
+        return np.zeros(self.shape, np.uint8)
+
+
+Drawn = tuple[np.ndarray | None, str, list[tuple[str, float, float]]]  # density, site, effusions
+
+
+def _side(rng: np.random.Generator) -> str:
+    return ("right", "left")[int(rng.integers(2))]
+
+
+def _soft(layer: np.ndarray, sigma: float) -> np.ndarray:
+    return _blur(layer.astype(np.float32) / 255.0, sigma)
+
+
+def _pneumonia(rng: np.random.Generator, m: _LungMap) -> Drawn:
+    """Patchy airspace opacity in one zone, mostly the lower lobe."""
+    side, zone = _side(rng), ("lower", "mid", "upper")[int(rng.choice(3, p=[0.6, 0.3, 0.1]))]
+    layer = m.layer()
+    _patches(rng, layer, m.sides[side], _lung_zone(m.outlines[side], zone), m.unit, int(rng.integers(7, 13)), 0.055)
+    patchy = _soft(layer, 0.01 * m.unit)
+    patchy *= np.clip(0.6 + 0.5 * _smooth_field(rng, m.shape, max(3, int(0.02 * m.unit))), 0, 1.2)
+    return patchy * rng.uniform(0.30, 0.45), f"{side} {zone}", []
+
+
+def _covid(rng: np.random.Generator, m: _LungMap) -> Drawn:
+    """Bilateral peripheral, lower-predominant ground-glass opacity."""
+    layer = m.layer()
+    for side in ("right", "left"):
+        lo, hi = _lung_zone(m.outlines[side], "mid")[0], _lung_zone(m.outlines[side], "lower")[1]
+        periphery = m.sides[side].copy()
+        core = cv2.erode(periphery, np.ones((3, 3), np.uint8), iterations=max(1, int(0.06 * m.unit)))
+        periphery[core > 0] = 0
+        _patches(rng, layer, periphery, (lo, hi), m.unit, int(rng.integers(5, 10)), 0.05, 200)
+    ggo = _soft(layer, 0.02 * m.unit)
+    ggo *= np.clip(0.7 + 0.4 * _smooth_field(rng, m.shape, max(3, int(0.03 * m.unit))), 0, 1.2)
+    return ggo * 0.45, "bilateral peripheral", []
+
+
+def _tuberculosis(rng: np.random.Generator, m: _LungMap) -> Drawn:
+    """Upper-lobe nodular infiltrates, sometimes cavitating, one or both sides."""
+    layer, cavity = m.layer(), m.layer()
+    chosen = ["right", "left"] if rng.random() < 0.4 else [_side(rng)]
+    for side in chosen:
+        rows = _lung_zone(m.outlines[side], "upper")
+        _patches(rng, layer, m.sides[side], rows, m.unit, int(rng.integers(5, 10)), 0.035)
+        if rng.random() < 0.5:
+            c = tuple(_point_in(rng, m.sides[side], rows).astype(int))
+            cv2.circle(cavity, c, max(2, int(0.02 * m.unit)), 255, -1, cv2.LINE_AA)
+            cv2.circle(layer, c, max(3, int(0.03 * m.unit)), 255, -1, cv2.LINE_AA)
+    tb = _soft(layer, 0.008 * m.unit) * 0.4 - _soft(cavity, 0.004 * m.unit) * 0.45
+    tb *= np.clip(0.7 + 0.4 * _smooth_field(rng, m.shape, max(3, int(0.015 * m.unit))), 0, 1.3)
+    return tb, "bilateral upper" if len(chosen) == 2 else f"{chosen[0]} upper", []
+
+
+def _lesion(rng: np.random.Generator, m: _LungMap) -> Drawn:
+    """A solitary nodule, kept off the lung edge."""
+    side, zone = _side(rng), ("upper", "mid", "lower")[int(rng.integers(3))]
+    inner = cv2.erode(m.sides[side], np.ones((3, 3), np.uint8), iterations=max(1, int(0.05 * m.unit)))
+    c = _point_in(rng, inner if inner.any() else m.sides[side], _lung_zone(m.outlines[side], zone))
+    layer = m.layer()
+    cv2.circle(layer, tuple(c.astype(int)), max(2, int(m.unit * rng.uniform(0.018, 0.035))), 255, -1, cv2.LINE_AA)
+    return _soft(layer, 0.003 * m.unit) * rng.uniform(0.35, 0.5), f"{side} {zone}", []
+
+
+def _atelectasis(rng: np.random.Generator, m: _LungMap) -> Drawn:
+    """Band-like (plate) collapse near a lung base."""
+    side = _side(rng)
+    lo, hi = _lung_zone(m.outlines[side], "lower")
+    c = _point_in(rng, m.sides[side], (lo, lo + (hi - lo) * 0.6))
+    angle = np.radians(rng.uniform(-25, 25))
+    d = np.array([np.cos(angle), np.sin(angle)]) * m.unit * rng.uniform(0.08, 0.15)
+    layer = m.layer()
+    cv2.line(layer, tuple(np.round((c - d) * 16).astype(int)), tuple(np.round((c + d) * 16).astype(int)), 255,
+             max(2, int(m.unit * rng.uniform(0.012, 0.022))), cv2.LINE_AA, 4)
+    return _soft(layer, 0.004 * m.unit) * rng.uniform(0.35, 0.5), f"{side} basilar", []
+
+
+def _effusion(rng: np.random.Generator, m: _LungMap) -> Drawn:
+    """Only the geometry: the fluid is rasterised at full resolution by `_fluid`."""
+    chosen = ["right", "left"] if rng.random() < 0.3 else [_side(rng)]
+    geometry = [(side, rng.uniform(0.12, 0.28), rng.uniform(0.1, 0.18)) for side in chosen]
+    return None, "bilateral" if len(chosen) == 2 else chosen[0], geometry
+
+
+_DRAW = {"Pneumonia": _pneumonia, "Lung Lesion": _lesion, "Atelectasis": _atelectasis,
+         "Pleural Effusion": _effusion, "Tuberculosis": _tuberculosis, "COVID-19": _covid}
+
+
+def _draw_findings(rng: np.random.Generator, findings: dict[str, bool], m: _LungMap,
+                   ) -> tuple[np.ndarray, list[tuple[str, float, float]], dict[str, str]]:
+    """Density to add (confined later to the lung outline), effusion geometry, and where each finding went.
+
+    Each finding has its own stream, drawn up front, so where it goes depends
+    only on the seed and not on which other findings are present."""
+    streams = rng.integers(0, 2 ** 63, len(FINDINGS))
+    add = np.zeros(m.shape, np.float32)
+    effusions: list[tuple[str, float, float]] = []
     sites: dict[str, str] = {}
-    names = list(sides)  # ["right", "left"]
+    for name, seed in zip(FINDINGS, streams):
+        if findings.get(name):
+            density, sites[name], geometry = _DRAW[name](np.random.default_rng(int(seed)), m)
+            if density is not None:
+                add += density
+            effusions += geometry
+    return add, effusions, sites
 
-    def pick_side() -> str:
-        return names[int(rng.integers(2))]
 
-    if findings.get("Pneumonia"):
-        side, zone = pick_side(), ("lower", "mid", "upper")[int(rng.choice(3, p=[0.6, 0.3, 0.1]))]
-        layer = np.zeros(shape, np.uint8)
-        _patches(rng, layer, sides[side], _lung_zone(outlines[side], zone), unit, int(rng.integers(6, 12)), 0.05, 255)
-        patchy = _blur(layer.astype(np.float32) / 255.0, 0.012 * unit)
-        patchy *= np.clip(0.6 + 0.5 * _smooth_field(rng, shape, max(3, int(0.02 * unit))), 0, 1.2)
-        add += patchy * rng.uniform(0.30, 0.45)
-        sites["Pneumonia"] = f"{side} {zone}"
-    if findings.get("COVID-19"):
-        layer = np.zeros(shape, np.uint8)
-        for side in names:
-            lo, hi = _lung_zone(outlines[side], "mid")[0], _lung_zone(outlines[side], "lower")[1]
-            periphery = sides[side].copy()
-            core = cv2.erode(periphery, np.ones((3, 3), np.uint8), iterations=max(1, int(0.06 * unit)))
-            periphery[core > 0] = 0
-            _patches(rng, layer, periphery, (lo, hi), unit, int(rng.integers(5, 10)), 0.05, 200)
-        ggo = _blur(layer.astype(np.float32) / 255.0, 0.02 * unit)
-        add += ggo * np.clip(0.7 + 0.4 * _smooth_field(rng, shape, max(3, int(0.03 * unit))), 0, 1.2) * 0.35
-        sites["COVID-19"] = "bilateral peripheral"
-    if findings.get("Tuberculosis"):
-        layer = np.zeros(shape, np.uint8)
-        cavity = np.zeros(shape, np.uint8)
-        chosen = names if rng.random() < 0.4 else [pick_side()]
-        for side in chosen:
-            rows = _lung_zone(outlines[side], "upper")
-            _patches(rng, layer, sides[side], rows, unit, int(rng.integers(5, 10)), 0.035, 255)
-            if rng.random() < 0.5:
-                c = _point_in(rng, sides[side], rows)
-                cv2.circle(cavity, tuple(c.astype(int)), max(2, int(0.02 * unit)), 255, -1, cv2.LINE_AA)
-                cv2.circle(layer, tuple(c.astype(int)), max(3, int(0.03 * unit)), 255, -1, cv2.LINE_AA)
-        tb = _blur(layer.astype(np.float32) / 255.0, 0.008 * unit) * 0.4
-        tb -= _blur(cavity.astype(np.float32) / 255.0, 0.004 * unit) * 0.45
-        add += tb * np.clip(0.7 + 0.4 * _smooth_field(rng, shape, max(3, int(0.015 * unit))), 0, 1.3)
-        sites["Tuberculosis"] = "bilateral upper" if len(chosen) == 2 else f"{chosen[0]} upper"
-    if findings.get("Lung Lesion"):
-        side, zone = pick_side(), ("upper", "mid", "lower")[int(rng.integers(3))]
-        inner = cv2.erode(sides[side], np.ones((3, 3), np.uint8), iterations=max(1, int(0.05 * unit)))
-        c = _point_in(rng, inner if inner.any() else sides[side], _lung_zone(outlines[side], zone))
-        layer = np.zeros(shape, np.uint8)
-        cv2.circle(layer, tuple(c.astype(int)), max(2, int(unit * rng.uniform(0.018, 0.035))), 255, -1, cv2.LINE_AA)
-        add += _blur(layer.astype(np.float32) / 255.0, 0.003 * unit) * rng.uniform(0.35, 0.5)
-        sites["Lung Lesion"] = f"{side} {zone}"
-    if findings.get("Atelectasis"):
-        side = pick_side()
-        lo, hi = _lung_zone(outlines[side], "lower")
-        c = _point_in(rng, sides[side], (lo, lo + (hi - lo) * 0.6))
-        angle = rng.uniform(-25, 25)
-        length = unit * rng.uniform(0.08, 0.15)
-        d = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))]) * length
-        layer = np.zeros(shape, np.uint8)
-        cv2.line(layer, tuple(np.round((c - d) * 16).astype(int)), tuple(np.round((c + d) * 16).astype(int)), 255,
-                 max(2, int(unit * rng.uniform(0.012, 0.022))), cv2.LINE_AA, 4)
-        add += _blur(layer.astype(np.float32) / 255.0, 0.004 * unit) * rng.uniform(0.35, 0.5)
-        sites["Atelectasis"] = f"{side} basilar"
-    if findings.get("Pleural Effusion"):
-        chosen = names if rng.random() < 0.3 else [pick_side()]
-        for side in chosen:
-            pts = outlines[side]
-            top, bottom = pts[:, 1].min(), pts[:, 1].max()
-            level = bottom - (bottom - top) * rng.uniform(0.12, 0.28)
-            xs = pts[:, 0]
-            lateral_x = xs.min() if side == "right" else xs.max()
-            medial_x = xs.max() if side == "right" else xs.min()
-            grid_x = np.arange(shape[1], dtype=np.float32)
-            reach = np.clip((grid_x - medial_x) / (lateral_x - medial_x), 0, 1)
-            meniscus = level - (bottom - top) * rng.uniform(0.1, 0.18) * reach ** 1.6  # climbs the lateral wall
-            below = np.arange(shape[0], dtype=np.float32)[:, None] >= meniscus[None, :]
-            fluid |= (below & (sides[side] > 0)).astype(np.uint8)
-        sites["Pleural Effusion"] = "bilateral" if len(chosen) == 2 else chosen[0]
-    return add, fluid, sites
+def _fluid(shape: tuple[int, int], sides: dict[str, np.ndarray], outlines: dict[str, np.ndarray],
+           effusions: list[tuple[str, float, float]]) -> np.ndarray:
+    """Pleural fluid at full resolution: the lung base below a meniscus that climbs the lateral wall."""
+    fluid = np.zeros(shape, np.uint8)
+    rows = np.arange(shape[0], dtype=np.float32)[:, None]
+    cols = np.arange(shape[1], dtype=np.float32)
+    for side, depth, rise in effusions:
+        pts = outlines[side]
+        top, bottom = pts[:, 1].min(), pts[:, 1].max()
+        lateral_x, medial_x = pts[:, 0].min(), pts[:, 0].max()
+        if side == "left":
+            lateral_x, medial_x = medial_x, lateral_x
+        reach = np.clip((cols - medial_x) / (lateral_x - medial_x), 0, 1)
+        meniscus = bottom - (bottom - top) * (depth + rise * reach ** 1.6)
+        fluid |= ((rows >= meniscus[None, :]) & (sides[side] > 0)).astype(np.uint8)
+    return fluid
 
 
 # --------------------------------------------------------------------------- clutter (independent of findings)
@@ -506,40 +602,58 @@ def _stamp_text(rng: np.random.Generator, img: np.ndarray, keep_out: np.ndarray,
 
 
 def _lateral_density(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Lateral film: patient faces image left; sternum anterior, spine posterior, heart anterior-inferior."""
+    """Lateral film: patient faces image left; sternum in front, spine behind, heart low in front."""
     h, w = shape
-    unit = min(h, w)
-    cx = w * rng.uniform(0.46, 0.54)
-    top, bottom = h * rng.uniform(0.04, 0.1), h * rng.uniform(0.82, 0.9)
-    depth = min(w * 0.8, h * 0.78) * rng.uniform(0.8, 0.95)
-    ant, post = cx - depth * 0.5, cx + depth * 0.5
-    body_pts = np.array([[ant - 0.02 * w, -10], [ant - 0.04 * w, h * 0.45], [ant + 0.02 * w, h + 10],
-                         [post + 0.03 * w, h + 10], [post + 0.05 * w, h * 0.4], [post - 0.02 * w, -10]])
-    body = _blur(_fill(shape, [body_pts]).astype(np.float32), 0.006 * unit)
-    x = (np.arange(w, dtype=np.float32) - cx) / (0.6 * depth)
-    density = body * (0.55 + 0.45 * np.sqrt(np.clip(1 - x ** 2, 0, 1)))[None, :]
+    depth = min(w * 0.78, h * 0.72) * rng.uniform(0.85, 1.0)
+    f = _Frame((w - depth) / 2 + rng.normal(0, 0.02) * w, h * rng.uniform(0.06, 0.12), depth,
+               h * rng.uniform(0.72, 0.8), 0.0)
+    unit = depth
+
+    def px(u, v):
+        return f.px(1, u, v)
+
     t = np.linspace(0, 1, 40)
-    front = np.stack([ant + depth * (0.1 + 0.05 * np.sin(np.pi * t)), top + t * (bottom - top) * 0.92], 1)
-    dome = np.stack([ant + depth * (0.12 + 0.72 * t), bottom - (bottom - top) * (0.22 - 0.2 * t ** 2) - 0.04 * h * np.sin(np.pi * t)], 1)
-    back = np.stack([post - depth * (0.12 + 0.05 * np.sin(np.pi * t[::-1])), bottom + (top - bottom) * t], 1)
-    apex = np.stack([ant + depth * (0.35 + 0.5 * t), top + 0.08 * h * (1 - np.sin(np.pi * t)) - 0.02 * h], 1)[::-1]
+    body = _fill(shape, [px(np.array([0.02, -0.04, -0.06, -0.02, 1.08, 1.12, 1.05, 0.98]),
+                            np.array([-0.5, 0.0, 0.5, 1.6, 1.6, 0.6, 0.1, -0.5]))])
+    body = _blur(body.astype(np.float32), 0.01 * unit)
+    x = (np.arange(w, dtype=np.float32) - (f.x0 + 0.5 * depth)) / (0.65 * depth)
+    density = body * (0.65 + 0.35 * np.sqrt(np.clip(1 - x ** 2, 0, 1)))[None, :]
+    density *= 1 + 0.04 * _smooth_field(rng, shape, max(8, int(0.1 * unit)))
+
+    front_u = 0.08 + 0.05 * np.sin(np.pi * t) + rng.normal(0, 0.01)
+    front = px(front_u, 0.22 + t * 0.62)
+    ant_cp, post_cp = rng.uniform(0.80, 0.86), rng.uniform(0.95, 1.02)
+    dome = px(0.12 + 0.74 * t, ant_cp + (post_cp - ant_cp) * t ** 2 - 0.12 * np.sin(np.pi * t) ** 1.5)
+    back = px(0.88 - 0.04 * np.sin(np.pi * t) - 0.1 * t ** 2, post_cp - t * (post_cp - 0.22))
+    apex = px(0.78 - 0.68 * t, 0.22 - 0.2 * np.sin(np.pi * t) ** 0.6)
     lung = np.concatenate([front, dome, back, apex])
-    lung[:, 1] += _wobble(rng, np.linspace(0, 1, len(lung)), 0.004 * h)
-    lung_soft = _blur(_fill(shape, [lung]).astype(np.float32), 0.01 * unit)
-    density -= lung_soft * 0.45 * (1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * unit))))
-    extra = np.zeros(shape, np.uint8)
-    hc = (int(ant + depth * rng.uniform(0.3, 0.38)), int(top + (bottom - top) * rng.uniform(0.62, 0.7)))
-    cv2.ellipse(extra, hc, (int(depth * 0.22), int(h * 0.17)), rng.uniform(-40, -20), 0, 360, 150, -1, cv2.LINE_AA)
-    for k in range(14):
-        c = (post - depth * 0.2 + k * 0.004 * w, top - 0.05 * h + k * (bottom - top) / 11)
-        cv2.rectangle(extra, (int(c[0] - 0.045 * depth), int(c[1])), (int(c[0] + 0.045 * depth), int(c[1] + 0.06 * h)), 200, -1)
-    _stroke(extra, np.stack([ant + depth * np.array([0.02, 0.03, 0.05]), np.array([top, h * 0.4, h * 0.7])], 1), 0.02 * w, 180)
-    arm = np.stack([np.array([ant - 0.1 * w, cx, post + 0.1 * w]), np.array([top + 0.1 * h, top - 0.05 * h, top - 0.2 * h])], 1)
-    _stroke(extra, arm, 0.12 * h, 120)
-    density += _blur(extra.astype(np.float32) / 255.0, 0.004 * unit) * 0.45
+    lung_mask = _fill(shape, [lung])
+    r = max(1, int(0.01 * unit))
+    inner = cv2.erode(lung_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    lung_soft = _blur(inner.astype(np.float32), 0.008 * unit) * lung_mask
+    depth_map = lung_soft * 0.5 * (1 + 0.08 * _smooth_field(rng, shape, max(4, int(0.03 * unit))))
+    density -= depth_map
+
+    soft = np.zeros(shape, np.uint8)
+    cv2.ellipse(soft, tuple(int(c) for c in px(rng.uniform(0.3, 0.36), rng.uniform(0.62, 0.7))),
+                (int(0.24 * unit), int(0.2 * f.bh)), rng.uniform(-45, -25), 0, 360, 170, -1, cv2.LINE_AA)
+    _stroke(soft, px(np.array([0.55, 0.7, 1.2, 1.6]), np.array([0.08, -0.02, -0.12, -0.2])), 0.22 * f.bh, 110)
+    density += _blur(soft.astype(np.float32) / 255.0, 0.02 * unit) * 0.45 * (1 + 0.5 * lung_soft)
+
+    bones = np.zeros(shape, np.uint8)
+    for k in range(15):
+        v = -0.12 + k * 0.085
+        c = px(0.8 + 0.06 * np.sin(np.pi * (v + 0.1) / 1.3), v)
+        box = cv2.boxPoints(((float(c[0]), float(c[1])), (0.12 * unit, 0.068 * f.bh), rng.normal(-6, 2)))
+        cv2.fillPoly(bones, [np.round(box).astype(np.int32)], int(95 - 3 * k), cv2.LINE_AA)
+    _stroke(bones, px(np.array([0.04, 0.07, 0.11]), np.array([0.05, 0.4, 0.75])), 0.022 * unit, 90)
+    for k in range(9):
+        v0 = 0.1 + k * 0.09
+        _stroke(bones, px(0.95 - 0.45 * t, v0 + 0.15 * t ** 1.5), 0.012 * f.bh, 70)
+    density += _blur(bones.astype(np.float32) / 255.0, 0.003 * unit) * 0.5
     trachea = np.zeros(shape, np.uint8)
-    _stroke(trachea, np.stack([np.array([cx - 0.02 * w, cx + 0.02 * w]), np.array([-5.0, h * 0.38])], 1), 0.03 * w)
-    density -= _blur(trachea.astype(np.float32) / 255.0, 0.005 * unit) * 0.25
+    _stroke(trachea, px(np.array([0.38, 0.45, 0.52]), np.array([-0.4, 0.0, 0.3])), 0.05 * unit)
+    density -= _blur(trachea.astype(np.float32) / 255.0, 0.006 * unit) * 0.25
     return np.clip(density, 0, None), [lung]
 
 
@@ -548,7 +662,8 @@ def _ct_density(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     img = np.zeros(shape, np.uint8)
     c = (w // 2, int(h * 0.5))
-    cv2.ellipse(img, c, (int(w * rng.uniform(0.40, 0.46)), int(h * rng.uniform(0.30, 0.36))), 0, 0, 360, 150, -1, cv2.LINE_AA)
+    body = (int(w * rng.uniform(0.40, 0.46)), int(h * rng.uniform(0.30, 0.36)))
+    cv2.ellipse(img, c, body, 0, 0, 360, 150, -1, cv2.LINE_AA)
     for side in (-1, 1):
         lc = (int(w / 2 + side * w * 0.18), int(h * 0.47))
         cv2.ellipse(img, lc, (int(w * 0.15), int(h * 0.22)), side * 10, 0, 360, 15, -1, cv2.LINE_AA)
@@ -569,20 +684,87 @@ def _expose(rng: np.random.Generator, density: np.ndarray) -> tuple[float, float
     return lo, hi, gamma
 
 
-def _to_brightness(density: np.ndarray, lo: float, hi: float, gamma: float) -> np.ndarray:
-    return np.clip((density - lo) / (hi - lo), 0, 1) ** gamma
+def _to_brightness(density: np.ndarray, lo: float, hi: float, gamma: float, levels: int = 4096) -> np.ndarray:
+    """Window then gamma, through a lookup table (a per-pixel power is the slowest step otherwise)."""
+    lut = (np.linspace(0, 1, levels, dtype=np.float64) ** gamma).astype(np.float32)
+    idx = np.clip((density - lo) * ((levels - 1) / (hi - lo)), 0, levels - 1).astype(np.int32)
+    return lut[idx]
+
+
+@dataclass
+class _Scene:
+    """The noiseless film before findings: density plus the lungs it was drawn around."""
+
+    density: np.ndarray
+    aeration: np.ndarray | None = None  # air an effusion can replace (PA/AP only)
+    sides: dict[str, np.ndarray] = field(default_factory=dict)  # full-resolution lung masks
+    outlines: dict[str, np.ndarray] = field(default_factory=dict)  # full-resolution outline polygons
+    lateral: np.ndarray | None = None
+    unit: float = 0.0  # thorax width in full-resolution pixels
+
+
+def _frontal_scene(anatomy: np.random.Generator, clutter: np.random.Generator, shape: tuple[int, int],
+                   work: tuple[int, int], view: str, devices: tuple[str, ...]) -> _Scene:
+    kx, ky = work[1] / shape[1], work[0] / shape[0]
+    f_full = _frame(anatomy, *shape)
+    f_work = f_full.resized(kx, ky)
+    lungs = _sample_lungs(anatomy)
+    shapes = [lung.outline(anatomy) for lung in lungs]
+    outline_full = [f_full.px(lung.side, s[:, 0], s[:, 1]) for lung, s in zip(lungs, shapes)]
+    density, aeration = _pa_density(anatomy, work, f_work, lungs, [p * [kx, ky] for p in outline_full], view)
+    density += _devices(clutter, work, f_work, devices) * 0.6
+    sides = {"right": _fill(shape, [outline_full[0]]), "left": _fill(shape, [outline_full[1]])}
+    return _Scene(density, aeration, sides=sides, outlines={"right": outline_full[0], "left": outline_full[1]},
+                  unit=f_full.bw)
+
+
+def _lateral_scene(anatomy: np.random.Generator, clutter: np.random.Generator, shape: tuple[int, int],
+                   work: tuple[int, int], devices: tuple[str, ...]) -> _Scene:
+    wh, ww = work
+    density, lung = _lateral_density(anatomy, work)
+    frame = _Frame(ww * 0.1, wh * 0.05, ww * 0.8, wh * 0.8, 0.5)
+    density += _devices(clutter, work, frame, tuple(d for d in devices if d != "pacemaker")) * 0.4
+    return _Scene(density, lateral=_fill(shape, [lung[0] * [shape[1] / ww, shape[0] / wh]]))
+
+
+def _add_findings(scene: _Scene, rng: np.random.Generator, findings: dict[str, bool], shape: tuple[int, int],
+                  work: tuple[int, int]) -> tuple[np.ndarray, dict[str, str]]:
+    """Add findings to the (blurred, full-size) density inside the lung outline; return the fluid mask."""
+    k = work[0] / shape[0], work[1] / shape[1]
+    sides_work = {name: cv2.resize(m, work[::-1], interpolation=cv2.INTER_NEAREST) for name, m in scene.sides.items()}
+    outlines_work = {name: p * [k[1], k[0]] for name, p in scene.outlines.items()}
+    add, effusions, sites = _draw_findings(rng, findings, _LungMap(sides_work, outlines_work, scene.unit * k[1]))
+    if add.shape != shape:
+        add = cv2.resize(add, shape[::-1], interpolation=cv2.INTER_LINEAR)
+    fluid = _fluid(shape, scene.sides, scene.outlines, effusions)
+    if fluid.any():
+        ramp = _blur(fluid.astype(np.float32), 0.006 * scene.unit)
+        add += scene.aeration * np.clip(1.3 * ramp, 0, 1)  # fluid puts back what the air took away
+    scene.density += add * (scene.sides["right"] | scene.sides["left"])
+    return fluid, sites
+
+
+def _film(density: np.ndarray, expose: np.random.Generator, noise: np.random.Generator) -> np.ndarray:
+    """Exposure, gamma and signal-dependent quantum noise: float brightness in [0, 1]."""
+    lo, hi, gamma = _expose(expose, density)
+    bright = _to_brightness(density, lo, hi, gamma)
+    sigma = expose.uniform(0.008, 0.03)
+    grain = noise.standard_normal(density.shape, dtype=np.float32)
+    return np.clip(bright + grain * sigma * np.sqrt(bright + 0.05), 0, 1).astype(np.float32)
 
 
 def render_phantom(rng: np.random.Generator, height: int, width: int, *, findings: dict[str, bool] | None = None,
                    view: str = "PA", devices: tuple[str, ...] | None = None, finding_seed: int | None = None,
-                   max_work_side: int = 1024, text: bool = True) -> Phantom:
+                   max_work_side: int = 768, text: bool = True) -> Phantom:
     """One synthetic radiograph with its lung masks.
 
     The anatomy, clutter, findings and noise each draw from their own stream
     spawned from `rng`, so turning a finding on changes only lung pixels.
     `devices=None` picks clutter at random; a tuple draws exactly those.
     `finding_seed` fixes where findings go (so several images of one study
-    agree with one report); None draws it from `rng`.
+    agree with one report); None draws it from `rng`.  Anatomy is drawn at
+    most `max_work_side` pixels across and scaled up; masks, findings' lung
+    limits, noise and text are full resolution.
     """
     view = view.upper()
     if view not in VIEWS:
@@ -594,81 +776,51 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
     if unknown:
         raise ValueError(f"unknown findings {sorted(unknown)}; known: {FINDINGS}")
     seeds = rng.integers(0, 2 ** 63, size=5)
-    anatomy_rng, clutter_rng, noise_rng, expose_rng = (np.random.default_rng(int(s)) for s in seeds[:4])
+    anatomy, clutter, noise, expose = (np.random.default_rng(int(s)) for s in seeds[:4])
     finding_rng = np.random.default_rng(int(seeds[4]) if finding_seed is None else finding_seed)
-
-    k = min(1.0, max_work_side / max(height, width))
-    wh, ww = max(32, int(round(height * k))), max(32, int(round(width * k)))
-    shape, work = (height, width), (wh, ww)
-    kx, ky = ww / width, wh / height
     if devices is None:
-        devices = tuple(d for d in DEVICES if clutter_rng.random() < (0.45 if d == "ecg" else 0.12))
+        devices = tuple(d for d in DEVICES if clutter.random() < (0.45 if d == "ecg" else 0.12))
     bad = set(devices) - set(DEVICES)
     if bad:
         raise ValueError(f"unknown devices {sorted(bad)}; known: {DEVICES}")
 
-    empty = np.zeros(shape, np.uint8)
-    sides_full: dict[str, np.ndarray] = {}
+    shape = (height, width)
+    k = min(1.0, max_work_side / max(height, width))
+    work = (max(32, int(round(height * k))), max(32, int(round(width * k))))
     if view in ("PA", "AP"):
-        f_full = _frame(anatomy_rng, height, width)
-        f_work = _Frame(f_full.x0 * kx, f_full.y0 * ky, f_full.bw * kx, f_full.bh * ky, f_full.mid)
-        lungs = _sample_lungs(anatomy_rng)
-        shapes = [lung.outline(anatomy_rng) for lung in lungs]
-        outline_full = [f_full.px(lung.side, s[:, 0], s[:, 1]) for lung, s in zip(lungs, shapes)]
-        outline_work = [p * [kx, ky] for p in outline_full]
-        density, aeration = _pa_density(anatomy_rng, work, f_work, lungs, outline_work, view)
-        density += _devices(clutter_rng, work, f_work, devices) * 0.6
-        sides_full = {"right": _fill(shape, [outline_full[0]]), "left": _fill(shape, [outline_full[1]])}
-        sides_work = {"right": _fill(work, [outline_work[0]]), "left": _fill(work, [outline_work[1]])}
-        outlines_work = {"right": outline_work[0], "left": outline_work[1]}
+        scene = _frontal_scene(anatomy, clutter, shape, work, view, devices)
     elif view == "LATERAL":
-        density, lat = _lateral_density(anatomy_rng, work)
-        density += _devices(clutter_rng, work, _Frame(ww * 0.1, wh * 0.05, ww * 0.8, wh * 0.8, 0.5),
-                            tuple(d for d in devices if d != "pacemaker")) * 0.4
-        lateral_full = _fill(shape, [lat[0] / [kx, ky]])
+        scene = _lateral_scene(anatomy, clutter, shape, work, devices)
     else:
-        density = _ct_density(anatomy_rng, work)
-    density = _blur(density, anatomy_rng.uniform(0.5, 1.6))
-    if k < 1.0:
-        density = cv2.resize(density, (width, height), interpolation=cv2.INTER_LINEAR)
-        if view in ("PA", "AP"):
-            aeration = cv2.resize(aeration, (width, height), interpolation=cv2.INTER_LINEAR)
+        scene = _Scene(_ct_density(anatomy, work))
+    scene.density = _blur(scene.density, anatomy.uniform(0.5, 1.6))
+    if work != shape:
+        scene.density = cv2.resize(scene.density, (width, height), interpolation=cv2.INTER_LINEAR)
+        if scene.aeration is not None:
+            scene.aeration = cv2.resize(scene.aeration, (width, height), interpolation=cv2.INTER_LINEAR)
 
-    outline = empty
-    mask = left = right = empty
-    sites: dict[str, str] = {}
-    if view in ("PA", "AP"):
-        outline = sides_full["right"] | sides_full["left"]
-        active = {name: bool(on) for name, on in findings.items() if on}
-        if active:
-            add, fluid, sites = _draw_findings(finding_rng, active, work, sides_work, outlines_work, f_work.bw)
-            if k < 1.0:
-                add = cv2.resize(add, (width, height), interpolation=cv2.INTER_LINEAR)
-                fluid = cv2.resize(fluid, (width, height), interpolation=cv2.INTER_NEAREST)
-            fluid &= outline
-            if fluid.any():
-                ramp = _blur(fluid.astype(np.float32), 0.006 * f_full.bw)
-                add = add + aeration * np.clip(1.3 * ramp, 0, 1)  # fluid puts back what the air took away
-            density = density + add * outline
-        else:
-            fluid = empty
-        right = sides_full["right"] & (1 - fluid)
-        left = sides_full["left"] & (1 - fluid)
-        mask = right | left
-    elif view == "LATERAL":
-        outline = mask = lateral_full
+    empty = np.zeros(shape, np.uint8)
+    outline, left, right, sites = empty, empty, empty, {}
+    if scene.sides:
+        outline = scene.sides["right"] | scene.sides["left"]
+        fluid = empty
+        if any(findings.values()):
+            active = {name: True for name, on in findings.items() if on}
+            fluid, sites = _add_findings(scene, finding_rng, active, shape, work)
+        right, left = scene.sides["right"] & (1 - fluid), scene.sides["left"] & (1 - fluid)
+    elif scene.lateral is not None:
+        outline = scene.lateral
+    mask = (right | left) if scene.sides else outline
 
-    lo, hi, gamma = _expose(expose_rng, density)
-    bright = _to_brightness(density, lo, hi, gamma)
-    noise = noise_rng.standard_normal(shape, dtype=np.float32)
-    sigma = expose_rng.uniform(0.008, 0.03)
-    signal = np.clip(bright + noise * sigma * np.sqrt(bright + 0.05), 0, 1).astype(np.float32)
+    signal = _film(scene.density, expose, noise)
     image = np.round(signal * 255).astype(np.uint8)
     if text and view != "CT":
-        marker = "L" if view != "LATERAL" else str(clutter_rng.choice(["L", "R", "LAT"]))
-        _stamp_text(clutter_rng, image, outline if outline.any() else empty, view, marker)
-        stamped = image != np.round(signal * 255).astype(np.uint8)
-        signal = np.where(stamped, image.astype(np.float32) / 255.0, signal)
+        markers = ["L", "R"] if view != "LATERAL" else ["L", "R", "LAT"]
+        marker = str(clutter.choice(markers, p=None if view == "LATERAL" else [0.8, 0.2]))
+        plain = image.copy()
+        _stamp_text(clutter, image, outline, view, marker)
+        stamped = image != plain
+        signal[stamped] = image[stamped] / np.float32(255)
     return Phantom(image=image, mask=mask, left_mask=left, right_mask=right,
                    findings={name: bool(findings.get(name, False)) for name in FINDINGS}, view=view,
                    outline=outline, signal=signal, sites=sites, devices=tuple(devices))

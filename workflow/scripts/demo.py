@@ -11,4 +11,4 @@ with log_to(snakemake.log[0]):
     params = dict(snakemake.params.demo)
     params.pop("enabled")
     out = params.pop("out")
-    generate_demo(out, DemoSpec(**params))
+    generate_demo(out, DemoSpec.from_dict(params))

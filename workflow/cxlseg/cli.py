@@ -13,9 +13,10 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSpec, generate_demo
 
     fields = {f.name for f in dataclasses.fields(DemoSpec)}
-    spec = DemoSpec(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    spec = DemoSpec.from_dict({k: v for k, v in vars(args).items() if k in fields and v is not None})
     summary = generate_demo(args.out, spec)
-    print(json.dumps({k: summary[k] for k in sorted(summary) if k.startswith("n_") or k == "counts"}, indent=2, default=str))
+    keys = ("shenzhen", "montgomery", "v7", "mimic", "corrupt", "truncated", "missing", "studies_without_report")
+    print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2, default=str))
     return 0
 
 

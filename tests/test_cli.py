@@ -1,0 +1,25 @@
+import json
+
+from cxlseg.cli import main
+
+
+def test_config_command_names_bad_keys(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("infer: {treshold: 0.4}\n")
+    assert main(["config", str(bad)]) == 2
+    assert "infer.treshold" in capsys.readouterr().err
+
+
+def test_config_command_prints_resolved_defaults(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text("train: {epochs: 3}\n")
+    assert main(["config", str(good)]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["train"]["epochs"] == 3 and resolved["preprocess"]["size"] == 224
+
+
+def test_demo_command_writes_every_layout(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--n-shenzhen", "3", "--n-montgomery", "2", "--n-v7", "6", "--n-mimic-subjects", "4"]) == 0
+    for sub in ("shenzhen/CXR_png", "montgomery/MontgomerySet/ManualMask/leftMask", "v7/annotations", "mimic-cxr-jpg/files"):
+        assert (tmp_path / "demo" / sub).is_dir(), sub
+    assert "corrupt" in json.loads(capsys.readouterr().out)

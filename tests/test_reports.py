@@ -255,3 +255,17 @@ def test_read_report_tolerates_bad_bytes(tmp_path):
     path.write_bytes(b" FINDINGS:  Clear \xff lungs.\n")
     text = read_report(path)
     assert extract_report(text) == ("Clear \ufffd lungs.", "findings")
+
+
+def test_last_paragraph_of_a_later_section_beats_an_early_comparison():
+    text = (
+        PREAMBLE + " COMPARISON:  None.\n \n"
+        " TECHNIQUE:  Single portable view.\n \n"
+        " Feeding tube ends in the stomach.\n"
+    )
+    assert extract_report(text) == ("Feeding tube ends in the stomach.", "last_paragraph")
+
+
+def test_early_comparison_used_when_nothing_else():
+    text = PREAMBLE + " COMPARISON:  Improved since ___.\n \n TECHNIQUE:  Single view.\n"
+    assert extract_report(text) == ("Improved since ___.", "comparison")

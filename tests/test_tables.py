@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from cxlseg import reports, tables
@@ -170,6 +171,7 @@ def test_failed_and_unsafe_images_only_in_failed_table(archive):
     for frame in t.values():
         assert not frame["dicom_id"].isin(["d5", "d8"]).any()
     assert summary["failed"] == 2 and summary["images_ok"] == 6
+    assert summary["failed_by_reason"] == {"segmentation failed": 1, "unsafe image_path": 1}
 
 
 def test_flagged_images_listed_with_flags_and_optionally_excluded(archive):
@@ -295,7 +297,7 @@ def test_report_path_layout_and_rejections(tmp_path):
 
 def test_unsafe_path_precheck_matches_safe_join():
     candidates = pd.Series(["files/p10/a.jpg", "/abs.jpg", "~/x.jpg", "C:/x.jpg", "a/../b.jpg", "..", "a\\..\\b", " ", "a..b/c.jpg"])
-    flagged = tables._unsafe_paths(candidates).tolist()
+    flagged = tables._unsafe_paths(pa.array(candidates.tolist())).to_pylist()
     for path, hit in zip(candidates, flagged):
         try:
             tables.safe_join("/root", path)
@@ -390,3 +392,34 @@ def test_official_split_needs_its_file_and_known_values(archive):
     pd.DataFrame({"dicom_id": ["d1"], "split": ["val"]}).to_csv(tmp_path / "split.csv", index=False)
     with pytest.raises(ValueError, match=r"split\.csv.*'val'"):
         run_merge(tmp_path, manifests, split_source="official", official_split_csv=tmp_path / "split.csv")
+
+
+def test_unreadable_report_file_is_recorded_not_fatal(archive):
+    tmp_path, manifests = archive
+    (tmp_path / "reports/files/p12/p12000022/s52000003.txt").mkdir(parents=True)  # a folder where the file should be
+    summary, t = run_merge(tmp_path, manifests)
+    rules = t["metadata"].set_index("dicom_id")["ReportRule"]
+    assert rules["d7"] == tables.UNREADABLE_REPORT
+    assert {"subject_id": 12000022, "study_id": 52000003, "reason": "report file unreadable"} in summary["studies_without_report"]
+
+
+def test_bulk_report_paths_match_report_path(tmp_path):
+    studies = pd.DataFrame({"subject_id": [10000032, 19999999, 11000011], "study_id": [50414267, 59999999, 51000001]})
+    expected = [str(report_path(tmp_path, s, t)) for s, t in zip(studies["subject_id"], studies["study_id"])]
+    assert tables._report_paths(studies, tmp_path) == expected
+    with pytest.raises(ValueError, match="invalid ids"):
+        tables._report_paths(pd.DataFrame({"subject_id": [0], "study_id": [1]}), tmp_path)
+
+
+def test_manifest_with_string_ids_and_null_paths_as_infer_writes_them(tmp_path):
+    rows = [image_row(10000032, 50414267, "d1"), image_row(10000032, 50414267, "d2", status="failed", error="corrupt")]
+    frame = pd.DataFrame(rows)
+    frame["qc_flags"] = frame["qc_flags"].map(";".join)
+    frame.loc[1, ["image_path", "mask_path"]] = None
+    frame = frame.astype({c: "string" for c in ["dicom_id", "subject_id", "study_id", "image_path", "mask_path",
+                                                   "qc_flags", "status", "error"]})
+    frame.to_parquet(tmp_path / "p10.parquet", index=False)
+    write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
+    summary, t = run_merge(tmp_path, [tmp_path / "p10.parquet"])
+    assert t["mask"]["dicom_id"].tolist() == ["d1"] and t["mask"]["subject_id"].dtype == np.int64
+    assert summary["failed_by_reason"] == {"segmentation failed": 1}

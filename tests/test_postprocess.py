@@ -87,7 +87,7 @@ def test_qc_flags_fire_on_bad_masks():
 
 def test_qc_flags_thresholds_override_and_unknown_key():
     metrics = pp.qc_metrics(_prob(_lungs()), _lungs())
-    assert pp.qc_flags(metrics, {"min_area_fraction": 0.5}) == ["small_lung_area"]
+    assert pp.qc_flags(metrics, {"min_lung_area_fraction": 0.5}) == ["small_lung_area"]
     with pytest.raises(ValueError, match="min_area"):
         pp.qc_flags(metrics, {"min_area": 0.5})
 

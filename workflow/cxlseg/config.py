@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import jsonschema
@@ -77,8 +78,12 @@ def deep_update(base: dict, other: dict) -> dict:
     return base
 
 
-def shard_ids(shards: list[str], chunks_per_shard: int = 1) -> list[str]:
-    """Inference job ids: one per subject prefix, or prefix-cK when a prefix is spread over several jobs."""
-    if chunks_per_shard <= 1:
-        return list(shards)
-    return [f"{shard}-c{k}" for shard in shards for k in range(chunks_per_shard)]
+def shard_ids(shards=tuple(f"p{i}" for i in range(10, 20)), chunks: int = 1) -> list[str]:
+    """Inference job ids: one per subject prefix ('p10'), or 'p10-c0'.. when a prefix is spread over several jobs."""
+    if chunks < 1:
+        raise ValueError(f"chunks_per_shard must be >= 1, got {chunks}")
+    ids = [s if chunks == 1 else f"{s}-c{c}" for s in shards for c in range(chunks)]
+    bad = [s for s in ids if not re.fullmatch(r"p[0-9]{2}(-c[0-9]+)?", s)]
+    if bad:
+        raise ValueError(f"shard ids must look like p10 or p10-c0, got {bad}")
+    return ids

@@ -17,7 +17,8 @@ import math
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,14 +29,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import io, postprocess, preprocess
+from . import io, preprocess
+from .config import shard_ids
+from . import postprocess as post
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARDS = tuple(f"p{i}" for i in range(10, 20))
 METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition")
 LIST_COLUMNS = ("dicom_id", "subject_id", "study_id", "image_path")
-_SHARD_ID = r"p[0-9]{2}(-c[0-9]+)?"
 
 # Manifest schema: column -> pandas dtype (nullable types keep failed rows and reruns byte-identical).
 MANIFEST_DTYPES = {
@@ -67,17 +69,6 @@ def id_problem(dicom_id: str, subject_id: str, study_id: str) -> str:
 def study_dir(subject_id: str, study_id: str) -> str:
     """MIMIC's relative folder of a study: files/pXX/pNNNNNNNN/sNNNNNNNN."""
     return f"files/p{subject_id[:2]}/p{subject_id}/s{study_id}"
-
-
-def shard_ids(shards=DEFAULT_SHARDS, chunks: int = 1) -> list[str]:
-    """Shard ids in order: 'p10' or, with chunks > 1, 'p10-c0' .. 'p10-c{chunks-1}'."""
-    if chunks < 1:
-        raise ValueError(f"chunks_per_shard must be >= 1, got {chunks}")
-    ids = [s if chunks == 1 else f"{s}-c{c}" for s in shards for c in range(chunks)]
-    bad = [s for s in ids if not re.fullmatch(_SHARD_ID, s)]
-    if bad:
-        raise ValueError(f"shard ids must look like p10 or p10-c0, got {bad}")
-    return ids
 
 
 def _read_metadata(metadata_csv) -> pd.DataFrame:
@@ -120,6 +111,24 @@ def _assign_chunks(df: pd.DataFrame, chunks: int) -> pd.Series:
     return (rank * chunks // size).astype(int)
 
 
+def _shard_table(images: pd.DataFrame, shards, chunks: int) -> pd.DataFrame:
+    """The images of the configured prefixes in (prefix, subject, study, dicom) order, with shard ids and paths."""
+    images = images.assign(prefix="p" + images.subject_id.str[:2])
+    selected = images[images.prefix.isin(list(shards))]
+    selected = selected.sort_values(["prefix", "subject_id", "study_id", "dicom_id"], kind="stable")
+    selected = selected.reset_index(drop=True)
+    chunk = _assign_chunks(selected, chunks) if len(selected) else pd.Series(dtype="int64")
+    dirs = [study_dir(s, t) for s, t in zip(selected.subject_id, selected.study_id)]
+    return pd.DataFrame({
+        "dicom_id": selected.dicom_id, "subject_id": selected.subject_id, "study_id": selected.study_id,
+        "view_position": selected.ViewPosition, "rows": selected.Rows, "columns": selected.Columns,
+        "prefix": selected.prefix, "chunk": chunk.astype("int64"),
+        "shard_id": selected.prefix if chunks == 1 else selected.prefix + "-c" + chunk.astype(str),
+        "image_path": [f"{d}/{i}.jpg" for d, i in zip(dirs, selected.dicom_id)],
+        "report_path": [f"{d}.txt" for d in dirs],
+    })
+
+
 def select_images(metadata_csv, mimic_root, reports_root=None, *, views=("AP", "PA"),
                   shards=DEFAULT_SHARDS, chunks_per_shard: int = 1) -> tuple[pd.DataFrame, dict]:
     """Frontal images whose study has a report, assigned to shards; returns (images, summary).
@@ -128,6 +137,7 @@ def select_images(metadata_csv, mimic_root, reports_root=None, *, views=("AP", "
     relative to it). Counts after each filter go into the summary; rows with unsafe ids are excluded
     and listed there with the reason.
     """
+    ids = shard_ids(shards, chunks_per_shard)  # bad shard names fail before the slow report scan
     reports_root = reports_root if reports_root is not None else mimic_root
     meta = _read_metadata(metadata_csv)
     summary = {"metadata_csv": str(metadata_csv), "mimic_root": str(mimic_root),
@@ -146,24 +156,10 @@ def select_images(metadata_csv, mimic_root, reports_root=None, *, views=("AP", "
     reported = valid[has_report].copy()
     summary["images_with_report"] = int(len(reported))
 
-    reported["prefix"] = "p" + reported.subject_id.str[:2]
-    selected = reported[reported.prefix.isin(list(shards))]
-    selected = selected.sort_values(["prefix", "subject_id", "study_id", "dicom_id"], kind="stable")
-    selected = selected.reset_index(drop=True)
-    summary["images_in_shards"] = int(len(selected))
-    selected["chunk"] = _assign_chunks(selected, chunks_per_shard) if len(selected) else pd.Series(dtype=int)
-    selected["shard_id"] = (selected.prefix if chunks_per_shard == 1
-                            else selected.prefix + "-c" + selected.chunk.astype(str))
-    dirs = [study_dir(s, t) for s, t in zip(selected.subject_id, selected.study_id)]
-    table = pd.DataFrame({
-        "dicom_id": selected.dicom_id, "subject_id": selected.subject_id, "study_id": selected.study_id,
-        "view_position": selected.ViewPosition, "rows": selected.Rows, "columns": selected.Columns,
-        "prefix": selected.prefix, "chunk": selected.chunk.astype("int64"), "shard_id": selected.shard_id,
-        "image_path": [f"{d}/{i}.jpg" for d, i in zip(dirs, selected.dicom_id)],
-        "report_path": [f"{d}.txt" for d in dirs],
-    })
-    ids = shard_ids(shards, chunks_per_shard)
-    summary["images_per_shard"] = {s: int(n) for s, n in table.shard_id.value_counts().reindex(ids, fill_value=0).items()}
+    table = _shard_table(reported, shards, chunks_per_shard)
+    summary["images_in_shards"] = int(len(table))
+    per_shard = table.shard_id.value_counts().reindex(ids, fill_value=0)
+    summary["images_per_shard"] = {s: int(n) for s, n in per_shard.items()}
     log.info("selection: %d metadata -> %d frontal -> %d valid ids -> %d with report -> %d in shards",
              summary["metadata_images"], summary["frontal_images"], summary["valid_id_images"],
              summary["images_with_report"], summary["images_in_shards"])
@@ -337,15 +333,15 @@ def output_paths(item: dict, mask_format: str) -> tuple[str, str]:
 
 def finish_image(item: dict, image: np.ndarray, prob: np.ndarray, out_root, s: OutputSettings) -> dict:
     """Clean the mask, score it, write the segmented image and the mask; returns the manifest fields."""
-    mask = postprocess.clean_mask(prob, threshold=s.threshold, closing=s.closing, opening=s.opening,
+    mask = post.clean_mask(prob, threshold=s.threshold, closing=s.closing, opening=s.opening,
                                   keep_components=s.keep_components, fill_holes=s.fill_holes,
                                   min_component_fraction=s.min_component_fraction)
-    metrics = postprocess.qc_metrics(prob, mask, threshold=s.threshold)
-    flags = postprocess.qc_flags(metrics, s.qc_thresholds)
+    metrics = post.qc_metrics(prob, mask, threshold=s.threshold)
+    flags = post.qc_flags(metrics, s.qc_thresholds)
     if s.separate_lungs:
-        labels = postprocess.label_lungs(mask)
+        labels = post.label_lungs(mask)
         mask_file = np.zeros_like(labels)
-        for label, gray in postprocess.LABEL_GRAY.items():
+        for label, gray in post.LABEL_GRAY.items():
             mask_file[labels == label] = gray
     else:
         mask_file = mask * np.uint8(255)
@@ -407,7 +403,7 @@ def _failed_record(item: dict, sample: dict, model_id: str, settings_id: str) ->
     h, w = sample["orig_hw"]
     return {"dicom_id": item["dicom_id"], "subject_id": item["subject_id"], "study_id": item["study_id"],
             "source_path": item["image_path"], "orig_height": h, "orig_width": w,
-            "decode_factor": sample["decode_factor"], "status": "failed", "error": sample["error"],
+            "decode_factor": sample["decode_factor"], "qc_flags": "", "status": "failed", "error": sample["error"],
             "note": sample["note"], "model_id": model_id, "settings_id": settings_id}
 
 
@@ -417,42 +413,58 @@ def _settings_id(decode: DecodeSettings, output: OutputSettings, tta_flip: bool)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _decode_settings(config: dict, size, in_channels, clahe_clip, clahe_tiles, reduce_min_ratio) -> DecodeSettings:
+    """Explicit values win; otherwise the checkpoint's training config, so inference preprocesses like training."""
+    def pick(value, key, default):
+        return value if value is not None else config.get(key, default)
+
+    return DecodeSettings(size=int(pick(size, "size", 224)), in_channels=int(pick(in_channels, "in_channels", 1)),
+                          clahe_clip=float(pick(clahe_clip, "clahe_clip", 2.0)),
+                          clahe_tiles=int(pick(clahe_tiles, "clahe_tiles", 8)),
+                          reduce_min_ratio=float(reduce_min_ratio))
+
+
+def _output_settings(cleanup: dict, postprocess: dict | None, qc_thresholds: dict | None, **options) -> OutputSettings:
+    unknown = set(postprocess or {}) - set(cleanup)
+    if unknown:
+        raise ValueError(f"unknown postprocess key(s) {sorted(unknown)}; known: {sorted(cleanup)}")
+    if options["mask_format"] not in ("jpg", "png"):
+        raise ValueError(f"mask_format must be 'jpg' or 'png', got {options['mask_format']!r}")
+    post.qc_flags({"lung_area_fraction": 0.0}, qc_thresholds)  # unknown threshold keys fail before any work
+    return OutputSettings(**{**cleanup, **(postprocess or {})}, qc_thresholds=dict(qc_thresholds or {}), **options)
+
+
 def infer_shard(list_parquet, mimic_root, out_root, manifest_path, *, checkpoint=None,
                 model: torch.nn.Module | None = None, model_id: str | None = None,
                 size: int | None = None, in_channels: int | None = None, clahe_clip: float | None = None,
                 clahe_tiles: int | None = None, batch_size: int = 16, num_workers: int = 0,
                 device: str = "auto", threshold: float = 0.5, closing: int = 5, opening: int = 3,
                 keep_components: int = 2, fill_holes: bool = True, min_component_fraction: float = 0.005,
-                qc_thresholds: dict | None = None, mask_format: str = "jpg", jpeg_quality: int = 95,
-                save_full_res_rle: bool = False, separate_lungs: bool = False, tta_flip: bool = False,
-                reduce_min_ratio: float = 1.0, flush_every: int = 256,
-                on_flush: Callable[[int], None] | None = None, progress: bool = True) -> dict:
+                postprocess: dict | None = None, qc_thresholds: dict | None = None, mask_format: str = "jpg",
+                jpeg_quality: int = 95, save_full_res_rle: bool = False, separate_lungs: bool = False,
+                tta_flip: bool = False, reduce_min_ratio: float = 1.0, flush_every: int = 256,
+                write_threads: int = 0, on_flush: Callable[[int], None] | None = None, progress: bool = True) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
     size / in_channels / clahe_* default to the checkpoint's config (224, 1, 2.0, 8 for a bare model).
+    `postprocess` (the config's infer.postprocess block) overrides the clean-up keywords by name.
+    `write_threads` > 0 runs clean-up, QC and writes in a thread pool (OpenCV and file I/O release the
+    GIL) so they overlap the next forward pass: useful on a GPU, where they would otherwise bound the rate.
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
     """
-    if mask_format not in ("jpg", "png"):
-        raise ValueError(f"mask_format must be 'jpg' or 'png', got {mask_format!r}")
-    postprocess.qc_flags({"lung_area_fraction": 0.0}, qc_thresholds)  # unknown threshold keys fail early
     started = time.perf_counter()
+    cleanup = {"threshold": threshold, "closing": closing, "opening": opening, "keep_components": keep_components,
+               "fill_holes": fill_holes, "min_component_fraction": min_component_fraction}
+    output = _output_settings(cleanup, postprocess, qc_thresholds, mask_format=mask_format, jpeg_quality=jpeg_quality,
+                              save_full_res_rle=save_full_res_rle, separate_lungs=separate_lungs)
     dev = resolve_device(device)
     model, config, model_id = load_inference_model(checkpoint, model, model_id, dev)
-    decode = DecodeSettings(
-        size=int(size or config.get("size", 224)), in_channels=int(in_channels or config.get("in_channels", 1)),
-        clahe_clip=float(clahe_clip if clahe_clip is not None else config.get("clahe_clip", 2.0)),
-        clahe_tiles=int(clahe_tiles or config.get("clahe_tiles", 8)), reduce_min_ratio=float(reduce_min_ratio))
-    output = OutputSettings(threshold=threshold, closing=closing, opening=opening, keep_components=keep_components,
-                            fill_holes=fill_holes, min_component_fraction=min_component_fraction,
-                            qc_thresholds=dict(qc_thresholds or {}), mask_format=mask_format,
-                            jpeg_quality=jpeg_quality, save_full_res_rle=save_full_res_rle,
-                            separate_lungs=separate_lungs)
+    decode = _decode_settings(config, size, in_channels, clahe_clip, clahe_tiles, reduce_min_ratio)
     settings_id = _settings_id(decode, output, tta_flip)
 
     items = _list_items(list_parquet)
-    wanted = {it["dicom_id"] for it in items}
     done = load_done(manifest_path, out_root, model_id, settings_id)
-    done = done[done.dicom_id.isin(wanted)].reset_index(drop=True)
+    done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)
     done_ids = set(done.dicom_id)
     pending = [it for it in items if it["dicom_id"] not in done_ids]
     log.info("%s: %d images, %d already done, %d to compute on %s (model %s)",
@@ -460,47 +472,78 @@ def infer_shard(list_parquet, mimic_root, out_root, manifest_path, *, checkpoint
 
     records: list[dict] = []
     flushed_at = 0
-    if pending:
-        loader = torch.utils.data.DataLoader(
-            ShardDataset(pending, mimic_root, decode), batch_size=batch_size, shuffle=False,
-            num_workers=num_workers, collate_fn=_Collate(decode.in_channels), pin_memory=dev.type == "cuda",
-            worker_init_fn=_worker_init if num_workers else None)
-        for batch in tqdm(loader, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress):
-            records.extend(_process_batch(batch, pending, model, dev, tta_flip, out_root, output,
-                                          model_id, settings_id))
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(write_threads) if write_threads else contextlib.nullcontext() as pool:
+        submit = pool.submit if pool else _run_now
+        for batch in _loader(pending, mimic_root, decode, batch_size, num_workers, dev, list_parquet, progress):
+            in_flight.extend(_submit_batch(batch, pending, model, dev, tta_flip, submit, out_root, output,
+                                           model_id, settings_id))
+            while in_flight and (in_flight[0].done() or len(in_flight) > 2 * batch_size):
+                records.append(in_flight.popleft().result())  # in list order, whatever finishes first
             if len(records) - flushed_at >= flush_every:
-                frame = manifest_frame([*done.to_dict("records"), *records])
-                io.write_parquet(frame, partial_path(manifest_path))
-                flushed_at = len(records)
-                if on_flush is not None:
-                    on_flush(len(frame))
+                flushed_at = _flush(done, records, manifest_path, on_flush)
+        records.extend(f.result() for f in in_flight)
 
     manifest = manifest_frame([*done.to_dict("records"), *records])
     io.write_parquet(manifest, manifest_path)
     partial_path(manifest_path).unlink(missing_ok=True)
-    seconds = time.perf_counter() - started
-    return _summary(manifest, list_parquet, len(done_ids), len(pending), model_id, seconds)
+    return _summary(manifest, list_parquet, len(done_ids), len(pending), model_id, time.perf_counter() - started)
 
 
-def _process_batch(batch: dict, pending: list[dict], model, dev, tta_flip: bool, out_root,
-                   output: OutputSettings, model_id: str, settings_id: str) -> list[dict]:
+def _flush(done: pd.DataFrame, records: list[dict], manifest_path, on_flush) -> int:
+    """Progress so far -> `<manifest>.partial.parquet` (atomic); returns how many new records it holds."""
+    frame = manifest_frame([*done.to_dict("records"), *records])
+    io.write_parquet(frame, partial_path(manifest_path))
+    if on_flush is not None:
+        on_flush(len(frame))
+    return len(records)
+
+
+def _loader(pending: list[dict], mimic_root, decode: DecodeSettings, batch_size: int, num_workers: int,
+            dev: torch.device, list_parquet, progress: bool):
+    """Batches of decoded images, decoded by worker processes when num_workers > 0; a tqdm bar over batches."""
+    if not pending:
+        return []
+    loader = torch.utils.data.DataLoader(
+        ShardDataset(pending, mimic_root, decode), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=_Collate(decode.in_channels), pin_memory=dev.type == "cuda",
+        worker_init_fn=_worker_init if num_workers else None)
+    return tqdm(loader, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress)
+
+
+def _finish_record(item: dict, sample: dict, image, prob, out_root, output: OutputSettings,
+                   model_id: str, settings_id: str) -> dict:
+    """The manifest row of one image; a write failure (a full disk, say) fails this image only."""
+    record = _failed_record(item, sample, model_id, settings_id)
+    if sample["ok"]:
+        try:
+            record.update(finish_image(item, image, prob, out_root, output), status="ok", error=None)
+        except Exception as exc:  # noqa: BLE001 - record it and go on
+            record["error"] = f"writing outputs failed: {_reason(exc)}"
+    return record
+
+
+def _run_now(fn, *args) -> Future:
+    """Executor.submit without an executor: run inline, hand back a finished future."""
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - re-raised by .result(), as a pool would
+        future.set_exception(exc)
+    return future
+
+
+def _submit_batch(batch: dict, pending: list[dict], model, dev, tta_flip: bool, submit, out_root,
+                  output: OutputSettings, model_id: str, settings_id: str) -> list[Future]:
+    """Forward the decoded images of a batch, then queue the post-processing and writes of every image."""
     meta = batch["meta"]
     ok = [i for i, m in enumerate(meta) if m["ok"]]
     x = batch["x"] if len(ok) == len(meta) else batch["x"][ok]  # keep the pinned tensor when all decoded
-    probs = predict(model, x, dev, tta_flip) if ok else np.empty((0,))
-    prob_of = dict(zip(ok, probs))
+    prob_of = dict(zip(ok, predict(model, x, dev, tta_flip))) if ok else {}
     images = batch["images"].numpy()
-    records = []
-    for i, sample in enumerate(meta):
-        item = {**pending[sample["index"]], "orig_hw": sample["orig_hw"]}
-        record = _failed_record(item, sample, model_id, settings_id)
-        if sample["ok"]:
-            try:
-                record.update(finish_image(item, images[i], prob_of[i], out_root, output), status="ok", error=None)
-            except Exception as exc:  # noqa: BLE001 - e.g. a full disk for one file: record it, go on
-                record["error"] = f"writing outputs failed: {_reason(exc)}"
-        records.append(record)
-    return records
+    return [submit(_finish_record, {**pending[sample["index"]], "orig_hw": sample["orig_hw"]}, sample,
+                   images[i], prob_of.get(i), out_root, output, model_id, settings_id)
+            for i, sample in enumerate(meta)]
 
 
 def _summary(manifest: pd.DataFrame, list_parquet, resumed: int, computed: int, model_id: str, seconds: float) -> dict:
@@ -568,10 +611,10 @@ def write_flagged_overlays(manifest, mimic_root, out_root, out_dir, *, size: int
         image, _, _, _ = preprocess.decode_for_inference(io.safe_join(mimic_root, rec.source_path), size)
         mask = io.read_image(io.safe_join(out_root, rec.mask_path), cv2.IMREAD_GRAYSCALE)
         labels = np.digitize(mask, [64, 192]).astype(np.uint8)  # 0 / ~128 / ~255 -> 0 / 1 / 2
-        if not (labels == postprocess.RIGHT_LUNG).any():  # a plain 0/255 mask: one colour
+        if not (labels == post.RIGHT_LUNG).any():  # a plain 0/255 mask: one colour
             labels = (labels > 0).astype(np.uint8)
         path = io.safe_join(out_dir, f"{rec.dicom_id}.png")
-        io.write_image(path, postprocess.overlay(image, labels))
+        io.write_image(path, post.overlay(image, labels))
         rows.append({"dicom_id": rec.dicom_id, "qc_score": rec.qc_score, "qc_flags": rec.qc_flags,
                      "overlay": os.fspath(path)})
     return pd.DataFrame(rows, columns=["dicom_id", "qc_score", "qc_flags", "overlay"])

@@ -25,8 +25,8 @@ LEFT_LUNG = 2  # patient's left lung: image right in PA/AP
 LABEL_GRAY = {RIGHT_LUNG: 128, LEFT_LUNG: 255}
 
 DEFAULT_QC_THRESHOLDS = {
-    "min_area_fraction": 0.10,  # of the 224x224 stretched frontal image; typical lungs are 0.2-0.4
-    "max_area_fraction": 0.60,
+    "min_lung_area_fraction": 0.10,  # of the 224x224 stretched frontal image; typical lungs are 0.2-0.4
+    "max_lung_area_fraction": 0.60,
     "max_components": 6,  # raw thresholded components before cleanup
     "min_left_right_ratio": 0.5,  # image-left lung area / image-right lung area
     "max_left_right_ratio": 2.0,
@@ -115,12 +115,32 @@ def _inside(x: float, lo: float, hi: float, soft: float) -> float:
     return max(0.0, 1.0 - gap / soft)
 
 
+# Plausible anatomy of a 224x224 stretched frontal film, for the qc_score (not the flags, which are configured).
+PLAUSIBLE_AREA = (0.12, 0.55)  # lung area fraction; the score falls to 0 over 0.12 beyond either end
+BALANCED_LUNGS = 0.4  # smaller / larger lung field; below it the score falls, to half when one lung is missing
+
+
+def _side_areas(mask: np.ndarray) -> tuple[int, float, float]:
+    """(components, area on the image-left half, area on the image-right half), by component centroid."""
+    n, _, areas, centroid_x = _component_stats(mask)
+    half = mask.shape[1] / 2.0
+    return n, float(areas[centroid_x < half].sum()), float(areas[centroid_x >= half].sum())
+
+
+def _plausibility(area_fraction: float, area_left: float, area_right: float) -> float:
+    balance = min(area_left, area_right) / max(area_left, area_right, 1.0)
+    return _inside(area_fraction, *PLAUSIBLE_AREA, 0.12) * (0.5 + 0.5 * min(1.0, balance / BALANCED_LUNGS))
+
+
 def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, band: int = 3) -> dict:
     """Ground-truth-free quality metrics of one predicted mask.
 
-    qc_score = soft_dice x cleanup_agreement x plausibility, each in [0, 1]:
+    qc_score = soft_dice x boundary_confidence x cleanup_agreement x plausibility, each in [0, 1]:
     - soft_dice: Dice of the probability map with the final mask, i.e. the Dice the model itself
       expects; it drops when the model is unsure anywhere near the mask;
+    - boundary_confidence: sqrt(1 - mean entropy in bits) in a band around the mask border, where
+      the errors of a segmentation live (the square root keeps an accurate but under-confident
+      model from being flagged wholesale);
     - cleanup_agreement: Dice of the raw thresholded map with the cleaned mask; a mask that needed
       heavy cleanup (fragments, holes, spurious blobs) is a poor prediction;
     - plausibility: area fraction within a normal range and two lung fields of similar size.
@@ -128,11 +148,8 @@ def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, ba
     prob = np.asarray(prob, dtype=np.float32)
     mask = (np.asarray(mask) > 0).astype(np.uint8)
     raw = (prob >= threshold).astype(np.uint8)
-    n_raw, _, _, _ = _component_stats(raw)
-    n_kept, _, areas, centroid_x = _component_stats(mask)
-    half = mask.shape[1] / 2.0
-    area_left = float(areas[centroid_x < half].sum())
-    area_right = float(areas[centroid_x >= half].sum())
+    n_raw = _component_stats(raw)[0]
+    n_kept, area_left, area_right = _side_areas(mask)
     if area_right > 0:
         lr_ratio = area_left / area_right
     else:
@@ -141,11 +158,13 @@ def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, ba
     entropy = _binary_entropy(prob)
     k = 2 * band + 1
     boundary = (cv2.dilate(mask, _kernel(k)) - cv2.erode(mask, _kernel(k))).astype(bool)
+    boundary_entropy = float(entropy[boundary].mean()) if boundary.any() else 0.0
     area_fraction = float(mask.mean())
     soft_dice = 2.0 * float((prob * mask).sum()) / max(float(prob.sum() + mask.sum()), 1e-9)
-    balance = min(area_left, area_right) / max(area_left, area_right, 1.0)
-    plausibility = _inside(area_fraction, 0.12, 0.55, 0.12) * (0.5 + 0.5 * min(1.0, balance / 0.4))
-    qc_score = 0.0 if mask.sum() == 0 else soft_dice * _dice(raw, mask) * plausibility
+    qc_score = 0.0
+    if mask.any():
+        qc_score = (soft_dice * math.sqrt(max(0.0, 1.0 - boundary_entropy)) * _dice(raw, mask)
+                    * _plausibility(area_fraction, area_left, area_right))
     return {
         "lung_area_fraction": area_fraction,
         "n_components": int(n_raw),
@@ -153,7 +172,7 @@ def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, ba
         "left_right_ratio": float(lr_ratio),
         "mean_fg_prob": float(prob[mask.astype(bool)].mean()) if mask.any() else 0.0,
         "mean_entropy": float(entropy.mean()),
-        "boundary_entropy": float(entropy[boundary].mean()) if boundary.any() else 0.0,
+        "boundary_entropy": boundary_entropy,
         "soft_dice": float(soft_dice),
         "qc_score": float(min(max(qc_score, 0.0), 1.0)),
     }
@@ -169,9 +188,9 @@ def qc_flags(metrics: dict, thresholds: dict | None = None) -> list[str]:
     if area <= 0:
         return ["empty_mask"]
     flags = []
-    if area < t["min_area_fraction"]:
+    if area < t["min_lung_area_fraction"]:
         flags.append("small_lung_area")
-    if area > t["max_area_fraction"]:
+    if area > t["max_lung_area_fraction"]:
         flags.append("large_lung_area")
     if metrics["n_components"] > t["max_components"]:
         flags.append("fragmented")

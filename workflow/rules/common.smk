@@ -60,7 +60,7 @@ def demo_marker():
 
 # Keys that change how fast a job runs, never what it writes: kept out of rule params so that
 # tuning them on a cluster does not rerun finished work (scripts read them from snakemake.config).
-PERFORMANCE_KEYS = {"batch_size", "num_workers", "device", "amp", "flush_every"}
+PERFORMANCE_KEYS = {"batch_size", "num_workers", "device", "amp", "flush_every", "write_threads"}
 
 
 def outcome_settings(section):

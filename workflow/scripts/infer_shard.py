@@ -29,4 +29,6 @@ with log_to(snakemake.log[0]):
         separate_lungs=cfg["separate_lungs"],
         tta_flip=cfg["tta_flip"],
         flush_every=cfg["flush_every"],
+        reduce_min_ratio=cfg["reduce_min_ratio"],
+        write_threads=cfg["write_threads"],
     )

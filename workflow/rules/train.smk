@@ -10,7 +10,7 @@ rule train:
         model=f"{R}/models/{{arch}}/model.json",
     params:
         train=outcome_settings("train"),
-        models=config["models"],
+        models={k: v for k, v in config["models"].items() if k != "architectures"},
         preprocess=config["preprocess"],
         seed=config["seed"],
     log:

@@ -12,6 +12,7 @@ with log_to(snakemake.log[0]):
         list(snakemake.input.manifests),
         snakemake.input.selection_summary,
         out_root=snakemake.params.out_root,
+        mimic_root=snakemake.params.mimic_root,
         markdown_path=snakemake.output.markdown,
         overlays_path=snakemake.output.overlays,
         truth_dir=snakemake.params.truth,

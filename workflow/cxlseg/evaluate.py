@@ -7,6 +7,7 @@ numbers in the comparison stay an unbiased estimate for the chosen model.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -50,7 +52,7 @@ def evaluate_model(checkpoint: Path | str, store_dir: Path | str, out_dir: Path 
         "n_images": len(per_image),
         "threshold": threshold,
         "tta_flip": tta_flip,
-        "postprocess": getattr(postprocess, "__name__", repr(postprocess)) if postprocess else None,
+        "postprocess": describe_callable(postprocess),
         "metrics": {name: summarise(per_image[name].to_numpy()) for name in METRIC_NAMES},
         "by_dataset": {str(ds): {name: summarise(group[name].to_numpy()) for name in ("dice", "hd95")}
                        for ds, group in per_image.groupby("dataset", sort=True)},
@@ -59,6 +61,16 @@ def evaluate_model(checkpoint: Path | str, store_dir: Path | str, out_dir: Path 
     write_csv(per_image, out_dir / f"{split}_per_image.csv")
     write_json(out_dir / f"{split}_summary.json", summary)
     return summary
+
+
+def describe_callable(fn: Callable | None) -> str | None:
+    """A stable name for the summary (a partial's repr holds a memory address, which would change the bytes)."""
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):
+        args = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in sorted(fn.keywords.items())]
+        return f"{describe_callable(fn.func)}({', '.join(args)})"
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def score_predictions(probs: np.ndarray, masks: np.ndarray, index: pd.DataFrame, *, threshold: float = 0.5,
@@ -107,7 +119,8 @@ def compare_models(summaries: dict[str, Path | str], histories: dict[str, Path |
                           for arch, (summary, history) in loaded.items()])
     write_csv(table, out_dir / "comparison.csv")
     write_text(out_dir / "comparison.md", comparison_markdown(table))
-    plot_learning_curves({arch: history for arch, (_, history) in loaded.items()}, out_dir / "learning_curves.png")
+    plot_learning_curves({arch: history for arch, (_, history) in loaded.items()}, out_dir / "learning_curves.png",
+                         best_epochs=dict(zip(table["model"], table["best_epoch"])))
     selected = select_model(table, loaded, select_metric, select_split)
     write_json(out_dir / "selected.json", selected)
     return selected
@@ -158,7 +171,8 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path | str) -> None:
+def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path | str,
+                         best_epochs: dict[str, int] | None = None) -> None:
     """Like the paper's Fig. 3: per model, loss (top) and Dice (bottom) per epoch, train vs validation."""
     n = len(histories)
     fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.5), squeeze=False, sharex="col")
@@ -171,7 +185,11 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path | str) -
         dice_ax.plot(h["epoch"], h["val_dice"], "o-", ms=3, label="val")
         loss_ax.set_title(arch)
         dice_ax.set_xlabel("epoch")
+        dice_ax.set_ylim(0, 1.02)
         for ax in (loss_ax, dice_ax):
+            if best_epochs and arch in best_epochs:
+                ax.axvline(best_epochs[arch], color="grey", ls="--", lw=1, label="selected epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("BCE + Dice loss")

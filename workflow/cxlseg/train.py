@@ -69,6 +69,7 @@ class TrainConfig:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     augment_online: bool = False
+    augment_preset: str = "light"
     max_train_batches: int | None = None
     patience: int | None = None
     select_metric: str = "dice"
@@ -82,6 +83,8 @@ class TrainConfig:
             problems.append(f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
         if self.select_metric not in SELECT_METRICS:
             problems.append(f"select_metric {self.select_metric!r} not in {SELECT_METRICS}")
+        if self.augment_preset not in AUGMENT_PRESETS:
+            problems.append(f"augment_preset {self.augment_preset!r} not in {AUGMENT_PRESETS}")
         if self.in_channels not in (1, 3):
             problems.append(f"in_channels must be 1 or 3, got {self.in_channels}")
         for name in ("epochs", "batch_size", "size", "clahe_tiles"):
@@ -128,14 +131,31 @@ def load_split(store_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarra
     return images, masks, index
 
 
-def online_augmentation() -> A.Compose:
-    """Light, label-preserving changes a radiograph plausibly has: flip, small pose and exposure shifts."""
+# Ranges per preset: "light" suits the big augmented training store; "strong" is for small real sets
+# (tuned on V7, see tests/bench/bench_real_v7.py), where variety matters more than fidelity.
+AUGMENT_RANGES = {
+    "light": dict(scale=(0.9, 1.1), translate=(-0.05, 0.05), rotate=(-10, 10), shear=(0, 0), affine_p=0.7,
+                  exposure=0.15, exposure_p=0.5, gamma=(80, 120), gamma_p=0.3, distort_p=0.0, degrade_p=0.0),
+    "strong": dict(scale=(0.8, 1.2), translate=(-0.08, 0.08), rotate=(-12, 12), shear=(-5, 5), affine_p=0.8,
+                   exposure=0.25, exposure_p=0.7, gamma=(70, 150), gamma_p=0.5, distort_p=0.3, degrade_p=0.3),
+}
+AUGMENT_PRESETS = tuple(AUGMENT_RANGES)
+
+
+def online_augmentation(preset: str = "light") -> A.Compose:
+    """Label-preserving changes a radiograph plausibly has: mirroring, patient pose, exposure, detector blur/noise."""
+    if preset not in AUGMENT_RANGES:
+        raise ValueError(f"augment_preset {preset!r} not in {AUGMENT_PRESETS}")
+    r = AUGMENT_RANGES[preset]
+    border = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
     return A.Compose([
         A.HorizontalFlip(p=0.5),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), border_mode=cv2.BORDER_CONSTANT,
-                 p=0.7),
-        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
-        A.RandomGamma(gamma_limit=(80, 120), p=0.3),
+        A.Affine(scale=r["scale"], translate_percent=r["translate"], rotate=r["rotate"], shear=r["shear"],
+                 p=r["affine_p"], **border),
+        A.GridDistortion(num_steps=5, distort_limit=0.2, p=r["distort_p"], **border),
+        A.RandomBrightnessContrast(brightness_limit=r["exposure"], contrast_limit=r["exposure"], p=r["exposure_p"]),
+        A.RandomGamma(gamma_limit=r["gamma"], p=r["gamma_p"]),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.03))], p=r["degrade_p"]),
     ])
 
 
@@ -145,7 +165,7 @@ class StoreDataset(Dataset):
     def __init__(self, store_dir: Path | str, split: str, cfg: TrainConfig, augment: bool = False):
         self.images, self.masks, self.index = load_split(store_dir, split)
         self.cfg = cfg
-        self.transform = online_augmentation() if augment else None
+        self.transform = online_augmentation(cfg.augment_preset) if augment else None
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -153,13 +173,14 @@ class StoreDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = np.array(self.images[i]), (np.array(self.masks[i]) > 0).astype(np.uint8)
+        if image.shape != (self.cfg.size, self.cfg.size):  # resize first, as inference does (and it is cheaper)
+            image, mask = resize(image, self.cfg.size), resize_mask(mask, self.cfg.size)
         if self.transform is not None:
             # Seeded by (seed, epoch, item): identical after a resume and independent of worker count.
-            self.transform.set_random_seed(self.cfg.seed * 1_000_003 + self.epoch * 100_003 + int(i))
+            seed = np.random.SeedSequence([self.cfg.seed, self.epoch, int(i)]).generate_state(1)[0]
+            self.transform.set_random_seed(int(seed))
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        if image.shape != (self.cfg.size, self.cfg.size):
-            image, mask = resize(image, self.cfg.size), resize_mask(mask, self.cfg.size)
         image = clahe(image, self.cfg.clahe_clip, self.cfg.clahe_tiles)
         x = torch.from_numpy(to_model_input(image[None], self.cfg.in_channels)[0])
         return x, torch.from_numpy(mask[None].astype(np.float32))

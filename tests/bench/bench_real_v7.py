@@ -1,0 +1,218 @@
+"""Benchmark (not a CI test): lung segmentation quality on real radiographs, patient-wise k-fold.
+
+Trains the recipe on the V7-labs COVID-19 lung masks (99 real radiographs, 61 patients) with
+cxlseg's own training loop, and scores the images of patients it never saw, exactly as the pipeline
+would (224 px store -> model -> probabilities back at 224 px -> threshold -> optional clean-up):
+
+    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5
+    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --only-folds 0 --epochs 20
+
+Prints per-fold and pooled mean and 5th-percentile Dice for raw masks, test-time flips and
+post-processing (two largest components, holes filled), and writes summary.json under --out.
+Re-running with the same recipe reuses the trained folds (train_model resumes or skips).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch lines below are enough in a benchmark log
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from cxlseg.evaluate import evaluate_model  # noqa: E402
+from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E402
+from cxlseg.metrics import summarise  # noqa: E402
+from cxlseg.postprocess import clean_mask  # noqa: E402
+from cxlseg.preprocess import resize, resize_mask  # noqa: E402
+from cxlseg.train import TrainConfig, train_model  # noqa: E402
+
+# The recipe the pipeline defaults should copy (see the numbers in the report / docs).
+BEST_RECIPE = dict(architecture="attention_unet", base_channels=16, size=128, epochs=40, batch_size=8, lr=1e-3,
+                   scheduler="cosine", augment="strong", bce_weight=1.0, dice_weight=1.0, weight_decay=0.0)
+POSTPROCESS = dict(closing=5, opening=3, keep_components=2, fill_holes=True)
+VARIANTS = {"raw": (False, False), "tta": (True, False), "post": (False, True), "tta+post": (True, True)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="v7-real folder holding index.csv, images/, masks/")
+    p.add_argument("--folds", type=int, default=5, help="patient-wise folds")
+    p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these fold numbers (0-based)")
+    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-v7")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared: keep it low)")
+    p.add_argument("--store-size", type=int, default=224, help="pipeline image size; Dice is measured here")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="training patients held out to pick the epoch")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--architecture", default=BEST_RECIPE["architecture"])
+    p.add_argument("--encoder", default="resnet34", help="smp encoder (unet, unetplusplus)")
+    p.add_argument("--base-channels", type=int, default=BEST_RECIPE["base_channels"])
+    p.add_argument("--size", type=int, default=BEST_RECIPE["size"], help="training/inference resolution")
+    p.add_argument("--epochs", type=int, default=BEST_RECIPE["epochs"])
+    p.add_argument("--batch-size", type=int, default=BEST_RECIPE["batch_size"])
+    p.add_argument("--lr", type=float, default=BEST_RECIPE["lr"])
+    p.add_argument("--weight-decay", type=float, default=BEST_RECIPE["weight_decay"])
+    p.add_argument("--scheduler", default=BEST_RECIPE["scheduler"], choices=["none", "cosine", "plateau"])
+    p.add_argument("--augment", default=BEST_RECIPE["augment"], choices=["none", "light", "strong"])
+    p.add_argument("--bce-weight", type=float, default=BEST_RECIPE["bce_weight"])
+    p.add_argument("--dice-weight", type=float, default=BEST_RECIPE["dice_weight"])
+    p.add_argument("--in-channels", type=int, default=1, choices=[1, 3])
+    p.add_argument("--headline", default="tta+post", choices=list(VARIANTS), help="variant printed as the result")
+    return p.parse_args(argv)
+
+
+def recipe_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       weight_decay=args.weight_decay, scheduler=args.scheduler, size=args.size,
+                       in_channels=args.in_channels, encoder_name=args.encoder, base_channels=args.base_channels,
+                       seed=args.seed, device="cpu", bce_weight=args.bce_weight, dice_weight=args.dice_weight,
+                       augment_online=args.augment != "none",
+                       augment_preset=args.augment if args.augment != "none" else "light")
+
+
+# --------------------------------------------------------------------------- data
+
+def load_v7(data_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Images and masks at the pipeline's store size, by index.csv; unreadable pairs are reported and skipped."""
+    index = pd.read_csv(data_dir / "index.csv")
+    images, masks, rows = [], [], []
+    for row in index.itertuples(index=False):
+        try:
+            image = read_gray(safe_join(data_dir, row.image))
+            mask = read_mask(safe_join(data_dir, row.mask))
+            if mask.shape != image.shape:
+                raise ImageReadError(row.mask, f"mask {mask.shape} does not match image {image.shape}")
+        except (ImageReadError, ValueError) as exc:
+            print(f"skipped {row.image}: {exc}", file=sys.stderr)
+            continue
+        images.append(resize(image, size))
+        masks.append(resize_mask(mask, size))
+        rows.append({"dataset": "v7-real", "image_id": Path(row.image).stem, "patient_id": str(row.patient_id),
+                     "label": str(row.finding), "view": str(row.view)})
+    return np.stack(images), np.stack(masks), pd.DataFrame(rows)
+
+
+def patient_folds(patients: pd.Series, k: int, seed: int) -> np.ndarray:
+    """Fold per image: patients shuffled (seeded), then dealt largest-first to the fold with fewest images."""
+    counts = patients.value_counts()
+    rng = np.random.default_rng(seed)
+    order = counts.index[rng.permutation(len(counts))]
+    order = sorted(order, key=lambda pid: -counts[pid])  # stable: equal sizes keep the shuffled order
+    load, fold_of = np.zeros(k, int), {}
+    for pid in order:
+        fold = int(np.argmin(load))
+        fold_of[pid] = fold
+        load[fold] += counts[pid]
+    return patients.map(fold_of).to_numpy()
+
+
+def write_store(store_dir: Path, images: np.ndarray, masks: np.ndarray, index: pd.DataFrame,
+                splits: dict[str, np.ndarray]) -> None:
+    """The same files the augment stage writes, so the pipeline's own train/evaluate code runs unchanged."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        np.save(store_dir / f"{split}_images.npy", images[rows])
+        np.save(store_dir / f"{split}_masks.npy", masks[rows])
+        index.iloc[rows].reset_index(drop=True).to_parquet(store_dir / f"{split}_index.parquet")
+
+
+def fold_splits(index: pd.DataFrame, folds: np.ndarray, fold: int, val_fraction: float,
+                seed: int) -> dict[str, np.ndarray]:
+    test = np.flatnonzero(folds == fold)
+    pool = np.flatnonzero(folds != fold)
+    pool_patients = np.array(sorted(index["patient_id"].iloc[pool].unique()))
+    n_val = max(1, round(val_fraction * len(pool_patients)))
+    val_patients = set(np.random.default_rng(seed + fold).choice(pool_patients, n_val, replace=False))
+    in_val = index["patient_id"].iloc[pool].isin(val_patients).to_numpy()
+    splits = {"train": pool[~in_val], "val": pool[in_val], "test": test}
+    seen = [set(index["patient_id"].iloc[rows]) for rows in splits.values()]
+    if seen[0] & seen[2] or seen[1] & seen[2] or seen[0] & seen[1]:
+        raise AssertionError(f"fold {fold}: a patient is in two splits")
+    return splits
+
+
+# --------------------------------------------------------------------------- run
+
+def print_epoch(trainer, row: dict) -> None:
+    print(f"    epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+          f"val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", flush=True)
+
+
+def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> dict[str, pd.DataFrame]:
+    fold_dir = args.out / f"fold{fold}"
+    splits = fold_splits(index, folds, fold, args.val_fraction, args.seed)
+    write_store(fold_dir / "store", images, masks, index, splits)
+    print(f"fold {fold}: train {len(splits['train'])}, val {len(splits['val'])}, test {len(splits['test'])} images "
+          f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)", flush=True)
+    train_model(fold_dir / "store", fold_dir / "model", cfg, callbacks=[print_epoch])
+    postprocess = functools.partial(clean_mask, **POSTPROCESS)
+    results = {}
+    for name, (tta, post) in VARIANTS.items():
+        evaluate_model(fold_dir / "model" / "checkpoint_best.pt", fold_dir / "store", fold_dir / f"eval-{name}",
+                       split="test", tta_flip=tta, postprocess=postprocess if post else None, device="cpu")
+        results[name] = pd.read_csv(fold_dir / f"eval-{name}" / "test_per_image.csv").assign(fold=fold)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    started = time.perf_counter()
+    cfg = recipe_config(args)
+    images, masks, index = load_v7(args.data, args.store_size)
+    folds = patient_folds(index["patient_id"], args.folds, args.seed)
+    chosen = args.only_folds if args.only_folds is not None else list(range(args.folds))
+    print(f"{len(index)} images, {index['patient_id'].nunique()} patients, {args.folds} folds; running {chosen}")
+    print(f"recipe: {json.dumps(asdict(cfg))}", flush=True)
+    per_variant: dict[str, list[pd.DataFrame]] = {name: [] for name in VARIANTS}
+    fold_seconds = {}
+    for fold in chosen:
+        t0 = time.perf_counter()
+        for name, table in run_fold(fold, args, cfg, images, masks, index, folds).items():
+            per_variant[name].append(table)
+        fold_seconds[fold] = round(time.perf_counter() - t0, 1)
+        line = "  ".join(f"{name} {per_variant[name][-1]['dice'].mean():.4f}" for name in VARIANTS)
+        print(f"fold {fold} mean Dice: {line}  ({fold_seconds[fold]:.0f}s)", flush=True)
+    summary = summarise_runs(per_variant, cfg, args, fold_seconds, time.perf_counter() - started)
+    print_summary(summary, args.headline)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def summarise_runs(per_variant: dict, cfg: TrainConfig, args, fold_seconds: dict, seconds: float) -> dict:
+    variants = {}
+    for name, tables in per_variant.items():
+        pooled = pd.concat(tables, ignore_index=True)
+        variants[name] = {"dice": summarise(pooled["dice"].to_numpy()), "hd95": summarise(pooled["hd95"].to_numpy()),
+                          "per_fold_dice": {int(f): float(g["dice"].mean()) for f, g in pooled.groupby("fold")},
+                          "worst": pooled.nsmallest(3, "dice")[["image_id", "dice"]].to_dict("records")}
+    return {"recipe": asdict(cfg), "folds": args.folds, "folds_run": sorted(fold_seconds),
+            "postprocess": POSTPROCESS, "fold_seconds": fold_seconds, "seconds": round(seconds, 1),
+            "threads": args.threads, "variants": variants}
+
+
+def print_summary(summary: dict, headline: str) -> None:
+    print("\nvariant     mean Dice  p5 Dice   mean HD95  per-fold Dice")
+    for name, v in summary["variants"].items():
+        folds = " ".join(f"{d:.4f}" for d in v["per_fold_dice"].values())
+        print(f"{name:<10}  {v['dice']['mean']:.4f}     {v['dice']['p5']:.4f}    {v['hd95']['mean']:7.2f}    {folds}")
+    h = summary["variants"][headline]
+    print(f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
+          f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['threads']} thread(s)")
+
+
+if __name__ == "__main__":
+    main()

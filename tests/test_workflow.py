@@ -141,3 +141,46 @@ def test_paper_config_pointed_at_the_demo_archive_plans_the_full_dag(demo_run, t
     text = proc.stdout + proc.stderr
     for rule, count in [("ingest", 3), ("train", 4), ("evaluate", 4), ("infer_shard", 10), ("merge_tables", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), f"{rule} x{count} missing:\n{text[-2000:]}"
+
+
+def planned_jobs(text: str) -> dict[str, int]:
+    """The rule -> count table of a dry-run ('Job stats')."""
+    stats, in_table = {}, False
+    for line in text.splitlines():
+        if line.startswith("Job stats"):
+            in_table = True
+        elif in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                stats[parts[0]] = int(parts[1])
+            elif parts and parts[0] == "total":
+                break
+    return stats
+
+
+def dry_run_with(workdir: Path, tmp_path: Path, change: dict) -> dict[str, int]:
+    (tmp_path / "change.yaml").write_text(yaml.safe_dump(change))
+    proc = snakemake(workdir, "-n", configs=[*CONFIGS, str(workdir / "tiny.yaml"), str(tmp_path / "change.yaml")])
+    return planned_jobs(proc.stdout + proc.stderr)
+
+
+@pytest.mark.integration
+def test_postprocess_change_reruns_inference_not_training(demo_run, tmp_path):
+    jobs = dry_run_with(demo_run, tmp_path, {"infer": {"postprocess": {"closing": 7}}})
+    assert jobs.get("infer_shard") == 10 and "merge_tables" in jobs
+    assert "train" not in jobs and "augment" not in jobs and "ingest" not in jobs
+
+
+@pytest.mark.integration
+def test_performance_knobs_rerun_nothing(demo_run, tmp_path):
+    jobs = dry_run_with(demo_run, tmp_path, {"infer": {"batch_size": 3, "num_workers": 1}, "train": {"num_workers": 1}})
+    assert jobs == {}
+
+
+@pytest.mark.integration
+def test_training_change_reruns_training_and_downstream(demo_run, tmp_path):
+    jobs = dry_run_with(demo_run, tmp_path, {"train": {"lr": 0.0005}})
+    assert jobs.get("train") == len(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"]["architectures"])
+    for rule in ("evaluate", "select_model", "infer_shard", "merge_tables"):
+        assert rule in jobs, rule
+    assert "augment" not in jobs and "ingest" not in jobs

@@ -56,8 +56,9 @@ def dry_run(workdir: Path, archive: Path, chunks: int) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
-    jobs = sum(int(line.split()[1]) for line in (proc.stdout + proc.stderr).splitlines()
-               if line.startswith("infer_shard ") and line.split()[1].isdigit())
+    counts = [int(line.split()[1]) for line in (proc.stdout + proc.stderr).splitlines()
+              if line.startswith("infer_shard ") and line.split()[1].isdigit()]
+    jobs = counts[0] if counts else 0  # Snakemake prints the job-stats table more than once
     return seconds, jobs
 
 

@@ -39,6 +39,11 @@ def _table(df: pd.DataFrame) -> str:
     return head + "".join("| " + " | ".join(_fmt(v) for v in row) + " |\n" for row in df.itertuples(index=False))
 
 
+def _short_flags(flags, shown: int = 2) -> str:
+    names = [f for f in str(flags or "").split(";") if f]
+    return ", ".join(names[:shown]) + (f" +{len(names) - shown}" if len(names) > shown else "")
+
+
 def overlay_sheet(overlays: pd.DataFrame, path, columns: int = 6) -> None:
     """One figure of the flagged overlays, lowest QC score first, so a person can eyeball them."""
     n = len(overlays)
@@ -48,7 +53,7 @@ def overlay_sheet(overlays: pd.DataFrame, path, columns: int = 6) -> None:
         ax.axis("off")
     for ax, rec in zip(axes.flat, overlays.itertuples(index=False)):
         ax.imshow(cv2.cvtColor(cv2.imread(rec.overlay), cv2.COLOR_BGR2RGB))
-        ax.set_title(f"{rec.dicom_id[:8]}\nqc {rec.qc_score:.2f}: {rec.qc_flags}", fontsize=6)
+        ax.set_title(f"{rec.dicom_id[:8]}  qc {rec.qc_score:.2f}\n{_short_flags(rec.qc_flags)}", fontsize=6)
     if n == 0:
         axes.flat[0].text(0.5, 0.5, "No image was flagged by QC", ha="center", va="center")
     fig.tight_layout()

@@ -39,7 +39,7 @@ from cxlseg.preprocess import resize, resize_mask  # noqa: E402
 from cxlseg.train import TrainConfig, train_model  # noqa: E402
 
 # The recipe the pipeline defaults should copy (see the numbers in the report / docs).
-BEST_RECIPE = dict(architecture="attention_unet", base_channels=16, size=128, epochs=40, batch_size=8, lr=1e-3,
+BEST_RECIPE = dict(architecture="attention_unet", base_channels=16, size=128, epochs=100, batch_size=8, lr=1e-3,
                    scheduler="cosine", augment="strong", bce_weight=1.0, dice_weight=1.0, weight_decay=0.0)
 POSTPROCESS = dict(closing=5, opening=3, keep_components=2, fill_holes=True)
 VARIANTS = {"raw": (False, False), "tta": (True, False), "post": (False, True), "tta+post": (True, True)}

@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .device import resolve_device
 from .io import (ImageReadError, UnsafePathError, atomic_path, read_gray, read_json, safe_join, write_bytes, write_csv,
                  write_json, write_text)
 from .preprocess import prepare, resize
@@ -412,12 +413,6 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
     """Mean BCE over the label entries that count (mask 1), so 'ignore'd uncertain labels give no gradient."""
     loss = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .device import resolve_device
 from . import io, preprocess
 from .config import shard_ids
 from . import postprocess as post
@@ -197,11 +198,6 @@ def _state_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                        "cpu" if device == "auto" else device)
 
 
 def load_inference_model(checkpoint=None, model: torch.nn.Module | None = None, model_id: str | None = None,

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .device import resolve_device
 from . import __version__
 from .io import atomic_path, write_csv, write_json
 from .metrics import OVERLAP_NAMES, BCEDiceLoss, batch_metrics
@@ -187,12 +188,6 @@ class StoreDataset(Dataset):
 
 
 # --------------------------------------------------------------------------- model helpers
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
 
 def build_model(cfg: TrainConfig, pretrained: bool = True) -> nn.Module:
     """The configured architecture; pretrained=False skips any download (loading a checkpoint)."""

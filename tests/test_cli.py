@@ -23,3 +23,15 @@ def test_demo_command_writes_every_layout(tmp_path, capsys):
     for sub in ("shenzhen/CXR_png", "montgomery/MontgomerySet/ManualMask/leftMask", "v7/annotations", "mimic-cxr-jpg/files"):
         assert (tmp_path / "demo" / sub).is_dir(), sub
     assert "corrupt" in json.loads(capsys.readouterr().out)
+
+
+def test_import_turns_off_albumentations_update_check():
+    """Compute nodes have no internet: importing the package must not let albumentations phone PyPI."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    code = "import os, cxlseg; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cxlseg import infer, io, preprocess
+from cxlseg import infer, io, postprocess, preprocess
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
@@ -39,10 +39,20 @@ class DarkIsLung(torch.nn.Module):
             self.conv.weight.fill_(-30.0 / channels)
             self.conv.bias.fill_(12.0)
         self.seen = 0
+        self.input_sizes = set()
 
     def forward(self, x):
         self.seen += x.shape[0]
+        self.input_sizes.add(tuple(x.shape[-2:]))
         return self.conv(x)
+
+
+class DarkerThanMean(DarkIsLung):
+    """Lung = darker than the image's mean: indifferent to how CLAHE's result shifts with resolution."""
+
+    def forward(self, x):
+        super().forward(x)
+        return 30.0 * (x.mean(dim=(-2, -1), keepdim=True) - x)
 
 
 SUBJECT = "10000032"
@@ -286,6 +296,31 @@ def test_infer_shard_outputs_statuses_and_reasons(shard):
         inside = np.abs(seg.astype(int) - expected_img)[mask == 1].mean()
         assert inside < 3 and seg[mask == 0].mean() < 3  # AND of image and mask (JPEG-lossy)
     assert not list(out_root.rglob("*.tmp*"))
+
+
+def test_model_size_below_output_size(shard):
+    """A model trained at 112 px sees 112 px inputs prepared as in training (resize, then CLAHE), and its
+    probabilities are resized back so the written image and mask stay 224 px."""
+    tmp_path, mimic, list_path = shard
+    full_root, full_manifest, _, _ = _run(tmp_path, mimic, list_path, out="full")
+    small_root, small_manifest, summary, model = _run(tmp_path, mimic, list_path, out="small", size=112,
+                                                      output_size=224, model=DarkerThanMean())
+    assert model.input_sizes == {(112, 112)} and summary["ok"] == 5
+    full, small = (pd.read_parquet(m).set_index("dicom_id") for m in (full_manifest, small_manifest))
+    assert full.settings_id.iloc[0] != small.settings_id.iloc[0]  # a changed model size reruns inference
+    for dicom_id, rec in small[small.status == "ok"].iterrows():
+        decoded = preprocess.decode_for_inference(mimic / rec.source_path, 224)[0]
+        x = preprocess.to_model_input(preprocess.clahe(preprocess.resize(decoded, 112))[None])
+        logits = model(torch.from_numpy(x)).detach()
+        prob = torch.nn.functional.interpolate(torch.sigmoid(logits), size=(224, 224), mode="bilinear")[0, 0]
+        expected = postprocess.clean_mask(prob.numpy())
+        seg = cv2.imread(str(small_root / rec.image_path), cv2.IMREAD_UNCHANGED)
+        mask = io.read_mask(small_root / rec.mask_path)
+        assert seg.shape == mask.shape == (224, 224)
+        assert 0.1 < mask.mean() < 0.5 and (mask != expected).mean() < 0.002, dicom_id
+        written_full = cv2.imread(str(full_root / full.loc[dicom_id, "image_path"]), cv2.IMREAD_UNCHANGED)
+        both = (mask > 0) & (io.read_mask(full_root / full.loc[dicom_id, "mask_path"]) > 0)
+        assert np.abs(seg.astype(int) - written_full)[both].mean() < 3  # the written image is the 224 px one
 
 
 def test_infer_shard_resumes_and_reruns_identically(shard):

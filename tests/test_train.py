@@ -72,6 +72,7 @@ def test_checkpoints_load_with_weights_only(store, tmp_path):
     train_model(store, tmp_path, tiny_config(epochs=2, scheduler="plateau"))
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
         ckpt = torch.load(tmp_path / name, weights_only=True)
+        assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())
         assert {"state_dict", "config", "epoch", "metrics", "cxlseg_version", "preprocess"} <= set(ckpt)
         assert TrainConfig.from_dict(ckpt["config"]) == tiny_config(epochs=2, scheduler="plateau")
     model, meta = load_model(tmp_path / "checkpoint_best.pt", device="cpu")

@@ -4,7 +4,7 @@ Trains the recipe on the V7-labs COVID-19 lung masks (99 real radiographs, 61 pa
 cxlseg's own training loop, and scores the images of patients it never saw, exactly as the pipeline
 would (224 px store -> model -> probabilities back at 224 px -> threshold -> optional clean-up):
 
-    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5
+    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --jobs 2
     python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --only-folds 0 --epochs 20
 
 Prints per-fold and pooled mean and 5th-percentile Dice for raw masks, test-time flips and
@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,7 +42,7 @@ from cxlseg.preprocess import resize, resize_mask  # noqa: E402
 from cxlseg.train import TrainConfig, train_model  # noqa: E402
 
 # The recipe the pipeline defaults should copy (see the numbers in the report / docs).
-BEST_RECIPE = dict(architecture="attention_unet", base_channels=16, size=128, epochs=100, batch_size=8, lr=1e-3,
+BEST_RECIPE = dict(architecture="attention_unet", base_channels=16, size=160, epochs=100, batch_size=8, lr=1e-3,
                    scheduler="cosine", augment="strong", bce_weight=1.0, dice_weight=1.0, weight_decay=0.0)
 POSTPROCESS = dict(closing=5, opening=3, keep_components=2, fill_holes=True)
 VARIANTS = {"raw": (False, False), "tta": (True, False), "post": (False, True), "tta+post": (True, True)}
@@ -51,7 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=5, help="patient-wise folds")
     p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these fold numbers (0-based)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-v7")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared: keep it low)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per fold (the CPU is shared: keep it low)")
+    p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (a GPU only speeds up recipe sweeps)")
     p.add_argument("--store-size", type=int, default=224, help="pipeline image size; Dice is measured here")
     p.add_argument("--val-fraction", type=float, default=0.15, help="training patients held out to pick the epoch")
     p.add_argument("--seed", type=int, default=42)
@@ -76,7 +81,7 @@ def recipe_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, scheduler=args.scheduler, size=args.size,
                        in_channels=args.in_channels, encoder_name=args.encoder, base_channels=args.base_channels,
-                       seed=args.seed, device="cpu", bce_weight=args.bce_weight, dice_weight=args.dice_weight,
+                       seed=args.seed, device=args.device, bce_weight=args.bce_weight, dice_weight=args.dice_weight,
                        augment_online=args.augment != "none",
                        augment_preset=args.augment if args.augment != "none" else "light")
 
@@ -105,7 +110,7 @@ def load_v7(data_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, pd.DataF
 
 def patient_folds(patients: pd.Series, k: int, seed: int) -> np.ndarray:
     """Fold per image: patients shuffled (seeded), then dealt largest-first to the fold with fewest images."""
-    counts = patients.value_counts()
+    counts = patients.value_counts().sort_index()  # by id first: value_counts orders ties by pandas version
     rng = np.random.default_rng(seed)
     order = counts.index[rng.permutation(len(counts))]
     order = sorted(order, key=lambda pid: -counts[pid])  # stable: equal sizes keep the shuffled order
@@ -145,13 +150,16 @@ def fold_splits(index: pd.DataFrame, folds: np.ndarray, fold: int, val_fraction:
 # --------------------------------------------------------------------------- run
 
 def print_epoch(trainer, row: dict) -> None:
-    print(f"    epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+    print(f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
           f"val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", flush=True)
 
 
 def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> dict[str, pd.DataFrame]:
-    fold_dir = args.out / f"fold{fold}"
     splits = fold_splits(index, folds, fold, args.val_fraction, args.seed)
+    # Trained folds are reused on a rerun only for the very same split: a changed split must never be scored
+    # by a model that trained on its test images.
+    membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in splits.items()}, sort_keys=True)
+    fold_dir = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
     write_store(fold_dir / "store", images, masks, index, splits)
     print(f"fold {fold}: train {len(splits['train'])}, val {len(splits['val'])}, test {len(splits['test'])} images "
           f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)", flush=True)
@@ -160,9 +168,30 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> 
     results = {}
     for name, (tta, post) in VARIANTS.items():
         evaluate_model(fold_dir / "model" / "checkpoint_best.pt", fold_dir / "store", fold_dir / f"eval-{name}",
-                       split="test", tta_flip=tta, postprocess=postprocess if post else None, device="cpu")
+                       split="test", tta_flip=tta, postprocess=postprocess if post else None, device=args.device)
         results[name] = pd.read_csv(fold_dir / f"eval-{name}" / "test_per_image.csv").assign(fold=fold)
     return results
+
+
+def timed_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> tuple[dict, float]:
+    torch.set_num_threads(args.threads)  # worker processes start with torch's default (all cores)
+    cv2.setNumThreads(1)
+    t0 = time.perf_counter()
+    tables = run_fold(fold, args, cfg, images, masks, index, folds)
+    return tables, round(time.perf_counter() - t0, 1)
+
+
+def run_folds(chosen: list[int], args, cfg: TrainConfig, images, masks, index, folds):
+    """(fold, (tables, seconds)) in fold order; --jobs > 1 trains folds side by side in spawned processes."""
+    work = (args, cfg, images, masks, index, folds)
+    if args.jobs <= 1:
+        for fold in chosen:
+            yield fold, timed_fold(fold, *work)
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {fold: pool.submit(timed_fold, fold, *work) for fold in chosen}
+        for fold in chosen:
+            yield fold, futures[fold].result()  # a dead worker raises here: no silent partial summary
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -178,13 +207,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"recipe: {json.dumps(asdict(cfg))}", flush=True)
     per_variant: dict[str, list[pd.DataFrame]] = {name: [] for name in VARIANTS}
     fold_seconds = {}
-    for fold in chosen:
-        t0 = time.perf_counter()
-        for name, table in run_fold(fold, args, cfg, images, masks, index, folds).items():
+    for fold, (tables, seconds) in run_folds(chosen, args, cfg, images, masks, index, folds):
+        for name, table in tables.items():
             per_variant[name].append(table)
-        fold_seconds[fold] = round(time.perf_counter() - t0, 1)
-        line = "  ".join(f"{name} {per_variant[name][-1]['dice'].mean():.4f}" for name in VARIANTS)
-        print(f"fold {fold} mean Dice: {line}  ({fold_seconds[fold]:.0f}s)", flush=True)
+        fold_seconds[fold] = seconds
+        line = "  ".join(f"{name} {tables[name]['dice'].mean():.4f}" for name in VARIANTS)
+        print(f"fold {fold} mean Dice: {line}  ({seconds:.0f}s)", flush=True)
     summary = summarise_runs(per_variant, cfg, args, fold_seconds, time.perf_counter() - started)
     print_summary(summary, args.headline)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +229,7 @@ def summarise_runs(per_variant: dict, cfg: TrainConfig, args, fold_seconds: dict
                           "worst": pooled.nsmallest(3, "dice")[["image_id", "dice"]].to_dict("records")}
     return {"recipe": asdict(cfg), "folds": args.folds, "folds_run": sorted(fold_seconds),
             "postprocess": POSTPROCESS, "fold_seconds": fold_seconds, "seconds": round(seconds, 1),
-            "threads": args.threads, "variants": variants}
+            "threads": args.threads, "jobs": args.jobs, "variants": variants}
 
 
 def print_summary(summary: dict, headline: str) -> None:
@@ -211,7 +239,7 @@ def print_summary(summary: dict, headline: str) -> None:
         print(f"{name:<10}  {v['dice']['mean']:.4f}     {v['dice']['p5']:.4f}    {v['hd95']['mean']:7.2f}    {folds}")
     h = summary["variants"][headline]
     print(f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
-          f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['threads']} thread(s)")
+          f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x {summary['threads']} thread(s)")
 
 
 if __name__ == "__main__":

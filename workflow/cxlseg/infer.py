@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .device import resolve_device
@@ -223,7 +224,10 @@ def load_inference_model(checkpoint=None, model: torch.nn.Module | None = None, 
 
 @dataclass(frozen=True)
 class DecodeSettings:
+    """`size` is the written (and decoded) image size; `model_size` the network's input, when it differs
+    (a model trained at 160 px still writes 224 px outputs: probabilities are resized back, as in evaluation)."""
     size: int = 224
+    model_size: int | None = None
     in_channels: int = 1
     clahe_clip: float = 2.0
     clahe_tiles: int = 8
@@ -258,21 +262,32 @@ class ShardDataset(torch.utils.data.Dataset):
             path = io.safe_join(self.root, item["image_path"])
             resized, true_hw, factor, note = preprocess.decode_for_inference(
                 path, s.size, item.get("rows"), item.get("columns"), s.reduce_min_ratio)
-            sample.update(image=preprocess.clahe(resized, s.clahe_clip, s.clahe_tiles), ok=True,
+            image = preprocess.clahe(resized, s.clahe_clip, s.clahe_tiles)
+            sample.update(image=image, model_image=_model_image(resized, image, s), ok=True,
                           orig_hw=true_hw, decode_factor=factor, note=note)
         except Exception as exc:  # noqa: BLE001 - one bad image must never kill the loader
             sample["error"] = _reason(exc)
         return sample
 
 
+def _model_image(resized: np.ndarray, written: np.ndarray, s: DecodeSettings) -> np.ndarray:
+    """The network's input: resized first, then CLAHE, exactly as training prepared it."""
+    if not s.model_size or s.model_size == s.size:
+        return written
+    return preprocess.clahe(preprocess.resize(resized, s.model_size), s.clahe_clip, s.clahe_tiles)
+
+
 @dataclass(frozen=True)
 class _Collate:
     in_channels: int
+    model_size: int
 
     def __call__(self, samples: list[dict]) -> dict:
         images = np.stack([s["image"] for s in samples])
-        x = torch.from_numpy(preprocess.to_model_input(images, self.in_channels))
-        meta = [{k: v for k, v in s.items() if k != "image"} for s in samples]
+        blank = np.zeros((self.model_size, self.model_size), np.uint8)  # failed decodes: never forwarded
+        inputs = np.stack([s.get("model_image", blank) for s in samples])
+        x = torch.from_numpy(preprocess.to_model_input(inputs, self.in_channels))
+        meta = [{k: v for k, v in s.items() if k not in ("image", "model_image")} for s in samples]
         return {"x": x, "images": torch.from_numpy(images), "meta": meta}
 
 
@@ -283,8 +298,9 @@ def _worker_init(_worker_id: int) -> None:
 
 # --- forward and per-image outputs -----------------------------------------------------------
 
-def predict(model: torch.nn.Module, x: torch.Tensor, device: torch.device, tta_flip: bool = False) -> np.ndarray:
-    """Lung probabilities (N, H, W) float32; mixed precision on CUDA only."""
+def predict(model: torch.nn.Module, x: torch.Tensor, device: torch.device, tta_flip: bool = False,
+            out_size: int | None = None) -> np.ndarray:
+    """Lung probabilities (N, out_size, out_size) float32 (default: the input's size); mixed precision on CUDA only."""
     amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
     with torch.inference_mode(), amp:
         x = x.to(device, non_blocking=True)
@@ -294,6 +310,8 @@ def predict(model: torch.nn.Module, x: torch.Tensor, device: torch.device, tta_f
         prob = torch.sigmoid(logits.float())
         if tta_flip:  # average with the mirrored prediction (test-time augmentation)
             prob = (prob + torch.sigmoid(model(x.flip(-1)).float()).flip(-1)) / 2
+        if out_size and prob.shape[-1] != out_size:
+            prob = F.interpolate(prob, size=(out_size, out_size), mode="bilinear", align_corners=False)
     return prob[:, 0].cpu().numpy()
 
 
@@ -409,12 +427,15 @@ def _settings_id(decode: DecodeSettings, output: OutputSettings, tta_flip: bool)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _decode_settings(config: dict, size, in_channels, clahe_clip, clahe_tiles, reduce_min_ratio) -> DecodeSettings:
+def _decode_settings(config: dict, size, output_size, in_channels, clahe_clip, clahe_tiles,
+                     reduce_min_ratio) -> DecodeSettings:
     """Explicit values win; otherwise the checkpoint's training config, so inference preprocesses like training."""
     def pick(value, key, default):
         return value if value is not None else config.get(key, default)
 
-    return DecodeSettings(size=int(pick(size, "size", 224)), in_channels=int(pick(in_channels, "in_channels", 1)),
+    model_size = int(pick(size, "size", 224))
+    return DecodeSettings(size=int(output_size or model_size), model_size=model_size,
+                          in_channels=int(pick(in_channels, "in_channels", 1)),
                           clahe_clip=float(pick(clahe_clip, "clahe_clip", 2.0)),
                           clahe_tiles=int(pick(clahe_tiles, "clahe_tiles", 8)),
                           reduce_min_ratio=float(reduce_min_ratio))
@@ -432,7 +453,8 @@ def _output_settings(cleanup: dict, postprocess: dict | None, qc_thresholds: dic
 
 def infer_shard(list_parquet, mimic_root, out_root, manifest_path, *, checkpoint=None,
                 model: torch.nn.Module | None = None, model_id: str | None = None,
-                size: int | None = None, in_channels: int | None = None, clahe_clip: float | None = None,
+                size: int | None = None, output_size: int | None = None, in_channels: int | None = None,
+                clahe_clip: float | None = None,
                 clahe_tiles: int | None = None, batch_size: int = 16, num_workers: int = 0,
                 device: str = "auto", threshold: float = 0.5, closing: int = 5, opening: int = 3,
                 keep_components: int = 2, fill_holes: bool = True, min_component_fraction: float = 0.005,
@@ -442,7 +464,8 @@ def infer_shard(list_parquet, mimic_root, out_root, manifest_path, *, checkpoint
                 write_threads: int = 0, on_flush: Callable[[int], None] | None = None, progress: bool = True) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
-    size / in_channels / clahe_* default to the checkpoint's config (224, 1, 2.0, 8 for a bare model).
+    size / in_channels / clahe_* default to the checkpoint's config (224, 1, 2.0, 8 for a bare model);
+    output_size (the written images and masks) defaults to the model's size.
     `postprocess` (the config's infer.postprocess block) overrides the clean-up keywords by name.
     `write_threads` > 0 runs clean-up, QC and writes in a thread pool (OpenCV and file I/O release the
     GIL) so they overlap the next forward pass: useful on a GPU, where they would otherwise bound the rate.
@@ -455,7 +478,7 @@ def infer_shard(list_parquet, mimic_root, out_root, manifest_path, *, checkpoint
                               save_full_res_rle=save_full_res_rle, separate_lungs=separate_lungs)
     dev = resolve_device(device)
     model, config, model_id = load_inference_model(checkpoint, model, model_id, dev)
-    decode = _decode_settings(config, size, in_channels, clahe_clip, clahe_tiles, reduce_min_ratio)
+    decode = _decode_settings(config, size, output_size, in_channels, clahe_clip, clahe_tiles, reduce_min_ratio)
     settings_id = _settings_id(decode, output, tta_flip)
 
     items = _list_items(list_parquet)
@@ -502,7 +525,7 @@ def _loader(pending: list[dict], mimic_root, decode: DecodeSettings, batch_size:
         return []
     loader = torch.utils.data.DataLoader(
         ShardDataset(pending, mimic_root, decode), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_Collate(decode.in_channels), pin_memory=dev.type == "cuda",
+        collate_fn=_Collate(decode.in_channels, decode.model_size or decode.size), pin_memory=dev.type == "cuda",
         worker_init_fn=_worker_init if num_workers else None)
     return tqdm(loader, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress)
 
@@ -535,7 +558,8 @@ def _submit_batch(batch: dict, pending: list[dict], model, dev, tta_flip: bool, 
     meta = batch["meta"]
     ok = [i for i, m in enumerate(meta) if m["ok"]]
     x = batch["x"] if len(ok) == len(meta) else batch["x"][ok]  # keep the pinned tensor when all decoded
-    prob_of = dict(zip(ok, predict(model, x, dev, tta_flip))) if ok else {}
+    out_size = int(batch["images"].shape[-1])
+    prob_of = dict(zip(ok, predict(model, x, dev, tta_flip, out_size))) if ok else {}
     images = batch["images"].numpy()
     return [submit(_finish_record, {**pending[sample["index"]], "orig_hw": sample["orig_hw"]}, sample,
                    images[i], prob_of.get(i), out_root, output, model_id, settings_id)

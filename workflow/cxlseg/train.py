@@ -437,7 +437,8 @@ class Trainer:
     def save_checkpoint(self, path: Path, full: bool) -> None:
         best = self.best_row()
         checkpoint = {
-            "state_dict": self.model.state_dict(),
+            # CPU tensors: a model trained on a GPU node must load on a CPU-only one without map_location.
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "architecture": self.cfg.architecture,
             "config": asdict(self.cfg),
             "preprocess": self.cfg.preprocess(),

@@ -36,6 +36,7 @@ rule infer_shard:
         mimic_root=lambda wc: mimic_root(),
         out_root=lambda wc: f"{R}/CXLSeg",
         infer=outcome_settings("infer"),
+        output_size=config["preprocess"]["size"],
     log:
         f"{R}/logs/infer/{{shard}}.log",
     benchmark:

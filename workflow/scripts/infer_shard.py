@@ -17,6 +17,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.out_root,
         snakemake.output.manifest,
         checkpoint=selected["checkpoint"],
+        output_size=snakemake.params.output_size,
         batch_size=cfg["batch_size"],
         num_workers=min(cfg["num_workers"], snakemake.threads),
         device=cfg["device"],

@@ -28,7 +28,7 @@ with log_to(snakemake.log[0]):
         augment_online=t["augment_online"],
         augment_preset=t["augment_preset"],
         patience=t["patience"],
-        size=p["size"],
+        size=t["input_size"] or p["size"],
         in_channels=p["channels"],
         clahe_clip=p["clahe_clip"],
         clahe_tiles=p["clahe_tiles"],

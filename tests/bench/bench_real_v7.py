@@ -150,8 +150,9 @@ def fold_splits(index: pd.DataFrame, folds: np.ndarray, fold: int, val_fraction:
 # --------------------------------------------------------------------------- run
 
 def print_epoch(trainer, row: dict) -> None:
-    print(f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-          f"val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", flush=True)
+    print(f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
+          f"val_loss {row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s",
+          flush=True)
 
 
 def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> dict[str, pd.DataFrame]:
@@ -239,7 +240,8 @@ def print_summary(summary: dict, headline: str) -> None:
         print(f"{name:<10}  {v['dice']['mean']:.4f}     {v['dice']['p5']:.4f}    {v['hd95']['mean']:7.2f}    {folds}")
     h = summary["variants"][headline]
     print(f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
-          f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x {summary['threads']} thread(s)")
+          f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x "
+          f"{summary['threads']} thread(s)")
 
 
 if __name__ == "__main__":

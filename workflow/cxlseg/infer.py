@@ -233,6 +233,10 @@ class DecodeSettings:
     clahe_tiles: int = 8
     reduce_min_ratio: float = 1.0
 
+    @property
+    def net_size(self) -> int:
+        return self.model_size or self.size
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, io.ImageReadError):
@@ -272,9 +276,9 @@ class ShardDataset(torch.utils.data.Dataset):
 
 def _model_image(resized: np.ndarray, written: np.ndarray, s: DecodeSettings) -> np.ndarray:
     """The network's input: resized first, then CLAHE, exactly as training prepared it."""
-    if not s.model_size or s.model_size == s.size:
+    if s.net_size == s.size:
         return written
-    return preprocess.clahe(preprocess.resize(resized, s.model_size), s.clahe_clip, s.clahe_tiles)
+    return preprocess.prepare(resized, s.net_size, s.clahe_clip, s.clahe_tiles)
 
 
 @dataclass(frozen=True)
@@ -525,7 +529,7 @@ def _loader(pending: list[dict], mimic_root, decode: DecodeSettings, batch_size:
         return []
     loader = torch.utils.data.DataLoader(
         ShardDataset(pending, mimic_root, decode), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_Collate(decode.in_channels, decode.model_size or decode.size), pin_memory=dev.type == "cuda",
+        collate_fn=_Collate(decode.in_channels, decode.net_size), pin_memory=dev.type == "cuda",
         worker_init_fn=_worker_init if num_workers else None)
     return tqdm(loader, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress)
 

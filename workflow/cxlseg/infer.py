@@ -257,7 +257,8 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item, s = self.items[index], self.settings
-        sample = {"index": index, "image": np.zeros((s.size, s.size), np.uint8), "ok": False, "error": "",
+        sample = {"index": index, "image": np.zeros((s.size, s.size), np.uint8),
+                  "model_image": np.zeros((s.net_size, s.net_size), np.uint8), "ok": False, "error": "",
                   "orig_hw": (None, None), "decode_factor": None, "note": ""}
         try:
             problem = id_problem(item["dicom_id"], item["subject_id"], item["study_id"])
@@ -284,12 +285,10 @@ def _model_image(resized: np.ndarray, written: np.ndarray, s: DecodeSettings) ->
 @dataclass(frozen=True)
 class _Collate:
     in_channels: int
-    model_size: int
 
     def __call__(self, samples: list[dict]) -> dict:
         images = np.stack([s["image"] for s in samples])
-        blank = np.zeros((self.model_size, self.model_size), np.uint8)  # failed decodes: never forwarded
-        inputs = np.stack([s.get("model_image", blank) for s in samples])
+        inputs = np.stack([s["model_image"] for s in samples])
         x = torch.from_numpy(preprocess.to_model_input(inputs, self.in_channels))
         meta = [{k: v for k, v in s.items() if k not in ("image", "model_image")} for s in samples]
         return {"x": x, "images": torch.from_numpy(images), "meta": meta}
@@ -529,7 +528,7 @@ def _loader(pending: list[dict], mimic_root, decode: DecodeSettings, batch_size:
         return []
     loader = torch.utils.data.DataLoader(
         ShardDataset(pending, mimic_root, decode), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_Collate(decode.in_channels, decode.net_size), pin_memory=dev.type == "cuda",
+        collate_fn=_Collate(decode.in_channels), pin_memory=dev.type == "cuda",
         worker_init_fn=_worker_init if num_workers else None)
     return tqdm(loader, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress)
 

@@ -1,6 +1,11 @@
 # cxlseg: chest X-ray archive -> lung-segmented dataset (CXLSeg).
 # Thin on purpose: every rule lives in workflow/rules/, all logic in the cxlseg package (workflow/cxlseg/).
 
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
 configfile: "config/config.yaml"
 
 

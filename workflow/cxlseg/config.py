@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import os
 import re
+import typing
 from pathlib import Path
 
 import jsonschema
@@ -78,7 +81,7 @@ def deep_update(base: dict, other: dict) -> dict:
     return base
 
 
-def shard_ids(shards=tuple(f"p{i}" for i in range(10, 20)), chunks: int = 1) -> list[str]:
+def shard_ids(shards, chunks: int = 1) -> list[str]:
     """Inference job ids: one per subject prefix ('p10'), or 'p10-c0'.. when a prefix is spread over several jobs."""
     if chunks < 1:
         raise ValueError(f"chunks_per_shard must be >= 1, got {chunks}")
@@ -87,3 +90,68 @@ def shard_ids(shards=tuple(f"p{i}" for i in range(10, 20)), chunks: int = 1) -> 
     if bad:
         raise ValueError(f"shard ids must look like p10 or p10-c0, got {bad}")
     return ids
+
+
+# --- settings: a validated config section -> one frozen dataclass, in one step -------------------
+
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict:
+    config: dict = {}
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    return config
+
+
+def default_config() -> dict:
+    """Every key at its schema default (a fresh copy): what a run with an empty config file gets."""
+    return copy.deepcopy(_defaults())
+
+
+def _section_schema(section: str) -> dict:
+    schema = load_schema()
+    node = schema["properties"][section]
+    return node
+
+
+def speed_only_keys(section: str) -> frozenset[str]:
+    """Keys of a section marked `speed_only: true` in the schema: they change how fast a job runs, never what it
+    writes, so they stay out of rule params (no rerun) and may change between a kill and a resume."""
+    props = _section_schema(section).get("properties", {})
+    return frozenset(k for k, v in props.items() if v.get("speed_only"))
+
+
+def outcome_settings(config: dict, section: str) -> dict:
+    """A config section minus its speed-only keys: what a rule's outputs depend on (its rerun trigger)."""
+    skip = speed_only_keys(section)
+    return {k: v for k, v in config[section].items() if k not in skip}
+
+
+def build_settings(cls, values: dict, **overrides):
+    """A settings dataclass from a validated config section: one field per key, nested sections as nested
+    dataclasses. Defaults live in the schema only, so every field must be given; extra keys are ignored."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.name in overrides:
+            value = overrides[f.name]
+        elif f.name in values:
+            value = values[f.name]
+        else:
+            raise ConfigError(f"{cls.__name__}: config has no key {f.name!r}")
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            value = build_settings(kind, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def section_defaults(section: str) -> dict:
+    """One config section at its schema defaults."""
+    return default_config()[section]

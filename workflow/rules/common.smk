@@ -1,11 +1,15 @@
 # Config validation, paths, input functions and the final target list.
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+# The one bootstrap: this checkout's cxlseg package for the Snakefile and, through PYTHONPATH, for every rule
+# script (a Slurm job re-reads this file, so it holds there too). Rule scripts import cxlseg plainly.
+_PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, _PACKAGE_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_DIR, os.environ.get("PYTHONPATH", "")) if p)
 
-from cxlseg.config import validate_config  # noqa: E402
-from cxlseg.config import shard_ids as _shard_ids  # noqa: E402
+from cxlseg.config import outcome_settings as _outcome_settings, shard_ids as _shard_ids, validate_config  # noqa: E402
 
 validate_config(config)
 
@@ -58,14 +62,10 @@ def demo_marker():
     return [f"{DEMO_OUT}/demo.json"] if DEMO else []
 
 
-# Keys that change how fast a job runs, never what it writes: kept out of rule params so that
-# tuning them on a cluster does not rerun finished work (scripts read them from snakemake.config).
-PERFORMANCE_KEYS = {"batch_size", "num_workers", "device", "amp", "flush_every", "write_threads"}
-
-
 def outcome_settings(section):
-    """A config section minus its performance knobs: what a rule's outputs depend on."""
-    return {k: v for k, v in config[section].items() if k not in PERFORMANCE_KEYS}
+    """A config section minus its speed-only keys (marked in the schema): what a rule's outputs depend on, so
+    tuning speed on a cluster reruns nothing. Scripts build their settings from the whole validated config."""
+    return _outcome_settings(config, section)
 
 
 def res(rule_name, key, default):

@@ -1,11 +1,8 @@
 """Rule augment: balance classes of the training split and write the training store."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.augment import build_training_store  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.augment import build_training_store
 
 with log_to(snakemake.log[0]):
     aug = dict(snakemake.params.augment)

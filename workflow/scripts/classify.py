@@ -1,11 +1,8 @@
 """Rule classify: one classifier on one input kind (original or segmented images)."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.classify import train_and_evaluate  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.classify import train_and_evaluate
 
 with log_to(snakemake.log[0]):
     c = {**snakemake.config["classify"], **snakemake.params.classify}  # performance keys come from config

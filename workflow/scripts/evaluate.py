@@ -1,14 +1,11 @@
 """Rule evaluate: one trained model on the held-out test split, with the inference clean-up."""
 from functools import partial
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.evaluate import evaluate_model  # noqa: E402
-from cxlseg.postprocess import clean_mask  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.evaluate import evaluate_model
+from cxlseg.postprocess import clean_mask
 
 with log_to(snakemake.log[0]):
     infer = snakemake.params.infer

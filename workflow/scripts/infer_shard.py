@@ -1,12 +1,9 @@
 """Rule infer_shard: segment one shard with the selected model; resumable."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.infer import infer_shard  # noqa: E402
-from cxlseg.io import read_json  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.infer import infer_shard
+from cxlseg.io import read_json
 
 with log_to(snakemake.log[0]):
     cfg = {**snakemake.config["infer"], **snakemake.params.infer}  # performance keys come from config

@@ -1,11 +1,8 @@
 """Rule merge_tables: shard manifests -> the four CXLSeg CSV.gz tables."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.tables import merge_tables  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.tables import merge_tables
 
 with log_to(snakemake.log[0]):
     t = snakemake.params.tables

@@ -1,11 +1,8 @@
 """Rule qc_report: selection and status counts, flagged overlays, QC score vs truth on the demo."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.qc import write_qc_report  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.qc import write_qc_report
 
 with log_to(snakemake.log[0]):
     write_qc_report(

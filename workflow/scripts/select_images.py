@@ -1,13 +1,10 @@
 """Rule select_images: frontal images whose study has a report, assigned to shards."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.infer import select_images, write_shard_lists  # noqa: E402
-from cxlseg.io import write_json, write_parquet  # noqa: E402
-from cxlseg.config import shard_ids  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.infer import select_images, write_shard_lists
+from cxlseg.io import write_json, write_parquet
+from cxlseg.config import shard_ids
 
 with log_to(snakemake.log[0]):
     p = snakemake.params

@@ -1,11 +1,8 @@
 """Rule train: one architecture on the training store."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the cxlseg package of this checkout
-
-from cxlseg.io import log_to  # noqa: E402
-from cxlseg.train import TrainConfig, train_model  # noqa: E402
+from cxlseg.io import log_to
+from cxlseg.train import TrainConfig, train_model
 
 with log_to(snakemake.log[0]):
     t = {**snakemake.config["train"], **snakemake.params.train}  # performance keys come from config

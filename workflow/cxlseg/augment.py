@@ -32,7 +32,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import io, preprocess
-from .ingest import LABELS, SPLITS
+from .ingest import LABELS
+from .mimic import SPLITS
 
 log = logging.getLogger(__name__)
 

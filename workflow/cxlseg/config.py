@@ -55,7 +55,7 @@ def validate_config(config: dict) -> dict:
 
 
 def _check_sums(config: dict) -> None:
-    for section, keys in (("training_split", ("train", "val", "test")), ("tables", ("train", "validate", "test"))):
+    for section, keys in (("training_split", ("train", "validate", "test")), ("tables", ("train", "validate", "test"))):
         total = sum(config[section][k] for k in keys)
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"config key {section}: {'+'.join(keys)} must sum to 1, got {total:g}")

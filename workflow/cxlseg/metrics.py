@@ -150,3 +150,16 @@ def batch_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: float =
 
     return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn),
             "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+
+
+def bce_dice_loss(prob: np.ndarray, target: np.ndarray, smooth: float = 1.0, eps: float = 1e-7) -> float:
+    """The training loss (BCE + soft Dice, weights 1) of one probability map, for Table IV's Loss column.
+
+    Computed from probabilities because the predictor's outputs are (TTA- or ensemble-averaged)
+    probabilities; for a single pass this equals BCEDiceLoss on the logits up to float rounding.
+    """
+    p = np.clip(np.asarray(prob, dtype=np.float64), eps, 1 - eps)
+    t = (np.asarray(target) > 0).astype(np.float64)
+    bce = float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
+    soft = 1.0 - (2.0 * float((p * t).sum()) + smooth) / (float(p.sum() + t.sum()) + smooth)
+    return bce + soft

@@ -11,8 +11,6 @@ import os
 import cv2
 import numpy as np
 
-from .io import read_gray
-
 
 def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     if image.shape[:2] == (size, size):
@@ -26,17 +24,15 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return (soft >= 0.5).astype(np.uint8)
 
 
-def clahe(image: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+def clahe(image: np.ndarray, clip: float = 2.0, tiles: int = 8, space: str = "gray") -> np.ndarray:
+    if space != "gray":
+        raise ValueError(f"CLAHE space {space!r} is not supported")
     return cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles))).apply(image)
 
 
-def prepare(image: np.ndarray, size: int, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+def prepare(image: np.ndarray, size: int, clip: float = 2.0, tiles: int = 8, space: str = "gray") -> np.ndarray:
     """8-bit gray radiograph of any size -> size x size CLAHE image (uint8)."""
-    return clahe(resize(image, size), clip, tiles)
-
-
-def load_prepared(path: os.PathLike | str, size: int, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
-    return prepare(read_gray(path), size, clip, tiles)
+    return clahe(resize(image, size), clip, tiles, space)
 
 
 def to_model_input(images: np.ndarray, channels: int = 1) -> np.ndarray:

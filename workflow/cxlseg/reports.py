@@ -173,7 +173,7 @@ def parse_sections(text: str) -> tuple[dict[str, str], list[str]]:
     return {name: body for name, body in sections}, [name for name, _ in sections]
 
 
-def extract_report(text: str) -> tuple[str, str]:
+def extract_report(text: str, study_id: str | None = None) -> tuple[str, str]:
     """The CXLSeg report text and the rule (one of RULES) that produced it."""
     sections = split_sections(text)
     by_name = {name: body for name, body in sections}

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -21,21 +22,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from cxlseg import reports
-from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
+from . import reports
+from .config import build_settings
+from .io import UnsafePathError, safe_join, write_csv, write_json
+from .manifest import read_manifest_table
+from .mimic import CHEXPERT_LABELS, SPLITS
 
 log = logging.getLogger(__name__)
 
 IDS = ["dicom_id", "subject_id", "study_id"]
-CHEXPERT_LABELS = [
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-    "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-    "Pneumothorax", "Support Devices",
-]
-SPLITS = ("train", "validate", "test")
 TABLE_NAMES = {
     "metadata": "CXLSeg-metadata.csv.gz",
     "segmented": "CXLSeg-segmented.csv.gz",
@@ -53,6 +50,27 @@ _MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path"]
 _METADATA_LEADING = ["PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"]
 _ORIENTATION_SOURCE = "PatientOrientationCodeSequence_CodeMeaning"
 FAILED_COLUMNS = IDS + ["status", "reason", "qc_flags", "in_tables", "source_path"]
+
+
+@dataclass(frozen=True)
+class TablesSettings:
+    """The `tables` config section plus the run's seed (defaults live in the schema)."""
+
+    split_source: str
+    split_unit: str
+    train: float
+    validate: float
+    test: float
+    include_flagged: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TablesSettings":
+        return build_settings(cls, config["tables"], seed=config["seed"])
+
+    @property
+    def ratios(self) -> tuple[float, float, float]:
+        return (self.train, self.validate, self.test)
 
 
 # ---------------------------------------------------------------- manifests
@@ -84,16 +102,9 @@ def read_manifests(manifest_paths: Iterable[os.PathLike | str]) -> pd.DataFrame:
 
 
 def _read_manifest(path: Path) -> pa.Table:
+    table = read_manifest_table(path, _MANIFEST_REQUIRED + _MANIFEST_OPTIONAL)
     try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ValueError(f"{path}: not a readable parquet manifest ({exc})") from exc
-    missing = [c for c in _MANIFEST_REQUIRED if c not in schema.names]
-    if missing:
-        raise ValueError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
-    columns = _MANIFEST_REQUIRED + [c for c in _MANIFEST_OPTIONAL if c in schema.names]
-    try:
-        return _normalise_manifest(pq.read_table(path, columns=columns))
+        return _normalise_manifest(table)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ValueError(f"{path}: manifest column of an unexpected type ({exc})") from exc
 
@@ -193,15 +204,7 @@ def _drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 # ---------------------------------------------------------------- reports
 
 
-def report_path(reports_root: os.PathLike | str, subject_id: int, study_id: int) -> Path:
-    """MIMIC-CXR's report location files/pXX/pNNNNNNNN/sNNNNNNNN.txt for validated integer ids."""
-    subject, study = int(subject_id), int(study_id)
-    if subject <= 0 or study <= 0:
-        raise ValueError(f"invalid ids subject_id={subject_id} study_id={study_id}")
-    return safe_join(reports_root, f"files/p{str(subject)[:2]}/p{subject}/s{study}.txt")
-
-
-def _study_report(path: str) -> tuple[str, str]:
+def _study_report(path: str, study_id: int) -> tuple[str, str]:
     try:
         text = reports.read_report(path)
     except FileNotFoundError:
@@ -209,7 +212,7 @@ def _study_report(path: str) -> tuple[str, str]:
     except OSError as exc:
         log.warning("%s: report not readable (%s)", path, exc)
         return "", UNREADABLE_REPORT
-    return reports.extract_report(text)
+    return reports.extract_report(text, study_id=f"s{study_id}")
 
 
 def _report_paths(studies: pd.DataFrame, reports_root: os.PathLike | str) -> list[str]:
@@ -236,14 +239,14 @@ def extract_study_reports(
     the GIL, so on a warm page cache workers=1 is ~8% faster (219k reports:
     7.2 s vs 7.8 s on the 2-core dev box).
     """
-    paths = _report_paths(studies, reports_root)
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    jobs = list(zip(_report_paths(studies, reports_root), studies["study_id"].tolist()))
+    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
 
     def run(batch):
-        return [_study_report(p) for p in batch]
+        return [_study_report(path, study) for path, study in batch]
 
     results: list[tuple[str, str]] = []
-    with tqdm(total=len(paths), desc="reports", unit="study", disable=not progress) as bar:
+    with tqdm(total=len(jobs), desc="reports", unit="study", disable=not progress) as bar:
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for out in pool.map(run, chunks):
@@ -442,12 +445,9 @@ def merge_tables(
     chexpert_csv: os.PathLike | str,
     reports_root: os.PathLike | str,
     out_dir: os.PathLike | str,
+    settings: "TablesSettings",
     *,
-    split_ratios: Sequence[float] = (0.8, 0.1, 0.1),
-    seed: int = 42,
-    split_source: str = "random",
     official_split_csv: os.PathLike | str | None = None,
-    include_flagged: bool = True,
     report_workers: int = 8,
     write_workers: int = 5,
     progress: bool = True,
@@ -466,6 +466,7 @@ def merge_tables(
         rows = rows.sort_values(IDS, kind="stable").reset_index(drop=True)
     good = rows["reason"] == ""
     flagged_mask = good & (rows["qc_flags"] != "")
+    include_flagged = settings.include_flagged
     in_tables = good & (include_flagged | ~flagged_mask)
     images = rows[in_tables].reset_index(drop=True)
 
@@ -477,7 +478,8 @@ def merge_tables(
         chexpert = read_chexpert(chexpert_csv)
     with _step("split"):
         split, split_info = assign_split(
-            images, source=split_source, ratios=split_ratios, seed=seed, official_split_csv=official_split_csv
+            images, source=settings.split_source, ratios=settings.ratios, seed=settings.seed,
+            official_split_csv=official_split_csv,
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)
@@ -514,7 +516,8 @@ def _summary(
     no_report = study_reports[study_reports["ReportRule"].isin(list(why))]
     with_labels = images[["subject_id", "study_id"]].drop_duplicates().merge(chexpert[["subject_id", "study_id"]])
     # group by the reason's kind: the text after ':' names files and would make one key per image
-    failure_kinds = failed.loc[failed["status"] == "failed", "reason"].str.split(":").str[0].value_counts()
+    reasons = failed.loc[failed["status"] == "failed", "reason"].str.replace("segmentation failed: ", "", regex=False)
+    failure_kinds = reasons.str.split(":").str[0].value_counts()
     return {
         "manifests": [p.name for p in manifest_paths],
         "manifest_rows": int(len(rows) + duplicates),

@@ -13,68 +13,68 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import albumentations as A
-import cv2
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .device import resolve_device
-from . import __version__
-from .io import atomic_path, write_csv, write_json
+from . import __version__, checkpoint
+from .config import build_settings, speed_only_keys
+from .device import resolve_device, seed_everything
+from .io import write_csv, write_json
 from .metrics import OVERLAP_NAMES, BCEDiceLoss, batch_metrics
-from .models import MODELS, count_parameters, create_model
-from .preprocess import clahe, resize, resize_mask, to_model_input
+from .models import MODELS
+from .train_data import AUGMENT_PRESETS, StoreDataset
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 SCHEDULERS = ("none", "cosine", "plateau")
 SELECT_METRICS = ("dice", "iou", "precision", "recall", "loss")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "val_precision",
                    "val_recall", "lr", "seconds")
-# Settings that may change between a kill and a resume without invalidating the saved state.
-RESUME_FREE_KEYS = frozenset({"epochs", "num_workers", "device", "patience", "max_train_batches"})
+# Settings that may change between a kill and a resume without invalidating the saved state: the
+# schema's speed-only keys, and how long the run goes on.
+RESUME_FREE_KEYS = speed_only_keys("train") | {"epochs", "patience", "max_train_batches"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    architecture: str = "unet"
-    epochs: int = 15
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    size: int = 224
-    in_channels: int = 1
-    clahe_clip: float = 2.0
-    clahe_tiles: int = 8
-    encoder_name: str = "resnet34"
-    encoder_weights: str | None = None
-    encoder_depth: int = 5
-    base_channels: int | None = None
-    seed: int = 42
-    num_workers: int = 0
-    device: str = "auto"
-    amp: bool = True
-    bce_weight: float = 1.0
-    dice_weight: float = 1.0
-    augment_online: bool = False
-    augment_preset: str = "light"
-    max_train_batches: int | None = None
-    patience: int | None = None
-    select_metric: str = "dice"
-    threshold: float = 0.5
+    """One architecture's training run; stored inside every checkpoint (defaults live in the schema only)."""
+
+    architecture: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    scheduler: str
+    plateau_factor: float
+    plateau_patience: int
+    min_lr: float
+    size: int
+    in_channels: int
+    clahe_clip: float
+    clahe_tiles: int
+    clahe_space: str
+    encoder_name: str
+    encoder_weights: str | None
+    base_channels: int | None
+    seed: int
+    num_workers: int
+    device: str
+    amp: bool
+    bce_weight: float
+    dice_weight: float
+    augment_online: bool
+    augment_preset: str
+    max_train_batches: int | None
+    patience: int | None
+    select_metric: str
+    threshold: float
 
     def __post_init__(self) -> None:
         problems = []
@@ -97,167 +97,30 @@ class TrainConfig:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
     @classmethod
+    def from_config(cls, config: dict, architecture: str, **overrides) -> "TrainConfig":
+        """The run of one architecture from the validated config (train, models, preprocess sections)."""
+        train, models, prep = config["train"], config["models"], config["preprocess"]
+        width = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None}.get(architecture, models["base_channels"])
+        values = {**train, "architecture": architecture, "size": train["input_size"] or prep["size"],
+                  "in_channels": prep["channels"], "clahe_clip": prep["clahe_clip"], "clahe_tiles": prep["clahe_tiles"],
+                  "clahe_space": prep["clahe_space"], "encoder_name": models["encoder_name"],
+                  "encoder_weights": models["encoder_weights"], "base_channels": width, "seed": config["seed"],
+                  "threshold": config["infer"]["threshold"]}
+        return build_settings(cls, values, **overrides)
+
+    @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a checkpoint or config dict; unknown keys are an error that names them."""
+        """Build from a checkpoint's config; unknown keys are an error that names them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
         return cls(**values)
 
-    def preprocess(self) -> dict:
-        """What inference must repeat: whole-image INTER_AREA resize, CLAHE, /255, channels."""
-        return {"size": self.size, "in_channels": self.in_channels, "clahe_clip": self.clahe_clip,
-                "clahe_tiles": self.clahe_tiles, "scale": 1 / 255, "resize": "INTER_AREA", "threshold": self.threshold}
-
-
-# --------------------------------------------------------------------------- data
-
-def load_split(store_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """One split of the training store, memory-mapped, with its shapes checked against each other."""
-    store_dir = Path(store_dir)
-    paths = {kind: store_dir / f"{split}_{kind}.npy" for kind in ("images", "masks")}
-    for path in paths.values():
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: training store file missing")
-    images, masks = (np.load(paths[k], mmap_mode="r") for k in ("images", "masks"))
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{paths['images']}: expected uint8 (N, S, S), got {images.dtype} {images.shape}")
-    if masks.shape != images.shape:
-        raise ValueError(f"{paths['masks']}: shape {masks.shape} does not match images {images.shape}")
-    index_path = store_dir / f"{split}_index.parquet"
-    index = pd.read_parquet(index_path) if index_path.is_file() else pd.DataFrame(index=range(len(images)))
-    if len(index) != len(images):
-        raise ValueError(f"{index_path}: {len(index)} rows for {len(images)} images")
-    return images, masks, index
-
-
-# Ranges per preset: "light" suits the big augmented training store; "strong" is for small real sets
-# (tuned on V7, see tests/bench/bench_real_v7.py), where variety matters more than fidelity.
-AUGMENT_RANGES = {
-    "light": dict(scale=(0.9, 1.1), translate=(-0.05, 0.05), rotate=(-10, 10), shear=(0, 0), affine_p=0.7,
-                  exposure=0.15, exposure_p=0.5, gamma=(80, 120), gamma_p=0.3, distort_p=0.0, degrade_p=0.0),
-    "strong": dict(scale=(0.8, 1.2), translate=(-0.08, 0.08), rotate=(-12, 12), shear=(-5, 5), affine_p=0.8,
-                   exposure=0.25, exposure_p=0.7, gamma=(70, 150), gamma_p=0.5, distort_p=0.3, degrade_p=0.3),
-}
-AUGMENT_PRESETS = tuple(AUGMENT_RANGES)
-
-
-def online_augmentation(preset: str = "light") -> A.Compose:
-    """Label-preserving changes a radiograph plausibly has: mirroring, patient pose, exposure, detector blur/noise."""
-    if preset not in AUGMENT_RANGES:
-        raise ValueError(f"augment_preset {preset!r} not in {AUGMENT_PRESETS}")
-    r = AUGMENT_RANGES[preset]
-    border = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
-    return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(scale=r["scale"], translate_percent=r["translate"], rotate=r["rotate"], shear=r["shear"],
-                 p=r["affine_p"], **border),
-        A.GridDistortion(num_steps=5, distort_limit=0.2, p=r["distort_p"], **border),
-        A.RandomBrightnessContrast(brightness_limit=r["exposure"], contrast_limit=r["exposure"], p=r["exposure_p"]),
-        A.RandomGamma(gamma_limit=r["gamma"], p=r["gamma_p"]),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.03))], p=r["degrade_p"]),
-    ])
-
-
-class StoreDataset(Dataset):
-    """A store split as model tensors; CLAHE runs here, after augmentation, exactly as at inference."""
-
-    def __init__(self, store_dir: Path | str, split: str, cfg: TrainConfig, augment: bool = False):
-        self.images, self.masks, self.index = load_split(store_dir, split)
-        self.cfg = cfg
-        self.transform = online_augmentation(cfg.augment_preset) if augment else None
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = np.array(self.images[i]), (np.array(self.masks[i]) > 0).astype(np.uint8)
-        if image.shape != (self.cfg.size, self.cfg.size):  # resize first, as inference does (and it is cheaper)
-            image, mask = resize(image, self.cfg.size), resize_mask(mask, self.cfg.size)
-        if self.transform is not None:
-            # Seeded by (seed, epoch, item): identical after a resume and independent of worker count.
-            seed = np.random.SeedSequence([self.cfg.seed, self.epoch, int(i)]).generate_state(1)[0]
-            self.transform.set_random_seed(int(seed))
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        image = clahe(image, self.cfg.clahe_clip, self.cfg.clahe_tiles)
-        x = torch.from_numpy(to_model_input(image[None], self.cfg.in_channels)[0])
-        return x, torch.from_numpy(mask[None].astype(np.float32))
-
-
-# --------------------------------------------------------------------------- model helpers
-
-def build_model(cfg: TrainConfig, pretrained: bool = True) -> nn.Module:
-    """The configured architecture; pretrained=False skips any download (loading a checkpoint)."""
-    return create_model(cfg.architecture, in_channels=cfg.in_channels, classes=1, encoder_name=cfg.encoder_name,
-                        encoder_weights=cfg.encoder_weights if pretrained else None, base_channels=cfg.base_channels,
-                        encoder_depth=cfg.encoder_depth)
-
-
-def load_model(checkpoint_path: Path | str, device: str = "auto") -> tuple[nn.Module, dict]:
-    """(model in eval mode on the device, metadata) from a checkpoint written by train_model."""
-    checkpoint = read_checkpoint(checkpoint_path)
-    model = build_model(TrainConfig.from_dict(checkpoint["config"]), pretrained=False)
-    model.load_state_dict(checkpoint["state_dict"])
-    target = resolve_device(device)
-    meta = {k: v for k, v in checkpoint.items() if k not in _STATE_KEYS}
-    meta["checkpoint"] = str(checkpoint_path)
-    return model.to(target).eval(), meta
-
-
-def read_checkpoint(path: Path | str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
-        raise ValueError(f"{path}: not a cxlseg checkpoint (no state_dict/config)")
-    return checkpoint
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False) -> torch.Tensor:
-    """Logits (N, 1, H, W) as float32 on the CPU; tta_flip averages with the left-right mirrored pass."""
-    device = next(model.parameters()).device
-    x = x.to(device, non_blocking=True)
-    with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-        logits = model(x).float()
-        if tta_flip:
-            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
-    return logits.cpu()
-
-
-def prepare_batch(images: np.ndarray, preprocess: dict) -> torch.Tensor:
-    """uint8 (N, H, W) radiographs -> model input, repeating the training preprocessing from checkpoint metadata."""
-    size = int(preprocess["size"])
-    prepared = np.stack([clahe(resize(img, size), preprocess["clahe_clip"], preprocess["clahe_tiles"])
-                         for img in images])
-    return torch.from_numpy(to_model_input(prepared, int(preprocess["in_channels"])))
-
-
-def predict_probs(model: nn.Module, images: np.ndarray, preprocess: dict, *, batch_size: int = 16,
-                  tta_flip: bool = False, progress: bool = False) -> np.ndarray:
-    """Lung probabilities (N, H, W) float32 at the images' own (common) resolution."""
-    images = np.asarray(images)
-    out = np.empty(images.shape, np.float32)
-    for start in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress):
-        chunk = images[start:start + batch_size]
-        probs = torch.sigmoid(predict_logits(model, prepare_batch(chunk, preprocess), tta_flip))
-        if probs.shape[-2:] != chunk.shape[-2:]:
-            probs = F.interpolate(probs, size=chunk.shape[-2:], mode="bilinear", align_corners=False)
-        out[start:start + len(chunk)] = probs[:, 0].numpy()
-    return out
-
 
 # --------------------------------------------------------------------------- trainer
 
 Callback = Callable[["Trainer", dict], None]
-_STATE_KEYS = ("state_dict", "optimizer", "scheduler", "scaler", "rng", "history")
 
 
 class Trainer:
@@ -278,7 +141,7 @@ class Trainer:
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
         seed_everything(cfg.seed)
         self.train_set = StoreDataset(self.store_dir, "train", cfg, augment=cfg.augment_online)
-        self.val_set = StoreDataset(self.store_dir, "val", cfg)
+        self.val_set = StoreDataset(self.store_dir, "validate", cfg)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise ValueError(f"{self.store_dir}: train ({len(self.train_set)}) and val ({len(self.val_set)}) "
                              "splits must both hold images")
@@ -286,7 +149,7 @@ class Trainer:
         self.train_loader = DataLoader(self.train_set, batch_size=cfg.batch_size, shuffle=True,
                                        generator=self.generator, num_workers=cfg.num_workers, drop_last=False)
         self.val_loader = DataLoader(self.val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-        self.model = build_model(cfg).to(self.device)
+        self.model = checkpoint.build_model(asdict(cfg), pretrained=True).to(self.device)
         self.criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = self.make_scheduler()
@@ -294,19 +157,21 @@ class Trainer:
         self.maybe_resume()
 
     def make_scheduler(self):
-        if self.cfg.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.cfg.epochs,
-                                                              eta_min=self.cfg.lr * 0.01)
-        if self.cfg.scheduler == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode=self.metric_mode, factor=0.5,
-                                                              patience=2)
+        cfg = self.cfg
+        if cfg.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs,
+                                                              eta_min=max(cfg.min_lr, cfg.lr * 0.01))
+        if cfg.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode=self.metric_mode,
+                                                              factor=cfg.plateau_factor,
+                                                              patience=cfg.plateau_patience, min_lr=cfg.min_lr)
         return None
 
     def maybe_resume(self) -> None:
         path = self.out_dir / "checkpoint_last.pt"
         if not path.is_file():
             return
-        state = read_checkpoint(path)
+        state = checkpoint.read_checkpoint(path)
         if not configs_compatible(state["config"], asdict(self.cfg)):
             log.warning("%s: saved config differs from the requested one; training from scratch", path)
             return
@@ -400,12 +265,11 @@ class Trainer:
         description = {
             "architecture": self.cfg.architecture,
             "config": asdict(self.cfg),
-            "preprocess": self.cfg.preprocess(),
             "best_epoch": best["epoch"],
             "best_metrics": best,
             "select_metric": self.cfg.select_metric,
             "epochs_completed": self.epoch,
-            "params": count_parameters(self.model),
+            "params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "checkpoint_best": "checkpoint_best.pt",
             "checkpoint_last": "checkpoint_last.pt",
             "history": "history.csv",
@@ -436,20 +300,9 @@ class Trainer:
 
     def save_checkpoint(self, path: Path, full: bool) -> None:
         best = self.best_row()
-        checkpoint = {
-            # CPU tensors: a model trained on a GPU node must load on a CPU-only one without map_location.
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "architecture": self.cfg.architecture,
-            "config": asdict(self.cfg),
-            "preprocess": self.cfg.preprocess(),
-            "epoch": self.epoch,
-            "metrics": dict(self.history[-1]) if full else dict(best),
-            "params": count_parameters(self.model),
-            "cxlseg_version": __version__,
-            "torch_version": str(torch.__version__),
-        }
+        state = {}
         if full:
-            checkpoint.update({
+            state = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                 "scaler": self.scaler.state_dict(),
@@ -457,9 +310,10 @@ class Trainer:
                         "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
                 "history": [dict(r) for r in self.history],
                 "best_epoch": best["epoch"],
-            })
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            }
+        metrics = dict(self.history[-1]) if full else dict(best)
+        checkpoint.write_checkpoint(path, checkpoint.payload(self.model, asdict(self.cfg), epoch=self.epoch,
+                                                             metrics=metrics, **state))
 
 
 def configs_compatible(saved: dict, requested: dict) -> bool:
@@ -468,15 +322,7 @@ def configs_compatible(saved: dict, requested: dict) -> bool:
     return all(saved.get(k) == requested.get(k) for k in keys)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = False
-
-
-def train_model(store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig | None = None, *,
+def train_model(store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig, *,
                 callbacks: Iterable[Callback] = ()) -> dict:
     """Train one architecture on a training store; returns (and writes as model.json) the model folder's description."""
-    return Trainer(store_dir, out_dir, cfg or TrainConfig(), callbacks).run()
+    return Trainer(store_dir, out_dir, cfg, callbacks).run()

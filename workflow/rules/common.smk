@@ -10,6 +10,7 @@ sys.path.insert(0, _PACKAGE_DIR)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_DIR, os.environ.get("PYTHONPATH", "")) if p)
 
 from cxlseg.config import outcome_settings as _outcome_settings, shard_ids as _shard_ids, validate_config  # noqa: E402
+from cxlseg.mimic import SPLITS  # noqa: E402
 
 validate_config(config)
 

@@ -17,6 +17,8 @@ rule select_images:
         chunks=config["mimic"]["chunks_per_shard"],
     log:
         f"{R}/logs/infer/select_images.log",
+    benchmark:
+        f"{R}/benchmarks/select_images.tsv"
     resources:
         mem_mb=8000,
         runtime=60,

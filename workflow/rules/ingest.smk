@@ -13,6 +13,8 @@ rule ingest:
         mask_source=lambda wc: config["datasets"].get(wc.dataset, {}).get("mask_source", "json"),
     log:
         f"{R}/logs/ingest/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/ingest/{{dataset}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
     script:
@@ -39,7 +41,7 @@ rule augment:
     input:
         dataset=f"{R}/training/dataset.parquet",
     output:
-        store=multiext(f"{R}/training/store/", *[f"{s}_{k}" for s in ("train", "val", "test") for k in ("images.npy", "masks.npy", "index.parquet")]),
+        store=multiext(f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]),
         counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
         montage=report(f"{R}/training/augment_montage.png", caption="../report/montage.rst", category="1. Training data"),
     params:

@@ -42,8 +42,11 @@ rule qc_report:
         out_root=lambda wc: f"{R}/CXLSeg",
         mimic_root=lambda wc: mimic_root(),
         truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
+        size=config["preprocess"]["size"],
     log:
         f"{R}/logs/qc/report.log",
+    benchmark:
+        f"{R}/benchmarks/qc_report.tsv"
     conda:
         "../../envs/segmentation.yaml"
     script:

@@ -10,8 +10,9 @@ rule train:
         model=f"{R}/models/{{arch}}/model.json",
     params:
         train=outcome_settings("train"),
-        models={k: v for k, v in config["models"].items() if k != "architectures"},
+        models={k: v for k, v in config["models"].items() if k not in ("architectures", "inference_model")},
         preprocess=config["preprocess"],
+        threshold=config["infer"]["threshold"],
         seed=config["seed"],
     log:
         f"{R}/logs/models/{{arch}}/train.log",
@@ -38,6 +39,7 @@ rule evaluate:
         summary=f"{R}/models/{{arch}}/test_summary.json",
     params:
         infer={k: config["infer"][k] for k in ("threshold", "postprocess", "tta_flip")},
+        preprocess=config["preprocess"],
     log:
         f"{R}/logs/models/{{arch}}/evaluate.log",
     benchmark:
@@ -64,8 +66,11 @@ rule select_model:
     params:
         archs=ARCHS,
         metric=config["train"]["select_metric"],
+        inference_model=config["models"]["inference_model"],
     log:
         f"{R}/logs/models/select.log",
+    benchmark:
+        f"{R}/benchmarks/select_model.tsv"
     conda:
         "../../envs/segmentation.yaml"
     script:

@@ -1,32 +1,12 @@
 """Rule infer_shard: segment one shard with the selected model; resumable."""
-from pathlib import Path
-
-from cxlseg.io import log_to
-from cxlseg.infer import infer_shard
-from cxlseg.io import read_json
+from cxlseg.infer import InferSettings, infer_shard
+from cxlseg.io import log_to, read_json
+from cxlseg.predictor import Predictor
 
 with log_to(snakemake.log[0]):
-    cfg = {**snakemake.config["infer"], **snakemake.params.infer}  # performance keys come from config
+    settings = InferSettings.from_config(snakemake.config,
+                                         num_workers=min(snakemake.config["infer"]["num_workers"], snakemake.threads))
     selected = read_json(snakemake.input.selected)
-    infer_shard(
-        snakemake.input.images,
-        snakemake.params.mimic_root,
-        snakemake.params.out_root,
-        snakemake.output.manifest,
-        checkpoint=selected["checkpoint"],
-        output_size=snakemake.params.output_size,
-        batch_size=cfg["batch_size"],
-        num_workers=min(cfg["num_workers"], snakemake.threads),
-        device=cfg["device"],
-        threshold=cfg["threshold"],
-        postprocess=cfg["postprocess"],
-        qc_thresholds=cfg["qc"],
-        mask_format=cfg["mask_format"],
-        jpeg_quality=cfg["jpeg_quality"],
-        save_full_res_rle=cfg["save_full_res_rle"],
-        separate_lungs=cfg["separate_lungs"],
-        tta_flip=cfg["tta_flip"],
-        flush_every=cfg["flush_every"],
-        reduce_min_ratio=cfg["reduce_min_ratio"],
-        write_threads=cfg["write_threads"],
-    )
+    predictor = Predictor.from_checkpoints(selected["checkpoint"], device=settings.device, tta_flip=settings.tta_flip)
+    infer_shard(snakemake.input.images, snakemake.params.mimic_root, snakemake.params.out_root,
+                snakemake.output.manifest, predictor, settings)

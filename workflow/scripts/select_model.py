@@ -1,15 +1,11 @@
-"""Rule select_model: comparison table, learning curves, and the model used for inference."""
+"""Rule select_model: Table IV, learning curves, and the model that segments the archive."""
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.evaluate import compare_models
+from cxlseg.select import compare_models
 
 with log_to(snakemake.log[0]):
     archs = snakemake.params.archs
-    compare_models(
-        dict(zip(archs, snakemake.input.summaries)),
-        dict(zip(archs, snakemake.input.histories)),
-        Path(snakemake.output.selected).parent,
-        select_metric=snakemake.params.metric,
-        select_split="val",
-    )
+    compare_models(dict(zip(archs, snakemake.input.summaries)), dict(zip(archs, snakemake.input.histories)),
+                   Path(snakemake.output.selected).parent, select_metric=snakemake.params.metric,
+                   inference_model=snakemake.params.inference_model)

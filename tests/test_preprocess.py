@@ -1,4 +1,6 @@
+import cv2
 import numpy as np
+import pytest
 
 from cxlseg import preprocess
 
@@ -29,10 +31,6 @@ def test_model_input_channels():
 
 
 # --------------------------------------------------------------------------- CLAHE on LAB's L (authors' code)
-
-import cv2  # noqa: E402
-import pytest  # noqa: E402
-
 
 def _ramp(size: int = 224) -> np.ndarray:
     """A horizontal ramp with a darker disc: CLAHE has something local to equalise."""

@@ -1,7 +1,8 @@
 """The image preprocessing shared by training and inference (one definition, so they agree).
 
-Geometry follows the paper: the whole radiograph is resized (not cropped or
-padded) to size x size with INTER_AREA, then CLAHE (clip 2.0, 8x8 tiles),
+The whole radiograph is resized (not cropped or padded) to size x size (the
+paper's 224x224) with INTER_AREA (the authors' code uses cv2.resize's default,
+bilinear), then CLAHE (clip 2.0, 8x8 tiles, as in the authors' code),
 either on the gray plane or, as the CXLSeg authors' code does, on the L
 channel of LAB (``space="lab"``).
 """

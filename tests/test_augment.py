@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
 from cxlseg import io
-from cxlseg.augment import augment_pair, build_pipeline, build_training_store, sample_seed
+from cxlseg.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
+from cxlseg.config import build_settings, default_config
 from cxlseg.ingest import ingest_dataset
 from fixtures_layouts import make_shenzhen, make_v7_json
 
@@ -17,6 +23,12 @@ VAL = {"CHNCXR_0003_0", "bacterial"}
 TEST = {"CHNCXR_0005_0", "healthy"}
 # train originals: normal 1, tuberculosis 2, covid19 2, pneumonia 2
 TARGETS = {"tuberculosis": 5, "normal": 4, "covid19": 7, "pneumonia": 1}
+SCRIPT = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "augment.py"
+
+
+def settings(**changes) -> AugmentSettings:
+    """The schema's augment section (its defaults) with `changes`, built as the rule builds it."""
+    return build_settings(AugmentSettings, {**default_config()["augment"], **changes})
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +49,11 @@ def store_inputs(tmp_path_factory):
     return base / "dataset.parquet", roots, ingest_dirs
 
 
-def _build(store_inputs, out, **kw):
+def _build(store_inputs, out, seed=5, paths=None, **changes):
     parquet, roots, ingest_dirs = store_inputs
-    kw.setdefault("targets", TARGETS)
-    return build_training_store(parquet, roots, ingest_dirs, out, size=SIZE, seed=5, **kw)
+    changes.setdefault("targets", TARGETS)
+    return build_training_store(parquet, roots, ingest_dirs, out, settings(**changes), size=SIZE, seed=seed,
+                                **(paths or {}))
 
 
 def test_store_meets_targets_exactly_and_keeps_val_test_original(store_inputs, tmp_path):
@@ -89,8 +102,7 @@ def test_same_inputs_give_byte_identical_store(store_inputs, tmp_path):
     for name in ("train_images.npy", "train_masks.npy", "train_index.parquet", "val_images.npy",
                  "test_index.parquet", "counts.csv", "skipped.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    parquet, roots, ingest_dirs = store_inputs
-    build_training_store(parquet, roots, ingest_dirs, tmp_path / "c", size=SIZE, seed=6, targets=TARGETS)
+    _build(store_inputs, tmp_path / "c", seed=6)
     assert (tmp_path / "a" / "train_images.npy").read_bytes() != (tmp_path / "c" / "train_images.npy").read_bytes()
 
 
@@ -99,21 +111,67 @@ def test_positive_target_without_training_images_names_the_class(store_inputs, t
     df = pd.read_parquet(parquet)
     df[df["label"] != "tuberculosis"].to_parquet(tmp_path / "no_tb.parquet", index=False)
     with pytest.raises(ValueError, match="'tuberculosis'"):
-        build_training_store(tmp_path / "no_tb.parquet", roots, ingest_dirs, tmp_path / "s", size=SIZE,
-                             targets=TARGETS)
+        _build((tmp_path / "no_tb.parquet", roots, ingest_dirs), tmp_path / "s")
     # a zero target for the absent class is fine
-    counts = build_training_store(tmp_path / "no_tb.parquet", roots, ingest_dirs, tmp_path / "s", size=SIZE,
-                                  targets={**TARGETS, "tuberculosis": 0})
+    counts = _build((tmp_path / "no_tb.parquet", roots, ingest_dirs), tmp_path / "s",
+                    targets={**TARGETS, "tuberculosis": 0})
     assert "tuberculosis" not in counts["train"]
 
 
-def test_targets_none_keeps_originals_only_and_outputs_go_where_asked(store_inputs, tmp_path):
-    counts = _build(store_inputs, tmp_path / "s", targets=None, counts_path=tmp_path / "counts.csv",
-                    montage_path=tmp_path / "montage.png")
+def test_disabled_keeps_originals_only_and_outputs_go_where_asked(store_inputs, tmp_path):
+    counts = _build(store_inputs, tmp_path / "s", enabled=False,
+                    paths=dict(counts_path=tmp_path / "counts.csv", montage_path=tmp_path / "montage.png"))
     assert all(c["augmented"] == 0 for split in counts.values() for c in split.values())
     assert pd.read_csv(tmp_path / "counts.csv")["total"].sum() == sum(
         c["total"] for split in counts.values() for c in split.values())
     assert (tmp_path / "montage.png").is_file() and not (tmp_path / "s" / "counts.csv").exists()
+    # the same originals, in the same order, as the augmented store's non-augmented rows
+    _build(store_inputs, tmp_path / "aug")
+    for split in ("train", "val", "test"):
+        plain = pd.read_parquet(tmp_path / "s" / f"{split}_index.parquet")
+        augmented = pd.read_parquet(tmp_path / "aug" / f"{split}_index.parquet")
+        assert not plain["augmented"].any()
+        pd.testing.assert_frame_equal(plain, augmented[~augmented["augmented"]].reset_index(drop=True))
+        assert np.array_equal(np.load(tmp_path / "s" / f"{split}_images.npy"),
+                              np.load(tmp_path / "aug" / f"{split}_images.npy")[: len(plain)])
+
+
+def test_disabled_ignores_targets_without_training_images(store_inputs, tmp_path):
+    """enabled: false must not fail on targets that would be impossible if augmenting."""
+    counts = _build(store_inputs, tmp_path / "s", enabled=False, targets={**TARGETS, "covid19": 10**6})
+    assert counts["train"]["covid19"]["augmented"] == 0
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enabled):
+    """The rule script hands config["augment"] over as it is (regression: enabled false crashed with
+    'build_training_store() got multiple values for keyword argument targets')."""
+    parquet, roots, ingest_dirs = store_inputs
+    config = default_config()
+    config["augment"].update(enabled=enabled, targets=TARGETS)
+    store = tmp_path / "store"
+    smk = SimpleNamespace(
+        input=SimpleNamespace(dataset=str(parquet)),
+        output=SimpleNamespace(store=[str(store / "train_images.npy")], counts=str(tmp_path / "counts.csv"),
+                               montage=str(tmp_path / "montage.png")),
+        params=SimpleNamespace(roots=roots, ingest_dirs=ingest_dirs, size=SIZE, augment=config["augment"], seed=5),
+        log=[str(tmp_path / "augment.log")],
+    )
+    runpy.run_path(str(SCRIPT), init_globals={"snakemake": smk})
+    counts = pd.read_csv(tmp_path / "counts.csv")
+    assert (counts["augmented"].sum() > 0) == enabled
+    assert (store / "val_index.parquet").is_file() and (tmp_path / "montage.png").is_file()
+
+
+def test_settings_come_from_the_schema_in_one_step():
+    built = build_settings(AugmentSettings, default_config()["augment"])
+    assert built.enabled is True and built.crop_scale == (0.75, 1.0) and built.noise_std == (0.01, 0.04)
+    assert built.targets == {"tuberculosis": 3940, "covid19": 3619, "pneumonia": 3987, "normal": 3850}
+    assert built.active_targets == built.targets
+    assert dataclasses.replace(built, enabled=False).active_targets is None
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(AugmentSettings))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.enabled = False
 
 
 # --------------------------------------------------------------------------- alignment, one op at a time
@@ -142,7 +200,7 @@ def _pattern(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("op", sorted(ONE_OP))
 def test_every_op_keeps_image_and_mask_aligned(op):
     image, mask = _pattern()
-    pipeline = build_pipeline(64, **{**OFF, **ONE_OP[op]})
+    pipeline = build_pipeline(64, settings(**{**OFF, **ONE_OP[op]}))
     for seed in range(3):
         out_image, out_mask, applied = augment_pair(pipeline, image, mask, seed)
         assert applied == op
@@ -160,7 +218,7 @@ def test_every_op_keeps_image_and_mask_aligned(op):
 
 def test_augment_pair_always_changes_something():
     image, mask = _pattern(32)
-    pipeline = build_pipeline(32, **{**OFF, "hflip_p": 0.05, "noise_p": 0.05})
+    pipeline = build_pipeline(32, settings(**{**OFF, "hflip_p": 0.05, "noise_p": 0.05}))
     for seed in range(10):
         _, _, applied = augment_pair(pipeline, image, mask, seed)
         assert applied in {"hflip", "noise", "hflip+noise"}
@@ -170,7 +228,7 @@ def test_ops_fire_independently_with_their_own_probability():
     """Guards against every transform sharing one seed (then equal-p ops would always fire together)."""
     image, mask = _pattern(16)
     probs = dict(hflip_p=0.5, vflip_p=0.1, rotate_p=0.5, scale_p=0.5, crop_p=0.3, noise_p=0.3)
-    pipeline = build_pipeline(16, **probs)
+    pipeline = build_pipeline(16, settings(**probs))
     n = 400
     ops = [augment_pair(pipeline, image, mask, sample_seed(1, "normal", k))[2].split("+") for k in range(n)]
     p_any = 1 - np.prod([1 - p for p in probs.values()])

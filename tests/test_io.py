@@ -1,6 +1,10 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 import cv2
+import pandas as pd
 
 from cxlseg import io
 
@@ -62,3 +66,76 @@ def test_csv_gz_is_reproducible(tmp_path):
     first = (tmp_path / "a.csv.gz").read_bytes()
     io.write_csv(df, tmp_path / "a.csv.gz")
     assert (tmp_path / "a.csv.gz").read_bytes() == first
+
+
+# --------------------------------------------------------------------------- file modes
+
+
+@pytest.fixture(params=[0o022, 0o002], ids=["umask022", "umask002"])
+def umask(request):
+    """Run the test under this umask; the process umask is restored afterwards."""
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def _plain_open_mode(folder) -> int:
+    ref = folder / "plain-open-reference"
+    with open(ref, "w"):
+        pass
+    mode = stat.S_IMODE(ref.stat().st_mode)
+    ref.unlink()
+    return mode
+
+
+def _write_checkpoint(path):
+    torch = pytest.importorskip("torch")
+    with io.atomic_path(path) as tmp:
+        torch.save({"weights": torch.zeros(2)}, tmp)
+
+
+WRITERS = {
+    "bytes.bin": lambda p: io.write_bytes(p, b"x"),
+    "text.txt": lambda p: io.write_text(p, "x"),
+    "image.jpg": lambda p: io.write_image(p, np.zeros((8, 8), np.uint8)),
+    "table.csv.gz": lambda p: io.write_csv(pd.DataFrame({"a": [1]}), p),
+    "table.csv": lambda p: io.write_csv(pd.DataFrame({"a": [1]}), p),
+    "table.parquet": lambda p: io.write_parquet(pd.DataFrame({"a": [1]}), p),
+    "summary.json": lambda p: io.write_json(p, {"a": 1}),
+    "model.pt": _write_checkpoint,
+}
+
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_outputs_get_the_mode_of_a_plain_open(tmp_path, umask, name):
+    """mkstemp's 0600 would make the dataset unreadable to the rest of the lab on a shared file system."""
+    path = tmp_path / "sub" / name
+    WRITERS[name](path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode == _plain_open_mode(path.parent)
+    assert mode == 0o666 & ~umask  # 0644 under 022, 0664 under 002 (no default ACL on tmp_path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [name]
+
+
+def test_overwrite_gets_the_current_umask_too(tmp_path):
+    path = tmp_path / "x.bin"
+    old = os.umask(0o077)
+    try:
+        io.write_bytes(path, b"1")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        os.umask(0o022)
+        io.write_bytes(path, b"2")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644 and path.read_bytes() == b"2"
+    finally:
+        os.umask(old)
+
+
+def test_temporary_names_are_unique_and_hidden(tmp_path):
+    names = set()
+    for _ in range(50):
+        with io.atomic_path(tmp_path / "a.csv.gz") as tmp:
+            names.add(tmp.name)
+            assert tmp.name.startswith(".a.csv.gz.") and tmp.name.endswith(".tmp.gz") and tmp.exists()
+    assert len(names) == 50

@@ -14,6 +14,7 @@ class ModelContract:
     name: str = ""
     kwargs: dict = {}
     every_parameter_used = True  # smp encoders keep unused deep stages when encoder_depth < 5
+    odd_sizes = True  # smp models require sides divisible by 2**encoder_depth (the pipeline feeds 224 or 160)
 
     def make(self, in_channels: int = 1) -> torch.nn.Module:
         torch.manual_seed(0)
@@ -52,6 +53,13 @@ class ModelContract:
         if self.every_parameter_used:
             assert len(grads) == len(params)
 
+    def test_odd_input_size_keeps_shape(self):
+        if not self.odd_sizes:
+            pytest.skip("smp models need sides divisible by 2**encoder_depth")
+        model = self.make().eval()
+        with torch.no_grad():
+            assert model(torch.rand(1, 1, 67, 45)).shape == (1, 1, 67, 45)
+
     def test_same_seed_same_weights(self):
         a, b = self.make().state_dict(), self.make().state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
@@ -61,12 +69,14 @@ class TestUnet(ModelContract):
     name = "unet"
     kwargs = dict(encoder_name="resnet18", encoder_depth=3, base_channels=4)
     every_parameter_used = False
+    odd_sizes = False
 
 
 class TestUnetPlusPlus(ModelContract):
     name = "unetplusplus"
     kwargs = dict(encoder_name="resnet18", encoder_depth=3, base_channels=4)
     every_parameter_used = False
+    odd_sizes = False
 
 
 class TestAttentionUnet(ModelContract):
@@ -79,12 +89,25 @@ class TestSAUnet(ModelContract):
     kwargs = dict(base_channels=4)
 
 
-def test_registry_holds_the_four_architectures():
-    assert set(MODELS) == {"unet", "unetplusplus", "attention_unet", "sa_unet"}
+class TestPlainUnet(ModelContract):
+    name = "plain_unet"
+    kwargs = dict(base_channels=4)
+
+
+def test_registry_holds_the_paper_architectures_and_the_authors_unet():
+    assert set(MODELS) == {"unet", "unetplusplus", "attention_unet", "sa_unet", "plain_unet"}
+
+
+def test_registry_matches_the_schema():
+    from cxlseg.config import load_schema
+
+    models = load_schema()["properties"]["models"]["properties"]
+    assert set(models["architectures"]["items"]["enum"]) == set(MODELS)
+    assert set(models["inference_model"]["enum"]) - {None} == set(MODELS)
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="attention_unet, sa_unet, unet, unetplusplus"):
+    with pytest.raises(ValueError, match="attention_unet, plain_unet, sa_unet, unet, unetplusplus"):
         create_model("segnet")
 
 
@@ -93,10 +116,33 @@ def test_bad_channel_count_rejected():
         create_model("sa_unet", in_channels=2)
 
 
-def test_odd_input_size_keeps_shape():
-    model = create_model("attention_unet", base_channels=4).eval()
+def test_plain_unet_defaults_follow_the_authors_code():
+    """CXLSeg segmentation/train.py: widths 64..1024, conv -> BN -> Dropout(0.1) -> ReLU, 2x2 up-convs."""
+    model = create_model("plain_unet", in_channels=3)
+    assert [block[0][0].out_channels for block in model.encoder.blocks] == [64, 128, 256, 512, 1024]
+    assert model.encoder.blocks[0][0][0].in_channels == 3
+    unit = model.encoder.blocks[0][0]
+    assert [type(m) for m in unit] == [torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Dropout, torch.nn.ReLU]
+    assert unit[0].kernel_size == (3, 3) and unit[2].p == 0.1
+    ups = [stage.up for stage in model.decoder.stages]
+    assert [u.out_channels for u in ups] == [512, 256, 128, 64]
+    assert all(isinstance(u, torch.nn.ConvTranspose2d) and u.kernel_size == u.stride == (2, 2) for u in ups)
+    assert model.head.kernel_size == (1, 1) and model.head.out_channels == 1
+    assert not any(isinstance(m, (AttentionGate, SpatialAttention)) or type(m).__name__ == "DropBlock"
+                   for m in model.modules())
+
+
+def test_plain_unet_base_channels_scales_every_level():
+    model = create_model("plain_unet", base_channels=8)
+    assert [block[0][0].out_channels for block in model.encoder.blocks] == [8, 16, 32, 64, 128]
+
+
+def test_plain_unet_dropout_is_stochastic_only_in_training():
+    model = create_model("plain_unet", base_channels=4)
+    x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
-        assert model(torch.rand(1, 1, 67, 45)).shape == (1, 1, 67, 45)
+        assert not torch.equal(model.train()(x), model(x))
+        assert torch.equal(model.eval()(x), model(x))
 
 
 def test_sa_unet_defaults_follow_the_paper():

@@ -1,4 +1,6 @@
+import cv2
 import numpy as np
+import pytest
 
 from cxlseg import preprocess
 
@@ -26,3 +28,81 @@ def test_resize_mask_stays_binary():
 def test_model_input_channels():
     x = preprocess.to_model_input(np.full((2, 8, 8), 255, np.uint8), channels=3)
     assert x.shape == (2, 3, 8, 8) and np.allclose(x, 1.0)
+
+
+# --------------------------------------------------------------------------- CLAHE on LAB's L (authors' code)
+
+def _ramp(size: int = 224) -> np.ndarray:
+    """A horizontal ramp with a darker disc: CLAHE has something local to equalise."""
+    ramp = np.tile(np.linspace(0, 255, size), (size, 1))
+    yy, xx = np.mgrid[:size, :size]
+    ramp[(yy - size / 2) ** 2 + (xx - size / 3) ** 2 < (size / 5) ** 2] *= 0.6
+    return np.round(ramp).astype(np.uint8)
+
+
+def _srgb_to_lightness8(v: np.ndarray) -> np.ndarray:
+    """CIE L* of a gray sRGB value, scaled to 0..255 as OpenCV's 8-bit LAB stores it (by the formulas)."""
+    c = v / 255.0
+    y = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)  # R = G = B: Y is the linear value
+    f = np.where(y > 0.008856, np.cbrt(y), 7.787 * y + 16 / 116)
+    return (116 * f - 16) * 255 / 100
+
+
+def _lightness8_to_srgb(l8: np.ndarray) -> np.ndarray:
+    """Inverse of _srgb_to_lightness8 (a = b = 128: neutral gray)."""
+    lightness = l8 * 100 / 255
+    f = (lightness + 16) / 116
+    y = np.where(f > 6 / 29, f**3, (f - 16 / 116) / 7.787)
+    c = np.where(y <= 0.0031308, 12.92 * y, 1.055 * np.clip(y, 0, None) ** (1 / 2.4) - 0.055)
+    return np.clip(c * 255, 0, 255)
+
+
+def test_lab_clahe_is_the_authors_recipe():
+    """segmentation/utils.py read_image: BGR -> LAB, createCLAHE(2.0, (8, 8)) on L, LAB -> BGR."""
+    gray = _ramp()
+    bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[..., 0].copy())
+    authors = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    ours = preprocess.clahe(gray, 2.0, 8, space="lab")
+    assert ours.shape == gray.shape and ours.dtype == np.uint8
+    # gray in, gray out: the authors' three channels agree up to OpenCV's integer rounding ...
+    spread = authors.max(axis=2).astype(int) - authors.min(axis=2)
+    assert spread.max() <= 1
+    # ... and the one plane we keep is within that rounding of each of them
+    assert np.abs(ours[..., None].astype(int) - authors).max() <= 1
+    assert np.array_equal(ours, cv2.cvtColor(authors, cv2.COLOR_BGR2GRAY))
+
+
+def test_lab_clahe_matches_a_hand_computed_reference():
+    """The LAB steps by the CIE/sRGB formulas (OpenCV's fixed-point tables round within 1 level)."""
+    gray = _ramp()
+    lightness = _srgb_to_lightness8(gray.astype(float))
+    opencv_l = cv2.cvtColor(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2LAB)[..., 0]
+    assert np.abs(np.round(lightness) - opencv_l).max() <= 1
+    equalised = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(opencv_l)
+    reference = _lightness8_to_srgb(equalised.astype(float))
+    assert np.abs(preprocess.clahe(gray, space="lab").astype(float) - reference).max() <= 1  # 0.6 with OpenCV 4.13
+
+
+def test_lab_differs_from_gray_on_a_ramp():
+    gray = _ramp()
+    on_gray, on_lab = preprocess.clahe(gray), preprocess.clahe(gray, space="lab")
+    diff = np.abs(on_gray.astype(int) - on_lab)
+    assert diff.mean() > 1 and diff.max() > 5  # 2.9 and 11 with OpenCV 4.13
+    # both still raise local contrast of a flat, noisy patch
+    rng = np.random.default_rng(2)
+    flat = (100 + rng.integers(0, 10, (256, 256))).astype(np.uint8)
+    assert preprocess.clahe(flat, space="lab").std() > flat.std()
+
+
+def test_prepare_passes_the_space():
+    img = (np.random.default_rng(1).random((300, 500)) * 255).astype(np.uint8)
+    resized = preprocess.resize(img, 224)
+    assert np.array_equal(preprocess.prepare(img, 224, space="lab"), preprocess.clahe(resized, space="lab"))
+    assert np.array_equal(preprocess.prepare(img, 224), preprocess.clahe(resized))
+
+
+def test_unknown_clahe_space_rejected():
+    with pytest.raises(ValueError, match="CLAHE space"):
+        preprocess.clahe(np.zeros((8, 8), np.uint8), space="hsv")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cxlseg.reports import RULES, extract_report, normalize_section_name, parse_sections, read_report
+from cxlseg.reports import (RULES, STUDY_RULE, STUDY_RULE_NONE, extract_report, normalize_section_name,
+                            normalize_whitespace, parse_sections, read_report, study_rules)
 
 PREAMBLE = "                                 FINAL REPORT\n"
 
@@ -247,7 +248,8 @@ def test_lower_case_or_mid_line_colons_are_not_headers():
 
 
 def test_rules_are_declared():
-    assert set(RULES) == {"findings+impression", "findings", "impression", "comparison", "last_paragraph", "none"}
+    assert set(RULES) == {"findings+impression", "findings", "impression", "comparison", "last_paragraph", "none",
+                          "study_rule", "study_rule_none"}
 
 
 def test_read_report_tolerates_bad_bytes(tmp_path):
@@ -269,3 +271,74 @@ def test_last_paragraph_of_a_later_section_beats_an_early_comparison():
 def test_early_comparison_used_when_nothing_else():
     text = PREAMBLE + " COMPARISON:  Improved since ___.\n \n TECHNIQUE:  Single view.\n"
     assert extract_report(text) == ("Improved since ___.", "comparison")
+
+
+# --------------------------------------------------------------------------- MIT-LCP per-study rules
+
+
+def test_study_rule_table_has_mit_lcp_counts():
+    """custom_mimic_cxr_rules: 23 forced section names, 31 spans of which 8 are 'no text' ([0, 0])."""
+    rules = study_rules()
+    sections = [r for r in rules.values() if r.rule == "section"]
+    spans = [r for r in rules.values() if r.rule == "span"]
+    assert len(rules) == 54 and len(sections) == 23 and len(spans) == 31
+    assert sum(r.start == r.end == 0 for r in spans) == 8
+    assert all(k.startswith("s") and k[1:].isdigit() and len(k) == 9 for k in rules)
+    assert {r.section for r in sections} == {"recommendations", "examination", "technique", "indication", "note",
+                                             "history"}
+    assert rules["s50913680"].section == "recommendations" and rules["s51491012"].section == "history"
+    assert (rules["s50525523"].start, rules["s50525523"].end) == (201, 349)
+    assert (rules["s50798377"].start, rules["s50798377"].end) == (0, 0)
+
+
+FORCED = (
+    PREAMBLE + " INDICATION:  Follow-up.\n \n"
+    " FINDINGS:  See below.\n \n"
+    " IMPRESSION:  Please see recommendations.\n \n"
+    " RECOMMENDATION(S):  Right upper lobe nodule,\n  CT chest advised in 3 months.\n"
+)
+
+
+@pytest.mark.parametrize("study_id", ["s50913680", 50913680, "50913680"])
+def test_forced_section_study_picks_that_section(study_id):
+    """s50913680 is 'recommendations' in MIT-LCP's table: its findings/impression are not the report."""
+    assert extract_report(FORCED) == ("See below. Please see recommendations.", "findings+impression")
+    assert extract_report(FORCED, study_id) == ("Right upper lobe nodule, CT chest advised in 3 months.", STUDY_RULE)
+
+
+def test_forced_section_takes_the_last_section_of_that_name():
+    text = FORCED + " RECOMMENDATION:  Second, final advice.\n"
+    assert extract_report(text, "s50913680") == ("Second, final advice.", STUDY_RULE)
+
+
+def test_forced_section_missing_from_the_text_falls_back_to_the_normal_rules():
+    text = PREAMBLE + " FINDINGS:  Clear.\n"
+    assert extract_report(text, "s50913680") == ("Clear.", "findings")
+
+
+def test_span_study_returns_exactly_that_span():
+    """s50196495 is [59, 399]: offsets into the raw text (before any sectioning), whitespace-normalised."""
+    text = "".join(f"line {i:03d}: word{i} and more text\n \n" for i in range(20))
+    assert len(text) > 399
+    report, rule = extract_report(text, 50196495)
+    assert rule == STUDY_RULE
+    assert report == normalize_whitespace(text[59:399])
+    assert report.startswith(text[59:399].split()[0]) and report.endswith(text[59:399].split()[-1])
+
+
+@pytest.mark.parametrize("study_id", ["s50798377", 52035334])
+def test_no_text_study_returns_empty(study_id):
+    """MIT-LCP: 'no findings at all in the entire report', even when a section parser would find some."""
+    assert extract_report(STANDARD, study_id) == ("", STUDY_RULE_NONE)
+
+
+def test_other_studies_keep_the_normal_rules():
+    assert extract_report(STANDARD, 50000001) == extract_report(STANDARD) == extract_report(STANDARD, None)
+
+
+def test_read_report_then_span_uses_text_mode_offsets(tmp_path):
+    """Reports are read in text mode (CRLF -> LF) like MIT-LCP, so the offsets mean the same characters."""
+    body = "".join(f"row {i:02d} xxxxxxxxxxxxxxxx\n" for i in range(30))
+    path = tmp_path / "s50196495.txt"
+    path.write_bytes(body.replace("\n", "\r\n").encode())
+    assert extract_report(read_report(path), "s50196495")[0] == normalize_whitespace(body[59:399])

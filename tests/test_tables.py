@@ -12,7 +12,8 @@ import pytest
 
 from cxlseg import reports, tables
 from cxlseg.io import UnsafePathError
-from cxlseg.tables import CHEXPERT_LABELS, merge_tables, report_path, split_by_subject
+from cxlseg.tables import (CHEXPERT_LABELS, assign_split, image_split_sizes, merge_tables, report_path,
+                           split_by_image, split_by_subject)
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
@@ -369,6 +370,84 @@ def test_split_by_subject_is_seeded_and_order_free():
 def test_split_ratios_validated(ratios):
     with pytest.raises(ValueError, match="ratios"):
         split_by_subject([1, 2, 3], ratios)
+    with pytest.raises(ValueError, match="ratios"):
+        split_by_image(["a", "b", "c"], ratios)
+
+
+# ---------------------------------------------------------------- split_unit
+
+
+def synthetic_images(n: int, images_per_subject: int = 3, seed: int = 0) -> pd.DataFrame:
+    """n image rows (MIMIC-like dicom ids), a few per subject, in shuffled order; nothing is written."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n)
+    frame = pd.DataFrame({
+        "dicom_id": [f"{i:08x}-bde0afdd-112c0b34-7bc16630-4e384014" for i in ids],
+        "subject_id": 10_000_000 + ids // images_per_subject,
+        "study_id": 50_000_000 + ids // images_per_subject,
+    })
+    return frame.iloc[rng.permutation(n)].reset_index(drop=True)
+
+
+def test_image_split_reproduces_the_published_counts():
+    """CXLSeg-split: 194,660 / 24,332 / 24,332 of 243,324 (rounding 80% would give train 194,659)."""
+    images = synthetic_images(243_324)
+    split, info = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
+    assert pd.Series(split).value_counts().to_dict() == {"train": 194_660, "validate": 24_332, "test": 24_332}
+    assert info["images"] == {"train": 194_660, "validate": 24_332, "test": 24_332} and info["unit"] == "image"
+    assert image_split_sizes(243_324) == (194_660, 24_332, 24_332)
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 19, 30, 99, 1_000, 243_323, 243_325])
+def test_image_split_sizes_add_up(n):
+    train, validate, test = image_split_sizes(n)
+    assert train + validate + test == n and validate == test == int(n * 0.1 + 1e-9)
+    assert image_split_sizes(n, (1.0, 0.0, 0.0)) == (n, 0, 0)
+
+
+def test_image_split_is_seeded_and_order_free():
+    images = synthetic_images(5_000)
+    a = split_by_image(images["dicom_id"], seed=42)
+    b = split_by_image(images["dicom_id"][::-1], seed=42)
+    c = split_by_image(images["dicom_id"], seed=7)
+    assert a.equals(b) and not a.equals(c)
+    first, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
+    shuffled = images.sample(frac=1, random_state=1)
+    second, _ = assign_split(shuffled, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
+    by_id = dict(zip(shuffled["dicom_id"], second))
+    assert [by_id[d] for d in images["dicom_id"]] == list(first)
+
+
+def test_subject_unit_never_puts_a_subject_in_two_splits_and_image_unit_may():
+    images = synthetic_images(6_000, images_per_subject=4)
+    for unit in ("subject", "image"):
+        split, info = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit=unit)
+        sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
+        assert info["unit"] == unit and info["subjects_on_several_sides"] == int((sides > 1).sum())
+        if unit == "subject":
+            assert sides.max() == 1
+        else:
+            assert sides.max() > 1
+
+
+def test_subject_unit_is_the_default():
+    images = synthetic_images(600)
+    default, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3)
+    subject, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="subject")
+    assert list(default) == list(subject)
+
+
+def test_unknown_split_unit_rejected():
+    with pytest.raises(ValueError, match="split_unit"):
+        assign_split(synthetic_images(10), source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="study")
+
+
+def test_merge_tables_passes_split_unit(archive):
+    tmp_path, manifests = archive
+    summary, t = run_merge(tmp_path, manifests, out="by_image", split_unit="image")
+    assert summary["split"]["unit"] == "image"
+    expected = split_by_image(t["split"]["dicom_id"], (0.8, 0.1, 0.1), seed=42)
+    assert t["split"]["split"].tolist() == expected[t["split"]["dicom_id"]].tolist()
 
 
 def test_official_split_followed_with_patient_fallback(archive):

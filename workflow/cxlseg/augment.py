@@ -20,6 +20,7 @@ are stored resized but not CLAHE'd, so the training loop applies the exact
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -37,7 +38,6 @@ from .mimic import SPLITS
 
 log = logging.getLogger(__name__)
 
-PAPER_TARGETS = {"tuberculosis": 3940, "covid19": 3619, "pneumonia": 3987, "normal": 3850}
 OP_NAMES = {"HorizontalFlip": "hflip", "VerticalFlip": "vflip", "Rotate": "rotate", "Affine": "zoom",
             "RandomResizedCrop": "crop", "GaussNoise": "noise"}
 INDEX_COLUMNS = ["row", "split", "dataset", "image_id", "patient_id", "label", "augmented", "source_image_id", "op"]
@@ -45,29 +45,58 @@ REQUIRED_COLUMNS = {"dataset", "image_id", "patient_id", "label", "image_path", 
 MAX_DRAWS = 32  # re-draws when a random pipeline happened to apply no op at all
 
 
+# --------------------------------------------------------------------------- settings
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentSettings:
+    """The config's ``augment`` section, built by ``config.build_settings(AugmentSettings, config["augment"])``.
+
+    No defaults here: they live in the schema only (``config.default_config()["augment"]`` for tests).
+    """
+
+    enabled: bool
+    targets: dict[str, int]
+    hflip_p: float
+    vflip_p: float
+    rotate_p: float
+    rotate_limit: float
+    scale_p: float
+    scale_limit: float
+    crop_p: float
+    crop_scale: tuple[float, float]
+    noise_p: float
+    noise_std: tuple[float, float]
+    montage_samples: int
+
+    @property
+    def active_targets(self) -> dict[str, int] | None:
+        """Per-class targets, or None when augmentation is disabled: the store then holds the originals only."""
+        return dict(self.targets) if self.enabled else None
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
-def build_pipeline(size: int = 224, *, hflip_p: float = 0.5, vflip_p: float = 0.1, rotate_p: float = 0.5,
-                   rotate_limit: float = 15.0, scale_p: float = 0.5, scale_limit: float = 0.15, crop_p: float = 0.3,
-                   crop_scale: tuple[float, float] = (0.75, 1.0), noise_p: float = 0.3,
-                   noise_std: tuple[float, float] = (0.01, 0.04)) -> A.Compose:
+def build_pipeline(size: int, settings: AugmentSettings) -> A.Compose:
     """The paper's operations, each drawn independently with its own probability.
 
     Borders are filled with 0 (air) in the image and background in the mask;
     masks use nearest-neighbour so they stay binary.
     """
+    s = settings
     nearest, zero = cv2.INTER_NEAREST, cv2.BORDER_CONSTANT
     return A.Compose(
         [
-            A.HorizontalFlip(p=hflip_p),
-            A.VerticalFlip(p=vflip_p),
-            A.Rotate(limit=rotate_limit, border_mode=zero, fill=0, fill_mask=0, mask_interpolation=nearest, p=rotate_p),
-            A.Affine(scale=(1.0 - scale_limit, 1.0 + scale_limit), border_mode=zero, fill=0, fill_mask=0,
-                     mask_interpolation=nearest, p=scale_p),
-            A.RandomResizedCrop(size=(size, size), scale=tuple(crop_scale), ratio=(0.85, 1.15),
-                                mask_interpolation=nearest, p=crop_p),
-            A.GaussNoise(std_range=tuple(noise_std), p=noise_p),
+            A.HorizontalFlip(p=s.hflip_p),
+            A.VerticalFlip(p=s.vflip_p),
+            A.Rotate(limit=s.rotate_limit, border_mode=zero, fill=0, fill_mask=0, mask_interpolation=nearest,
+                     p=s.rotate_p),
+            A.Affine(scale=(1.0 - s.scale_limit, 1.0 + s.scale_limit), border_mode=zero, fill=0, fill_mask=0,
+                     mask_interpolation=nearest, p=s.scale_p),
+            A.RandomResizedCrop(size=(size, size), scale=tuple(s.crop_scale), ratio=(0.85, 1.15),
+                                mask_interpolation=nearest, p=s.crop_p),
+            A.GaussNoise(std_range=tuple(s.noise_std), p=s.noise_p),
         ],
         save_applied_params=True,
         seed=0,
@@ -256,17 +285,14 @@ def _montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) 
 
 
 def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os.PathLike | str],
-                         ingest_dirs: dict[str, os.PathLike | str], out_dir: os.PathLike | str, *, size: int = 224,
-                         targets: dict[str, int] | None = PAPER_TARGETS, seed: int = 42, hflip_p: float = 0.5,
-                         vflip_p: float = 0.1, rotate_p: float = 0.5, rotate_limit: float = 15.0,
-                         scale_p: float = 0.5, scale_limit: float = 0.15, crop_p: float = 0.3,
-                         crop_scale: tuple[float, float] = (0.75, 1.0), noise_p: float = 0.3,
-                         noise_std: tuple[float, float] = (0.01, 0.04), montage_path: os.PathLike | str | None = None,
-                         montage_samples: int = 16,
+                         ingest_dirs: dict[str, os.PathLike | str], out_dir: os.PathLike | str,
+                         settings: AugmentSettings, *, size: int, seed: int,
+                         montage_path: os.PathLike | str | None = None,
                          counts_path: os.PathLike | str | None = None) -> dict[str, dict[str, dict[str, int]]]:
     """Write the training store for the split dataset table; return counts[split][label].
 
-    The montage and counts table default to `out_dir`; the workflow puts them next to the store.
+    With ``settings.enabled`` false every split holds its originals only. The montage and counts
+    table default to `out_dir`; the workflow puts them next to the store.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,10 +304,9 @@ def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os
         absent = sorted(set(df["dataset"]) - set(mapping))
         if absent:
             raise ValueError(f"{name} has no entry for dataset(s) {absent}")
+    targets = settings.active_targets
     _check_targets(df[df["split"] == "train"], targets)  # fail before the slow part
-    pipeline = build_pipeline(size, hflip_p=hflip_p, vflip_p=vflip_p, rotate_p=rotate_p, rotate_limit=rotate_limit,
-                              scale_p=scale_p, scale_limit=scale_limit, crop_p=crop_p, crop_scale=crop_scale,
-                              noise_p=noise_p, noise_std=noise_std)
+    pipeline = build_pipeline(size, settings)
     skipped: list[dict] = []
     indexes = {}
     for split in SPLITS:
@@ -292,7 +317,7 @@ def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os
     io.write_csv(pd.DataFrame(skipped, columns=["split", "dataset", "image_id", "file", "reason"]),
                  out_dir / "skipped.csv")
     _montage_from_store(out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.png"),
-                        montage_samples)
+                        settings.montage_samples)
     io.write_csv(counts, Path(counts_path or out_dir / "counts.csv"))
     for row in counts.itertuples():
         log.info("%s %s: %d originals + %d augmented = %d", row.split, row.label, row.originals, row.augmented,

@@ -12,8 +12,8 @@ import gzip
 import json
 import logging
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -52,18 +52,41 @@ def safe_join(root: os.PathLike | str, rel: os.PathLike | str) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary sibling of `path`; rename it over `path` only if the block succeeds.
+
+    The file ends up with the mode a plain ``open(path, "w")`` would give (0644 under umask 022,
+    0664 under 002, plus any default ACL of the folder), not mkstemp's 0600: see _create_temp.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes[-1:]), dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _create_temp(path: Path) -> Path:
+    """Create an empty, uniquely named sibling of `path` with mode 0666 filtered by the kernel's umask.
+
+    tempfile.mkstemp always creates 0600, which os.replace then carries over to the dataset: nobody
+    else in the lab could read it on a shared file system. Letting open(2) apply the umask (and the
+    folder's default ACL) is the only thread-safe way to get a plain open()'s mode: reading the umask
+    means setting it (os.umask), which races with every other thread creating files.
+    """
+    suffix = ".tmp" + "".join(path.suffixes[-1:])
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_bytes(path: os.PathLike | str, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""The four segmentation architectures of the paper, behind one registry.
+"""The four segmentation architectures of the paper, and the CXLSeg authors' plain U-Net, behind one registry.
 
 Every model maps (N, C, H, W) images to (N, classes, H, W) logits. U-Net and
 U-Net++ come from segmentation-models-pytorch (an ImageNet encoder is optional:
@@ -6,7 +6,10 @@ U-Net++ come from segmentation-models-pytorch (an ImageNet encoder is optional:
 al. 2018) and SA-UNet (Guo et al. 2020) are written here as an encoder, a
 decoder and a 1x1 head built from the same small blocks, so the two papers'
 differences (attention gates on the skips; DropBlock and a spatial attention
-module at the bottleneck) are the only code that differs.
+module at the bottleneck) are the only code that differs. ``plain_unet`` is the
+U-Net of the CXLSeg authors' training code (segmentation/train.py + utils.py):
+the same encoder/decoder with element-wise dropout 0.1 after each BN, widths
+64 -> 1024 over 5 levels.
 """
 
 from __future__ import annotations
@@ -31,17 +34,27 @@ class DropBlock(DropBlock2d):
         return drop_block2d(x, self.p, size, self.inplace, self.eps, self.training)
 
 
-def conv_unit(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7) -> nn.Sequential:
-    """3x3 conv -> [DropBlock] -> BN -> ReLU (SA-UNet's order; without DropBlock, the U-Net unit)."""
+def conv_unit(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7,
+              dropout: float = 0.0) -> nn.Sequential:
+    """3x3 conv -> [DropBlock] -> BN -> [Dropout] -> ReLU.
+
+    DropBlock before BN is SA-UNet's order; dropout between BN and ReLU is the CXLSeg authors' U-Net
+    (Keras Conv2D -> BatchNormalization -> Dropout(0.1) -> relu); with neither, the U-Net unit.
+    """
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
     if drop_prob > 0:
         layers.append(DropBlock(drop_prob, block_size))
-    layers += [nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    layers.append(nn.BatchNorm2d(c_out))
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
-def conv_block(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7) -> nn.Sequential:
-    return nn.Sequential(conv_unit(c_in, c_out, drop_prob, block_size), conv_unit(c_out, c_out, drop_prob, block_size))
+def conv_block(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7,
+               dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(conv_unit(c_in, c_out, drop_prob, block_size, dropout),
+                         conv_unit(c_out, c_out, drop_prob, block_size, dropout))
 
 
 class SpatialAttention(nn.Module):
@@ -156,6 +169,22 @@ def build_attention_unet(in_channels: int = 1, classes: int = 1, base_channels: 
     return SegmentationNet(encoder, Decoder(stages), nn.Conv2d(widths[0], classes, 1))
 
 
+def build_plain_unet(in_channels: int = 1, classes: int = 1, base_channels: int = 64, levels: int = 5,
+                     dropout: float = 0.1) -> SegmentationNet:
+    """The CXLSeg authors' U-Net: two 3x3 conv + BN + dropout + ReLU per level, 64 -> 1024 at the defaults,
+    2x2 max-pooling down, 2x2 transposed convs up, skip concatenation, a 1x1 head giving logits (their
+    sigmoid lives in the loss and in inference here, as for every registered model)."""
+    widths = _widths(base_channels, levels)
+
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return conv_block(c_in, c_out, dropout=dropout)
+
+    encoder = Encoder([block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)])
+    stages = [DecoderStage(c_below, c_skip, block(2 * c_skip, c_skip))
+              for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])]
+    return SegmentationNet(encoder, Decoder(stages), nn.Conv2d(widths[0], classes, 1))
+
+
 def build_sa_unet(in_channels: int = 1, classes: int = 1, base_channels: int = 16, levels: int = 4,
                   drop_prob: float = 0.1, block_size: int = 7) -> SegmentationNet:
     """SA-UNet: DropBlock+BN+ReLU conv blocks; the bottleneck is conv unit -> spatial attention -> conv unit."""
@@ -190,6 +219,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unetplusplus": _smp_builder(smp.UnetPlusPlus),
     "attention_unet": build_attention_unet,
     "sa_unet": build_sa_unet,
+    "plain_unet": build_plain_unet,
 }
 
 SMP_MODELS = frozenset({"unet", "unetplusplus"})

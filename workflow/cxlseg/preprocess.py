@@ -1,7 +1,10 @@
 """The image preprocessing shared by training and inference (one definition, so they agree).
 
-Geometry follows the paper: the whole radiograph is resized (not cropped or
-padded) to size x size with INTER_AREA, then CLAHE (clip 2.0, 8x8 tiles).
+The whole radiograph is resized (not cropped or padded) to size x size (the
+paper's 224x224) with INTER_AREA (the authors' code uses cv2.resize's default,
+bilinear), then CLAHE (clip 2.0, 8x8 tiles, as in the authors' code),
+either on the gray plane or, as the CXLSeg authors' code does, on the L
+channel of LAB (``space="lab"``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 
 import cv2
 import numpy as np
+
 
 
 def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
@@ -24,10 +28,26 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return (soft >= 0.5).astype(np.uint8)
 
 
+CLAHE_SPACES = ("gray", "lab")
+
+
 def clahe(image: np.ndarray, clip: float = 2.0, tiles: int = 8, space: str = "gray") -> np.ndarray:
-    if space != "gray":
-        raise ValueError(f"CLAHE space {space!r} is not supported")
-    return cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles))).apply(image)
+    """CLAHE of an 8-bit gray image, returned as one 8-bit gray plane.
+
+    ``space="lab"`` is the CXLSeg authors' read_image: the gray image as BGR -> LAB, CLAHE on L (8-bit L is
+    lightness scaled to 0..255, a cube-root curve of linear luminance, so the histogram CLAHE equalises is not
+    the gray one) -> back to BGR. For a gray input a and b stay 128 and the three channels come back equal up
+    to OpenCV's integer rounding (at most 1 apart), so BGR -> gray loses nothing the authors' 3-channel input
+    carried; `to_model_input` repeats the plane when the model takes 3 channels.
+    """
+    op = cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles)))
+    if space == "gray":
+        return op.apply(image)
+    if space == "lab":
+        lab = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2LAB)
+        lab[..., 0] = op.apply(np.ascontiguousarray(lab[..., 0]))
+        return cv2.cvtColor(cv2.cvtColor(lab, cv2.COLOR_LAB2BGR), cv2.COLOR_BGR2GRAY)
+    raise ValueError(f"CLAHE space must be one of {', '.join(CLAHE_SPACES)}, got {space!r}")
 
 
 def prepare(image: np.ndarray, size: int, clip: float = 2.0, tiles: int = 8, space: str = "gray") -> np.ndarray:

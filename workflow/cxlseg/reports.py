@@ -38,15 +38,34 @@ one space). Without either:
 4. else nothing (rule "none").
 
 MIT-LCP maps the misspelling "ndication" to impression; here it is indication.
+
+Per-study rules: MIT-LCP's ``custom_mimic_cxr_rules`` fixes 54 badly formatted
+reports by hand, and they take precedence over everything above (rule
+``study_rule``; ``study_rule_none`` for the 8 reports MIT-LCP marks as having
+no text at all). They are a data table, ``data/report_rules.csv``:
+
+* ``section``: the report is that section (the last one of that name, as
+  MIT-LCP's ``list_rindex``); if our parser finds no such section the normal
+  rules above apply instead of MIT-LCP's crash;
+* ``span``: the report is ``text[start:end]`` of the raw report text (MIT-LCP
+  applies the offsets before any sectioning, to the file as read in text
+  mode); ``[0, 0]`` means no text.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import os
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
-RULES = ("findings+impression", "findings", "impression", "comparison", "last_paragraph", "none")
+STUDY_RULE = "study_rule"
+STUDY_RULE_NONE = "study_rule_none"
+RULES = ("findings+impression", "findings", "impression", "comparison", "last_paragraph", "none", STUDY_RULE,
+         STUDY_RULE_NONE)
+STUDY_RULES_CSV = Path(__file__).parent / "data" / "report_rules.csv"
 
 # starting with a letter keeps the scan linear (10x faster than MIT-LCP's class on MIMIC text)
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/,-]*):(?=\s|\Z)", re.MULTILINE)
@@ -173,8 +192,17 @@ def parse_sections(text: str) -> tuple[dict[str, str], list[str]]:
     return {name: body for name, body in sections}, [name for name, _ in sections]
 
 
-def extract_report(text: str, study_id: str | None = None) -> tuple[str, str]:
-    """The CXLSeg report text and the rule (one of RULES) that produced it."""
+def extract_report(text: str, study_id: int | str | None = None) -> tuple[str, str]:
+    """The CXLSeg report text and the rule (one of RULES) that produced it.
+
+    With `study_id` (50798377 or 's50798377'), MIT-LCP's per-study rule for that report wins.
+    """
+    if study_id is not None:
+        rule = study_rules().get(study_key(study_id))
+        if rule is not None:
+            forced = _apply_study_rule(rule, text)
+            if forced is not None:
+                return forced
     sections = split_sections(text)
     by_name = {name: body for name, body in sections}
     findings = normalize_whitespace(by_name.get("findings", ""))
@@ -194,6 +222,55 @@ def extract_report(text: str, study_id: str | None = None) -> tuple[str, str]:
     if comparison is not None:
         return normalize_whitespace(sections[comparison][1]), "comparison"
     return "", "none"
+
+
+# --------------------------------------------------------------------------- per-study rules
+
+
+@dataclass(frozen=True)
+class StudyRule:
+    """One row of data/report_rules.csv: a forced section name, or a [start, end) span of the raw text."""
+
+    study_id: str
+    rule: str  # "section" or "span"
+    section: str = ""
+    start: int = 0
+    end: int = 0
+
+
+def study_key(study_id: int | str) -> str:
+    """MIT-LCP's key for a study: 's' + the number (MIMIC tables carry the bare integer)."""
+    if isinstance(study_id, float) and study_id.is_integer():
+        study_id = int(study_id)
+    key = str(study_id).strip()
+    return key if key.startswith("s") else f"s{key}"
+
+
+@functools.lru_cache(maxsize=1)
+def study_rules(path: os.PathLike | str = STUDY_RULES_CSV) -> dict[str, StudyRule]:
+    """The per-study table, read once per process (a few dozen rows) and checked as it is read."""
+    rules: dict[str, StudyRule] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            key = study_key(row["study_id"])
+            if key in rules:
+                raise ValueError(f"{path}:{line}: study {key} has two rules")
+            if row["rule"] == "section" and row["section"]:
+                rules[key] = StudyRule(key, "section", section=row["section"])
+            elif row["rule"] == "span" and 0 <= int(row["start"]) <= int(row["end"]):
+                rules[key] = StudyRule(key, "span", start=int(row["start"]), end=int(row["end"]))
+            else:
+                raise ValueError(f"{path}:{line}: bad rule {dict(row)}")
+    return rules
+
+
+def _apply_study_rule(rule: StudyRule, text: str) -> tuple[str, str] | None:
+    """The forced report, or None when the forced section is not in this text (normal rules then apply)."""
+    if rule.rule == "span":
+        report = normalize_whitespace(text[rule.start : rule.end])
+        return (report, STUDY_RULE) if report else ("", STUDY_RULE_NONE)
+    bodies = [body for name, body in split_sections(text) if name == rule.section]
+    return (normalize_whitespace(bodies[-1]), STUDY_RULE) if bodies else None
 
 
 def _last_index(names: list[str], name: str) -> int | None:

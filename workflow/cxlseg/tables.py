@@ -350,6 +350,13 @@ def read_official_split(split_csv: os.PathLike | str) -> pd.DataFrame:
 # ---------------------------------------------------------------- split
 
 
+def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
+    ratios = np.asarray(ratios, dtype=float)
+    if ratios.shape != (3,) or (ratios < 0).any() or not np.isclose(ratios.sum(), 1.0):
+        raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {list(ratios)}")
+    return ratios
+
+
 def split_by_subject(
     subject_ids: Iterable[int], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
 ) -> pd.Series:
@@ -358,9 +365,7 @@ def split_by_subject(
     Subjects are sorted before shuffling, so the result depends only on the set
     of subjects and the seed, not on manifest order.
     """
-    ratios = np.asarray(ratios, dtype=float)
-    if ratios.shape != (3,) or (ratios < 0).any() or not np.isclose(ratios.sum(), 1.0):
-        raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {list(ratios)}")
+    ratios = _check_ratios(ratios)
     subjects = np.sort(pd.unique(np.asarray(list(subject_ids), dtype=np.int64)))
     order = np.random.default_rng(seed).permutation(len(subjects))
     cuts = np.round(np.cumsum(ratios)[:2] * len(subjects)).astype(int)
@@ -371,12 +376,57 @@ def split_by_subject(
     return pd.Series(labels, index=pd.Index(subjects, name="subject_id"), name="split")
 
 
+def image_split_sizes(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[int, int, int]:
+    """(train, validate, test) image counts of the authors' per-image split.
+
+    The published CXLSeg split has 194,660 / 24,332 / 24,332 of 243,324 images. Rounding the cumulative
+    80% / 90% cuts (as split_by_subject does) would give 194,659 / 24,333 / 24,332, so validate and test
+    are floor(ratio * n) each and train takes the rest (the 1e-9 guards products like 0.1 * 30 = 3.0000000000000004
+    and 0.7 * 10 = 6.999999999999999).
+    """
+    ratios = _check_ratios(ratios)
+    validate, test = (int(np.floor(r * n + 1e-9)) for r in ratios[1:])
+    return n - validate - test, validate, test
+
+
+def split_by_image(
+    dicom_ids: Iterable[str], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+) -> pd.Series:
+    """Seeded train/validate/test assignment of single images, as the published CXLSeg split is.
+
+    A patient's images may fall into different splits (the published split has that too). Images are
+    sorted by dicom_id before shuffling, so the result depends only on the set of images and the seed.
+    """
+    images = np.sort(pd.unique(np.asarray(list(dicom_ids), dtype=object)))
+    n_train, n_validate, _ = image_split_sizes(len(images), ratios)
+    order = np.random.default_rng(seed).permutation(len(images))
+    labels = np.empty(len(images), dtype=object)
+    labels[order[:n_train]] = SPLITS[0]
+    labels[order[n_train : n_train + n_validate]] = SPLITS[1]
+    labels[order[n_train + n_validate :]] = SPLITS[2]
+    return pd.Series(labels, index=pd.Index(images, name="dicom_id"), name="split")
+
+
+SPLIT_UNITS = ("subject", "image")
+
+
 def assign_split(
-    images: pd.DataFrame, *, source: str, ratios: Sequence[float], seed: int, official_split_csv=None
+    images: pd.DataFrame, *, source: str, ratios: Sequence[float], seed: int, official_split_csv=None,
+    split_unit: str = "subject",
 ) -> tuple[pd.Series, dict]:
-    """Split label per image row, and counts for the summary."""
+    """Split label per image row, and counts for the summary.
+
+    `split_unit` applies to source 'random': whole subjects (no patient on two sides) or single images
+    (the published CXLSeg counts). The official split and its fallback for missing images are by subject.
+    """
+    if split_unit not in SPLIT_UNITS:
+        raise ValueError(f"split_unit must be 'subject' or 'image', got {split_unit!r}")
     info: dict = {"source": source, "seed": seed, "ratios": [float(r) for r in ratios]}
-    if source == "random":
+    if source == "random" and split_unit == "image":
+        info["unit"] = "image"
+        split = images["dicom_id"].map(split_by_image(images["dicom_id"], ratios, seed))
+    elif source == "random":
+        info["unit"] = "subject"
         split = images["subject_id"].map(split_by_subject(images["subject_id"], ratios, seed))
     elif source == "official":
         if official_split_csv is None:
@@ -479,7 +529,7 @@ def merge_tables(
     with _step("split"):
         split, split_info = assign_split(
             images, source=settings.split_source, ratios=settings.ratios, seed=settings.seed,
-            official_split_csv=official_split_csv,
+            official_split_csv=official_split_csv, split_unit=settings.split_unit,
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)
@@ -512,7 +562,7 @@ def _summary(
     manifest_paths, rows, duplicates, images, tables, failed, study_reports, metadata, chexpert, split_info,
     include_flagged,
 ) -> dict:
-    why = {"none": "no extractable section", NO_REPORT_FILE: "no report file", UNREADABLE_REPORT: "report file unreadable"}
+    why = {"none": "no extractable section", "study_rule_none": "MIT-LCP rule: no report text", NO_REPORT_FILE: "no report file", UNREADABLE_REPORT: "report file unreadable"}
     no_report = study_reports[study_reports["ReportRule"].isin(list(why))]
     with_labels = images[["subject_id", "study_id"]].drop_duplicates().merge(chexpert[["subject_id", "study_id"]])
     # group by the reason's kind: the text after ':' names files and would make one key per image

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import io
 from .mimic import SPLITS
+from .sources import read_official_split
 
 log = logging.getLogger(__name__)
 
 
-def _check_ratios(ratios: tuple[float, float, float]) -> np.ndarray:
+def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
     r = np.asarray(ratios, dtype=np.float64)
     if r.shape != (3,) or (r < 0).any() or abs(r.sum() - 1.0) > 1e-6:
         raise ValueError(f"ratios must be three non-negative numbers (train, validate, test) summing to 1, got {ratios}")
@@ -100,3 +102,99 @@ def combine_and_split(manifest_paths: list[os.PathLike | str], out_path: os.Path
     out = split_by_patient(df, ratios=tuple(ratios), seed=seed)
     io.write_parquet(out, out_path)
     return out
+
+
+# --- the CXLSeg tables: by subject or by image ----------------------------------------------
+
+def split_by_subject(
+    subject_ids: Iterable[int], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+) -> pd.Series:
+    """Seeded train/validate/test assignment of whole patients, so no subject is on two sides.
+
+    Subjects are sorted before shuffling, so the result depends only on the set
+    of subjects and the seed, not on manifest order.
+    """
+    ratios = _check_ratios(ratios)
+    subjects = np.sort(pd.unique(np.asarray(list(subject_ids), dtype=np.int64)))
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    cuts = np.round(np.cumsum(ratios)[:2] * len(subjects)).astype(int)
+    labels = np.empty(len(subjects), dtype=object)
+    labels[order[: cuts[0]]] = SPLITS[0]
+    labels[order[cuts[0] : cuts[1]]] = SPLITS[1]
+    labels[order[cuts[1] :]] = SPLITS[2]
+    return pd.Series(labels, index=pd.Index(subjects, name="subject_id"), name="split")
+
+
+def image_split_sizes(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[int, int, int]:
+    """(train, validate, test) image counts of the authors' per-image split.
+
+    The published CXLSeg split has 194,660 / 24,332 / 24,332 of 243,324 images. Rounding the cumulative
+    80% / 90% cuts (as split_by_subject does) would give 194,659 / 24,333 / 24,332, so validate and test
+    are floor(ratio * n) each and train takes the rest (the 1e-9 guards products like 0.1 * 30 = 3.0000000000000004
+    and 0.7 * 10 = 6.999999999999999).
+    """
+    ratios = _check_ratios(ratios)
+    validate, test = (int(np.floor(r * n + 1e-9)) for r in ratios[1:])
+    return n - validate - test, validate, test
+
+
+def split_by_image(
+    dicom_ids: Iterable[str], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+) -> pd.Series:
+    """Seeded train/validate/test assignment of single images, as the published CXLSeg split is.
+
+    A patient's images may fall into different splits (the published split has that too). Images are
+    sorted by dicom_id before shuffling, so the result depends only on the set of images and the seed.
+    """
+    images = np.sort(pd.unique(np.asarray(list(dicom_ids), dtype=object)))
+    n_train, n_validate, _ = image_split_sizes(len(images), ratios)
+    order = np.random.default_rng(seed).permutation(len(images))
+    labels = np.empty(len(images), dtype=object)
+    labels[order[:n_train]] = SPLITS[0]
+    labels[order[n_train : n_train + n_validate]] = SPLITS[1]
+    labels[order[n_train + n_validate :]] = SPLITS[2]
+    return pd.Series(labels, index=pd.Index(images, name="dicom_id"), name="split")
+
+
+SPLIT_UNITS = ("subject", "image")
+
+
+def assign_split(
+    images: pd.DataFrame, *, source: str, ratios: Sequence[float], seed: int, official_split_csv=None,
+    split_unit: str = "subject",
+) -> tuple[pd.Series, dict]:
+    """Split label per image row, and counts for the summary.
+
+    `split_unit` applies to source 'random': whole subjects (no patient on two sides) or single images
+    (the published CXLSeg counts). The official split and its fallback for missing images are by subject.
+    """
+    if split_unit not in SPLIT_UNITS:
+        raise ValueError(f"split_unit must be 'subject' or 'image', got {split_unit!r}")
+    info: dict = {"source": source, "seed": seed, "ratios": [float(r) for r in ratios]}
+    if source == "random" and split_unit == "image":
+        info["unit"] = "image"
+        split = images["dicom_id"].map(split_by_image(images["dicom_id"], ratios, seed))
+    elif source == "random":
+        info["unit"] = "subject"
+        split = images["subject_id"].map(split_by_subject(images["subject_id"], ratios, seed))
+    elif source == "official":
+        if official_split_csv is None:
+            raise ValueError("split_source 'official' needs official_split_csv (mimic-cxr-2.0.0-split.csv.gz)")
+        official = read_official_split(official_split_csv).set_index("dicom_id")["split"]
+        split = images["dicom_id"].map(official)
+        # an image missing from the official file follows its patient, else a seeded patient split
+        by_subject = pd.Series(split.values, index=images["subject_id"].values).dropna()
+        by_subject = by_subject[~by_subject.index.duplicated()]
+        split = split.fillna(images["subject_id"].map(by_subject))
+        unassigned = split.isna()
+        if unassigned.any():
+            fallback = split_by_subject(images.loc[unassigned, "subject_id"], ratios, seed)
+            split = split.fillna(images["subject_id"].map(fallback))
+        info["images_not_in_official_split"] = int(images["dicom_id"].map(official).isna().sum())
+    else:
+        raise ValueError(f"split_source must be 'random' or 'official', got {source!r}")
+    sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
+    info["subjects_on_several_sides"] = int((sides > 1).sum())
+    info["images"] = {s: int((split == s).sum()) for s in SPLITS}
+    info["subjects"] = {s: int(images.loc[split == s, "subject_id"].nunique()) for s in SPLITS}
+    return pd.Categorical(split, categories=list(SPLITS)), info

@@ -1,4 +1,4 @@
-"""Merge the shard manifests into the four CXLSeg tables, the failed table and the patient split.
+"""Merge the shard manifests into the four CXLSeg tables, the failed table and the summary.
 
 The tables are laid out so that the CXLSeg authors' scripts work unchanged:
 ``pd.merge(segmented, split)`` and ``pd.merge(.., mask.rename(DicomPath=DicomPathMask))``
@@ -15,20 +15,19 @@ import time
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-from tqdm import tqdm
 
-from . import reports
 from .config import build_settings
 from .io import UnsafePathError, safe_join, write_csv, write_json
 from .manifest import read_manifest_table
-from .mimic import CHEXPERT_LABELS, SPLITS
+from .mimic import CHEXPERT_LABELS
+from .sources import NO_REPORT_FILE, UNREADABLE_REPORT, extract_study_reports, read_chexpert, read_metadata
+from .splits import assign_split
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,6 @@ TABLE_NAMES = {
 }
 FAILED_TABLE = "CXLSeg-failed.csv.gz"
 SUMMARY = "summary.json"
-# ReportRule values beyond reports.RULES: the study's report file is absent, or exists but cannot be read.
-NO_REPORT_FILE = "no_file"
-UNREADABLE_REPORT = "unreadable_file"
 
 _MANIFEST_REQUIRED = ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status"]
 _MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path"]
@@ -199,256 +195,6 @@ def _drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     order = frame.assign(_bad=frame["reason"] != "").sort_values(["_bad"], kind="stable")
     kept = order.drop_duplicates("dicom_id", keep="first").drop(columns="_bad").sort_index()
     return kept, len(frame) - len(kept)
-
-
-# ---------------------------------------------------------------- reports
-
-
-def _study_report(path: str, study_id: int) -> tuple[str, str]:
-    try:
-        text = reports.read_report(path)
-    except FileNotFoundError:
-        return "", NO_REPORT_FILE
-    except OSError as exc:
-        log.warning("%s: report not readable (%s)", path, exc)
-        return "", UNREADABLE_REPORT
-    return reports.extract_report(text, study_id=f"s{study_id}")
-
-
-def _report_paths(studies: pd.DataFrame, reports_root: os.PathLike | str) -> list[str]:
-    """Report file per study: safe_join once per pXX folder, the rest built from positive integer ids."""
-    folders: dict[str, str] = {}
-    paths = []
-    for subject, study in zip(studies["subject_id"].tolist(), studies["study_id"].tolist()):
-        if subject <= 0 or study <= 0:
-            raise ValueError(f"invalid ids subject_id={subject} study_id={study}")
-        prefix = str(subject)[:2]
-        folder = folders.get(prefix)
-        if folder is None:
-            folder = folders[prefix] = str(safe_join(reports_root, f"files/p{prefix}"))
-        paths.append(f"{folder}{os.sep}p{subject}{os.sep}s{study}.txt")
-    return paths
-
-
-def extract_study_reports(
-    studies: pd.DataFrame, reports_root: os.PathLike | str, *, workers: int = 8, chunk: int = 256, progress: bool = True
-) -> pd.DataFrame:
-    """One parsed report per (subject_id, study_id).
-
-    Threads overlap file reads on a cold or network file system; parsing holds
-    the GIL, so on a warm page cache workers=1 is ~8% faster (219k reports:
-    7.2 s vs 7.8 s on the 2-core dev box).
-    """
-    jobs = list(zip(_report_paths(studies, reports_root), studies["study_id"].tolist()))
-    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
-
-    def run(batch):
-        return [_study_report(path, study) for path, study in batch]
-
-    results: list[tuple[str, str]] = []
-    with tqdm(total=len(jobs), desc="reports", unit="study", disable=not progress) as bar:
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for out in pool.map(run, chunks):
-                    results.extend(out)
-                    bar.update(len(out))
-        else:
-            for batch in chunks:
-                results.extend(run(batch))
-                bar.update(len(batch))
-    texts, rules = zip(*results) if results else ((), ())
-    return pd.DataFrame(
-        {
-            "subject_id": studies["subject_id"].to_numpy(),
-            "study_id": studies["study_id"].to_numpy(),
-            "Reports": list(texts),
-            "ReportRule": list(rules),
-        }
-    )
-
-
-# ---------------------------------------------------------------- MIMIC tables
-
-
-def _read_csv_as_text(path: os.PathLike | str, what: str) -> pa.Table:
-    """Every column as text so dates, times and blanks reach the output exactly as in the source."""
-    path = Path(path)
-    try:
-        header = pacsv.open_csv(path).schema.names
-        options = pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False)
-        return pacsv.read_csv(path, convert_options=options)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ValueError(f"{path}: not a readable {what} CSV ({exc})") from exc
-
-
-def read_metadata(metadata_csv: os.PathLike | str, dicom_ids: pd.Series) -> pd.DataFrame:
-    """MIMIC-CXR-JPG metadata rows of the given images, all columns as text."""
-    table = _read_csv_as_text(metadata_csv, "MIMIC-CXR metadata")
-    missing = [c for c in ["dicom_id", "ViewPosition", "StudyDate", "StudyTime"] if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{metadata_csv}: metadata lacks column(s) {', '.join(missing)}")
-    table = table.filter(pc.is_in(table["dicom_id"], value_set=pa.array(dicom_ids.unique(), pa.string())))
-    frame = table.to_pandas().drop_duplicates("dicom_id")
-    return frame.drop(columns=[c for c in ("subject_id", "study_id") if c in frame])
-
-
-_LABEL_TEXT = {1.0: "1.0", 0.0: "0.0", -1.0: "-1.0"}
-
-
-def read_chexpert(chexpert_csv: os.PathLike | str) -> pd.DataFrame:
-    """CheXpert labels per study as the source's text ("1.0", "0.0", "-1.0", "" for blank), in source column order.
-
-    Kept as text so a blank stays blank (never 0) and writing 243k rows does
-    not pay for float formatting.
-    """
-    path = Path(chexpert_csv)
-    table = _read_csv_as_text(path, "CheXpert")
-    missing = [c for c in ["subject_id", "study_id", *CHEXPERT_LABELS] if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: CheXpert table lacks column(s) {', '.join(missing)}")
-    labels = [c for c in table.column_names if c in CHEXPERT_LABELS]
-    frame = table.select(["subject_id", "study_id", *labels]).to_pandas()
-    for column in ["subject_id", "study_id"]:
-        frame[column] = pd.to_numeric(frame[column], errors="raise").astype("int64")
-    for column in labels:
-        frame[column] = _label_text(frame[column], path, column)
-    duplicated = frame.duplicated(["subject_id", "study_id"])
-    if duplicated.any():
-        log.warning("%s: %d duplicate (subject_id, study_id) rows; keeping the first", path, int(duplicated.sum()))
-    return frame[~duplicated]
-
-
-def _label_text(text: pd.Series, path: Path, column: str) -> pd.Categorical:
-    """Canonical label text; anything but 1, 0, -1 or blank is an error naming the file and column."""
-    trimmed = pc.utf8_trim_whitespace(pa.array(text.to_numpy(), pa.string()))
-    blank = pc.equal(trimmed, "").to_numpy(zero_copy_only=False)
-    try:
-        values = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed).cast(pa.float64())
-        values = values.to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        values = pd.to_numeric(text, errors="coerce").to_numpy()
-    codes = np.select([values == 1.0, values == 0.0, values == -1.0, blank], [0, 1, 2, 3], -1)
-    if (codes < 0).any():
-        bad = text[codes < 0].iloc[0]
-        raise ValueError(f"{path}: column {column!r} holds {bad!r}; expected 1.0, 0.0, -1.0 or blank")
-    return pd.Categorical.from_codes(codes, categories=[*_LABEL_TEXT.values(), ""])
-
-
-def read_official_split(split_csv: os.PathLike | str) -> pd.DataFrame:
-    """MIMIC-CXR-JPG's own split (dicom_id -> train/validate/test)."""
-    table = _read_csv_as_text(split_csv, "MIMIC-CXR split")
-    missing = [c for c in ["dicom_id", "split"] if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{split_csv}: split table lacks column(s) {', '.join(missing)}")
-    frame = table.select(["dicom_id", "split"]).to_pandas().drop_duplicates("dicom_id")
-    bad = ~frame["split"].isin(SPLITS)
-    if bad.any():
-        raise ValueError(f"{split_csv}: split value {frame['split'][bad].iloc[0]!r} is not one of {', '.join(SPLITS)}")
-    return frame
-
-
-# ---------------------------------------------------------------- split
-
-
-def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
-    ratios = np.asarray(ratios, dtype=float)
-    if ratios.shape != (3,) or (ratios < 0).any() or not np.isclose(ratios.sum(), 1.0):
-        raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {list(ratios)}")
-    return ratios
-
-
-def split_by_subject(
-    subject_ids: Iterable[int], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
-) -> pd.Series:
-    """Seeded train/validate/test assignment of whole patients, so no subject is on two sides.
-
-    Subjects are sorted before shuffling, so the result depends only on the set
-    of subjects and the seed, not on manifest order.
-    """
-    ratios = _check_ratios(ratios)
-    subjects = np.sort(pd.unique(np.asarray(list(subject_ids), dtype=np.int64)))
-    order = np.random.default_rng(seed).permutation(len(subjects))
-    cuts = np.round(np.cumsum(ratios)[:2] * len(subjects)).astype(int)
-    labels = np.empty(len(subjects), dtype=object)
-    labels[order[: cuts[0]]] = SPLITS[0]
-    labels[order[cuts[0] : cuts[1]]] = SPLITS[1]
-    labels[order[cuts[1] :]] = SPLITS[2]
-    return pd.Series(labels, index=pd.Index(subjects, name="subject_id"), name="split")
-
-
-def image_split_sizes(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[int, int, int]:
-    """(train, validate, test) image counts of the authors' per-image split.
-
-    The published CXLSeg split has 194,660 / 24,332 / 24,332 of 243,324 images. Rounding the cumulative
-    80% / 90% cuts (as split_by_subject does) would give 194,659 / 24,333 / 24,332, so validate and test
-    are floor(ratio * n) each and train takes the rest (the 1e-9 guards products like 0.1 * 30 = 3.0000000000000004
-    and 0.7 * 10 = 6.999999999999999).
-    """
-    ratios = _check_ratios(ratios)
-    validate, test = (int(np.floor(r * n + 1e-9)) for r in ratios[1:])
-    return n - validate - test, validate, test
-
-
-def split_by_image(
-    dicom_ids: Iterable[str], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
-) -> pd.Series:
-    """Seeded train/validate/test assignment of single images, as the published CXLSeg split is.
-
-    A patient's images may fall into different splits (the published split has that too). Images are
-    sorted by dicom_id before shuffling, so the result depends only on the set of images and the seed.
-    """
-    images = np.sort(pd.unique(np.asarray(list(dicom_ids), dtype=object)))
-    n_train, n_validate, _ = image_split_sizes(len(images), ratios)
-    order = np.random.default_rng(seed).permutation(len(images))
-    labels = np.empty(len(images), dtype=object)
-    labels[order[:n_train]] = SPLITS[0]
-    labels[order[n_train : n_train + n_validate]] = SPLITS[1]
-    labels[order[n_train + n_validate :]] = SPLITS[2]
-    return pd.Series(labels, index=pd.Index(images, name="dicom_id"), name="split")
-
-
-SPLIT_UNITS = ("subject", "image")
-
-
-def assign_split(
-    images: pd.DataFrame, *, source: str, ratios: Sequence[float], seed: int, official_split_csv=None,
-    split_unit: str = "subject",
-) -> tuple[pd.Series, dict]:
-    """Split label per image row, and counts for the summary.
-
-    `split_unit` applies to source 'random': whole subjects (no patient on two sides) or single images
-    (the published CXLSeg counts). The official split and its fallback for missing images are by subject.
-    """
-    if split_unit not in SPLIT_UNITS:
-        raise ValueError(f"split_unit must be 'subject' or 'image', got {split_unit!r}")
-    info: dict = {"source": source, "seed": seed, "ratios": [float(r) for r in ratios]}
-    if source == "random" and split_unit == "image":
-        info["unit"] = "image"
-        split = images["dicom_id"].map(split_by_image(images["dicom_id"], ratios, seed))
-    elif source == "random":
-        info["unit"] = "subject"
-        split = images["subject_id"].map(split_by_subject(images["subject_id"], ratios, seed))
-    elif source == "official":
-        if official_split_csv is None:
-            raise ValueError("split_source 'official' needs official_split_csv (mimic-cxr-2.0.0-split.csv.gz)")
-        official = read_official_split(official_split_csv).set_index("dicom_id")["split"]
-        split = images["dicom_id"].map(official)
-        # an image missing from the official file follows its patient, else a seeded patient split
-        by_subject = pd.Series(split.values, index=images["subject_id"].values).dropna()
-        by_subject = by_subject[~by_subject.index.duplicated()]
-        split = split.fillna(images["subject_id"].map(by_subject))
-        unassigned = split.isna()
-        if unassigned.any():
-            fallback = split_by_subject(images.loc[unassigned, "subject_id"], ratios, seed)
-            split = split.fillna(images["subject_id"].map(fallback))
-        info["images_not_in_official_split"] = int(images["dicom_id"].map(official).isna().sum())
-    else:
-        raise ValueError(f"split_source must be 'random' or 'official', got {source!r}")
-    sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
-    info["subjects_on_several_sides"] = int((sides > 1).sum())
-    info["images"] = {s: int((split == s).sum()) for s in SPLITS}
-    info["subjects"] = {s: int(images.loc[split == s, "subject_id"].nunique()) for s in SPLITS}
-    return pd.Categorical(split, categories=list(SPLITS)), info
 
 
 # ---------------------------------------------------------------- tables

@@ -27,7 +27,10 @@ test: install
 	$(RUN) $(VENV)/bin/pytest
 
 lint: install
-	$(RUN) $(SNAKEMAKE) --lint
+	$(RUN) $(VENV)/bin/ruff check .
+	$(RUN) $(VENV)/bin/ruff format --check .
+	$(RUN) $(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(RUN) $(SNAKEMAKE) --lint --configfile config/demo.yaml
 
 clean:
 	rm -rf results resources .snakemake

@@ -1,4 +1,4 @@
-"""Ingest of the native Shenzhen, Montgomery and V7-labs layouts, and the patient split."""
+"""Ingest of the native Shenzhen, Montgomery and V7-labs layouts (the patient split: test_splits.py)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,9 @@ from cxlseg.ingest import (
     REJECT_COLUMNS,
     MaskError,
     binarise_mask,
-    combine_and_split,
     ingest_dataset,
     label_from_finding,
     render_polygons,
-    split_by_patient,
-)
-from fixtures_layouts import (
-    HOLED,
-    HOLED_AREA,
-    make_montgomery,
-    make_shenzhen,
-    make_v7_json,
-    make_v7_png,
-    rect,
-    twelve_bit,
 )
 
 
@@ -55,9 +43,9 @@ def _check_outputs(result, out, expected_accepted: dict):
         assert set(np.unique(mask)) == {0, 255}
 
 
-def test_shenzhen_layout_and_bad_cases(tmp_path):
+def test_shenzhen_layout_and_bad_cases(tmp_path, layouts):
     root, out = tmp_path / "shenzhen", tmp_path / "out"
-    spec = make_shenzhen(root)
+    spec = layouts.make_shenzhen(root)
     result = ingest_dataset("shenzhen", root, out)
     _check_outputs(result, out, spec["accepted"])
     for image_id, fragment in spec["rejected"].items():
@@ -69,9 +57,9 @@ def test_shenzhen_layout_and_bad_cases(tmp_path):
     assert json.loads((out / "counts.json").read_text())["rejects_by_reason"]["no mask"] == 1
 
 
-def test_montgomery_merges_left_and_right_and_reads_12_bit(tmp_path):
+def test_montgomery_merges_left_and_right_and_reads_12_bit(tmp_path, layouts):
     root, out = tmp_path / "mont", tmp_path / "out"
-    spec = make_montgomery(root)
+    spec = layouts.make_montgomery(root)
     result = ingest_dataset("montgomery", root, out)
     _check_outputs(result, out, spec["accepted"])
     for image_id, fragment in spec["rejected"].items():
@@ -87,10 +75,10 @@ def test_montgomery_merges_left_and_right_and_reads_12_bit(tmp_path):
     assert (manifest.loc["MCUCXR_0002_1", "height"], manifest.loc["MCUCXR_0002_1", "width"]) == (46, 56)
 
 
-def test_twelve_bit_png_maps_to_full_8_bit_range_without_wrap(tmp_path):
+def test_twelve_bit_png_maps_to_full_8_bit_range_without_wrap(tmp_path, layouts):
     mask = np.zeros((40, 30), np.uint8)
     mask[10:30, 5:25] = 1
-    deep = twelve_bit(mask)
+    deep = layouts.twelve_bit(mask)
     path = tmp_path / "deep.png"
     cv2.imwrite(str(path), deep)
     gray = io.read_gray(path)
@@ -102,9 +90,9 @@ def test_twelve_bit_png_maps_to_full_8_bit_range_without_wrap(tmp_path):
     assert gray[mask == 1].mean() < 60 and gray[mask == 0].mean() > 140
 
 
-def test_v7_darwin_json(tmp_path):
+def test_v7_darwin_json(tmp_path, layouts):
     root, out = tmp_path / "v7", tmp_path / "out"
-    spec = make_v7_json(root)
+    spec = layouts.make_v7_json(root)
     result = ingest_dataset("v7", root, out, mask_source="json")
     _check_outputs(result, out, spec["accepted"])
     for image_id, fragment in spec["rejected"].items():
@@ -120,7 +108,8 @@ def test_v7_darwin_json(tmp_path):
     assert counts["rejects_by_reason"]["CT slice"] == 1
 
 
-def test_darwin_polygons_with_hole_and_island_give_hand_computed_area():
+def test_darwin_polygons_with_hole_and_island_give_hand_computed_area(layouts):
+    HOLED, HOLED_AREA, rect = layouts.HOLED, layouts.HOLED_AREA, layouts.rect
     mask = render_polygons([HOLED], (48, 64))
     assert int(mask.sum()) == HOLED_AREA == 820
     assert mask[25, 25] == 0 and mask[15, 15] == 1 and mask[11, 52] == 1
@@ -135,9 +124,9 @@ def test_darwin_polygons_with_hole_and_island_give_hand_computed_area():
     assert int(both.sum()) == 15 * 10
 
 
-def test_v7_png_masks_with_index_csv(tmp_path):
+def test_v7_png_masks_with_index_csv(tmp_path, layouts):
     root, out = tmp_path / "v7png", tmp_path / "out"
-    spec = make_v7_png(root)
+    spec = layouts.make_v7_png(root)
     result = ingest_dataset("v7", root, out, mask_source="png")
     _check_outputs(result, out, spec["accepted"])
     assert dict(zip(result.manifest["image_id"], result.manifest["patient_id"])) == spec["patients"]
@@ -178,58 +167,8 @@ def test_label_from_finding(finding, label):
     assert label_from_finding(finding) == label
 
 
-def _toy_manifest(seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for dataset, labels in (("shenzhen", ["normal", "tuberculosis"]), ("v7", ["covid19", "pneumonia", "normal"])):
-        for p in range(40):
-            label = labels[p % len(labels)]
-            for k in range(1 if dataset == "shenzhen" else int(rng.integers(1, 4))):
-                rows.append({"dataset": dataset, "image_id": f"{dataset}{p}_{k}", "patient_id": str(p), "label": label})
-    return pd.DataFrame(rows)
-
-
-def test_split_by_patient_no_leakage_stratified_and_deterministic():
-    df = _toy_manifest()
-    a = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=3)
-    b = split_by_patient(df.sample(frac=1.0, random_state=1), ratios=(0.8, 0.1, 0.1), seed=3)
-    sides = a.groupby(["dataset", "patient_id"])["split"].nunique()
-    assert (sides == 1).all()  # zero patient leakage
-    merged = a.merge(b[["dataset", "image_id", "split"]], on=["dataset", "image_id"], suffixes=("", "_b"))
-    assert (merged["split"] == merged["split_b"]).all()  # row order does not matter
-    for label, part in a.groupby("label"):
-        share = part["split"].value_counts(normalize=True)
-        assert 0.65 <= share["train"] <= 0.9, label
-        assert share.get("val", 0) > 0 and share.get("test", 0) > 0, label
-    c = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=4)
-    assert not (c.sort_values("image_id")["split"].values == a.sort_values("image_id")["split"].values).all()
-
-
-def test_split_tiny_data_fills_every_split_and_checks_ratios():
-    df = pd.DataFrame({"dataset": "shenzhen", "image_id": list("abcd"), "patient_id": list("abcd"),
-                       "label": ["normal", "normal", "tuberculosis", "tuberculosis"]})
-    out = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=0)
-    assert set(out["split"]) == {"train", "val", "test"}
-    with pytest.raises(ValueError, match="sum"):
-        split_by_patient(df, ratios=(0.8, 0.3, 0.1))
-
-
-def test_combine_and_split_writes_parquet_and_refuses_duplicates(tmp_path):
-    df = _toy_manifest()
-    paths = []
-    for dataset, part in df.groupby("dataset"):
-        paths.append(tmp_path / f"{dataset}.parquet")
-        part.to_parquet(paths[-1], index=False)
-    out = combine_and_split(paths, tmp_path / "dataset.parquet", ratios=(0.8, 0.1, 0.1), seed=1)
-    assert len(out) == len(df)
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dataset.parquet"), out)
-    with pytest.raises(ValueError, match="duplicate"):
-        combine_and_split(paths + paths[:1], tmp_path / "again.parquet")
-
-
-def test_darwin_2_document_and_malformed_polygon(tmp_path):
-    from fixtures_layouts import TWO_LUNGS_AREA, lungs, radiograph, write
-
+def test_darwin_2_document_and_malformed_polygon(tmp_path, layouts):
+    lungs, radiograph, write, rect = layouts.lungs, layouts.radiograph, layouts.write, layouts.rect
     root = tmp_path / "v7"
     left, right = lungs(48, 64)
     for name in ("v2doc", "malformed"):
@@ -245,5 +184,5 @@ def test_darwin_2_document_and_malformed_polygon(tmp_path):
     (root / "annotations" / "malformed.json").write_text(json.dumps(bad))
     result = ingest_dataset("v7", root, tmp_path / "out")
     assert result.counts == {"pneumonia": 1}
-    assert int(io.read_mask(tmp_path / "out" / "masks" / "v2doc.png").sum()) == TWO_LUNGS_AREA
+    assert int(io.read_mask(tmp_path / "out" / "masks" / "v2doc.png").sum()) == layouts.TWO_LUNGS_AREA
     assert "malformed polygon" in _reason(result.rejects, "malformed")

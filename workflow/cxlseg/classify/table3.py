@@ -101,10 +101,10 @@ def all_labels_table(runs: Sequence[dict]) -> pd.DataFrame:
     return table
 
 
-def _preamble(title: str, runs: Sequence[dict]) -> list[str]:
-    """Title, the settings the runs share, and what makes a cell n/a."""
+def _preamble(title: str, runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
+    """Title, the settings the runs share, and what makes a cell of `labels` n/a."""
     settings = runs[0]["settings"]
-    fallbacks = sorted({c for r in runs for c, v in r["per_label"].items() if v["threshold_rule"] != "youden"})
+    fallbacks = [c for c in labels if any(r["per_label"][c]["threshold_rule"] != "youden" for r in runs)]
     stops = ", ".join(f"{r['model']}/{r['input']} {r['best_epoch']}/{r['epochs_run']}" for r in runs)
     lines = [
         f"# {title}", "",
@@ -128,7 +128,7 @@ def table3_markdown(table: pd.DataFrame, runs: Sequence[dict], report_labels: Se
     """Table III as one markdown table per report label plus one for their mean."""
     first = runs[0]["per_label"]
     support = ", ".join(f"{c} {first[c]['n_test_positive']}/{first[c]['n_test']}" for c in report_labels)
-    lines = _preamble("Table III: classifiers on original vs segmented images", runs)
+    lines = _preamble("Table III: classifiers on original vs segmented images", runs, report_labels)
     lines += [f"Test positives / labelled images: {support}.", ""]
     for title, prefix in [(c, f"{c} ") for c in report_labels] + [("Mean over " + ", ".join(report_labels), "mean ")]:
         lines += [f"## {title}", "", "| model | input | " + " | ".join(METRICS) + " |",
@@ -143,7 +143,7 @@ def table3_markdown(table: pd.DataFrame, runs: Sequence[dict], report_labels: Se
 def all_labels_markdown(table: pd.DataFrame, runs: Sequence[dict]) -> str:
     """Every trained label: one markdown table per metric, labels down, runs across, their mean last."""
     names = [f"{r['model']} {r['input']}" for r in runs]
-    lines = _preamble("Table III, every trained label", runs)
+    lines = _preamble("Table III, every trained label", runs, runs[0]["labels"])
     for metric in METRICS:
         columns = [f"{n} {metric}" for n in names]
         lines += [f"## {metric}", "", "| label | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]

@@ -10,7 +10,10 @@ rule classify:
         predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
     params:
         mimic_root=lambda wc: mimic_root(),
-        classify=outcome_settings("classify"),  # rerun triggers; the script reads the whole validated config
+        # rerun triggers (the script reads the whole validated config); which runs exist and which labels the
+        # summary reports change no run's outputs
+        classify={k: v for k, v in outcome_settings("classify").items()
+                  if k not in ("enabled", "models", "report_labels")},
         seed=config["seed"],
     log:
         f"{R}/logs/classify/{{model}}_{{kind}}.log",

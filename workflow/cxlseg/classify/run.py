@@ -68,7 +68,7 @@ def train_and_evaluate(settings: ClassifySettings, model: str, input_kind: str, 
     per_label = evaluate_labels(cohort.labels, _part(cohort, "validate", scores), _part(cohort, "test", scores))
     metrics = {
         "model": model, "input": input_kind, "labels": list(cohort.labels),
-        "report_labels": list(settings.report_labels), "device": device.type, "amp": use_amp,
+        "device": device.type, "amp": use_amp,
         "settings": settings.outcome() | {"seed": seed},
         "counts": {s: len(parts[s]) for s in SPLITS} | {"skipped": len(skips.rows)},
         "history": history, "best_epoch": stopper.best_epoch or len(history), "epochs_run": len(history),

@@ -42,10 +42,11 @@ class ClassifySettings:
     max_train_batches: int | None
 
     def outcome(self) -> dict:
-        """The settings a run's outputs depend on (speed-only keys left out), as recorded in metrics.json."""
-        skip = speed_only_keys("classify")
+        """The settings a run's outputs depend on, as recorded in metrics.json (speed-only keys, the run list
+        and the report labels, which only the summary reads, left out)."""
+        skip = speed_only_keys("classify") | {"enabled", "models", "report_labels"}
         return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items() if k not in skip and k not in ("enabled", "models")}
+                for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 def check_run(settings: ClassifySettings, model: str, input_kind: str) -> None:

@@ -11,7 +11,6 @@ does nothing to a gray image and is left out).
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from ..io import ImageReadError, UnsafePathError, read_gray
 from ..preprocess import resize
 from .cohort import image_path
 
-log = logging.getLogger(__name__)
 
 RESIZE_MODES = ("pad", "stretch")
 

@@ -10,8 +10,10 @@ rule classify:
         predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
     params:
         mimic_root=lambda wc: mimic_root(),
-        classify=outcome_settings("classify"),
-        preprocess=config["preprocess"],
+        # rerun triggers (the script reads the whole validated config); which runs exist and which labels the
+        # summary reports change no run's outputs
+        classify={k: v for k, v in outcome_settings("classify").items()
+                  if k not in ("enabled", "models", "report_labels")},
         seed=config["seed"],
     log:
         f"{R}/logs/classify/{{model}}_{{kind}}.log",
@@ -35,7 +37,12 @@ rule classify_summary:
     output:
         table=report(f"{R}/classify/table3.csv", caption="../report/table3.rst", category="4. Classifier comparison"),
         markdown=f"{R}/classify/table3.md",
+        all_labels=report(f"{R}/classify/table3_all_labels.csv", caption="../report/table3_all_labels.rst",
+                          category="4. Classifier comparison"),
+        all_labels_markdown=f"{R}/classify/table3_all_labels.md",
         roc=report(f"{R}/classify/roc.png", caption="../report/roc.rst", category="4. Classifier comparison"),
+    params:
+        report_labels=config["classify"]["report_labels"],
     log:
         f"{R}/logs/classify/summary.log",
     conda:

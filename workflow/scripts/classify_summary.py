@@ -1,8 +1,9 @@
-"""Rule classify_summary: Table III and ROC curves from every classifier run."""
+"""Rule classify_summary: Table III (report labels and all labels) and ROC curves from every classifier run."""
 from pathlib import Path
 
-from cxlseg.io import log_to
 from cxlseg.classify import summarise
+from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
-    summarise([Path(p).parent for p in snakemake.input], Path(snakemake.output.table).parent)
+    summarise([Path(p).parent for p in snakemake.input], Path(snakemake.output.table).parent,
+              snakemake.params.report_labels)

@@ -1,0 +1,126 @@
+"""One (model, input) run: train on the train split, threshold on validate, evaluate on test.
+
+Each run writes its own folder (metrics.json, predictions.csv, skipped.csv) so Snakemake can run the
+pairs in parallel. The same seed gives both inputs the same initial weights, batch order and jitter,
+so the only difference between "original" and "segmented" is the image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..device import resolve_device, seed_everything
+from ..io import write_csv, write_json
+from ..mimic import SPLITS
+from .cohort import Labels, load_cohort
+from .engine import SkipLog, fit, make_loader, predict, recalibrate_batchnorm
+from .images import Augment, ImageDataset, ImageSource
+from .networks import create_classifier
+from .roc import evaluate_labels
+from .settings import ClassifySettings, check_run
+
+log = logging.getLogger(__name__)
+
+
+def run_name(model: str, input_kind: str) -> str:
+    """Folder name of one run, shared with the Snakemake rules."""
+    return f"{model}_{input_kind}"
+
+
+def train_and_evaluate(settings: ClassifySettings, model: str, input_kind: str, *, cxlseg_dir: os.PathLike | str,
+                       mimic_root: os.PathLike | str, run_dir: os.PathLike | str, seed: int) -> dict:
+    """Train `model` on `input_kind` images and write run_dir/{metrics.json, predictions.csv, skipped.csv}.
+
+    predictions.csv holds the validate and test rows: per label its 0/1 target (NaN when ignored)
+    and score (NaN when the image could not be read).
+    """
+    check_run(settings, model, input_kind)
+    cohort = load_cohort(cxlseg_dir, settings.labels, settings.uncertain)
+    device = resolve_device(settings.device)
+    use_amp = settings.amp and device.type == "cuda"
+    parts = _datasets(cohort, settings, ImageSource(input_kind, str(cxlseg_dir), str(mimic_root),
+                                                    settings.input_size, settings.resize))
+    if len(parts["train"]) < 2:
+        raise ValueError(f"{cxlseg_dir}: the train split has {len(parts['train'])} image(s); need at least 2")
+    log.info("%s on %s images: %s; device %s%s", model, input_kind,
+             ", ".join(f"{s} {len(parts[s])}" for s in SPLITS), device, " (AMP)" if use_amp else "")
+
+    seed_everything(seed)
+    net = create_classifier(model, len(cohort.labels), in_channels=settings.channels,
+                            pretrained=settings.pretrained, hidden=settings.head_hidden).to(device)
+    skips = SkipLog(input_kind)
+    loaders = {s: make_loader(parts[s], settings.batch_size, s == "train", seed, settings.num_workers, device)
+               for s in SPLITS}
+    history, stopper = fit(net, loaders["train"], loaders["validate"], device, use_amp, skips,
+                           epochs=settings.epochs, patience=settings.patience, lr=settings.lr,
+                           max_train_batches=settings.max_train_batches, desc=run_name(model, input_kind))
+    if settings.recalibrate_bn:
+        plain_train = make_loader(parts["train"].unjittered(), settings.batch_size, True, seed,
+                                  settings.num_workers, device)
+        recalibrate_batchnorm(net, plain_train, device, use_amp, skips, settings.max_train_batches)
+    scores = {s: predict(net, loaders[s], device, use_amp, skips, s) for s in ("validate", "test")}
+    per_label = evaluate_labels(cohort.labels, _part(cohort, "validate", scores), _part(cohort, "test", scores))
+    metrics = {
+        "model": model, "input": input_kind, "labels": list(cohort.labels),
+        "device": device.type, "amp": use_amp,
+        "settings": settings.outcome() | {"seed": seed},
+        "counts": {s: len(parts[s]) for s in SPLITS} | {"skipped": len(skips.rows)},
+        "history": history, "best_epoch": stopper.best_epoch or len(history), "epochs_run": len(history),
+        "per_label": per_label,
+    }
+    _write_run(Path(run_dir), metrics, _predictions(cohort, scores), skips.frame())
+    return metrics
+
+
+def _datasets(cohort: Labels, settings: ClassifySettings, source: ImageSource) -> dict[str, ImageDataset]:
+    """One dataset per split; only the train split is jittered."""
+    augment = Augment(settings.brightness, tuple(settings.contrast)) if settings.augment else None
+    out = {}
+    for split in SPLITS:
+        rows = cohort.rows(split)
+        out[split] = ImageDataset(cohort.frame[rows], cohort.targets[rows], cohort.mask[rows], source,
+                                  settings.channels, augment if split == "train" else None)
+    return out
+
+
+def _part(cohort: Labels, split: str, scores: dict[str, np.ndarray]):
+    rows = cohort.rows(split)
+    return cohort.targets[rows], cohort.mask[rows], scores[split]
+
+
+def _predictions(cohort: Labels, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    parts = []
+    for split, split_scores in scores.items():
+        rows = cohort.rows(split)
+        part = cohort.frame.loc[rows, ["dicom_id", "subject_id", "study_id", "split"]].reset_index(drop=True)
+        targets = np.where(cohort.mask[rows] > 0, cohort.targets[rows], np.nan)
+        for c, name in enumerate(cohort.labels):
+            part[f"{name}_label"] = targets[:, c]
+            part[f"{name}_score"] = split_scores[:, c]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_run(run_dir: Path, metrics: dict, predictions: pd.DataFrame, skipped: pd.DataFrame) -> None:
+    """metrics.json last: it is the rule's marker output, present only when the rest is."""
+    write_csv(predictions, run_dir / "predictions.csv")
+    write_csv(skipped, run_dir / "skipped.csv")
+    write_json(run_dir / "metrics.json", nan_to_none(metrics))
+
+
+def nan_to_none(obj):
+    """Strict JSON has no NaN; missing metrics become null."""
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+

@@ -1,0 +1,203 @@
+"""Table III from the run folders: the paper's four labels (and their mean), every trained label, ROC curves.
+
+table3.csv/md is the paper's table: per report label accuracy, sensitivity, specificity and AUC, and
+their mean over the report labels. table3_all_labels.csv/md has one row per trained label (the
+authors trained and evaluated all 14), one column per (run, metric).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..io import atomic_path, read_json, write_bytes, write_csv, write_text
+from .cohort import INPUT_KINDS
+from .engine import SKIPPED_COLUMNS
+from .roc import METRICS, auc, mean_metrics, roc_curve
+from .run import run_name
+from .settings import check_report_labels
+
+Run = tuple[Path, dict]  # (run folder, its metrics.json)
+
+
+def summarise(run_dirs: Iterable[os.PathLike | str], out_dir: os.PathLike | str,
+              report_labels: Sequence[str]) -> pd.DataFrame:
+    """Write table3.{csv,md}, table3_all_labels.{csv,md}, roc.png, skipped.csv and predictions_<run>.csv."""
+    out_dir = Path(out_dir)
+    runs = read_runs(run_dirs)
+    report_labels = tuple(report_labels)
+    check_report_labels(runs[0][1]["labels"], report_labels)
+    metrics = [m for _, m in runs]
+    table = table3(metrics, report_labels)
+    write_csv(table, out_dir / "table3.csv")
+    write_text(out_dir / "table3.md", table3_markdown(table, metrics, report_labels))
+    every = all_labels_table(metrics)
+    write_csv(every, out_dir / "table3_all_labels.csv")
+    write_text(out_dir / "table3_all_labels.md", all_labels_markdown(every, metrics))
+    write_csv(_merged_skipped([d for d, _ in runs]), out_dir / "skipped.csv")
+    plot_roc(_copy_predictions(runs, out_dir), report_labels, out_dir / "roc.png")
+    return table
+
+
+def read_runs(run_dirs: Iterable[os.PathLike | str]) -> list[Run]:
+    """(run folder, metrics.json) pairs; every run must have learned the same labels."""
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.is_file():
+            raise FileNotFoundError(f"{metrics_path}: run metrics not found")
+        runs.append((run_dir, read_json(metrics_path)))
+    if not runs:
+        raise ValueError("summarise needs at least one run folder")
+    for run_dir, metrics in runs[1:]:
+        if metrics["labels"] != runs[0][1]["labels"]:
+            raise ValueError(f"{run_dir}: labels {metrics['labels']} differ from {runs[0][0]}'s {runs[0][1]['labels']}")
+    return runs
+
+
+def _copy_predictions(runs: Sequence[Run], out_dir: Path) -> dict[tuple[str, str], pd.DataFrame]:
+    """Each run's predictions.csv next to the table (one place to look) and read back for the ROC figure."""
+    predictions = {}
+    for run_dir, metrics in runs:
+        source = run_dir / "predictions.csv"
+        write_bytes(out_dir / f"predictions_{run_name(metrics['model'], metrics['input'])}.csv", source.read_bytes())
+        predictions[(metrics["model"], metrics["input"])] = pd.read_csv(source, dtype={"dicom_id": str})
+    return predictions
+
+
+def _merged_skipped(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(d / "skipped.csv", dtype=str) for d in run_dirs if (d / "skipped.csv").is_file()]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=SKIPPED_COLUMNS)
+    return pd.concat(frames, ignore_index=True).drop_duplicates().reset_index(drop=True)
+
+
+def table3(runs: Iterable[dict], report_labels: Sequence[str]) -> pd.DataFrame:
+    """One row per (model, input): each report label's metrics, then their mean over the report labels."""
+    rows = []
+    for metrics in runs:
+        row = {"model": metrics["model"], "input": metrics["input"], "n_test": metrics["counts"]["test"]}
+        for name in report_labels:
+            row.update({f"{name} {m}": _float(metrics["per_label"][name][m]) for m in METRICS})
+        row.update({f"mean {m}": v for m, v in mean_metrics(metrics["per_label"], report_labels).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def all_labels_table(runs: Sequence[dict]) -> pd.DataFrame:
+    """One row per trained label; columns '<model> <input> <metric>' for every run."""
+    labels = runs[0]["labels"]
+    table = pd.DataFrame({"label": labels})
+    for metrics in runs:
+        run = f"{metrics['model']} {metrics['input']}"
+        for metric in METRICS:
+            table[f"{run} {metric}"] = [_float(metrics["per_label"][name][metric]) for name in labels]
+    return table
+
+
+def _preamble(title: str, runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
+    """Title, the settings the runs share, and what makes a cell of `labels` n/a."""
+    settings = runs[0]["settings"]
+    fallbacks = [c for c in labels if any(r["per_label"][c]["threshold_rule"] != "youden" for r in runs)]
+    stops = ", ".join(f"{r['model']}/{r['input']} {r['best_epoch']}/{r['epochs_run']}" for r in runs)
+    lines = [
+        f"# {title}", "",
+        f"Test split; thresholds by Youden's J on the validate split. {len(runs[0]['labels'])} sigmoid outputs, "
+        f"input {settings['input_size']} px ({settings['resize']}), {settings['channels']} channel(s), "
+        f"up to {settings['epochs']} epoch(s) with early stopping (patience {settings['patience']}) on the "
+        f"validation loss, batch {settings['batch_size']}, Adam lr {settings['lr']}, "
+        f"{'ImageNet-pretrained' if settings['pretrained'] else 'from scratch'}, "
+        f"augmentation {'on' if settings['augment'] else 'off'}, uncertain labels -> {settings['uncertain']}.", "",
+        f"Epoch kept / epochs run: {stops}.", "",
+        "n/a: not computable (no positives or no negatives in the split). Means average the labels where the "
+        "metric exists.", "",
+    ]
+    if fallbacks:
+        lines += [f"Threshold 0.5 instead of Youden's J (validate split lacks positives or negatives): "
+                  f"{', '.join(fallbacks)}.", ""]
+    return lines
+
+
+def table3_markdown(table: pd.DataFrame, runs: Sequence[dict], report_labels: Sequence[str]) -> str:
+    """Table III as one markdown table per report label plus one for their mean."""
+    first = runs[0]["per_label"]
+    support = ", ".join(f"{c} {first[c]['n_test_positive']}/{first[c]['n_test']}" for c in report_labels)
+    lines = _preamble("Table III: classifiers on original vs segmented images", runs, report_labels)
+    lines += [f"Test positives / labelled images: {support}.", ""]
+    for title, prefix in [(c, f"{c} ") for c in report_labels] + [("Mean over " + ", ".join(report_labels), "mean ")]:
+        lines += [f"## {title}", "", "| model | input | " + " | ".join(METRICS) + " |",
+                  "|---|---|" + "---:|" * len(METRICS)]
+        for _, row in table.iterrows():
+            lines.append(f"| {row['model']} | {row['input']} | " + " | ".join(_fmt(row[prefix + m]) for m in METRICS)
+                         + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def all_labels_markdown(table: pd.DataFrame, runs: Sequence[dict]) -> str:
+    """Every trained label: one markdown table per metric, labels down, runs across, their mean last."""
+    names = [f"{r['model']} {r['input']}" for r in runs]
+    lines = _preamble("Table III, every trained label", runs, runs[0]["labels"])
+    for metric in METRICS:
+        columns = [f"{n} {metric}" for n in names]
+        lines += [f"## {metric}", "", "| label | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for _, row in table.iterrows():
+            lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[c]) for c in columns) + " |")
+        means = [_fmt(_nanmean(table[c])) for c in columns]
+        lines += ["| *mean* | " + " | ".join(means) + " |", ""]
+    return "\n".join(lines)
+
+
+def plot_roc(predictions: dict[tuple[str, str], pd.DataFrame], labels: Sequence[str], path: os.PathLike | str) -> None:
+    """ROC curves on the test split: one panel per (model, label), original vs segmented overlaid."""
+    models = list(dict.fromkeys(m for m, _ in predictions))
+    fig = Figure(figsize=(3.0 * len(labels), 3.0 * len(models)))
+    axes = fig.subplots(len(models), len(labels), squeeze=False)
+    for r, model in enumerate(models):
+        for c, name in enumerate(labels):
+            ax = axes[r][c]
+            ax.plot([0, 1], [0, 1], color="0.8", lw=0.8, ls="--")
+            for input_kind in INPUT_KINDS:
+                if (model, input_kind) in predictions:
+                    _plot_one_roc(ax, predictions[(model, input_kind)], name, input_kind)
+            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=f"{model}: {name}")  # curves on the frame show
+            ax.title.set_fontsize(8)
+            if r == len(models) - 1:
+                ax.set_xlabel("1 - specificity")
+            if c == 0:
+                ax.set_ylabel("sensitivity")
+            ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def _plot_one_roc(ax, frame: pd.DataFrame, name: str, input_kind: str) -> None:
+    test = frame[frame["split"] == "test"]
+    keep = test[f"{name}_label"].notna() & test[f"{name}_score"].notna()
+    y, score = test.loc[keep, f"{name}_label"].to_numpy(), test.loc[keep, f"{name}_score"].to_numpy()
+    color = {"original": "tab:blue", "segmented": "tab:red"}[input_kind]
+    if y.size == 0 or y.min() == y.max():
+        ax.plot([], [], color=color, label=f"{input_kind}: n/a (one class only)")
+        return
+    fpr, tpr, _ = roc_curve(y, score)
+    ax.plot(fpr, tpr, color=color, lw=1.2, label=f"{input_kind}: AUC {auc(y, score):.3f}")
+
+
+def _nanmean(values: pd.Series) -> float:
+    finite = values[np.isfinite(values.to_numpy(dtype=float))]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def _float(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"

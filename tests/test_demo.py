@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from cxlseg import io
-from cxlseg.demo import (CHEXPERT_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec,
-                         generate_demo, paths_to_mask)
+from cxlseg.config import ConfigError, section_defaults, validate_config
+from cxlseg.demo import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
+from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
 
 TINY = dict(n_shenzhen=4, n_montgomery=3, n_v7=7, n_mimic_subjects=5, shenzhen_side=(120, 160),
             montgomery_long_side=(120, 170), v7_side=(110, 150), mimic_long_side=(120, 220))
@@ -21,7 +22,7 @@ TINY = dict(n_shenzhen=4, n_montgomery=3, n_v7=7, n_mimic_subjects=5, shenzhen_s
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    summary = generate_demo(root, DemoSpec(seed=3, **TINY))
+    summary = generate_demo(root, DemoSpec.default(seed=3, **TINY))
     return root, summary
 
 
@@ -155,7 +156,7 @@ def test_mimic_tables_have_exact_columns(mimic):
     assert set(meta["PatientOrientationCodeSequence_CodeMeaning"]) <= {"Erect", "Recumbent", ""}
     assert all(re.fullmatch(r"2[12]\d{2}(0[1-9]|1[0-2])\d{2}", d) for d in meta["StudyDate"])
     assert all(re.fullmatch(r"\d{1,6}\.\d{1,3}", t) for t in meta["StudyTime"])
-    values = set(chexpert[CHEXPERT_COLUMNS].to_numpy().ravel())
+    values = set(chexpert[list(CHEXPERT_COLUMNS)].to_numpy().ravel())
     assert values <= {"1.0", "0.0", "-1.0", ""} and {"1.0", "0.0", ""} <= values
 
 
@@ -263,11 +264,11 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def test_same_spec_same_bytes(tmp_path):
     spec = dict(TINY, n_shenzhen=3, n_montgomery=2, n_v7=6, n_mimic_subjects=4)
-    generate_demo(tmp_path / "a", DemoSpec(seed=5, **spec))
-    generate_demo(tmp_path / "b", DemoSpec(seed=5, **spec))
+    generate_demo(tmp_path / "a", DemoSpec.default(seed=5, **spec))
+    generate_demo(tmp_path / "b", DemoSpec.default(seed=5, **spec))
     a, b = tree_digest(tmp_path / "a"), tree_digest(tmp_path / "b")
     assert a == b and len(a) > 40
-    generate_demo(tmp_path / "c", DemoSpec(seed=6, **spec))
+    generate_demo(tmp_path / "c", DemoSpec.default(seed=6, **spec))
     assert tree_digest(tmp_path / "c") != a
 
 
@@ -277,27 +278,39 @@ def test_same_spec_same_bytes(tmp_path):
     ({"mimic_long_side": (900, 600)}, "mimic_long_side"),
     ({"finding_rate": 1.5}, "finding_rate"),
 ])
-def test_bad_spec_is_named(tmp_path, bad, message):
+def test_bad_spec_is_named(bad, message):
     with pytest.raises(ValueError, match=message):
-        generate_demo(tmp_path, DemoSpec(**bad))
+        DemoSpec.default(**bad)
 
 
-def test_spec_from_config_dict():
-    spec = DemoSpec.from_dict({"seed": 9, "mimic_long_side": [700, 900], "n_v7": 8})
+def test_spec_from_config_section():
+    section = section_defaults("demo") | {"seed": 9, "mimic_long_side": [700, 900], "n_v7": 8}
+    spec = DemoSpec.from_config(section)
     assert spec.seed == 9 and spec.mimic_long_side == (700, 900) and spec.n_v7 == 8
-    with pytest.raises(ValueError, match="n_imgs"):
-        DemoSpec.from_dict({"n_imgs": 3})
+    with pytest.raises(ConfigError, match="n_imgs"):
+        validate_config({"demo": {"n_imgs": 3}})
+
+
+def test_every_spec_field_is_a_schema_key_with_its_default():
+    """Defaults live in the schema only: DemoSpec has none of its own, and the schema has no key DemoSpec lacks."""
+    section = section_defaults("demo")
+    spec = DemoSpec.default()
+    assert set(section) - {"enabled", "out"} == set(spec.__dataclass_fields__)
+    assert {k: getattr(spec, k) for k in spec.__dataclass_fields__} == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ("enabled", "out")}
+    with pytest.raises(TypeError):
+        DemoSpec()  # no hidden defaults
 
 
 def test_regenerating_replaces_the_old_demo_but_not_foreign_data(tmp_path):
     small = dict(TINY, n_shenzhen=3, n_montgomery=2, n_v7=6, n_mimic_subjects=4)
-    generate_demo(tmp_path / "demo", DemoSpec(seed=1, **dict(small, n_shenzhen=5)))
-    generate_demo(tmp_path / "demo", DemoSpec(seed=1, **small))
+    generate_demo(tmp_path / "demo", DemoSpec.default(seed=1, **dict(small, n_shenzhen=5)))
+    generate_demo(tmp_path / "demo", DemoSpec.default(seed=1, **small))
     assert len(list((tmp_path / "demo" / "shenzhen" / "CXR_png").glob("*.png"))) == 3
     (tmp_path / "demo" / "demo.json").unlink()  # what Snakemake does to a rule's outputs before a rerun
-    generate_demo(tmp_path / "demo", DemoSpec(seed=1, **small))
+    generate_demo(tmp_path / "demo", DemoSpec.default(seed=1, **small))
     foreign = tmp_path / "data"
     (foreign / "keep").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="no demo.json"):
-        generate_demo(foreign, DemoSpec(**small))
+        generate_demo(foreign, DemoSpec.default(**small))
     assert (foreign / "keep").is_dir()

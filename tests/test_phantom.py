@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cxlseg.phantom import FINDINGS, SUPPORT_DEVICES, render_phantom, to_uint16
+from cxlseg.demo import FINDINGS, SUPPORT_DEVICES, render_phantom, to_uint16
 
 SIZE = (320, 288)
 

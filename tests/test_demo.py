@@ -14,6 +14,8 @@ from cxlseg import io
 from cxlseg.config import ConfigError, section_defaults, validate_config
 from cxlseg.demo import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
 from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
+from cxlseg.mimic import image_relpath, report_relpath
+from cxlseg.reports import extract_report
 
 TINY = dict(n_shenzhen=4, n_montgomery=3, n_v7=7, n_mimic_subjects=5, shenzhen_side=(120, 160),
             montgomery_long_side=(120, 170), v7_side=(110, 150), mimic_long_side=(120, 220))
@@ -205,8 +207,12 @@ def test_mimic_reports_and_labels(mimic):
         if f"s{row.study_id}" in summary["studies_without_report"]:
             assert not report.exists()
             continue
-        reported.add(row.study_id)
         text = report.read_text()
+        if f"s{row.study_id}" in summary["studies_with_empty_report"]:
+            assert extract_report(text) == ("", "none")
+            continue
+        reported.add(row.study_id)
+        assert extract_report(text)[0], text
         assert "FINAL REPORT" in text.splitlines()[0] or text.startswith(" WET READ")
         headers = re.findall(r"^ ([A-Z][A-Z ]+):", text, flags=re.M)
         assert "EXAMINATION" in headers
@@ -218,7 +224,44 @@ def test_mimic_reports_and_labels(mimic):
             if labels[column] in ("1.0", "-1.0"):
                 assert word in lower, (column, text)
     assert len(summary["studies_without_report"]) >= 2
-    assert set(chexpert["study_id"]) == reported
+    assert set(chexpert["study_id"]) == reported  # no labels where no report text exists
+
+
+def test_empty_report_study(mimic):
+    """A report file with header sections only: nothing to extract, so the pipeline must drop the study."""
+    base, summary, meta, chexpert, _ = mimic
+    assert len(summary["studies_with_empty_report"]) == 1
+    assert not set(summary["studies_with_empty_report"]) & set(summary["studies_without_report"])
+    study_id = summary["studies_with_empty_report"][0].removeprefix("s")
+    rows = meta[meta["study_id"] == study_id]
+    text = (base / report_relpath(rows["subject_id"].iloc[0], study_id)).read_text()
+    assert extract_report(text) == ("", "none")
+    assert re.findall(r"^ ([A-Z][A-Z ]+):", text, flags=re.M) == ["EXAMINATION", "INDICATION", "TECHNIQUE"]
+    assert rows["ViewPosition"].isin(["PA", "AP"]).any()  # it has frontal images the selection would pick
+    assert not set(rows["dicom_id"]) & set(summary["mislabelled_views"])
+    assert study_id not in set(chexpert["study_id"])
+
+
+def test_mislabelled_views(demo, mimic):
+    """Lateral and CT renders whose ViewPosition says PA/AP, in studies with a real report: selected for
+    segmentation unless a view check catches them; no ground-truth lung mask."""
+    root, _ = demo
+    base, summary, meta, chexpert, _ = mimic
+    mislabelled = summary["mislabelled_views"]
+    assert sorted(mislabelled.values()) == ["CT", "CT", "LATERAL", "LATERAL"]
+    rows = meta[meta["dicom_id"].isin(mislabelled)]
+    assert len(rows) == 4 and set(rows["ViewPosition"]) <= {"PA", "AP"}
+    dropped = set(summary["studies_without_report"]) | set(summary["studies_with_empty_report"])
+    special = {d for k in ("corrupt", "truncated", "missing", "rgb") for d in summary[k]}
+    for row in rows.itertuples():
+        assert f"s{row.study_id}" not in dropped and row.dicom_id not in special
+        assert row.study_id in set(chexpert["study_id"])
+        assert extract_report((base / report_relpath(row.subject_id, row.study_id)).read_text())[0]
+        pixels = decode(base / image_relpath(row.subject_id, row.study_id, row.dicom_id))
+        assert pixels.shape == (int(row.Rows), int(row.Columns)) and pixels.std() > 20
+        if mislabelled[row.dicom_id] == "CT":  # an axial slice: air around a body ellipse, dark corners
+            assert pixels[:4, :4].mean() < 40 and pixels[:4, -4:].mean() < 40
+        assert not (root / "mimic-truth" / f"{row.dicom_id}.png").exists()
 
 
 def test_report_variants_across_seeds():
@@ -236,10 +279,11 @@ def test_report_variants_across_seeds():
 
 
 def test_truth_masks_for_every_frontal_image(demo, mimic):
+    """Every true PA/AP film has its mask, the broken ones included; the mislabelled lateral/CT renders none."""
     root, _, = demo
-    _, _, meta, _, _ = mimic
+    _, summary, meta, _, _ = mimic
     truth = root / "mimic-truth"
-    frontal = meta[meta["ViewPosition"].isin(["PA", "AP"])]
+    frontal = meta[meta["ViewPosition"].isin(["PA", "AP"]) & ~meta["dicom_id"].isin(summary["mislabelled_views"])]
     assert {p.stem for p in truth.glob("*.png")} == set(frontal["dicom_id"])
     for row in frontal.itertuples():
         assert assert_binary_mask(truth / f"{row.dicom_id}.png", (int(row.Rows), int(row.Columns))).any()
@@ -251,6 +295,11 @@ def test_summary_file(demo):
     assert saved["seed"] == 3 and saved["spec"]["n_v7"] == TINY["n_v7"]
     assert saved["corrupt"] == summary["corrupt"] and len(saved["corrupt"]) == len(saved["truncated"]) == 1
     assert saved["mimic"]["images"] == len(pd.read_csv(root / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-metadata.csv.gz"))
+    chexpert = pd.read_csv(root / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-chexpert.csv.gz")
+    assert saved["mimic"]["reports"] == {"with_text": len(chexpert), "empty": 1, "absent": 2}
+    assert saved["mimic"]["truth_masks"] == len(list((root / "mimic-truth").glob("*.png")))
+    assert saved["studies_with_empty_report"] == summary["studies_with_empty_report"]
+    assert saved["mislabelled_views"] == summary["mislabelled_views"]
     assert str(root) not in (root / "demo.json").read_text()  # no absolute paths: bytes stay reproducible
 
 

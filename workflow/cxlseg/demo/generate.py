@@ -19,7 +19,10 @@ LAYOUT_NOTES = [
     "MIMIC reports are kept beside the study folders (files/pXX/pNNNNNNNN/sNNNNNNNN.txt); "
     "the real archive ships them separately as mimic-cxr-reports.",
     "mimic-truth/<dicom_id>.png: true lung mask (0/255, original size) of every PA/AP image, "
-    "including the corrupt, truncated, missing and RGB ones.",
+    "including the corrupt, truncated, missing and RGB ones, except the mislabelled_views "
+    "(lateral or CT renders whose ViewPosition says PA/AP: no lung mask makes sense for them).",
+    "studies_with_empty_report: the report file exists but holds header sections only, so no report text "
+    "can be extracted; like studies_without_report these studies have no CheXpert row.",
     "Masks cover the aerated lung including the part behind the heart; a pleural effusion's fluid is not lung.",
     "Montgomery leftMask is the patient's left lung (image right).",
     "MIMIC CheXpert 1.0 and -1.0 for Atelectasis, Lung Lesion, Pleural Effusion and Pneumonia are drawn "
@@ -56,7 +59,7 @@ def generate_demo(out_dir: str | Path, spec: DemoSpec | None = None) -> dict:
         "v7": write_v7(out / "v7", spec),
         "mimic": mimic,
         # the cases later stages must survive, at the top level: corrupt, truncated, missing, rgb,
-        # studies_without_report, prefixes, absent_prefixes
+        # studies_without_report, studies_with_empty_report, mislabelled_views, prefixes, absent_prefixes
         **mimic.pop("special"),
         "layout_notes": LAYOUT_NOTES,
     }

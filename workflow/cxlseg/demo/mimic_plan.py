@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mimic import CHEXPERT_LABELS, SPLITS
+from ..mimic import CHEXPERT_LABELS, FRONTAL_VIEWS, SPLITS
 from .clutter import SUPPORT_DEVICES
 from .spec import DemoSpec, stream
 
 DRAWN_CLASSES = ("Atelectasis", "Lung Lesion", "Pleural Effusion", "Pneumonia")  # labels with visible findings
+# true views of the images whose ViewPosition says PA/AP (fodder for a view check before segmentation)
+MISLABELLED_VIEWS = ("LATERAL", "LATERAL", "CT", "CT")
+MIN_STUDIES = 11  # two without report, one empty report, four mislabelled-view hosts, four special images
 
 STUDY_TYPES = (  # (procedure, views, weight)
     ("CHEST (PA AND LAT)", ("PA", "LATERAL"), 0.40),
@@ -88,7 +91,7 @@ def _new_study(rng: np.random.Generator, spec: DemoSpec, subject: int, prefix: i
         "time": round(float(rng.integers(0, 24) * 10000 + rng.integers(0, 60) * 100 + rng.uniform(0, 60)), 3),
         "orientation": "Recumbent" if portable and rng.random() < 0.5 else "Erect",
         "devices": devices, "labels": _labels(rng, spec, devices),
-        "finding_seed": int(rng.integers(0, 2 ** 31)), "report": True,
+        "finding_seed": int(rng.integers(0, 2 ** 31)), "report": True, "empty_report": False,
         "images": [{"dicom_id": _dicom_id(rng), "view": v} for v in views],
     }
 
@@ -108,6 +111,40 @@ def _mark_special(rng: np.random.Generator, studies: list[dict]) -> dict:
     return special
 
 
+def _frontal_view(st: dict) -> str:
+    return next(im["view"] for im in st["images"] if im["view"] in FRONTAL_VIEWS)
+
+
+def _mislabel(rng: np.random.Generator, hosts: list[dict], seen: set) -> dict[str, str]:
+    """Append to four hosts one lateral or CT render whose ViewPosition copies the host's frontal view, PA and
+    AP in turn where the archive has both (each true view then hides behind each label)."""
+    roomy = [st for st in hosts if len(st["images"]) < 3]  # MIMIC studies hold 1..3 images
+    pool = roomy if len(roomy) >= len(MISLABELLED_VIEWS) else list(hosts)
+    mislabelled = {}
+    for k, true_view in enumerate(MISLABELLED_VIEWS):
+        wanted = [st for st in pool if _frontal_view(st) == ("PA", "AP")[k % 2]] or pool
+        st = wanted[int(rng.integers(len(wanted)))]
+        pool.remove(st)
+        dicom_id = _unique(rng, seen, _dicom_id)
+        st["images"].append({"dicom_id": dicom_id, "view": _frontal_view(st), "true_view": true_view,
+                             "stream": (7, k + 1)})
+        mislabelled[dicom_id] = true_view
+    return mislabelled
+
+
+def _mark_review_cases(rng: np.random.Generator, studies: list[dict]) -> dict:
+    """Four images labelled PA/AP are lateral or CT renders (in studies with a report); one study's report has
+    no extractable text (CXLSeg dropped such studies).  Drawn from their own stream after everything else, so
+    nothing else in the archive changes."""
+    seen = {im["dicom_id"] for st in studies for im in st["images"]}
+    mislabelled = _mislabel(rng, [st for st in studies if st["report"]], seen)
+    free = [st for st in studies if st["report"] and not any("true_view" in im for im in st["images"])]
+    clean = [st for st in free if not any("special" in im for im in st["images"])] or free
+    empty = clean[int(rng.integers(len(clean)))]
+    empty["empty_report"] = True
+    return {"studies_with_empty_report": [f"s{empty['study_id']}"], "mislabelled_views": mislabelled}
+
+
 def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
     """Subjects in a few p1x prefixes, 1..3 studies each, 1..3 images per study; and the special cases."""
     rng = stream(spec, 4, 0)
@@ -115,7 +152,7 @@ def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
     prefixes = sorted(int(p) for p in rng.choice(np.arange(10, 20), size=int(rng.integers(3, 8)), replace=False))[:n]
     splits = _subject_splits(rng, n)
     n_studies = [int(rng.integers(1, spec.max_studies_per_subject + 1)) for _ in range(n)]
-    for extra in range(max(0, 6 - sum(n_studies))):  # room for two report-less studies and four special images
+    for extra in range(max(0, MIN_STUDIES - sum(n_studies))):
         n_studies[extra % n] += 1
     weights = np.array([t[2] for t in STUDY_TYPES])
     forced = [STUDY_TYPES[0], STUDY_TYPES[2], STUDY_TYPES[5]]  # a LATERAL, an LL and a blank ViewPosition
@@ -133,6 +170,9 @@ def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
             studies.append(_new_study(rng, spec, subject, prefix, splits[s], date, kind, seen_studies))
             year += int(rng.integers(0, 2))
     special = _mark_special(rng, studies)
+    for index, im in enumerate((im for st in studies for im in st["images"]), start=1):
+        im["stream"] = (4, index)  # one random stream per image
+    special.update(_mark_review_cases(stream(spec, 6, 0), studies))
     special["prefixes"] = [f"p{p}" for p in prefixes]
     special["absent_prefixes"] = [f"p{p}" for p in range(10, 20) if p not in prefixes]
     return studies, special

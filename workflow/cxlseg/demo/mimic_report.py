@@ -98,6 +98,26 @@ def _sentences(rng: np.random.Generator, labels: dict, sites: dict[str, str]) ->
     return [f for part in parts for f in part[0]], [i for part in parts for i in part[1]]
 
 
+def _header(rng: np.random.Generator, study: dict) -> list[str]:
+    """FINAL REPORT, EXAMINATION and INDICATION: what every report starts with."""
+    lines = ["                                 FINAL REPORT", f" EXAMINATION:  {study['procedure']}", " "]
+    reason = str(rng.choice(["cough", "fever", "shortness of breath", "chest pain", "evaluate for pneumonia",
+                             "line placement", "preop"]))
+    return lines + [f" INDICATION:  ___{'MF'[int(rng.integers(2))]} with {reason}  // eval", " "]
+
+
+def _technique(study: dict) -> list[str]:
+    technique = {"AP": "Single portable AP view of the chest.", "PA": "Chest PA and lateral"}
+    frontal = next((im["view"] for im in study["images"] if im["view"] in ("PA", "AP")), "PA")
+    return [f" TECHNIQUE:  {technique[frontal]}", " "]
+
+
+def empty_report(rng: np.random.Generator, study: dict) -> str:
+    """A report with header sections only (no findings, impression, comparison or closing paragraph): nothing
+    for CXLSeg's report rules to extract, so the study is dropped like one without a report file."""
+    return "\n".join(_header(rng, study) + _technique(study)) + "\n"
+
+
 def mimic_report(rng: np.random.Generator, study: dict, sites: dict[str, str]) -> str:
     """A report in MIMIC-CXR's free-text format, with the section variants real reports have."""
     findings, impression = _sentences(rng, study["labels"], sites)
@@ -107,15 +127,9 @@ def mimic_report(rng: np.random.Generator, study: dict, sites: dict[str, str]) -
     if variant == "wet_read":
         lines += [f" WET READ: ___ ___ {int(rng.integers(1, 12))}:{int(rng.integers(10, 59))} PM",
                   "  " + (impression[0] if impression else "No acute process."), " ", " "]
-    lines += ["                                 FINAL REPORT"]
-    lines += [f" EXAMINATION:  {study['procedure']}", " "]
-    reason = str(rng.choice(["cough", "fever", "shortness of breath", "chest pain", "evaluate for pneumonia",
-                             "line placement", "preop"]))
-    lines += [f" INDICATION:  ___{'MF'[int(rng.integers(2))]} with {reason}  // eval", " "]
+    lines += _header(rng, study)
     if variant != "impression_only":
-        technique = {"AP": "Single portable AP view of the chest.", "PA": "Chest PA and lateral"}
-        frontal = next((im["view"] for im in study["images"] if im["view"] in ("PA", "AP")), "PA")
-        lines += [f" TECHNIQUE:  {technique[frontal]}", " "]
+        lines += _technique(study)
     comparison = str(rng.choice(["None.", "___", "Chest radiograph from ___."]))
     if variant == "comparison_only":
         lines += [f" COMPARISON:  {comparison}", " "]

@@ -181,6 +181,35 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
                    outline=outline, signal=signal, sites=sites, devices=tuple(devices))
 
 
+VIEW_LABELS = ("frontal", "lateral", "ct")
+
+
+def _view_sample(rng: np.random.Generator, label: str, size: int) -> np.ndarray:
+    """One film of the view at a random aspect and resolution, stretched to size x size as the pipeline does."""
+    view = {"frontal": str(rng.choice(["PA", "AP"])), "lateral": "LATERAL", "ct": "CT"}[label]
+    long_side = max(64, int(round(size * rng.uniform(1.0, 2.0))))
+    aspect = rng.uniform(0.8, 1.25)
+    height, width = (long_side, max(32, int(long_side / aspect))) if aspect >= 1 else \
+        (max(32, int(long_side * aspect)), long_side)
+    findings = {name: bool(rng.random() < 0.15) for name in FINDINGS} if label == "frontal" else {}
+    image = render_phantom(rng, height, width, findings=findings, view=view).image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def render_view_samples(n_per_view: int, size: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """A labelled set of phantom films, `n_per_view` each of "frontal" (PA or AP, some with findings),
+    "lateral" and "ct", as uint8 N x size x size: training data for a view classifier that keeps lateral
+    and CT images labelled PA/AP (the demo's mislabelled_views) out of segmentation.  Same seed, same set."""
+    if n_per_view < 1 or size < 16:
+        raise ValueError(f"need n_per_view >= 1 and size >= 16, got {n_per_view}, {size}")
+    images, labels = [], []
+    for v, label in enumerate(VIEW_LABELS):
+        for i in range(n_per_view):
+            images.append(_view_sample(np.random.default_rng([seed, v, i]), label, size))
+            labels.append(label)
+    return np.stack(images), labels
+
+
 def to_uint16(image: np.ndarray, rng: np.random.Generator, bits: int = 12) -> np.ndarray:
     """A deep-detector version of an image: `bits` of real data in a uint16 array.
 

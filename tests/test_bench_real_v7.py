@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxlseg.phantom import render_phantom
+from cxlseg.demo import render_phantom
 
 BENCH = Path(__file__).parent / "bench" / "bench_real_v7.py"
 

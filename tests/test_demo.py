@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 
 from cxlseg import io
-from cxlseg.demo import (CHEXPERT_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec,
-                         generate_demo, paths_to_mask)
+from cxlseg.config import ConfigError, section_defaults, validate_config
+from cxlseg.demo import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
+from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
+from cxlseg.mimic import image_relpath, report_relpath
+from cxlseg.reports import extract_report
 
 TINY = dict(n_shenzhen=4, n_montgomery=3, n_v7=7, n_mimic_subjects=5, shenzhen_side=(120, 160),
             montgomery_long_side=(120, 170), v7_side=(110, 150), mimic_long_side=(120, 220))
@@ -21,7 +24,7 @@ TINY = dict(n_shenzhen=4, n_montgomery=3, n_v7=7, n_mimic_subjects=5, shenzhen_s
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    summary = generate_demo(root, DemoSpec(seed=3, **TINY))
+    summary = generate_demo(root, DemoSpec.default(seed=3, **TINY))
     return root, summary
 
 
@@ -155,7 +158,7 @@ def test_mimic_tables_have_exact_columns(mimic):
     assert set(meta["PatientOrientationCodeSequence_CodeMeaning"]) <= {"Erect", "Recumbent", ""}
     assert all(re.fullmatch(r"2[12]\d{2}(0[1-9]|1[0-2])\d{2}", d) for d in meta["StudyDate"])
     assert all(re.fullmatch(r"\d{1,6}\.\d{1,3}", t) for t in meta["StudyTime"])
-    values = set(chexpert[CHEXPERT_COLUMNS].to_numpy().ravel())
+    values = set(chexpert[list(CHEXPERT_COLUMNS)].to_numpy().ravel())
     assert values <= {"1.0", "0.0", "-1.0", ""} and {"1.0", "0.0", ""} <= values
 
 
@@ -204,8 +207,12 @@ def test_mimic_reports_and_labels(mimic):
         if f"s{row.study_id}" in summary["studies_without_report"]:
             assert not report.exists()
             continue
-        reported.add(row.study_id)
         text = report.read_text()
+        if f"s{row.study_id}" in summary["studies_with_empty_report"]:
+            assert extract_report(text) == ("", "none")
+            continue
+        reported.add(row.study_id)
+        assert extract_report(text)[0], text
         assert "FINAL REPORT" in text.splitlines()[0] or text.startswith(" WET READ")
         headers = re.findall(r"^ ([A-Z][A-Z ]+):", text, flags=re.M)
         assert "EXAMINATION" in headers
@@ -217,7 +224,44 @@ def test_mimic_reports_and_labels(mimic):
             if labels[column] in ("1.0", "-1.0"):
                 assert word in lower, (column, text)
     assert len(summary["studies_without_report"]) >= 2
-    assert set(chexpert["study_id"]) == reported
+    assert set(chexpert["study_id"]) == reported  # no labels where no report text exists
+
+
+def test_empty_report_study(mimic):
+    """A report file with header sections only: nothing to extract, so the pipeline must drop the study."""
+    base, summary, meta, chexpert, _ = mimic
+    assert len(summary["studies_with_empty_report"]) == 1
+    assert not set(summary["studies_with_empty_report"]) & set(summary["studies_without_report"])
+    study_id = summary["studies_with_empty_report"][0].removeprefix("s")
+    rows = meta[meta["study_id"] == study_id]
+    text = (base / report_relpath(rows["subject_id"].iloc[0], study_id)).read_text()
+    assert extract_report(text) == ("", "none")
+    assert re.findall(r"^ ([A-Z][A-Z ]+):", text, flags=re.M) == ["EXAMINATION", "INDICATION", "TECHNIQUE"]
+    assert rows["ViewPosition"].isin(["PA", "AP"]).any()  # it has frontal images the selection would pick
+    assert not set(rows["dicom_id"]) & set(summary["mislabelled_views"])
+    assert study_id not in set(chexpert["study_id"])
+
+
+def test_mislabelled_views(demo, mimic):
+    """Lateral and CT renders whose ViewPosition says PA/AP, in studies with a real report: selected for
+    segmentation unless a view check catches them; no ground-truth lung mask."""
+    root, _ = demo
+    base, summary, meta, chexpert, _ = mimic
+    mislabelled = summary["mislabelled_views"]
+    assert sorted(mislabelled.values()) == ["CT", "CT", "LATERAL", "LATERAL"]
+    rows = meta[meta["dicom_id"].isin(mislabelled)]
+    assert len(rows) == 4 and set(rows["ViewPosition"]) <= {"PA", "AP"}
+    dropped = set(summary["studies_without_report"]) | set(summary["studies_with_empty_report"])
+    special = {d for k in ("corrupt", "truncated", "missing", "rgb") for d in summary[k]}
+    for row in rows.itertuples():
+        assert f"s{row.study_id}" not in dropped and row.dicom_id not in special
+        assert row.study_id in set(chexpert["study_id"])
+        assert extract_report((base / report_relpath(row.subject_id, row.study_id)).read_text())[0]
+        pixels = decode(base / image_relpath(row.subject_id, row.study_id, row.dicom_id))
+        assert pixels.shape == (int(row.Rows), int(row.Columns)) and pixels.std() > 20
+        if mislabelled[row.dicom_id] == "CT":  # an axial slice: air around a body ellipse, dark corners
+            assert pixels[:4, :4].mean() < 40 and pixels[:4, -4:].mean() < 40
+        assert not (root / "mimic-truth" / f"{row.dicom_id}.png").exists()
 
 
 def test_report_variants_across_seeds():
@@ -235,10 +279,11 @@ def test_report_variants_across_seeds():
 
 
 def test_truth_masks_for_every_frontal_image(demo, mimic):
+    """Every true PA/AP film has its mask, the broken ones included; the mislabelled lateral/CT renders none."""
     root, _, = demo
-    _, _, meta, _, _ = mimic
+    _, summary, meta, _, _ = mimic
     truth = root / "mimic-truth"
-    frontal = meta[meta["ViewPosition"].isin(["PA", "AP"])]
+    frontal = meta[meta["ViewPosition"].isin(["PA", "AP"]) & ~meta["dicom_id"].isin(summary["mislabelled_views"])]
     assert {p.stem for p in truth.glob("*.png")} == set(frontal["dicom_id"])
     for row in frontal.itertuples():
         assert assert_binary_mask(truth / f"{row.dicom_id}.png", (int(row.Rows), int(row.Columns))).any()
@@ -250,6 +295,11 @@ def test_summary_file(demo):
     assert saved["seed"] == 3 and saved["spec"]["n_v7"] == TINY["n_v7"]
     assert saved["corrupt"] == summary["corrupt"] and len(saved["corrupt"]) == len(saved["truncated"]) == 1
     assert saved["mimic"]["images"] == len(pd.read_csv(root / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-metadata.csv.gz"))
+    chexpert = pd.read_csv(root / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-chexpert.csv.gz")
+    assert saved["mimic"]["reports"] == {"with_text": len(chexpert), "empty": 1, "absent": 2}
+    assert saved["mimic"]["truth_masks"] == len(list((root / "mimic-truth").glob("*.png")))
+    assert saved["studies_with_empty_report"] == summary["studies_with_empty_report"]
+    assert saved["mislabelled_views"] == summary["mislabelled_views"]
     assert str(root) not in (root / "demo.json").read_text()  # no absolute paths: bytes stay reproducible
 
 
@@ -263,11 +313,11 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def test_same_spec_same_bytes(tmp_path):
     spec = dict(TINY, n_shenzhen=3, n_montgomery=2, n_v7=6, n_mimic_subjects=4)
-    generate_demo(tmp_path / "a", DemoSpec(seed=5, **spec))
-    generate_demo(tmp_path / "b", DemoSpec(seed=5, **spec))
+    generate_demo(tmp_path / "a", DemoSpec.default(seed=5, **spec))
+    generate_demo(tmp_path / "b", DemoSpec.default(seed=5, **spec))
     a, b = tree_digest(tmp_path / "a"), tree_digest(tmp_path / "b")
     assert a == b and len(a) > 40
-    generate_demo(tmp_path / "c", DemoSpec(seed=6, **spec))
+    generate_demo(tmp_path / "c", DemoSpec.default(seed=6, **spec))
     assert tree_digest(tmp_path / "c") != a
 
 
@@ -277,27 +327,39 @@ def test_same_spec_same_bytes(tmp_path):
     ({"mimic_long_side": (900, 600)}, "mimic_long_side"),
     ({"finding_rate": 1.5}, "finding_rate"),
 ])
-def test_bad_spec_is_named(tmp_path, bad, message):
+def test_bad_spec_is_named(bad, message):
     with pytest.raises(ValueError, match=message):
-        generate_demo(tmp_path, DemoSpec(**bad))
+        DemoSpec.default(**bad)
 
 
-def test_spec_from_config_dict():
-    spec = DemoSpec.from_dict({"seed": 9, "mimic_long_side": [700, 900], "n_v7": 8})
+def test_spec_from_config_section():
+    section = section_defaults("demo") | {"seed": 9, "mimic_long_side": [700, 900], "n_v7": 8}
+    spec = DemoSpec.from_config(section)
     assert spec.seed == 9 and spec.mimic_long_side == (700, 900) and spec.n_v7 == 8
-    with pytest.raises(ValueError, match="n_imgs"):
-        DemoSpec.from_dict({"n_imgs": 3})
+    with pytest.raises(ConfigError, match="n_imgs"):
+        validate_config({"demo": {"n_imgs": 3}})
+
+
+def test_every_spec_field_is_a_schema_key_with_its_default():
+    """Defaults live in the schema only: DemoSpec has none of its own, and the schema has no key DemoSpec lacks."""
+    section = section_defaults("demo")
+    spec = DemoSpec.default()
+    assert set(section) - {"enabled", "out"} == set(spec.__dataclass_fields__)
+    assert {k: getattr(spec, k) for k in spec.__dataclass_fields__} == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ("enabled", "out")}
+    with pytest.raises(TypeError):
+        DemoSpec()  # no hidden defaults
 
 
 def test_regenerating_replaces_the_old_demo_but_not_foreign_data(tmp_path):
     small = dict(TINY, n_shenzhen=3, n_montgomery=2, n_v7=6, n_mimic_subjects=4)
-    generate_demo(tmp_path / "demo", DemoSpec(seed=1, **dict(small, n_shenzhen=5)))
-    generate_demo(tmp_path / "demo", DemoSpec(seed=1, **small))
+    generate_demo(tmp_path / "demo", DemoSpec.default(seed=1, **dict(small, n_shenzhen=5)))
+    generate_demo(tmp_path / "demo", DemoSpec.default(seed=1, **small))
     assert len(list((tmp_path / "demo" / "shenzhen" / "CXR_png").glob("*.png"))) == 3
     (tmp_path / "demo" / "demo.json").unlink()  # what Snakemake does to a rule's outputs before a rerun
-    generate_demo(tmp_path / "demo", DemoSpec(seed=1, **small))
+    generate_demo(tmp_path / "demo", DemoSpec.default(seed=1, **small))
     foreign = tmp_path / "data"
     (foreign / "keep").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="no demo.json"):
-        generate_demo(foreign, DemoSpec(**small))
+        generate_demo(foreign, DemoSpec.default(**small))
     assert (foreign / "keep").is_dir()

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cxlseg.phantom import FINDINGS, SUPPORT_DEVICES, render_phantom, to_uint16
+from cxlseg.demo import FINDINGS, SUPPORT_DEVICES, render_phantom, render_view_samples, to_uint16
 
 SIZE = (320, 288)
 
@@ -157,3 +157,18 @@ def test_fast_enough():
     finally:
         cv2.setNumThreads(-1)
     assert sorted(times)[1] < 0.4, times  # ~0.13 s on one core; slack for a shared machine
+
+
+def test_view_samples_are_labelled_and_reproducible():
+    images, labels = render_view_samples(4, 48, seed=4)
+    assert images.shape == (12, 48, 48) and images.dtype == np.uint8
+    assert labels == ["frontal"] * 4 + ["lateral"] * 4 + ["ct"] * 4
+    assert np.array_equal(images, render_view_samples(4, 48, seed=4)[0])
+    other, other_labels = render_view_samples(4, 48, seed=5)
+    assert not np.array_equal(images, other)
+    # the views are learnable: a nearest-centroid classifier fit on one seed names the views of another
+    centroids = {v: images[[lab == v for lab in labels]].astype(float).mean(0) for v in set(labels)}
+    predicted = [min(centroids, key=lambda v: ((x.astype(float) - centroids[v]) ** 2).sum()) for x in other]
+    assert sum(p == t for p, t in zip(predicted, other_labels)) >= 11
+    with pytest.raises(ValueError):
+        render_view_samples(0, 48, seed=4)

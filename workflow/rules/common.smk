@@ -88,6 +88,7 @@ def get_final_output():
         f"{R}/qc/qc_report.md",
         f"{R}/models/comparison.md",
         f"{R}/training/counts.csv",
+        f"{R}/report/summary.html",
     ]
     if config["classify"]["enabled"]:
         outputs.append(f"{R}/classify/table3.md")

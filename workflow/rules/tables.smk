@@ -51,3 +51,30 @@ rule qc_report:
         "../../envs/segmentation.yaml"
     script:
         "../scripts/qc_report.py"
+
+
+rule run_report:
+    input:
+        tables=f"{R}/CXLSeg/summary.json",
+        qc=f"{R}/qc/qc_report.md",
+        selected=f"{R}/models/selected.json",
+        comparison=f"{R}/models/comparison.csv",
+        counts=f"{R}/training/counts.csv",
+        selection_summary=f"{R}/infer/selection_summary.json",
+        table3=[f"{R}/classify/table3.csv"] if config["classify"]["enabled"] else [],
+    output:
+        summary=report(f"{R}/report/summary.html", caption="../report/run_summary.rst", category="0. Summary"),
+        tables=report(f"{R}/report/tables.html", caption="../report/run_tables.rst", category="0. Summary"),
+        datasets=report(f"{R}/report/datasets.html", caption="../report/run_datasets.rst", category="0. Summary"),
+        samples=report(f"{R}/report/samples.jpg", caption="../report/run_samples.rst", category="0. Summary"),
+    params:
+        results=R,
+        demo=DEMO,
+        seed=config["seed"],
+        n_samples=12,
+    log:
+        f"{R}/logs/report/run_report.log",
+    conda:
+        "../../envs/segmentation.yaml"
+    script:
+        "../scripts/run_report.py"

@@ -16,10 +16,9 @@ from cxlseg import io
 from cxlseg.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
 from cxlseg.config import build_settings, default_config
 from cxlseg.ingest import ingest_dataset
-from fixtures_layouts import make_shenzhen, make_v7_json
 
 SIZE = 32
-VAL = {"CHNCXR_0003_0", "bacterial"}
+VALIDATE = {"CHNCXR_0003_0", "bacterial"}
 TEST = {"CHNCXR_0005_0", "healthy"}
 # train originals: normal 1, tuberculosis 2, covid19 2, pneumonia 2
 TARGETS = {"tuberculosis": 5, "normal": 4, "covid19": 7, "pneumonia": 1}
@@ -32,16 +31,16 @@ def settings(**changes) -> AugmentSettings:
 
 
 @pytest.fixture(scope="module")
-def store_inputs(tmp_path_factory):
+def store_inputs(tmp_path_factory, layouts):
     """Ingested Shenzhen + V7 fixtures with a fixed split and one train row whose image vanished."""
     base = tmp_path_factory.mktemp("store_inputs")
     roots = {"shenzhen": base / "shenzhen", "v7": base / "v7"}
     ingest_dirs = {"shenzhen": base / "ingest" / "shenzhen", "v7": base / "ingest" / "v7"}
-    make_shenzhen(roots["shenzhen"])
-    make_v7_json(roots["v7"])
+    layouts.make_shenzhen(roots["shenzhen"])
+    layouts.make_v7_json(roots["v7"])
     frames = [ingest_dataset(name, roots[name], ingest_dirs[name]).manifest for name in roots]
     df = pd.concat(frames, ignore_index=True)
-    df["split"] = ["val" if i in VAL else "test" if i in TEST else "train" for i in df["image_id"]]
+    df["split"] = ["validate" if i in VALIDATE else "test" if i in TEST else "train" for i in df["image_id"]]
     ghost = df[df["image_id"] == "CHNCXR_0001_0"].assign(image_id="CHNCXR_0077_1", patient_id="CHNCXR_0077",
                                                           label="tuberculosis", image_path="CXR_png/gone.png")
     df = pd.concat([df, ghost], ignore_index=True)
@@ -56,7 +55,7 @@ def _build(store_inputs, out, seed=5, paths=None, **changes):
                                 **(paths or {}))
 
 
-def test_store_meets_targets_exactly_and_keeps_val_test_original(store_inputs, tmp_path):
+def test_store_meets_targets_exactly_and_keeps_validate_test_original(store_inputs, tmp_path):
     counts = _build(store_inputs, tmp_path / "store")
     store = tmp_path / "store"
     table = pd.read_csv(store / "counts.csv")
@@ -67,7 +66,7 @@ def test_store_meets_targets_exactly_and_keeps_val_test_original(store_inputs, t
     assert train.loc["pneumonia", "originals"] == 2 and train.loc["pneumonia", "augmented"] == 0
     assert (table[table["split"] != "train"]["augmented"] == 0).all()
     assert counts["train"]["covid19"] == {"originals": 2, "augmented": 5, "total": 7}
-    for split in ("train", "val", "test"):
+    for split in ("train", "validate", "test"):
         index = pd.read_parquet(store / f"{split}_index.parquet")
         images = np.load(store / f"{split}_images.npy", mmap_mode="r")
         masks = np.load(store / f"{split}_masks.npy", mmap_mode="r")
@@ -84,9 +83,9 @@ def test_store_meets_targets_exactly_and_keeps_val_test_original(store_inputs, t
 
 def test_no_patient_on_two_sides_and_copies_keep_their_source(store_inputs, tmp_path):
     _build(store_inputs, tmp_path / "store")
-    idx = {s: pd.read_parquet(tmp_path / "store" / f"{s}_index.parquet") for s in ("train", "val", "test")}
+    idx = {s: pd.read_parquet(tmp_path / "store" / f"{s}_index.parquet") for s in ("train", "validate", "test")}
     keys = {s: set(zip(i["dataset"], i["patient_id"])) for s, i in idx.items()}
-    assert not keys["train"] & keys["val"] and not keys["train"] & keys["test"] and not keys["val"] & keys["test"]
+    assert not keys["train"] & keys["validate"] and not keys["train"] & keys["test"] and not keys["validate"] & keys["test"]
     train = idx["train"]
     originals = train[~train["augmented"]].set_index("image_id")
     copies = train[train["augmented"]]
@@ -99,7 +98,7 @@ def test_no_patient_on_two_sides_and_copies_keep_their_source(store_inputs, tmp_
 def test_same_inputs_give_byte_identical_store(store_inputs, tmp_path):
     _build(store_inputs, tmp_path / "a")
     _build(store_inputs, tmp_path / "b")
-    for name in ("train_images.npy", "train_masks.npy", "train_index.parquet", "val_images.npy",
+    for name in ("train_images.npy", "train_masks.npy", "train_index.parquet", "validate_images.npy",
                  "test_index.parquet", "counts.csv", "skipped.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     _build(store_inputs, tmp_path / "c", seed=6)
@@ -127,7 +126,7 @@ def test_disabled_keeps_originals_only_and_outputs_go_where_asked(store_inputs, 
     assert (tmp_path / "montage.png").is_file() and not (tmp_path / "s" / "counts.csv").exists()
     # the same originals, in the same order, as the augmented store's non-augmented rows
     _build(store_inputs, tmp_path / "aug")
-    for split in ("train", "val", "test"):
+    for split in ("train", "validate", "test"):
         plain = pd.read_parquet(tmp_path / "s" / f"{split}_index.parquet")
         augmented = pd.read_parquet(tmp_path / "aug" / f"{split}_index.parquet")
         assert not plain["augmented"].any()
@@ -160,7 +159,7 @@ def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enable
     runpy.run_path(str(SCRIPT), init_globals={"snakemake": smk})
     counts = pd.read_csv(tmp_path / "counts.csv")
     assert (counts["augmented"].sum() > 0) == enabled
-    assert (store / "val_index.parquet").is_file() and (tmp_path / "montage.png").is_file()
+    assert (store / "validate_index.parquet").is_file() and (tmp_path / "montage.png").is_file()
 
 
 def test_settings_come_from_the_schema_in_one_step():

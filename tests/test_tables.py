@@ -1,7 +1,9 @@
-"""The four CXLSeg tables, the failed table, the patient split and the summary."""
+"""The four CXLSeg tables, the failed table and the summary (merge_tables); the split functions are
+test_splits.py's, the source readers test_sources.py's."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -10,10 +12,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from cxlseg import reports, tables
+from cxlseg import reports, sources, tables
+from cxlseg.config import default_config
 from cxlseg.io import UnsafePathError
-from cxlseg.tables import (CHEXPERT_LABELS, assign_split, image_split_sizes, merge_tables, report_path,
-                           split_by_image, split_by_subject)
+from cxlseg.mimic import CHEXPERT_LABELS
+from cxlseg.splits import split_by_image
+from cxlseg.tables import TablesSettings, merge_tables
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
@@ -105,11 +109,21 @@ def archive(tmp_path):
     return tmp_path, manifests
 
 
+SETTING_KEYS = {"split_source", "split_unit", "train", "validate", "test", "include_flagged", "seed"}
+
+
+def tables_settings(**changes) -> TablesSettings:
+    """The tables section at its schema defaults (as the merge rule builds it), with `changes` (unvalidated, so
+    merge_tables' own checks are what a bad value meets)."""
+    return dataclasses.replace(TablesSettings.from_config(default_config()), **changes)
+
+
 def run_merge(tmp_path, manifests, out="out", **kw):
     kw.setdefault("progress", False)
+    settings = tables_settings(**{k: kw.pop(k) for k in list(kw) if k in SETTING_KEYS})
     summary = merge_tables(
         manifests, tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz", tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz",
-        tmp_path / "reports", tmp_path / out, **kw,
+        tmp_path / "reports", tmp_path / out, settings, **kw,
     )
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in tables.TABLE_NAMES.items()}
 
@@ -146,7 +160,7 @@ def test_metadata_values_pass_through_as_text(archive):
     by_id = meta.set_index("dicom_id")
     assert (by_id.at["d3", "Reports"], by_id.at["d3", "ReportRule"]) == ("Stable since ___.", "comparison")
     assert (by_id.at["d6", "Reports"], by_id.at["d6", "ReportRule"]) == ("", "none")
-    assert (by_id.at["d7", "Reports"], by_id.at["d7", "ReportRule"]) == ("", tables.NO_REPORT_FILE)
+    assert (by_id.at["d7", "Reports"], by_id.at["d7", "ReportRule"]) == ("", sources.NO_REPORT_FILE)
 
 
 def test_chexpert_values_and_blanks_kept_as_in_source(archive):
@@ -172,7 +186,8 @@ def test_failed_and_unsafe_images_only_in_failed_table(archive):
     for frame in t.values():
         assert not frame["dicom_id"].isin(["d5", "d8"]).any()
     assert summary["failed"] == 2 and summary["images_ok"] == 6
-    assert summary["failed_by_reason"] == {"segmentation failed": 1, "unsafe image_path": 1}
+    # grouped by the failure's own reason, not one "segmentation failed" bucket
+    assert summary["failed_by_reason"] == {"truncated JPEG (no end-of-image marker)": 1, "unsafe image_path": 1}
 
 
 def test_flagged_images_listed_with_flags_and_optionally_excluded(archive):
@@ -222,9 +237,11 @@ def test_reports_parsed_once_per_study(archive, monkeypatch):
     tmp_path, manifests = archive
     calls = []
     original = reports.extract_report
-    monkeypatch.setattr(reports, "extract_report", lambda text: calls.append(text) or original(text))
+    monkeypatch.setattr(reports, "extract_report",
+                        lambda text, study_id=None: calls.append(study_id) or original(text, study_id))
     summary, _ = run_merge(tmp_path, manifests, report_workers=1)
     assert len(calls) == 4  # 5 studies, one without a report file
+    assert sorted(calls) == ["s50414267", "s51000001", "s52000002", "s53189527"]  # MIT-LCP rules need the id
     assert summary["studies"] == 5
     assert summary["reports_by_rule"] == {"comparison": 1, "findings+impression": 2, "no_file": 1, "none": 1}
     assert summary["studies_without_report"] == [
@@ -281,19 +298,6 @@ def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="garbage.parquet"):
         tables.read_manifests([tmp_path / "garbage.parquet"])
-    pd.DataFrame({"subject_id": [1], "study_id": [2], **{c: ["1.0"] for c in CHEXPERT_LABELS}}).assign(Edema="yes").to_csv(
-        tmp_path / "chexpert.csv", index=False
-    )
-    with pytest.raises(ValueError, match=r"chexpert\.csv.*'Edema'"):
-        tables.read_chexpert(tmp_path / "chexpert.csv")
-
-
-def test_report_path_layout_and_rejections(tmp_path):
-    assert report_path(tmp_path, 10000032, 50414267) == tmp_path / "files/p10/p10000032/s50414267.txt"
-    with pytest.raises(ValueError):
-        report_path(tmp_path, -1, 50414267)
-    with pytest.raises(ValueError):
-        report_path(tmp_path, "10000032/../../x", 1)
 
 
 def test_unsafe_path_precheck_matches_safe_join():
@@ -356,90 +360,7 @@ def test_split_proportions_and_no_leakage_on_large_manifest(tmp_path):
         assert abs(subject_share[name] - target) <= 0.01, (name, subject_share[name])
 
 
-def test_split_by_subject_is_seeded_and_order_free():
-    subjects = np.arange(10_000_000, 10_001_000)
-    a = split_by_subject(subjects, (0.8, 0.1, 0.1), seed=42)
-    b = split_by_subject(subjects[::-1], (0.8, 0.1, 0.1), seed=42)
-    c = split_by_subject(subjects, (0.8, 0.1, 0.1), seed=7)
-    assert a.equals(b) and not a.equals(c)
-    assert a.value_counts().to_dict() == {"train": 800, "validate": 100, "test": 100}
-    assert split_by_subject(subjects, (1.0, 0.0, 0.0)).eq("train").all()
-
-
-@pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.9, 0.1, 0.1), (1.2, -0.1, -0.1)])
-def test_split_ratios_validated(ratios):
-    with pytest.raises(ValueError, match="ratios"):
-        split_by_subject([1, 2, 3], ratios)
-    with pytest.raises(ValueError, match="ratios"):
-        split_by_image(["a", "b", "c"], ratios)
-
-
 # ---------------------------------------------------------------- split_unit
-
-
-def synthetic_images(n: int, images_per_subject: int = 3, seed: int = 0) -> pd.DataFrame:
-    """n image rows (MIMIC-like dicom ids), a few per subject, in shuffled order; nothing is written."""
-    rng = np.random.default_rng(seed)
-    ids = np.arange(n)
-    frame = pd.DataFrame({
-        "dicom_id": [f"{i:08x}-bde0afdd-112c0b34-7bc16630-4e384014" for i in ids],
-        "subject_id": 10_000_000 + ids // images_per_subject,
-        "study_id": 50_000_000 + ids // images_per_subject,
-    })
-    return frame.iloc[rng.permutation(n)].reset_index(drop=True)
-
-
-def test_image_split_reproduces_the_published_counts():
-    """CXLSeg-split: 194,660 / 24,332 / 24,332 of 243,324 (rounding 80% would give train 194,659)."""
-    images = synthetic_images(243_324)
-    split, info = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
-    assert pd.Series(split).value_counts().to_dict() == {"train": 194_660, "validate": 24_332, "test": 24_332}
-    assert info["images"] == {"train": 194_660, "validate": 24_332, "test": 24_332} and info["unit"] == "image"
-    assert image_split_sizes(243_324) == (194_660, 24_332, 24_332)
-
-
-@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 19, 30, 99, 1_000, 243_323, 243_325])
-def test_image_split_sizes_add_up(n):
-    train, validate, test = image_split_sizes(n)
-    assert train + validate + test == n and validate == test == int(n * 0.1 + 1e-9)
-    assert image_split_sizes(n, (1.0, 0.0, 0.0)) == (n, 0, 0)
-
-
-def test_image_split_is_seeded_and_order_free():
-    images = synthetic_images(5_000)
-    a = split_by_image(images["dicom_id"], seed=42)
-    b = split_by_image(images["dicom_id"][::-1], seed=42)
-    c = split_by_image(images["dicom_id"], seed=7)
-    assert a.equals(b) and not a.equals(c)
-    first, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
-    shuffled = images.sample(frac=1, random_state=1)
-    second, _ = assign_split(shuffled, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
-    by_id = dict(zip(shuffled["dicom_id"], second))
-    assert [by_id[d] for d in images["dicom_id"]] == list(first)
-
-
-def test_subject_unit_never_puts_a_subject_in_two_splits_and_image_unit_may():
-    images = synthetic_images(6_000, images_per_subject=4)
-    for unit in ("subject", "image"):
-        split, info = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit=unit)
-        sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
-        assert info["unit"] == unit and info["subjects_on_several_sides"] == int((sides > 1).sum())
-        if unit == "subject":
-            assert sides.max() == 1
-        else:
-            assert sides.max() > 1
-
-
-def test_subject_unit_is_the_default():
-    images = synthetic_images(600)
-    default, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3)
-    subject, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="subject")
-    assert list(default) == list(subject)
-
-
-def test_unknown_split_unit_rejected():
-    with pytest.raises(ValueError, match="split_unit"):
-        assign_split(synthetic_images(10), source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="study")
 
 
 def test_merge_tables_passes_split_unit(archive):
@@ -478,16 +399,8 @@ def test_unreadable_report_file_is_recorded_not_fatal(archive):
     (tmp_path / "reports/files/p12/p12000022/s52000003.txt").mkdir(parents=True)  # a folder where the file should be
     summary, t = run_merge(tmp_path, manifests)
     rules = t["metadata"].set_index("dicom_id")["ReportRule"]
-    assert rules["d7"] == tables.UNREADABLE_REPORT
+    assert rules["d7"] == sources.UNREADABLE_REPORT
     assert {"subject_id": 12000022, "study_id": 52000003, "reason": "report file unreadable"} in summary["studies_without_report"]
-
-
-def test_bulk_report_paths_match_report_path(tmp_path):
-    studies = pd.DataFrame({"subject_id": [10000032, 19999999, 11000011], "study_id": [50414267, 59999999, 51000001]})
-    expected = [str(report_path(tmp_path, s, t)) for s, t in zip(studies["subject_id"], studies["study_id"])]
-    assert tables._report_paths(studies, tmp_path) == expected
-    with pytest.raises(ValueError, match="invalid ids"):
-        tables._report_paths(pd.DataFrame({"subject_id": [0], "study_id": [1]}), tmp_path)
 
 
 def test_manifest_with_string_ids_and_null_paths_as_infer_writes_them(tmp_path):
@@ -501,4 +414,4 @@ def test_manifest_with_string_ids_and_null_paths_as_infer_writes_them(tmp_path):
     write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
     summary, t = run_merge(tmp_path, [tmp_path / "p10.parquet"])
     assert t["mask"]["dicom_id"].tolist() == ["d1"] and t["mask"]["subject_id"].dtype == np.int64
-    assert summary["failed_by_reason"] == {"segmentation failed": 1}
+    assert summary["failed_by_reason"] == {"corrupt": 1}

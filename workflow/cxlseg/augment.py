@@ -270,7 +270,7 @@ def write_montage(path: os.PathLike | str, images: np.ndarray, masks: np.ndarray
     blank = np.zeros((h, w, 3), np.uint8)
     tiles += [blank] * (-len(tiles) % cols)
     grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
-    io.write_image(path, grid)
+    io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if str(path).endswith(".jpg") else [])
 
 
 def _montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -> None:
@@ -316,7 +316,7 @@ def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os
     counts = count_table(indexes)
     io.write_csv(pd.DataFrame(skipped, columns=["split", "dataset", "image_id", "file", "reason"]),
                  out_dir / "skipped.csv")
-    _montage_from_store(out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.png"),
+    _montage_from_store(out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.jpg"),
                         settings.montage_samples)
     io.write_csv(counts, Path(counts_path or out_dir / "counts.csv"))
     for row in counts.itertuples():

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -22,11 +22,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import io
+from .labels import LABELS, label_from_finding, label_from_tags, view_exclusion  # noqa: F401 (used below)
+from .lung_masks import MaskError, binarise_mask, read_binary_mask, render_polygons  # noqa: F401 (used below)
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("shenzhen", "montgomery", "v7")
-LABELS = ("tuberculosis", "covid19", "pneumonia", "normal")
 MANIFEST_COLUMNS = [
     "dataset", "image_id", "patient_id", "label", "image_path", "mask_path", "width", "height", "bit_depth", "view",
 ]
@@ -36,15 +37,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LUNG_CLASSES = ("lung", "left lung", "right lung")
 
 MaskLoader = Callable[[tuple[int, int]], np.ndarray]
-
-
-class MaskError(ValueError):
-    """A mask exists but cannot be used (not binary, wrong size, empty, bad polygon)."""
-
-    def __init__(self, reason: str, path: os.PathLike | str | None = None):
-        super().__init__(f"{path}: {reason}" if path else reason)
-        self.path = str(path) if path else None
-        self.reason = reason
 
 
 class Rejected(Exception):
@@ -73,109 +65,6 @@ class IngestResult:
     manifest: pd.DataFrame
     rejects: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- masks
-
-
-def binarise_mask(raw: np.ndarray, path: os.PathLike | str = "<array>") -> np.ndarray:
-    """A decoded mask as 0/1 uint8, refusing anything with more than two levels.
-
-    Accepted encodings are background 0 plus one foreground value (0/1, 0/255,
-    0/65535); a mask with several grey levels is a probability map or a JPEG
-    artefact and would silently move the lung border, so it is an error.
-    """
-    if raw.ndim == 3:
-        raw = raw[..., :3].max(axis=2) if raw.shape[2] >= 3 else raw[..., 0]
-    if raw.dtype == np.uint8:
-        values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
-    else:
-        values = np.unique(raw)
-    if values.size > 2:
-        raise MaskError(f"mask not binary ({values.size} distinct values)", path)
-    if values.size == 2 and values[0] != 0:
-        raise MaskError(f"mask not binary (values {values[0]} and {values[1]}, no 0 background)", path)
-    return (raw > 0).astype(np.uint8)
-
-
-def read_binary_mask(path: os.PathLike | str) -> np.ndarray:
-    return binarise_mask(io.read_image(path), path)
-
-
-def _points(path: list) -> np.ndarray:
-    return np.array([[float(p["x"]), float(p["y"])] for p in path], dtype=np.float64)
-
-
-def _annotation_paths(annotation: dict) -> list[list]:
-    """All vertex paths of one Darwin polygon annotation (JSON 1.0 and 2.0 spellings)."""
-    if "complex_polygon" in annotation:
-        body = annotation["complex_polygon"]
-        paths = body.get("path") or []
-        paths = list(paths) if paths and isinstance(paths[0], list) else [paths]
-        return paths + list(body.get("additional_paths") or [])
-    body = annotation.get("polygon") or {}
-    if "paths" in body:  # Darwin JSON 2.0
-        return list(body["paths"])
-    return [body.get("path") or []] + list(body.get("additional_paths") or [])
-
-
-def render_polygons(annotations: Iterable[dict], shape: tuple[int, int]) -> np.ndarray:
-    """Rasterise Darwin polygon annotations to a 0/1 mask.
-
-    Within one annotation the paths are combined even-odd (XOR), which is how
-    Darwin encodes holes; separate annotations (left and right lung) are united.
-    """
-    mask = np.zeros(shape, np.uint8)
-    for annotation in annotations:
-        scratch = np.zeros(shape, np.uint8)
-        for path in _annotation_paths(annotation):
-            if len(path) < 3:
-                continue
-            layer = np.zeros(shape, np.uint8)
-            cv2.fillPoly(layer, [np.round(_points(path)).astype(np.int32)], 1)
-            scratch ^= layer
-        mask |= scratch
-    return mask
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def label_from_finding(finding: str) -> str | None:
-    """Map a free-text finding (index.csv) or a tag to a class; None when unknown.
-
-    COVID-19 wins over pneumonia because COVID-19 cases are also tagged as viral pneumonia.
-    """
-    text = str(finding).strip().lower()
-    if not text or text == "nan":
-        return None
-    if "covid" in text or "sars-cov-2" in text:
-        return "covid19"
-    if "tuberculosis" in text:
-        return "tuberculosis"
-    if re.search(r"\bno (pneumonia|finding)\b|\bnormal\b|^no ?finding$", text):
-        return "normal"
-    if re.search(r"pneumonia|viral|bacterial|fungal", text):
-        return "pneumonia"
-    return None
-
-
-def label_from_tags(tags: Iterable[str]) -> str | None:
-    labels = {label_from_finding(tag) for tag in tags} - {None}
-    for label in ("covid19", "tuberculosis", "pneumonia", "normal"):
-        if label in labels:
-            return label
-    return None
-
-
-def view_exclusion(view: str) -> str | None:
-    """Why a view or tag takes an image out of a frontal lung-mask set, or None."""
-    text = str(view).strip().lower()
-    if text in {"l", "ll", "rl", "lateral", "lat", "left lateral", "right lateral"} or text.startswith("lateral"):
-        return "lateral view"
-    if text in {"ct", "axial", "coronal", "sagittal"}:
-        return "CT slice"
-    return None
 
 
 # --------------------------------------------------------------------------- layouts

@@ -48,7 +48,7 @@ def overlay_sheet(overlays: list[tuple[dict, object]], path, columns: int = 6) -
         axes.flat[0].text(0.5, 0.5, "No image was flagged by QC", ha="center", va="center")
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="jpeg", dpi=110, pil_kwargs={"quality": 80})
 
 
 def _selection_rows(selection: dict) -> pd.DataFrame:

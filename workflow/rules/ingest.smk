@@ -43,7 +43,7 @@ rule augment:
     output:
         store=multiext(f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]),
         counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
-        montage=report(f"{R}/training/augment_montage.png", caption="../report/montage.rst", category="1. Training data"),
+        montage=report(f"{R}/training/augment_montage.jpg", caption="../report/montage.rst", category="1. Training data"),
     params:
         roots={d: dataset_root(d) for d in enabled_datasets()},
         ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},

@@ -37,7 +37,7 @@ rule qc_report:
         selection_summary=f"{R}/infer/selection_summary.json",
     output:
         markdown=report(f"{R}/qc/qc_report.md", caption="../report/qc.rst", category="3. CXLSeg dataset"),
-        overlays=report(f"{R}/qc/flagged_overlays.png", caption="../report/overlays.rst", category="3. CXLSeg dataset"),
+        overlays=report(f"{R}/qc/flagged_overlays.jpg", caption="../report/overlays.rst", category="3. CXLSeg dataset"),
     params:
         out_root=lambda wc: f"{R}/CXLSeg",
         mimic_root=lambda wc: mimic_root(),

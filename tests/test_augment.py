@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from cxlseg import io
 from cxlseg.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
 from cxlseg.config import build_settings, default_config
@@ -77,7 +76,7 @@ def test_store_meets_targets_exactly_and_keeps_validate_test_original(store_inpu
         assert index["augmented"].any() == (split == "train")
     skipped = pd.read_csv(store / "skipped.csv")
     assert list(skipped["image_id"]) == ["CHNCXR_0077_1"] and "file not found" in skipped["reason"][0]
-    montage = io.read_image(store / "augment_montage.png")
+    montage = io.read_image(store / "augment_montage.jpg")
     assert montage.ndim == 3 and montage.shape[0] >= SIZE
 
 

@@ -38,8 +38,14 @@ from .mimic import SPLITS
 
 log = logging.getLogger(__name__)
 
-OP_NAMES = {"HorizontalFlip": "hflip", "VerticalFlip": "vflip", "Rotate": "rotate", "Affine": "zoom",
-            "RandomResizedCrop": "crop", "GaussNoise": "noise"}
+OP_NAMES = {
+    "HorizontalFlip": "hflip",
+    "VerticalFlip": "vflip",
+    "Rotate": "rotate",
+    "Affine": "zoom",
+    "RandomResizedCrop": "crop",
+    "GaussNoise": "noise",
+}
 INDEX_COLUMNS = ["row", "split", "dataset", "image_id", "patient_id", "label", "augmented", "source_image_id", "op"]
 REQUIRED_COLUMNS = {"dataset", "image_id", "patient_id", "label", "image_path", "mask_path", "split"}
 MAX_DRAWS = 32  # re-draws when a random pipeline happened to apply no op at all
@@ -90,12 +96,20 @@ def build_pipeline(size: int, settings: AugmentSettings) -> A.Compose:
         [
             A.HorizontalFlip(p=s.hflip_p),
             A.VerticalFlip(p=s.vflip_p),
-            A.Rotate(limit=s.rotate_limit, border_mode=zero, fill=0, fill_mask=0, mask_interpolation=nearest,
-                     p=s.rotate_p),
-            A.Affine(scale=(1.0 - s.scale_limit, 1.0 + s.scale_limit), border_mode=zero, fill=0, fill_mask=0,
-                     mask_interpolation=nearest, p=s.scale_p),
-            A.RandomResizedCrop(size=(size, size), scale=tuple(s.crop_scale), ratio=(0.85, 1.15),
-                                mask_interpolation=nearest, p=s.crop_p),
+            A.Rotate(
+                limit=s.rotate_limit, border_mode=zero, fill=0, fill_mask=0, mask_interpolation=nearest, p=s.rotate_p
+            ),
+            A.Affine(
+                scale=(1.0 - s.scale_limit, 1.0 + s.scale_limit),
+                border_mode=zero,
+                fill=0,
+                fill_mask=0,
+                mask_interpolation=nearest,
+                p=s.scale_p,
+            ),
+            A.RandomResizedCrop(
+                size=(size, size), scale=tuple(s.crop_scale), ratio=(0.85, 1.15), mask_interpolation=nearest, p=s.crop_p
+            ),
             A.GaussNoise(std_range=tuple(s.noise_std), p=s.noise_p),
         ],
         save_applied_params=True,
@@ -108,8 +122,9 @@ def sample_seed(seed: int, label: str, k: int) -> int:
     return int(np.random.SeedSequence([seed, LABELS.index(label) if label in LABELS else 99, k]).generate_state(1)[0])
 
 
-def augment_pair(pipeline: A.Compose, image: np.ndarray, mask: np.ndarray,
-                 seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def augment_pair(
+    pipeline: A.Compose, image: np.ndarray, mask: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Apply the pipeline with a fixed seed; re-draw until at least one op changed the pair.
 
     One shared generator is handed to every transform (`set_random_state`):
@@ -136,8 +151,10 @@ def _check_targets(train: pd.DataFrame, targets: dict[str, int] | None) -> dict[
         if target < 0:
             raise ValueError(f"augment target for class {label!r} is negative ({target})")
         if target > 0 and label not in present:
-            raise ValueError(f"augment target for class {label!r} is {target} but the train split has no "
-                             f"{label!r} images; set its target to 0 or add a dataset with that class")
+            raise ValueError(
+                f"augment target for class {label!r} is {target} but the train split has no "
+                f"{label!r} images; set its target to 0 or add a dataset with that class"
+            )
     return targets
 
 
@@ -149,8 +166,12 @@ def plan_augmentation(train: pd.DataFrame, targets: dict[str, int], seed: int) -
         need = targets[label] - len(rows)
         if need <= 0:
             if targets[label] and need < 0:
-                log.warning("class %s has %d training originals, above its target %d: kept all, none added",
-                            label, len(rows), targets[label])
+                log.warning(
+                    "class %s has %d training originals, above its target %d: kept all, none added",
+                    label,
+                    len(rows),
+                    targets[label],
+                )
             continue
         rng = np.random.default_rng([seed, LABELS.index(label) if label in LABELS else 99])
         order = np.concatenate([rng.permutation(rows) for _ in range(-(-need // len(rows)))])
@@ -167,16 +188,25 @@ def load_pair(row, roots: dict, ingest_dirs: dict, size: int) -> tuple[np.ndarra
     mask_file = io.safe_join(ingest_dirs[row.dataset], row.mask_path)
     image, mask = io.read_gray(image_file), io.read_mask(mask_file)
     if image.shape != mask.shape:
-        raise ValueError(f"{mask_file}: mask {mask.shape[1]}x{mask.shape[0]} does not match image "
-                         f"{image.shape[1]}x{image.shape[0]}")
+        raise ValueError(
+            f"{mask_file}: mask {mask.shape[1]}x{mask.shape[0]} does not match image {image.shape[1]}x{image.shape[0]}"
+        )
     image, mask = preprocess.resize(image, size), preprocess.resize_mask(mask, size)
     if not mask.any():
         raise ValueError(f"{mask_file}: mask is empty at {size}x{size}")
     return image, mask
 
 
-def _load_originals(rows: pd.DataFrame, roots: dict, ingest_dirs: dict, size: int, images: np.ndarray,
-                    masks: np.ndarray, skipped: list[dict], split: str) -> pd.DataFrame:
+def _load_originals(
+    rows: pd.DataFrame,
+    roots: dict,
+    ingest_dirs: dict,
+    size: int,
+    images: np.ndarray,
+    masks: np.ndarray,
+    skipped: list[dict],
+    split: str,
+) -> pd.DataFrame:
     """Fill the scratch arrays; bad images become `skipped` rows, never an exception."""
     kept = []
     for row in tqdm(rows.itertuples(index=False), total=len(rows), desc=f"load {split}", unit="img"):
@@ -184,8 +214,15 @@ def _load_originals(rows: pd.DataFrame, roots: dict, ingest_dirs: dict, size: in
             images[len(kept)], masks[len(kept)] = load_pair(row, roots, ingest_dirs, size)
         except (OSError, ValueError, cv2.error) as err:
             log.warning("skipped %s/%s: %s", row.dataset, row.image_id, err)
-            skipped.append({"split": split, "dataset": row.dataset, "image_id": row.image_id,
-                            "file": getattr(err, "path", row.image_path), "reason": str(err)})
+            skipped.append(
+                {
+                    "split": split,
+                    "dataset": row.dataset,
+                    "image_id": row.image_id,
+                    "file": getattr(err, "path", row.image_path),
+                    "reason": str(err),
+                }
+            )
             continue
         kept.append(row._asdict())
     return pd.DataFrame(kept, columns=rows.columns).reset_index(drop=True)
@@ -194,8 +231,19 @@ def _load_originals(rows: pd.DataFrame, roots: dict, ingest_dirs: dict, size: in
 # --------------------------------------------------------------------------- writing
 
 
-def _write_split(split: str, rows: pd.DataFrame, out_dir: Path, *, size: int, roots: dict, ingest_dirs: dict,
-                 targets: dict[str, int] | None, seed: int, pipeline: A.Compose, skipped: list[dict]) -> pd.DataFrame:
+def _write_split(
+    split: str,
+    rows: pd.DataFrame,
+    out_dir: Path,
+    *,
+    size: int,
+    roots: dict,
+    ingest_dirs: dict,
+    targets: dict[str, int] | None,
+    seed: int,
+    pipeline: A.Compose,
+    skipped: list[dict],
+) -> pd.DataFrame:
     """Write {split}_images.npy, {split}_masks.npy and {split}_index.parquet; return the index."""
     scratch_images, scratch_masks = out_dir / f".scratch_{split}_images.npy", out_dir / f".scratch_{split}_masks.npy"
     shape = (len(rows), size, size)
@@ -215,10 +263,11 @@ def _write_split(split: str, rows: pd.DataFrame, out_dir: Path, *, size: int, ro
 
 def _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipeline, seed) -> pd.DataFrame:
     n = len(kept) + len(plan)
-    records = [(split, r.dataset, r.image_id, r.patient_id, r.label, False, r.image_id, "")
-               for r in kept.itertuples()]
-    with io.atomic_path(out_dir / f"{split}_images.npy") as tmp_img, \
-            io.atomic_path(out_dir / f"{split}_masks.npy") as tmp_mask:
+    records = [(split, r.dataset, r.image_id, r.patient_id, r.label, False, r.image_id, "") for r in kept.itertuples()]
+    with (
+        io.atomic_path(out_dir / f"{split}_images.npy") as tmp_img,
+        io.atomic_path(out_dir / f"{split}_masks.npy") as tmp_mask,
+    ):
         images = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size))
         masks = np.lib.format.open_memmap(tmp_mask, mode="w+", dtype=np.uint8, shape=(n, size, size))
         for start in range(0, len(kept), 512):  # chunked so the copy never holds a whole split in memory
@@ -226,11 +275,13 @@ def _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipelin
             images[start:stop] = src_images[start:stop]
             masks[start:stop] = src_masks[start:stop]
         for i, (label, pos, k) in enumerate(tqdm(plan, desc=f"augment {split}", unit="img"), start=len(kept)):
-            images[i], masks[i], op = augment_pair(pipeline, np.array(src_images[pos]), np.array(src_masks[pos]),
-                                                   sample_seed(seed, label, k))
+            images[i], masks[i], op = augment_pair(
+                pipeline, np.array(src_images[pos]), np.array(src_masks[pos]), sample_seed(seed, label, k)
+            )
             src = kept.iloc[pos]
-            records.append((split, src.dataset, f"{src.image_id}_aug{k:05d}", src.patient_id, label, True,
-                            src.image_id, op))
+            records.append(
+                (split, src.dataset, f"{src.image_id}_aug{k:05d}", src.patient_id, label, True, src.image_id, op)
+            )
         images.flush()
         masks.flush()
         del images, masks
@@ -248,19 +299,22 @@ def count_table(indexes: dict[str, pd.DataFrame]) -> pd.DataFrame:
             continue
         for label, part in index.groupby("label", sort=True):
             aug = int(part["augmented"].sum())
-            rows.append({"split": split, "label": label, "originals": len(part) - aug, "augmented": aug,
-                         "total": len(part)})
+            rows.append(
+                {"split": split, "label": label, "originals": len(part) - aug, "augmented": aug, "total": len(part)}
+            )
     return pd.DataFrame(rows, columns=["split", "label", "originals", "augmented", "total"])
 
 
-def write_montage(path: os.PathLike | str, images: np.ndarray, masks: np.ndarray, captions: list[str],
-                  cols: int = 4) -> None:
+def write_montage(
+    path: os.PathLike | str, images: np.ndarray, masks: np.ndarray, captions: list[str], cols: int = 4
+) -> None:
     """Grid of samples with their mask contour in green: the quick visual check that masks stayed aligned."""
     tiles = []
     for image, mask, caption in zip(images, masks, captions):
         tile = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
-        contours, _ = cv2.findContours(np.ascontiguousarray(mask).astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(
+            np.ascontiguousarray(mask).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
         cv2.drawContours(tile, contours, -1, (0, 220, 0), 1)
         cv2.putText(tile, caption[:40], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
@@ -269,26 +323,36 @@ def write_montage(path: os.PathLike | str, images: np.ndarray, masks: np.ndarray
     h, w = tiles[0].shape[:2]
     blank = np.zeros((h, w, 3), np.uint8)
     tiles += [blank] * (-len(tiles) % cols)
-    grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
+    grid = np.vstack([np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)])
     io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if str(path).endswith(".jpg") else [])
 
 
 def _montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -> None:
     """Evenly spaced augmented train samples (originals if none were augmented)."""
     pool = index[index["augmented"]] if index["augmented"].any() else index
-    picks = pool["row"].to_numpy()[np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int))] \
-        if len(pool) else np.array([], dtype=np.int64)
+    picks = (
+        pool["row"].to_numpy()[np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int))]
+        if len(pool)
+        else np.array([], dtype=np.int64)
+    )
     images = np.load(out_dir / "train_images.npy", mmap_mode="r")
     masks = np.load(out_dir / "train_masks.npy", mmap_mode="r")
     captions = [f"{index.at[i, 'label']} {index.at[i, 'op'] or 'original'}" for i in picks]
     write_montage(path, images[picks], masks[picks], captions)
 
 
-def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os.PathLike | str],
-                         ingest_dirs: dict[str, os.PathLike | str], out_dir: os.PathLike | str,
-                         settings: AugmentSettings, *, size: int, seed: int,
-                         montage_path: os.PathLike | str | None = None,
-                         counts_path: os.PathLike | str | None = None) -> dict[str, dict[str, dict[str, int]]]:
+def build_training_store(
+    dataset_parquet: os.PathLike | str,
+    roots: dict[str, os.PathLike | str],
+    ingest_dirs: dict[str, os.PathLike | str],
+    out_dir: os.PathLike | str,
+    settings: AugmentSettings,
+    *,
+    size: int,
+    seed: int,
+    montage_path: os.PathLike | str | None = None,
+    counts_path: os.PathLike | str | None = None,
+) -> dict[str, dict[str, dict[str, int]]]:
     """Write the training store for the split dataset table; return counts[split][label].
 
     With ``settings.enabled`` false every split holds its originals only. The montage and counts
@@ -311,21 +375,37 @@ def build_training_store(dataset_parquet: os.PathLike | str, roots: dict[str, os
     indexes = {}
     for split in SPLITS:
         rows = df[df["split"] == split].sort_values(["dataset", "image_id"], kind="stable").reset_index(drop=True)
-        indexes[split] = _write_split(split, rows, out_dir, size=size, roots=roots, ingest_dirs=ingest_dirs,
-                                      targets=targets, seed=seed, pipeline=pipeline, skipped=skipped)
+        indexes[split] = _write_split(
+            split,
+            rows,
+            out_dir,
+            size=size,
+            roots=roots,
+            ingest_dirs=ingest_dirs,
+            targets=targets,
+            seed=seed,
+            pipeline=pipeline,
+            skipped=skipped,
+        )
     counts = count_table(indexes)
-    io.write_csv(pd.DataFrame(skipped, columns=["split", "dataset", "image_id", "file", "reason"]),
-                 out_dir / "skipped.csv")
-    _montage_from_store(out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.jpg"),
-                        settings.montage_samples)
+    io.write_csv(
+        pd.DataFrame(skipped, columns=["split", "dataset", "image_id", "file", "reason"]), out_dir / "skipped.csv"
+    )
+    _montage_from_store(
+        out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.jpg"), settings.montage_samples
+    )
     io.write_csv(counts, Path(counts_path or out_dir / "counts.csv"))
     for row in counts.itertuples():
-        log.info("%s %s: %d originals + %d augmented = %d", row.split, row.label, row.originals, row.augmented,
-                 row.total)
+        log.info(
+            "%s %s: %d originals + %d augmented = %d", row.split, row.label, row.originals, row.augmented, row.total
+        )
     if skipped:
         log.warning("%d image(s) skipped while building the store (see skipped.csv)", len(skipped))
     result: dict[str, dict[str, dict[str, int]]] = {}
     for row in counts.itertuples():
-        result.setdefault(row.split, {})[row.label] = {"originals": int(row.originals),
-                                                      "augmented": int(row.augmented), "total": int(row.total)}
+        result.setdefault(row.split, {})[row.label] = {
+            "originals": int(row.originals),
+            "augmented": int(row.augmented),
+            "total": int(row.total),
+        }
     return result

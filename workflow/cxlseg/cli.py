@@ -13,12 +13,23 @@ def _demo(args: argparse.Namespace) -> int:
     from .config import default_config
     from .demo import DemoSpec, generate_demo
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSpec)
-             if getattr(args, f.name, None) is not None}
+    given = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSpec) if getattr(args, f.name, None) is not None
+    }
     spec = DemoSpec.from_config(default_config()["demo"], **given)
     summary = generate_demo(args.out, spec)
-    keys = ("shenzhen", "montgomery", "v7", "mimic", "corrupt", "truncated", "missing", "studies_without_report",
-            "studies_with_empty_report", "mislabelled_views")
+    keys = (
+        "shenzhen",
+        "montgomery",
+        "v7",
+        "mimic",
+        "corrupt",
+        "truncated",
+        "missing",
+        "studies_without_report",
+        "studies_with_empty_report",
+        "mislabelled_views",
+    )
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2, default=str))
     return 0
 

@@ -94,6 +94,7 @@ def shard_ids(shards, chunks: int = 1) -> list[str]:
 
 # --- settings: a validated config section -> one frozen dataclass, in one step -------------------
 
+
 @functools.lru_cache(maxsize=1)
 def _defaults() -> dict:
     config: dict = {}

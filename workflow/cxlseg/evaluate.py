@@ -26,8 +26,9 @@ INDEX_COLUMNS = ("image_id", "dataset", "label")
 SCORE_NAMES = ("loss", *METRIC_NAMES)
 
 
-def evaluate_model(checkpoint: Path | str, store_dir: Path | str, out_dir: Path | str, settings: InferSettings, *,
-                   split: str = "test") -> dict:
+def evaluate_model(
+    checkpoint: Path | str, store_dir: Path | str, out_dir: Path | str, settings: InferSettings, *, split: str = "test"
+) -> dict:
     """Per-image metrics of one checkpoint on a store split -> {split}_per_image.csv + {split}_summary.json."""
     predictor = Predictor.from_checkpoints(checkpoint, device=settings.device, tta_flip=settings.tta_flip)
     images, masks, index = load_split(store_dir, split)
@@ -49,8 +50,10 @@ def evaluate_model(checkpoint: Path | str, store_dir: Path | str, out_dir: Path 
         "tta_flip": settings.tta_flip,
         "postprocess": dict(vars(settings.postprocess)),
         "metrics": {name: summarise(per_image[name].to_numpy()) for name in SCORE_NAMES},
-        "by_dataset": {str(ds): {name: summarise(group[name].to_numpy()) for name in ("dice", "hd95")}
-                       for ds, group in per_image.groupby("dataset", sort=True)},
+        "by_dataset": {
+            str(ds): {name: summarise(group[name].to_numpy()) for name in ("dice", "hd95")}
+            for ds, group in per_image.groupby("dataset", sort=True)
+        },
     }
     out_dir = Path(out_dir)
     write_csv(per_image, out_dir / f"{split}_per_image.csv")
@@ -58,14 +61,19 @@ def evaluate_model(checkpoint: Path | str, store_dir: Path | str, out_dir: Path 
     return summary
 
 
-def score_predictions(probs: np.ndarray, masks: np.ndarray, index: pd.DataFrame, settings: InferSettings) -> pd.DataFrame:
+def score_predictions(
+    probs: np.ndarray, masks: np.ndarray, index: pd.DataFrame, settings: InferSettings
+) -> pd.DataFrame:
     """Per image: the BCE + Dice loss of the probabilities, then the metrics of the cleaned mask."""
     rows = []
     for i in tqdm(range(len(probs)), desc="score", leave=False):
         truth = np.asarray(masks[i]) > 0
         pred = settings.postprocess.clean(probs[i], settings.threshold)
-        rows.append({col: _index_value(index, i, col) for col in INDEX_COLUMNS}
-                    | {"loss": bce_dice_loss(probs[i], truth)} | image_metrics(pred, truth))
+        rows.append(
+            {col: _index_value(index, i, col) for col in INDEX_COLUMNS}
+            | {"loss": bce_dice_loss(probs[i], truth)}
+            | image_metrics(pred, truth)
+        )
     return pd.DataFrame(rows, columns=[*INDEX_COLUMNS, *SCORE_NAMES])
 
 

@@ -93,17 +93,32 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item, size, net = self.items[index], self.output_size, self.spec.net_size
-        sample = {"index": index, "image": np.zeros((size, size), np.uint8), "model_image": np.zeros((net, net), np.uint8),
-                  "ok": False, "error": "", "orig_hw": (None, None), "decode_factor": None, "note": ""}
+        sample = {
+            "index": index,
+            "image": np.zeros((size, size), np.uint8),
+            "model_image": np.zeros((net, net), np.uint8),
+            "ok": False,
+            "error": "",
+            "orig_hw": (None, None),
+            "decode_factor": None,
+            "note": "",
+        }
         try:
             problem = id_problem(item["dicom_id"], item["subject_id"], item["study_id"])
             if problem:
                 raise ValueError(f"unsafe id: {problem}")
             path = io.safe_join(self.root, item["image_path"])
             resized, true_hw, factor, note = preprocess.decode_for_inference(
-                path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio)
-            sample.update(image=resized, model_image=self.spec.prepare(resized), ok=True, orig_hw=true_hw,
-                          decode_factor=factor, note=note)
+                path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio
+            )
+            sample.update(
+                image=resized,
+                model_image=self.spec.prepare(resized),
+                ok=True,
+                orig_hw=true_hw,
+                decode_factor=factor,
+                note=note,
+            )
         except Exception as exc:  # noqa: BLE001 - one bad image must never kill the loader
             sample["error"] = _reason(exc)
         return sample
@@ -141,14 +156,34 @@ def _list_items(list_parquet) -> list[dict]:
 
 def _failed_record(item: dict, sample: dict, model_id: str, settings_id: str) -> dict:
     h, w = sample["orig_hw"]
-    return {"dicom_id": item["dicom_id"], "subject_id": item["subject_id"], "study_id": item["study_id"],
-            "source_path": item["image_path"], "orig_height": h, "orig_width": w,
-            "decode_factor": sample["decode_factor"], "qc_flags": "", "status": "failed", "error": sample["error"],
-            "note": sample["note"], "model_id": model_id, "settings_id": settings_id}
+    return {
+        "dicom_id": item["dicom_id"],
+        "subject_id": item["subject_id"],
+        "study_id": item["study_id"],
+        "source_path": item["image_path"],
+        "orig_height": h,
+        "orig_width": w,
+        "decode_factor": sample["decode_factor"],
+        "qc_flags": "",
+        "status": "failed",
+        "error": sample["error"],
+        "note": sample["note"],
+        "model_id": model_id,
+        "settings_id": settings_id,
+    }
 
 
-def infer_shard(list_parquet, mimic_root, out_root, manifest_path, predictor: Predictor, settings: InferSettings, *,
-                on_flush: Callable[[int], None] | None = None, progress: bool = True) -> dict:
+def infer_shard(
+    list_parquet,
+    mimic_root,
+    out_root,
+    manifest_path,
+    predictor: Predictor,
+    settings: InferSettings,
+    *,
+    on_flush: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
@@ -159,8 +194,15 @@ def infer_shard(list_parquet, mimic_root, out_root, manifest_path, predictor: Pr
     done = load_done(manifest_path, out_root, predictor.model_id, settings_id)
     done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)
     pending = [it for it in items if it["dicom_id"] not in set(done.dicom_id)]
-    log.info("%s: %d images, %d already done, %d to compute on %s (model %s)",
-             list_parquet, len(items), len(done), len(pending), predictor.device, predictor.model_id)
+    log.info(
+        "%s: %d images, %d already done, %d to compute on %s (model %s)",
+        list_parquet,
+        len(items),
+        len(done),
+        len(pending),
+        predictor.device,
+        predictor.model_id,
+    )
     job = _Job(pending, out_root, settings.outputs, predictor, predictor.model_id, settings_id)
     records: list[dict] = []
     flushed_at = 0
@@ -180,22 +222,28 @@ def infer_shard(list_parquet, mimic_root, out_root, manifest_path, predictor: Pr
         records.extend(f.result() for f in in_flight)
     manifest = write_manifest([*done.to_dict("records"), *records], manifest_path)
     partial_path(manifest_path).unlink(missing_ok=True)
-    return _summary(manifest, list_parquet, len(done), len(pending), predictor.model_id,
-                    time.perf_counter() - started)
+    return _summary(manifest, list_parquet, len(done), len(pending), predictor.model_id, time.perf_counter() - started)
 
 
-def _loader(pending: list[dict], mimic_root, predictor: Predictor, settings: InferSettings, list_parquet,
-            progress: bool):
+def _loader(
+    pending: list[dict], mimic_root, predictor: Predictor, settings: InferSettings, list_parquet, progress: bool
+):
     """Batches of decoded images, decoded by worker processes when num_workers > 0; a tqdm bar over batches."""
     if not pending:
         return []
     dataset = ShardDataset(pending, mimic_root, predictor.spec, settings.output_size, settings.reduce_min_ratio)
     workers = settings.num_workers
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=settings.batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_Collate(predictor.spec), pin_memory=predictor.device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None, persistent_workers=False,
-        prefetch_factor=4 if workers else None)
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_Collate(predictor.spec),
+        pin_memory=predictor.device.type == "cuda",
+        worker_init_fn=_worker_init if workers else None,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
     return tqdm(loader, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress)
 
 
@@ -217,16 +265,27 @@ class _Job:
         x = batch["x"] if len(ok) == len(meta) else batch["x"][ok]  # keep the pinned tensor when all decoded
         out_size = int(batch["images"].shape[-1])
         prob_of = dict(zip(ok, self.predictor.forward(x, out_size))) if ok else {}
-        return [submit(self.finish, {**self.pending[sample["index"]], "orig_hw": sample["orig_hw"]}, sample,
-                       batch["images"][i], prob_of.get(i)) for i, sample in enumerate(meta)]
+        return [
+            submit(
+                self.finish,
+                {**self.pending[sample["index"]], "orig_hw": sample["orig_hw"]},
+                sample,
+                batch["images"][i],
+                prob_of.get(i),
+            )
+            for i, sample in enumerate(meta)
+        ]
 
     def finish(self, item: dict, sample: dict, image: np.ndarray, prob) -> dict:
         """The manifest row of one image; a write failure (a full disk, say) fails this image only."""
         record = _failed_record(item, sample, self.model_id, self.settings_id)
         if sample["ok"]:
             try:
-                record.update(finish_image(item, image, prob, self.out_root, self.outputs, self.predictor.spec),
-                              status="ok", error=None)
+                record.update(
+                    finish_image(item, image, prob, self.out_root, self.outputs, self.predictor.spec),
+                    status="ok",
+                    error=None,
+                )
             except Exception as exc:  # noqa: BLE001 - record it and go on
                 record["error"] = f"writing outputs failed: {_reason(exc)}"
         return record
@@ -245,9 +304,17 @@ def _run_now(fn, *args) -> Future:
 def _summary(manifest: pd.DataFrame, list_parquet, resumed: int, computed: int, model_id: str, seconds: float) -> dict:
     ok = manifest[manifest.status == "ok"]
     flags = Counter(f for fl in ok.qc_flags.dropna() for f in fl.split(";") if f)
-    return {"list": str(list_parquet), "images": int(len(manifest)), "ok": int(len(ok)),
-            "failed": int((manifest.status == "failed").sum()), "resumed": int(resumed), "computed": int(computed),
-            "flagged": int((ok.qc_flags.fillna("") != "").sum()), "flag_counts": dict(sorted(flags.items())),
-            "failure_reasons": dict(Counter(manifest.loc[manifest.status == "failed", "error"].astype(str))),
-            "model_id": model_id, "seconds": round(seconds, 3),
-            "images_per_second": round(computed / seconds, 3) if seconds > 0 else math.nan}
+    return {
+        "list": str(list_parquet),
+        "images": int(len(manifest)),
+        "ok": int(len(ok)),
+        "failed": int((manifest.status == "failed").sum()),
+        "resumed": int(resumed),
+        "computed": int(computed),
+        "flagged": int((ok.qc_flags.fillna("") != "").sum()),
+        "flag_counts": dict(sorted(flags.items())),
+        "failure_reasons": dict(Counter(manifest.loc[manifest.status == "failed", "error"].astype(str))),
+        "model_id": model_id,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(computed / seconds, 3) if seconds > 0 else math.nan,
+    }

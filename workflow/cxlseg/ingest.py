@@ -29,7 +29,16 @@ log = logging.getLogger(__name__)
 
 DATASETS = ("shenzhen", "montgomery", "v7")
 MANIFEST_COLUMNS = [
-    "dataset", "image_id", "patient_id", "label", "image_path", "mask_path", "width", "height", "bit_depth", "view",
+    "dataset",
+    "image_id",
+    "patient_id",
+    "label",
+    "image_path",
+    "mask_path",
+    "width",
+    "height",
+    "bit_depth",
+    "view",
 ]
 REJECT_COLUMNS = ["dataset", "image_id", "file", "reason"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -107,8 +116,11 @@ def _shenzhen(root: Path, **_) -> Iterator[Candidate | Rejected]:
         label = "tuberculosis" if match.group(3) == "1" else "normal"
         yield Candidate(image.stem, match.group(1), label, image, "PA", lambda _shape, m=mask: read_binary_mask(m))
     if no_reading:
-        log.warning("Shenzhen: %d image(s) without ClinicalReadings/<stem>.txt (label taken from the file name), "
-                    "e.g. %s", len(no_reading), no_reading[0])
+        log.warning(
+            "Shenzhen: %d image(s) without ClinicalReadings/<stem>.txt (label taken from the file name), e.g. %s",
+            len(no_reading),
+            no_reading[0],
+        )
     if mask_dir.is_dir():
         for mask in sorted(mask_dir.glob("*_mask.png")):
             if mask.name[: -len("_mask.png")] not in seen:
@@ -139,8 +151,9 @@ def _montgomery(root: Path, **_) -> Iterator[Candidate | Rejected]:
             yield Rejected(image, f"no mask ({' and '.join(missing)} lung mask missing)")
             continue
         label = "tuberculosis" if match.group(3) == "1" else "normal"
-        yield Candidate(image.stem, match.group(1), label, image, "PA",
-                        lambda _shape, a=left, b=right: _montgomery_mask(a, b))
+        yield Candidate(
+            image.stem, match.group(1), label, image, "PA", lambda _shape, a=left, b=right: _montgomery_mask(a, b)
+        )
 
 
 def _read_index(root: Path) -> pd.DataFrame | None:
@@ -177,8 +190,11 @@ def _json_shape(data: dict, image_shape: tuple[int, int]) -> tuple[int, int]:
 def _darwin_mask(path: Path, data: dict, lungs: list[dict], image_shape: tuple[int, int]) -> np.ndarray:
     shape = _json_shape(data, image_shape)
     if shape != tuple(image_shape):
-        raise MaskError(f"image/mask size mismatch (annotation drawn on {shape[1]}x{shape[0]}, "
-                        f"image is {image_shape[1]}x{image_shape[0]})", path)
+        raise MaskError(
+            f"image/mask size mismatch (annotation drawn on {shape[1]}x{shape[0]}, "
+            f"image is {image_shape[1]}x{image_shape[0]})",
+            path,
+        )
     try:
         return render_polygons(lungs, shape)
     except (KeyError, TypeError, ValueError) as err:
@@ -210,8 +226,11 @@ def _v7_json(root: Path, index: pd.DataFrame | None) -> Iterator[Candidate | Rej
         if excluded:
             yield Rejected(image, excluded)
             continue
-        lungs = [a for a in annotations if str(a.get("name", "")).strip().lower() in LUNG_CLASSES
-                 and ("polygon" in a or "complex_polygon" in a)]
+        lungs = [
+            a
+            for a in annotations
+            if str(a.get("name", "")).strip().lower() in LUNG_CLASSES and ("polygon" in a or "complex_polygon" in a)
+        ]
         if not lungs:
             yield Rejected(image, "no lung polygons (CT slice or unannotated)")
             continue
@@ -221,8 +240,14 @@ def _v7_json(root: Path, index: pd.DataFrame | None) -> Iterator[Candidate | Rej
             continue
         view = next((t for t in tags if t.upper() in {"PA", "AP", "AP SUPINE"}), "unknown")
         patient = patients.get(image.stem) or _json_patient_id(data) or image.stem
-        yield Candidate(image.stem, str(patient), label, image, view,
-                        lambda shape, p=ann, d=data, lu=lungs: _darwin_mask(p, d, lu, shape))
+        yield Candidate(
+            image.stem,
+            str(patient),
+            label,
+            image,
+            view,
+            lambda shape, p=ann, d=data, lu=lungs: _darwin_mask(p, d, lu, shape),
+        )
     for ann in sorted(ann_dir.glob("*.json")):
         if ann.stem not in stems:
             yield Rejected(ann, "annotation without image")
@@ -262,8 +287,14 @@ def _v7_png(root: Path, index: pd.DataFrame | None) -> Iterator[Candidate | Reje
             yield Rejected(image, f"unknown finding ({row.get('finding', '')!r})")
             continue
         patient = str(row.get("patient_id", "")).strip() or image_id
-        yield Candidate(image_id, patient, label, image, str(row.get("view", "")).strip() or "unknown",
-                        lambda _shape, m=mask: read_binary_mask(m))
+        yield Candidate(
+            image_id,
+            patient,
+            label,
+            image,
+            str(row.get("view", "")).strip() or "unknown",
+            lambda _shape, m=mask: read_binary_mask(m),
+        )
 
 
 def _v7(root: Path, mask_source: str = "json") -> Iterator[Candidate | Rejected]:
@@ -315,8 +346,9 @@ def _reason(err: Exception) -> str:
     return f"unreadable: {err}"
 
 
-def ingest_dataset(dataset: str, root: os.PathLike | str, out_dir: os.PathLike | str, *,
-                   mask_source: str = "json") -> IngestResult:
+def ingest_dataset(
+    dataset: str, root: os.PathLike | str, out_dir: os.PathLike | str, *, mask_source: str = "json"
+) -> IngestResult:
     """Read `dataset` ("shenzhen", "montgomery" or "v7") from `root` into `out_dir`.
 
     Writes manifest.parquet, rejects.csv, counts.json and masks/<image_id>.png
@@ -334,8 +366,13 @@ def ingest_dataset(dataset: str, root: os.PathLike | str, out_dir: os.PathLike |
             rejects.append((Path(item.file).stem, _rel(root, Path(item.file)), item.reason))
             continue
         if item.image_id in seen:
-            rejects.append((item.image_id, _rel(root, item.image_file),
-                            f"duplicate image id (already taken by {seen[item.image_id]})"))
+            rejects.append(
+                (
+                    item.image_id,
+                    _rel(root, item.image_file),
+                    f"duplicate image id (already taken by {seen[item.image_id]})",
+                )
+            )
             continue
         try:
             rows.append(_accept(item, root, masks_dir, dataset))
@@ -378,9 +415,14 @@ def _write_outputs(result: IngestResult, dataset: str, out_dir: Path) -> None:
         "rejects_by_reason": reject_summary(result.rejects),
         "patients": int(result.manifest["patient_id"].nunique()),
     }
-    log.info("%s: %d accepted (%s), %d rejected (%s)", dataset, summary["accepted"],
-             ", ".join(f"{k} {v}" for k, v in result.counts.items()) or "none", summary["rejected"],
-             ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items()) or "none")
+    log.info(
+        "%s: %d accepted (%s), %d rejected (%s)",
+        dataset,
+        summary["accepted"],
+        ", ".join(f"{k} {v}" for k, v in result.counts.items()) or "none",
+        summary["rejected"],
+        ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items()) or "none",
+    )
     for row in result.rejects.itertuples():
         log.warning("%s rejected %s: %s", dataset, row.file, row.reason)
     io.write_parquet(result.manifest, out_dir / "manifest.parquet")

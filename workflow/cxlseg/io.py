@@ -137,7 +137,10 @@ def write_csv(df: pd.DataFrame, path: os.PathLike | str, compresslevel: int = 6)
     with atomic_path(path) as tmp:
         if path.suffix == ".gz":
             # No file name and mtime 0 in the gzip header: same table, same bytes.
-            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz:
+            with (
+                open(tmp, "wb") as raw,
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz,
+            ):
                 gz.write(df.to_csv(index=False).encode("utf-8"))
         else:
             df.to_csv(tmp, index=False)

@@ -21,14 +21,31 @@ from . import io
 
 # Column -> pandas dtype (nullable types keep failed rows and reruns byte-identical).
 MANIFEST_DTYPES = {
-    "dicom_id": "string", "subject_id": "string", "study_id": "string",
-    "source_path": "string", "image_path": "string", "mask_path": "string",
-    "orig_height": "Int64", "orig_width": "Int64", "decode_factor": "Int64",
-    "lung_area_fraction": "float64", "n_components": "Int64", "n_components_kept": "Int64",
-    "left_right_ratio": "float64", "mean_fg_prob": "float64", "mean_entropy": "float64",
-    "boundary_entropy": "float64", "soft_dice": "float64", "qc_score": "float64",
-    "qc_flags": "string", "status": "string", "error": "string", "note": "string",
-    "mask_rle": "string", "model_id": "string", "settings_id": "string",
+    "dicom_id": "string",
+    "subject_id": "string",
+    "study_id": "string",
+    "source_path": "string",
+    "image_path": "string",
+    "mask_path": "string",
+    "orig_height": "Int64",
+    "orig_width": "Int64",
+    "decode_factor": "Int64",
+    "lung_area_fraction": "float64",
+    "n_components": "Int64",
+    "n_components_kept": "Int64",
+    "left_right_ratio": "float64",
+    "mean_fg_prob": "float64",
+    "mean_entropy": "float64",
+    "boundary_entropy": "float64",
+    "soft_dice": "float64",
+    "qc_score": "float64",
+    "qc_flags": "string",
+    "status": "string",
+    "error": "string",
+    "note": "string",
+    "mask_rle": "string",
+    "model_id": "string",
+    "settings_id": "string",
 }
 REQUIRED_COLUMNS = ("dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status")
 
@@ -85,6 +102,8 @@ def load_done(manifest_path, out_root, model_id: str, settings_id: str) -> pd.Da
     prior = manifest_frame(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
     prior = prior.drop_duplicates("dicom_id", keep="last")
     candidate = prior[(prior.status == "ok") & (prior.model_id == model_id) & (prior.settings_id == settings_id)]
-    on_disk = [io.safe_join(out_root, i).is_file() and io.safe_join(out_root, m).is_file()
-               for i, m in zip(candidate.image_path, candidate.mask_path)]
+    on_disk = [
+        io.safe_join(out_root, i).is_file() and io.safe_join(out_root, m).is_file()
+        for i, m in zip(candidate.image_path, candidate.mask_path)
+    ]
     return candidate[np.array(on_disk, dtype=bool)].reset_index(drop=True)

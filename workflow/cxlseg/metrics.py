@@ -22,6 +22,7 @@ OVERLAP_NAMES = ("dice", "iou", "precision", "recall")
 
 # --------------------------------------------------------------------------- numpy, per image
 
+
 def _confusion(pred: np.ndarray, target: np.ndarray) -> tuple[int, int, int]:
     pred, target = _binary(pred), _binary(target)
     if pred.shape != target.shape:
@@ -100,11 +101,16 @@ def summarise(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return {"mean": float("nan"), "std": float("nan"), "p5": float("nan"), "n": 0}
-    return {"mean": float(values.mean()), "std": float(values.std()), "p5": float(np.percentile(values, 5)),
-            "n": int(values.size)}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "p5": float(np.percentile(values, 5)),
+        "n": int(values.size),
+    }
 
 
 # --------------------------------------------------------------------------- torch, batched
+
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """1 - soft Dice per image, averaged; the smoothing term makes an empty-vs-empty image cost ~0."""
@@ -148,8 +154,12 @@ def batch_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: float =
         out = torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
         return torch.where(both_empty, torch.ones_like(out), out)
 
-    return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn),
-            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+    return {
+        "dice": ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": ratio(tp, tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+    }
 
 
 def bce_dice_loss(prob: np.ndarray, target: np.ndarray, smooth: float = 1.0, eps: float = 1e-7) -> float:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import DropBlock2d, drop_block2d
 
-
 # --------------------------------------------------------------------------- blocks
+
 
 class DropBlock(DropBlock2d):
     """DropBlock whose block never exceeds the feature map, so small inputs still work."""
@@ -34,8 +34,9 @@ class DropBlock(DropBlock2d):
         return drop_block2d(x, self.p, size, self.inplace, self.eps, self.training)
 
 
-def conv_unit(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7,
-              dropout: float = 0.0) -> nn.Sequential:
+def conv_unit(
+    c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7, dropout: float = 0.0
+) -> nn.Sequential:
     """3x3 conv -> [DropBlock] -> BN -> [Dropout] -> ReLU.
 
     DropBlock before BN is SA-UNet's order; dropout between BN and ReLU is the CXLSeg authors' U-Net
@@ -51,10 +52,12 @@ def conv_unit(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7
     return nn.Sequential(*layers)
 
 
-def conv_block(c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7,
-               dropout: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(conv_unit(c_in, c_out, drop_prob, block_size, dropout),
-                         conv_unit(c_out, c_out, drop_prob, block_size, dropout))
+def conv_block(
+    c_in: int, c_out: int, drop_prob: float = 0.0, block_size: int = 7, dropout: float = 0.0
+) -> nn.Sequential:
+    return nn.Sequential(
+        conv_unit(c_in, c_out, drop_prob, block_size, dropout), conv_unit(c_out, c_out, drop_prob, block_size, dropout)
+    )
 
 
 class SpatialAttention(nn.Module):
@@ -95,6 +98,7 @@ class AttentionGate(nn.Module):
 
 
 # --------------------------------------------------------------------------- encoder / decoder / net
+
 
 class Encoder(nn.Module):
     """Blocks separated by 2x2 max-pooling; returns every level's features, finest first."""
@@ -159,18 +163,23 @@ def _widths(base_channels: int, levels: int) -> list[int]:
 
 # --------------------------------------------------------------------------- builders
 
-def build_attention_unet(in_channels: int = 1, classes: int = 1, base_channels: int = 32,
-                         levels: int = 5) -> SegmentationNet:
+
+def build_attention_unet(
+    in_channels: int = 1, classes: int = 1, base_channels: int = 32, levels: int = 5
+) -> SegmentationNet:
     """Attention U-Net: plain U-Net conv blocks, attention gates on every skip, gated by the level below."""
     widths = _widths(base_channels, levels)
     encoder = Encoder([conv_block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)])
-    stages = [DecoderStage(c_below, c_skip, conv_block(2 * c_skip, c_skip), AttentionGate(c_skip, c_below))
-              for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])]
+    stages = [
+        DecoderStage(c_below, c_skip, conv_block(2 * c_skip, c_skip), AttentionGate(c_skip, c_below))
+        for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])
+    ]
     return SegmentationNet(encoder, Decoder(stages), nn.Conv2d(widths[0], classes, 1))
 
 
-def build_plain_unet(in_channels: int = 1, classes: int = 1, base_channels: int = 64, levels: int = 5,
-                     dropout: float = 0.1) -> SegmentationNet:
+def build_plain_unet(
+    in_channels: int = 1, classes: int = 1, base_channels: int = 64, levels: int = 5, dropout: float = 0.1
+) -> SegmentationNet:
     """The CXLSeg authors' U-Net: two 3x3 conv + BN + dropout + ReLU per level, 64 -> 1024 at the defaults,
     2x2 max-pooling down, 2x2 transposed convs up, skip concatenation, a 1x1 head giving logits (their
     sigmoid lives in the loss and in inference here, as for every registered model)."""
@@ -180,35 +189,63 @@ def build_plain_unet(in_channels: int = 1, classes: int = 1, base_channels: int 
         return conv_block(c_in, c_out, dropout=dropout)
 
     encoder = Encoder([block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)])
-    stages = [DecoderStage(c_below, c_skip, block(2 * c_skip, c_skip))
-              for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])]
+    stages = [
+        DecoderStage(c_below, c_skip, block(2 * c_skip, c_skip))
+        for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])
+    ]
     return SegmentationNet(encoder, Decoder(stages), nn.Conv2d(widths[0], classes, 1))
 
 
-def build_sa_unet(in_channels: int = 1, classes: int = 1, base_channels: int = 16, levels: int = 4,
-                  drop_prob: float = 0.1, block_size: int = 7) -> SegmentationNet:
+def build_sa_unet(
+    in_channels: int = 1,
+    classes: int = 1,
+    base_channels: int = 16,
+    levels: int = 4,
+    drop_prob: float = 0.1,
+    block_size: int = 7,
+) -> SegmentationNet:
     """SA-UNet: DropBlock+BN+ReLU conv blocks; the bottleneck is conv unit -> spatial attention -> conv unit."""
     widths = _widths(base_channels, levels)
 
     def block(c_in: int, c_out: int) -> nn.Sequential:
         return conv_block(c_in, c_out, drop_prob, block_size)
 
-    bottleneck = nn.Sequential(conv_unit(widths[-2], widths[-1], drop_prob, block_size), SpatialAttention(),
-                               conv_unit(widths[-1], widths[-1], drop_prob, block_size))
-    encoder = Encoder([*(block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1])),
-                       bottleneck])
-    stages = [DecoderStage(c_below, c_skip, block(2 * c_skip, c_skip))
-              for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])]
+    bottleneck = nn.Sequential(
+        conv_unit(widths[-2], widths[-1], drop_prob, block_size),
+        SpatialAttention(),
+        conv_unit(widths[-1], widths[-1], drop_prob, block_size),
+    )
+    encoder = Encoder(
+        [*(block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1])), bottleneck]
+    )
+    stages = [
+        DecoderStage(c_below, c_skip, block(2 * c_skip, c_skip))
+        for c_below, c_skip in zip(widths[:0:-1], widths[-2::-1])
+    ]
     return SegmentationNet(encoder, Decoder(stages), nn.Conv2d(widths[0], classes, 1))
 
 
 def _smp_builder(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    def build(in_channels: int = 1, classes: int = 1, base_channels: int = 16, encoder_name: str = "resnet34",
-              encoder_weights: str | None = None, encoder_depth: int = 5, **kw: object) -> nn.Module:
+    def build(
+        in_channels: int = 1,
+        classes: int = 1,
+        base_channels: int = 16,
+        encoder_name: str = "resnet34",
+        encoder_weights: str | None = None,
+        encoder_depth: int = 5,
+        **kw: object,
+    ) -> nn.Module:
         """decoder widths base*2^(depth-1) ... base; base 16 at depth 5 is smp's default (256..16)."""
         decoder_channels = tuple(reversed(_widths(base_channels, encoder_depth)))
-        return cls(encoder_name=encoder_name, encoder_weights=encoder_weights, encoder_depth=encoder_depth,
-                   decoder_channels=decoder_channels, in_channels=in_channels, classes=classes, **kw)
+        return cls(
+            encoder_name=encoder_name,
+            encoder_weights=encoder_weights,
+            encoder_depth=encoder_depth,
+            decoder_channels=decoder_channels,
+            in_channels=in_channels,
+            classes=classes,
+            **kw,
+        )
 
     build.__name__ = f"build_{cls.__name__.lower()}"
     return build
@@ -225,8 +262,16 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 SMP_MODELS = frozenset({"unet", "unetplusplus"})
 
 
-def create_model(name: str, *, in_channels: int = 1, classes: int = 1, encoder_name: str = "resnet34",
-                 encoder_weights: str | None = None, base_channels: int | None = None, **kw: object) -> nn.Module:
+def create_model(
+    name: str,
+    *,
+    in_channels: int = 1,
+    classes: int = 1,
+    encoder_name: str = "resnet34",
+    encoder_weights: str | None = None,
+    base_channels: int | None = None,
+    **kw: object,
+) -> nn.Module:
     """Build a registered architecture; ``base_channels=None`` keeps each architecture's own default.
 
     Encoder options only reach the smp models; the own models ignore them.

@@ -60,22 +60,33 @@ def mask_file(mask: np.ndarray, separate_lungs: bool) -> np.ndarray:
 
 def segmented_image(resized: np.ndarray, mask: np.ndarray, source: str, spec: InputSpec) -> np.ndarray:
     """AND of the mask with the resized original (CXLSeg), or with it CLAHE'd as the network's input was."""
-    base = resized if source == "original" else preprocess.clahe(resized, spec.clahe_clip, spec.clahe_tiles,
-                                                                  spec.clahe_space)
+    base = (
+        resized
+        if source == "original"
+        else preprocess.clahe(resized, spec.clahe_clip, spec.clahe_tiles, spec.clahe_space)
+    )
     return cv2.bitwise_and(base, mask * np.uint8(255))
 
 
-def finish_image(item: dict, resized: np.ndarray, prob: np.ndarray, out_root, s: OutputSettings,
-                 spec: InputSpec) -> dict:
+def finish_image(
+    item: dict, resized: np.ndarray, prob: np.ndarray, out_root, s: OutputSettings, spec: InputSpec
+) -> dict:
     """Clean the mask, score it, write the segmented image and the mask; returns the manifest fields."""
     mask = s.postprocess.clean(prob, s.threshold)
     metrics = qc.qc_metrics(prob, mask, threshold=s.threshold)
     flags = qc.qc_flags(metrics, s.qc)
     image_rel, mask_rel = output_paths(item, s.mask_format)
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
-    io.write_image(io.safe_join(out_root, image_rel), segmented_image(resized, mask, s.segmented_source, spec),
-                   quality)
-    io.write_image(io.safe_join(out_root, mask_rel), mask_file(mask, s.separate_lungs),
-                   quality if s.mask_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    return {"image_path": image_rel, "mask_path": mask_rel, **metrics, "qc_flags": ";".join(flags),
-            "mask_rle": _rle(mask, item["orig_hw"]) if s.save_full_res_rle else None}
+    io.write_image(io.safe_join(out_root, image_rel), segmented_image(resized, mask, s.segmented_source, spec), quality)
+    io.write_image(
+        io.safe_join(out_root, mask_rel),
+        mask_file(mask, s.separate_lungs),
+        quality if s.mask_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3],
+    )
+    return {
+        "image_path": image_rel,
+        "mask_path": mask_rel,
+        **metrics,
+        "qc_flags": ";".join(flags),
+        "mask_rle": _rle(mask, item["orig_hw"]) if s.save_full_res_rle else None,
+    }

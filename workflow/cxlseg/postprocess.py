@@ -23,7 +23,6 @@ LEFT_LUNG = 2  # patient's left lung: image right in PA/AP
 LABEL_GRAY = {RIGHT_LUNG: 128, LEFT_LUNG: 255}
 
 
-
 @dataclass(frozen=True)
 class CleanupSettings:
     """The `infer.postprocess` config section (defaults live in the schema)."""
@@ -68,9 +67,16 @@ def keep_largest(mask: np.ndarray, keep_components: int = 2, min_area: int = 0) 
     return np.isin(labels, kept).astype(np.uint8)
 
 
-def clean_mask(prob: np.ndarray, *, threshold: float = 0.5, closing: int = 5, opening: int = 3,
-               keep_components: int = 2, fill_holes: bool = True,
-               min_component_fraction: float = 0.005) -> np.ndarray:
+def clean_mask(
+    prob: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    closing: int = 5,
+    opening: int = 3,
+    keep_components: int = 2,
+    fill_holes: bool = True,
+    min_component_fraction: float = 0.005,
+) -> np.ndarray:
     """Probability map (H, W) -> 0/1 uint8 lung mask.
 
     Closing bridges small gaps along the lung border before opening removes specks, so a lung is

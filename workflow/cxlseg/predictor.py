@@ -59,8 +59,16 @@ class InputSpec:
 class Predictor:
     """Lung probabilities from one model or an ensemble; CUDA gets mixed precision and channels_last."""
 
-    def __init__(self, models: Sequence[nn.Module], spec: InputSpec, *, device: torch.device | str = "cpu",
-                 tta_flip: bool = False, model_id: str = "model", amp_dtype: torch.dtype = torch.float16):
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        spec: InputSpec,
+        *,
+        device: torch.device | str = "cpu",
+        tta_flip: bool = False,
+        model_id: str = "model",
+        amp_dtype: torch.dtype = torch.float16,
+    ):
         self.device = torch.device(device)
         self.models = [m.to(self.device).eval() for m in models]
         if self.device.type == "cuda":
@@ -68,8 +76,9 @@ class Predictor:
         self.spec, self.tta_flip, self.model_id, self.amp_dtype = spec, bool(tta_flip), model_id, amp_dtype
 
     @classmethod
-    def from_checkpoints(cls, checkpoints: Sequence[Path | str] | Path | str, *, device: str = "auto",
-                         tta_flip: bool = False) -> "Predictor":
+    def from_checkpoints(
+        cls, checkpoints: Sequence[Path | str] | Path | str, *, device: str = "auto", tta_flip: bool = False
+    ) -> "Predictor":
         """One checkpoint, or several (an ensemble) that must share their input preprocessing."""
         paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
         if not paths:
@@ -111,14 +120,15 @@ class Predictor:
             raise ValueError(f"model returned {tuple(logits.shape)} for input {tuple(x.shape)}; expected (N,1,H,W)")
         return torch.sigmoid(logits.float())
 
-    def predict(self, images: np.ndarray, *, out_size: int | None = None, batch_size: int = 16,
-                progress: bool = False) -> np.ndarray:
+    def predict(
+        self, images: np.ndarray, *, out_size: int | None = None, batch_size: int = 16, progress: bool = False
+    ) -> np.ndarray:
         """uint8 (N, H, W) radiographs -> probabilities (N, S, S), S = out_size or the images' own size."""
         images = np.asarray(images)
         size = int(out_size or images.shape[-1])
         out = np.empty((len(images), size, size), np.float32)
         for start in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress, leave=False):
-            chunk = images[start:start + batch_size]
+            chunk = images[start : start + batch_size]
             x = self.spec.to_tensor(np.stack([self.spec.prepare(np.asarray(img)) for img in chunk]))
-            out[start:start + len(chunk)] = self.forward(x, size)
+            out[start : start + len(chunk)] = self.forward(x, size)
         return out

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 
-
 def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     if image.shape[:2] == (size, size):
         return image
@@ -97,8 +96,9 @@ def resize_reduced(reduced: np.ndarray, true_hw: tuple[int, int], factor: int, s
     if factor == 1:
         return resize(reduced, size)
     height, width = true_hw
-    scaled = cv2.resize(reduced, (0, 0), fx=size * factor / width, fy=size * factor / height,
-                        interpolation=cv2.INTER_AREA)
+    scaled = cv2.resize(
+        reduced, (0, 0), fx=size * factor / width, fy=size * factor / height, interpolation=cv2.INTER_AREA
+    )
     if scaled.shape[0] < size or scaled.shape[1] < size:
         raise ValueError(f"reduced image {reduced.shape} too small for true size {true_hw} at 1/{factor}")
     return np.ascontiguousarray(scaled[:size, :size])
@@ -132,9 +132,9 @@ def _read_full_gray(path: os.PathLike | str) -> tuple[np.ndarray, str]:
     return to_gray_uint8(image, path), note
 
 
-def decode_for_inference(path: os.PathLike | str, size: int, height: int | None = None,
-                         width: int | None = None, min_ratio: float = 1.0
-                         ) -> tuple[np.ndarray, tuple[int, int], int, str]:
+def decode_for_inference(
+    path: os.PathLike | str, size: int, height: int | None = None, width: int | None = None, min_ratio: float = 1.0
+) -> tuple[np.ndarray, tuple[int, int], int, str]:
     """Decode a radiograph and resize it to size x size, using reduced DCT decoding when it pays.
 
     `height`/`width` are the expected true size (MIMIC's Rows/Columns); they choose the reduction

@@ -89,8 +89,12 @@ def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, ba
     soft_dice = 2.0 * float((prob * mask).sum()) / max(float(prob.sum() + mask.sum()), 1e-9)
     qc_score = 0.0
     if mask.any():
-        qc_score = (soft_dice * math.sqrt(max(0.0, 1.0 - boundary_entropy)) * dice(raw, mask)
-                    * _plausibility(area_fraction, area_left, area_right))
+        qc_score = (
+            soft_dice
+            * math.sqrt(max(0.0, 1.0 - boundary_entropy))
+            * dice(raw, mask)
+            * _plausibility(area_fraction, area_left, area_right)
+        )
     return {
         "lung_area_fraction": area_fraction,
         "n_components": int(n_raw),
@@ -150,6 +154,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndar
 
 # --- where ground truth exists ---------------------------------------------------------------
 
+
 def read_truth(path) -> np.ndarray:
     """Ground-truth masks may be 0/255 or lung labels 1/2: any non-zero pixel is lung."""
     image = io.read_image(path)
@@ -167,8 +172,14 @@ def qc_vs_truth(manifest: pd.DataFrame, truth_dir, out_root, *, size: int) -> pd
             continue
         pred = io.read_mask(io.safe_join(out_root, rec.mask_path))
         truth = preprocess.resize_mask(read_truth(truth_path), size)
-        rows.append({"dicom_id": rec.dicom_id, "qc_score": float(rec.qc_score),
-                     "qc_flags": rec.qc_flags or "", "dice": dice(pred, truth)})
+        rows.append(
+            {
+                "dicom_id": rec.dicom_id,
+                "qc_score": float(rec.qc_score),
+                "qc_flags": rec.qc_flags or "",
+                "dice": dice(pred, truth),
+            }
+        )
     return pd.DataFrame(rows, columns=["dicom_id", "qc_score", "qc_flags", "dice"])
 
 
@@ -177,8 +188,12 @@ def qc_tracking(validation: pd.DataFrame) -> dict:
     from scipy.stats import spearmanr
 
     n = int(len(validation))
-    result = {"n": n, "spearman_rho": math.nan, "spearman_p": math.nan,
-              "mean_dice": float(validation.dice.mean()) if n else math.nan}
+    result = {
+        "n": n,
+        "spearman_rho": math.nan,
+        "spearman_p": math.nan,
+        "mean_dice": float(validation.dice.mean()) if n else math.nan,
+    }
     if n >= 3 and validation.qc_score.nunique() > 1 and validation.dice.nunique() > 1:
         rho, p = spearmanr(validation.qc_score, validation.dice)
         result.update(spearman_rho=float(rho), spearman_p=float(p))
@@ -188,8 +203,9 @@ def qc_tracking(validation: pd.DataFrame) -> dict:
     return result
 
 
-def flagged_overlays(manifest: pd.DataFrame, mimic_root, out_root, *, size: int,
-                     max_images: int = 24) -> list[tuple[dict, np.ndarray]]:
+def flagged_overlays(
+    manifest: pd.DataFrame, mimic_root, out_root, *, size: int, max_images: int = 24
+) -> list[tuple[dict, np.ndarray]]:
     """(row, BGR overlay) of the lowest-scoring flagged masks on their resized source images."""
     flagged = manifest[(manifest.status == "ok") & (manifest.qc_flags.fillna("") != "")]
     flagged = flagged.sort_values(["qc_score", "dicom_id"]).head(max_images)

@@ -57,17 +57,26 @@ def _selection_rows(selection: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "value"])
 
 
-def write_qc_report(manifest_paths, selection_summary, *, out_root, mimic_root, markdown_path, overlays_path,
-                    truth_dir=None, size: int) -> dict:
+def write_qc_report(
+    manifest_paths, selection_summary, *, out_root, mimic_root, markdown_path, overlays_path, truth_dir=None, size: int
+) -> dict:
     manifest = read_manifests(manifest_paths)
     selection = io.read_json(selection_summary)
     status = manifest.groupby("status").size().rename("images").reset_index()
     failed = manifest[manifest["status"] != "ok"][["dicom_id", "error"]]
     overlay_sheet(flagged_overlays(manifest, mimic_root, out_root, size=size), overlays_path)
     flagged = manifest[manifest["qc_flags"].fillna("") != ""]
-    lines = ["# Inference quality control\n", "## Selection\n", markdown_table(_selection_rows(selection)),
-             "\n## Status\n", markdown_table(status), "\n## Failed images\n", markdown_table(failed),
-             f"\n## QC-flagged images ({len(flagged)})\n", markdown_table(flagged[["dicom_id", "qc_score", "qc_flags"]])]
+    lines = [
+        "# Inference quality control\n",
+        "## Selection\n",
+        markdown_table(_selection_rows(selection)),
+        "\n## Status\n",
+        markdown_table(status),
+        "\n## Failed images\n",
+        markdown_table(failed),
+        f"\n## QC-flagged images ({len(flagged)})\n",
+        markdown_table(flagged[["dicom_id", "qc_score", "qc_flags"]]),
+    ]
     tracking = {}
     if truth_dir and Path(truth_dir).is_dir() and len(manifest):
         tracking = qc_tracking(qc_vs_truth(manifest, truth_dir, out_root, size=size))

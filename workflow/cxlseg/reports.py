@@ -63,8 +63,16 @@ from pathlib import Path
 
 STUDY_RULE = "study_rule"
 STUDY_RULE_NONE = "study_rule_none"
-RULES = ("findings+impression", "findings", "impression", "comparison", "last_paragraph", "none", STUDY_RULE,
-         STUDY_RULE_NONE)
+RULES = (
+    "findings+impression",
+    "findings",
+    "impression",
+    "comparison",
+    "last_paragraph",
+    "none",
+    STUDY_RULE,
+    STUDY_RULE_NONE,
+)
 STUDY_RULES_CSV = Path(__file__).parent / "data" / "report_rules.csv"
 
 # starting with a letter keeps the scan linear (10x faster than MIT-LCP's class on MIMIC text)
@@ -138,9 +146,24 @@ _VIEW_AS_FINDINGS = re.compile(
     "|".join(
         re.escape(v)
         for v in (
-            "chest", "portable", "pa and lateral", "lateral and pa", "ap and lateral", "lateral and ap",
-            "frontal and", "two views", "frontal view", "pa view", "ap view", "one view", "lateral view",
-            "bone window", "frontal upright", "frontal semi-upright", "ribs", "pa and lat",
+            "chest",
+            "portable",
+            "pa and lateral",
+            "lateral and pa",
+            "ap and lateral",
+            "lateral and ap",
+            "frontal and",
+            "two views",
+            "frontal view",
+            "pa view",
+            "ap view",
+            "one view",
+            "lateral view",
+            "bone window",
+            "frontal upright",
+            "frontal semi-upright",
+            "ribs",
+            "pa and lat",
         )
     )
 )

@@ -4,6 +4,7 @@ Why: `snakemake --report` only offers the CSV tables as downloads and has no ove
 a finished results folder (every input optional, so an old or partial run still renders) and return small
 self-contained HTML (inline CSS, no JS) with numbers rounded for reading.
 """
+
 from __future__ import annotations
 
 import html
@@ -34,8 +35,10 @@ td:first-child,th:first-child{text-align:left}tr.sel td,td.sel{background:#e5f5e
 
 def page(title: str, body: str) -> str:
     """A whole HTML document, so each page also opens on its own from the results folder."""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{CSS}</head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{CSS}</head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def count(n) -> str:
@@ -47,8 +50,11 @@ def table(df: pd.DataFrame, formats: dict | None = None, index: bool = False) ->
     """A DataFrame as an HTML table; `formats` maps a column to a formatter (rounding, separators)."""
     if df is None or df.empty:
         return "<p class='note'>(none)</p>"
-    return "<div class='scroll'>" + df.to_html(index=index, border=0, na_rep="", formatters=formats or {},
-                                             escape=True) + "</div>"
+    return (
+        "<div class='scroll'>"
+        + df.to_html(index=index, border=0, na_rep="", formatters=formats or {}, escape=True)
+        + "</div>"
+    )
 
 
 def _json(path) -> dict:
@@ -87,14 +93,22 @@ def benchmark_times(results) -> pd.DataFrame:
         rel = tsv.relative_to(root)
         stage = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
         df = pd.read_csv(tsv, sep="\t")
-        rows.append((stage, float(df["s"].sum()),
-                     float(pd.to_numeric(df.get("max_rss"), errors="coerce").max()) if "max_rss" in df else np.nan))
+        rows.append(
+            (
+                stage,
+                float(df["s"].sum()),
+                float(pd.to_numeric(df.get("max_rss"), errors="coerce").max()) if "max_rss" in df else np.nan,
+            )
+        )
     if not rows:
         return pd.DataFrame(columns=["stage", "jobs", "seconds", "peak_rss_mb"])
     df = pd.DataFrame(rows, columns=["stage", "seconds", "rss"])
-    return (df.groupby("stage", sort=False).agg(jobs=("seconds", "size"), seconds=("seconds", "sum"),
-                                               peak_rss_mb=("rss", "max"))
-            .reset_index().sort_values("seconds", ascending=False, ignore_index=True))
+    return (
+        df.groupby("stage", sort=False)
+        .agg(jobs=("seconds", "size"), seconds=("seconds", "sum"), peak_rss_mb=("rss", "max"))
+        .reset_index()
+        .sort_values("seconds", ascending=False, ignore_index=True)
+    )
 
 
 def shard_throughput(results, manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -138,9 +152,11 @@ def selected_model(results) -> dict:
 
 
 def demo_banner() -> str:
-    return ("<div class='banner'>Synthetic demo run: every number on these pages describes generated phantoms on a "
-            "few images, not MIMIC-CXR. The segmentation Dice only shows the pipeline runs end to end; the Table III "
-            "AUCs are near chance by construction.</div>")
+    return (
+        "<div class='banner'>Synthetic demo run: every number on these pages describes generated phantoms on a "
+        "few images, not MIMIC-CXR. The segmentation Dice only shows the pipeline runs end to end; the Table III "
+        "AUCs are near chance by construction.</div>"
+    )
 
 
 def summary_page(results, *, demo: bool = False) -> str:
@@ -149,26 +165,39 @@ def summary_page(results, *, demo: bool = False) -> str:
     selection = _json(results / "infer" / "selection_summary.json")
     tables = _json(results / "CXLSeg" / "summary.json")
     manifests = read_manifests(results)
-    manifest = pd.concat(manifests.values(), ignore_index=True) if manifests else pd.DataFrame(
-        columns=["status", "error", "qc_flags"])
+    manifest = (
+        pd.concat(manifests.values(), ignore_index=True)
+        if manifests
+        else pd.DataFrame(columns=["status", "error", "qc_flags"])
+    )
     ok = manifest["status"] == "ok"
     selected_n = selection.get("images_in_shards", len(manifest))
-    failed = manifest.loc[~ok, "error"].fillna("unknown").value_counts().rename_axis("reason") \
-        .reset_index(name="images")
+    failed = (
+        manifest.loc[~ok, "error"].fillna("unknown").value_counts().rename_axis("reason").reset_index(name="images")
+    )
     flagged = int((manifest["qc_flags"].fillna("") != "").sum())
-    body = [demo_banner() if demo else "", "<h2>Images</h2>",
-            _kpi("selected (frontal, with report)", count(selected_n)), _kpi("segmented", count(int(ok.sum()))),
-            _kpi("failed", count(int((~ok).sum()))), _kpi("QC-flagged", count(flagged)),
-            _kpi("in the tables", count(tables.get("rows", {}).get("segmented")))]
+    body = [
+        demo_banner() if demo else "",
+        "<h2>Images</h2>",
+        _kpi("selected (frontal, with report)", count(selected_n)),
+        _kpi("segmented", count(int(ok.sum()))),
+        _kpi("failed", count(int((~ok).sum()))),
+        _kpi("QC-flagged", count(flagged)),
+        _kpi("in the tables", count(tables.get("rows", {}).get("segmented"))),
+    ]
     body += ["<h3>Failed, by reason</h3>", table(failed, {"images": count})]
-    drops = [("no report file", "studies_no_report_file", "images_no_report_file"),
-             ("empty report", "studies_empty_report", "images_empty_report")]
+    drops = [
+        ("no report file", "studies_no_report_file", "images_no_report_file"),
+        ("empty report", "studies_empty_report", "images_empty_report"),
+    ]
     rows = [(why, selection.get(s), selection.get(i)) for why, s, i in drops if s in selection or i in selection]
     body.append("<h3>Studies dropped at selection</h3>")
-    body.append(table(pd.DataFrame(rows, columns=["dropped because", "studies", "images"]),
-                      {"studies": count, "images": count}) if rows else
-                "<p class='note'>This run's selection summary does not split dropped studies by cause "
-                "(written by an older version).</p>")
+    body.append(
+        table(pd.DataFrame(rows, columns=["dropped because", "studies", "images"]), {"studies": count, "images": count})
+        if rows
+        else "<p class='note'>This run's selection summary does not split dropped studies by cause "
+        "(written by an older version).</p>"
+    )
     splits = _split_counts(results)
     body += ["<h2>Splits (images)</h2>"] + [_kpi(s, count(n)) for s, n in splits.items()]
     model = selected_model(results)
@@ -180,16 +209,28 @@ def summary_page(results, *, demo: bool = False) -> str:
     else:
         body.append("<p class='note'>No model selected yet.</p>")
     times = benchmark_times(results)
-    body += ["<h2>Time per stage</h2>",
-             f"<p class='note'>Sum of Snakemake benchmark seconds per rule (total {_hms(times['seconds'].sum())}; "
-             "jobs run in parallel, so this is compute time, not elapsed time).</p>",
-             table(times, {"jobs": count, "seconds": _hms, "peak_rss_mb": lambda v: count(v) if pd.notna(v) else "–"})]
+    body += [
+        "<h2>Time per stage</h2>",
+        f"<p class='note'>Sum of Snakemake benchmark seconds per rule (total {_hms(times['seconds'].sum())}; "
+        "jobs run in parallel, so this is compute time, not elapsed time).</p>",
+        table(times, {"jobs": count, "seconds": _hms, "peak_rss_mb": lambda v: count(v) if pd.notna(v) else "–"}),
+    ]
     shards = shard_throughput(results, manifests)
-    body += ["<h2>Inference throughput per shard</h2>",
-             table(shards, {"images": count, "seconds": lambda v: "–" if pd.isna(v) else f"{v:,.1f}",
-                            "images_per_s": lambda v: "–" if pd.isna(v) else f"{v:,.2f}"})]
-    body.append("<p class='note'>More: <a href='tables.html'>tables</a> · <a href='datasets.html'>dataset "
-                "previews</a> · <a href='samples.jpg'>sample grid</a></p>")
+    body += [
+        "<h2>Inference throughput per shard</h2>",
+        table(
+            shards,
+            {
+                "images": count,
+                "seconds": lambda v: "–" if pd.isna(v) else f"{v:,.1f}",
+                "images_per_s": lambda v: "–" if pd.isna(v) else f"{v:,.2f}",
+            },
+        ),
+    ]
+    body.append(
+        "<p class='note'>More: <a href='tables.html'>tables</a> · <a href='datasets.html'>dataset "
+        "previews</a> · <a href='samples.jpg'>sample grid</a></p>"
+    )
     return page("CXLSeg run summary", "".join(body))
 
 
@@ -239,13 +280,19 @@ def tables_page(results, *, demo: bool = False) -> str:
     counts = _csv(Path(results) / "training" / "counts.csv")
     if counts is not None and "split" in counts:
         counts["split"] = counts["split"].map(split_name)
-    body = [demo_banner() if demo else "",
-            "<h2>Table IV: segmentation models (test set)</h2>", comparison_table(results),
-            "<h2>Table III: classifiers, original vs segmented images</h2>", table3(results),
-            "<h2>Quality control</h2>", table(qc_summary(results), {"images": count}),
-            "<h2>Training images per split and label</h2>",
-            table(counts, {c: count for c in ("originals", "augmented", "total")} if counts is not None else None)
-            if counts is not None else "<p class='note'>training/counts.csv not found.</p>"]
+    body = [
+        demo_banner() if demo else "",
+        "<h2>Table IV: segmentation models (test set)</h2>",
+        comparison_table(results),
+        "<h2>Table III: classifiers, original vs segmented images</h2>",
+        table3(results),
+        "<h2>Quality control</h2>",
+        table(qc_summary(results), {"images": count}),
+        "<h2>Training images per split and label</h2>",
+        table(counts, {c: count for c in ("originals", "augmented", "total")} if counts is not None else None)
+        if counts is not None
+        else "<p class='note'>training/counts.csv not found.</p>",
+    ]
     return page("CXLSeg tables", "".join(body))
 
 
@@ -266,24 +313,28 @@ def datasets_page(results, out_dir, *, rows: int = 5, width: int = 60) -> str:
         head = pd.read_csv(path, nrows=rows)
         head = head.map(lambda v: v[:width] + "…" if isinstance(v, str) and len(v) > width else v)
         link = Path(os.path.relpath(path, out_dir)).as_posix()
-        body += [f"<p>{count(_row_count(path))} rows · {len(head.columns)} columns · "
-                 f"<a href='{html.escape(link)}'>{html.escape(link)}</a></p>",
-                 f"<p class='note'>Columns: {html.escape(', '.join(map(str, head.columns)))}</p>", table(head)]
+        body += [
+            f"<p>{count(_row_count(path))} rows · {len(head.columns)} columns · "
+            f"<a href='{html.escape(link)}'>{html.escape(link)}</a></p>",
+            f"<p class='note'>Columns: {html.escape(', '.join(map(str, head.columns)))}</p>",
+            table(head),
+        ]
     return page("CXLSeg dataset previews", "".join(body))
 
 
 def _gray(path: Path, size: int) -> np.ndarray:
     import cv2
+
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         return np.zeros((size, size), np.uint8)
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def sample_grid(results, path, *, n: int = 12, seed: int = 0, cols: int = 4, size: int = 192,
-                quality: int = 80) -> int:
+def sample_grid(results, path, *, n: int = 12, seed: int = 0, cols: int = 4, size: int = 192, quality: int = 80) -> int:
     """A seeded random sample of segmented images next to their masks, as a small JPEG; returns the count."""
     from matplotlib.figure import Figure
+
     manifests = read_manifests(results)
     manifest = pd.concat(manifests.values(), ignore_index=True) if manifests else pd.DataFrame(columns=["status"])
     ok = manifest[manifest["status"] == "ok"].sort_values("dicom_id", ignore_index=True) if len(manifest) else manifest

@@ -33,8 +33,14 @@ def best_epoch(history: pd.DataFrame, metric: str = "dice") -> pd.Series:
     return history.iloc[position]
 
 
-def compare_models(summaries: dict[str, Path | str], histories: dict[str, Path | str], out_dir: Path | str, *,
-                   select_metric: str, inference_model: str | None = None) -> dict:
+def compare_models(
+    summaries: dict[str, Path | str],
+    histories: dict[str, Path | str],
+    out_dir: Path | str,
+    *,
+    select_metric: str,
+    inference_model: str | None = None,
+) -> dict:
     """comparison.csv/.md (Table IV), learning_curves.png and selected.json for every evaluated architecture."""
     if not summaries:
         raise ValueError("compare_models needs at least one model summary")
@@ -43,13 +49,17 @@ def compare_models(summaries: dict[str, Path | str], histories: dict[str, Path |
         raise ValueError(f"summaries and histories must name the same architectures; unmatched: {unmatched}")
     out_dir = Path(out_dir)
     loaded = {arch: (read_json(summaries[arch]), _read_history(histories[arch])) for arch in sorted(summaries)}
-    table = pd.DataFrame([_comparison_row(arch, summary, history, select_metric)
-                          for arch, (summary, history) in loaded.items()])
+    table = pd.DataFrame(
+        [_comparison_row(arch, summary, history, select_metric) for arch, (summary, history) in loaded.items()]
+    )
     selected = select_model(table, select_metric, inference_model)
     write_csv(table, out_dir / "comparison.csv")
     write_text(out_dir / "comparison.md", comparison_markdown(table, selected["architecture"]))
-    plot_learning_curves({arch: history for arch, (_, history) in loaded.items()}, out_dir / "learning_curves.png",
-                         best_epochs=dict(zip(table["model"], table["best_epoch"])))
+    plot_learning_curves(
+        {arch: history for arch, (_, history) in loaded.items()},
+        out_dir / "learning_curves.png",
+        best_epochs=dict(zip(table["model"], table["best_epoch"])),
+    )
     write_json(out_dir / "selected.json", selected)
     return selected
 
@@ -67,10 +77,17 @@ def _comparison_row(arch: str, summary: dict, history: pd.DataFrame, select_metr
     return {
         "model": arch,
         "loss": metrics["loss"]["mean"],
-        "dice": metrics["dice"]["mean"], "dice_std": metrics["dice"]["std"], "dice_p5": metrics["dice"]["p5"],
-        "iou": metrics["iou"]["mean"], "precision": metrics["precision"]["mean"], "recall": metrics["recall"]["mean"],
-        "hd95": metrics["hd95"]["mean"], "params": int(summary.get("params", 0)), "best_epoch": int(best["epoch"]),
-        f"val_{select_metric}": float(best[f"val_{select_metric}"]), "n_test": int(summary.get("n_images", 0)),
+        "dice": metrics["dice"]["mean"],
+        "dice_std": metrics["dice"]["std"],
+        "dice_p5": metrics["dice"]["p5"],
+        "iou": metrics["iou"]["mean"],
+        "precision": metrics["precision"]["mean"],
+        "recall": metrics["recall"]["mean"],
+        "hd95": metrics["hd95"]["mean"],
+        "params": int(summary.get("params", 0)),
+        "best_epoch": int(best["epoch"]),
+        f"val_{select_metric}": float(best[f"val_{select_metric}"]),
+        "n_test": int(summary.get("n_images", 0)),
         "checkpoint": summary.get("checkpoint", ""),
     }
 
@@ -88,9 +105,16 @@ def select_model(table: pd.DataFrame, metric: str, forced: str | None = None) ->
         raise ValueError(f"models.inference_model {forced!r} was not trained; trained: {', '.join(ranking)}")
     chosen = forced or ranking[0]
     row = table[table["model"] == chosen].iloc[0]
-    return {"architecture": chosen, "checkpoint": str(row["checkpoint"]), "metric": metric,
-            "value": float(row[f"val_{metric}"]), "split": "validate", "forced": forced is not None,
-            "ranking": ranking, "checkpoints": {str(m): str(c) for m, c in zip(table["model"], table["checkpoint"])}}
+    return {
+        "architecture": chosen,
+        "checkpoint": str(row["checkpoint"]),
+        "metric": metric,
+        "value": float(row[f"val_{metric}"]),
+        "split": "validate",
+        "forced": forced is not None,
+        "ranking": ranking,
+        "checkpoints": {str(m): str(c) for m, c in zip(table["model"], table["checkpoint"])},
+    }
 
 
 def comparison_markdown(table: pd.DataFrame, selected: str | None = None) -> str:
@@ -99,14 +123,17 @@ def comparison_markdown(table: pd.DataFrame, selected: str | None = None) -> str
     lines = [header, "|" + "---|" * 9]
     for _, r in table.iterrows():
         name = f"**{r['model']}** (selected)" if r["model"] == selected else r["model"]
-        lines.append(f"| {name} | {r['loss']:.4f} | {r['dice']:.4f} ± {r['dice_std']:.4f} | {r['iou']:.4f} "
-                     f"| {r['recall']:.4f} | {r['precision']:.4f} | {r['hd95']:.2f} | {int(r['params']):,} "
-                     f"| {int(r['best_epoch'])} |")
+        lines.append(
+            f"| {name} | {r['loss']:.4f} | {r['dice']:.4f} ± {r['dice_std']:.4f} | {r['iou']:.4f} "
+            f"| {r['recall']:.4f} | {r['precision']:.4f} | {r['hd95']:.2f} | {int(r['params']):,} "
+            f"| {int(r['best_epoch'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path | str,
-                         best_epochs: dict[str, int] | None = None) -> None:
+def plot_learning_curves(
+    histories: dict[str, pd.DataFrame], path: Path | str, best_epochs: dict[str, int] | None = None
+) -> None:
     """Like the paper's Fig. 3: per model, loss (top) and Dice (bottom) per epoch, train vs validation."""
     n = len(histories)
     fig = Figure(figsize=(3.2 * n, 5.5))

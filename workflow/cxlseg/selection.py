@@ -62,8 +62,10 @@ def _exclude_bad_ids(frontal: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     dup = frontal.dicom_id.duplicated(keep="first") & (problems == "")
     problems[dup] = "duplicate dicom_id (first occurrence kept)"
     bad = frontal[problems != ""]
-    excluded = [{"dicom_id": d, "subject_id": s, "study_id": t, "reason": r}
-                for d, s, t, r in zip(bad.dicom_id, bad.subject_id, bad.study_id, problems[problems != ""])]
+    excluded = [
+        {"dicom_id": d, "subject_id": s, "study_id": t, "reason": r}
+        for d, s, t, r in zip(bad.dicom_id, bad.subject_id, bad.study_id, problems[problems != ""])
+    ]
     return frontal[problems == ""], excluded
 
 
@@ -84,9 +86,12 @@ def study_report_status(subject_id: str, study_id: str, reports_root) -> str:
 def _report_status(images: pd.DataFrame, reports_root) -> dict[tuple[str, str], str]:
     """One report read per study, not per image."""
     studies = images[["subject_id", "study_id"]].drop_duplicates()
-    return {(s, t): study_report_status(s, t, reports_root)
-            for s, t in tqdm(zip(studies.subject_id, studies.study_id), total=len(studies), desc="reports",
-                             unit="study", mininterval=5)}
+    return {
+        (s, t): study_report_status(s, t, reports_root)
+        for s, t in tqdm(
+            zip(studies.subject_id, studies.study_id), total=len(studies), desc="reports", unit="study", mininterval=5
+        )
+    }
 
 
 def _assign_chunks(df: pd.DataFrame, chunks: int) -> pd.Series:
@@ -104,15 +109,23 @@ def _shard_table(images: pd.DataFrame, shards, chunks: int) -> pd.DataFrame:
     selected = selected.sort_values(["prefix", "subject_id", "study_id", "dicom_id"], kind="stable")
     selected = selected.reset_index(drop=True)
     chunk = _assign_chunks(selected, chunks) if len(selected) else pd.Series(dtype="int64")
-    return pd.DataFrame({
-        "dicom_id": selected.dicom_id, "subject_id": selected.subject_id, "study_id": selected.study_id,
-        "view_position": selected.ViewPosition, "rows": selected.Rows, "columns": selected.Columns,
-        "prefix": selected.prefix, "chunk": chunk.astype("int64"),
-        "shard_id": selected.prefix if chunks == 1 else selected.prefix + "-c" + chunk.astype(str),
-        "image_path": [image_relpath(s, t, d) for s, t, d in
-                       zip(selected.subject_id, selected.study_id, selected.dicom_id)],
-        "report_path": [report_relpath(s, t) for s, t in zip(selected.subject_id, selected.study_id)],
-    })
+    return pd.DataFrame(
+        {
+            "dicom_id": selected.dicom_id,
+            "subject_id": selected.subject_id,
+            "study_id": selected.study_id,
+            "view_position": selected.ViewPosition,
+            "rows": selected.Rows,
+            "columns": selected.Columns,
+            "prefix": selected.prefix,
+            "chunk": chunk.astype("int64"),
+            "shard_id": selected.prefix if chunks == 1 else selected.prefix + "-c" + chunk.astype(str),
+            "image_path": [
+                image_relpath(s, t, d) for s, t, d in zip(selected.subject_id, selected.study_id, selected.dicom_id)
+            ],
+            "report_path": [report_relpath(s, t) for s, t in zip(selected.subject_id, selected.study_id)],
+        }
+    )
 
 
 def select_images(metadata_csv, mimic_root, reports_root, settings: SelectionSettings) -> tuple[pd.DataFrame, dict]:
@@ -124,9 +137,15 @@ def select_images(metadata_csv, mimic_root, reports_root, settings: SelectionSet
     ids = settings.shard_ids  # bad shard names fail before the slow report scan
     reports_root = reports_root if reports_root is not None else mimic_root
     meta = _read_metadata(metadata_csv)
-    summary = {"metadata_csv": str(metadata_csv), "mimic_root": str(mimic_root),
-               "reports_root": str(reports_root), "views": list(settings.views), "shards": list(settings.shards),
-               "chunks_per_shard": int(settings.chunks_per_shard), "metadata_images": int(len(meta))}
+    summary = {
+        "metadata_csv": str(metadata_csv),
+        "mimic_root": str(mimic_root),
+        "reports_root": str(reports_root),
+        "views": list(settings.views),
+        "shards": list(settings.shards),
+        "chunks_per_shard": int(settings.chunks_per_shard),
+        "metadata_images": int(len(meta)),
+    }
     frontal = meta[meta.ViewPosition.isin(list(settings.views))]
     summary["frontal_images"] = int(len(frontal))
     valid, excluded = _exclude_bad_ids(frontal)
@@ -148,27 +167,42 @@ def select_images(metadata_csv, mimic_root, reports_root, settings: SelectionSet
     summary["images_in_shards"] = int(len(table))
     per_shard = table.shard_id.value_counts().reindex(ids, fill_value=0)
     summary["images_per_shard"] = {s: int(n) for s, n in per_shard.items()}
-    log.info("selection: %d metadata -> %d frontal -> %d valid ids -> %d with a usable report (%d images without "
-             "a report file, %d with an empty report) -> %d in shards", summary["metadata_images"],
-             summary["frontal_images"], summary["valid_id_images"], summary["images_with_report"],
-             summary[f"images_{NO_REPORT_FILE}"], summary[f"images_{EMPTY_REPORT}"], summary["images_in_shards"])
+    log.info(
+        "selection: %d metadata -> %d frontal -> %d valid ids -> %d with a usable report (%d images without "
+        "a report file, %d with an empty report) -> %d in shards",
+        summary["metadata_images"],
+        summary["frontal_images"],
+        summary["valid_id_images"],
+        summary["images_with_report"],
+        summary[f"images_{NO_REPORT_FILE}"],
+        summary[f"images_{EMPTY_REPORT}"],
+        summary["images_in_shards"],
+    )
     return table, summary
 
 
-def write_selection(table: pd.DataFrame, summary: dict, selection_path, summary_path, lists_dir,
-                    shard_ids_: list[str]) -> None:
+def write_selection(
+    table: pd.DataFrame, summary: dict, selection_path, summary_path, lists_dir, shard_ids_: list[str]
+) -> None:
     """selection.parquet, selection_summary.json and one list per configured shard (empty when absent)."""
     io.write_parquet(table, selection_path)
     io.write_json(summary_path, summary)
     for shard in shard_ids_:
-        io.write_parquet(table[table.shard_id == shard].reset_index(drop=True),
-                         io.safe_join(lists_dir, f"{shard}.parquet"))
+        io.write_parquet(
+            table[table.shard_id == shard].reset_index(drop=True), io.safe_join(lists_dir, f"{shard}.parquet")
+        )
 
 
 def run_selection(metadata_csv, mimic_root, reports_root, out_dir, settings: SelectionSettings) -> dict:
     """The select_images stage: `selection.parquet`, `selection_summary.json` and `lists/{shard}.parquet`."""
     table, summary = select_images(metadata_csv, mimic_root, reports_root, settings)
     out_dir = Path(out_dir)
-    write_selection(table, summary, out_dir / "selection.parquet", out_dir / "selection_summary.json",
-                    out_dir / "lists", settings.shard_ids)
+    write_selection(
+        table,
+        summary,
+        out_dir / "selection.parquet",
+        out_dir / "selection_summary.json",
+        out_dir / "lists",
+        settings.shard_ids,
+    )
     return summary

@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
     r = np.asarray(ratios, dtype=np.float64)
     if r.shape != (3,) or (r < 0).any() or abs(r.sum() - 1.0) > 1e-6:
-        raise ValueError(f"ratios must be three non-negative numbers (train, validate, test) summing to 1, got {ratios}")
+        raise ValueError(
+            f"ratios must be three non-negative numbers (train, validate, test) summing to 1, got {ratios}"
+        )
     return r
 
 
 def _patient_groups(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, patient_id): its image count and its (most frequent) label."""
+
     def majority(labels: pd.Series) -> str:
         counts = labels.value_counts()
         return sorted(counts[counts == counts.max()].index)[0]
@@ -88,8 +91,13 @@ def split_by_patient(df: pd.DataFrame, *, ratios: tuple[float, float, float], se
     return out
 
 
-def combine_and_split(manifest_paths: list[os.PathLike | str], out_path: os.PathLike | str, *,
-                      ratios: tuple[float, float, float], seed: int) -> pd.DataFrame:
+def combine_and_split(
+    manifest_paths: list[os.PathLike | str],
+    out_path: os.PathLike | str,
+    *,
+    ratios: tuple[float, float, float],
+    seed: int,
+) -> pd.DataFrame:
     """Concatenate ingest manifests, split by patient, write the training dataset table."""
     frames = [pd.read_parquet(p) for p in manifest_paths]
     if not frames:
@@ -97,7 +105,9 @@ def combine_and_split(manifest_paths: list[os.PathLike | str], out_path: os.Path
     df = pd.concat(frames, ignore_index=True)
     dupes = df[df.duplicated(["dataset", "image_id"], keep=False)]
     if not dupes.empty:
-        raise ValueError(f"duplicate (dataset, image_id) across manifests: {dupes[['dataset', 'image_id']].values.tolist()[:5]}")
+        raise ValueError(
+            f"duplicate (dataset, image_id) across manifests: {dupes[['dataset', 'image_id']].values.tolist()[:5]}"
+        )
     df = df.sort_values(["dataset", "image_id"], kind="stable").reset_index(drop=True)
     out = split_by_patient(df, ratios=tuple(ratios), seed=seed)
     io.write_parquet(out, out_path)
@@ -105,6 +115,7 @@ def combine_and_split(manifest_paths: list[os.PathLike | str], out_path: os.Path
 
 
 # --- the CXLSeg tables: by subject or by image ----------------------------------------------
+
 
 def split_by_subject(
     subject_ids: Iterable[int], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
@@ -138,9 +149,7 @@ def image_split_sizes(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tupl
     return n - validate - test, validate, test
 
 
-def split_by_image(
-    dicom_ids: Iterable[str], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
-) -> pd.Series:
+def split_by_image(dicom_ids: Iterable[str], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> pd.Series:
     """Seeded train/validate/test assignment of single images, as the published CXLSeg split is.
 
     A patient's images may fall into different splits (the published split has that too). Images are
@@ -160,7 +169,12 @@ SPLIT_UNITS = ("subject", "image")
 
 
 def assign_split(
-    images: pd.DataFrame, *, source: str, ratios: Sequence[float], seed: int, official_split_csv=None,
+    images: pd.DataFrame,
+    *,
+    source: str,
+    ratios: Sequence[float],
+    seed: int,
+    official_split_csv=None,
     split_unit: str = "subject",
 ) -> tuple[pd.Series, dict]:
     """Split label per image row, and counts for the summary.

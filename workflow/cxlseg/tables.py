@@ -12,8 +12,8 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -78,7 +78,6 @@ def _step(name: str):
     start = time.perf_counter()
     yield
     log.info("%s: %.1f s", name, time.perf_counter() - start)
-
 
 
 _TEXT_COLUMNS = ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path"]
@@ -274,8 +273,12 @@ def merge_tables(
         chexpert = read_chexpert(chexpert_csv)
     with _step("split"):
         split, split_info = assign_split(
-            images, source=settings.split_source, ratios=settings.ratios, seed=settings.seed,
-            official_split_csv=official_split_csv, split_unit=settings.split_unit,
+            images,
+            source=settings.split_source,
+            ratios=settings.ratios,
+            seed=settings.seed,
+            official_split_csv=official_split_csv,
+            split_unit=settings.split_unit,
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)
@@ -284,12 +287,22 @@ def merge_tables(
         outputs = [(tables[key], out_dir / name) for key, name in TABLE_NAMES.items()]
         _write_all(outputs + [(failed, out_dir / FAILED_TABLE)], write_workers)
     summary = _summary(
-        manifest_paths, rows, duplicates, images, tables, failed, study_reports, metadata, chexpert, split_info,
+        manifest_paths,
+        rows,
+        duplicates,
+        images,
+        tables,
+        failed,
+        study_reports,
+        metadata,
+        chexpert,
+        split_info,
         include_flagged,
     )
     write_json(out_dir / SUMMARY, summary)
-    log.info("wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"],
-             summary["flagged"])
+    log.info(
+        "wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"]
+    )
     return summary
 
 
@@ -305,10 +318,24 @@ def _write_all(outputs: list[tuple[pd.DataFrame, Path]], workers: int) -> None:
 
 
 def _summary(
-    manifest_paths, rows, duplicates, images, tables, failed, study_reports, metadata, chexpert, split_info,
+    manifest_paths,
+    rows,
+    duplicates,
+    images,
+    tables,
+    failed,
+    study_reports,
+    metadata,
+    chexpert,
+    split_info,
     include_flagged,
 ) -> dict:
-    why = {"none": "no extractable section", "study_rule_none": "MIT-LCP rule: no report text", NO_REPORT_FILE: "no report file", UNREADABLE_REPORT: "report file unreadable"}
+    why = {
+        "none": "no extractable section",
+        "study_rule_none": "MIT-LCP rule: no report text",
+        NO_REPORT_FILE: "no report file",
+        UNREADABLE_REPORT: "report file unreadable",
+    }
     no_report = study_reports[study_reports["ReportRule"].isin(list(why))]
     with_labels = images[["subject_id", "study_id"]].drop_duplicates().merge(chexpert[["subject_id", "study_id"]])
     # group by the reason's kind: the text after ':' names files and would make one key per image

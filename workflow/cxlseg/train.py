@@ -35,8 +35,18 @@ log = logging.getLogger(__name__)
 
 SCHEDULERS = ("none", "cosine", "plateau")
 SELECT_METRICS = ("dice", "iou", "precision", "recall", "loss")
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "val_precision",
-                   "val_recall", "lr", "seconds")
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_dice",
+    "val_loss",
+    "val_dice",
+    "val_iou",
+    "val_precision",
+    "val_recall",
+    "lr",
+    "seconds",
+)
 # Settings that may change between a kill and a resume without invalidating the saved state: the
 # schema's speed-only keys, and how long the run goes on.
 RESUME_FREE_KEYS = speed_only_keys("train") | {"epochs", "patience", "max_train_batches"}
@@ -100,12 +110,23 @@ class TrainConfig:
     def from_config(cls, config: dict, architecture: str, **overrides) -> "TrainConfig":
         """The run of one architecture from the validated config (train, models, preprocess sections)."""
         train, models, prep = config["train"], config["models"], config["preprocess"]
-        width = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None}.get(architecture, models["base_channels"])
-        values = {**train, "architecture": architecture, "size": train["input_size"] or prep["size"],
-                  "in_channels": prep["channels"], "clahe_clip": prep["clahe_clip"], "clahe_tiles": prep["clahe_tiles"],
-                  "clahe_space": prep["clahe_space"], "encoder_name": models["encoder_name"],
-                  "encoder_weights": models["encoder_weights"], "base_channels": width, "seed": config["seed"],
-                  "threshold": config["infer"]["threshold"]}
+        width = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None}.get(
+            architecture, models["base_channels"]
+        )
+        values = {
+            **train,
+            "architecture": architecture,
+            "size": train["input_size"] or prep["size"],
+            "in_channels": prep["channels"],
+            "clahe_clip": prep["clahe_clip"],
+            "clahe_tiles": prep["clahe_tiles"],
+            "clahe_space": prep["clahe_space"],
+            "encoder_name": models["encoder_name"],
+            "encoder_weights": models["encoder_weights"],
+            "base_channels": width,
+            "seed": config["seed"],
+            "threshold": config["infer"]["threshold"],
+        }
         return build_settings(cls, values, **overrides)
 
     @classmethod
@@ -126,8 +147,9 @@ Callback = Callable[["Trainer", dict], None]
 class Trainer:
     """setup -> for each epoch: train_epoch -> validate -> end_epoch (scheduler, history, checkpoints, callbacks)."""
 
-    def __init__(self, store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig,
-                 callbacks: Iterable[Callback] = ()):
+    def __init__(
+        self, store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig, callbacks: Iterable[Callback] = ()
+    ):
         self.store_dir, self.out_dir, self.cfg = Path(store_dir), Path(out_dir), cfg
         self.callbacks = list(callbacks)
         self.history: list[dict] = []
@@ -143,11 +165,19 @@ class Trainer:
         self.train_set = StoreDataset(self.store_dir, "train", cfg, augment=cfg.augment_online)
         self.val_set = StoreDataset(self.store_dir, "validate", cfg)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
-            raise ValueError(f"{self.store_dir}: train ({len(self.train_set)}) and val ({len(self.val_set)}) "
-                             "splits must both hold images")
+            raise ValueError(
+                f"{self.store_dir}: train ({len(self.train_set)}) and val ({len(self.val_set)}) "
+                "splits must both hold images"
+            )
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.train_loader = DataLoader(self.train_set, batch_size=cfg.batch_size, shuffle=True,
-                                       generator=self.generator, num_workers=cfg.num_workers, drop_last=False)
+        self.train_loader = DataLoader(
+            self.train_set,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=self.generator,
+            num_workers=cfg.num_workers,
+            drop_last=False,
+        )
         self.val_loader = DataLoader(self.val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         self.model = checkpoint.build_model(asdict(cfg), pretrained=True).to(self.device)
         self.criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight)
@@ -159,12 +189,17 @@ class Trainer:
     def make_scheduler(self):
         cfg = self.cfg
         if cfg.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs,
-                                                              eta_min=max(cfg.min_lr, cfg.lr * 0.01))
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=cfg.epochs, eta_min=max(cfg.min_lr, cfg.lr * 0.01)
+            )
         if cfg.scheduler == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode=self.metric_mode,
-                                                              factor=cfg.plateau_factor,
-                                                              patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer,
+                mode=self.metric_mode,
+                factor=cfg.plateau_factor,
+                patience=cfg.plateau_patience,
+                min_lr=cfg.min_lr,
+            )
         return None
 
     def maybe_resume(self) -> None:
@@ -208,8 +243,12 @@ class Trainer:
         self.train_set.epoch = epoch
         total_loss, total_dice, seen = 0.0, 0.0, 0
         limit = self.cfg.max_train_batches or math.inf
-        bar = tqdm(self.train_loader, desc=f"{self.cfg.architecture} epoch {epoch}/{self.cfg.epochs}", leave=False,
-                   total=min(len(self.train_loader), limit))
+        bar = tqdm(
+            self.train_loader,
+            desc=f"{self.cfg.architecture} epoch {epoch}/{self.cfg.epochs}",
+            leave=False,
+            total=min(len(self.train_loader), limit),
+        )
         for step, (x, y) in enumerate(bar):
             if step >= limit:
                 break
@@ -306,14 +345,18 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                 "scaler": self.scaler.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "loader": self.generator.get_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "loader": self.generator.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                },
                 "history": [dict(r) for r in self.history],
                 "best_epoch": best["epoch"],
             }
         metrics = dict(self.history[-1]) if full else dict(best)
-        checkpoint.write_checkpoint(path, checkpoint.payload(self.model, asdict(self.cfg), epoch=self.epoch,
-                                                             metrics=metrics, **state))
+        checkpoint.write_checkpoint(
+            path, checkpoint.payload(self.model, asdict(self.cfg), epoch=self.epoch, metrics=metrics, **state)
+        )
 
 
 def configs_compatible(saved: dict, requested: dict) -> bool:
@@ -322,7 +365,8 @@ def configs_compatible(saved: dict, requested: dict) -> bool:
     return all(saved.get(k) == requested.get(k) for k in keys)
 
 
-def train_model(store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig, *,
-                callbacks: Iterable[Callback] = ()) -> dict:
+def train_model(
+    store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig, *, callbacks: Iterable[Callback] = ()
+) -> dict:
     """Train one architecture on a training store; returns (and writes as model.json) the model folder's description."""
     return Trainer(store_dir, out_dir, cfg, callbacks).run()

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from .preprocess import clahe, resize, resize_mask, to_model_input
 
+
 def load_split(store_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """One split of the training store, memory-mapped, with its shapes checked against each other."""
     store_dir = Path(store_dir)
@@ -40,10 +41,32 @@ def load_split(store_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarra
 # Ranges per preset: "light" suits the big augmented training store; "strong" is for small real sets
 # (tuned on V7, see tests/bench/bench_real_v7.py), where variety matters more than fidelity.
 AUGMENT_RANGES = {
-    "light": dict(scale=(0.9, 1.1), translate=(-0.05, 0.05), rotate=(-10, 10), shear=(0, 0), affine_p=0.7,
-                  exposure=0.15, exposure_p=0.5, gamma=(80, 120), gamma_p=0.3, distort_p=0.0, degrade_p=0.0),
-    "strong": dict(scale=(0.8, 1.2), translate=(-0.08, 0.08), rotate=(-12, 12), shear=(-5, 5), affine_p=0.8,
-                   exposure=0.25, exposure_p=0.7, gamma=(70, 150), gamma_p=0.5, distort_p=0.3, degrade_p=0.3),
+    "light": dict(
+        scale=(0.9, 1.1),
+        translate=(-0.05, 0.05),
+        rotate=(-10, 10),
+        shear=(0, 0),
+        affine_p=0.7,
+        exposure=0.15,
+        exposure_p=0.5,
+        gamma=(80, 120),
+        gamma_p=0.3,
+        distort_p=0.0,
+        degrade_p=0.0,
+    ),
+    "strong": dict(
+        scale=(0.8, 1.2),
+        translate=(-0.08, 0.08),
+        rotate=(-12, 12),
+        shear=(-5, 5),
+        affine_p=0.8,
+        exposure=0.25,
+        exposure_p=0.7,
+        gamma=(70, 150),
+        gamma_p=0.5,
+        distort_p=0.3,
+        degrade_p=0.3,
+    ),
 }
 AUGMENT_PRESETS = tuple(AUGMENT_RANGES)
 
@@ -54,15 +77,23 @@ def online_augmentation(preset: str = "light") -> A.Compose:
         raise ValueError(f"augment_preset {preset!r} not in {AUGMENT_PRESETS}")
     r = AUGMENT_RANGES[preset]
     border = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
-    return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(scale=r["scale"], translate_percent=r["translate"], rotate=r["rotate"], shear=r["shear"],
-                 p=r["affine_p"], **border),
-        A.GridDistortion(num_steps=5, distort_limit=0.2, p=r["distort_p"], **border),
-        A.RandomBrightnessContrast(brightness_limit=r["exposure"], contrast_limit=r["exposure"], p=r["exposure_p"]),
-        A.RandomGamma(gamma_limit=r["gamma"], p=r["gamma_p"]),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.03))], p=r["degrade_p"]),
-    ])
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                scale=r["scale"],
+                translate_percent=r["translate"],
+                rotate=r["rotate"],
+                shear=r["shear"],
+                p=r["affine_p"],
+                **border,
+            ),
+            A.GridDistortion(num_steps=5, distort_limit=0.2, p=r["distort_p"], **border),
+            A.RandomBrightnessContrast(brightness_limit=r["exposure"], contrast_limit=r["exposure"], p=r["exposure_p"]),
+            A.RandomGamma(gamma_limit=r["gamma"], p=r["gamma_p"]),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.03))], p=r["degrade_p"]),
+        ]
+    )
 
 
 class StoreDataset(Dataset):

@@ -7,7 +7,8 @@ from pathlib import Path
 # script (a Slurm job re-reads this file, so it holds there too). Rule scripts import cxlseg plainly.
 _PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, _PACKAGE_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_DIR, os.environ.get("PYTHONPATH", "")) if p)
+_ENV = dict(os.environ)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_DIR, _ENV.get("PYTHONPATH", "")) if p))
 
 from cxlseg.config import outcome_settings as _outcome_settings, shard_ids as _shard_ids, validate_config  # noqa: E402
 from cxlseg.mimic import SPLITS  # noqa: E402
@@ -20,6 +21,7 @@ DEMO = config["demo"]["enabled"]
 R = config["results"].rstrip("/")
 DEMO_OUT = config["demo"]["out"].rstrip("/")
 SHARDS = _shard_ids(config["mimic"]["shards"], config["mimic"]["chunks_per_shard"])
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
@@ -76,7 +78,11 @@ def res(rule_name, key, default):
 def classify_runs():
     if not config["classify"]["enabled"]:
         return []
-    return expand(f"{R}/classify/{{model}}_{{kind}}/metrics.json", model=config["classify"]["models"], kind=["original", "segmented"])
+    return expand(
+        f"{R}/classify/{{model}}_{{kind}}/metrics.json",
+        model=config["classify"]["models"],
+        kind=["original", "segmented"],
+    )
 
 
 def get_final_output():

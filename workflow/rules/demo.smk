@@ -7,11 +7,11 @@ rule demo:
         metadata=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-metadata.csv.gz",
         chexpert=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-chexpert.csv.gz",
         split=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-split.csv.gz",
-    params:
-        demo=config["demo"],
     log:
         f"{R}/logs/demo.log",
     conda:
         "../../envs/demo.yaml"
+    params:
+        demo=config["demo"],
     script:
         "../scripts/demo.py"

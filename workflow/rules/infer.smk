@@ -9,21 +9,21 @@ rule select_images:
         selection=f"{R}/infer/selection.parquet",
         summary=f"{R}/infer/selection_summary.json",
         lists=expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
+    log:
+        f"{R}/logs/infer/select_images.log",
+    benchmark:
+        f"{R}/benchmarks/select_images.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         mimic_root=lambda wc: mimic_root(),
         reports_root=lambda wc: reports_root(),
         views=config["mimic"]["views"],
         shards=config["mimic"]["shards"],
         chunks=config["mimic"]["chunks_per_shard"],
-    log:
-        f"{R}/logs/infer/select_images.log",
-    benchmark:
-        f"{R}/benchmarks/select_images.tsv"
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../../envs/segmentation.yaml"
     script:
         "../scripts/select_images.py"
 
@@ -34,22 +34,22 @@ rule infer_shard:
         selected=f"{R}/models/selected.json",
     output:
         manifest=f"{R}/infer/manifests/{{shard}}.parquet",
-    params:
-        mimic_root=lambda wc: mimic_root(),
-        out_root=lambda wc: f"{R}/CXLSeg",
-        infer=outcome_settings("infer"),
-        output_size=config["preprocess"]["size"],
     log:
         f"{R}/logs/infer/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/infer/{{shard}}.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
     threads: 4
     resources:
         mem_mb=res("infer", "mem_mb", 16000),
         runtime=res("infer", "runtime", 720),
         gpu=res("infer", "gpu", 1),
         cpus_per_task=res("infer", "cpus", 8),
-    conda:
-        "../../envs/segmentation.yaml"
+    params:
+        mimic_root=lambda wc: mimic_root(),
+        out_root=lambda wc: f"{R}/CXLSeg",
+        infer=outcome_settings("infer"),
+        output_size=config["preprocess"]["size"],
     script:
         "../scripts/infer_shard.py"

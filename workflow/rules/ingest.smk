@@ -8,15 +8,15 @@ rule ingest:
         manifest=f"{R}/ingest/{{dataset}}/manifest.parquet",
         rejects=f"{R}/ingest/{{dataset}}/rejects.csv",
         counts=f"{R}/ingest/{{dataset}}/counts.json",
-    params:
-        root=lambda wc: dataset_root(wc.dataset),
-        mask_source=lambda wc: config["datasets"].get(wc.dataset, {}).get("mask_source", "json"),
     log:
         f"{R}/logs/ingest/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/ingest/{{dataset}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    params:
+        root=lambda wc: dataset_root(wc.dataset),
+        mask_source=lambda wc: config["datasets"].get(wc.dataset, {}).get("mask_source", "json"),
     script:
         "../scripts/ingest.py"
 
@@ -26,13 +26,13 @@ rule split_training:
         manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
     output:
         dataset=f"{R}/training/dataset.parquet",
-    params:
-        ratios=config["training_split"],
-        seed=config["seed"],
     log:
         f"{R}/logs/training/split.log",
     conda:
         "../../envs/segmentation.yaml"
+    params:
+        ratios=config["training_split"],
+        seed=config["seed"],
     script:
         "../scripts/split_training.py"
 
@@ -41,23 +41,27 @@ rule augment:
     input:
         dataset=f"{R}/training/dataset.parquet",
     output:
-        store=multiext(f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]),
+        store=multiext(
+            f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]
+        ),
         counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
-        montage=report(f"{R}/training/augment_montage.jpg", caption="../report/montage.rst", category="1. Training data"),
+        montage=report(
+            f"{R}/training/augment_montage.jpg", caption="../report/montage.rst", category="1. Training data"
+        ),
+    log:
+        f"{R}/logs/training/augment.log",
+    benchmark:
+        f"{R}/benchmarks/augment.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
     params:
         roots={d: dataset_root(d) for d in enabled_datasets()},
         ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},
         size=config["preprocess"]["size"],
         augment=config["augment"],
         seed=config["seed"],
-    log:
-        f"{R}/logs/training/augment.log",
-    benchmark:
-        f"{R}/benchmarks/augment.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=120,
-    conda:
-        "../../envs/segmentation.yaml"
     script:
         "../scripts/augment.py"

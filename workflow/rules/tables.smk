@@ -14,19 +14,19 @@ rule merge_tables:
         mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
         failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
         summary=report(f"{R}/CXLSeg/summary.json", caption="../report/summary.rst", category="3. CXLSeg dataset"),
-    params:
-        reports_root=lambda wc: reports_root(),
-        tables=config["tables"],
-        seed=config["seed"],
     log:
         f"{R}/logs/tables/merge.log",
     benchmark:
         f"{R}/benchmarks/merge_tables.tsv"
+    conda:
+        "../../envs/tables.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/tables.yaml"
+    params:
+        reports_root=lambda wc: reports_root(),
+        tables=config["tables"],
+        seed=config["seed"],
     script:
         "../scripts/merge_tables.py"
 
@@ -38,17 +38,17 @@ rule qc_report:
     output:
         markdown=report(f"{R}/qc/qc_report.md", caption="../report/qc.rst", category="3. CXLSeg dataset"),
         overlays=report(f"{R}/qc/flagged_overlays.jpg", caption="../report/overlays.rst", category="3. CXLSeg dataset"),
-    params:
-        out_root=lambda wc: f"{R}/CXLSeg",
-        mimic_root=lambda wc: mimic_root(),
-        truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
-        size=config["preprocess"]["size"],
     log:
         f"{R}/logs/qc/report.log",
     benchmark:
         f"{R}/benchmarks/qc_report.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    params:
+        out_root=lambda wc: f"{R}/CXLSeg",
+        mimic_root=lambda wc: mimic_root(),
+        truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
+        size=config["preprocess"]["size"],
     script:
         "../scripts/qc_report.py"
 
@@ -67,14 +67,14 @@ rule run_report:
         tables=report(f"{R}/report/tables.html", caption="../report/run_tables.rst", category="0. Summary"),
         datasets=report(f"{R}/report/datasets.html", caption="../report/run_datasets.rst", category="0. Summary"),
         samples=report(f"{R}/report/samples.jpg", caption="../report/run_samples.rst", category="0. Summary"),
-    params:
-        results=R,
-        demo=DEMO,
-        seed=config["seed"],
-        n_samples=12,
     log:
         f"{R}/logs/report/run_report.log",
     conda:
         "../../envs/segmentation.yaml"
+    params:
+        results=lambda wc, input: str(Path(input.selected).parents[1]),
+        demo=DEMO,
+        seed=config["seed"],
+        n_samples=12,
     script:
         "../scripts/run_report.py"

@@ -8,24 +8,24 @@ rule train:
         checkpoint=f"{R}/models/{{arch}}/checkpoint_best.pt",
         history=f"{R}/models/{{arch}}/history.csv",
         model=f"{R}/models/{{arch}}/model.json",
-    params:
-        train=outcome_settings("train"),
-        models={k: v for k, v in config["models"].items() if k not in ("architectures", "inference_model")},
-        preprocess=config["preprocess"],
-        threshold=config["infer"]["threshold"],
-        seed=config["seed"],
     log:
         f"{R}/logs/models/{{arch}}/train.log",
     benchmark:
         f"{R}/benchmarks/train/{{arch}}.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
     threads: 4
     resources:
         mem_mb=res("train", "mem_mb", 32000),
         runtime=res("train", "runtime", 720),
         gpu=res("train", "gpu", 1),
         cpus_per_task=res("train", "cpus", 8),
-    conda:
-        "../../envs/segmentation.yaml"
+    params:
+        train=outcome_settings("train"),
+        models={k: v for k, v in config["models"].items() if k not in ("architectures", "inference_model")},
+        preprocess=config["preprocess"],
+        threshold=config["infer"]["threshold"],
+        seed=config["seed"],
     script:
         "../scripts/train.py"
 
@@ -37,18 +37,18 @@ rule evaluate:
     output:
         per_image=f"{R}/models/{{arch}}/test_per_image.csv",
         summary=f"{R}/models/{{arch}}/test_summary.json",
-    params:
-        infer={k: config["infer"][k] for k in ("threshold", "postprocess", "tta_flip")},
-        preprocess=config["preprocess"],
     log:
         f"{R}/logs/models/{{arch}}/evaluate.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{arch}}.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../../envs/segmentation.yaml"
+    params:
+        infer={k: config["infer"][k] for k in ("threshold", "postprocess", "tta_flip")},
+        preprocess=config["preprocess"],
     script:
         "../scripts/evaluate.py"
 
@@ -59,19 +59,23 @@ rule select_model:
         histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
         models=expand(f"{R}/models/{{arch}}/model.json", arch=ARCHS),
     output:
-        table=report(f"{R}/models/comparison.csv", caption="../report/comparison.rst", category="2. Segmentation models"),
+        table=report(
+            f"{R}/models/comparison.csv", caption="../report/comparison.rst", category="2. Segmentation models"
+        ),
         markdown=f"{R}/models/comparison.md",
-        curves=report(f"{R}/models/learning_curves.png", caption="../report/curves.rst", category="2. Segmentation models"),
+        curves=report(
+            f"{R}/models/learning_curves.png", caption="../report/curves.rst", category="2. Segmentation models"
+        ),
         selected=f"{R}/models/selected.json",
-    params:
-        archs=ARCHS,
-        metric=config["train"]["select_metric"],
-        inference_model=config["models"]["inference_model"],
     log:
         f"{R}/logs/models/select.log",
     benchmark:
         f"{R}/benchmarks/select_model.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    params:
+        archs=ARCHS,
+        metric=config["train"]["select_metric"],
+        inference_model=config["models"]["inference_model"],
     script:
         "../scripts/select_model.py"

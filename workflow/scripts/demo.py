@@ -1,4 +1,5 @@
 """Rule demo: write the synthetic archive in every native layout."""
+
 from cxlseg.demo import DemoSpec, generate_demo
 from cxlseg.io import log_to
 

@@ -1,4 +1,5 @@
 """Rule evaluate: one trained model on the held-out test split, through the inference predictor and clean-up."""
+
 from pathlib import Path
 
 from cxlseg.evaluate import evaluate_model
@@ -6,5 +7,9 @@ from cxlseg.infer import InferSettings
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
-    evaluate_model(snakemake.input.checkpoint, Path(snakemake.input.store[0]).parent,
-                   Path(snakemake.output.summary).parent, InferSettings.from_config(snakemake.config))
+    evaluate_model(
+        snakemake.input.checkpoint,
+        Path(snakemake.input.store[0]).parent,
+        Path(snakemake.output.summary).parent,
+        InferSettings.from_config(snakemake.config),
+    )

@@ -1,8 +1,9 @@
 """Rule ingest: one native dataset layout -> manifest, normalised masks, rejects."""
+
 from pathlib import Path
 
-from cxlseg.io import log_to
 from cxlseg.ingest import ingest_dataset
+from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
     ingest_dataset(

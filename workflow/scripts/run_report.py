@@ -1,10 +1,16 @@
 """Rule run_report: the landing summary, inline tables, dataset previews and a sample grid of the run."""
+
 from pathlib import Path
 
 from cxlseg.io import log_to
 from cxlseg.run_report import write_pages
 
 with log_to(snakemake.log[0]):
-    paths = write_pages(snakemake.params.results, Path(snakemake.output.summary).parent,
-                        demo=snakemake.params.demo, n_samples=snakemake.params.n_samples, seed=snakemake.params.seed)
+    paths = write_pages(
+        snakemake.params.results,
+        Path(snakemake.output.summary).parent,
+        demo=snakemake.params.demo,
+        n_samples=snakemake.params.n_samples,
+        seed=snakemake.params.seed,
+    )
     print("wrote", *paths.values())

@@ -1,4 +1,5 @@
 """Rule select_model: Table IV, learning curves, and the model that segments the archive."""
+
 from pathlib import Path
 
 from cxlseg.io import log_to
@@ -6,6 +7,10 @@ from cxlseg.select import compare_models
 
 with log_to(snakemake.log[0]):
     archs = snakemake.params.archs
-    compare_models(dict(zip(archs, snakemake.input.summaries)), dict(zip(archs, snakemake.input.histories)),
-                   Path(snakemake.output.selected).parent, select_metric=snakemake.params.metric,
-                   inference_model=snakemake.params.inference_model)
+    compare_models(
+        dict(zip(archs, snakemake.input.summaries)),
+        dict(zip(archs, snakemake.input.histories)),
+        Path(snakemake.output.selected).parent,
+        select_metric=snakemake.params.metric,
+        inference_model=snakemake.params.inference_model,
+    )

@@ -1,10 +1,14 @@
 """Rule train: one architecture on the training store."""
+
 from pathlib import Path
 
 from cxlseg.io import log_to
 from cxlseg.train import TrainConfig, train_model
 
 with log_to(snakemake.log[0]):
-    cfg = TrainConfig.from_config(snakemake.config, snakemake.wildcards.arch,
-                                  num_workers=min(snakemake.config["train"]["num_workers"], snakemake.threads))
+    cfg = TrainConfig.from_config(
+        snakemake.config,
+        snakemake.wildcards.arch,
+        num_workers=min(snakemake.config["train"]["num_workers"], snakemake.threads),
+    )
     train_model(Path(snakemake.input.store[0]).parent, Path(snakemake.output.checkpoint).parent, cfg)

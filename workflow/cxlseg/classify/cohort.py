@@ -123,8 +123,15 @@ def _read_table(path: os.PathLike | str, columns: Sequence[str]) -> pd.DataFrame
     return frame
 
 
-def image_path(input_kind: str, cxlseg_dir: os.PathLike | str, mimic_root: os.PathLike | str,
-               subject_id: int, study_id: int, dicom_id: str, dicom_path: str) -> Path:
+def image_path(
+    input_kind: str,
+    cxlseg_dir: os.PathLike | str,
+    mimic_root: os.PathLike | str,
+    subject_id: int,
+    study_id: int,
+    dicom_id: str,
+    dicom_path: str,
+) -> Path:
     """The file one input kind reads: the CXLSeg image (DicomPath) or the MIMIC-CXR-JPG original.
 
     Both paths come from data, so both go through safe_join (no absolute paths, no '..').

@@ -48,25 +48,46 @@ class SkipLog:
         for i in torch.nonzero(~ok).flatten().tolist():
             dicom_id = dataset.dicom_id(int(batch["index"][i]))
             if dicom_id not in self.rows:
-                log.warning("skipping %s image %s (%s): %s", self.input_kind, dicom_id, batch["file"][i],
-                            batch["reason"][i])
-                self.rows[dicom_id] = {"dicom_id": dicom_id, "split": split, "input": self.input_kind,
-                                       "file": batch["file"][i], "reason": batch["reason"][i]}
+                log.warning(
+                    "skipping %s image %s (%s): %s", self.input_kind, dicom_id, batch["file"][i], batch["reason"][i]
+                )
+                self.rows[dicom_id] = {
+                    "dicom_id": dicom_id,
+                    "split": split,
+                    "input": self.input_kind,
+                    "file": batch["file"][i],
+                    "reason": batch["reason"][i],
+                }
         return ok
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.rows.values()), columns=SKIPPED_COLUMNS)
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-                device: torch.device) -> DataLoader:
+def make_loader(
+    dataset: ImageDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, device: torch.device
+) -> DataLoader:
     """A loader whose order and worker seeds follow `seed`, so reruns see the same batches and jitter."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device.type == "cuda",
+    )
 
 
-def train_epoch(net: nn.Module, loader: DataLoader, optimiser: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                device: torch.device, use_amp: bool, skips: SkipLog, max_batches: int | None) -> tuple[float, int]:
+def train_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    optimiser: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    use_amp: bool,
+    skips: SkipLog,
+    max_batches: int | None,
+) -> tuple[float, int]:
     """One pass over the train split; returns (mean loss, batches used).
 
     Batches left with fewer than two loadable images are skipped: BatchNorm
@@ -142,9 +163,20 @@ class EarlyStopping:
             net.load_state_dict(copy.deepcopy(self.best_state))
 
 
-def fit(net: nn.Module, train: DataLoader, validate: DataLoader, device: torch.device, use_amp: bool,
-        skips: SkipLog, *, epochs: int, patience: int, lr: float, max_train_batches: int | None,
-        desc: str) -> tuple[list[dict], EarlyStopping]:
+def fit(
+    net: nn.Module,
+    train: DataLoader,
+    validate: DataLoader,
+    device: torch.device,
+    use_amp: bool,
+    skips: SkipLog,
+    *,
+    epochs: int,
+    patience: int,
+    lr: float,
+    max_train_batches: int | None,
+    desc: str,
+) -> tuple[list[dict], EarlyStopping]:
     """Adam on the masked BCE for up to `epochs`, stopped early on the validation loss; best weights kept."""
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -154,19 +186,30 @@ def fit(net: nn.Module, train: DataLoader, validate: DataLoader, device: torch.d
         train_loss, used = train_epoch(net, train, optimiser, scaler, device, use_amp, skips, max_train_batches)
         val_loss = validation_loss(net, validate, device, use_amp, skips)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "batches": used})
-        log.info("%s epoch %d: train loss %.4f over %d batch(es), validation loss %.4f",
-                 desc, epoch, train_loss, used, val_loss)
+        log.info(
+            "%s epoch %d: train loss %.4f over %d batch(es), validation loss %.4f",
+            desc,
+            epoch,
+            train_loss,
+            used,
+            val_loss,
+        )
         if stopper.update(epoch, val_loss, net):
-            log.info("%s: no lower validation loss for %d epoch(s); stopping, keeping epoch %d",
-                     desc, patience, stopper.best_epoch)
+            log.info(
+                "%s: no lower validation loss for %d epoch(s); stopping, keeping epoch %d",
+                desc,
+                patience,
+                stopper.best_epoch,
+            )
             break
     stopper.restore(net)
     return history, stopper
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(net: nn.Module, loader: DataLoader, device: torch.device, use_amp: bool, skips: SkipLog,
-                          max_batches: int | None) -> int:
+def recalibrate_batchnorm(
+    net: nn.Module, loader: DataLoader, device: torch.device, use_amp: bool, skips: SkipLog, max_batches: int | None
+) -> int:
     """Recompute BatchNorm running statistics for the kept weights in one no-grad pass over the train split.
 
     After few optimisation steps (the demo) the running statistics (momentum 0.1)
@@ -200,8 +243,9 @@ def recalibrate_batchnorm(net: nn.Module, loader: DataLoader, device: torch.devi
 
 
 @torch.inference_mode()
-def predict(net: nn.Module, loader: DataLoader, device: torch.device, use_amp: bool, skips: SkipLog,
-            split: str) -> np.ndarray:
+def predict(
+    net: nn.Module, loader: DataLoader, device: torch.device, use_amp: bool, skips: SkipLog, split: str
+) -> np.ndarray:
     """Sigmoid scores (N, labels); rows of images that failed to load stay NaN."""
     net.eval()
     dataset: ImageDataset = loader.dataset

@@ -24,7 +24,6 @@ from ..io import ImageReadError, UnsafePathError, read_gray
 from ..preprocess import resize
 from .cohort import image_path
 
-
 RESIZE_MODES = ("pad", "stretch")
 
 
@@ -34,11 +33,12 @@ def letterbox(gray: np.ndarray, size: int) -> np.ndarray:
     scale = size / max(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR  # area averaging does not alias when shrinking
-    scaled = cv2.resize(gray, (new_w, new_h), interpolation=interpolation) if (new_h, new_w) != (height, width) \
-        else gray
+    scaled = (
+        cv2.resize(gray, (new_w, new_h), interpolation=interpolation) if (new_h, new_w) != (height, width) else gray
+    )
     canvas = np.zeros((size, size), gray.dtype)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = scaled
+    canvas[top : top + new_h, left : left + new_w] = scaled
     return canvas
 
 
@@ -79,8 +79,7 @@ class ImageSource:
     resize: str
 
     def path(self, subject_id: int, study_id: int, dicom_id: str, dicom_path: str) -> Path:
-        return image_path(self.input_kind, self.cxlseg_dir, self.mimic_root, subject_id, study_id, dicom_id,
-                          dicom_path)
+        return image_path(self.input_kind, self.cxlseg_dir, self.mimic_root, subject_id, study_id, dicom_id, dicom_path)
 
     def load(self, path: Path) -> np.ndarray:
         """uint8 input_size x input_size: the file as stored, only resized (no CLAHE, no other filtering)."""
@@ -91,8 +90,15 @@ class ImageDataset(Dataset):
     """Images of one split; a file that fails to load comes back flagged (ok=False) instead of raising,
     so one bad image never stops a worker or the epoch."""
 
-    def __init__(self, frame: pd.DataFrame, targets: np.ndarray, mask: np.ndarray, source: ImageSource,
-                 channels: int, augment: Augment | None = None):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        targets: np.ndarray,
+        mask: np.ndarray,
+        source: ImageSource,
+        channels: int,
+        augment: Augment | None = None,
+    ):
         self.rows = list(frame[["subject_id", "study_id", "dicom_id", "DicomPath"]].itertuples(index=False, name=None))
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, np.float32))
         self.mask = torch.from_numpy(np.ascontiguousarray(mask, np.float32))
@@ -124,5 +130,12 @@ class ImageDataset(Dataset):
         except (ImageReadError, UnsafePathError, OSError, ValueError, cv2.error) as err:
             reason = getattr(err, "reason", None) or str(err)
             image = torch.zeros(1, self.source.input_size, self.source.input_size)
-        return {"x": image.expand(self.channels, -1, -1).contiguous(), "y": self.targets[index],
-                "m": self.mask[index], "index": index, "ok": not reason, "file": file, "reason": reason}
+        return {
+            "x": image.expand(self.channels, -1, -1).contiguous(),
+            "y": self.targets[index],
+            "m": self.mask[index],
+            "index": index,
+            "ok": not reason,
+            "file": file,
+            "reason": reason,
+        }

@@ -110,8 +110,10 @@ def _load_backbone(name: str, spec: ClassifierSpec, in_channels: int, pretrained
     except (OSError, RuntimeError) as err:  # URLError is an OSError: offline node without cached weights
         if weights is None:
             raise
-        raise RuntimeError(f"{name}: could not load torchvision weights {weights} ({err}); with no network, put the "
-                           f"file {Path(weights.url).name} into $TORCH_HOME/hub/checkpoints first") from err
+        raise RuntimeError(
+            f"{name}: could not load torchvision weights {weights} ({err}); with no network, put the "
+            f"file {Path(weights.url).name} into $TORCH_HOME/hub/checkpoints first"
+        ) from err
 
 
 def _head(features: int, num_classes: int, hidden: int) -> nn.Module:
@@ -131,8 +133,16 @@ def _adapt_stem(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2
     """A stem for `in_channels`; pretrained RGB filters are averaged so a gray input keeps its activation scale."""
     if conv.in_channels == in_channels:
         return conv
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None)
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+    )
     with torch.no_grad():
         if pretrained:
             gray = conv.weight.mean(dim=1, keepdim=True) * (conv.in_channels / in_channels)

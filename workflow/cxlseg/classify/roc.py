@@ -100,13 +100,24 @@ def _evaluate_one(name: str, val: tuple[np.ndarray, np.ndarray], test: tuple[np.
     threshold, rule = youden_threshold(y_val, s_val), "youden"
     if not np.isfinite(threshold):
         threshold, rule = FALLBACK_THRESHOLD, "fallback_0.5"
-        log.warning("%s: validate split has %d positive(s) of %d; threshold falls back to %.1f",
-                    name, int(y_val.sum()), y_val.size, FALLBACK_THRESHOLD)
+        log.warning(
+            "%s: validate split has %d positive(s) of %d; threshold falls back to %.1f",
+            name,
+            int(y_val.sum()),
+            y_val.size,
+            FALLBACK_THRESHOLD,
+        )
     metrics = binary_metrics(y_test, s_test, threshold)
     metrics["AUC"] = auc(y_test, s_test)
-    return {"threshold": threshold, "threshold_rule": rule, **metrics,
-            "n_test": int(y_test.size), "n_test_positive": int(y_test.sum()),
-            "n_validate": int(y_val.size), "n_validate_positive": int(y_val.sum())}
+    return {
+        "threshold": threshold,
+        "threshold_rule": rule,
+        **metrics,
+        "n_test": int(y_test.size),
+        "n_test_positive": int(y_test.sum()),
+        "n_validate": int(y_val.size),
+        "n_validate_positive": int(y_val.sum()),
+    }
 
 
 def _counted(part: Part, c: int) -> tuple[np.ndarray, np.ndarray]:

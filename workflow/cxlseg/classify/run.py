@@ -33,8 +33,16 @@ def run_name(model: str, input_kind: str) -> str:
     return f"{model}_{input_kind}"
 
 
-def train_and_evaluate(settings: ClassifySettings, model: str, input_kind: str, *, cxlseg_dir: os.PathLike | str,
-                       mimic_root: os.PathLike | str, run_dir: os.PathLike | str, seed: int) -> dict:
+def train_and_evaluate(
+    settings: ClassifySettings,
+    model: str,
+    input_kind: str,
+    *,
+    cxlseg_dir: os.PathLike | str,
+    mimic_root: os.PathLike | str,
+    run_dir: os.PathLike | str,
+    seed: int,
+) -> dict:
     """Train `model` on `input_kind` images and write run_dir/{metrics.json, predictions.csv, skipped.csv}.
 
     predictions.csv holds the validate and test rows: per label its 0/1 target (NaN when ignored)
@@ -44,34 +52,65 @@ def train_and_evaluate(settings: ClassifySettings, model: str, input_kind: str, 
     cohort = load_cohort(cxlseg_dir, settings.labels, settings.uncertain)
     device = resolve_device(settings.device)
     use_amp = settings.amp and device.type == "cuda"
-    parts = _datasets(cohort, settings, ImageSource(input_kind, str(cxlseg_dir), str(mimic_root),
-                                                    settings.input_size, settings.resize))
+    parts = _datasets(
+        cohort,
+        settings,
+        ImageSource(input_kind, str(cxlseg_dir), str(mimic_root), settings.input_size, settings.resize),
+    )
     if len(parts["train"]) < 2:
         raise ValueError(f"{cxlseg_dir}: the train split has {len(parts['train'])} image(s); need at least 2")
-    log.info("%s on %s images: %s; device %s%s", model, input_kind,
-             ", ".join(f"{s} {len(parts[s])}" for s in SPLITS), device, " (AMP)" if use_amp else "")
+    log.info(
+        "%s on %s images: %s; device %s%s",
+        model,
+        input_kind,
+        ", ".join(f"{s} {len(parts[s])}" for s in SPLITS),
+        device,
+        " (AMP)" if use_amp else "",
+    )
 
     seed_everything(seed)
-    net = create_classifier(model, len(cohort.labels), in_channels=settings.channels,
-                            pretrained=settings.pretrained, hidden=settings.head_hidden).to(device)
+    net = create_classifier(
+        model,
+        len(cohort.labels),
+        in_channels=settings.channels,
+        pretrained=settings.pretrained,
+        hidden=settings.head_hidden,
+    ).to(device)
     skips = SkipLog(input_kind)
-    loaders = {s: make_loader(parts[s], settings.batch_size, s == "train", seed, settings.num_workers, device)
-               for s in SPLITS}
-    history, stopper = fit(net, loaders["train"], loaders["validate"], device, use_amp, skips,
-                           epochs=settings.epochs, patience=settings.patience, lr=settings.lr,
-                           max_train_batches=settings.max_train_batches, desc=run_name(model, input_kind))
+    loaders = {
+        s: make_loader(parts[s], settings.batch_size, s == "train", seed, settings.num_workers, device) for s in SPLITS
+    }
+    history, stopper = fit(
+        net,
+        loaders["train"],
+        loaders["validate"],
+        device,
+        use_amp,
+        skips,
+        epochs=settings.epochs,
+        patience=settings.patience,
+        lr=settings.lr,
+        max_train_batches=settings.max_train_batches,
+        desc=run_name(model, input_kind),
+    )
     if settings.recalibrate_bn:
-        plain_train = make_loader(parts["train"].unjittered(), settings.batch_size, True, seed,
-                                  settings.num_workers, device)
+        plain_train = make_loader(
+            parts["train"].unjittered(), settings.batch_size, True, seed, settings.num_workers, device
+        )
         recalibrate_batchnorm(net, plain_train, device, use_amp, skips, settings.max_train_batches)
     scores = {s: predict(net, loaders[s], device, use_amp, skips, s) for s in ("validate", "test")}
     per_label = evaluate_labels(cohort.labels, _part(cohort, "validate", scores), _part(cohort, "test", scores))
     metrics = {
-        "model": model, "input": input_kind, "labels": list(cohort.labels),
-        "device": device.type, "amp": use_amp,
+        "model": model,
+        "input": input_kind,
+        "labels": list(cohort.labels),
+        "device": device.type,
+        "amp": use_amp,
         "settings": settings.outcome() | {"seed": seed},
         "counts": {s: len(parts[s]) for s in SPLITS} | {"skipped": len(skips.rows)},
-        "history": history, "best_epoch": stopper.best_epoch or len(history), "epochs_run": len(history),
+        "history": history,
+        "best_epoch": stopper.best_epoch or len(history),
+        "epochs_run": len(history),
         "per_label": per_label,
     }
     _write_run(Path(run_dir), metrics, _predictions(cohort, scores), skips.frame())
@@ -84,8 +123,14 @@ def _datasets(cohort: Labels, settings: ClassifySettings, source: ImageSource) -
     out = {}
     for split in SPLITS:
         rows = cohort.rows(split)
-        out[split] = ImageDataset(cohort.frame[rows], cohort.targets[rows], cohort.mask[rows], source,
-                                  settings.channels, augment if split == "train" else None)
+        out[split] = ImageDataset(
+            cohort.frame[rows],
+            cohort.targets[rows],
+            cohort.mask[rows],
+            source,
+            settings.channels,
+            augment if split == "train" else None,
+        )
     return out
 
 
@@ -123,4 +168,3 @@ def nan_to_none(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-

@@ -45,8 +45,7 @@ class ClassifySettings:
         """The settings a run's outputs depend on, as recorded in metrics.json (speed-only keys, the run list
         and the report labels, which only the summary reads, left out)."""
         skip = speed_only_keys("classify") | {"enabled", "models", "report_labels"}
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 def check_run(settings: ClassifySettings, model: str, input_kind: str) -> None:

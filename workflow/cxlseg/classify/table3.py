@@ -25,8 +25,9 @@ from .settings import check_report_labels
 Run = tuple[Path, dict]  # (run folder, its metrics.json)
 
 
-def summarise(run_dirs: Iterable[os.PathLike | str], out_dir: os.PathLike | str,
-              report_labels: Sequence[str]) -> pd.DataFrame:
+def summarise(
+    run_dirs: Iterable[os.PathLike | str], out_dir: os.PathLike | str, report_labels: Sequence[str]
+) -> pd.DataFrame:
     """Write table3.{csv,md}, table3_all_labels.{csv,md}, roc.png, skipped.csv and predictions_<run>.csv."""
     out_dir = Path(out_dir)
     runs = read_runs(run_dirs)
@@ -107,20 +108,27 @@ def _preamble(title: str, runs: Sequence[dict], labels: Sequence[str]) -> list[s
     fallbacks = [c for c in labels if any(r["per_label"][c]["threshold_rule"] != "youden" for r in runs)]
     stops = ", ".join(f"{r['model']}/{r['input']} {r['best_epoch']}/{r['epochs_run']}" for r in runs)
     lines = [
-        f"# {title}", "",
+        f"# {title}",
+        "",
         f"Test split; thresholds by Youden's J on the validate split. {len(runs[0]['labels'])} sigmoid outputs, "
         f"input {settings['input_size']} px ({settings['resize']}), {settings['channels']} channel(s), "
         f"up to {settings['epochs']} epoch(s) with early stopping (patience {settings['patience']}) on the "
         f"validation loss, batch {settings['batch_size']}, Adam lr {settings['lr']}, "
         f"{'ImageNet-pretrained' if settings['pretrained'] else 'from scratch'}, "
-        f"augmentation {'on' if settings['augment'] else 'off'}, uncertain labels -> {settings['uncertain']}.", "",
-        f"Epoch kept / epochs run: {stops}.", "",
+        f"augmentation {'on' if settings['augment'] else 'off'}, uncertain labels -> {settings['uncertain']}.",
+        "",
+        f"Epoch kept / epochs run: {stops}.",
+        "",
         "n/a: not computable (no positives or no negatives in the split). Means average the labels where the "
-        "metric exists.", "",
+        "metric exists.",
+        "",
     ]
     if fallbacks:
-        lines += [f"Threshold 0.5 instead of Youden's J (validate split lacks positives or negatives): "
-                  f"{', '.join(fallbacks)}.", ""]
+        lines += [
+            f"Threshold 0.5 instead of Youden's J (validate split lacks positives or negatives): "
+            f"{', '.join(fallbacks)}.",
+            "",
+        ]
     return lines
 
 
@@ -131,11 +139,16 @@ def table3_markdown(table: pd.DataFrame, runs: Sequence[dict], report_labels: Se
     lines = _preamble("Table III: classifiers on original vs segmented images", runs, report_labels)
     lines += [f"Test positives / labelled images: {support}.", ""]
     for title, prefix in [(c, f"{c} ") for c in report_labels] + [("Mean over " + ", ".join(report_labels), "mean ")]:
-        lines += [f"## {title}", "", "| model | input | " + " | ".join(METRICS) + " |",
-                  "|---|---|" + "---:|" * len(METRICS)]
+        lines += [
+            f"## {title}",
+            "",
+            "| model | input | " + " | ".join(METRICS) + " |",
+            "|---|---|" + "---:|" * len(METRICS),
+        ]
         for _, row in table.iterrows():
-            lines.append(f"| {row['model']} | {row['input']} | " + " | ".join(_fmt(row[prefix + m]) for m in METRICS)
-                         + " |")
+            lines.append(
+                f"| {row['model']} | {row['input']} | " + " | ".join(_fmt(row[prefix + m]) for m in METRICS) + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -33,7 +33,21 @@ from .render import VIEW_LABELS, VIEWS, Phantom, render_phantom, render_view_sam
 from .spec import DemoSpec
 
 __all__ = [
-    "DEVICES", "FINDINGS", "METADATA_COLUMNS", "SPLIT_COLUMNS", "SUPPORT_DEVICES", "V7_INDEX_COLUMNS", "VIEWS",
-    "VIEW_LABELS", "DemoSpec", "Phantom", "generate_demo", "mask_to_paths", "mimic_report", "paths_to_mask",
-    "render_phantom", "render_view_samples", "to_uint16",
+    "DEVICES",
+    "FINDINGS",
+    "METADATA_COLUMNS",
+    "SPLIT_COLUMNS",
+    "SUPPORT_DEVICES",
+    "V7_INDEX_COLUMNS",
+    "VIEWS",
+    "VIEW_LABELS",
+    "DemoSpec",
+    "Phantom",
+    "generate_demo",
+    "mask_to_paths",
+    "mimic_report",
+    "paths_to_mask",
+    "render_phantom",
+    "render_view_samples",
+    "to_uint16",
 ]

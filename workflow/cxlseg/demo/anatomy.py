@@ -42,7 +42,7 @@ class Lung:
         s = np.linspace(0, 1, n)[1:]
         dia_dx = self.cp_dx + (self.base_dx - self.cp_dx) * s
         dome = np.sin(np.pi * s) ** 1.3 * (min(self.cp_v, self.base_v) - self.dome_v)
-        dia_v = self.cp_v + (self.base_v - self.cp_v) * s ** 0.8 - dome
+        dia_v = self.cp_v + (self.base_v - self.cp_v) * s**0.8 - dome
         m = np.linspace(1, 0, n)[1:-1]
         med_v = self.apex_v + m * (self.base_v - self.apex_v)
         med_dx = self.apex_dx - (self.apex_dx - self.medial_dx) * np.sqrt(np.sin(np.pi / 2 * m))
@@ -64,11 +64,21 @@ def sample_lungs(rng: np.random.Generator) -> tuple[Lung, Lung]:
         cp_dx = lat - rng.uniform(0.0, 0.03) + rng.normal(0, 0.008)
         base_dx = rng.uniform(0.10, 0.15) if left else rng.uniform(0.05, 0.09)
         base_v = lung_cp_v - rng.uniform(0.06, 0.12)
-        lungs.append(Lung(
-            side=side, apex_v=apex_v + rng.normal(0, 0.01), apex_dx=rng.uniform(0.14, 0.19),
-            lat_dx=lat + rng.normal(0, 0.01), cp_dx=cp_dx, cp_v=lung_cp_v, base_dx=base_dx, base_v=base_v,
-            dome_v=base_v - rng.uniform(0.03, 0.08), medial_dx=rng.uniform(0.045, 0.07),
-            notch=rng.uniform(0.04, 0.08) if left else 0.0))
+        lungs.append(
+            Lung(
+                side=side,
+                apex_v=apex_v + rng.normal(0, 0.01),
+                apex_dx=rng.uniform(0.14, 0.19),
+                lat_dx=lat + rng.normal(0, 0.01),
+                cp_dx=cp_dx,
+                cp_v=lung_cp_v,
+                base_dx=base_dx,
+                base_v=base_v,
+                dome_v=base_v - rng.uniform(0.03, 0.08),
+                medial_dx=rng.uniform(0.045, 0.07),
+                notch=rng.uniform(0.04, 0.08) if left else 0.0,
+            )
+        )
     return lungs[0], lungs[1]
 
 
@@ -104,7 +114,7 @@ def _rib_paths(lung: Lung, f: Frame, n_ribs: int, rng: np.random.Generator) -> t
         v0 = lung.apex_v - 0.03 + k * span * rng.uniform(0.95, 1.05)
         reach = lung.lat_dx + 0.05
         dx = 0.035 + s * reach
-        v = v0 - 0.045 * np.sin(np.pi * s * 0.8) + 0.11 * s ** 3 + 0.01 * k * s
+        v = v0 - 0.045 * np.sin(np.pi * s * 0.8) + 0.11 * s**3 + 0.01 * k * s
         posterior.append(f.px(lung.side, dx, v))
         a_dx = reach - s * (reach - 0.12)
         a_v = v[-1] - 0.02 + s * (0.10 + 0.01 * k) - 0.02 * np.sin(np.pi * s)
@@ -112,34 +122,62 @@ def _rib_paths(lung: Lung, f: Frame, n_ribs: int, rng: np.random.Generator) -> t
     return posterior, anterior
 
 
-def _vessel_tree(rng: np.random.Generator, layer: np.ndarray, start: np.ndarray, angle: float,
-                 length: float, width: float, depth: int) -> None:
+def _vessel_tree(
+    rng: np.random.Generator,
+    layer: np.ndarray,
+    start: np.ndarray,
+    angle: float,
+    length: float,
+    width: float,
+    depth: int,
+) -> None:
     """Pulmonary vessels: branching lines that thin out toward the periphery."""
     if depth == 0 or width < 0.6:
         return
     end = start + length * np.array([np.cos(angle), np.sin(angle)])
     value = int(90 + 30 * depth)
-    cv2.line(layer, (int(start[0] * 16), int(start[1] * 16)), (int(end[0] * 16), int(end[1] * 16)), value,
-             max(1, int(round(width))), cv2.LINE_AA, 4)
+    cv2.line(
+        layer,
+        (int(start[0] * 16), int(start[1] * 16)),
+        (int(end[0] * 16), int(end[1] * 16)),
+        value,
+        max(1, int(round(width))),
+        cv2.LINE_AA,
+        4,
+    )
     for turn in (-1, 1):
-        _vessel_tree(rng, layer, end, angle + turn * rng.uniform(0.2, 0.55), length * rng.uniform(0.6, 0.85),
-                     width * 0.7, depth - 1)
+        _vessel_tree(
+            rng,
+            layer,
+            end,
+            angle + turn * rng.uniform(0.2, 0.55),
+            length * rng.uniform(0.6, 0.85),
+            width * 0.7,
+            depth - 1,
+        )
 
 
-def _soft_tissue(rng: np.random.Generator, shape: tuple[int, int], f: Frame, view: str
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _soft_tissue(
+    rng: np.random.Generator, shape: tuple[int, int], f: Frame, view: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Body silhouette, thickest at the midline; returns (density, body mask, lateral thickness profile)."""
     arms = view == "AP" and rng.random() < 0.6  # portable films often keep the arms at the sides
     outline = np.concatenate([_body_polygon(rng, f, -1, arms), _body_polygon(rng, f, 1, arms)[::-1]])
     body = blur(fill(shape, [outline]).astype(np.float32), 0.006 * f.bw)
     x = (np.arange(shape[1], dtype=np.float32) - (f.x0 + f.mid * f.bw)) / (0.62 * f.bw)
-    profile = np.sqrt(np.clip(1 - x ** 2, 0, 1))[None, :]
+    profile = np.sqrt(np.clip(1 - x**2, 0, 1))[None, :]
     density = body * (0.6 + 0.4 * profile) * (1 + 0.04 * smooth_field(rng, shape, max(8, int(0.12 * f.bw))))
     return density, body, profile
 
 
-def _aeration(rng: np.random.Generator, shape: tuple[int, int], f: Frame, apex_v: float, lung_mask: np.ndarray,
-              profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _aeration(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    f: Frame,
+    apex_v: float,
+    lung_mask: np.ndarray,
+    profile: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Density the air in the lungs removes, and the soft lung weight (its edge ramps *inside* the outline,
     so nothing outside the mask looks like lung)."""
     edge = max(1.0, 0.006 * f.bw)
@@ -163,19 +201,33 @@ def _vessels(rng: np.random.Generator, shape: tuple[int, int], f: Frame, lungs: 
     return blur(layer.astype(np.float32) / 255.0, 0.003 * f.bw)
 
 
-def _heart_and_abdomen(rng: np.random.Generator, shape: tuple[int, int], f: Frame, outlines_px: list[np.ndarray],
-                       lung_mask: np.ndarray) -> np.ndarray:
+def _heart_and_abdomen(
+    rng: np.random.Generator, shape: tuple[int, int], f: Frame, outlines_px: list[np.ndarray], lung_mask: np.ndarray
+) -> np.ndarray:
     """Heart (overlapping the left lung), aortic knob, mediastinum, and the liver/abdomen under the domes."""
     unit = f.bw
     heart = np.zeros(shape, np.uint8)
     centre = (f.px(1, rng.uniform(0.04, 0.08), 0.0)[0], f.y0 + f.bh * rng.uniform(0.58, 0.64))
     axes = (f.bw * rng.uniform(0.17, 0.23), f.bh * rng.uniform(0.15, 0.19))
-    cv2.ellipse(heart, tuple(int(round(c)) for c in centre), tuple(int(round(a)) for a in axes),
-                rng.uniform(-35, -15), 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        heart,
+        tuple(int(round(c)) for c in centre),
+        tuple(int(round(a)) for a in axes),
+        rng.uniform(-35, -15),
+        0,
+        360,
+        255,
+        -1,
+        cv2.LINE_AA,
+    )
     aorta = f.px(1, rng.uniform(0.04, 0.07), rng.uniform(0.27, 0.31))
     cv2.circle(heart, tuple(np.round(aorta).astype(int)), int(0.045 * unit), 255, -1, cv2.LINE_AA)
-    mediastinum = np.concatenate([f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 1.0])),
-                                  f.px(1, np.array([0.07, 0.06, 0.05]), np.array([1.0, 0.3, -0.1]))])
+    mediastinum = np.concatenate(
+        [
+            f.px(-1, np.array([0.05, 0.07, 0.08]), np.array([-0.1, 0.3, 1.0])),
+            f.px(1, np.array([0.07, 0.06, 0.05]), np.array([1.0, 0.3, -0.1])),
+        ]
+    )
     between = np.zeros(shape, np.uint8)
     cv2.fillPoly(between, [np.round(mediastinum).astype(np.int32)], 170)
     np.maximum(heart, between * (1 - lung_mask), out=heart)  # the mediastinum lies between the lungs
@@ -197,8 +249,14 @@ def _skeleton(rng: np.random.Generator, shape: tuple[int, int], f: Frame, lungs:
     for k in range(14):
         v = -0.06 + k * 0.075
         c = f.px(1, 0.0, v + 0.0375)
-        cv2.rectangle(bones, tuple(np.round(c - [spine_w, 0.03 * f.bh]).astype(int)),
-                      tuple(np.round(c + [spine_w, 0.03 * f.bh]).astype(int)), 70, -1, cv2.LINE_AA)
+        cv2.rectangle(
+            bones,
+            tuple(np.round(c - [spine_w, 0.03 * f.bh]).astype(int)),
+            tuple(np.round(c + [spine_w, 0.03 * f.bh]).astype(int)),
+            70,
+            -1,
+            cv2.LINE_AA,
+        )
         for side in (-1, 1):
             ped = f.px(side, 0.025, v + 0.03)
             axes = (max(1, int(0.008 * unit)), max(1, int(0.012 * unit)))
@@ -238,8 +296,14 @@ def _gastric_bubble(rng: np.random.Generator, shape: tuple[int, int], f: Frame, 
     return blur(bubble.astype(np.float32) / 255.0, 0.01 * f.bw)
 
 
-def frontal_density(rng: np.random.Generator, shape: tuple[int, int], f: Frame, lungs: tuple[Lung, Lung],
-                    outlines_px: list[np.ndarray], view: str) -> tuple[np.ndarray, np.ndarray]:
+def frontal_density(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    f: Frame,
+    lungs: tuple[Lung, Lung],
+    outlines_px: list[np.ndarray],
+    view: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """Attenuation map of a frontal chest (soft tissue ~0.6..1, aerated lung ~0.2, air 0) and the
     density the air in the lungs removes (an effusion puts it back)."""
     density, body, profile = _soft_tissue(rng, shape, f, view)
@@ -255,4 +319,3 @@ def frontal_density(rng: np.random.Generator, shape: tuple[int, int], f: Frame, 
     density += _skeleton(rng, shape, f, lungs) * np.clip(body * 1.5, 0, 1) * (0.25 + 0.3 * lung_soft)
     density -= _gastric_bubble(rng, shape, f, lungs[1]) * rng.uniform(0.1, 0.3) * (1 - lung_soft)
     return np.clip(density, 0, None), aeration
-

@@ -47,7 +47,7 @@ def draw_devices(rng: np.random.Generator, shape: tuple[int, int], f: Frame, cho
             end = np.array([rng.choice([0.0, w - 1.0]), rng.uniform(0, h)])
             mid = (c + end) / 2 + rng.normal(0, 0.1 * unit, 2)
             t = np.linspace(0, 1, 20)[:, None]
-            wire = (1 - t) ** 2 * c + 2 * (1 - t) * t * mid + t ** 2 * end
+            wire = (1 - t) ** 2 * c + 2 * (1 - t) * t * mid + t**2 * end
             stroke(layer, wire, 0.003 * unit, 200)
     return layer.astype(np.float32) / 255.0
 
@@ -60,8 +60,10 @@ def stamp_text(rng: np.random.Generator, img: np.ndarray, keep_out: np.ndarray, 
     if view == "AP" or rng.random() < 0.3:
         words.append(str(rng.choice(["PORTABLE", "AP", "PORTABLE AP", "SUPINE", "UPRIGHT", "SEMI-UPRIGHT"])))
     if rng.random() < 0.6:
-        words.append(f"{int(rng.integers(1, 13)):02d}/{int(rng.integers(1, 29)):02d}/21{int(rng.integers(10, 99))}"
-                     f" {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}")
+        words.append(
+            f"{int(rng.integers(1, 13)):02d}/{int(rng.integers(1, 29)):02d}/21{int(rng.integers(10, 99))}"
+            f" {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}"
+        )
     if rng.random() < 0.3:
         words.append(str(rng.choice(["ERECT", "INSP", "TECH JD", "STAT", "ICU"])))
     grow = cv2.dilate(keep_out, np.ones((5, 5), np.uint8), iterations=max(1, int(min(h, w) * 0.01)))
@@ -72,10 +74,9 @@ def stamp_text(rng: np.random.Generator, img: np.ndarray, keep_out: np.ndarray, 
         for _ in range(12):
             x = int(rng.integers(2, max(3, w - tw - 2)))
             y = int(rng.integers(th + 2, max(th + 3, h - base - 2)))
-            if not grow[max(0, y - th - 4):y + base + 4, max(0, x - 4):x + tw + 4].any():
+            if not grow[max(0, y - th - 4) : y + base + 4, max(0, x - 4) : x + tw + 4].any():
                 value = int(rng.integers(200, 256)) if rng.random() < 0.85 else int(rng.integers(0, 40))
                 if len(word) == 1 and rng.random() < 0.5:
                     cv2.rectangle(img, (x - 4, y - th - 4), (x + tw + 4, y + base + 2), value, max(1, thick // 2))
                 cv2.putText(img, word, (x, y), FONT, s, value, thick, cv2.LINE_AA)
                 break
-

@@ -26,7 +26,7 @@ def _lung_zone(outline: np.ndarray, zone: str) -> tuple[float, float]:
 
 
 def _point_in(rng: np.random.Generator, mask: np.ndarray, rows: tuple[float, float]) -> np.ndarray:
-    ys, xs = np.nonzero(mask[int(rows[0]):max(int(rows[0]) + 1, int(rows[1]))])
+    ys, xs = np.nonzero(mask[int(rows[0]) : max(int(rows[0]) + 1, int(rows[1]))])
     if ys.size == 0:
         ys, xs = np.nonzero(mask)
         return np.array([xs[len(xs) // 2], ys[len(ys) // 2]], np.float64)
@@ -34,8 +34,16 @@ def _point_in(rng: np.random.Generator, mask: np.ndarray, rows: tuple[float, flo
     return np.array([xs[i], ys[i] + int(rows[0])], np.float64)
 
 
-def _patches(rng: np.random.Generator, layer: np.ndarray, lung_mask: np.ndarray, rows: tuple[float, float],
-             unit: float, n: int, size: float, value: int = 255) -> None:
+def _patches(
+    rng: np.random.Generator,
+    layer: np.ndarray,
+    lung_mask: np.ndarray,
+    rows: tuple[float, float],
+    unit: float,
+    n: int,
+    size: float,
+    value: int = 255,
+) -> None:
     """n random ellipses centred inside the lung within `rows` (the bricks of patchy opacities)."""
     for _ in range(n):
         c = _point_in(rng, lung_mask, rows)
@@ -128,8 +136,15 @@ def _atelectasis(rng: np.random.Generator, m: LungMap) -> Drawn:
     angle = np.radians(rng.uniform(-25, 25))
     d = np.array([np.cos(angle), np.sin(angle)]) * m.unit * rng.uniform(0.08, 0.15)
     layer = m.layer()
-    cv2.line(layer, tuple(np.round((c - d) * 16).astype(int)), tuple(np.round((c + d) * 16).astype(int)), 255,
-             max(2, int(m.unit * rng.uniform(0.012, 0.022))), cv2.LINE_AA, 4)
+    cv2.line(
+        layer,
+        tuple(np.round((c - d) * 16).astype(int)),
+        tuple(np.round((c + d) * 16).astype(int)),
+        255,
+        max(2, int(m.unit * rng.uniform(0.012, 0.022))),
+        cv2.LINE_AA,
+        4,
+    )
     return _soft(layer, 0.004 * m.unit) * rng.uniform(0.35, 0.5), f"{side} basilar", []
 
 
@@ -140,17 +155,26 @@ def _effusion(rng: np.random.Generator, m: LungMap) -> Drawn:
     return None, "bilateral" if len(chosen) == 2 else chosen[0], geometry
 
 
-_DRAW = {"Pneumonia": _pneumonia, "Lung Lesion": _lesion, "Atelectasis": _atelectasis,
-         "Pleural Effusion": _effusion, "Tuberculosis": _tuberculosis, "COVID-19": _covid}
+_DRAW = {
+    "Pneumonia": _pneumonia,
+    "Lung Lesion": _lesion,
+    "Atelectasis": _atelectasis,
+    "Pleural Effusion": _effusion,
+    "Tuberculosis": _tuberculosis,
+    "COVID-19": _covid,
+}
 
 
-def draw_findings(rng: np.random.Generator, findings: dict[str, bool], m: LungMap,
-                   ) -> tuple[np.ndarray, list[tuple[str, float, float]], dict[str, str]]:
+def draw_findings(
+    rng: np.random.Generator,
+    findings: dict[str, bool],
+    m: LungMap,
+) -> tuple[np.ndarray, list[tuple[str, float, float]], dict[str, str]]:
     """Density to add (confined later to the lung outline), effusion geometry, and where each finding went.
 
     Each finding has its own stream, drawn up front, so where it goes depends
     only on the seed and not on which other findings are present."""
-    streams = rng.integers(0, 2 ** 63, len(FINDINGS))
+    streams = rng.integers(0, 2**63, len(FINDINGS))
     add = np.zeros(m.shape, np.float32)
     effusions: list[tuple[str, float, float]] = []
     sites: dict[str, str] = {}
@@ -163,8 +187,12 @@ def draw_findings(rng: np.random.Generator, findings: dict[str, bool], m: LungMa
     return add, effusions, sites
 
 
-def pleural_fluid(shape: tuple[int, int], sides: dict[str, np.ndarray], outlines: dict[str, np.ndarray],
-                  effusions: list[tuple[str, float, float]]) -> np.ndarray:
+def pleural_fluid(
+    shape: tuple[int, int],
+    sides: dict[str, np.ndarray],
+    outlines: dict[str, np.ndarray],
+    effusions: list[tuple[str, float, float]],
+) -> np.ndarray:
     """Pleural fluid at full resolution: the lung base below a meniscus that climbs the lateral wall."""
     fluid = np.zeros(shape, np.uint8)
     rows = np.arange(shape[0], dtype=np.float32)[:, None]
@@ -176,7 +204,6 @@ def pleural_fluid(shape: tuple[int, int], sides: dict[str, np.ndarray], outlines
         if side == "left":
             lateral_x, medial_x = medial_x, lateral_x
         reach = np.clip((cols - medial_x) / (lateral_x - medial_x), 0, 1)
-        meniscus = bottom - (bottom - top) * (depth + rise * reach ** 1.6)
+        meniscus = bottom - (bottom - top) * (depth + rise * reach**1.6)
         fluid |= ((rows >= meniscus[None, :]) & (sides[side] > 0)).astype(np.uint8)
     return fluid
-

@@ -11,15 +11,27 @@ from tqdm import tqdm
 
 from .. import io
 from .render import Phantom, render_phantom, to_uint16
-from .spec import DemoSpec, stream, film_size
+from .spec import DemoSpec, film_size, stream
 
 V7_INDEX_COLUMNS = ["image", "mask", "patient_id", "view", "finding"]
 DRAWN_CLASSES = ("Atelectasis", "Lung Lesion", "Pleural Effusion", "Pneumonia")  # labels with visible findings
-V7_CLASSES = ("COVID-19", "No Pneumonia", "Bacterial Pneumonia", "Viral Pneumonia", "COVID-19",
-              "Fungal Pneumonia", "No Pneumonia", "Bacterial Pneumonia")
-V7_FINDINGS = {"COVID-19": {"COVID-19": True}, "Viral Pneumonia": {"Pneumonia": True},
-               "Bacterial Pneumonia": {"Pneumonia": True}, "Fungal Pneumonia": {"Pneumonia": True, "Lung Lesion": True},
-               "No Pneumonia": {}}
+V7_CLASSES = (
+    "COVID-19",
+    "No Pneumonia",
+    "Bacterial Pneumonia",
+    "Viral Pneumonia",
+    "COVID-19",
+    "Fungal Pneumonia",
+    "No Pneumonia",
+    "Bacterial Pneumonia",
+)
+V7_FINDINGS = {
+    "COVID-19": {"COVID-19": True},
+    "Viral Pneumonia": {"Pneumonia": True},
+    "Bacterial Pneumonia": {"Pneumonia": True},
+    "Fungal Pneumonia": {"Pneumonia": True, "Lung Lesion": True},
+    "No Pneumonia": {},
+}
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -73,8 +85,9 @@ def write_shenzhen(root: Path, spec: DemoSpec) -> dict:
             summary["rgb"].append(stem)
         sex, age = _age_sex(rng)
         finding = _tb_text(phantom) if tb else "normal"
-        io.write_text(root / "ClinicalReadings" / f"{stem}.txt",
-                      f"{'male' if sex == 'M' else 'female'} {age}yrs\n{finding}\n")
+        io.write_text(
+            root / "ClinicalReadings" / f"{stem}.txt", f"{'male' if sex == 'M' else 'female'} {age}yrs\n{finding}\n"
+        )
         summary["tuberculosis" if tb else "normal"] += 1
     return summary
 
@@ -104,8 +117,9 @@ def write_montgomery(root: Path, spec: DemoSpec) -> dict:
         write_mask(base / "ManualMask" / "rightMask" / f"{stem}.png", phantom.right_mask)
         sex, age = _age_sex(rng)
         finding = _tb_text(phantom) if tb else "normal"
-        io.write_text(base / "ClinicalReadings" / f"{stem}.txt",
-                      f"Patient's Sex: {sex}\nPatient's Age: {age:03d}Y\n{finding}\n")
+        io.write_text(
+            base / "ClinicalReadings" / f"{stem}.txt", f"Patient's Sex: {sex}\nPatient's Age: {age:03d}Y\n{finding}\n"
+        )
         summary["tuberculosis" if tb else "normal"] += 1
         if i in deep:
             summary["16bit"].append(stem)
@@ -188,19 +202,24 @@ def _v7_plan(spec: DemoSpec) -> list[dict]:
     items[2]["ignore"] = True
     covid = next(it for it in items if it["kind"] == "COVID-19")
     for k in range(2):  # follow-up laterals of a COVID-19 patient
-        items.append({"kind": "COVID-19", "patient": covid["patient"], "k": 10 + k, "view": "Lateral",
-                      "variant": "lateral"})
-    items.append({"kind": "COVID-19", "patient": int(plan.integers(30000, 40000)), "k": 0, "view": "CT",
-                  "variant": "ct"})
+        items.append(
+            {"kind": "COVID-19", "patient": covid["patient"], "k": 10 + k, "view": "Lateral", "variant": "lateral"}
+        )
+    items.append(
+        {"kind": "COVID-19", "patient": int(plan.integers(30000, 40000)), "k": 0, "view": "CT", "variant": "ct"}
+    )
     return items
 
 
 def _lung_annotations(rng: np.random.Generator, phantom: Phantom, variant: str) -> list[dict]:
-    """"Lung" as one polygon per lung, or one complex polygon with several paths (optionally a hole)."""
+    """ "Lung" as one polygon per lung, or one complex polygon with several paths (optionally a hole)."""
     if variant in ("two_polygons", "lateral"):
         parts = [phantom.mask] if variant == "lateral" else [phantom.right_mask, phantom.left_mask]
-        return [{"name": "Lung", "polygon": {"path": path}, "bounding_box": _bbox([path])}
-                for part in parts for path in mask_to_paths(part)]
+        return [
+            {"name": "Lung", "polygon": {"path": path}, "bounding_box": _bbox([path])}
+            for part in parts
+            for path in mask_to_paths(part)
+        ]
     if variant in ("complex_polygon", "complex_with_hole"):
         paths = mask_to_paths(phantom.mask)
         if variant == "complex_with_hole":
@@ -222,9 +241,17 @@ def _darwin_document(j: int, name: str, width: int, height: int, annotations: li
     """A Darwin JSON 1.0 export of one image, as V7 writes it."""
     return {
         "dataset": "covid-19-chest-x-ray-dataset",
-        "image": {"width": width, "height": height, "original_filename": name, "filename": name,
-                  "url": f"https://darwin.v7labs.com/api/images/{j + 1}/original", "thumbnail_url": None,
-                  "path": "/", "workview_url": None, "seq": j + 1},
+        "image": {
+            "width": width,
+            "height": height,
+            "original_filename": name,
+            "filename": name,
+            "url": f"https://darwin.v7labs.com/api/images/{j + 1}/original",
+            "thumbnail_url": None,
+            "path": "/",
+            "workview_url": None,
+            "seq": j + 1,
+        },
         "annotations": annotations,
     }
 
@@ -236,8 +263,9 @@ def _v7_image(root: Path, spec: DemoSpec, j: int, item: dict) -> tuple[Phantom, 
     side = int(rng.integers(spec.v7_side[0], spec.v7_side[1] + 1))
     height, width = side, int(side * rng.uniform(0.85, 1.15))
     render_view = {"Lateral": "LATERAL", "CT": "CT"}.get(view, view)
-    phantom = render_phantom(rng, height, width, findings=V7_FINDINGS[kind] if render_view != "CT" else {},
-                             view=render_view)
+    phantom = render_phantom(
+        rng, height, width, findings=V7_FINDINGS[kind] if render_view != "CT" else {}, view=render_view
+    )
     name = _v7_name(kind, item["patient"], item["k"], view)
     params = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality] if Path(name).suffix in (".jpg", ".jpeg") else []
     io.write_image(root / "images" / name, phantom.image, params)
@@ -246,8 +274,12 @@ def _v7_image(root: Path, spec: DemoSpec, j: int, item: dict) -> tuple[Phantom, 
 
 def _ignore_box(height: int, width: int) -> dict:
     """An excluded region (burned-in text) that is not lung: readers must not count it as a lung."""
-    box = [{"x": 0.0, "y": 0.0}, {"x": width * 0.25, "y": 0.0}, {"x": width * 0.25, "y": height * 0.08},
-           {"x": 0.0, "y": height * 0.08}]
+    box = [
+        {"x": 0.0, "y": 0.0},
+        {"x": width * 0.25, "y": 0.0},
+        {"x": width * 0.25, "y": height * 0.08},
+        {"x": 0.0, "y": height * 0.08},
+    ]
     return {"name": "Ignore", "polygon": {"path": box}, "bounding_box": _bbox([box])}
 
 
@@ -266,15 +298,24 @@ def write_v7(root: Path, spec: DemoSpec) -> dict:
         mask_rel = f"masks/{stem}.png" if lungs else ""
         if lungs:
             write_mask(root / mask_rel, _annotation_mask(lungs, (height, width)))
-        rows.append({"image": f"images/{name}", "mask": mask_rel, "patient_id": f"v7-{item['patient']}",
-                     "view": view, "finding": kind})
+        rows.append(
+            {
+                "image": f"images/{name}",
+                "mask": mask_rel,
+                "patient_id": f"v7-{item['patient']}",
+                "view": view,
+                "finding": kind,
+            }
+        )
         summary["classes"][kind] = summary["classes"].get(kind, 0) + 1
         summary["variants"][variant] = summary["variants"].get(variant, 0) + 1
-        flags = {"lateral": view == "Lateral", "ct": view == "CT", "ignore": bool(item.get("ignore")),
-                 "hole": variant == "complex_with_hole"}
+        flags = {
+            "lateral": view == "Lateral",
+            "ct": view == "CT",
+            "ignore": bool(item.get("ignore")),
+            "hole": variant == "complex_with_hole",
+        }
         for key in (k for k, hit in flags.items() if hit):
             summary[key].append(stem)
     io.write_csv(pd.DataFrame(rows, columns=V7_INDEX_COLUMNS), root / "index.csv")
     return summary
-
-

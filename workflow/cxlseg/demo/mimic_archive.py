@@ -15,11 +15,20 @@ from .layouts import write_mask
 from .mimic_plan import DRAWN_CLASSES, plan_mimic
 from .mimic_report import empty_report, mimic_report
 from .render import Phantom, render_phantom
-from .spec import DemoSpec, stream, film_size
+from .spec import DemoSpec, film_size, stream
 
 METADATA_COLUMNS = [
-    "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
-    "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
     "PatientOrientationCodeSequence_CodeMeaning",
 ]
 SPLIT_COLUMNS = ["dicom_id", "study_id", "subject_id", "split"]
@@ -54,10 +63,17 @@ def _write_jpeg(path: Path, phantom: Phantom, special: str | None, quality: int,
 def _metadata_row(st: dict, im: dict, height: int, width: int) -> dict:
     view = im["view"]
     return {
-        "dicom_id": im["dicom_id"], "subject_id": st["subject_id"], "study_id": st["study_id"],
-        "PerformedProcedureStepDescription": st["procedure"], "ViewPosition": view,
-        "Rows": height, "Columns": width, "StudyDate": st["date"], "StudyTime": st["time"],
-        "ProcedureCodeSequence_CodeMeaning": st["procedure"], "ViewCodeSequence_CodeMeaning": VIEW_CODES[view],
+        "dicom_id": im["dicom_id"],
+        "subject_id": st["subject_id"],
+        "study_id": st["study_id"],
+        "PerformedProcedureStepDescription": st["procedure"],
+        "ViewPosition": view,
+        "Rows": height,
+        "Columns": width,
+        "StudyDate": st["date"],
+        "StudyTime": st["time"],
+        "ProcedureCodeSequence_CodeMeaning": st["procedure"],
+        "ViewCodeSequence_CodeMeaning": VIEW_CODES[view],
         "PatientOrientationCodeSequence_CodeMeaning": st["orientation"] if view else "",
     }
 
@@ -73,8 +89,9 @@ def _render(rng: np.random.Generator, spec: DemoSpec, st: dict, im: dict) -> Pha
     frontal = true_view in FRONTAL_VIEWS
     drawn = {c: st["labels"][c] in (1.0, -1.0) for c in DRAWN_CLASSES} if frontal else {}
     render_view = true_view if frontal or true_view == "CT" else "LATERAL"
-    return render_phantom(rng, height, width, findings=drawn, view=render_view, devices=st["devices"],
-                          finding_seed=st["finding_seed"])
+    return render_phantom(
+        rng, height, width, findings=drawn, view=render_view, devices=st["devices"], finding_seed=st["finding_seed"]
+    )
 
 
 def _write_image(root: Path, truth_dir: Path, spec: DemoSpec, st: dict, im: dict) -> tuple[dict, dict]:
@@ -98,10 +115,15 @@ def _write_report(root: Path, spec: DemoSpec, st: dict, sites: dict[str, str]) -
 
 def _write_tables(root: Path, meta: list[dict], chexpert: list[dict], studies: list[dict]) -> None:
     io.write_csv(pd.DataFrame(meta, columns=METADATA_COLUMNS), root / "mimic-cxr-2.0.0-metadata.csv.gz")
-    io.write_csv(pd.DataFrame(chexpert, columns=["subject_id", "study_id", *CHEXPERT_LABELS]),
-                 root / "mimic-cxr-2.0.0-chexpert.csv.gz")
-    split = [{"dicom_id": im["dicom_id"], "study_id": st["study_id"], "subject_id": st["subject_id"],
-              "split": st["split"]} for st in studies for im in st["images"]]
+    io.write_csv(
+        pd.DataFrame(chexpert, columns=["subject_id", "study_id", *CHEXPERT_LABELS]),
+        root / "mimic-cxr-2.0.0-chexpert.csv.gz",
+    )
+    split = [
+        {"dicom_id": im["dicom_id"], "study_id": st["study_id"], "subject_id": st["subject_id"], "split": st["split"]}
+        for st in studies
+        for im in st["images"]
+    ]
     io.write_csv(pd.DataFrame(split, columns=SPLIT_COLUMNS), root / "mimic-cxr-2.0.0-split.csv.gz")
 
 
@@ -115,14 +137,22 @@ def _summary(spec: DemoSpec, studies: list[dict], meta: list[dict]) -> dict:
     views = pd.Series([m["ViewPosition"] for m in meta]).value_counts().to_dict()
     positives = {c: int(sum(st["labels"][c] == 1.0 for st in studies if _labelled(st))) for c in CHEXPERT_LABELS}
     n_empty = sum(st["empty_report"] for st in studies)
-    return {"subjects": spec.n_mimic_subjects, "studies": len(studies), "images": len(meta),
-            "views": {str(k) if k else "blank": int(v) for k, v in views.items()},
-            "frontal": int(sum(m["ViewPosition"] in FRONTAL_VIEWS for m in meta)),
-            "chexpert_positive": positives,
-            "reports": {"with_text": sum(map(_labelled, studies)), "empty": n_empty,
-                        "absent": sum(not st["report"] for st in studies)},
-            "truth_masks": sum(im["view"] in FRONTAL_VIEWS and "true_view" not in im
-                               for st in studies for im in st["images"])}
+    return {
+        "subjects": spec.n_mimic_subjects,
+        "studies": len(studies),
+        "images": len(meta),
+        "views": {str(k) if k else "blank": int(v) for k, v in views.items()},
+        "frontal": int(sum(m["ViewPosition"] in FRONTAL_VIEWS for m in meta)),
+        "chexpert_positive": positives,
+        "reports": {
+            "with_text": sum(map(_labelled, studies)),
+            "empty": n_empty,
+            "absent": sum(not st["report"] for st in studies),
+        },
+        "truth_masks": sum(
+            im["view"] in FRONTAL_VIEWS and "true_view" not in im for st in studies for im in st["images"]
+        ),
+    }
 
 
 def write_mimic(root: Path, truth_dir: Path, spec: DemoSpec) -> dict:

@@ -73,25 +73,42 @@ def _subject_splits(rng: np.random.Generator, n: int) -> list[str]:
     order = rng.permutation(n)
     n_hold = max(1, int(round(0.15 * n)))
     splits[order[:n_hold]] = test
-    splits[order[n_hold:2 * n_hold]] = validate
+    splits[order[n_hold : 2 * n_hold]] = validate
     return [str(x) for x in splits]
 
 
-def _new_study(rng: np.random.Generator, spec: DemoSpec, subject: int, prefix: int, split: str, date: int,
-               kind: tuple, seen_studies: set) -> dict:
+def _new_study(
+    rng: np.random.Generator,
+    spec: DemoSpec,
+    subject: int,
+    prefix: int,
+    split: str,
+    date: int,
+    kind: tuple,
+    seen_studies: set,
+) -> dict:
     """One study: ids, date, procedure and its views, devices, CheXpert labels, and the seed its findings share."""
     procedure, views, _ = kind
     portable = "PORTABLE" in procedure
-    devices = tuple(d for d in ("ett", "central_line", "ng_tube", "pacemaker", "ecg")
-                    if rng.random() < (0.4 if d == "ecg" else 0.1 + 0.15 * portable))
+    devices = tuple(
+        d
+        for d in ("ett", "central_line", "ng_tube", "pacemaker", "ecg")
+        if rng.random() < (0.4 if d == "ecg" else 0.1 + 0.15 * portable)
+    )
     return {
-        "subject_id": subject, "prefix": prefix, "split": split,
+        "subject_id": subject,
+        "prefix": prefix,
+        "split": split,
         "study_id": _unique(rng, seen_studies, lambda r: 50_000_000 + int(r.integers(0, 10_000_000))),
-        "procedure": procedure, "date": date,
+        "procedure": procedure,
+        "date": date,
         "time": round(float(rng.integers(0, 24) * 10000 + rng.integers(0, 60) * 100 + rng.uniform(0, 60)), 3),
         "orientation": "Recumbent" if portable and rng.random() < 0.5 else "Erect",
-        "devices": devices, "labels": _labels(rng, spec, devices),
-        "finding_seed": int(rng.integers(0, 2 ** 31)), "report": True, "empty_report": False,
+        "devices": devices,
+        "labels": _labels(rng, spec, devices),
+        "finding_seed": int(rng.integers(0, 2**31)),
+        "report": True,
+        "empty_report": False,
         "images": [{"dicom_id": _dicom_id(rng), "view": v} for v in views],
     }
 
@@ -126,8 +143,9 @@ def _mislabel(rng: np.random.Generator, hosts: list[dict], seen: set) -> dict[st
         st = wanted[int(rng.integers(len(wanted)))]
         pool.remove(st)
         dicom_id = _unique(rng, seen, _dicom_id)
-        st["images"].append({"dicom_id": dicom_id, "view": _frontal_view(st), "true_view": true_view,
-                             "stream": (7, k + 1)})
+        st["images"].append(
+            {"dicom_id": dicom_id, "view": _frontal_view(st), "true_view": true_view, "stream": (7, k + 1)}
+        )
         mislabelled[dicom_id] = true_view
     return mislabelled
 
@@ -161,7 +179,9 @@ def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
     studies: list[dict] = []
     for s in range(n):
         prefix = prefixes[s % len(prefixes)]
-        subject = _unique(rng, seen_subjects, lambda r: prefix * 1_000_000 + int(r.integers(0, 1_000_000)))
+        subject = _unique(
+            rng, seen_subjects, lambda r, prefix=prefix: prefix * 1_000_000 + int(r.integers(0, 1_000_000))
+        )
         year = int(rng.integers(2110, 2200))
         for k in range(n_studies[s]):
             kind = STUDY_TYPES[int(rng.choice(len(STUDY_TYPES), p=weights / weights.sum()))]
@@ -176,4 +196,3 @@ def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
     special["prefixes"] = [f"p{p}" for p in prefixes]
     special["absent_prefixes"] = [f"p{p}" for p in range(10, 20) if p not in prefixes]
     return studies, special
-

@@ -6,7 +6,6 @@ import textwrap
 
 import numpy as np
 
-
 Sentences = tuple[list[str], list[str]]  # findings, impression
 
 
@@ -17,11 +16,18 @@ def _wrap(text: str) -> list[str]:
 
 def _pneumonia(value, site: str | None) -> Sentences:
     if value == 1.0:
-        return ([f"Patchy opacity in the {site or 'right lower'} lung zone is concerning for pneumonia."],
-                [f"{(site or 'Right lower').capitalize()} pneumonia."])
+        return (
+            [f"Patchy opacity in the {site or 'right lower'} lung zone is concerning for pneumonia."],
+            [f"{(site or 'Right lower').capitalize()} pneumonia."],
+        )
     if value == -1.0:
-        return ([f"Hazy opacity in the {site or 'left lower'} lung could represent early pneumonia in the "
-                 f"appropriate clinical setting."], ["Possible early pneumonia."])
+        return (
+            [
+                f"Hazy opacity in the {site or 'left lower'} lung could represent early pneumonia in the "
+                f"appropriate clinical setting."
+            ],
+            ["Possible early pneumonia."],
+        )
     if value == 0.0:
         return ["No focal consolidation to suggest pneumonia."], []
     return [], []
@@ -29,9 +35,13 @@ def _pneumonia(value, site: str | None) -> Sentences:
 
 def _atelectasis(rng: np.random.Generator, value, site: str | None) -> Sentences:
     if value == 1.0:
-        return ([f"Linear opacity at the {(site or 'left basilar').split()[0]} base is most consistent with "
-                 f"subsegmental atelectasis."],
-                ["Bibasilar atelectasis." if rng.random() < 0.2 else "Basilar atelectasis."])
+        return (
+            [
+                f"Linear opacity at the {(site or 'left basilar').split()[0]} base is most consistent with "
+                f"subsegmental atelectasis."
+            ],
+            ["Bibasilar atelectasis." if rng.random() < 0.2 else "Basilar atelectasis."],
+        )
     if value == -1.0:
         return ["Bandlike opacity at the lung base may reflect atelectasis."], ["Possible minimal atelectasis."]
     return [], []
@@ -39,11 +49,15 @@ def _atelectasis(rng: np.random.Generator, value, site: str | None) -> Sentences
 
 def _lesion(rng: np.random.Generator, value, site: str | None) -> Sentences:
     if value == 1.0:
-        return ([f"A {rng.uniform(0.8, 2.5):.1f} cm nodule projects over the {site or 'right upper'} lung."],
-                ["Pulmonary nodule; recommend chest CT for further characterization."])
+        return (
+            [f"A {rng.uniform(0.8, 2.5):.1f} cm nodule projects over the {site or 'right upper'} lung."],
+            ["Pulmonary nodule; recommend chest CT for further characterization."],
+        )
     if value == -1.0:
-        return ([f"Possible nodular opacity in the {site or 'left mid'} lung."],
-                ["Possible pulmonary nodule, can be further assessed with CT."])
+        return (
+            [f"Possible nodular opacity in the {site or 'left mid'} lung."],
+            ["Possible pulmonary nodule, can be further assessed with CT."],
+        )
     return [], []
 
 
@@ -55,8 +69,10 @@ def _effusion(value, site: str | None, pneumothorax) -> Sentences:
         findings.append(f"Small {side_text} with blunting of the costophrenic angle.")
         impression.append(f"Small {side_text}.")
     elif value == -1.0:
-        findings.append(f"Blunting of the {side if side != 'bilateral' else 'left'} costophrenic angle may reflect "
-                        f"a trace effusion.")
+        findings.append(
+            f"Blunting of the {side if side != 'bilateral' else 'left'} costophrenic angle may reflect "
+            f"a trace effusion."
+        )
         impression.append("Possible trace pleural effusion.")
     elif value == 0.0:
         findings.append("No pleural effusion" + (" or pneumothorax." if pneumothorax == 0.0 else "."))
@@ -80,9 +96,17 @@ def _heart_and_rest(rng: np.random.Generator, labels: dict) -> Sentences:
     if labels["Support Devices"] == 1.0:
         findings.append("Support lines and tubes are in standard position.")
     if labels["No Finding"] == 1.0:
-        impression.append(str(rng.choice(["No acute cardiopulmonary process.",
-                                          "No acute intrathoracic abnormality.",
-                                          "Normal chest radiograph."])))
+        impression.append(
+            str(
+                rng.choice(
+                    [
+                        "No acute cardiopulmonary process.",
+                        "No acute intrathoracic abnormality.",
+                        "Normal chest radiograph.",
+                    ]
+                )
+            )
+        )
     return findings, impression
 
 
@@ -101,8 +125,11 @@ def _sentences(rng: np.random.Generator, labels: dict, sites: dict[str, str]) ->
 def _header(rng: np.random.Generator, study: dict) -> list[str]:
     """FINAL REPORT, EXAMINATION and INDICATION: what every report starts with."""
     lines = ["                                 FINAL REPORT", f" EXAMINATION:  {study['procedure']}", " "]
-    reason = str(rng.choice(["cough", "fever", "shortness of breath", "chest pain", "evaluate for pneumonia",
-                             "line placement", "preop"]))
+    reason = str(
+        rng.choice(
+            ["cough", "fever", "shortness of breath", "chest pain", "evaluate for pneumonia", "line placement", "preop"]
+        )
+    )
     return lines + [f" INDICATION:  ___{'MF'[int(rng.integers(2))]} with {reason}  // eval", " "]
 
 
@@ -121,12 +148,30 @@ def empty_report(rng: np.random.Generator, study: dict) -> str:
 def mimic_report(rng: np.random.Generator, study: dict, sites: dict[str, str]) -> str:
     """A report in MIMIC-CXR's free-text format, with the section variants real reports have."""
     findings, impression = _sentences(rng, study["labels"], sites)
-    variant = str(rng.choice(["full", "full", "full", "impression_only", "combined", "conclusion", "misspelled",
-                              "addendum", "comparison_only", "wet_read"]))
+    variant = str(
+        rng.choice(
+            [
+                "full",
+                "full",
+                "full",
+                "impression_only",
+                "combined",
+                "conclusion",
+                "misspelled",
+                "addendum",
+                "comparison_only",
+                "wet_read",
+            ]
+        )
+    )
     lines: list[str] = []
     if variant == "wet_read":
-        lines += [f" WET READ: ___ ___ {int(rng.integers(1, 12))}:{int(rng.integers(10, 59))} PM",
-                  "  " + (impression[0] if impression else "No acute process."), " ", " "]
+        lines += [
+            f" WET READ: ___ ___ {int(rng.integers(1, 12))}:{int(rng.integers(10, 59))} PM",
+            "  " + (impression[0] if impression else "No acute process."),
+            " ",
+            " ",
+        ]
     lines += _header(rng, study)
     if variant != "impression_only":
         lines += _technique(study)
@@ -144,7 +189,7 @@ def mimic_report(rng: np.random.Generator, study: dict, sites: dict[str, str]) -
     header = {"conclusion": "CONCLUSION:", "misspelled": "IMPRESSON:"}.get(variant, "IMPRESSION:")
     lines += [f" {header}", " "] + _wrap(" ".join(impression or ["No acute cardiopulmonary process."]))
     if variant == "addendum":
-        lines += [" ", " ADDENDUM:", " "] + _wrap("Findings were discussed with the referring clinician by "
-                                                  "telephone at the time of dictation.")
+        lines += [" ", " ADDENDUM:", " "] + _wrap(
+            "Findings were discussed with the referring clinician by telephone at the time of dictation."
+        )
     return "\n".join(lines) + "\n"
-

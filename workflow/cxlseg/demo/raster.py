@@ -70,6 +70,12 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], cell: int) ->
 
 def stroke(layer: np.ndarray, pts: np.ndarray, thickness: float, value: int = 255) -> None:
     """Anti-aliased polyline into an 8-bit layer (cv2 only anti-aliases 8-bit rasters)."""
-    cv2.polylines(layer, [np.round(pts * 16).astype(np.int32)], False, value,
-                  thickness=max(1, int(round(thickness))), lineType=cv2.LINE_AA, shift=4)
-
+    cv2.polylines(
+        layer,
+        [np.round(pts * 16).astype(np.int32)],
+        False,
+        value,
+        thickness=max(1, int(round(thickness))),
+        lineType=cv2.LINE_AA,
+        shift=4,
+    )

@@ -22,7 +22,7 @@ import numpy as np
 from .clutter import DEVICES, stamp_text
 from .findings import FINDINGS, LungMap, draw_findings, pleural_fluid
 from .raster import blur
-from .views import Scene, frontal_scene, lateral_scene, ct_scene
+from .views import Scene, ct_scene, frontal_scene, lateral_scene
 
 VIEWS = ("PA", "AP", "LATERAL", "CT")
 
@@ -58,8 +58,9 @@ def _to_brightness(density: np.ndarray, lo: float, hi: float, gamma: float, leve
     return lut[idx]
 
 
-def _add_findings(scene: Scene, rng: np.random.Generator, findings: dict[str, bool], shape: tuple[int, int],
-                  work: tuple[int, int]) -> tuple[np.ndarray, dict[str, str]]:
+def _add_findings(
+    scene: Scene, rng: np.random.Generator, findings: dict[str, bool], shape: tuple[int, int], work: tuple[int, int]
+) -> tuple[np.ndarray, dict[str, str]]:
     """Add findings to the (blurred, full-size) density inside the lung outline; return the fluid mask."""
     k = work[0] / shape[0], work[1] / shape[1]
     sides_work = {name: cv2.resize(m, work[::-1], interpolation=cv2.INTER_NEAREST) for name, m in scene.sides.items()}
@@ -103,8 +104,14 @@ def _pick_devices(clutter: np.random.Generator, devices: tuple[str, ...] | None)
     return devices
 
 
-def _scene(view: str, anatomy: np.random.Generator, clutter: np.random.Generator, shape: tuple[int, int],
-           max_work_side: int, devices: tuple[str, ...]) -> tuple[Scene, tuple[int, int]]:
+def _scene(
+    view: str,
+    anatomy: np.random.Generator,
+    clutter: np.random.Generator,
+    shape: tuple[int, int],
+    max_work_side: int,
+    devices: tuple[str, ...],
+) -> tuple[Scene, tuple[int, int]]:
     """The view's scene drawn on a working raster at most `max_work_side` across, blurred like a detector and
     scaled to full size (drawing anatomy at full size would cost much and show nothing more)."""
     height, width = shape
@@ -124,8 +131,9 @@ def _scene(view: str, anatomy: np.random.Generator, clutter: np.random.Generator
     return scene, work
 
 
-def _lungs(scene: Scene, findings: dict[str, bool], rng: np.random.Generator, work: tuple[int, int]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
+def _lungs(
+    scene: Scene, findings: dict[str, bool], rng: np.random.Generator, work: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
     """Draw the findings into the scene; return (outline, left, right, sites): a finding's fluid is not lung."""
     shape = scene.density.shape
     empty = np.zeros(shape, np.uint8)
@@ -139,8 +147,9 @@ def _lungs(scene: Scene, findings: dict[str, bool], rng: np.random.Generator, wo
     return outline, scene.sides["left"] & (1 - fluid), scene.sides["right"] & (1 - fluid), sites
 
 
-def _burn_text(clutter: np.random.Generator, image: np.ndarray, signal: np.ndarray, outline: np.ndarray,
-               view: str) -> None:
+def _burn_text(
+    clutter: np.random.Generator, image: np.ndarray, signal: np.ndarray, outline: np.ndarray, view: str
+) -> None:
     """Laterality marker and annotations into the 8-bit image, and the same pixels into the float signal."""
     markers = ["L", "R"] if view != "LATERAL" else ["L", "R", "LAT"]
     marker = str(clutter.choice(markers, p=None if view == "LATERAL" else [0.8, 0.2]))
@@ -150,9 +159,18 @@ def _burn_text(clutter: np.random.Generator, image: np.ndarray, signal: np.ndarr
     signal[stamped] = image[stamped] / np.float32(255)
 
 
-def render_phantom(rng: np.random.Generator, height: int, width: int, *, findings: dict[str, bool] | None = None,
-                   view: str = "PA", devices: tuple[str, ...] | None = None, finding_seed: int | None = None,
-                   max_work_side: int = 768, text: bool = True) -> Phantom:
+def render_phantom(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    *,
+    findings: dict[str, bool] | None = None,
+    view: str = "PA",
+    devices: tuple[str, ...] | None = None,
+    finding_seed: int | None = None,
+    max_work_side: int = 768,
+    text: bool = True,
+) -> Phantom:
     """One synthetic radiograph with its lung masks.
 
     The anatomy, clutter, findings and noise each draw from their own stream
@@ -166,7 +184,7 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
     view = view.upper()
     findings = dict(findings or {})
     _check(view, height, width, findings)
-    seeds = rng.integers(0, 2 ** 63, size=5)
+    seeds = rng.integers(0, 2**63, size=5)
     anatomy, clutter, noise, expose = (np.random.default_rng(int(s)) for s in seeds[:4])
     finding_rng = np.random.default_rng(int(seeds[4]) if finding_seed is None else finding_seed)
     devices = _pick_devices(clutter, devices)
@@ -176,9 +194,18 @@ def render_phantom(rng: np.random.Generator, height: int, width: int, *, finding
     image = np.round(signal * 255).astype(np.uint8)
     if text and view != "CT":
         _burn_text(clutter, image, signal, outline, view)
-    return Phantom(image=image, mask=(right | left) if scene.sides else outline, left_mask=left, right_mask=right,
-                   findings={name: bool(findings.get(name, False)) for name in FINDINGS}, view=view,
-                   outline=outline, signal=signal, sites=sites, devices=tuple(devices))
+    return Phantom(
+        image=image,
+        mask=(right | left) if scene.sides else outline,
+        left_mask=left,
+        right_mask=right,
+        findings={name: bool(findings.get(name, False)) for name in FINDINGS},
+        view=view,
+        outline=outline,
+        signal=signal,
+        sites=sites,
+        devices=tuple(devices),
+    )
 
 
 VIEW_LABELS = ("frontal", "lateral", "ct")
@@ -189,8 +216,9 @@ def _view_sample(rng: np.random.Generator, label: str, size: int) -> np.ndarray:
     view = {"frontal": str(rng.choice(["PA", "AP"])), "lateral": "LATERAL", "ct": "CT"}[label]
     long_side = max(64, int(round(size * rng.uniform(1.0, 2.0))))
     aspect = rng.uniform(0.8, 1.25)
-    height, width = (long_side, max(32, int(long_side / aspect))) if aspect >= 1 else \
-        (max(32, int(long_side * aspect)), long_side)
+    height, width = (
+        (long_side, max(32, int(long_side / aspect))) if aspect >= 1 else (max(32, int(long_side * aspect)), long_side)
+    )
     findings = {name: bool(rng.random() < 0.15) for name in FINDINGS} if label == "frontal" else {}
     image = render_phantom(rng, height, width, findings=findings, view=view).image
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)

@@ -50,8 +50,10 @@ class DemoSpec:
         if self.n_v7 < 6:
             raise ValueError(f"demo n_v7 must be >= 6 (variants, two laterals, one CT), got {self.n_v7}")
         if self.n_mimic_subjects < 4:
-            raise ValueError(f"demo n_mimic_subjects must be >= 4 (three prefixes and the special cases), "
-                             f"got {self.n_mimic_subjects}")
+            raise ValueError(
+                f"demo n_mimic_subjects must be >= 4 (three prefixes and the special cases), "
+                f"got {self.n_mimic_subjects}"
+            )
         for name in ("shenzhen_side", "montgomery_long_side", "v7_side", "mimic_long_side"):
             lo, hi = getattr(self, name)
             if not 64 <= lo <= hi:
@@ -76,4 +78,3 @@ def film_size(rng: np.random.Generator, long_range: tuple[int, int], aspect: flo
     if aspect >= 1:
         return long_side, max(64, int(round(long_side / aspect)))
     return max(64, int(round(long_side * aspect))), long_side
-

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .anatomy import thorax_frame, frontal_density, sample_lungs
+from .anatomy import frontal_density, sample_lungs, thorax_frame
 from .clutter import draw_devices
 from .raster import Frame, blur, fill, smooth_field, stroke
 
@@ -16,17 +16,26 @@ def _lateral_frame(rng: np.random.Generator, shape: tuple[int, int]) -> Frame:
     """u runs front (0) to back (1) of the chest, v top to bottom; the patient faces image left."""
     h, w = shape
     depth = min(w * 0.78, h * 0.72) * rng.uniform(0.85, 1.0)
-    return Frame((w - depth) / 2 + rng.normal(0, 0.02) * w, h * rng.uniform(0.06, 0.12), depth,
-                 h * rng.uniform(0.72, 0.8), 0.0)
+    return Frame(
+        (w - depth) / 2 + rng.normal(0, 0.02) * w, h * rng.uniform(0.06, 0.12), depth, h * rng.uniform(0.72, 0.8), 0.0
+    )
 
 
 def _lateral_body(rng: np.random.Generator, shape: tuple[int, int], f: Frame) -> np.ndarray:
     """Soft-tissue density of the side-on body, thickest mid-chest."""
-    body = fill(shape, [f.px(1, np.array([0.02, -0.04, -0.06, -0.02, 1.08, 1.12, 1.05, 0.98]),
-                             np.array([-0.5, 0.0, 0.5, 1.6, 1.6, 0.6, 0.1, -0.5]))])
+    body = fill(
+        shape,
+        [
+            f.px(
+                1,
+                np.array([0.02, -0.04, -0.06, -0.02, 1.08, 1.12, 1.05, 0.98]),
+                np.array([-0.5, 0.0, 0.5, 1.6, 1.6, 0.6, 0.1, -0.5]),
+            )
+        ],
+    )
     body = blur(body.astype(np.float32), 0.01 * f.bw)
     x = (np.arange(shape[1], dtype=np.float32) - (f.x0 + 0.5 * f.bw)) / (0.65 * f.bw)
-    density = body * (0.65 + 0.35 * np.sqrt(np.clip(1 - x ** 2, 0, 1)))[None, :]
+    density = body * (0.65 + 0.35 * np.sqrt(np.clip(1 - x**2, 0, 1)))[None, :]
     return density * (1 + 0.04 * smooth_field(rng, shape, max(8, int(0.1 * f.bw))))
 
 
@@ -35,8 +44,8 @@ def _lateral_lung(rng: np.random.Generator, f: Frame, t: np.ndarray) -> np.ndarr
     front_u = 0.08 + 0.05 * np.sin(np.pi * t) + rng.normal(0, 0.01)
     front = f.px(1, front_u, 0.22 + t * 0.62)
     ant_cp, post_cp = rng.uniform(0.80, 0.86), rng.uniform(0.95, 1.02)
-    dome = f.px(1, 0.12 + 0.74 * t, ant_cp + (post_cp - ant_cp) * t ** 2 - 0.12 * np.sin(np.pi * t) ** 1.5)
-    back = f.px(1, 0.88 - 0.04 * np.sin(np.pi * t) - 0.1 * t ** 2, post_cp - t * (post_cp - 0.22))
+    dome = f.px(1, 0.12 + 0.74 * t, ant_cp + (post_cp - ant_cp) * t**2 - 0.12 * np.sin(np.pi * t) ** 1.5)
+    back = f.px(1, 0.88 - 0.04 * np.sin(np.pi * t) - 0.1 * t**2, post_cp - t * (post_cp - 0.22))
     apex = f.px(1, 0.78 - 0.68 * t, 0.22 - 0.2 * np.sin(np.pi * t) ** 0.6)
     return np.concatenate([front, dome, back, apex])
 
@@ -52,7 +61,7 @@ def _lateral_bones(rng: np.random.Generator, shape: tuple[int, int], f: Frame, t
     stroke(bones, f.px(1, np.array([0.04, 0.07, 0.11]), np.array([0.05, 0.4, 0.75])), 0.022 * f.bw, 90)
     for k in range(9):
         v0 = 0.1 + k * 0.09
-        stroke(bones, f.px(1, 0.95 - 0.45 * t, v0 + 0.15 * t ** 1.5), 0.012 * f.bh, 70)
+        stroke(bones, f.px(1, 0.95 - 0.45 * t, v0 + 0.15 * t**1.5), 0.012 * f.bh, 70)
     return bones
 
 
@@ -74,8 +83,17 @@ def _lateral_density(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[
     density -= lung_soft * 0.5 * (1 + 0.08 * smooth_field(rng, shape, max(4, int(0.03 * unit))))
 
     soft = np.zeros(shape, np.uint8)  # heart low in front, shoulders and neck above
-    cv2.ellipse(soft, tuple(int(c) for c in px(rng.uniform(0.3, 0.36), rng.uniform(0.62, 0.7))),
-                (int(0.24 * unit), int(0.2 * f.bh)), rng.uniform(-45, -25), 0, 360, 170, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        soft,
+        tuple(int(c) for c in px(rng.uniform(0.3, 0.36), rng.uniform(0.62, 0.7))),
+        (int(0.24 * unit), int(0.2 * f.bh)),
+        rng.uniform(-45, -25),
+        0,
+        360,
+        170,
+        -1,
+        cv2.LINE_AA,
+    )
     stroke(soft, px(np.array([0.55, 0.7, 1.2, 1.6]), np.array([0.08, -0.02, -0.12, -0.2])), 0.22 * f.bh, 110)
     density += blur(soft.astype(np.float32) / 255.0, 0.02 * unit) * 0.45 * (1 + 0.5 * lung_soft)
     density += blur(_lateral_bones(rng, shape, f, t).astype(np.float32) / 255.0, 0.003 * unit) * 0.5
@@ -113,8 +131,14 @@ class Scene:
     unit: float = 0.0  # thorax width in full-resolution pixels
 
 
-def frontal_scene(anatomy: np.random.Generator, clutter: np.random.Generator, shape: tuple[int, int],
-                  work: tuple[int, int], view: str, devices: tuple[str, ...]) -> Scene:
+def frontal_scene(
+    anatomy: np.random.Generator,
+    clutter: np.random.Generator,
+    shape: tuple[int, int],
+    work: tuple[int, int],
+    view: str,
+    devices: tuple[str, ...],
+) -> Scene:
     """PA/AP: anatomy on the working raster, lung masks and outlines at full resolution (exact masks)."""
     kx, ky = work[1] / shape[1], work[0] / shape[0]
     f_full = thorax_frame(anatomy, *shape)
@@ -125,12 +149,18 @@ def frontal_scene(anatomy: np.random.Generator, clutter: np.random.Generator, sh
     density, aeration = frontal_density(anatomy, work, f_work, lungs, [p * [kx, ky] for p in outline_full], view)
     density += draw_devices(clutter, work, f_work, devices) * 0.6
     sides = {"right": fill(shape, [outline_full[0]]), "left": fill(shape, [outline_full[1]])}
-    return Scene(density, aeration, sides=sides, outlines={"right": outline_full[0], "left": outline_full[1]},
-                 unit=f_full.bw)
+    return Scene(
+        density, aeration, sides=sides, outlines={"right": outline_full[0], "left": outline_full[1]}, unit=f_full.bw
+    )
 
 
-def lateral_scene(anatomy: np.random.Generator, clutter: np.random.Generator, shape: tuple[int, int],
-                  work: tuple[int, int], devices: tuple[str, ...]) -> Scene:
+def lateral_scene(
+    anatomy: np.random.Generator,
+    clutter: np.random.Generator,
+    shape: tuple[int, int],
+    work: tuple[int, int],
+    devices: tuple[str, ...],
+) -> Scene:
     """Lateral: the one projected lung field is the mask; tubes and leads, but no pacemaker box."""
     wh, ww = work
     density, lung = _lateral_density(anatomy, work)

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from cxlseg import io
 from cxlseg.config import deep_update, default_config, validate_config
 from cxlseg.infer import InferSettings, infer_shard
@@ -81,8 +80,9 @@ def infer_settings():
 # =========================================================================== training store and model
 
 
-def write_store(root: Path, counts=(("train", 16), ("validate", 6), ("test", 6)), size: int = 32,
-                seed: int = 0) -> Path:
+def write_store(
+    root: Path, counts=(("train", 16), ("validate", 6), ("test", 6)), size: int = 32, seed: int = 0
+) -> Path:
     """A training store of bright elliptical 'lungs' on a noisy background, as the augment stage writes it."""
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -96,8 +96,14 @@ def write_store(root: Path, counts=(("train", 16), ("validate", 6), ("test", 6))
             images[i] = np.clip(60 + masks[i] * 110 + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
         np.save(root / f"{split}_images.npy", images)
         np.save(root / f"{split}_masks.npy", masks)
-        pd.DataFrame({"dataset": "demo", "image_id": [f"{split}-{i}" for i in range(n)], "label": "normal",
-                      "patient_id": [f"p{i}" for i in range(n)]}).to_parquet(root / f"{split}_index.parquet")
+        pd.DataFrame(
+            {
+                "dataset": "demo",
+                "image_id": [f"{split}-{i}" for i in range(n)],
+                "label": "normal",
+                "patient_id": [f"p{i}" for i in range(n)],
+            }
+        ).to_parquet(root / f"{split}_index.parquet")
     return root
 
 
@@ -119,8 +125,9 @@ def trained(tmp_path_factory, store):
     folder = tmp_path_factory.mktemp("trained") / "sa_unet"
     cfg = build_train_config("sa_unet", epochs=2)
     described = train_model(store, folder, cfg)
-    return types.SimpleNamespace(store=store, folder=folder, checkpoint=folder / "checkpoint_best.pt", config=cfg,
-                                 described=described)
+    return types.SimpleNamespace(
+        store=store, folder=folder, checkpoint=folder / "checkpoint_best.pt", config=cfg, described=described
+    )
 
 
 # =========================================================================== a tiny MIMIC shard
@@ -133,8 +140,7 @@ def radiograph_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     img = 170 + 30 * np.sin(xx / width * 3.1) + 20 * (yy / height)
     lungs_ = np.zeros((height, width), np.uint8)
     for cx, cy, ax, ay in ((0.3, 0.5, 0.15, 0.3), (0.7, 0.52, 0.13, 0.28)):
-        cv2.ellipse(lungs_, (int(width * cx), int(height * cy)), (int(width * ax), int(height * ay)), 0, 0, 360, 1,
-                    -1)
+        cv2.ellipse(lungs_, (int(width * cx), int(height * cy)), (int(width * ax), int(height * ay)), 0, 0, 360, 1, -1)
     img = np.where(lungs_ > 0, img - 120, img)
     img += cv2.GaussianBlur(rng.normal(0, 10, (height, width)).astype(np.float32), (0, 0), 1.2)
     return np.clip(img, 0, 255).astype(np.uint8)
@@ -217,10 +223,26 @@ def shard(tmp_path):
     for dicom_id, study, kind, shape, meta_size, _ in SHARD_CASES:
         write_case(mimic, dicom_id, study, kind, shape)
         h, w = meta_size or shape
-        rows.append({"dicom_id": dicom_id, "subject_id": SUBJECT, "study_id": study, "rows": h, "columns": w,
-                     "image_path": image_relpath(SUBJECT, study, dicom_id)})
-    rows.append({"dicom_id": "../../evil", "subject_id": SUBJECT, "study_id": "50000005", "rows": 10,
-                 "columns": 10, "image_path": "../../etc/passwd"})
+        rows.append(
+            {
+                "dicom_id": dicom_id,
+                "subject_id": SUBJECT,
+                "study_id": study,
+                "rows": h,
+                "columns": w,
+                "image_path": image_relpath(SUBJECT, study, dicom_id),
+            }
+        )
+    rows.append(
+        {
+            "dicom_id": "../../evil",
+            "subject_id": SUBJECT,
+            "study_id": "50000005",
+            "rows": 10,
+            "columns": 10,
+            "image_path": "../../etc/passwd",
+        }
+    )
     list_path = tmp_path / "lists" / "p10.parquet"
     io.write_parquet(pd.DataFrame(rows).astype({"rows": "Int64", "columns": "Int64"}), list_path)
     return types.SimpleNamespace(root=tmp_path, mimic=mimic, list_path=list_path)
@@ -230,10 +252,16 @@ def toy_spec(net_size: int = 224, in_channels: int = 1) -> InputSpec:
     return InputSpec(net_size=net_size, in_channels=in_channels, clahe_clip=2.0, clahe_tiles=8, clahe_space="gray")
 
 
-
-
-def run_infer(shard, out: str = "out", *, model=None, spec: InputSpec | None = None, predictor: Predictor | None = None,
-              on_flush=None, **infer):
+def run_infer(
+    shard,
+    out: str = "out",
+    *,
+    model=None,
+    spec: InputSpec | None = None,
+    predictor: Predictor | None = None,
+    on_flush=None,
+    **infer,
+):
     """infer_shard on the `shard` fixture with a toy model (DarkIsLung by default) wrapped in a Predictor.
 
     Returns .out_root, .manifest (path), .summary, .model, .settings, .predictor.
@@ -241,23 +269,32 @@ def run_infer(shard, out: str = "out", *, model=None, spec: InputSpec | None = N
     settings = build_infer_settings(**infer)
     if predictor is None:
         model = model or DarkIsLung()
-        predictor = Predictor([model], spec or toy_spec(), device="cpu", tta_flip=settings.tta_flip,
-                              model_id="test-model")
+        predictor = Predictor(
+            [model], spec or toy_spec(), device="cpu", tta_flip=settings.tta_flip, model_id="test-model"
+        )
     out_root = shard.root / out
     manifest = out_root / "manifests" / "p10.parquet"
-    summary = infer_shard(shard.list_path, shard.mimic, out_root, manifest, predictor, settings, on_flush=on_flush,
-                          progress=False)
-    return types.SimpleNamespace(out_root=out_root, manifest=manifest, summary=summary, model=model,
-                                 settings=settings, predictor=predictor)
+    summary = infer_shard(
+        shard.list_path, shard.mimic, out_root, manifest, predictor, settings, on_flush=on_flush, progress=False
+    )
+    return types.SimpleNamespace(
+        out_root=out_root, manifest=manifest, summary=summary, model=model, settings=settings, predictor=predictor
+    )
 
 
 @pytest.fixture(scope="session")
 def toys():
     """Toy models and images for inference tests (DarkIsLung, DarkerThanMean, Mirrored, radiograph_like,
     spec(net_size, in_channels), SUBJECT, SHARD_CASES)."""
-    return types.SimpleNamespace(DarkIsLung=DarkIsLung, DarkerThanMean=DarkerThanMean, Mirrored=Mirrored,
-                                 radiograph_like=radiograph_like, spec=toy_spec, SUBJECT=SUBJECT,
-                                 SHARD_CASES=SHARD_CASES)
+    return types.SimpleNamespace(
+        DarkIsLung=DarkIsLung,
+        DarkerThanMean=DarkerThanMean,
+        Mirrored=Mirrored,
+        radiograph_like=radiograph_like,
+        spec=toy_spec,
+        SUBJECT=SUBJECT,
+        SHARD_CASES=SHARD_CASES,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -276,9 +313,25 @@ def infer_run():
 def layouts():
     """The layout builders and their constants (make_shenzhen, make_montgomery, make_v7_json, make_v7_png,
     lungs, radiograph, write, rect, twelve_bit, HOLED, HOLED_AREA, TWO_LUNGS_AREA)."""
-    names = ("make_shenzhen", "make_montgomery", "make_v7_json", "make_v7_png", "lungs", "radiograph", "write",
-             "write_garbage", "rect", "twelve_bit", "darwin", "tag", "lung_polygon", "HOLED", "HOLED_AREA",
-             "TWO_LUNGS", "TWO_LUNGS_AREA")
+    names = (
+        "make_shenzhen",
+        "make_montgomery",
+        "make_v7_json",
+        "make_v7_png",
+        "lungs",
+        "radiograph",
+        "write",
+        "write_garbage",
+        "rect",
+        "twelve_bit",
+        "darwin",
+        "tag",
+        "lung_polygon",
+        "HOLED",
+        "HOLED_AREA",
+        "TWO_LUNGS",
+        "TWO_LUNGS_AREA",
+    )
     return types.SimpleNamespace(**{name: globals()[name] for name in names})
 
 
@@ -374,7 +427,9 @@ def make_montgomery(root: Path, h: int = 56, w: int = 46) -> dict:
     """Good images in both orientations (16-bit and 8-bit) and the bad cases."""
     base = root / "MontgomerySet"
     accepted, rejected, areas = {}, {}, {}
-    for i, (suffix, deep, portrait) in enumerate([(0, True, True), (1, True, False), (0, False, True), (1, False, True)], 1):
+    for i, (suffix, deep, portrait) in enumerate(
+        [(0, True, True), (1, True, False), (0, False, True), (1, False, True)], 1
+    ):
         stem = f"MCUCXR_{i:04d}_{suffix}"
         hh, ww = (h, w) if portrait else (w, h)
         left, right = lungs(hh, ww, shift=i % 2)
@@ -391,7 +446,10 @@ def make_montgomery(root: Path, h: int = 56, w: int = 46) -> dict:
     rejected["MCUCXR_0020_0"] = "right lung mask missing"
     write(base / "CXR_png" / "MCUCXR_0021_1.png", radiograph(left | right))
     write(base / "ManualMask" / "leftMask" / "MCUCXR_0021_1.png", left * 255)
-    write(base / "ManualMask" / "rightMask" / "MCUCXR_0021_1.png", cv2.resize(right * 255, (w, h + 6), interpolation=cv2.INTER_NEAREST))
+    write(
+        base / "ManualMask" / "rightMask" / "MCUCXR_0021_1.png",
+        cv2.resize(right * 255, (w, h + 6), interpolation=cv2.INTER_NEAREST),
+    )
     rejected["MCUCXR_0021_1"] = "differ in size"
     return {"accepted": accepted, "rejected": rejected, "areas": areas}
 
@@ -405,9 +463,11 @@ def rect(x0: float, y0: float, x1: float, y1: float) -> list[dict]:
 
 def darwin(name: str, w: int, h: int, annotations: list[dict], **extra) -> dict:
     """A Darwin JSON 1.0 document as V7 exports it."""
-    return {"dataset": "covid-19-xray-dataset",
-            "image": {"filename": name, "original_filename": name, "width": w, "height": h, "url": "", **extra},
-            "annotations": annotations}
+    return {
+        "dataset": "covid-19-xray-dataset",
+        "image": {"filename": name, "original_filename": name, "width": w, "height": h, "url": "", **extra},
+        "annotations": annotations,
+    }
 
 
 def tag(name: str) -> dict:
@@ -424,7 +484,10 @@ TWO_LUNGS = [lung_polygon(rect(4, 5, 23, 34)), lung_polygon(rect(40, 5, 51, 34))
 TWO_LUNGS_AREA = 20 * 30 + 12 * 30
 # complex polygon: outer 30x30 (x 10..39, y 10..39) minus a 10x10 hole (x 20..29, y 20..29),
 # plus a separate 5x4 island (x 50..54, y 10..13) in the same annotation.
-HOLED = {"name": "Lung", "complex_polygon": {"path": [rect(10, 10, 39, 39), rect(20, 20, 29, 29), rect(50, 10, 54, 13)]}}
+HOLED = {
+    "name": "Lung",
+    "complex_polygon": {"path": [rect(10, 10, 39, 39), rect(20, 20, 29, 29), rect(50, 10, 54, 13)]},
+}
 HOLED_AREA = 30 * 30 - 10 * 10 + 5 * 4
 
 
@@ -437,8 +500,17 @@ def make_v7_json(root: Path, w: int = 64, h: int = 48) -> dict:
     ann = root / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
     docs = {
-        "covid-a": (".jpg", [*TWO_LUNGS, tag("COVID-19"), tag("Viral Pneumonia"), tag("PA"),
-                             {"name": "Ignore", "polygon": {"path": rect(0, 0, 63, 47)}}], {"patient_id": "P1"}),
+        "covid-a": (
+            ".jpg",
+            [
+                *TWO_LUNGS,
+                tag("COVID-19"),
+                tag("Viral Pneumonia"),
+                tag("PA"),
+                {"name": "Ignore", "polygon": {"path": rect(0, 0, 63, 47)}},
+            ],
+            {"patient_id": "P1"},
+        ),
         "covid-b": (".png", [HOLED, tag("COVID-19")], {"patient_id": "P1"}),
         "viral": (".png", [*TWO_LUNGS, tag("Viral Pneumonia")], {}),
         "bacterial": (".jpg", [*TWO_LUNGS, tag("Bacterial Pneumonia")], {}),
@@ -450,10 +522,10 @@ def make_v7_json(root: Path, w: int = 64, h: int = 48) -> dict:
         "untagged": (".png", [*TWO_LUNGS], {}),
         "wrongsize": (".png", [*TWO_LUNGS, tag("COVID-19")], {}),
     }
-    for i, (name, (suffix, annotations, extra)) in enumerate(docs.items()):
+    for i, (name, (suffix, doc_annotations, extra)) in enumerate(docs.items()):
         _v7_image(root, name, w, h, suffix, seed=i)
         doc_w = w + 10 if name == "wrongsize" else w
-        (ann / f"{name}.json").write_text(json.dumps(darwin(f"{name}{suffix}", doc_w, h, annotations, **extra)))
+        (ann / f"{name}.json").write_text(json.dumps(darwin(f"{name}{suffix}", doc_w, h, doc_annotations, **extra)))
     _v7_image(root, "noann", w, h)
     write_garbage(root / "images" / "broken.png")
     (ann / "broken.json").write_text(json.dumps(darwin("broken.png", w, h, [*TWO_LUNGS, tag("COVID-19")])))
@@ -461,11 +533,25 @@ def make_v7_json(root: Path, w: int = 64, h: int = 48) -> dict:
     _v7_image(root, "badjson", w, h)
     _v7_image(root, "viral", w, h, ".jpg")  # same id as viral.png -> duplicate
     return {
-        "accepted": {"covid-a": "covid19", "covid-b": "covid19", "viral": "pneumonia", "bacterial": "pneumonia",
-                     "fungal": "pneumonia", "healthy": "normal"},
-        "rejected": {"side": "lateral view", "ct-slice": "CT slice", "unannotated": "no lung polygons",
-                     "untagged": "no class tag", "wrongsize": "size mismatch", "noann": "no mask",
-                     "broken": "unreadable", "badjson": "unreadable annotation JSON", "viral": "duplicate image id"},
+        "accepted": {
+            "covid-a": "covid19",
+            "covid-b": "covid19",
+            "viral": "pneumonia",
+            "bacterial": "pneumonia",
+            "fungal": "pneumonia",
+            "healthy": "normal",
+        },
+        "rejected": {
+            "side": "lateral view",
+            "ct-slice": "CT slice",
+            "unannotated": "no lung polygons",
+            "untagged": "no class tag",
+            "wrongsize": "size mismatch",
+            "noann": "no mask",
+            "broken": "unreadable",
+            "badjson": "unreadable annotation JSON",
+            "viral": "duplicate image id",
+        },
         "areas": {"covid-a": TWO_LUNGS_AREA, "covid-b": HOLED_AREA},
     }
 
@@ -474,13 +560,20 @@ def make_v7_png(root: Path, w: int = 60, h: int = 50) -> dict:
     """images/ + masks/ + index.csv like the torchxrayvision V7 subset, with hostile rows."""
     rows = ["image,mask,patient_id,view,finding,height,width"]
 
-    def add(name: str, patient: str, view: str, finding: str, mask: np.ndarray | None = None, suffix: str = ".jpg",
-            subdir: str = "images") -> None:
+    def add(
+        name: str,
+        patient: str,
+        view: str,
+        finding: str,
+        mask: np.ndarray | None = None,
+        suffix: str = ".jpg",
+        subdir: str = "images",
+    ) -> None:
         left, right = lungs(h, w)
         write(root / subdir / f"{name}{suffix}", radiograph(left | right))
         m = (left | right) * 255 if mask is None else mask
         write(root / "masks" / f"{name}.png", m)
-        rows.append(f"{subdir}/{name}{suffix},masks/{name}.png,{patient},{view},\"{finding}\",{h},{w}")
+        rows.append(f'{subdir}/{name}{suffix},masks/{name}.png,{patient},{view},"{finding}",{h},{w}')
 
     add("c1", "7", "PA", "COVID-19")
     add("c2", "7", "AP Supine", "COVID-19, ARDS")
@@ -499,6 +592,14 @@ def make_v7_png(root: Path, w: int = 60, h: int = 50) -> dict:
     return {
         "accepted": {"c1": "covid19", "c2": "covid19", "c3": "covid19", "p1": "pneumonia", "n1": "normal"},
         "patients": {"c1": "7", "c2": "7", "c3": "9", "p1": "10", "n1": "n1"},
-        "reject_reasons": ["lateral view", "unknown finding", "mask not binary", "duplicate image id",
-                           "unsafe path", "unsafe path", "unsafe path", "no mask"],
+        "reject_reasons": [
+            "lateral view",
+            "unknown finding",
+            "mask not binary",
+            "duplicate image id",
+            "unsafe path",
+            "unsafe path",
+            "unsafe path",
+            "no mask",
+        ],
     }

@@ -40,8 +40,9 @@ def store_inputs(tmp_path_factory, layouts):
     frames = [ingest_dataset(name, roots[name], ingest_dirs[name]).manifest for name in roots]
     df = pd.concat(frames, ignore_index=True)
     df["split"] = ["validate" if i in VALIDATE else "test" if i in TEST else "train" for i in df["image_id"]]
-    ghost = df[df["image_id"] == "CHNCXR_0001_0"].assign(image_id="CHNCXR_0077_1", patient_id="CHNCXR_0077",
-                                                          label="tuberculosis", image_path="CXR_png/gone.png")
+    ghost = df[df["image_id"] == "CHNCXR_0001_0"].assign(
+        image_id="CHNCXR_0077_1", patient_id="CHNCXR_0077", label="tuberculosis", image_path="CXR_png/gone.png"
+    )
     df = pd.concat([df, ghost], ignore_index=True)
     df.to_parquet(base / "dataset.parquet", index=False)
     return base / "dataset.parquet", roots, ingest_dirs
@@ -50,8 +51,9 @@ def store_inputs(tmp_path_factory, layouts):
 def _build(store_inputs, out, seed=5, paths=None, **changes):
     parquet, roots, ingest_dirs = store_inputs
     changes.setdefault("targets", TARGETS)
-    return build_training_store(parquet, roots, ingest_dirs, out, settings(**changes), size=SIZE, seed=seed,
-                                **(paths or {}))
+    return build_training_store(
+        parquet, roots, ingest_dirs, out, settings(**changes), size=SIZE, seed=seed, **(paths or {})
+    )
 
 
 def test_store_meets_targets_exactly_and_keeps_validate_test_original(store_inputs, tmp_path):
@@ -84,7 +86,11 @@ def test_no_patient_on_two_sides_and_copies_keep_their_source(store_inputs, tmp_
     _build(store_inputs, tmp_path / "store")
     idx = {s: pd.read_parquet(tmp_path / "store" / f"{s}_index.parquet") for s in ("train", "validate", "test")}
     keys = {s: set(zip(i["dataset"], i["patient_id"])) for s, i in idx.items()}
-    assert not keys["train"] & keys["validate"] and not keys["train"] & keys["test"] and not keys["validate"] & keys["test"]
+    assert (
+        not keys["train"] & keys["validate"]
+        and not keys["train"] & keys["test"]
+        and not keys["validate"] & keys["test"]
+    )
     train = idx["train"]
     originals = train[~train["augmented"]].set_index("image_id")
     copies = train[train["augmented"]]
@@ -97,8 +103,15 @@ def test_no_patient_on_two_sides_and_copies_keep_their_source(store_inputs, tmp_
 def test_same_inputs_give_byte_identical_store(store_inputs, tmp_path):
     _build(store_inputs, tmp_path / "a")
     _build(store_inputs, tmp_path / "b")
-    for name in ("train_images.npy", "train_masks.npy", "train_index.parquet", "validate_images.npy",
-                 "test_index.parquet", "counts.csv", "skipped.csv"):
+    for name in (
+        "train_images.npy",
+        "train_masks.npy",
+        "train_index.parquet",
+        "validate_images.npy",
+        "test_index.parquet",
+        "counts.csv",
+        "skipped.csv",
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     _build(store_inputs, tmp_path / "c", seed=6)
     assert (tmp_path / "a" / "train_images.npy").read_bytes() != (tmp_path / "c" / "train_images.npy").read_bytes()
@@ -111,17 +124,23 @@ def test_positive_target_without_training_images_names_the_class(store_inputs, t
     with pytest.raises(ValueError, match="'tuberculosis'"):
         _build((tmp_path / "no_tb.parquet", roots, ingest_dirs), tmp_path / "s")
     # a zero target for the absent class is fine
-    counts = _build((tmp_path / "no_tb.parquet", roots, ingest_dirs), tmp_path / "s",
-                    targets={**TARGETS, "tuberculosis": 0})
+    counts = _build(
+        (tmp_path / "no_tb.parquet", roots, ingest_dirs), tmp_path / "s", targets={**TARGETS, "tuberculosis": 0}
+    )
     assert "tuberculosis" not in counts["train"]
 
 
 def test_disabled_keeps_originals_only_and_outputs_go_where_asked(store_inputs, tmp_path):
-    counts = _build(store_inputs, tmp_path / "s", enabled=False,
-                    paths=dict(counts_path=tmp_path / "counts.csv", montage_path=tmp_path / "montage.png"))
+    counts = _build(
+        store_inputs,
+        tmp_path / "s",
+        enabled=False,
+        paths=dict(counts_path=tmp_path / "counts.csv", montage_path=tmp_path / "montage.png"),
+    )
     assert all(c["augmented"] == 0 for split in counts.values() for c in split.values())
     assert pd.read_csv(tmp_path / "counts.csv")["total"].sum() == sum(
-        c["total"] for split in counts.values() for c in split.values())
+        c["total"] for split in counts.values() for c in split.values()
+    )
     assert (tmp_path / "montage.png").is_file() and not (tmp_path / "s" / "counts.csv").exists()
     # the same originals, in the same order, as the augmented store's non-augmented rows
     _build(store_inputs, tmp_path / "aug")
@@ -130,8 +149,10 @@ def test_disabled_keeps_originals_only_and_outputs_go_where_asked(store_inputs, 
         augmented = pd.read_parquet(tmp_path / "aug" / f"{split}_index.parquet")
         assert not plain["augmented"].any()
         pd.testing.assert_frame_equal(plain, augmented[~augmented["augmented"]].reset_index(drop=True))
-        assert np.array_equal(np.load(tmp_path / "s" / f"{split}_images.npy"),
-                              np.load(tmp_path / "aug" / f"{split}_images.npy")[: len(plain)])
+        assert np.array_equal(
+            np.load(tmp_path / "s" / f"{split}_images.npy"),
+            np.load(tmp_path / "aug" / f"{split}_images.npy")[: len(plain)],
+        )
 
 
 def test_disabled_ignores_targets_without_training_images(store_inputs, tmp_path):
@@ -150,8 +171,11 @@ def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enable
     store = tmp_path / "store"
     smk = SimpleNamespace(
         input=SimpleNamespace(dataset=str(parquet)),
-        output=SimpleNamespace(store=[str(store / "train_images.npy")], counts=str(tmp_path / "counts.csv"),
-                               montage=str(tmp_path / "montage.png")),
+        output=SimpleNamespace(
+            store=[str(store / "train_images.npy")],
+            counts=str(tmp_path / "counts.csv"),
+            montage=str(tmp_path / "montage.png"),
+        ),
         params=SimpleNamespace(roots=roots, ingest_dirs=ingest_dirs, size=SIZE, augment=config["augment"], seed=5),
         log=[str(tmp_path / "augment.log")],
     )

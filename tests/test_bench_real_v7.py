@@ -1,4 +1,5 @@
 """The real-image benchmark's protocol on a tiny phantom stand-in for ../shared/data/v7-real (never needed here)."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -7,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
+from cxlseg.config import default_config
 from cxlseg.demo import render_phantom
 
 BENCH = Path(__file__).parent / "bench" / "bench_real_v7.py"
@@ -33,8 +34,15 @@ def v7_like(tmp_path_factory):
         ph = render_phantom(rng, 96, 88)
         cv2.imwrite(str(root / "images" / f"img{i}.jpg"), ph.image)
         cv2.imwrite(str(root / "masks" / f"img{i}.png"), ph.mask * 255)
-        rows.append({"image": f"images/img{i}.jpg", "mask": f"masks/img{i}.png", "patient_id": i % 7,
-                     "view": "PA", "finding": "COVID-19"})
+        rows.append(
+            {
+                "image": f"images/img{i}.jpg",
+                "mask": f"masks/img{i}.png",
+                "patient_id": i % 7,
+                "view": "PA",
+                "finding": "COVID-19",
+            }
+        )
     (root / "images" / "img11.jpg").write_bytes(b"not an image")
     pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
     return root
@@ -51,8 +59,24 @@ def test_patient_folds_are_balanced_and_order_independent(bench):
 
 
 def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_path, capsys):
-    args = ["--data", str(v7_like), "--folds", "2", "--epochs", "2", "--size", "32", "--store-size", "48",
-            "--base-channels", "4", "--batch-size", "4", "--out", str(tmp_path)]
+    args = [
+        "--data",
+        str(v7_like),
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--size",
+        "32",
+        "--store-size",
+        "48",
+        "--base-channels",
+        "4",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
     summary = bench.main(args)
     err = capsys.readouterr().err
     assert "img11.jpg" in err  # the unreadable image is named and skipped, not fatal
@@ -60,12 +84,14 @@ def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_pa
     tta_post = summary["variants"]["tta+post"]
     assert tta_post["dice"]["n"] == 11 and 0 <= tta_post["dice"]["mean"] <= 1
     assert json.loads((tmp_path / "summary.json").read_text())["variants"]["raw"]["dice"]["n"] == 11
+    assert summary["postprocess"] == default_config()["infer"]["postprocess"]  # the pipeline's clean-up
+    assert summary["recipe"]["size"] == 32 and summary["recipe"]["architecture"] == "attention_unet"
 
     fold_dirs = sorted(p for p in tmp_path.iterdir() if p.name.startswith("fold"))
     assert len(fold_dirs) == 2
     for fold_dir in fold_dirs:
         test = pd.read_parquet(fold_dir / "store" / "test_index.parquet")
-        seen = pd.concat(pd.read_parquet(fold_dir / "store" / f"{s}_index.parquet") for s in ("train", "val"))
+        seen = pd.concat(pd.read_parquet(fold_dir / "store" / f"{s}_index.parquet") for s in ("train", "validate"))
         assert not set(test.patient_id) & set(seen.patient_id)
 
     stamp = {d: (d / "model" / "checkpoint_best.pt").stat().st_mtime_ns for d in fold_dirs}

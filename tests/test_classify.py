@@ -10,18 +10,16 @@ import math
 import pkgutil
 
 import cv2
+import cxlseg.classify as classify
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-import cxlseg.classify as classify
 from cxlseg.classify import ClassifySettings, summarise, train_and_evaluate
 from cxlseg.config import build_settings, default_config, load_schema, speed_only_keys
 from cxlseg.io import write_csv, write_image
 from cxlseg.mimic import CHEXPERT_LABELS, TABLE3_LABELS, image_relpath
 from cxlseg.preprocess import prepare
-
 from test_classify_cohort import segmented_table
 
 MODELS = ("resnet50", "mobilenet_v2", "densenet121", "inception_v3")
@@ -57,8 +55,11 @@ def test_no_function_restates_a_schema_default():
         module = importlib.import_module(f"cxlseg.classify.{info.name}")
         for name, obj in vars(module).items():
             if inspect.isfunction(obj) and obj.__module__ == module.__name__:
-                offenders += [f"{info.name}.{name}({p})" for p, spec in inspect.signature(obj).parameters.items()
-                              if p in keys and spec.default is not inspect.Parameter.empty]
+                offenders += [
+                    f"{info.name}.{name}({p})"
+                    for p, spec in inspect.signature(obj).parameters.items()
+                    if p in keys and spec.default is not inspect.Parameter.empty
+                ]
     assert offenders == []
 
 
@@ -70,8 +71,9 @@ def test_schema_keys_are_documented_and_only_speed_keys_are_speed_only():
 def test_report_labels_must_be_trained_labels(tmp_path):
     settings = build_settings(ClassifySettings, default_config()["classify"], labels=["Edema", "Pneumonia"])
     with pytest.raises(ValueError, match=r"report_labels \['Lung Lesion', 'Atelectasis', 'Pleural Effusion'\]"):
-        train_and_evaluate(settings, "resnet50", "original", cxlseg_dir=tmp_path, mimic_root=tmp_path,
-                           run_dir=tmp_path / "r", seed=1)
+        train_and_evaluate(
+            settings, "resnet50", "original", cxlseg_dir=tmp_path, mimic_root=tmp_path, run_dir=tmp_path / "r", seed=1
+        )
 
 
 # --- a tiny end-to-end run --------------------------------------------------------------------------
@@ -79,8 +81,16 @@ def test_report_labels_must_be_trained_labels(tmp_path):
 # split -> per-image (Lung Lesion, Pneumonia, Atelectasis, Pleural Effusion); Lung Lesion never positive in test;
 # the other ten CheXpert labels stay blank (negative)
 DESIGN = {
-    "train": [(1, 1, 0, 0), (0, 0, 1, 1), (1, 0, -1, 0), (0, 1, 0, 1), (0, 0, 0, 0), (1, 1, 1, None), (0, 0, 1, 0),
-              (0, 1, 0, 1)],
+    "train": [
+        (1, 1, 0, 0),
+        (0, 0, 1, 1),
+        (1, 0, -1, 0),
+        (0, 1, 0, 1),
+        (0, 0, 0, 0),
+        (1, 1, 1, None),
+        (0, 0, 1, 0),
+        (0, 1, 0, 1),
+    ],
     "validate": [(1, 0, 1, 0), (0, 1, 0, 1), (0, 0, 0, 0)],
     "test": [(0, 1, 1, 0), (0, 0, 0, 1), (0, 1, 0, 0), (0, -1, 1, 1)],
 }
@@ -110,20 +120,22 @@ def _fake_cxlseg(tmp_path, design=DESIGN):
         seg_rows.append([dicom_id, subject_id, study_id, rel, *labels])
         split_rows.append([dicom_id, subject_id, study_id, split])
     write_csv(segmented_table(seg_rows), cxlseg_root / "CXLSeg-segmented.csv.gz")
-    write_csv(pd.DataFrame(split_rows, columns=["dicom_id", "subject_id", "study_id", "split"]),
-              cxlseg_root / "CXLSeg-split.csv.gz")
+    write_csv(
+        pd.DataFrame(split_rows, columns=["dicom_id", "subject_id", "study_id", "split"]),
+        cxlseg_root / "CXLSeg-split.csv.gz",
+    )
     return cxlseg_root, mimic_root
 
 
 def _small(**overrides):
-    tiny = dict(input_size=32, epochs=2, batch_size=4, head_hidden=8, device="cpu", num_workers=0,
-                recalibrate_bn=True)
+    tiny = dict(input_size=32, epochs=2, batch_size=4, head_hidden=8, device="cpu", num_workers=0, recalibrate_bn=True)
     return build_settings(ClassifySettings, default_config()["classify"], **{**tiny, **overrides})
 
 
 def _run(settings, model, kind, cxlseg_root, mimic_root, out):
-    return train_and_evaluate(settings, model, kind, cxlseg_dir=cxlseg_root, mimic_root=mimic_root,
-                              run_dir=out / f"{model}_{kind}", seed=7)
+    return train_and_evaluate(
+        settings, model, kind, cxlseg_dir=cxlseg_root, mimic_root=mimic_root, run_dir=out / f"{model}_{kind}", seed=7
+    )
 
 
 def test_every_classifier_on_both_inputs_then_table3(tmp_path):
@@ -132,8 +144,9 @@ def test_every_classifier_on_both_inputs_then_table3(tmp_path):
     for model in MODELS:
         for kind in ("original", "segmented"):
             _run(settings, model, kind, cxlseg_root, mimic_root, out)
-    table = summarise([out / f"{m}_{k}" for m in MODELS for k in ("original", "segmented")], out,
-                      settings.report_labels)
+    table = summarise(
+        [out / f"{m}_{k}" for m in MODELS for k in ("original", "segmented")], out, settings.report_labels
+    )
 
     assert list(zip(table["model"], table["input"])) == [(m, k) for m in MODELS for k in ("original", "segmented")]
     reported = sorted({c.rsplit(" ", 1)[0] for c in table.columns if c.endswith(" AUC")})
@@ -195,8 +208,14 @@ def test_one_pair_is_deterministic_and_ignores_uncertain(tmp_path):
 def test_empty_validate_split_and_loader_workers(tmp_path):
     """Without validate images: every epoch runs, thresholds fall back to 0.5; DataLoader workers load the same."""
     cxlseg_root, mimic_root = _fake_cxlseg(tmp_path, {"train": DESIGN["train"], "test": DESIGN["test"]})
-    metrics = _run(_small(num_workers=1, input_size=48, patience=1), "mobilenet_v2", "original", cxlseg_root,
-                   mimic_root, tmp_path / "o")
+    metrics = _run(
+        _small(num_workers=1, input_size=48, patience=1),
+        "mobilenet_v2",
+        "original",
+        cxlseg_root,
+        mimic_root,
+        tmp_path / "o",
+    )
     assert metrics["counts"]["validate"] == 0 and metrics["counts"]["skipped"] == 1
     assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 2
     assert {v["threshold_rule"] for v in metrics["per_label"].values()} == {"fallback_0.5"}
@@ -205,7 +224,8 @@ def test_empty_validate_split_and_loader_workers(tmp_path):
 
 def test_bad_runs_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown input 'masks'"):
-        train_and_evaluate(_small(), "resnet50", "masks", cxlseg_dir=tmp_path, mimic_root=tmp_path,
-                           run_dir=tmp_path / "o", seed=1)
+        train_and_evaluate(
+            _small(), "resnet50", "masks", cxlseg_dir=tmp_path, mimic_root=tmp_path, run_dir=tmp_path / "o", seed=1
+        )
     with pytest.raises(FileNotFoundError, match="resnet50_original/metrics.json"):
         summarise([tmp_path / "resnet50_original"], tmp_path, TABLE3_LABELS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from cxlseg.classify import cohort
 from cxlseg.io import write_csv
 from cxlseg.mimic import CHEXPERT_LABELS, TABLE3_LABELS
@@ -13,11 +12,14 @@ from cxlseg.mimic import CHEXPERT_LABELS, TABLE3_LABELS
 VALUES = np.array([[1.0, 0.0, -1.0, np.nan]])
 
 
-@pytest.mark.parametrize("policy, targets, mask", [
-    ("ones", [1, 0, 1, 0], [1, 1, 1, 1]),
-    ("zeros", [1, 0, 0, 0], [1, 1, 1, 1]),
-    ("ignore", [1, 0, 0, 0], [1, 1, 0, 1]),
-])
+@pytest.mark.parametrize(
+    "policy, targets, mask",
+    [
+        ("ones", [1, 0, 1, 0], [1, 1, 1, 1]),
+        ("zeros", [1, 0, 0, 0], [1, 1, 1, 1]),
+        ("ignore", [1, 0, 0, 0], [1, 1, 0, 1]),
+    ],
+)
 def test_uncertain_policies_and_blank_is_negative(policy, targets, mask):
     got_targets, got_mask = cohort.encode_labels(VALUES, policy)
     np.testing.assert_array_equal(got_targets[0], targets)
@@ -69,10 +71,13 @@ def test_load_labels_names_file_and_bad_value(tmp_path):
 
 
 def test_load_cohort_rejects_unknown_split(tmp_path):
-    write_csv(segmented_table([["d1", 10000001, 50000001, "p.jpg", 1.0, 0.0, 0.0, 0.0]]),
-              tmp_path / "CXLSeg-segmented.csv.gz")
-    write_csv(pd.DataFrame({"dicom_id": ["d1"], "subject_id": [10000001], "study_id": [50000001], "split": ["val"]}),
-              tmp_path / "CXLSeg-split.csv.gz")
+    write_csv(
+        segmented_table([["d1", 10000001, 50000001, "p.jpg", 1.0, 0.0, 0.0, 0.0]]), tmp_path / "CXLSeg-segmented.csv.gz"
+    )
+    write_csv(
+        pd.DataFrame({"dicom_id": ["d1"], "subject_id": [10000001], "study_id": [50000001], "split": ["val"]}),
+        tmp_path / "CXLSeg-split.csv.gz",
+    )
     with pytest.raises(ValueError, match=r"CXLSeg-split.csv.gz: split values \['val'\]"):
         cohort.load_cohort(tmp_path, TABLE3_LABELS, "ones")
 

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
-
 from cxlseg.classify import engine, images, networks
+from torch import nn
 
 
 def test_masked_bce_gives_ignored_entries_no_gradient():
@@ -48,8 +47,19 @@ def _scripted_fit(monkeypatch, val_losses, epochs, patience):
     losses = iter(val_losses)
     monkeypatch.setattr(engine, "train_epoch", fake_epoch)
     monkeypatch.setattr(engine, "validation_loss", lambda *args: next(losses))
-    history, stopper = engine.fit(net, None, None, torch.device("cpu"), False, engine.SkipLog("segmented"),
-                                  epochs=epochs, patience=patience, lr=1e-3, max_train_batches=None, desc="t")
+    history, stopper = engine.fit(
+        net,
+        None,
+        None,
+        torch.device("cpu"),
+        False,
+        engine.SkipLog("segmented"),
+        epochs=epochs,
+        patience=patience,
+        lr=1e-3,
+        max_train_batches=None,
+        desc="t",
+    )
     return net, history, stopper
 
 
@@ -66,20 +76,35 @@ def test_fit_without_validate_images_runs_every_epoch_and_keeps_the_last_weights
 
 
 def test_batchnorm_recalibration_restores_momentum():
-    net = networks.Classifier(nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.AdaptiveAvgPool2d(1),
-                                            nn.Flatten()), 3)
-    frame = pd.DataFrame({"subject_id": [1] * 4, "study_id": [1] * 4, "dicom_id": list("abcd"),
-                          "DicomPath": list("abcd")})
+    net = networks.Classifier(
+        nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 3
+    )
+    frame = pd.DataFrame(
+        {"subject_id": [1] * 4, "study_id": [1] * 4, "dicom_id": list("abcd"), "DicomPath": list("abcd")}
+    )
 
     class Bright(images.ImageDataset):
         def __getitem__(self, index):
-            return {"x": torch.full((3, 8, 8), float(index)), "y": self.targets[index], "m": self.mask[index],
-                    "index": index, "ok": True, "file": "", "reason": ""}
+            return {
+                "x": torch.full((3, 8, 8), float(index)),
+                "y": self.targets[index],
+                "m": self.mask[index],
+                "index": index,
+                "ok": True,
+                "file": "",
+                "reason": "",
+            }
 
     ones = np.ones((4, 1), np.float32)
     dataset = Bright(frame, ones, ones, images.ImageSource("segmented", ".", ".", 8, "pad"), 3)
-    used = engine.recalibrate_batchnorm(net, torch.utils.data.DataLoader(dataset, batch_size=2), torch.device("cpu"),
-                                        False, engine.SkipLog("segmented"), None)
+    used = engine.recalibrate_batchnorm(
+        net,
+        torch.utils.data.DataLoader(dataset, batch_size=2),
+        torch.device("cpu"),
+        False,
+        engine.SkipLog("segmented"),
+        None,
+    )
     norm = net.backbone[1]
     assert used == 2 and norm.momentum == 0.1 and not net.training
     assert norm.running_mean.abs().sum() > 0  # statistics now describe the data, not the initial (0, 1)

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from cxlseg.classify import images
 from cxlseg.io import read_gray, write_image
 from cxlseg.mimic import image_relpath
@@ -30,8 +29,9 @@ def test_letterbox_pads_a_portrait_image_left_and_right():
 
 
 def _frame(dicom_path="d1.jpg"):
-    return pd.DataFrame({"subject_id": [10000001], "study_id": [50000001], "dicom_id": ["d1"],
-                         "DicomPath": [dicom_path]})
+    return pd.DataFrame(
+        {"subject_id": [10000001], "study_id": [50000001], "dicom_id": ["d1"], "DicomPath": [dicom_path]}
+    )
 
 
 def _item(kind, tmp_path, size, mode, augment=None, channels=1, dicom_path="d1.jpg"):
@@ -94,8 +94,9 @@ def test_augmentation_is_for_training_images_only(tmp_path):
     write_image(tmp_path / "seg" / "d1.png", np.full((64, 64), 128, np.uint8))
     ones = np.ones((1, 14), np.float32)
     source = images.ImageSource("segmented", str(tmp_path / "seg"), "", 32, "pad")
-    jittered = images.ImageDataset(_frame("d1.png"), ones, ones, source, 1,
-                                   images.Augment(brightness=0.3, contrast=(1.0, 1.0)))
+    jittered = images.ImageDataset(
+        _frame("d1.png"), ones, ones, source, 1, images.Augment(brightness=0.3, contrast=(1.0, 1.0))
+    )
     torch.manual_seed(0)
     assert not torch.allclose(jittered[0]["x"], torch.full((1, 32, 32), 128 / 255))
     torch.testing.assert_close(jittered.unjittered()[0]["x"], torch.full((1, 32, 32), 128 / 255))

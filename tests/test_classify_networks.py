@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from cxlseg.classify import networks
 from cxlseg.config import default_config
 from cxlseg.mimic import CHEXPERT_LABELS
+from torch import nn
 
 MODELS = tuple(networks.CLASSIFIERS)
 
@@ -24,8 +23,9 @@ def _one_thread():
 def _default_net(name):
     """The classifier the default config builds: one output per default label, gray stem, the authors' head."""
     c = default_config()["classify"]
-    return networks.create_classifier(name, len(c["labels"]), in_channels=c["channels"], pretrained=c["pretrained"],
-                                      hidden=c["head_hidden"])
+    return networks.create_classifier(
+        name, len(c["labels"]), in_channels=c["channels"], pretrained=c["pretrained"], hidden=c["head_hidden"]
+    )
 
 
 def test_default_head_has_fourteen_outputs_over_a_hidden_layer():

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from cxlseg.classify import roc
 
 Y = np.array([0, 0, 1, 1, 0, 1])
@@ -72,15 +71,20 @@ def test_evaluate_labels_falls_back_when_validate_lacks_positives():
 
 def test_evaluate_labels_leaves_out_ignored_and_unreadable_entries():
     val = (np.array([[1.0], [0.0]]), np.ones((2, 1)), np.array([[0.9], [0.1]]))
-    test = (np.array([[1.0], [0.0], [1.0], [0.0]]), np.array([[1.0], [1.0], [0.0], [1.0]]),
-            np.array([[0.8], [0.2], [0.1], [np.nan]]))
+    test = (
+        np.array([[1.0], [0.0], [1.0], [0.0]]),
+        np.array([[1.0], [1.0], [0.0], [1.0]]),
+        np.array([[0.8], [0.2], [0.1], [np.nan]]),
+    )
     out = roc.evaluate_labels(["Edema"], val, test)["Edema"]
     assert out["n_test"] == 2 and out["AUC"] == 1.0 and out["threshold"] == pytest.approx(0.9)
 
 
 def test_mean_metrics_skips_missing_labels_and_only_averages_the_named_ones():
-    per_label = {"A": {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "AUC": 0.6},
-                 "B": {"accuracy": 1.0, "sensitivity": 0.4, "specificity": 0.0, "AUC": float("nan")},
-                 "C": {"accuracy": 0.0, "sensitivity": 0.0, "specificity": 0.0, "AUC": 0.0}}
+    per_label = {
+        "A": {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "AUC": 0.6},
+        "B": {"accuracy": 1.0, "sensitivity": 0.4, "specificity": 0.0, "AUC": float("nan")},
+        "C": {"accuracy": 0.0, "sensitivity": 0.0, "specificity": 0.0, "AUC": 0.0},
+    }
     out = roc.mean_metrics(per_label, ["A", "B"])
     assert out == pytest.approx({"accuracy": 0.75, "sensitivity": 0.4, "specificity": 0.5, "AUC": 0.6})

@@ -19,8 +19,30 @@ def test_config_command_prints_resolved_defaults(tmp_path, capsys):
 
 
 def test_demo_command_writes_every_layout(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--n-shenzhen", "3", "--n-montgomery", "2", "--n-v7", "6", "--n-mimic-subjects", "4"]) == 0
-    for sub in ("shenzhen/CXR_png", "montgomery/MontgomerySet/ManualMask/leftMask", "v7/annotations", "mimic-cxr-jpg/files"):
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path / "demo"),
+                "--n-shenzhen",
+                "3",
+                "--n-montgomery",
+                "2",
+                "--n-v7",
+                "6",
+                "--n-mimic-subjects",
+                "4",
+            ]
+        )
+        == 0
+    )
+    for sub in (
+        "shenzhen/CXR_png",
+        "montgomery/MontgomerySet/ManualMask/leftMask",
+        "v7/annotations",
+        "mimic-cxr-jpg/files",
+    ):
         assert (tmp_path / "demo" / sub).is_dir(), sub
     printed = json.loads(capsys.readouterr().out)
     assert {"corrupt", "studies_without_report", "studies_with_empty_report", "mislabelled_views"} <= set(printed)

@@ -1,14 +1,41 @@
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+
 import pytest
 import yaml
+from cxlseg.augment import AugmentSettings
+from cxlseg.config import (
+    ConfigError,
+    build_settings,
+    default_config,
+    load_config,
+    load_schema,
+    outcome_settings,
+    section_defaults,
+    shard_ids,
+    speed_only_keys,
+    validate_config,
+)
+from cxlseg.infer import InferSettings
+from cxlseg.outputs import OutputSettings
+from cxlseg.postprocess import CleanupSettings, clean_mask
+from cxlseg.predictor import InputSpec
+from cxlseg.qc import QCSettings, qc_metrics
+from cxlseg.selection import SelectionSettings
+from cxlseg.splits import assign_split, split_by_image, split_by_subject
+from cxlseg.tables import TablesSettings
+from cxlseg.train import TrainConfig
 
-from cxlseg.config import ConfigError, load_config, load_schema, shard_ids, validate_config
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_defaults_reproduce_the_paper():
+def test_schema_defaults():
+    """What a run with an empty config file gets (config/paper.yaml is test_paper_config.py's)."""
     cfg = validate_config({})
-    assert cfg["preprocess"] == {"size": 224, "channels": 1, "clahe_clip": 2.0, "clahe_tiles": 8}
+    assert cfg == default_config()
+    assert cfg["preprocess"] == {"size": 224, "channels": 1, "clahe_clip": 2.0, "clahe_tiles": 8, "clahe_space": "gray"}
     assert cfg["train"]["epochs"] == 15
     assert cfg["augment"]["targets"] == {"tuberculosis": 3940, "covid19": 3619, "pneumonia": 3987, "normal": 3850}
     assert sum(cfg["augment"]["targets"].values()) == 15396
@@ -33,8 +60,12 @@ def test_bad_keys_are_named(bad, key):
 
 
 def test_split_ratios_must_sum_to_one():
+    with pytest.raises(ConfigError, match=r"training_split\.val "):
+        validate_config({"training_split": {"val": 0.1}})  # the old split name is an unknown key
+    with pytest.raises(ConfigError, match="tables: train\\+validate\\+test must sum to 1"):
+        validate_config({"tables": {"train": 0.5}})
     with pytest.raises(ConfigError, match="training_split"):
-        validate_config({"training_split": {"train": 0.9, "val": 0.2, "test": 0.1}})
+        validate_config({"training_split": {"train": 0.9, "validate": 0.2, "test": 0.1}})
 
 
 def test_shipped_configs_validate():
@@ -42,22 +73,12 @@ def test_shipped_configs_validate():
     demo = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml")
     assert production["demo"]["enabled"] is False and demo["demo"]["enabled"] is True
     # the recipe tuned on real radiographs (docs/segmentation-quality.md) is the production default
-    assert production["train"] | {"input_size": 160, "epochs": 100, "scheduler": "cosine", "augment_online": True,
-                                  "augment_preset": "strong"} == production["train"]
+    assert (
+        production["train"]
+        | {"input_size": 160, "epochs": 100, "scheduler": "cosine", "augment_online": True, "augment_preset": "strong"}
+        == production["train"]
+    )
     assert production["infer"]["tta_flip"] is True and production["preprocess"]["size"] == 224
-
-
-def test_paper_overlay_restores_the_schema_defaults(tmp_path):
-    """config/paper.yaml puts back the paper's recipe, which is what the schema's defaults describe."""
-    (tmp_path / "empty.yaml").write_text("{}\n")
-    defaults = load_config(tmp_path / "empty.yaml")
-    production = load_config(ROOT / "config" / "config.yaml")
-    paper = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml")
-    overlay = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    for block, keys in overlay.items():
-        assert {k: paper[block][k] for k in keys} == {k: defaults[block][k] for k in keys}, block
-    tuned = {(b, k) for b in ("models", "train", "infer") for k in production[b] if production[b][k] != defaults[b][k]}
-    assert tuned <= {(b, k) for b, keys in overlay.items() for k in keys}  # the overlay undoes every tuned key
 
 
 def test_every_schema_key_is_described():
@@ -73,7 +94,115 @@ def test_every_schema_key_is_described():
 def test_shard_ids():
     assert shard_ids(["p10", "p11"]) == ["p10", "p11"]
     assert shard_ids(["p10"], 3) == ["p10-c0", "p10-c1", "p10-c2"]
+    with pytest.raises(ValueError, match="shard ids"):
+        shard_ids(["../p10"], 1)
+    with pytest.raises(ValueError, match="chunks_per_shard"):
+        shard_ids(["p10"], 0)
 
 
 def test_config_yaml_is_plain_yaml():
     assert isinstance(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()), dict)
+
+
+# --------------------------------------------------------------------------- settings from the schema
+
+
+def _settings_from_defaults() -> dict:
+    """Every settings dataclass built from default_config(), as the rules build them."""
+    cfg = default_config()
+    infer = InferSettings.from_config(cfg)
+    return {
+        TrainConfig: TrainConfig.from_config(cfg, "sa_unet"),
+        InferSettings: infer,
+        OutputSettings: infer.outputs,
+        CleanupSettings: build_settings(CleanupSettings, cfg["infer"]["postprocess"]),
+        QCSettings: build_settings(QCSettings, cfg["infer"]["qc"]),
+        SelectionSettings: SelectionSettings.from_config(cfg),
+        TablesSettings: TablesSettings.from_config(cfg),
+        AugmentSettings: build_settings(AugmentSettings, cfg["augment"]),
+        InputSpec: InputSpec.from_train_config(dataclasses.asdict(TrainConfig.from_config(cfg, "sa_unet"))),
+    }
+
+
+@pytest.mark.parametrize("cls", list(_settings_from_defaults()), ids=lambda c: c.__name__)
+def test_no_default_in_code_differs_from_the_schema(cls):
+    built = _settings_from_defaults()[cls]
+    assert isinstance(built, cls)
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            assert field.default == getattr(built, field.name), f"{cls.__name__}.{field.name}"
+        assert field.default_factory is dataclasses.MISSING, f"{cls.__name__}.{field.name}"
+
+
+def _keyword_defaults(fn) -> dict:
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+
+def test_function_defaults_agree_with_the_schema():
+    cfg = default_config()
+    cleanup = _keyword_defaults(clean_mask)
+    assert cleanup == {"threshold": cfg["infer"]["threshold"], **cfg["infer"]["postprocess"]}
+    assert _keyword_defaults(qc_metrics)["threshold"] == cfg["infer"]["threshold"]
+    tables = cfg["tables"]
+    ratios = (tables["train"], tables["validate"], tables["test"])
+    for fn in (split_by_subject, split_by_image):
+        assert _keyword_defaults(fn) == {"ratios": ratios, "seed": cfg["seed"]}, fn.__name__
+    assert _keyword_defaults(assign_split)["split_unit"] == tables["split_unit"]
+
+
+def test_build_settings_needs_every_field_and_converts_values():
+    section = default_config()["infer"]["postprocess"]
+    with pytest.raises(ConfigError, match="CleanupSettings: config has no key 'closing'"):
+        build_settings(CleanupSettings, {k: v for k, v in section.items() if k != "closing"})
+    assert build_settings(CleanupSettings, {**section, "unrelated": 1}, closing=9).closing == 9
+    infer = InferSettings.from_config(default_config())
+    assert isinstance(infer.postprocess, CleanupSettings) and isinstance(infer.qc, QCSettings)
+    mimic = SelectionSettings.from_config(default_config())
+    assert isinstance(mimic.views, tuple) and isinstance(mimic.shards, tuple)  # lists become tuples (hashable)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        infer.threshold = 0.1
+
+
+def test_default_config_is_a_fresh_copy():
+    first = default_config()
+    first["infer"]["postprocess"]["closing"] = 99
+    assert default_config()["infer"]["postprocess"]["closing"] == 5
+    assert section_defaults("infer")["postprocess"]["closing"] == 5
+
+
+def test_speed_only_keys_are_what_the_rerun_triggers_leave_out():
+    cfg = default_config()
+    assert speed_only_keys("infer") == {"batch_size", "num_workers", "device", "flush_every", "write_threads"}
+    assert speed_only_keys("train") == {"num_workers", "device", "amp"}
+    assert speed_only_keys("classify") == {"num_workers", "device", "amp"}
+    infer = outcome_settings(cfg, "infer")
+    assert set(infer) == set(cfg["infer"]) - speed_only_keys("infer")
+    assert {"threshold", "tta_flip", "postprocess", "qc", "segmented_source", "mask_format"} <= set(infer)
+    train = outcome_settings(cfg, "train")
+    assert "batch_size" in train and "epochs" in train and not {"num_workers", "device", "amp"} & set(train)
+    # the rules' params (their rerun triggers) use exactly these sections
+    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    for section, smk in (("train", "train.smk"), ("infer", "infer.smk"), ("classify", "classify.smk")):
+        text = (rules / smk).read_text()
+        assert re.search(rf'^\s+{section}=.*outcome_settings\("{section}"\)', text, re.M), smk
+        assert not re.search(rf'config\["{section}"\]\s*[,\n]', text), smk  # never the whole section
+    common = (rules / "common.smk").read_text()
+    assert "_outcome_settings(config, section)" in common
+
+
+def test_every_speed_only_key_is_marked_only_where_it_cannot_change_outputs():
+    """speed_only marks exist only on the keys above; a new mark is a decision, so it must show up here."""
+    marked = {}
+
+    def walk(node, path):
+        for name, sub in node.get("properties", {}).items():
+            if sub.get("speed_only"):
+                marked.setdefault(path, set()).add(name)
+            walk(sub, f"{path}.{name}" if path else name)
+
+    walk(load_schema(), "")
+    assert marked == {
+        "train": {"num_workers", "device", "amp"},
+        "classify": {"num_workers", "device", "amp"},
+        "infer": {"batch_size", "num_workers", "device", "flush_every", "write_threads"},
+    }

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from cxlseg import io
 from cxlseg.config import ConfigError, section_defaults, validate_config
 from cxlseg.demo import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
@@ -17,8 +16,16 @@ from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
 from cxlseg.mimic import image_relpath, report_relpath
 from cxlseg.reports import extract_report
 
-TINY = dict(n_shenzhen=4, n_montgomery=3, n_v7=7, n_mimic_subjects=5, shenzhen_side=(120, 160),
-            montgomery_long_side=(120, 170), v7_side=(110, 150), mimic_long_side=(120, 220))
+TINY = dict(
+    n_shenzhen=4,
+    n_montgomery=3,
+    n_v7=7,
+    n_mimic_subjects=5,
+    shenzhen_side=(120, 160),
+    montgomery_long_side=(120, 170),
+    v7_side=(110, 150),
+    mimic_long_side=(120, 220),
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +150,13 @@ def mimic(demo):
     root, summary = demo
     base = root / "mimic-cxr-jpg"
     read = lambda name: pd.read_csv(base / name, dtype=str, keep_default_na=False)  # noqa: E731
-    return (base, summary, read("mimic-cxr-2.0.0-metadata.csv.gz"),
-            read("mimic-cxr-2.0.0-chexpert.csv.gz"), read("mimic-cxr-2.0.0-split.csv.gz"))
+    return (
+        base,
+        summary,
+        read("mimic-cxr-2.0.0-metadata.csv.gz"),
+        read("mimic-cxr-2.0.0-chexpert.csv.gz"),
+        read("mimic-cxr-2.0.0-split.csv.gz"),
+    )
 
 
 def test_mimic_tables_have_exact_columns(mimic):
@@ -219,8 +231,12 @@ def test_mimic_reports_and_labels(mimic):
         assert all(line == "" or line.startswith(" ") for line in text.splitlines())
         labels = chexpert.loc[chexpert["study_id"] == row.study_id].iloc[0]
         lower = text.lower()
-        for column, word in (("Pneumonia", "pneumonia"), ("Pleural Effusion", "effusion"),
-                             ("Lung Lesion", "nodul"), ("Atelectasis", "atelectasis")):
+        for column, word in (
+            ("Pneumonia", "pneumonia"),
+            ("Pleural Effusion", "effusion"),
+            ("Lung Lesion", "nodul"),
+            ("Atelectasis", "atelectasis"),
+        ):
             if labels[column] in ("1.0", "-1.0"):
                 assert word in lower, (column, text)
     assert len(summary["studies_without_report"]) >= 2
@@ -267,12 +283,22 @@ def test_mislabelled_views(demo, mimic):
 def test_report_variants_across_seeds():
     from cxlseg.demo import mimic_report
 
-    study = {"procedure": "CHEST (PA AND LAT)", "images": [{"view": "PA"}, {"view": "LATERAL"}],
-             "labels": {c: None for c in CHEXPERT_COLUMNS} | {"Pleural Effusion": 1.0, "Pneumonia": 0.0}}
+    study = {
+        "procedure": "CHEST (PA AND LAT)",
+        "images": [{"view": "PA"}, {"view": "LATERAL"}],
+        "labels": {c: None for c in CHEXPERT_COLUMNS} | {"Pleural Effusion": 1.0, "Pneumonia": 0.0},
+    }
     texts = [mimic_report(np.random.default_rng(s), study, {"Pleural Effusion": "left"}) for s in range(60)]
     joined = "\n".join(texts)
-    for header in (" FINDINGS:", " IMPRESSION:", " FINDINGS AND IMPRESSION:", " CONCLUSION:", " IMPRESSON:",
-                   " ADDENDUM:", " WET READ:"):
+    for header in (
+        " FINDINGS:",
+        " IMPRESSION:",
+        " FINDINGS AND IMPRESSION:",
+        " CONCLUSION:",
+        " IMPRESSON:",
+        " ADDENDUM:",
+        " WET READ:",
+    ):
         assert header in joined, header
     assert any(" FINDINGS:" not in t and " IMPRESSION:" in t for t in texts)  # impression only
     assert all("left pleural effusion" in t for t in texts)
@@ -280,7 +306,10 @@ def test_report_variants_across_seeds():
 
 def test_truth_masks_for_every_frontal_image(demo, mimic):
     """Every true PA/AP film has its mask, the broken ones included; the mislabelled lateral/CT renders none."""
-    root, _, = demo
+    (
+        root,
+        _,
+    ) = demo
     _, summary, meta, _, _ = mimic
     truth = root / "mimic-truth"
     frontal = meta[meta["ViewPosition"].isin(["PA", "AP"]) & ~meta["dicom_id"].isin(summary["mislabelled_views"])]
@@ -307,8 +336,11 @@ def test_summary_file(demo):
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_spec_same_bytes(tmp_path):
@@ -321,12 +353,15 @@ def test_same_spec_same_bytes(tmp_path):
     assert tree_digest(tmp_path / "c") != a
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"n_shenzhen": 2}, "n_shenzhen"),
-    ({"n_mimic_subjects": 3}, "n_mimic_subjects"),
-    ({"mimic_long_side": (900, 600)}, "mimic_long_side"),
-    ({"finding_rate": 1.5}, "finding_rate"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"n_shenzhen": 2}, "n_shenzhen"),
+        ({"n_mimic_subjects": 3}, "n_mimic_subjects"),
+        ({"mimic_long_side": (900, 600)}, "mimic_long_side"),
+        ({"finding_rate": 1.5}, "finding_rate"),
+    ],
+)
 def test_bad_spec_is_named(bad, message):
     with pytest.raises(ValueError, match=message):
         DemoSpec.default(**bad)
@@ -346,7 +381,8 @@ def test_every_spec_field_is_a_schema_key_with_its_default():
     spec = DemoSpec.default()
     assert set(section) - {"enabled", "out"} == set(spec.__dataclass_fields__)
     assert {k: getattr(spec, k) for k in spec.__dataclass_fields__} == {
-        k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ("enabled", "out")}
+        k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ("enabled", "out")
+    }
     with pytest.raises(TypeError):
         DemoSpec()  # no hidden defaults
 

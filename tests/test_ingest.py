@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from cxlseg import io
 from cxlseg.ingest import (
     MANIFEST_COLUMNS,
@@ -120,7 +119,9 @@ def test_darwin_polygons_with_hole_and_island_give_hand_computed_area(layouts):
     assert (render_polygons([v2], (48, 64)) == mask).all()
     assert (render_polygons([v1_extra], (48, 64)) == mask).all()
     # two overlapping annotations are united, not XOR-ed
-    both = render_polygons([{"polygon": {"path": rect(0, 0, 9, 9)}}, {"polygon": {"path": rect(5, 0, 14, 9)}}], (20, 20))
+    both = render_polygons(
+        [{"polygon": {"path": rect(0, 0, 9, 9)}}, {"polygon": {"path": rect(5, 0, 14, 9)}}], (20, 20)
+    )
     assert int(both.sum()) == 15 * 10
 
 
@@ -158,11 +159,22 @@ def test_binarise_mask_accepts_0_1_and_0_255_only():
         binarise_mask(base + 5)
 
 
-@pytest.mark.parametrize("finding,label", [
-    ("COVID-19", "covid19"), ("COVID-19, ARDS", "covid19"), ("Pneumonia/Viral/COVID-19", "covid19"),
-    ("Viral Pneumonia", "pneumonia"), ("Bacterial Pneumonia", "pneumonia"), ("Fungal Pneumonia", "pneumonia"),
-    ("No Pneumonia", "normal"), ("No Finding", "normal"), ("normal", "normal"), ("", None), ("Lateral", None),
-])
+@pytest.mark.parametrize(
+    "finding,label",
+    [
+        ("COVID-19", "covid19"),
+        ("COVID-19, ARDS", "covid19"),
+        ("Pneumonia/Viral/COVID-19", "covid19"),
+        ("Viral Pneumonia", "pneumonia"),
+        ("Bacterial Pneumonia", "pneumonia"),
+        ("Fungal Pneumonia", "pneumonia"),
+        ("No Pneumonia", "normal"),
+        ("No Finding", "normal"),
+        ("normal", "normal"),
+        ("", None),
+        ("Lateral", None),
+    ],
+)
 def test_label_from_finding(finding, label):
     assert label_from_finding(finding) == label
 
@@ -174,12 +186,22 @@ def test_darwin_2_document_and_malformed_polygon(tmp_path, layouts):
     for name in ("v2doc", "malformed"):
         write(root / "images" / f"{name}.png", radiograph(left | right))
     (root / "annotations").mkdir()
-    v2 = {"version": "2.0", "item": {"name": "v2doc.png", "slots": [{"width": 64, "height": 48}]},
-          "annotations": [{"name": "Lung", "polygon": {"paths": [rect(4, 5, 23, 34)]}},
-                          {"name": "Lung", "polygon": {"paths": [rect(40, 5, 51, 34)]}},
-                          {"name": "Bacterial Pneumonia", "tag": {}}]}
-    bad = {"image": {"width": 64, "height": 48}, "annotations": [
-        {"name": "Lung", "polygon": {"path": [{"x": 1}, {"x": 2}, {"x": 3}]}}, {"name": "COVID-19", "tag": {}}]}
+    v2 = {
+        "version": "2.0",
+        "item": {"name": "v2doc.png", "slots": [{"width": 64, "height": 48}]},
+        "annotations": [
+            {"name": "Lung", "polygon": {"paths": [rect(4, 5, 23, 34)]}},
+            {"name": "Lung", "polygon": {"paths": [rect(40, 5, 51, 34)]}},
+            {"name": "Bacterial Pneumonia", "tag": {}},
+        ],
+    }
+    bad = {
+        "image": {"width": 64, "height": 48},
+        "annotations": [
+            {"name": "Lung", "polygon": {"path": [{"x": 1}, {"x": 2}, {"x": 3}]}},
+            {"name": "COVID-19", "tag": {}},
+        ],
+    }
     (root / "annotations" / "v2doc.json").write_text(json.dumps(v2))
     (root / "annotations" / "malformed.json").write_text(json.dumps(bad))
     result = ingest_dataset("v7", root, tmp_path / "out")

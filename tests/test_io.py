@@ -1,11 +1,10 @@
 import os
 import stat
 
-import numpy as np
-import pytest
 import cv2
+import numpy as np
 import pandas as pd
-
+import pytest
 from cxlseg import io
 
 

@@ -5,13 +5,23 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from cxlseg.metrics import BCEDiceLoss, batch_metrics, dice, hd95, image_metrics, iou, precision, recall, summarise
+from cxlseg.metrics import (
+    BCEDiceLoss,
+    batch_metrics,
+    bce_dice_loss,
+    dice,
+    hd95,
+    image_metrics,
+    iou,
+    precision,
+    recall,
+    summarise,
+)
 
 
 def square(top, left, side=4, shape=(10, 10)):
     mask = np.zeros(shape, np.uint8)
-    mask[top:top + side, left:left + side] = 1
+    mask[top : top + side, left : left + side] = 1
     return mask
 
 
@@ -115,3 +125,14 @@ def test_batch_metrics_agree_with_numpy():
         for name in ("dice", "iou", "precision", "recall"):
             assert float(got[name][i]) == pytest.approx(expected[name])
     assert float(got["dice"][3]) == 1.0
+
+
+def test_bce_dice_loss_of_probabilities_equals_the_training_loss_of_logits():
+    """Table IV's Loss column (from probabilities) is the training criterion of the same prediction."""
+    rng = np.random.default_rng(0)
+    logits = torch.from_numpy(rng.normal(0, 3, (1, 1, 16, 16)).astype(np.float32))
+    target = (rng.random((16, 16)) > 0.6).astype(np.uint8)
+    expected = float(BCEDiceLoss()(logits, torch.from_numpy(target[None, None].astype(np.float32))))
+    assert bce_dice_loss(torch.sigmoid(logits)[0, 0].numpy(), target) == pytest.approx(expected, rel=1e-4)
+    assert bce_dice_loss(target.astype(np.float32), target) < 1e-5  # a perfect, certain prediction
+    assert bce_dice_loss(1 - target.astype(np.float32), target) > 10

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from cxlseg.models import MODELS, AttentionGate, SpatialAttention, count_parameters, create_model
 
 torch.set_num_threads(1)
@@ -42,8 +41,9 @@ class ModelContract:
 
     def test_gradients_reach_first_and_last_layers(self):
         model = self.make()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(torch.rand(2, 1, 64, 64)),
-                                                                    torch.randint(0, 2, (2, 1, 64, 64)).float())
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            model(torch.rand(2, 1, 64, 64)), torch.randint(0, 2, (2, 1, 64, 64)).float()
+        )
         loss.backward()
         params = [p for p in model.parameters() if p.requires_grad]
         assert params[0].grad is not None and params[0].grad.abs().sum() > 0, "no gradient at the input layer"
@@ -128,8 +128,9 @@ def test_plain_unet_defaults_follow_the_authors_code():
     assert [u.out_channels for u in ups] == [512, 256, 128, 64]
     assert all(isinstance(u, torch.nn.ConvTranspose2d) and u.kernel_size == u.stride == (2, 2) for u in ups)
     assert model.head.kernel_size == (1, 1) and model.head.out_channels == 1
-    assert not any(isinstance(m, (AttentionGate, SpatialAttention)) or type(m).__name__ == "DropBlock"
-                   for m in model.modules())
+    assert not any(
+        isinstance(m, (AttentionGate, SpatialAttention)) or type(m).__name__ == "DropBlock" for m in model.modules()
+    )
 
 
 def test_plain_unet_base_channels_scales_every_level():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cxlseg.config import load_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -60,6 +59,6 @@ def test_every_setting_names_its_source():
 
 
 def test_paper_wins_over_the_authors_code_on_epochs():
-    line = next(l for l in PAPER.read_text(encoding="utf-8").splitlines() if l.strip().startswith("epochs:"))
+    line = next(x for x in PAPER.read_text(encoding="utf-8").splitlines() if x.strip().startswith("epochs:"))
     assert "paper" in line and "20" in line
     assert yaml.safe_load(PAPER.read_text(encoding="utf-8"))["train"]["epochs"] == 15

@@ -5,7 +5,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from cxlseg.demo import FINDINGS, SUPPORT_DEVICES, render_phantom, render_view_samples, to_uint16
 
 SIZE = (320, 288)
@@ -56,7 +55,7 @@ def test_radiograph_contrast(normal):
     mid_rows = slice(rows[len(rows) // 3], rows[2 * len(rows) // 3])
     right_edge = np.nonzero(normal.right_mask[mid_rows].any(axis=0))[0].max()
     left_edge = np.nonzero(normal.left_mask[mid_rows].any(axis=0))[0].min()
-    mediastinum = img[mid_rows, right_edge + 3:left_edge - 2]
+    mediastinum = img[mid_rows, right_edge + 3 : left_edge - 2]
     lung = img[normal.mask > 0]
     assert mediastinum.size and np.median(mediastinum) > np.median(lung) + 60
     assert np.median(img[:, :3]) < np.median(lung)  # air outside the body is darkest

@@ -1,10 +1,9 @@
-import math
+import dataclasses
 
 import cv2
 import numpy as np
-import pytest
-
 from cxlseg import postprocess as pp
+from cxlseg.postprocess import CleanupSettings
 
 
 def _lungs(size=224, hole=False):
@@ -54,49 +53,29 @@ def test_label_lungs_uses_patient_left_on_image_right():
     assert labels[0, 0] == 0
 
 
-def test_qc_metrics_of_a_good_mask():
+def test_cleanup_settings_clean_is_clean_mask_with_the_section(make_config):
+    settings = CleanupSettings(**make_config(infer={"postprocess": {"keep_components": 1}})["infer"]["postprocess"])
     mask = _lungs()
-    metrics = pp.qc_metrics(_prob(mask), mask)
-    assert 0.1 < metrics["lung_area_fraction"] < 0.4
-    assert metrics["n_components"] == 2
-    assert 1.0 < metrics["left_right_ratio"] < 1.5
-    assert metrics["mean_fg_prob"] == pytest.approx(0.97)
-    assert metrics["qc_score"] > 0.8
-    assert pp.qc_flags(metrics, {}) == []
+    prob = _prob(mask)
+    one = settings.clean(prob, 0.5)
+    assert np.array_equal(one, pp.clean_mask(prob, threshold=0.5, **dataclasses.asdict(settings)))
+    assert cv2.connectedComponents(one)[0] - 1 == 1
+    assert cv2.connectedComponents(dataclasses.replace(settings, keep_components=2).clean(prob, 0.5))[0] - 1 == 2
+    assert settings.clean(prob, 0.99).sum() == 0
 
 
-def test_qc_flags_fire_on_bad_masks():
-    empty = np.zeros((224, 224), np.uint8)
-    assert pp.qc_flags(pp.qc_metrics(np.full((224, 224), 0.1, np.float32), empty)) == ["empty_mask"]
-
-    one_lung = _lungs()
-    one_lung[:, 112:] = 0
-    m = pp.qc_metrics(_prob(one_lung), one_lung)
-    assert math.isinf(m["left_right_ratio"])
-    assert "left_right_imbalance" in pp.qc_flags(m)
-
-    rng = np.random.default_rng(0)
-    noisy_prob = np.clip(_prob(_lungs(), 0.6) + rng.normal(0, 0.25, (224, 224)), 0, 1).astype(np.float32)
-    cleaned = pp.clean_mask(noisy_prob)
-    m = pp.qc_metrics(noisy_prob, cleaned)
-    flags = pp.qc_flags(m)
-    assert {"fragmented", "low_confidence", "low_qc_score"} <= set(flags)
-    good = pp.qc_metrics(_prob(_lungs()), _lungs())
-    assert m["qc_score"] < good["qc_score"]
+def test_keep_largest_and_side_areas():
+    mask = _lungs()
+    cv2.circle(mask, (200, 20), 6, 1, -1)
+    assert np.array_equal(pp.keep_largest(mask, 2), _lungs())
+    assert pp.keep_largest(mask, 2, min_area=10**6).sum() == 0
+    assert pp.keep_largest(np.zeros((5, 5), np.uint8)).sum() == 0
+    n, left, right = pp.side_areas(_lungs())
+    assert n == 2 and left > right > 0  # the image-left lung is the larger one
+    assert left + right == _lungs().sum()
 
 
-def test_qc_flags_thresholds_override_and_unknown_key():
-    metrics = pp.qc_metrics(_prob(_lungs()), _lungs())
-    assert pp.qc_flags(metrics, {"min_lung_area_fraction": 0.5}) == ["small_lung_area"]
-    with pytest.raises(ValueError, match="min_area"):
-        pp.qc_flags(metrics, {"min_area": 0.5})
-
-
-def test_overlay_is_bgr_and_tints_only_the_mask():
-    image = np.full((224, 224), 100, np.uint8)
-    out = pp.overlay(image, pp.label_lungs(_lungs()))
-    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
-    assert tuple(out[0, 0]) == (100, 100, 100)
-    assert tuple(out[110, 68]) != (100, 100, 100) and tuple(out[110, 68]) != tuple(out[115, 158])
-    small = pp.overlay(np.full((448, 448), 50, np.uint8), _lungs())  # mask resized to the image
-    assert small.shape == (448, 448, 3)
+def test_label_lungs_labels_every_component_by_its_side():
+    labels = pp.label_lungs(_lungs())
+    assert set(np.unique(labels)) == {0, pp.RIGHT_LUNG, pp.LEFT_LUNG}
+    assert ((labels > 0) == (_lungs() > 0)).all()

@@ -1,7 +1,6 @@
 import cv2
 import numpy as np
 import pytest
-
 from cxlseg import preprocess
 
 
@@ -31,6 +30,7 @@ def test_model_input_channels():
 
 
 # --------------------------------------------------------------------------- CLAHE on LAB's L (authors' code)
+
 
 def _ramp(size: int = 224) -> np.ndarray:
     """A horizontal ramp with a darker disc: CLAHE has something local to equalise."""
@@ -106,3 +106,57 @@ def test_prepare_passes_the_space():
 def test_unknown_clahe_space_rejected():
     with pytest.raises(ValueError, match="CLAHE space"):
         preprocess.clahe(np.zeros((8, 8), np.uint8), space="hsv")
+
+
+# --- reduced decode --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_jpeg(tmp_path_factory, toys):
+    radiograph_like = toys.radiograph_like
+    h, w = 2401, 2001  # not multiples of 8: the reduced image's last block is partial
+    img = radiograph_like(h, w, seed=3)
+    marker = (int(w * 0.85), int(h * 0.8))
+    cv2.rectangle(img, (marker[0] - 150, marker[1] - 150), (marker[0] + 150, marker[1] + 150), 0, -1)
+    cv2.circle(img, marker, 80, 255, -1)
+    path = tmp_path_factory.mktemp("big") / "big.jpg"
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return path, (h, w), marker
+
+
+def _centroid(img, marker, shape):
+    """Intensity-weighted centroid of the marker (on its black square) in a 224 image."""
+    cx, cy = marker[0] / shape[1] * 224, marker[1] / shape[0] * 224
+    x0, y0 = int(cx) - 12, int(cy) - 12
+    m = cv2.moments(img[y0 : y0 + 25, x0 : x0 + 25].astype(np.float32))
+    return np.array([x0 + m["m10"] / m["m00"], y0 + m["m01"] / m["m00"]])
+
+
+def test_reduced_decode_matches_full_decode(large_jpeg):
+    path, (h, w), _ = large_jpeg
+    reference = preprocess.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), 224)
+    reduced, true_hw, factor, note = preprocess.decode_for_inference(path, 224, h, w)
+    assert factor == 8 and true_hw == (h, w) and note == ""
+    assert reduced.shape == (224, 224)
+    assert cv2.PSNR(reference, reduced) >= 37.0
+
+
+def test_reduced_decode_keeps_geometry(large_jpeg):
+    path, (h, w), marker = large_jpeg
+    reference = preprocess.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), 224)
+    reduced, _, factor, _ = preprocess.decode_for_inference(path, 224, h, w)
+    expected = _centroid(reference, marker, (h, w))
+    assert expected == pytest.approx([(marker[0] + 0.5) / w * 224 - 0.5, (marker[1] + 0.5) / h * 224 - 0.5], abs=0.1)
+    assert _centroid(reduced, marker, (h, w)) == pytest.approx(expected, abs=0.05)
+    # a plain resize of the same reduced decode is stretched by the partial last block
+    stretched = preprocess.resize(cv2.imread(str(path), preprocess._REDUCED_FLAGS[factor]), 224)
+    assert np.abs(_centroid(stretched, marker, (h, w)) - expected).min() > 0.3
+
+
+def test_reduced_factor_choice():
+    assert preprocess.reduced_factor(3000, 2500, 224) == 8
+    assert preprocess.reduced_factor(1000, 900, 224) == 4
+    assert preprocess.reduced_factor(1000, 900, 224, min_ratio=1.5) == 2
+    assert preprocess.reduced_factor(300, 260, 224) == 1
+    assert preprocess.reduced_factor(None, 2500, 224) == 1
+    assert preprocess.reduced_factor(float("nan"), 2500, 224) == 1

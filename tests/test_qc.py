@@ -1,37 +1,249 @@
+"""Quality control (cxlseg.qc): ground-truth-free metrics and flags, overlays, the check against ground truth;
+and the QC report (cxlseg.qc_report)."""
+
+import dataclasses
+import math
+
 import cv2
+import numpy as np
 import pandas as pd
+import pytest
+from cxlseg import io
+from cxlseg import postprocess as pp
+from cxlseg.config import build_settings, default_config
+from cxlseg.qc import (
+    QCSettings,
+    flagged_overlays,
+    mask_overlay,
+    overlay,
+    qc_flags,
+    qc_metrics,
+    qc_tracking,
+    qc_vs_truth,
+    read_truth,
+)
+from cxlseg.qc_report import _short_flags, markdown_table, overlay_sheet, write_qc_report
 
-from cxlseg import io, qc
-from test_infer import _run, shard  # noqa: F401  (fixture reused: a tiny shard with good and bad images)
+
+def _lungs(size=224, hole=False):
+    """Two lung-like ellipses (image-left one a bit larger, as the heart shrinks the patient's left lung)."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (68, 110), (34, 70), 0, 0, 360, 1, -1)
+    cv2.ellipse(mask, (158, 115), (30, 64), 0, 0, 360, 1, -1)
+    if hole:
+        cv2.circle(mask, (68, 110), 8, 0, -1)
+    return mask
 
 
-def test_qc_report_lists_failed_and_flagged(shard):  # noqa: F811
-    tmp_path, mimic, list_path = shard
-    out_root, manifest, _, _ = _run(tmp_path, mimic, list_path, qc_thresholds={"min_qc_score": 1.01})
-    io.write_json(tmp_path / "selection.json", {"frontal_images": 7, "images_in_shards": 6})
-    result = qc.write_qc_report([manifest], tmp_path / "selection.json", out_root=out_root, mimic_root=mimic,
-                                markdown_path=tmp_path / "qc.md", overlays_path=tmp_path / "qc.png")
-    text = (tmp_path / "qc.md").read_text()
-    frame = pd.read_parquet(manifest)
+def _prob(mask, confident=0.97):
+    return np.where(mask > 0, confident, 1 - confident).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def thresholds():
+    """QC thresholds at the schema's defaults, built as the infer rule builds them."""
+    return build_settings(QCSettings, default_config()["infer"]["qc"])
+
+
+def test_qc_metrics_of_a_good_mask(thresholds):
+    mask = _lungs()
+    metrics = qc_metrics(_prob(mask), mask)
+    assert 0.1 < metrics["lung_area_fraction"] < 0.4
+    assert metrics["n_components"] == 2
+    assert 1.0 < metrics["left_right_ratio"] < 1.5
+    assert metrics["mean_fg_prob"] == pytest.approx(0.97)
+    assert metrics["qc_score"] > 0.8
+    assert qc_flags(metrics, thresholds) == []
+
+
+def test_qc_flags_fire_on_bad_masks(thresholds):
+    empty = np.zeros((224, 224), np.uint8)
+    assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds) == ["empty_mask"]
+
+    one_lung = _lungs()
+    one_lung[:, 112:] = 0
+    m = qc_metrics(_prob(one_lung), one_lung)
+    assert math.isinf(m["left_right_ratio"])
+    assert "left_right_imbalance" in qc_flags(m, thresholds)
+
+    rng = np.random.default_rng(0)
+    noisy_prob = np.clip(_prob(_lungs(), 0.6) + rng.normal(0, 0.25, (224, 224)), 0, 1).astype(np.float32)
+    cleaned = pp.clean_mask(noisy_prob)
+    m = qc_metrics(noisy_prob, cleaned)
+    assert {"fragmented", "low_confidence", "low_qc_score"} <= set(qc_flags(m, thresholds))
+    good = qc_metrics(_prob(_lungs()), _lungs())
+    assert m["qc_score"] < good["qc_score"]
+
+
+def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config):
+    metrics = qc_metrics(_prob(_lungs()), _lungs())
+    replace = dataclasses.replace
+    assert qc_flags(metrics, replace(thresholds, min_lung_area_fraction=0.5)) == ["small_lung_area"]
+    assert qc_flags(metrics, replace(thresholds, max_lung_area_fraction=0.1)) == ["large_lung_area"]
+    assert qc_flags(metrics, replace(thresholds, max_left_right_ratio=1.0)) == ["left_right_imbalance"]
+    assert qc_flags(metrics, replace(thresholds, min_mean_fg_prob=0.99)) == ["low_confidence"]
+    assert qc_flags(metrics, replace(thresholds, min_qc_score=1.01)) == ["low_qc_score"]
+    assert qc_flags(metrics, replace(thresholds, max_components=1)) == ["fragmented"]
+    configured = build_settings(QCSettings, make_config(infer={"qc": {"min_lung_area_fraction": 0.5}})["infer"]["qc"])
+    assert qc_flags(metrics, configured) == ["small_lung_area"]
+
+
+def test_qc_score_falls_with_missing_lungs_and_implausible_area():
+    good = qc_metrics(_prob(_lungs()), _lungs())
+    one_side = _lungs()
+    one_side[:, 112:] = 0
+    assert qc_metrics(_prob(one_side), one_side)["qc_score"] < good["qc_score"]
+    tiny = np.zeros((224, 224), np.uint8)
+    cv2.circle(tiny, (60, 100), 8, 1, -1)
+    cv2.circle(tiny, (160, 100), 8, 1, -1)
+    assert qc_metrics(_prob(tiny), tiny)["qc_score"] < 0.2
+    assert qc_metrics(np.zeros((224, 224), np.float32), np.zeros((224, 224), np.uint8))["qc_score"] == 0.0
+
+
+def test_overlay_is_bgr_and_tints_only_the_mask():
+    image = np.full((224, 224), 100, np.uint8)
+    out = overlay(image, pp.label_lungs(_lungs()))
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    assert tuple(out[0, 0]) == (100, 100, 100)
+    assert tuple(out[110, 68]) != (100, 100, 100) and tuple(out[110, 68]) != tuple(out[115, 158])
+    small = overlay(np.full((448, 448), 50, np.uint8), _lungs())  # mask resized to the image
+    assert small.shape == (448, 448, 3)
+
+
+def test_read_truth_accepts_0_255_and_lung_labels(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _lungs() * 255)
+    cv2.imwrite(str(tmp_path / "b.png"), pp.label_lungs(_lungs()))
+    assert np.array_equal(read_truth(tmp_path / "a.png"), _lungs())
+    assert np.array_equal(read_truth(tmp_path / "b.png"), _lungs())
+
+
+# --------------------------------------------------------------------------- on an inference run
+
+
+def test_qc_vs_truth_tracks_dice(shard, infer_run):
+    run = infer_run(shard)
+    truth_dir = shard.root / "mimic-truth"
+    truth_dir.mkdir()
+    manifest = pd.read_parquet(run.manifest)
+    for rec in manifest[manifest.status == "ok"].itertuples():
+        truth = np.zeros((int(rec.orig_height), int(rec.orig_width)), np.uint8)
+        h, w = truth.shape
+        cv2.ellipse(truth, (int(w * 0.3), int(h * 0.5)), (int(w * 0.15), int(h * 0.3)), 0, 0, 360, 1, -1)
+        cv2.ellipse(truth, (int(w * 0.7), int(h * 0.52)), (int(w * 0.13), int(h * 0.28)), 0, 0, 360, 2, -1)
+        cv2.imwrite(str(truth_dir / f"{rec.dicom_id}.png"), truth)
+    validation = qc_vs_truth(manifest, truth_dir, run.out_root, size=224)
+    assert list(validation.columns) == ["dicom_id", "qc_score", "qc_flags", "dice"]
+    assert len(validation) == 5 and (validation.dice > 0.85).all()
+    tracking = qc_tracking(validation)
+    assert tracking["n"] == 5 and tracking["mean_dice"] > 0.85
+
+    # a poor mask gets a low score and a low Dice
+    poor = pd.DataFrame(
+        {
+            "dicom_id": list("abcd"),
+            "qc_score": [0.9, 0.8, 0.3, 0.1],
+            "qc_flags": ["", "", "x", "x"],
+            "dice": [0.95, 0.9, 0.5, 0.2],
+        }
+    )
+    result = qc_tracking(poor)
+    assert result["spearman_rho"] == pytest.approx(1.0)
+    assert result["mean_dice_flagged"] < result["mean_dice_unflagged"]
+    assert math.isnan(qc_tracking(poor.head(2))["spearman_rho"])
+
+
+def test_flagged_overlays_lowest_score_first(shard, infer_run):
+    run = infer_run(shard, qc={"min_qc_score": 1.0})  # every ok image is flagged
+    manifest = pd.read_parquet(run.manifest)
+    overlays = flagged_overlays(manifest, shard.mimic, run.out_root, size=224, max_images=2)
+    assert len(overlays) == 2
+    scores = sorted(manifest.loc[manifest.status == "ok", "qc_score"])
+    assert [row["qc_score"] for row, _ in overlays] == pytest.approx(scores[:2])
+    for row, image in overlays:
+        assert image.shape == (224, 224, 3) and image.dtype == np.uint8 and "low_qc_score" in row["qc_flags"]
+
+
+def test_overlay_of_separate_lungs_has_two_colours(shard, infer_run):
+    run = infer_run(shard, separate_lungs=True)
+    rec = next(pd.read_parquet(run.manifest).query("status == 'ok'").itertuples(index=False))
+    image = mask_overlay(rec, shard.mimic, run.out_root, 224)
+    assert image.shape == (224, 224, 3) and tuple(image[112, 60]) != tuple(image[112, 160])
+
+
+def test_qc_report_lists_failed_and_flagged(shard, infer_run):
+    run = infer_run(shard, qc={"min_qc_score": 1.0})
+    io.write_json(
+        shard.root / "selection.json",
+        {
+            "frontal_images": 7,
+            "images_in_shards": 6,
+            "studies_empty_report_ids": [{"subject_id": "1", "study_id": "2"}],
+        },
+    )
+    result = write_qc_report(
+        [run.manifest],
+        shard.root / "selection.json",
+        out_root=run.out_root,
+        mimic_root=shard.mimic,
+        markdown_path=shard.root / "qc.md",
+        overlays_path=shard.root / "qc.png",
+        size=224,
+    )
+    text = (shard.root / "qc.md").read_text()
+    frame = pd.read_parquet(run.manifest)
     for dicom_id in frame.loc[frame.status == "failed", "dicom_id"]:
         assert dicom_id in text.split("## Failed images")[1].split("##")[0]
     assert result["flagged"] == int((frame.status == "ok").sum()) > 0
-    assert "frontal_images" in text
-    sheet = cv2.imread(str(tmp_path / "qc.png"))
+    assert "frontal_images" in text and "| studies_empty_report_ids | 1 |" in text  # lists are counted
+    assert "QC score vs true Dice" not in text and result["tracking"] == {}
+    sheet = cv2.imread(str(shard.root / "qc.png"))
     assert sheet is not None and sheet.shape[0] > 100
+
+
+def test_qc_report_with_ground_truth_tracks_dice(shard, infer_run):
+    run = infer_run(shard)
+    truth_dir = shard.root / "truth"
+    truth_dir.mkdir()
+    for rec in pd.read_parquet(run.manifest).query("status == 'ok'").itertuples():
+        cv2.imwrite(str(truth_dir / f"{rec.dicom_id}.png"), io.read_mask(run.out_root / rec.mask_path) * 255)
+    io.write_json(shard.root / "selection.json", {})
+    result = write_qc_report(
+        [run.manifest],
+        shard.root / "selection.json",
+        out_root=run.out_root,
+        mimic_root=shard.mimic,
+        markdown_path=shard.root / "qc.md",
+        overlays_path=shard.root / "qc.png",
+        truth_dir=truth_dir,
+        size=224,
+    )
+    assert result["tracking"]["n"] == 5 and result["tracking"]["mean_dice"] == pytest.approx(1.0)
+    assert "QC score vs true Dice" in (shard.root / "qc.md").read_text()
 
 
 def test_empty_run_still_writes_a_report(tmp_path):
     empty = tmp_path / "p10.parquet"
-    io.write_parquet(pd.DataFrame({"dicom_id": pd.Series([], dtype=str), "status": pd.Series([], dtype=str),
-                                   "qc_flags": pd.Series([], dtype=str)}), empty)
+    columns = ("dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status", "qc_flags")
+    io.write_parquet(pd.DataFrame({c: pd.Series([], dtype=str) for c in columns}), empty)
     io.write_json(tmp_path / "selection.json", {"frontal_images": 0})
-    result = qc.write_qc_report([empty], tmp_path / "selection.json", out_root=tmp_path, mimic_root=tmp_path,
-                                markdown_path=tmp_path / "qc.md", overlays_path=tmp_path / "qc.png")
+    result = write_qc_report(
+        [empty],
+        tmp_path / "selection.json",
+        out_root=tmp_path,
+        mimic_root=tmp_path,
+        markdown_path=tmp_path / "qc.md",
+        overlays_path=tmp_path / "qc.png",
+        size=224,
+    )
     assert result["images"] == 0
     assert (tmp_path / "qc.png").is_file() and "Inference quality control" in (tmp_path / "qc.md").read_text()
 
 
-def test_short_flags():
-    assert qc._short_flags("a;b;c;d") == "a, b +2"
-    assert qc._short_flags("") == ""
+def test_report_helpers(tmp_path):
+    assert _short_flags("a;b;c;d") == "a, b +2"
+    assert _short_flags("") == "" and _short_flags(None) == ""
+    table = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x", "y"]}))
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x |", "| n/a | y |"]
+    assert markdown_table(pd.DataFrame()) == "_none_\n"
+    overlay_sheet([], tmp_path / "none.png")
+    assert cv2.imread(str(tmp_path / "none.png")) is not None

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import pytest
-
-from cxlseg.reports import (RULES, STUDY_RULE, STUDY_RULE_NONE, extract_report, normalize_section_name,
-                            normalize_whitespace, parse_sections, read_report, study_rules)
+from cxlseg.reports import (
+    RULES,
+    STUDY_RULE,
+    STUDY_RULE_NONE,
+    extract_report,
+    normalize_section_name,
+    normalize_whitespace,
+    parse_sections,
+    read_report,
+    study_rules,
+)
 
 PREAMBLE = "                                 FINAL REPORT\n"
 
 STANDARD = (
-    PREAMBLE
-    + " EXAMINATION:  CHEST (PA AND LAT)\n \n"
+    PREAMBLE + " EXAMINATION:  CHEST (PA AND LAT)\n \n"
     " INDICATION:  ___F with new onset ascites  // eval for infection\n \n"
     " TECHNIQUE:  Chest PA and lateral\n \n"
     " COMPARISON:  None.\n \n"
@@ -205,7 +212,10 @@ def test_last_paragraph_fallback_without_findings_impression_or_comparison():
     sections, names = parse_sections(text)
     assert names[-1] == "last_paragraph"
     assert sections["technique"] == "Single portable view."
-    assert extract_report(text) == ("Endotracheal tube terminates 4 cm above the carina. Lungs are clear.", "last_paragraph")
+    assert extract_report(text) == (
+        "Endotracheal tube terminates 4 cm above the carina. Lungs are clear.",
+        "last_paragraph",
+    )
 
 
 def test_no_headers_at_all_last_paragraph():
@@ -248,8 +258,16 @@ def test_lower_case_or_mid_line_colons_are_not_headers():
 
 
 def test_rules_are_declared():
-    assert set(RULES) == {"findings+impression", "findings", "impression", "comparison", "last_paragraph", "none",
-                          "study_rule", "study_rule_none"}
+    assert set(RULES) == {
+        "findings+impression",
+        "findings",
+        "impression",
+        "comparison",
+        "last_paragraph",
+        "none",
+        "study_rule",
+        "study_rule_none",
+    }
 
 
 def test_read_report_tolerates_bad_bytes(tmp_path):
@@ -261,9 +279,7 @@ def test_read_report_tolerates_bad_bytes(tmp_path):
 
 def test_last_paragraph_of_a_later_section_beats_an_early_comparison():
     text = (
-        PREAMBLE + " COMPARISON:  None.\n \n"
-        " TECHNIQUE:  Single portable view.\n \n"
-        " Feeding tube ends in the stomach.\n"
+        PREAMBLE + " COMPARISON:  None.\n \n TECHNIQUE:  Single portable view.\n \n Feeding tube ends in the stomach.\n"
     )
     assert extract_report(text) == ("Feeding tube ends in the stomach.", "last_paragraph")
 
@@ -284,8 +300,14 @@ def test_study_rule_table_has_mit_lcp_counts():
     assert len(rules) == 54 and len(sections) == 23 and len(spans) == 31
     assert sum(r.start == r.end == 0 for r in spans) == 8
     assert all(k.startswith("s") and k[1:].isdigit() and len(k) == 9 for k in rules)
-    assert {r.section for r in sections} == {"recommendations", "examination", "technique", "indication", "note",
-                                             "history"}
+    assert {r.section for r in sections} == {
+        "recommendations",
+        "examination",
+        "technique",
+        "indication",
+        "note",
+        "history",
+    }
     assert rules["s50913680"].section == "recommendations" and rules["s51491012"].section == "history"
     assert (rules["s50525523"].start, rules["s50525523"].end) == (201, 349)
     assert (rules["s50798377"].start, rules["s50798377"].end) == (0, 0)

@@ -1,12 +1,11 @@
 """The run report pages, built from a tiny synthetic results folder."""
+
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from cxlseg import run_report
 
 IDS = [f"d{i:02d}aaaaaa" for i in range(6)]
@@ -16,10 +15,18 @@ def _manifest(ids, statuses, flags):
     rows = []
     for dicom_id, status, flag in zip(ids, statuses, flags):
         rel = f"files/p10/p10000001/s50000001/{dicom_id}"
-        rows.append({"dicom_id": dicom_id, "subject_id": "10000001", "study_id": "50000001",
-                     "image_path": f"{rel}.jpg" if status == "ok" else None,
-                     "mask_path": f"{rel}-mask.jpg" if status == "ok" else None,
-                     "status": status, "error": None if status == "ok" else "file not found", "qc_flags": flag})
+        rows.append(
+            {
+                "dicom_id": dicom_id,
+                "subject_id": "10000001",
+                "study_id": "50000001",
+                "image_path": f"{rel}.jpg" if status == "ok" else None,
+                "mask_path": f"{rel}-mask.jpg" if status == "ok" else None,
+                "status": status,
+                "error": None if status == "ok" else "file not found",
+                "qc_flags": flag,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -32,35 +39,62 @@ def results(tmp_path):
     base.assign(Reports=["FINDINGS: " + "x" * 200] * 5).to_csv(r / "CXLSeg/CXLSeg-metadata.csv.gz", index=False)
     base.assign(DicomPath="files/x.jpg", Atelectasis=1.0).to_csv(r / "CXLSeg/CXLSeg-segmented.csv.gz", index=False)
     base.assign(split=["train", "train", "train", "validate", "test"]).to_csv(
-        r / "CXLSeg/CXLSeg-split.csv.gz", index=False)
+        r / "CXLSeg/CXLSeg-split.csv.gz", index=False
+    )
     base.assign(DicomPath="files/x-mask.jpg").to_csv(r / "CXLSeg/CXLSeg-mask.csv.gz", index=False)
     pd.DataFrame({"dicom_id": [IDS[5]], "status": ["failed"], "reason": ["file not found"]}).to_csv(
-        r / "CXLSeg/CXLSeg-failed.csv.gz", index=False)
+        r / "CXLSeg/CXLSeg-failed.csv.gz", index=False
+    )
     (r / "CXLSeg/summary.json").write_text(json.dumps({"rows": {"segmented": 5}}))
     (r / "infer/manifests").mkdir(parents=True)
     _manifest(IDS[:3], ["ok"] * 3, ["low_qc_score", "", None]).to_parquet(r / "infer/manifests/p10.parquet")
     _manifest(IDS[3:], ["ok", "ok", "failed"], ["low_qc_score;small_lung", "", ""]).to_parquet(
-        r / "infer/manifests/p11.parquet")
-    (r / "infer/selection_summary.json").write_text(json.dumps({
-        "images_in_shards": 1234567, "studies_no_report_file": 2, "images_no_report_file": 3,
-        "studies_empty_report": 4, "images_empty_report": 5}))
+        r / "infer/manifests/p11.parquet"
+    )
+    (r / "infer/selection_summary.json").write_text(
+        json.dumps(
+            {
+                "images_in_shards": 1234567,
+                "studies_no_report_file": 2,
+                "images_no_report_file": 3,
+                "studies_empty_report": 4,
+                "images_empty_report": 5,
+            }
+        )
+    )
     for dicom_id in ok:
         folder = r / "CXLSeg/files/p10/p10000001/s50000001"
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{dicom_id}.jpg"), np.full((32, 32), 120, np.uint8))
         cv2.imwrite(str(folder / f"{dicom_id}-mask.jpg"), np.eye(32, dtype=np.uint8) * 255)
     (r / "models").mkdir()
-    pd.DataFrame({"model": ["unet", "sa_unet"], "dice": [0.912345678, 0.87654321], "iou": [0.8, 0.7],
-                  "hd95": [3.14159, 5.0], "params": [12451753, 121131], "checkpoint": ["a", "b"]}).to_csv(
-        r / "models/comparison.csv", index=False)
-    (r / "models/selected.json").write_text(json.dumps({"architecture": "unet", "metric": "dice", "split": "val",
-                                                        "value": 0.93337777}))
+    pd.DataFrame(
+        {
+            "model": ["unet", "sa_unet"],
+            "dice": [0.912345678, 0.87654321],
+            "iou": [0.8, 0.7],
+            "hd95": [3.14159, 5.0],
+            "params": [12451753, 121131],
+            "checkpoint": ["a", "b"],
+        }
+    ).to_csv(r / "models/comparison.csv", index=False)
+    (r / "models/selected.json").write_text(
+        json.dumps({"architecture": "unet", "metric": "dice", "split": "val", "value": 0.93337777})
+    )
     (r / "classify").mkdir()
     pd.DataFrame({"model": ["resnet50"], "input": ["segmented"], "n_test": [6], "mean AUC": [0.512345]}).to_csv(
-        r / "classify/table3.csv", index=False)
+        r / "classify/table3.csv", index=False
+    )
     (r / "training").mkdir()
-    pd.DataFrame({"split": ["train", "val"], "label": ["normal", "normal"], "originals": [1500, 2],
-                  "augmented": [0, 0], "total": [1500, 2]}).to_csv(r / "training/counts.csv", index=False)
+    pd.DataFrame(
+        {
+            "split": ["train", "val"],
+            "label": ["normal", "normal"],
+            "originals": [1500, 2],
+            "augmented": [0, 0],
+            "total": [1500, 2],
+        }
+    ).to_csv(r / "training/counts.csv", index=False)
     (r / "benchmarks/infer").mkdir(parents=True)
     head = "s\th:m:s\tmax_rss\tmax_vms\n"
     (r / "benchmarks/infer/p10.tsv").write_text(head + "6.0\t0:00:06\t1000.5\t2000\n")

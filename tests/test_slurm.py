@@ -32,18 +32,39 @@ TINY = {
     "resources": {"train": {"gpu": 1, "mem_mb": 3000, "cpus": 1}, "infer": {"gpu": 1, "mem_mb": 3000, "cpus": 1}},
 }
 CI_FLAGS = [
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "5",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
     "--slurm-no-account",
-    "--default-resources", "slurm_partition=ci", "mem_mb=2000", "runtime=30", "cpus_per_task=1",
-    "--jobs", "4",
+    "--default-resources",
+    "slurm_partition=ci",
+    "mem_mb=2000",
+    "runtime=30",
+    "cpus_per_task=1",
+    "--jobs",
+    "4",
 ]
 
 
 def run_slurm(workdir: Path, *extra: str, timeout: int = 1500) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(ROOT / "config" / "config.yaml"),
-           str(ROOT / "config" / "demo.yaml"), str(workdir / "tiny.yaml"), *CI_FLAGS, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        str(ROOT / "config" / "demo.yaml"),
+        str(workdir / "tiny.yaml"),
+        *CI_FLAGS,
+        *extra,
+    ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -51,7 +72,7 @@ def run_slurm(workdir: Path, *extra: str, timeout: int = 1500) -> str:
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)  # let Snakemake cancel its Slurm jobs
         out, _ = proc.communicate(timeout=120)
-        raise AssertionError(f"snakemake on Slurm timed out:\n{out[-4000:]}")
+        raise AssertionError(f"snakemake on Slurm timed out:\n{out[-4000:]}") from None
     assert proc.returncode == 0, out[-6000:]
     return out
 

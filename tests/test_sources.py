@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from cxlseg import reports, sources
 from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
 
@@ -35,13 +34,18 @@ def test_extract_study_reports_rules_missing_and_unreadable_files(tmp_path, work
     _write_report(tmp_path, 10000032, 50414267, REPORT_FULL)
     _write_report(tmp_path, 11851243, 50913680, forced)
     (tmp_path / report_relpath(12000022, 52000003)).mkdir(parents=True)  # a folder where the file should be
-    studies = pd.DataFrame({"subject_id": [10000032, 11851243, 12000022, 12000022],
-                            "study_id": [50414267, 50913680, 52000002, 52000003]})
+    studies = pd.DataFrame(
+        {"subject_id": [10000032, 11851243, 12000022, 12000022], "study_id": [50414267, 50913680, 52000002, 52000003]}
+    )
     out = sources.extract_study_reports(studies, tmp_path, workers=workers, chunk=1, progress=False)
     assert list(out.columns) == ["subject_id", "study_id", "Reports", "ReportRule"]
     assert out["study_id"].tolist() == studies["study_id"].tolist()  # input order, whatever the threads do
-    assert out["ReportRule"].tolist() == ["findings+impression", reports.STUDY_RULE, sources.NO_REPORT_FILE,
-                                          sources.UNREADABLE_REPORT]
+    assert out["ReportRule"].tolist() == [
+        "findings+impression",
+        reports.STUDY_RULE,
+        sources.NO_REPORT_FILE,
+        sources.UNREADABLE_REPORT,
+    ]
     assert out["Reports"].tolist()[0] == "Lungs clear. Normal."
     assert out["Reports"].tolist()[1] == reports.extract_report(forced, study_id="s50913680")[0] != "Lungs clear."
     assert out["Reports"].tolist()[2:] == ["", ""]
@@ -64,7 +68,8 @@ def test_read_chexpert_keeps_text_and_names_bad_values(tmp_path):
 
 def test_read_official_split_accepts_only_mimic_split_names(tmp_path):
     pd.DataFrame({"dicom_id": ["a", "b", "c", "a"], "split": ["train", "validate", "test", "test"]}).to_csv(
-        tmp_path / "split.csv", index=False)
+        tmp_path / "split.csv", index=False
+    )
     split = sources.read_official_split(tmp_path / "split.csv")
     assert split.set_index("dicom_id")["split"].to_dict() == {"a": "train", "b": "validate", "c": "test"}
     pd.DataFrame({"dicom_id": ["a"], "split": ["val"]}).to_csv(tmp_path / "old.csv", index=False)
@@ -73,13 +78,22 @@ def test_read_official_split_accepts_only_mimic_split_names(tmp_path):
 
 
 def test_read_metadata_keeps_text_and_drops_ids(tmp_path):
-    pd.DataFrame({"dicom_id": ["a", "b"], "subject_id": [1, 1], "study_id": [2, 2], "ViewPosition": ["PA", "AP"],
-                  "StudyDate": ["21800506", "21800507"], "StudyTime": ["0213.500", "1"]}).to_csv(
-        tmp_path / "meta.csv", index=False)
+    pd.DataFrame(
+        {
+            "dicom_id": ["a", "b"],
+            "subject_id": [1, 1],
+            "study_id": [2, 2],
+            "ViewPosition": ["PA", "AP"],
+            "StudyDate": ["21800506", "21800507"],
+            "StudyTime": ["0213.500", "1"],
+        }
+    ).to_csv(tmp_path / "meta.csv", index=False)
     meta = sources.read_metadata(tmp_path / "meta.csv", pd.Series(["b"]))
-    assert meta.to_dict("records") == [{"dicom_id": "b", "ViewPosition": "AP", "StudyDate": "21800507",
-                                        "StudyTime": "1"}]
+    assert meta.to_dict("records") == [
+        {"dicom_id": "b", "ViewPosition": "AP", "StudyDate": "21800507", "StudyTime": "1"}
+    ]
     with pytest.raises(ValueError, match="StudyTime"):
-        pd.DataFrame({"dicom_id": ["a"], "ViewPosition": ["PA"], "StudyDate": ["1"]}).to_csv(tmp_path / "m.csv",
-                                                                                             index=False)
+        pd.DataFrame({"dicom_id": ["a"], "ViewPosition": ["PA"], "StudyDate": ["1"]}).to_csv(
+            tmp_path / "m.csv", index=False
+        )
         sources.read_metadata(tmp_path / "m.csv", pd.Series(["a"]))

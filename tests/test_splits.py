@@ -6,10 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from cxlseg.mimic import SPLITS
-from cxlseg.splits import (SPLIT_UNITS, assign_split, combine_and_split, image_split_sizes, split_by_image,
-                           split_by_patient, split_by_subject)
+from cxlseg.splits import (
+    SPLIT_UNITS,
+    assign_split,
+    combine_and_split,
+    image_split_sizes,
+    split_by_image,
+    split_by_patient,
+    split_by_subject,
+)
 
 
 def test_split_vocabulary_is_mimics():
@@ -47,8 +53,14 @@ def test_split_by_patient_no_leakage_stratified_and_deterministic():
 
 
 def test_split_tiny_data_fills_every_split_and_checks_ratios():
-    df = pd.DataFrame({"dataset": "shenzhen", "image_id": list("abcd"), "patient_id": list("abcd"),
-                       "label": ["normal", "normal", "tuberculosis", "tuberculosis"]})
+    df = pd.DataFrame(
+        {
+            "dataset": "shenzhen",
+            "image_id": list("abcd"),
+            "patient_id": list("abcd"),
+            "label": ["normal", "normal", "tuberculosis", "tuberculosis"],
+        }
+    )
     out = split_by_patient(df, ratios=(0.8, 0.1, 0.1), seed=0)
     assert set(out["split"]) == {"train", "validate", "test"}
     with pytest.raises(ValueError, match="sum"):
@@ -66,7 +78,6 @@ def test_combine_and_split_writes_parquet_and_refuses_duplicates(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dataset.parquet"), out)
     with pytest.raises(ValueError, match="duplicate"):
         combine_and_split(paths + paths[:1], tmp_path / "again.parquet", ratios=(0.8, 0.1, 0.1), seed=1)
-
 
 
 # ---------------------------------------------------------------- the CXLSeg tables, by subject or image
@@ -94,11 +105,13 @@ def synthetic_images(n: int, images_per_subject: int = 3, seed: int = 0) -> pd.D
     """n image rows (MIMIC-like dicom ids), a few per subject, in shuffled order; nothing is written."""
     rng = np.random.default_rng(seed)
     ids = np.arange(n)
-    frame = pd.DataFrame({
-        "dicom_id": [f"{i:08x}-bde0afdd-112c0b34-7bc16630-4e384014" for i in ids],
-        "subject_id": 10_000_000 + ids // images_per_subject,
-        "study_id": 50_000_000 + ids // images_per_subject,
-    })
+    frame = pd.DataFrame(
+        {
+            "dicom_id": [f"{i:08x}-bde0afdd-112c0b34-7bc16630-4e384014" for i in ids],
+            "subject_id": 10_000_000 + ids // images_per_subject,
+            "study_id": 50_000_000 + ids // images_per_subject,
+        }
+    )
     return frame.iloc[rng.permutation(n)].reset_index(drop=True)
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
 from cxlseg import reports, sources, tables
 from cxlseg.config import default_config
 from cxlseg.io import UnsafePathError
@@ -23,8 +22,17 @@ REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
 REPORT_EMPTY = " FINAL REPORT\n Cancelled.\n"
 METADATA_COLUMNS = [
-    "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
-    "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
     "PatientOrientationCodeSequence_CodeMeaning",
 ]
 
@@ -32,10 +40,23 @@ METADATA_COLUMNS = [
 def image_row(subject, study, dicom, status="ok", error="", flags=()):
     folder = f"files/p{str(subject)[:2]}/p{subject}/s{study}"
     return {
-        "dicom_id": dicom, "subject_id": subject, "study_id": study,
-        "source_path": f"{folder}/{dicom}.jpg", "image_path": f"{folder}/{dicom}.jpg", "mask_path": f"{folder}/{dicom}-mask.jpg",
-        "orig_height": 3056, "orig_width": 2544, "lung_area_fraction": 0.3, "n_components": 2, "left_right_ratio": 1.1,
-        "mean_fg_prob": 0.95, "qc_score": 0.9, "qc_flags": list(flags), "status": status, "error": error, "model_id": "unet",
+        "dicom_id": dicom,
+        "subject_id": subject,
+        "study_id": study,
+        "source_path": f"{folder}/{dicom}.jpg",
+        "image_path": f"{folder}/{dicom}.jpg",
+        "mask_path": f"{folder}/{dicom}-mask.jpg",
+        "orig_height": 3056,
+        "orig_width": 2544,
+        "lung_area_fraction": 0.3,
+        "n_components": 2,
+        "left_right_ratio": 1.1,
+        "mean_fg_prob": 0.95,
+        "qc_score": 0.9,
+        "qc_flags": list(flags),
+        "status": status,
+        "error": error,
+        "model_id": "unet",
     }
 
 
@@ -52,15 +73,30 @@ def write_mimic(root, rows, reports_text, chexpert_rows, *, skip_metadata=()):
     """Metadata, CheXpert and report files for the images of `rows`."""
     meta = [
         {
-            "dicom_id": r["dicom_id"], "subject_id": r["subject_id"], "study_id": r["study_id"],
-            "PerformedProcedureStepDescription": "CHEST (PA AND LAT)", "ViewPosition": "PA", "Rows": 3056, "Columns": 2544,
-            "StudyDate": "21800506", "StudyTime": "213014.531", "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
-            "ViewCodeSequence_CodeMeaning": "postero-anterior", "PatientOrientationCodeSequence_CodeMeaning": "Erect",
+            "dicom_id": r["dicom_id"],
+            "subject_id": r["subject_id"],
+            "study_id": r["study_id"],
+            "PerformedProcedureStepDescription": "CHEST (PA AND LAT)",
+            "ViewPosition": "PA",
+            "Rows": 3056,
+            "Columns": 2544,
+            "StudyDate": "21800506",
+            "StudyTime": "213014.531",
+            "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
+            "ViewCodeSequence_CodeMeaning": "postero-anterior",
+            "PatientOrientationCodeSequence_CodeMeaning": "Erect",
         }
         for r in rows
         if r["dicom_id"] not in skip_metadata
     ]
-    meta.append({c: v for c, v in zip(METADATA_COLUMNS, ["lateral-only", 10000032, 50000001, "", "LL", 1, 1, "1", "1", "", "", ""])})
+    meta.append(
+        {
+            c: v
+            for c, v in zip(
+                METADATA_COLUMNS, ["lateral-only", 10000032, 50000001, "", "LL", 1, 1, "1", "1", "", "", ""]
+            )
+        }
+    )
     pd.DataFrame(meta, columns=METADATA_COLUMNS).to_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
     pd.DataFrame(chexpert_rows, columns=["subject_id", "study_id", *CHEXPERT_LABELS]).to_csv(
         root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False
@@ -122,8 +158,13 @@ def run_merge(tmp_path, manifests, out="out", **kw):
     kw.setdefault("progress", False)
     settings = tables_settings(**{k: kw.pop(k) for k in list(kw) if k in SETTING_KEYS})
     summary = merge_tables(
-        manifests, tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz", tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz",
-        tmp_path / "reports", tmp_path / out, settings, **kw,
+        manifests,
+        tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz",
+        tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz",
+        tmp_path / "reports",
+        tmp_path / out,
+        settings,
+        **kw,
     )
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in tables.TABLE_NAMES.items()}
 
@@ -136,7 +177,14 @@ def test_tables_columns_rows_and_dtypes(archive):
         assert frame["dicom_id"].tolist() == ok, name
         assert frame["subject_id"].dtype == np.int64 and frame["study_id"].dtype == np.int64
     assert list(t["metadata"].columns[:8]) == [
-        "dicom_id", "subject_id", "study_id", "Reports", "PatientOrientation", "ViewPosition", "StudyDate", "StudyTime",
+        "dicom_id",
+        "subject_id",
+        "study_id",
+        "Reports",
+        "PatientOrientation",
+        "ViewPosition",
+        "StudyDate",
+        "StudyTime",
     ]
     assert set(METADATA_COLUMNS) <= set(t["metadata"].columns) and t["metadata"].columns[-1] == "ReportRule"
     assert list(t["segmented"].columns) == ["dicom_id", "subject_id", "study_id", "DicomPath", *CHEXPERT_LABELS]
@@ -154,7 +202,10 @@ def test_metadata_values_pass_through_as_text(archive):
     meta = pd.read_csv(tmp_path / "out" / "CXLSeg-metadata.csv.gz", dtype=str, keep_default_na=False)
     row = meta.iloc[0]
     assert (row["StudyDate"], row["StudyTime"], row["ViewPosition"], row["PatientOrientation"]) == (
-        "21800506", "213014.531", "PA", "Erect",
+        "21800506",
+        "213014.531",
+        "PA",
+        "Erect",
     )
     assert row["Reports"] == "Lungs clear. Normal." and row["ReportRule"] == "findings+impression"
     by_id = meta.set_index("dicom_id")
@@ -237,8 +288,9 @@ def test_reports_parsed_once_per_study(archive, monkeypatch):
     tmp_path, manifests = archive
     calls = []
     original = reports.extract_report
-    monkeypatch.setattr(reports, "extract_report",
-                        lambda text, study_id=None: calls.append(study_id) or original(text, study_id))
+    monkeypatch.setattr(
+        reports, "extract_report", lambda text, study_id=None: calls.append(study_id) or original(text, study_id)
+    )
     summary, _ = run_merge(tmp_path, manifests, report_workers=1)
     assert len(calls) == 4  # 5 studies, one without a report file
     assert sorted(calls) == ["s50414267", "s51000001", "s52000002", "s53189527"]  # MIT-LCP rules need the id
@@ -301,7 +353,9 @@ def test_bad_inputs_name_the_file(tmp_path):
 
 
 def test_unsafe_path_precheck_matches_safe_join():
-    candidates = pd.Series(["files/p10/a.jpg", "/abs.jpg", "~/x.jpg", "C:/x.jpg", "a/../b.jpg", "..", "a\\..\\b", " ", "a..b/c.jpg"])
+    candidates = pd.Series(
+        ["files/p10/a.jpg", "/abs.jpg", "~/x.jpg", "C:/x.jpg", "a/../b.jpg", "..", "a\\..\\b", " ", "a..b/c.jpg"]
+    )
     flagged = tables._unsafe_paths(pa.array(candidates.tolist())).to_pylist()
     for path, hit in zip(candidates, flagged):
         try:
@@ -327,16 +381,23 @@ def large_manifest(tmp_path, n_rows=50_000, n_subjects=20_000, seed=0):
     """Realistic skew: most patients have one or two images, a few have dozens."""
     rng = np.random.default_rng(seed)
     weights = rng.pareto(1.5, n_subjects) + 1.0
-    subject_of_row = np.sort(np.concatenate([np.arange(n_subjects), rng.choice(n_subjects, n_rows - n_subjects, p=weights / weights.sum())]))
+    subject_of_row = np.sort(
+        np.concatenate([np.arange(n_subjects), rng.choice(n_subjects, n_rows - n_subjects, p=weights / weights.sum())])
+    )
     subjects = 10_000_000 + subject_of_row * 487
     studies = 50_000_000 + subject_of_row * 10 + rng.integers(0, 3, n_rows)
     dicoms = [f"{i:08x}-0000" for i in range(n_rows)]
     folders = [f"files/p{str(s)[:2]}/p{s}/s{t}/{d}" for s, t, d in zip(subjects, studies, dicoms)]
     frame = pd.DataFrame(
         {
-            "dicom_id": dicoms, "subject_id": subjects, "study_id": studies,
-            "image_path": [f + ".jpg" for f in folders], "mask_path": [f + "-mask.jpg" for f in folders],
-            "status": "ok", "qc_flags": "", "error": "",
+            "dicom_id": dicoms,
+            "subject_id": subjects,
+            "study_id": studies,
+            "image_path": [f + ".jpg" for f in folders],
+            "mask_path": [f + "-mask.jpg" for f in folders],
+            "status": "ok",
+            "qc_flags": "",
+            "error": "",
         }
     )
     path = tmp_path / "large.parquet"
@@ -347,7 +408,9 @@ def large_manifest(tmp_path, n_rows=50_000, n_subjects=20_000, seed=0):
 def test_split_proportions_and_no_leakage_on_large_manifest(tmp_path):
     manifest, frame = large_manifest(tmp_path)
     pd.DataFrame(columns=METADATA_COLUMNS).to_csv(tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
-    pd.DataFrame(columns=["subject_id", "study_id", *CHEXPERT_LABELS]).to_csv(tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
+    pd.DataFrame(columns=["subject_id", "study_id", *CHEXPERT_LABELS]).to_csv(
+        tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False
+    )
     summary, t = run_merge(tmp_path, [manifest], report_workers=4)
     split = t["split"]
     assert len(split) == 50_000 and set(split["split"]) == {"train", "validate", "test"}
@@ -374,7 +437,12 @@ def test_merge_tables_passes_split_unit(archive):
 def test_official_split_followed_with_patient_fallback(archive):
     tmp_path, manifests = archive
     pd.DataFrame(
-        {"dicom_id": ["d1", "d3", "d4", "d6"], "study_id": 0, "subject_id": 0, "split": ["test", "test", "validate", "train"]}
+        {
+            "dicom_id": ["d1", "d3", "d4", "d6"],
+            "study_id": 0,
+            "subject_id": 0,
+            "split": ["test", "test", "validate", "train"],
+        }
     ).to_csv(tmp_path / "split.csv.gz", index=False)
     summary, t = run_merge(tmp_path, manifests, split_source="official", official_split_csv=tmp_path / "split.csv.gz")
     split = t["split"].set_index("dicom_id")["split"].to_dict()
@@ -400,7 +468,9 @@ def test_unreadable_report_file_is_recorded_not_fatal(archive):
     summary, t = run_merge(tmp_path, manifests)
     rules = t["metadata"].set_index("dicom_id")["ReportRule"]
     assert rules["d7"] == sources.UNREADABLE_REPORT
-    assert {"subject_id": 12000022, "study_id": 52000003, "reason": "report file unreadable"} in summary["studies_without_report"]
+    assert {"subject_id": 12000022, "study_id": 52000003, "reason": "report file unreadable"} in summary[
+        "studies_without_report"
+    ]
 
 
 def test_manifest_with_string_ids_and_null_paths_as_infer_writes_them(tmp_path):
@@ -408,10 +478,36 @@ def test_manifest_with_string_ids_and_null_paths_as_infer_writes_them(tmp_path):
     frame = pd.DataFrame(rows)
     frame["qc_flags"] = frame["qc_flags"].map(";".join)
     frame.loc[1, ["image_path", "mask_path"]] = None
-    frame = frame.astype({c: "string" for c in ["dicom_id", "subject_id", "study_id", "image_path", "mask_path",
-                                                   "qc_flags", "status", "error"]})
+    frame = frame.astype(
+        {
+            c: "string"
+            for c in ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "qc_flags", "status", "error"]
+        }
+    )
     frame.to_parquet(tmp_path / "p10.parquet", index=False)
     write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
     summary, t = run_merge(tmp_path, [tmp_path / "p10.parquet"])
     assert t["mask"]["dicom_id"].tolist() == ["d1"] and t["mask"]["subject_id"].dtype == np.int64
     assert summary["failed_by_reason"] == {"corrupt": 1}
+
+
+def test_failures_are_grouped_by_their_own_reason(tmp_path):
+    rows = [
+        image_row(10000032, 50414267, "d1"),
+        image_row(10000032, 50414267, "d2", status="failed", error="file not found: files/p10/x/d2.jpg"),
+        image_row(10000032, 50414267, "d3", status="failed", error="file not found: files/p10/x/d3.jpg"),
+        image_row(10000032, 50414267, "d4", status="failed", error="writing outputs failed: disk full"),
+        image_row(10000032, 50414267, "d5", status="failed"),
+    ]
+    manifest = write_manifest(tmp_path / "m/a.parquet", rows)
+    write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
+    summary, _ = run_merge(tmp_path, [manifest])
+    assert summary["failed_by_reason"] == {"file not found": 2, "no error recorded": 1, "writing outputs failed": 1}
+    failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False).set_index("dicom_id")
+    assert failed.at["d2", "reason"] == "segmentation failed: file not found: files/p10/x/d2.jpg"  # full text kept
+
+
+def test_settings_from_the_tables_section(make_config):
+    settings = TablesSettings.from_config(make_config(seed=3, tables={"split_unit": "image", "include_flagged": False}))
+    assert settings.ratios == (0.8, 0.1, 0.1) and settings.seed == 3
+    assert settings.split_unit == "image" and settings.include_flagged is False and settings.split_source == "random"

@@ -1,45 +1,22 @@
-"""Training loop: learning, checkpoints that load with weights_only=True, resume after a kill."""
+"""Training loop: learning, checkpoints, resume after a kill, the store dataset and the run's settings."""
 
-from pathlib import Path
+import dataclasses
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from cxlseg.train import (HISTORY_COLUMNS, StoreDataset, TrainConfig, Trainer, load_model, predict_logits,
-                          predict_probs, train_model)
-
-torch.set_num_threads(1)
-
-
-def make_store(root: Path, counts=(("train", 16), ("val", 6), ("test", 6)), size=32, seed=0) -> Path:
-    """A training store of bright elliptical 'lungs' on a noisy background, as the augment stage writes it."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in counts:
-        images, masks = np.empty((n, size, size), np.uint8), np.zeros((n, size, size), np.uint8)
-        for i in range(n):
-            for cx in (0.3, 0.7):
-                centre = (int(size * cx + rng.integers(-2, 3)), int(size * 0.5 + rng.integers(-2, 3)))
-                cv2.ellipse(masks[i], centre, (int(size * 0.12), int(size * 0.3)), 0, 0, 360, 1, -1)
-            images[i] = np.clip(60 + masks[i] * 110 + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
-        np.save(root / f"{split}_images.npy", images)
-        np.save(root / f"{split}_masks.npy", masks)
-        pd.DataFrame({"dataset": "demo", "image_id": [f"{split}-{i}" for i in range(n)], "label": "normal",
-                      "patient_id": [f"p{i}" for i in range(n)]}).to_parquet(root / f"{split}_index.parquet")
-    return root
-
-
-def tiny_config(**overrides) -> TrainConfig:
-    values = dict(architecture="sa_unet", epochs=3, batch_size=4, lr=3e-3, size=32, base_channels=4, num_workers=0)
-    return TrainConfig(**(values | overrides))
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("store"))
+from cxlseg.checkpoint import read_checkpoint
+from cxlseg.config import speed_only_keys
+from cxlseg.train import (
+    HISTORY_COLUMNS,
+    RESUME_FREE_KEYS,
+    StoreDataset,
+    TrainConfig,
+    Trainer,
+    configs_compatible,
+    train_model,
+)
 
 
 class Interrupt(RuntimeError):
@@ -50,11 +27,12 @@ def stop_after(epoch):
     def callback(trainer, row):
         if row["epoch"] == epoch:
             raise Interrupt(f"killed after epoch {epoch}")
+
     return callback
 
 
-def test_tiny_training_lowers_the_loss_and_writes_the_model_folder(store, tmp_path):
-    cfg = tiny_config(architecture="unet", encoder_name="resnet18", encoder_depth=3, augment_online=True)
+def test_tiny_training_lowers_the_loss_and_writes_the_model_folder(store, tmp_path, train_config):
+    cfg = train_config("unet", augment_online=True)
     described = train_model(store, tmp_path, cfg)
     history = pd.read_csv(tmp_path / "history.csv")
     assert tuple(history.columns) == HISTORY_COLUMNS
@@ -63,28 +41,31 @@ def test_tiny_training_lowers_the_loss_and_writes_the_model_folder(store, tmp_pa
     assert (tmp_path / "checkpoint_best.pt").is_file() and (tmp_path / "checkpoint_last.pt").is_file()
     model_json = pd.read_json(tmp_path / "model.json", typ="series")
     assert model_json["architecture"] == "unet" and model_json["best_epoch"] == described["best_epoch"]
-    assert model_json["preprocess"]["clahe_clip"] == 2.0 and model_json["cxlseg_version"]
+    assert model_json["config"] == dataclasses.asdict(cfg) and model_json["cxlseg_version"]
+    assert model_json["config"]["clahe_clip"] == 2.0 and model_json["epochs_completed"] == 3
     best = history.loc[history["val_dice"].idxmax()]
     assert described["best_epoch"] == best["epoch"]
 
 
-def test_checkpoints_load_with_weights_only(store, tmp_path):
-    train_model(store, tmp_path, tiny_config(epochs=2, scheduler="plateau"))
+def test_checkpoints_are_plain_tensors_with_the_training_config(store, tmp_path, train_config):
+    cfg = train_config(epochs=2, scheduler="plateau")
+    train_model(store, tmp_path, cfg)
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
         ckpt = torch.load(tmp_path / name, weights_only=True)
         assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())
-        assert {"state_dict", "config", "epoch", "metrics", "cxlseg_version", "preprocess"} <= set(ckpt)
-        assert TrainConfig.from_dict(ckpt["config"]) == tiny_config(epochs=2, scheduler="plateau")
-    model, meta = load_model(tmp_path / "checkpoint_best.pt", device="cpu")
-    assert not model.training and meta["architecture"] == "sa_unet"
-    state = torch.load(tmp_path / "checkpoint_best.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    x = torch.rand(2, 1, 32, 32)
-    assert torch.equal(predict_logits(model, x), predict_logits(model, x))
+        assert {"state_dict", "config", "epoch", "metrics", "cxlseg_version", "architecture", "params"} <= set(ckpt)
+        assert TrainConfig.from_dict(ckpt["config"]) == cfg
+    last = read_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert {"optimizer", "scheduler", "rng", "history"} <= set(last) and len(last["history"]) == 2
+    best = read_checkpoint(tmp_path / "checkpoint_best.pt")
+    assert "optimizer" not in best  # the best checkpoint is the model only
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert best["epoch"] == history.loc[history["val_dice"].idxmax(), "epoch"]
+    assert best["metrics"]["val_dice"] == pytest.approx(history["val_dice"].max())
 
 
-def test_resume_after_interruption_continues_from_the_saved_epoch(store, tmp_path):
-    cfg = tiny_config(scheduler="cosine", augment_online=True)
+def test_resume_after_interruption_continues_from_the_saved_epoch(store, tmp_path, train_config):
+    cfg = train_config(scheduler="cosine", augment_online=True)
     with pytest.raises(Interrupt):
         train_model(store, tmp_path / "resumed", cfg, callbacks=[stop_after(1)])
     assert torch.load(tmp_path / "resumed" / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
@@ -98,44 +79,73 @@ def test_resume_after_interruption_continues_from_the_saved_epoch(store, tmp_pat
     pd.testing.assert_frame_equal(resumed[cols], straight[cols])
 
 
-def test_changed_config_trains_from_scratch(store, tmp_path):
+def test_a_speed_only_change_still_resumes(store, tmp_path, train_config):
     with pytest.raises(Interrupt):
-        train_model(store, tmp_path, tiny_config(epochs=2), callbacks=[stop_after(1)])
-    train_model(store, tmp_path, tiny_config(epochs=2, lr=1e-3))
+        train_model(store, tmp_path, train_config(epochs=2, amp=False), callbacks=[stop_after(1)])
+    seen = []
+    train_model(store, tmp_path, train_config(epochs=2, amp=True), callbacks=[lambda t, row: seen.append(row["epoch"])])
+    assert seen == [2]  # resumed at epoch 2: amp is a speed-only key
+
+
+def test_changed_config_trains_from_scratch(store, tmp_path, train_config):
+    with pytest.raises(Interrupt):
+        train_model(store, tmp_path, train_config(epochs=2), callbacks=[stop_after(1)])
+    train_model(store, tmp_path, train_config(epochs=2, lr=1e-3))
     history = pd.read_csv(tmp_path / "history.csv")
     assert history["epoch"].tolist() == [1, 2] and history["lr"].iloc[0] == pytest.approx(1e-3)
 
 
-def test_more_epochs_extend_a_finished_run(store, tmp_path):
-    train_model(store, tmp_path, tiny_config(epochs=1))
-    train_model(store, tmp_path, tiny_config(epochs=2))
+def test_more_epochs_extend_a_finished_run(store, tmp_path, train_config):
+    train_model(store, tmp_path, train_config(epochs=1))
+    train_model(store, tmp_path, train_config(epochs=2))
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2]
 
 
-def test_early_stopping_stops_after_patience(store, tmp_path):
-    cfg = tiny_config(epochs=6, lr=1e-9, patience=1, select_metric="loss")
+def test_resume_free_keys_are_the_speed_only_ones_and_the_run_length(train_config):
+    assert RESUME_FREE_KEYS == speed_only_keys("train") | {"epochs", "patience", "max_train_batches"}
+    assert {"num_workers", "device", "amp"} <= RESUME_FREE_KEYS and "batch_size" not in RESUME_FREE_KEYS
+    base = dataclasses.asdict(train_config())
+    assert configs_compatible(base, base | {"epochs": 9, "num_workers": 3, "device": "cuda", "patience": 2})
+    for key, value in (("batch_size", 5), ("lr", 1.0), ("seed", 1), ("clahe_space", "lab"), ("size", 48)):
+        assert not configs_compatible(base, base | {key: value}), key
+
+
+def test_early_stopping_stops_after_patience(store, tmp_path, train_config):
+    cfg = train_config(epochs=6, lr=1e-9, patience=1, select_metric="loss")
     described = train_model(store, tmp_path, cfg)
     history = pd.read_csv(tmp_path / "history.csv")
     assert len(history) == described["best_epoch"] + 1 < 6
 
 
-def test_cpu_runs_without_amp(store, tmp_path):
-    trainer = Trainer(store, tmp_path, tiny_config(device="cpu", amp=True))
+def test_cpu_runs_without_amp(store, tmp_path, train_config):
+    trainer = Trainer(store, tmp_path, train_config(device="cpu", amp=True))
     trainer.setup()
     assert trainer.device.type == "cpu" and not trainer.use_amp
 
 
-def test_dataset_applies_clahe_and_channels(store):
-    ds = StoreDataset(store, "train", tiny_config(in_channels=3, size=48))
+def test_dataset_applies_clahe_and_channels(store, train_config):
+    ds = StoreDataset(store, "train", train_config(in_channels=3, size=48))
     x, y = ds[0]
     assert x.shape == (3, 48, 48) and y.shape == (1, 48, 48)
     assert x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
 
 
+def test_dataset_input_is_the_predictors_prepared_image(store, train_config):
+    """Training sees exactly what inference feeds the network: InputSpec.prepare of the stored image."""
+    from cxlseg.predictor import InputSpec
+
+    for space in ("gray", "lab"):
+        cfg = train_config(size=24, clahe_space=space)
+        spec = InputSpec.from_train_config(dataclasses.asdict(cfg))
+        image = np.load(store / "validate_images.npy")[2]
+        x, _ = StoreDataset(store, "validate", cfg)[2]
+        assert torch.equal(x, spec.to_tensor(spec.prepare(image)[None])[0]), space
+
+
 @pytest.mark.parametrize("preset", ["light", "strong"])
-def test_augmentation_is_seeded_per_epoch(store, preset):
-    ds = StoreDataset(store, "train", tiny_config(augment_preset=preset), augment=True)
+def test_augmentation_is_seeded_per_epoch(store, preset, train_config):
+    ds = StoreDataset(store, "train", train_config(augment_preset=preset), augment=True)
     ds.epoch = 1
     first, again = ds[3][0], ds[3][0]
     assert torch.equal(first, again)
@@ -146,47 +156,47 @@ def test_augmentation_is_seeded_per_epoch(store, preset):
     assert any(not torch.equal(first, x) for x in later)
 
 
-def test_predict_probs_returns_the_input_resolution(store, tmp_path):
-    train_model(store, tmp_path, tiny_config(epochs=1))
-    model, meta = load_model(tmp_path / "checkpoint_best.pt", device="cpu")
-    images = np.random.default_rng(0).integers(0, 255, (3, 40, 40), dtype=np.uint8)
-    probs = predict_probs(model, images, meta["preprocess"], batch_size=2, tta_flip=True)
-    assert probs.shape == (3, 40, 40) and probs.dtype == np.float32
-    assert 0 <= probs.min() and probs.max() <= 1
+def test_from_config_takes_each_value_from_its_section(make_config):
+    config = make_config(
+        seed=7,
+        preprocess={"size": 64, "channels": 3, "clahe_space": "lab"},
+        models={"base_channels": 12, "sa_unet_base_channels": 6},
+        train={"input_size": 48, "batch_size": 2},
+        infer={"threshold": 0.4},
+    )
+    sa = TrainConfig.from_config(config, "sa_unet")
+    assert (sa.size, sa.in_channels, sa.clahe_space, sa.seed, sa.threshold) == (48, 3, "lab", 7, 0.4)
+    assert sa.base_channels == 6 and sa.batch_size == 2
+    assert TrainConfig.from_config(config, "attention_unet").base_channels == 12
+    assert TrainConfig.from_config(config, "plain_unet").base_channels is None
+    assert TrainConfig.from_config(make_config(preprocess={"size": 64}), "unet").size == 64  # input_size null
+    assert TrainConfig.from_config(config, "sa_unet", epochs=1).epochs == 1
 
 
-def test_invalid_config_names_the_problem():
+def test_invalid_config_names_the_problem(train_config):
+    valid = train_config()
     with pytest.raises(ValueError, match="architecture 'resnet'"):
-        TrainConfig(architecture="resnet")
+        dataclasses.replace(valid, architecture="resnet")
     with pytest.raises(ValueError, match="scheduler"):
-        TrainConfig(scheduler="step")
+        dataclasses.replace(valid, scheduler="step")
     with pytest.raises(ValueError, match="augment_preset"):
-        TrainConfig(augment_preset="wild")
+        dataclasses.replace(valid, augment_preset="wild")
+    with pytest.raises(ValueError, match="in_channels"):
+        dataclasses.replace(valid, in_channels=2)
     with pytest.raises(ValueError, match="unknown TrainConfig keys: colour"):
         TrainConfig.from_dict({"colour": 1})
+    with pytest.raises(TypeError):
+        TrainConfig(architecture="unet")  # no defaults in code: every field comes from the schema
 
 
-def test_broken_store_names_the_file(tmp_path):
-    make_store(tmp_path, counts=(("train", 4), ("val", 2)))
-    np.save(tmp_path / "val_masks.npy", np.zeros((3, 32, 32), np.uint8))
-    with pytest.raises(ValueError, match="val_masks.npy"):
-        train_model(tmp_path, tmp_path / "out", tiny_config(epochs=1))
+def test_broken_store_names_the_file(tmp_path, make_store, train_config):
+    make_store(tmp_path, counts=(("train", 4), ("validate", 2)))
+    np.save(tmp_path / "validate_masks.npy", np.zeros((3, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match="validate_masks.npy"):
+        train_model(tmp_path, tmp_path / "out", train_config(epochs=1))
     with pytest.raises(FileNotFoundError, match="train_images.npy"):
-        train_model(tmp_path / "nowhere", tmp_path / "out", tiny_config(epochs=1))
-
-
-def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    bad = tmp_path / "checkpoint_best.pt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="checkpoint_best.pt"):
-        load_model(bad)
-
-
-def test_tta_flip_averages_with_the_mirrored_pass():
-    torch.manual_seed(0)
-    model = torch.nn.Conv2d(1, 1, 3, padding=1).eval()  # not mirror-symmetric, so the flip changes the answer
-    x = torch.rand(2, 1, 8, 8)
-    with torch.no_grad():
-        expected = (model(x) + model(x.flip(-1)).flip(-1)) / 2
-    assert torch.allclose(predict_logits(model, x, tta_flip=True), expected, atol=1e-6)
-    assert not torch.allclose(predict_logits(model, x), expected, atol=1e-4)
+        train_model(tmp_path / "nowhere", tmp_path / "out", train_config(epochs=1))
+    # the old split name is not read: a store with val_* files has no validation split
+    old = make_store(tmp_path / "old", counts=(("train", 4), ("val", 2)))
+    with pytest.raises(FileNotFoundError, match="validate_images.npy"):
+        train_model(old, tmp_path / "out2", train_config(epochs=1))

@@ -1,5 +1,6 @@
 """The Snakemake workflow end to end on a tiny generated demo (lint, dry-runs, a full run, a no-op rerun)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,25 @@ TINY = {
     "classify": {"enabled": True, "input_size": 32, "epochs": 1, "batch_size": 8, "max_train_batches": 1},
 }
 COLUMNS = {
-    "CXLSeg-metadata.csv.gz": ["dicom_id", "subject_id", "study_id", "Reports", "PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"],
-    "CXLSeg-segmented.csv.gz": ["dicom_id", "subject_id", "study_id", "DicomPath", "Atelectasis", "Pleural Effusion", "No Finding"],
+    "CXLSeg-metadata.csv.gz": [
+        "dicom_id",
+        "subject_id",
+        "study_id",
+        "Reports",
+        "PatientOrientation",
+        "ViewPosition",
+        "StudyDate",
+        "StudyTime",
+    ],
+    "CXLSeg-segmented.csv.gz": [
+        "dicom_id",
+        "subject_id",
+        "study_id",
+        "DicomPath",
+        "Atelectasis",
+        "Pleural Effusion",
+        "No Finding",
+    ],
     "CXLSeg-split.csv.gz": ["dicom_id", "subject_id", "study_id", "split"],
     "CXLSeg-mask.csv.gz": ["dicom_id", "subject_id", "study_id", "DicomPath"],
 }
@@ -62,11 +80,15 @@ def demo_run(tmp_path_factory):
 
 
 def expected_dicom_ids(archive: Path) -> set[str]:
-    """Independently: frontal images whose study has a report file and whose JPEG decodes."""
+    """Independently: frontal images whose study has a report file with report text and whose JPEG decodes."""
     meta = pd.read_csv(archive / "mimic-cxr-2.0.0-metadata.csv.gz", dtype={"dicom_id": str})
     meta = meta[meta["ViewPosition"].isin(["AP", "PA"])]
+    empty = set(json.loads((archive.parent / "demo.json").read_text())["studies_with_empty_report"])
+    assert empty, "the demo must hold a study whose report extracts to nothing"
     keep = set()
     for row in meta.itertuples():
+        if f"s{row.study_id}" in empty:
+            continue
         study_dir = archive / "files" / f"p{str(row.subject_id)[:2]}" / f"p{row.subject_id}"
         image = study_dir / f"s{row.study_id}" / f"{row.dicom_id}.jpg"
         if not (study_dir / f"s{row.study_id}.txt").is_file() or not image.is_file():
@@ -140,7 +162,9 @@ def test_paper_config_pointed_at_the_demo_archive_plans_the_full_dag(demo_run, t
     proc = snakemake(tmp_path, "-n", configs=[CONFIGS[0], str(tmp_path / "real.yaml")])
     text = proc.stdout + proc.stderr
     for rule, count in [("ingest", 3), ("train", 4), ("evaluate", 4), ("infer_shard", 10), ("merge_tables", 1)]:
-        assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), f"{rule} x{count} missing:\n{text[-2000:]}"
+        assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), (
+            f"{rule} x{count} missing:\n{text[-2000:]}"
+        )
 
 
 def planned_jobs(text: str) -> dict[str, int]:
@@ -180,7 +204,9 @@ def test_performance_knobs_rerun_nothing(demo_run, tmp_path):
 @pytest.mark.integration
 def test_training_change_reruns_training_and_downstream(demo_run, tmp_path):
     jobs = dry_run_with(demo_run, tmp_path, {"train": {"lr": 0.0005}})
-    assert jobs.get("train") == len(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"]["architectures"])
+    assert jobs.get("train") == len(
+        yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"]["architectures"]
+    )
     for rule in ("evaluate", "select_model", "infer_shard", "merge_tables"):
         assert rule in jobs, rule
     assert "augment" not in jobs and "ingest" not in jobs

@@ -29,16 +29,22 @@ def write_archive(root: Path, frontal: int, seed: int = 0) -> None:
     lateral = frontal // 2
     n = frontal + lateral
     subjects = 10_000_000 + rng.integers(0, 9_999_999, n)
-    meta = pd.DataFrame({
-        "dicom_id": [f"{i:08x}-{j:08x}" for i, j in zip(rng.integers(0, 2**32, n), range(n))],
-        "subject_id": subjects,
-        "study_id": 50_000_000 + rng.integers(0, 9_999_999, n),
-        "PerformedProcedureStepDescription": "CHEST (PA AND LAT)",
-        "ViewPosition": np.where(np.arange(n) < frontal, rng.choice(["AP", "PA"], n), "LATERAL"),
-        "Rows": 3056, "Columns": 2544, "StudyDate": 21800506, "StudyTime": 213014.531,
-        "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)", "ViewCodeSequence_CodeMeaning": "postero-anterior",
-        "PatientOrientationCodeSequence_CodeMeaning": "Erect",
-    })
+    meta = pd.DataFrame(
+        {
+            "dicom_id": [f"{i:08x}-{j:08x}" for i, j in zip(rng.integers(0, 2**32, n), range(n))],
+            "subject_id": subjects,
+            "study_id": 50_000_000 + rng.integers(0, 9_999_999, n),
+            "PerformedProcedureStepDescription": "CHEST (PA AND LAT)",
+            "ViewPosition": np.where(np.arange(n) < frontal, rng.choice(["AP", "PA"], n), "LATERAL"),
+            "Rows": 3056,
+            "Columns": 2544,
+            "StudyDate": 21800506,
+            "StudyTime": 213014.531,
+            "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
+            "ViewCodeSequence_CodeMeaning": "postero-anterior",
+            "PatientOrientationCodeSequence_CodeMeaning": "Erect",
+        }
+    )
     root.mkdir(parents=True, exist_ok=True)
     meta.to_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
     for name in ("mimic-cxr-2.0.0-chexpert.csv.gz", "mimic-cxr-2.0.0-split.csv.gz"):
@@ -46,18 +52,42 @@ def write_archive(root: Path, frontal: int, seed: int = 0) -> None:
 
 
 def dry_run(workdir: Path, archive: Path, chunks: int) -> tuple[float, int]:
-    overlay = {"results": str(workdir / "results"), "mimic": {"root": str(archive), "chunks_per_shard": chunks},
-               "datasets": {d: {"root": str(workdir / d)} for d in ("shenzhen", "montgomery", "v7")}}
+    overlay = {
+        "results": str(workdir / "results"),
+        "mimic": {"root": str(archive), "chunks_per_shard": chunks},
+        "datasets": {d: {"root": str(workdir / d)} for d in ("shenzhen", "montgomery", "v7")},
+    }
     (workdir / "bench.yaml").write_text(yaml.safe_dump(overlay))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "-n", "--quiet", "rules",
-           "--configfile", str(ROOT / "config" / "config.yaml"), str(workdir / "bench.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "-n",
+        "--quiet",
+        "rules",
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        str(workdir / "bench.yaml"),
+    ]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
-    counts = [int(line.split()[1]) for line in (proc.stdout + proc.stderr).splitlines()
-              if line.startswith("infer_shard ") and line.split()[1].isdigit()]
+    counts = [
+        int(line.split()[1])
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if line.startswith("infer_shard ") and line.split()[1].isdigit()
+    ]
     jobs = counts[0] if counts else 0  # Snakemake prints the job-stats table more than once
     return seconds, jobs
 

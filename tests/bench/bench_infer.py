@@ -30,7 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
-from cxlseg import infer, preprocess  # noqa: E402
+from cxlseg import preprocess  # noqa: E402
+from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
+from cxlseg.infer import InferSettings, infer_shard  # noqa: E402
+from cxlseg.mimic import study_dir  # noqa: E402
+from cxlseg.outputs import finish_image  # noqa: E402
+from cxlseg.predictor import InputSpec, Predictor  # noqa: E402
+from cxlseg.selection import SelectionSettings, run_selection  # noqa: E402
 
 
 def radiograph(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -63,12 +69,21 @@ def make_archive(root: Path, n: int, seed: int, quality: int) -> tuple[Path, lis
     for i in range(n):
         height, width = int(rng.integers(2800, 3057)), int(rng.integers(2400, 2545))
         subject, study, dicom_id = f"10{i:06d}", f"5{i:07d}", f"{i:08x}-0000beef"
-        path = root / infer.study_dir(subject, study) / f"{dicom_id}.jpg"
+        path = root / study_dir(subject, study) / f"{dicom_id}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), radiograph(height, width, rng), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        (root / f"{infer.study_dir(subject, study)}.txt").write_text("FINAL REPORT\n FINDINGS: none.\n")
-        rows.append({"dicom_id": dicom_id, "subject_id": subject, "study_id": study, "ViewPosition": "PA",
-                     "Rows": height, "Columns": width, "path": path})
+        (root / f"{study_dir(subject, study)}.txt").write_text("FINAL REPORT\n FINDINGS: none.\n")
+        rows.append(
+            {
+                "dicom_id": dicom_id,
+                "subject_id": subject,
+                "study_id": study,
+                "ViewPosition": "PA",
+                "Rows": height,
+                "Columns": width,
+                "path": path,
+            }
+        )
     metadata = root / "mimic-cxr-2.0.0-metadata.csv.gz"
     with gzip.open(metadata, "wt") as fh:
         pd.DataFrame(rows).drop(columns="path").to_csv(fh, index=False)
@@ -121,8 +136,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20, help="images (default 20)")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=0,
-                    help="DataLoader workers of the end-to-end run (>0 switches to wall-clock timing)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the end-to-end run (>0 switches to wall-clock timing)",
+    )
     ap.add_argument("--write-threads", type=int, default=0, help="infer_shard write_threads (post-processing pool)")
     ap.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads (default 1: a fair, quiet CPU)")
     ap.add_argument("--arch", default="unet")
@@ -145,43 +164,87 @@ def main(argv=None) -> int:
         metadata, rows = make_archive(mimic, args.n, args.seed, args.quality)
         sizes = [r["path"].stat().st_size for r in rows]
         mean_h, mean_w = np.mean([r["Rows"] for r in rows]), np.mean([r["Columns"] for r in rows])
-        print(f"{args.n} JPEGs, mean {mean_h:.0f} x {mean_w:.0f} px, "
-              f"mean {np.mean(sizes) / 1e6:.2f} MB; threads={args.threads}, batch={args.batch_size}, "
-              f"workers={args.workers}, write_threads={args.write_threads}, model={args.arch}/{args.encoder}, "
-              f"clock={CLOCK.__name__}")
+        print(
+            f"{args.n} JPEGs, mean {mean_h:.0f} x {mean_w:.0f} px, "
+            f"mean {np.mean(sizes) / 1e6:.2f} MB; threads={args.threads}, batch={args.batch_size}, "
+            f"workers={args.workers}, write_threads={args.write_threads}, model={args.arch}/{args.encoder}, "
+            f"clock={CLOCK.__name__}"
+        )
 
         for r in rows[:2]:  # warm the page cache and OpenCV
             naive_path(r["path"], size), our_path(r, size)
-        ms = per_image_ms({"a": lambda r: naive_path(r["path"], size), "b": lambda r: our_path(r, size)},
-                          rows, args.repeats)
+        ms = per_image_ms(
+            {"a": lambda r: naive_path(r["path"], size), "b": lambda r: our_path(r, size)}, rows, args.repeats
+        )
         a, b = ms["a"], ms["b"]
-        psnr = [cv2.PSNR(preprocess.resize(cv2.imread(str(r["path"]), cv2.IMREAD_GRAYSCALE), size),
-                         preprocess.decode_for_inference(r["path"], size, r["Rows"], r["Columns"])[0]) for r in rows]
+        psnr = [
+            cv2.PSNR(
+                preprocess.resize(cv2.imread(str(r["path"]), cv2.IMREAD_GRAYSCALE), size),
+                preprocess.decode_for_inference(r["path"], size, r["Rows"], r["Columns"])[0],
+            )
+            for r in rows
+        ]
 
-        model = build_model(args.arch, args.encoder)
-        images = np.stack([our_path(r, size) for r in rows])
-        x = torch.from_numpy(preprocess.to_model_input(images, 1))
+        # the pipeline's settings (schema defaults) with this run's speed options, and the pipeline's predictor
+        config = default_config()
+        deep_update(
+            config,
+            {
+                "infer": {
+                    "batch_size": args.batch_size,
+                    "num_workers": args.workers,
+                    "write_threads": args.write_threads,
+                    "device": "cpu",
+                },
+                "mimic": {"shards": ["p10"]},
+            },
+        )
+        config = validate_config(config)
+        settings = InferSettings.from_config(config)
+        spec = InputSpec(
+            net_size=size,
+            in_channels=1,
+            clahe_clip=config["preprocess"]["clahe_clip"],
+            clahe_tiles=config["preprocess"]["clahe_tiles"],
+            clahe_space=config["preprocess"]["clahe_space"],
+        )
+        predictor = Predictor([build_model(args.arch, args.encoder)], spec, device="cpu", model_id=f"bench-{args.arch}")
+        resized = np.stack([preprocess.decode_for_inference(r["path"], size, r["Rows"], r["Columns"])[0] for r in rows])
+        x = spec.to_tensor(np.stack([spec.prepare(img) for img in resized]))
         batches = list(torch.split(x, args.batch_size))
-        device = torch.device("cpu")
-        infer.predict(model, batches[0], device)  # warm-up
-        c = per_image_ms({"c": lambda xb: infer.predict(model, xb, device)}, batches, args.repeats)["c"]
+        predictor.forward(batches[0], size)  # warm-up
+        c = per_image_ms({"c": lambda xb: predictor.forward(xb, size)}, batches, args.repeats)["c"]
         c *= len(batches) / len(rows)
-        probs = np.concatenate([infer.predict(model, xb, device) for xb in batches])
+        probs = np.concatenate([predictor.forward(xb, size) for xb in batches])
 
-        settings = infer.OutputSettings()
-        items = [{"dicom_id": r["dicom_id"], "subject_id": r["subject_id"], "study_id": r["study_id"],
-                  "orig_hw": (r["Rows"], r["Columns"])} for r in rows]
-        d = per_image_ms({"d": lambda i: infer.finish_image(items[i], images[i], probs[i], tmp / "post", settings)},
-                         list(range(len(rows))), args.repeats)["d"]
+        items = [
+            {
+                "dicom_id": r["dicom_id"],
+                "subject_id": r["subject_id"],
+                "study_id": r["study_id"],
+                "orig_hw": (r["Rows"], r["Columns"]),
+            }
+            for r in rows
+        ]
+        d = per_image_ms(
+            {"d": lambda i: finish_image(items[i], resized[i], probs[i], tmp / "post", settings.outputs, spec)},
+            list(range(len(rows))),
+            args.repeats,
+        )["d"]
 
-        infer.run_selection(metadata, mimic, tmp / "infer", shards=("p10",))
+        run_selection(metadata, mimic, mimic, tmp / "infer", SelectionSettings.from_config(config))
         e2e = []
         for k in range(args.repeats):
             start = CLOCK()
-            summary = infer.infer_shard(tmp / "infer" / "lists" / "p10.parquet", mimic, tmp / f"out{k}",
-                                        tmp / f"out{k}" / "p10.parquet", model=model, batch_size=args.batch_size,
-                                        num_workers=args.workers, write_threads=args.write_threads,
-                                        device="cpu", progress=False)
+            summary = infer_shard(
+                tmp / "infer" / "lists" / "p10.parquet",
+                mimic,
+                tmp / f"out{k}",
+                tmp / f"out{k}" / "p10.parquet",
+                predictor,
+                settings,
+                progress=False,
+            )
             assert summary["ok"] == args.n, summary
             e2e.append((CLOCK() - start) * 1000 / args.n)
         e = min(e2e)  # fastest run, like the per-stage minima
@@ -191,9 +254,11 @@ def main(argv=None) -> int:
     print(f"(c) model forward                   {c:8.1f} ms/image")
     print(f"(d) post-processing + writes        {d:8.1f} ms/image")
     print(f"end-to-end infer_shard              {e:8.1f} ms/image = {1000 / e:.2f} images/s")
-    checks = [("a/b speed-up", a / b, ">=", 1.6),
-              ("PSNR (b) vs full-decode INTER_AREA [dB], min", min(psnr), ">=", 37.0),
-              ("overhead end-to-end / (b+c+d)", e / (b + c + d), "<=", 1.15)]
+    checks = [
+        ("a/b speed-up", a / b, ">=", 1.6),
+        ("PSNR (b) vs full-decode INTER_AREA [dB], min", min(psnr), ">=", 37.0),
+        ("overhead end-to-end / (b+c+d)", e / (b + c + d), "<=", 1.15),
+    ]
     for name, value, op, target in checks:
         ok = value >= target if op == ">=" else value <= target
         print(f"{name:46s} {value:7.2f}  target {op} {target}  {'PASS' if ok else 'FAIL'}")

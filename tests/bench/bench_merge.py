@@ -26,17 +26,24 @@ import pandas as pd
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
-from cxlseg.tables import CHEXPERT_LABELS, merge_tables  # noqa: E402
+from cxlseg.config import default_config  # noqa: E402
+from cxlseg.mimic import CHEXPERT_LABELS  # noqa: E402
+from cxlseg.tables import TablesSettings, merge_tables  # noqa: E402
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_GB = 2.0
 
 SENTENCES = [
-    "The lungs are clear without focal consolidation.", "No pleural effusion or pneumothorax is seen.",
-    "The cardiomediastinal silhouette is within normal limits.", "Mild pulmonary vascular congestion.",
-    "Small bilateral pleural effusions with adjacent atelectasis.", "Endotracheal tube terminates 4 cm above the carina.",
-    "Right internal jugular line ends in the mid SVC.", "Moderate cardiomegaly is unchanged.",
-    "Patchy opacity in the right lower lobe may reflect pneumonia.", "Degenerative changes of the thoracic spine.",
+    "The lungs are clear without focal consolidation.",
+    "No pleural effusion or pneumothorax is seen.",
+    "The cardiomediastinal silhouette is within normal limits.",
+    "Mild pulmonary vascular congestion.",
+    "Small bilateral pleural effusions with adjacent atelectasis.",
+    "Endotracheal tube terminates 4 cm above the carina.",
+    "Right internal jugular line ends in the mid SVC.",
+    "Moderate cardiomegaly is unchanged.",
+    "Patchy opacity in the right lower lobe may reflect pneumonia.",
+    "Degenerative changes of the thoracic spine.",
 ]
 
 
@@ -67,18 +74,34 @@ def generate(root: Path, rows: int, manifests: int, subjects: int, studies: int,
     image_study = np.sort(np.concatenate([np.arange(studies), rng.integers(0, studies, rows - studies)]))
     subject = subject_ids[study_subject[image_study]]
     study = study_ids[image_study]
-    dicom = np.array([f"{h:08x}-{rows - i:08x}-{i:08x}-{h ^ i:08x}-{h % 65536:04x}" for i, h in enumerate(rng.integers(0, 2**32, rows))])
+    dicom = np.array(
+        [
+            f"{h:08x}-{rows - i:08x}-{i:08x}-{h ^ i:08x}-{h % 65536:04x}"
+            for i, h in enumerate(rng.integers(0, 2**32, rows))
+        ]
+    )
     folder = pd.Series([f"files/p{str(s)[:2]}/p{s}/s{t}/" for s, t in zip(subject, study)]) + dicom
     status = np.where(rng.random(rows) < 0.005, "failed", "ok")
     flags = np.where(rng.random(rows) < 0.02, "low_lung_area;n_components", "")
     frame = pd.DataFrame(
         {
-            "dicom_id": dicom, "subject_id": subject, "study_id": study, "source_path": folder + ".jpg",
-            "image_path": folder + ".jpg", "mask_path": folder + "-mask.jpg",
-            "orig_height": rng.integers(2000, 3500, rows), "orig_width": rng.integers(2000, 3500, rows),
-            "lung_area_fraction": rng.random(rows), "n_components": rng.integers(1, 4, rows),
-            "left_right_ratio": rng.random(rows) + 0.5, "mean_fg_prob": rng.random(rows), "qc_score": rng.random(rows),
-            "qc_flags": flags, "status": status, "error": np.where(status == "failed", "truncated JPEG", ""), "model_id": "unet",
+            "dicom_id": dicom,
+            "subject_id": subject,
+            "study_id": study,
+            "source_path": folder + ".jpg",
+            "image_path": folder + ".jpg",
+            "mask_path": folder + "-mask.jpg",
+            "orig_height": rng.integers(2000, 3500, rows),
+            "orig_width": rng.integers(2000, 3500, rows),
+            "lung_area_fraction": rng.random(rows),
+            "n_components": rng.integers(1, 4, rows),
+            "left_right_ratio": rng.random(rows) + 0.5,
+            "mean_fg_prob": rng.random(rows),
+            "qc_score": rng.random(rows),
+            "qc_flags": flags,
+            "status": status,
+            "error": np.where(status == "failed", "truncated JPEG", ""),
+            "model_id": "unet",
         }
     )
     shard = np.asarray(frame["subject_id"].astype(str).str[:2].astype(int) - 10) % manifests
@@ -93,10 +116,17 @@ def generate(root: Path, rows: int, manifests: int, subjects: int, studies: int,
     meta = pd.concat([frame.assign(ViewPosition="PA"), lateral.assign(ViewPosition="LL")])
     metadata = pd.DataFrame(
         {
-            "dicom_id": meta["dicom_id"], "subject_id": meta["subject_id"], "study_id": meta["study_id"],
-            "PerformedProcedureStepDescription": "CHEST (PA AND LAT)", "ViewPosition": meta["ViewPosition"],
-            "Rows": meta["orig_height"], "Columns": meta["orig_width"], "StudyDate": 21800506, "StudyTime": 213014.531,
-            "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)", "ViewCodeSequence_CodeMeaning": "postero-anterior",
+            "dicom_id": meta["dicom_id"],
+            "subject_id": meta["subject_id"],
+            "study_id": meta["study_id"],
+            "PerformedProcedureStepDescription": "CHEST (PA AND LAT)",
+            "ViewPosition": meta["ViewPosition"],
+            "Rows": meta["orig_height"],
+            "Columns": meta["orig_width"],
+            "StudyDate": 21800506,
+            "StudyTime": 213014.531,
+            "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
+            "ViewCodeSequence_CodeMeaning": "postero-anterior",
             "PatientOrientationCodeSequence_CodeMeaning": "Erect",
         }
     )
@@ -107,16 +137,22 @@ def generate(root: Path, rows: int, manifests: int, subjects: int, studies: int,
     chexpert.insert(0, "subject_id", subject_ids[study_subject])
     chexpert.to_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
     split = rng.choice(["train", "validate", "test"], subjects, p=[0.98, 0.01, 0.01])[study_subject[image_study]]
-    frame[["dicom_id", "study_id", "subject_id"]].assign(split=split).to_csv(root / "mimic-cxr-2.0.0-split.csv.gz", index=False)
+    frame[["dicom_id", "study_id", "subject_id"]].assign(split=split).to_csv(
+        root / "mimic-cxr-2.0.0-split.csv.gz", index=False
+    )
 
     texts = [_report(rng) for _ in range(64)]
-    for s, t, k in tqdm(zip(subject_ids[study_subject], study_ids, rng.integers(0, 64, studies)), total=studies, desc="reports"):
+    for s, t, k in tqdm(
+        zip(subject_ids[study_subject], study_ids, rng.integers(0, 64, studies)), total=studies, desc="reports"
+    ):
         path = root / "reports" / "files" / f"p{str(s)[:2]}" / f"p{s}" / f"s{t}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(texts[k])
     return {
-        "manifests": manifest_paths, "metadata": root / "mimic-cxr-2.0.0-metadata.csv.gz",
-        "chexpert": root / "mimic-cxr-2.0.0-chexpert.csv.gz", "reports": root / "reports",
+        "manifests": manifest_paths,
+        "metadata": root / "mimic-cxr-2.0.0-metadata.csv.gz",
+        "chexpert": root / "mimic-cxr-2.0.0-chexpert.csv.gz",
+        "reports": root / "reports",
     }
 
 
@@ -131,7 +167,14 @@ def _baseline(inputs: dict) -> None:
 
 def _merge(inputs: dict, out: Path, workers: int) -> None:
     merge_tables(
-        inputs["manifests"], inputs["metadata"], inputs["chexpert"], inputs["reports"], out, report_workers=workers, progress=False
+        inputs["manifests"],
+        inputs["metadata"],
+        inputs["chexpert"],
+        inputs["reports"],
+        out,
+        TablesSettings.from_config(default_config()),
+        report_workers=workers,
+        progress=False,
     )
 
 
@@ -170,16 +213,22 @@ def main(argv=None) -> int:
     try:
         start = time.perf_counter()
         inputs = generate(root, args.rows, args.manifests, subjects, studies)
-        print(f"generated {args.rows} images, {studies} studies, {subjects} subjects, {args.manifests} manifests "
-              f"in {time.perf_counter() - start:.1f} s under {root}")
+        print(
+            f"generated {args.rows} images, {studies} studies, {subjects} subjects, {args.manifests} manifests "
+            f"in {time.perf_counter() - start:.1f} s under {root}"
+        )
         base_s, base_gb = timed(_baseline, inputs)
         merge_s, merge_gb = timed(_merge, inputs, root / "out", args.workers)
         print(f"baseline (plain read of inputs): {base_s:6.1f} s  peak RSS {base_gb:.2f} GB")
-        print(f"merge_tables:                    {merge_s:6.1f} s  peak RSS {merge_gb:.2f} GB  "
-              f"({merge_s / base_s:.2f}x baseline time)")
+        print(
+            f"merge_tables:                    {merge_s:6.1f} s  peak RSS {merge_gb:.2f} GB  "
+            f"({merge_s / base_s:.2f}x baseline time)"
+        )
         ok_time, ok_rss = merge_s < TARGET_SECONDS, merge_gb < TARGET_RSS_GB
-        print(f"target < {TARGET_SECONDS:.0f} s: {'PASS' if ok_time else 'FAIL'}; "
-              f"target < {TARGET_RSS_GB:.0f} GB: {'PASS' if ok_rss else 'FAIL'}")
+        print(
+            f"target < {TARGET_SECONDS:.0f} s: {'PASS' if ok_time else 'FAIL'}; "
+            f"target < {TARGET_RSS_GB:.0f} GB: {'PASS' if ok_rss else 'FAIL'}"
+        )
         return 0 if ok_time and ok_rss else 1
     finally:
         if args.keep is None:

@@ -8,14 +8,15 @@ would (224 px store -> model -> probabilities back at 224 px -> threshold -> opt
     python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --only-folds 0 --epochs 20
 
 Prints per-fold and pooled mean and 5th-percentile Dice for raw masks, test-time flips and
-post-processing (two largest components, holes filled), and writes summary.json under --out.
+the pipeline's clean-up (infer.postprocess), scored by cxlseg.evaluate.score_predictions with the pipeline's
+Predictor, and writes summary.json under --out.
 Re-running with the same recipe reuses the trained folds (train_model resumes or skips).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -33,18 +34,32 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
-from cxlseg.evaluate import evaluate_model  # noqa: E402
+from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
+from cxlseg.evaluate import score_predictions  # noqa: E402
+from cxlseg.infer import InferSettings  # noqa: E402
 from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E402
 from cxlseg.metrics import summarise  # noqa: E402
-from cxlseg.postprocess import clean_mask  # noqa: E402
+from cxlseg.predictor import Predictor  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402
 from cxlseg.train import TrainConfig, train_model  # noqa: E402
+from cxlseg.train_data import load_split  # noqa: E402
 
 # The recipe the pipeline defaults should copy (see the numbers in the report / docs).
-BEST_RECIPE = dict(architecture="attention_unet", base_channels=16, size=160, epochs=100, batch_size=8, lr=1e-3,
-                   scheduler="cosine", augment="strong", bce_weight=1.0, dice_weight=1.0, weight_decay=0.0)
-POSTPROCESS = dict(closing=5, opening=3, keep_components=2, fill_holes=True)
+BEST_RECIPE = dict(
+    architecture="attention_unet",
+    base_channels=16,
+    size=160,
+    epochs=100,
+    batch_size=8,
+    lr=1e-3,
+    scheduler="cosine",
+    augment="strong",
+    bce_weight=1.0,
+    dice_weight=1.0,
+    weight_decay=0.0,
+)
+# "post" is the pipeline's clean-up (infer.postprocess at its schema defaults); "raw" switches every step off.
+NO_POSTPROCESS = dict(closing=0, opening=0, keep_components=0, fill_holes=False, min_component_fraction=0.0)
 VARIANTS = {"raw": (False, False), "tta": (True, False), "post": (False, True), "tta+post": (True, True)}
 
 
@@ -77,16 +92,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def pipeline_config(args: argparse.Namespace) -> dict:
+    """The validated config a pipeline run with these options would see (everything else: schema defaults)."""
+    config = default_config()
+    deep_update(
+        config,
+        {
+            "seed": args.seed,
+            "preprocess": {"size": args.store_size, "channels": args.in_channels},
+            "models": {"encoder_name": args.encoder},
+            "infer": {"device": args.device, "num_workers": 0},
+        },
+    )
+    return validate_config(config)
+
+
 def recipe_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       weight_decay=args.weight_decay, scheduler=args.scheduler, size=args.size,
-                       in_channels=args.in_channels, encoder_name=args.encoder, base_channels=args.base_channels,
-                       seed=args.seed, device=args.device, bce_weight=args.bce_weight, dice_weight=args.dice_weight,
-                       augment_online=args.augment != "none",
-                       augment_preset=args.augment if args.augment != "none" else "light")
+    """The training run, built as the train rule builds it, with the benchmark's recipe options on top."""
+    return TrainConfig.from_config(
+        pipeline_config(args),
+        args.architecture,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        scheduler=args.scheduler,
+        size=args.size,
+        base_channels=args.base_channels,
+        device=args.device,
+        bce_weight=args.bce_weight,
+        dice_weight=args.dice_weight,
+        num_workers=0,
+        augment_online=args.augment != "none",
+        augment_preset=args.augment if args.augment != "none" else "light",
+    )
+
+
+def variant_settings(args: argparse.Namespace, tta: bool, post: bool) -> InferSettings:
+    """The infer settings the pipeline evaluates and segments with; 'raw' turns the clean-up off."""
+    settings = InferSettings.from_config(pipeline_config(args), tta_flip=tta)
+    if not post:
+        settings = dataclasses.replace(
+            settings, postprocess=dataclasses.replace(settings.postprocess, **NO_POSTPROCESS)
+        )
+    return settings
 
 
 # --------------------------------------------------------------------------- data
+
 
 def load_v7(data_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Images and masks at the pipeline's store size, by index.csv; unreadable pairs are reported and skipped."""
@@ -103,8 +156,15 @@ def load_v7(data_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, pd.DataF
             continue
         images.append(resize(image, size))
         masks.append(resize_mask(mask, size))
-        rows.append({"dataset": "v7-real", "image_id": Path(row.image).stem, "patient_id": str(row.patient_id),
-                     "label": str(row.finding), "view": str(row.view)})
+        rows.append(
+            {
+                "dataset": "v7-real",
+                "image_id": Path(row.image).stem,
+                "patient_id": str(row.patient_id),
+                "label": str(row.finding),
+                "view": str(row.view),
+            }
+        )
     return np.stack(images), np.stack(masks), pd.DataFrame(rows)
 
 
@@ -122,8 +182,9 @@ def patient_folds(patients: pd.Series, k: int, seed: int) -> np.ndarray:
     return patients.map(fold_of).to_numpy()
 
 
-def write_store(store_dir: Path, images: np.ndarray, masks: np.ndarray, index: pd.DataFrame,
-                splits: dict[str, np.ndarray]) -> None:
+def write_store(
+    store_dir: Path, images: np.ndarray, masks: np.ndarray, index: pd.DataFrame, splits: dict[str, np.ndarray]
+) -> None:
     """The same files the augment stage writes, so the pipeline's own train/evaluate code runs unchanged."""
     store_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
@@ -132,15 +193,16 @@ def write_store(store_dir: Path, images: np.ndarray, masks: np.ndarray, index: p
         index.iloc[rows].reset_index(drop=True).to_parquet(store_dir / f"{split}_index.parquet")
 
 
-def fold_splits(index: pd.DataFrame, folds: np.ndarray, fold: int, val_fraction: float,
-                seed: int) -> dict[str, np.ndarray]:
+def fold_splits(
+    index: pd.DataFrame, folds: np.ndarray, fold: int, val_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
     test = np.flatnonzero(folds == fold)
     pool = np.flatnonzero(folds != fold)
     pool_patients = np.array(sorted(index["patient_id"].iloc[pool].unique()))
     n_val = max(1, round(val_fraction * len(pool_patients)))
     val_patients = set(np.random.default_rng(seed + fold).choice(pool_patients, n_val, replace=False))
     in_val = index["patient_id"].iloc[pool].isin(val_patients).to_numpy()
-    splits = {"train": pool[~in_val], "val": pool[in_val], "test": test}
+    splits = {"train": pool[~in_val], "validate": pool[in_val], "test": test}
     seen = [set(index["patient_id"].iloc[rows]) for rows in splits.values()]
     if seen[0] & seen[2] or seen[1] & seen[2] or seen[0] & seen[1]:
         raise AssertionError(f"fold {fold}: a patient is in two splits")
@@ -149,10 +211,13 @@ def fold_splits(index: pd.DataFrame, folds: np.ndarray, fold: int, val_fraction:
 
 # --------------------------------------------------------------------------- run
 
+
 def print_epoch(trainer, row: dict) -> None:
-    print(f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
-          f"val_loss {row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s",
-          flush=True)
+    print(
+        f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
+        f"val_loss {row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s",
+        flush=True,
+    )
 
 
 def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> dict[str, pd.DataFrame]:
@@ -162,15 +227,24 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> 
     membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in splits.items()}, sort_keys=True)
     fold_dir = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
     write_store(fold_dir / "store", images, masks, index, splits)
-    print(f"fold {fold}: train {len(splits['train'])}, val {len(splits['val'])}, test {len(splits['test'])} images "
-          f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)", flush=True)
+    print(
+        f"fold {fold}: train {len(splits['train'])}, validate {len(splits['validate'])}, test {len(splits['test'])} images "
+        f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)",
+        flush=True,
+    )
     train_model(fold_dir / "store", fold_dir / "model", cfg, callbacks=[print_epoch])
-    postprocess = functools.partial(clean_mask, **POSTPROCESS)
+    # The pipeline's predictor and scoring (evaluate_model's), once per TTA setting; clean-up variants share it.
+    test_images, test_masks, test_index = load_split(fold_dir / "store", "test")
+    probs = {}
     results = {}
     for name, (tta, post) in VARIANTS.items():
-        evaluate_model(fold_dir / "model" / "checkpoint_best.pt", fold_dir / "store", fold_dir / f"eval-{name}",
-                       split="test", tta_flip=tta, postprocess=postprocess if post else None, device=args.device)
-        results[name] = pd.read_csv(fold_dir / f"eval-{name}" / "test_per_image.csv").assign(fold=fold)
+        settings = variant_settings(args, tta, post)
+        if tta not in probs:
+            predictor = Predictor.from_checkpoints(
+                fold_dir / "model" / "checkpoint_best.pt", device=args.device, tta_flip=tta
+            )
+            probs[tta] = predictor.predict(test_images, out_size=test_images.shape[-1], batch_size=settings.batch_size)
+        results[name] = score_predictions(probs[tta], test_masks, test_index, settings).assign(fold=fold)
     return results
 
 
@@ -225,12 +299,23 @@ def summarise_runs(per_variant: dict, cfg: TrainConfig, args, fold_seconds: dict
     variants = {}
     for name, tables in per_variant.items():
         pooled = pd.concat(tables, ignore_index=True)
-        variants[name] = {"dice": summarise(pooled["dice"].to_numpy()), "hd95": summarise(pooled["hd95"].to_numpy()),
-                          "per_fold_dice": {int(f): float(g["dice"].mean()) for f, g in pooled.groupby("fold")},
-                          "worst": pooled.nsmallest(3, "dice")[["image_id", "dice"]].to_dict("records")}
-    return {"recipe": asdict(cfg), "folds": args.folds, "folds_run": sorted(fold_seconds),
-            "postprocess": POSTPROCESS, "fold_seconds": fold_seconds, "seconds": round(seconds, 1),
-            "threads": args.threads, "jobs": args.jobs, "variants": variants}
+        variants[name] = {
+            "dice": summarise(pooled["dice"].to_numpy()),
+            "hd95": summarise(pooled["hd95"].to_numpy()),
+            "per_fold_dice": {int(f): float(g["dice"].mean()) for f, g in pooled.groupby("fold")},
+            "worst": pooled.nsmallest(3, "dice")[["image_id", "dice"]].to_dict("records"),
+        }
+    return {
+        "recipe": asdict(cfg),
+        "folds": args.folds,
+        "folds_run": sorted(fold_seconds),
+        "postprocess": dataclasses.asdict(variant_settings(args, True, True).postprocess),
+        "fold_seconds": fold_seconds,
+        "seconds": round(seconds, 1),
+        "threads": args.threads,
+        "jobs": args.jobs,
+        "variants": variants,
+    }
 
 
 def print_summary(summary: dict, headline: str) -> None:
@@ -239,9 +324,11 @@ def print_summary(summary: dict, headline: str) -> None:
         folds = " ".join(f"{d:.4f}" for d in v["per_fold_dice"].values())
         print(f"{name:<10}  {v['dice']['mean']:.4f}     {v['dice']['p5']:.4f}    {v['hd95']['mean']:7.2f}    {folds}")
     h = summary["variants"][headline]
-    print(f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
-          f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x "
-          f"{summary['threads']} thread(s)")
+    print(
+        f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
+        f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x "
+        f"{summary['threads']} thread(s)"
+    )
 
 
 if __name__ == "__main__":

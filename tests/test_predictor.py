@@ -1,0 +1,100 @@
+"""The one predictor (cxlseg.predictor) used by evaluation, selection, QC and the shard loop."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from cxlseg import preprocess
+from cxlseg.checkpoint import load_model
+from cxlseg.predictor import InputSpec, Predictor
+
+
+def test_input_spec_from_the_training_config(train_config):
+    cfg = dataclasses.asdict(train_config(size=48, in_channels=3, clahe_clip=3.0, clahe_tiles=4, clahe_space="lab"))
+    assert InputSpec.from_train_config(cfg) == InputSpec(48, 3, 3.0, 4, "lab")
+    old = {k: v for k, v in cfg.items() if k != "clahe_space"}  # written before clahe_space existed
+    assert InputSpec.from_train_config(old).clahe_space == "gray"
+
+
+@pytest.mark.parametrize("space", ["gray", "lab"])
+def test_prepare_resizes_first_then_clahe(toys, space):
+    image = toys.radiograph_like(300, 260)
+    spec = InputSpec(64, 1, 2.0, 8, space)
+    expected = preprocess.clahe(preprocess.resize(image, 64), 2.0, 8, space)
+    assert np.array_equal(spec.prepare(image), expected)
+    assert not np.array_equal(spec.prepare(image), preprocess.resize(preprocess.clahe(image, 2.0, 8, space), 64))
+    x = InputSpec(64, 3, 2.0, 8, space).to_tensor(np.stack([expected, expected]))
+    assert x.shape == (2, 3, 64, 64) and x.dtype == torch.float32
+    assert torch.equal(x[:, 0], x[:, 2]) and float(x.max()) <= 1.0
+
+
+def test_tta_flip_averages_probabilities_of_the_mirrored_pass():
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1, 3, padding=1).eval()  # not mirror-symmetric, so the flip changes the answer
+    with torch.no_grad():
+        model.weight.mul_(20)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = (torch.sigmoid(model(x)) + torch.sigmoid(model(x.flip(-1))).flip(-1)) / 2
+        logit_mean = torch.sigmoid((model(x) + model(x.flip(-1)).flip(-1)) / 2)
+    spec = InputSpec(8, 1, 2.0, 8)
+    out = Predictor([model], spec, tta_flip=True).forward(x)
+    assert np.allclose(out, expected[:, 0].numpy(), atol=1e-6)
+    assert not np.allclose(out, logit_mean[:, 0].numpy(), atol=1e-4)  # probabilities are averaged, not logits
+    assert not np.allclose(Predictor([model], spec).forward(x), expected[:, 0].numpy(), atol=1e-4)
+
+
+def test_an_ensemble_averages_probabilities(toys):
+    a, b = toys.DarkIsLung(), toys.DarkerThanMean()
+    spec = toys.spec(32)
+    x = torch.rand(3, 1, 32, 32)
+    pa, pb = Predictor([a], spec).forward(x), Predictor([b], spec).forward(x)
+    both = Predictor([a, b], spec).forward(x)
+    assert np.allclose(both, (pa + pb) / 2, atol=1e-6)
+    both_tta = Predictor([a, b], spec, tta_flip=True).forward(x)
+    ta, tb = Predictor([a], spec, tta_flip=True).forward(x), Predictor([b], spec, tta_flip=True).forward(x)
+    assert np.allclose(both_tta, (ta + tb) / 2, atol=1e-6)
+
+
+def test_predict_returns_the_requested_resolution(trained):
+    predictor = Predictor.from_checkpoints(trained.checkpoint, device="cpu", tta_flip=True)
+    assert predictor.spec.net_size == 32 and predictor.model_id.startswith("sa_unet-")
+    images = np.random.default_rng(0).integers(0, 255, (3, 40, 40), dtype=np.uint8)
+    probs = predictor.predict(images, batch_size=2)
+    assert probs.shape == (3, 40, 40) and probs.dtype == np.float32
+    assert 0 <= probs.min() and probs.max() <= 1
+    assert predictor.predict(images, out_size=56).shape == (3, 56, 56)
+    again = predictor.predict(images, batch_size=2)
+    assert np.array_equal(probs, again)
+
+
+def test_predict_is_prepare_then_forward(toys):
+    model = toys.Mirrored()
+    spec = toys.spec(48)
+    images = np.stack([toys.radiograph_like(100, 90, seed=s) for s in range(3)])
+    for tta in (False, True):
+        predictor = Predictor([model], spec, tta_flip=tta)
+        x = spec.to_tensor(np.stack([spec.prepare(img) for img in images]))
+        assert np.array_equal(predictor.predict(images, out_size=80, batch_size=3), predictor.forward(x, 80))
+
+
+def test_from_checkpoints_ensemble_and_mismatch(trained, tmp_path, train_config):
+    pair = Predictor.from_checkpoints([trained.checkpoint, trained.folder / "checkpoint_last.pt"], device="cpu")
+    single = Predictor.from_checkpoints(trained.checkpoint, device="cpu")
+    _, meta = load_model(trained.checkpoint)
+    assert single.model_id == meta["model_id"] and len(pair.models) == 2 and pair.model_id.count("+") == 1
+    with pytest.raises(ValueError, match="at least one checkpoint"):
+        Predictor.from_checkpoints([])
+    # an ensemble must share its input preprocessing
+    from cxlseg.train import train_model
+
+    train_model(trained.store, tmp_path / "lab", train_config(epochs=1, clahe_space="lab"))
+    with pytest.raises(ValueError, match="preprocessing"):
+        Predictor.from_checkpoints([trained.checkpoint, tmp_path / "lab" / "checkpoint_best.pt"], device="cpu")
+
+
+def test_a_model_with_the_wrong_output_is_named():
+    model = torch.nn.Conv2d(1, 2, 1)
+    with pytest.raises(ValueError, match=r"expected \(N,1,H,W\)"):
+        Predictor([model], InputSpec(8, 1, 2.0, 8)).forward(torch.rand(1, 1, 8, 8))

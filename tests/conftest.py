@@ -260,6 +260,7 @@ def run_infer(
     spec: InputSpec | None = None,
     predictor: Predictor | None = None,
     on_flush=None,
+    qc_model=None,
     **infer,
 ):
     """infer_shard on the `shard` fixture with a toy model (DarkIsLung by default) wrapped in a Predictor.
@@ -275,11 +276,42 @@ def run_infer(
     out_root = shard.root / out
     manifest = out_root / "manifests" / "p10.parquet"
     summary = infer_shard(
-        shard.list_path, shard.mimic, out_root, manifest, predictor, settings, on_flush=on_flush, progress=False
+        shard.list_path,
+        shard.mimic,
+        out_root,
+        manifest,
+        predictor,
+        settings,
+        qc_model=qc_model,
+        on_flush=on_flush,
+        progress=False,
     )
     return types.SimpleNamespace(
         out_root=out_root, manifest=manifest, summary=summary, model=model, settings=settings, predictor=predictor
     )
+
+
+def fit_toy_qc_model(n: int = 80, seed: int = 0):
+    """A predicted-Dice model fitted on synthetic features where true Dice follows soft_dice and flip agreement."""
+    from cxlseg.qc_model import QCModel
+
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(
+        {
+            "soft_dice": rng.uniform(0.5, 1.0, n),
+            "flip_agreement": rng.uniform(0.6, 1.0, n),
+            "lung_area_fraction": rng.uniform(0.1, 0.45, n),
+            "member_agreement": np.nan,
+        }
+    )
+    dice = np.clip(0.6 * table.soft_dice + 0.4 * table.flip_agreement + rng.normal(0, 0.01, n), 0, 1)
+    return QCModel.fit(table, dice, good_dice=0.9), table, dice
+
+
+@pytest.fixture(scope="session")
+def qc_model():
+    """A predicted-Dice model fitted on synthetic features (true Dice follows soft_dice and flip agreement)."""
+    return fit_toy_qc_model()[0]
 
 
 @pytest.fixture(scope="session")

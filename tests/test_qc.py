@@ -13,6 +13,7 @@ from cxlseg import postprocess as pp
 from cxlseg.config import build_settings, default_config
 from cxlseg.qc import (
     QCSettings,
+    assess,
     flagged_overlays,
     mask_overlay,
     overlay,
@@ -50,54 +51,55 @@ def test_qc_metrics_of_a_good_mask(thresholds):
     metrics = qc_metrics(_prob(mask), mask)
     assert 0.1 < metrics["lung_area_fraction"] < 0.4
     assert metrics["n_components"] == 2
-    assert 1.0 < metrics["left_right_ratio"] < 1.5
+    assert 1.0 < metrics["left_right_ratio"] < 1.5 and metrics["lr_log_ratio"] == pytest.approx(
+        math.log(metrics["left_right_ratio"]), abs=0.01
+    )
     assert metrics["mean_fg_prob"] == pytest.approx(0.97)
-    assert metrics["qc_score"] > 0.8
+    assert metrics["cleanup_agreement"] == 1.0 and metrics["solidity"] > 0.95
+    assert 0.45 < metrics["centroid_x"] < 0.55 and 0.45 < metrics["centroid_y"] < 0.55
+    assert 0.55 < metrics["height_fraction"] < 0.7
+    assert math.isnan(metrics["member_agreement"]) and math.isnan(metrics["flip_agreement"])  # none given
+    with_agreement = qc_metrics(_prob(mask), mask, {"member_agreement": 0.9, "flip_agreement": 0.95})
+    assert with_agreement["member_agreement"] == 0.9 and with_agreement["flip_agreement"] == 0.95
     assert qc_flags(metrics, thresholds) == []
 
 
-def test_qc_flags_fire_on_bad_masks(thresholds):
+def test_qc_flags_fire_on_bad_masks(thresholds, qc_model):
     empty = np.zeros((224, 224), np.uint8)
     assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds) == ["empty_mask"]
+    metrics, flags = assess(np.full((224, 224), 0.1, np.float32), empty, None, thresholds, qc_model, 0.5)
+    assert flags == ["empty_mask"] and metrics["qc_predicted_dice"] == 0.0  # no lung, no Dice
 
     one_lung = _lungs()
     one_lung[:, 112:] = 0
     m = qc_metrics(_prob(one_lung), one_lung)
-    assert math.isinf(m["left_right_ratio"])
+    assert math.isinf(m["left_right_ratio"]) and m["lr_log_ratio"] > 5
     assert "left_right_imbalance" in qc_flags(m, thresholds)
 
     rng = np.random.default_rng(0)
     noisy_prob = np.clip(_prob(_lungs(), 0.6) + rng.normal(0, 0.25, (224, 224)), 0, 1).astype(np.float32)
     cleaned = pp.clean_mask(noisy_prob)
-    m = qc_metrics(noisy_prob, cleaned)
-    assert {"fragmented", "low_confidence", "low_qc_score"} <= set(qc_flags(m, thresholds))
-    good = qc_metrics(_prob(_lungs()), _lungs())
-    assert m["qc_score"] < good["qc_score"]
+    m, flags = assess(noisy_prob, cleaned, {"flip_agreement": 0.62}, thresholds, qc_model, 0.5)
+    good, good_flags = assess(_prob(_lungs()), _lungs(), {"flip_agreement": 0.99}, thresholds, qc_model, 0.5)
+    assert m["cleanup_agreement"] < 0.9 and m["soft_dice"] < good["soft_dice"]
+    assert m["qc_predicted_dice"] < 0.8 < good["qc_predicted_dice"]
+    assert {"fragmented", "low_predicted_dice"} <= set(flags) and good_flags == []
+    reasons = flags[flags.index("low_predicted_dice") + 1 :]
+    assert {"low_soft_dice", "low_flip_agreement"} <= set(reasons)  # the features that explain it
 
 
-def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config):
+def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_model):
     metrics = qc_metrics(_prob(_lungs()), _lungs())
     replace = dataclasses.replace
     assert qc_flags(metrics, replace(thresholds, min_lung_area_fraction=0.5)) == ["small_lung_area"]
     assert qc_flags(metrics, replace(thresholds, max_lung_area_fraction=0.1)) == ["large_lung_area"]
     assert qc_flags(metrics, replace(thresholds, max_left_right_ratio=1.0)) == ["left_right_imbalance"]
-    assert qc_flags(metrics, replace(thresholds, min_mean_fg_prob=0.99)) == ["low_confidence"]
-    assert qc_flags(metrics, replace(thresholds, min_qc_score=1.01)) == ["low_qc_score"]
     assert qc_flags(metrics, replace(thresholds, max_components=1)) == ["fragmented"]
+    metrics["qc_predicted_dice"] = 0.93
+    assert qc_flags(metrics, thresholds, qc_model) == []  # 0.93 >= the default 0.9
+    assert qc_flags(metrics, replace(thresholds, min_predicted_dice=0.95), qc_model)[0] == "low_predicted_dice"
     configured = build_settings(QCSettings, make_config(infer={"qc": {"min_lung_area_fraction": 0.5}})["infer"]["qc"])
     assert qc_flags(metrics, configured) == ["small_lung_area"]
-
-
-def test_qc_score_falls_with_missing_lungs_and_implausible_area():
-    good = qc_metrics(_prob(_lungs()), _lungs())
-    one_side = _lungs()
-    one_side[:, 112:] = 0
-    assert qc_metrics(_prob(one_side), one_side)["qc_score"] < good["qc_score"]
-    tiny = np.zeros((224, 224), np.uint8)
-    cv2.circle(tiny, (60, 100), 8, 1, -1)
-    cv2.circle(tiny, (160, 100), 8, 1, -1)
-    assert qc_metrics(_prob(tiny), tiny)["qc_score"] < 0.2
-    assert qc_metrics(np.zeros((224, 224), np.float32), np.zeros((224, 224), np.uint8))["qc_score"] == 0.0
 
 
 def test_overlay_is_bgr_and_tints_only_the_mask():
@@ -132,35 +134,37 @@ def test_qc_vs_truth_tracks_dice(shard, infer_run):
         cv2.ellipse(truth, (int(w * 0.7), int(h * 0.52)), (int(w * 0.13), int(h * 0.28)), 0, 0, 360, 2, -1)
         cv2.imwrite(str(truth_dir / f"{rec.dicom_id}.png"), truth)
     validation = qc_vs_truth(manifest, truth_dir, run.out_root, size=224)
-    assert list(validation.columns) == ["dicom_id", "qc_score", "qc_flags", "dice"]
+    assert list(validation.columns) == ["dicom_id", "qc_predicted_dice", "qc_flags", "dice"]
     assert len(validation) == 5 and (validation.dice > 0.85).all()
     tracking = qc_tracking(validation)
     assert tracking["n"] == 5 and tracking["mean_dice"] > 0.85
 
-    # a poor mask gets a low score and a low Dice
+    # poor masks get a low predicted Dice and a low true Dice
     poor = pd.DataFrame(
         {
             "dicom_id": list("abcd"),
-            "qc_score": [0.9, 0.8, 0.3, 0.1],
-            "qc_flags": ["", "", "x", "x"],
-            "dice": [0.95, 0.9, 0.5, 0.2],
+            "qc_predicted_dice": [0.95, 0.9, 0.5, 0.2],
+            "qc_flags": ["", "x", "x", "x"],
+            "dice": [0.96, 0.91, 0.52, 0.2],
         }
     )
     result = qc_tracking(poor)
-    assert result["spearman_rho"] == pytest.approx(1.0)
+    assert result["spearman"] == pytest.approx(1.0) and result["pearson"] > 0.99
+    assert result["mae"] == pytest.approx(0.01)
+    assert result["good_flagged"] == 0.5 and result["bad_caught"] == 1.0
     assert result["mean_dice_flagged"] < result["mean_dice_unflagged"]
-    assert math.isnan(qc_tracking(poor.head(2))["spearman_rho"])
+    assert math.isnan(qc_tracking(poor.head(2))["spearman"])
 
 
-def test_flagged_overlays_lowest_score_first(shard, infer_run):
-    run = infer_run(shard, qc={"min_qc_score": 1.0})  # every ok image is flagged
+def test_flagged_overlays_lowest_score_first(shard, infer_run, qc_model):
+    run = infer_run(shard, qc={"min_predicted_dice": 1.0}, qc_model=qc_model)  # every ok image is flagged
     manifest = pd.read_parquet(run.manifest)
     overlays = flagged_overlays(manifest, shard.mimic, run.out_root, size=224, max_images=2)
     assert len(overlays) == 2
-    scores = sorted(manifest.loc[manifest.status == "ok", "qc_score"])
-    assert [row["qc_score"] for row, _ in overlays] == pytest.approx(scores[:2])
+    scores = sorted(manifest.loc[manifest.status == "ok", "qc_predicted_dice"])
+    assert [row["qc_predicted_dice"] for row, _ in overlays] == pytest.approx(scores[:2])
     for row, image in overlays:
-        assert image.shape == (224, 224, 3) and image.dtype == np.uint8 and "low_qc_score" in row["qc_flags"]
+        assert image.shape == (224, 224, 3) and image.dtype == np.uint8 and "low_predicted_dice" in row["qc_flags"]
 
 
 def test_overlay_of_separate_lungs_has_two_colours(shard, infer_run):
@@ -170,8 +174,21 @@ def test_overlay_of_separate_lungs_has_two_colours(shard, infer_run):
     assert image.shape == (224, 224, 3) and tuple(image[112, 60]) != tuple(image[112, 160])
 
 
-def test_qc_report_lists_failed_and_flagged(shard, infer_run):
-    run = infer_run(shard, qc={"min_qc_score": 1.0})
+def _calibration_files(tmp_path, qc_model):
+    """A saved predicted-Dice model and a calibration table, as rule calibrate_qc leaves them."""
+    qc_model.save(tmp_path / "qc_calibration.json")
+    table = pd.DataFrame({"predicted_cv": [0.5, 0.8, 0.95, 0.97], "dice": [0.45, 0.82, 0.94, 0.98]})
+    table.to_csv(tmp_path / "qc_calibration.csv", index=False)
+    return dict(
+        qc_model_path=tmp_path / "qc_calibration.json",
+        calibration_table=tmp_path / "qc_calibration.csv",
+        dice_plot_path=tmp_path / "dice.png",
+        min_predicted_dice=0.9,
+    )
+
+
+def test_qc_report_lists_failed_and_flagged(shard, infer_run, qc_model):
+    run = infer_run(shard, qc={"min_predicted_dice": 1.0}, qc_model=qc_model)
     io.write_json(
         shard.root / "selection.json",
         {
@@ -188,6 +205,7 @@ def test_qc_report_lists_failed_and_flagged(shard, infer_run):
         markdown_path=shard.root / "qc.md",
         overlays_path=shard.root / "qc.png",
         size=224,
+        **_calibration_files(shard.root, qc_model),
     )
     text = (shard.root / "qc.md").read_text()
     frame = pd.read_parquet(run.manifest)
@@ -195,13 +213,15 @@ def test_qc_report_lists_failed_and_flagged(shard, infer_run):
         assert dicom_id in text.split("## Failed images")[1].split("##")[0]
     assert result["flagged"] == int((frame.status == "ok").sum()) > 0
     assert "frontal_images" in text and "| studies_empty_report_ids | 1 |" in text  # lists are counted
-    assert "QC score vs true Dice" not in text and result["tracking"] == {}
+    assert "Predicted vs true Dice" not in text and result["tracking"] == {}
+    assert "## Predicted Dice model" in text and "soft_dice" in text  # what the model reads
+    assert cv2.imread(str(shard.root / "dice.png")) is not None
     sheet = cv2.imread(str(shard.root / "qc.png"))
     assert sheet is not None and sheet.shape[0] > 100
 
 
-def test_qc_report_with_ground_truth_tracks_dice(shard, infer_run):
-    run = infer_run(shard)
+def test_qc_report_with_ground_truth_tracks_dice(shard, infer_run, qc_model):
+    run = infer_run(shard, qc_model=qc_model)
     truth_dir = shard.root / "truth"
     truth_dir.mkdir()
     for rec in pd.read_parquet(run.manifest).query("status == 'ok'").itertuples():
@@ -216,12 +236,13 @@ def test_qc_report_with_ground_truth_tracks_dice(shard, infer_run):
         overlays_path=shard.root / "qc.png",
         truth_dir=truth_dir,
         size=224,
+        **_calibration_files(shard.root, qc_model),
     )
     assert result["tracking"]["n"] == 5 and result["tracking"]["mean_dice"] == pytest.approx(1.0)
-    assert "QC score vs true Dice" in (shard.root / "qc.md").read_text()
+    assert "Predicted vs true Dice" in (shard.root / "qc.md").read_text()
 
 
-def test_empty_run_still_writes_a_report(tmp_path):
+def test_empty_run_still_writes_a_report(tmp_path, qc_model):
     empty = tmp_path / "p10.parquet"
     columns = ("dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status", "qc_flags")
     io.write_parquet(pd.DataFrame({c: pd.Series([], dtype=str) for c in columns}), empty)
@@ -234,6 +255,7 @@ def test_empty_run_still_writes_a_report(tmp_path):
         markdown_path=tmp_path / "qc.md",
         overlays_path=tmp_path / "qc.png",
         size=224,
+        **_calibration_files(tmp_path, qc_model),
     )
     assert result["images"] == 0
     assert (tmp_path / "qc.png").is_file() and "Inference quality control" in (tmp_path / "qc.md").read_text()

@@ -34,6 +34,8 @@ from .outputs import OutputSettings, finish_image
 from .postprocess import CleanupSettings
 from .predictor import InputSpec, Predictor
 from .qc import QCSettings
+from .qc_model import QCModel
+from .select import ensemble_checkpoints
 from .selection import LIST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class InferSettings:
     device: str
     threshold: float
     tta_flip: bool
+    ensemble: int
     segmented_source: str
     mask_format: str
     jpeg_quality: int
@@ -68,11 +71,20 @@ class InferSettings:
     def outputs(self) -> OutputSettings:
         return build_settings(OutputSettings, asdict(self))
 
-    def settings_id(self, spec: InputSpec) -> str:
+    def settings_id(self, spec: InputSpec, qc_model: QCModel | None = None) -> str:
         """A hash of everything that shapes the outputs (never the speed-only keys): resume only on a match."""
         outcome = {k: v for k, v in asdict(self).items() if k not in speed_only_keys("infer")}
-        blob = json.dumps({"infer": outcome, "input": asdict(spec)}, sort_keys=True, default=str)
+        qc = asdict(qc_model) if qc_model is not None else None
+        blob = json.dumps({"infer": outcome, "input": asdict(spec), "qc_model": qc}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def inference_predictor(selected: dict, settings: InferSettings) -> Predictor:
+    """The predictor that segments the archive (and that QC is calibrated with): the selected model, joined by
+    the next best architectures up to `infer.ensemble` members."""
+    return Predictor.from_checkpoints(
+        ensemble_checkpoints(selected, settings.ensemble), device=settings.device, tta_flip=settings.tta_flip
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -181,15 +193,17 @@ def infer_shard(
     predictor: Predictor,
     settings: InferSettings,
     *,
+    qc_model: QCModel | None = None,
     on_flush: Callable[[int], None] | None = None,
     progress: bool = True,
 ) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
+    `qc_model` predicts each mask's Dice (None: no prediction, anatomy flags only).
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
     """
     started = time.perf_counter()
-    settings_id = settings.settings_id(predictor.spec)
+    settings_id = settings.settings_id(predictor.spec, qc_model)
     items = _list_items(list_parquet)
     done = load_done(manifest_path, out_root, predictor.model_id, settings_id)
     done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)
@@ -203,7 +217,7 @@ def infer_shard(
         predictor.device,
         predictor.model_id,
     )
-    job = _Job(pending, out_root, settings.outputs, predictor, predictor.model_id, settings_id)
+    job = _Job(pending, out_root, settings.outputs, predictor, qc_model, predictor.model_id, settings_id)
     records: list[dict] = []
     flushed_at = 0
     in_flight: deque[Future] = deque()
@@ -255,6 +269,7 @@ class _Job:
     out_root: object
     outputs: OutputSettings
     predictor: Predictor
+    qc_model: QCModel | None
     model_id: str
     settings_id: str
 
@@ -264,25 +279,28 @@ class _Job:
         ok = [i for i, m in enumerate(meta) if m["ok"]]
         x = batch["x"] if len(ok) == len(meta) else batch["x"][ok]  # keep the pinned tensor when all decoded
         out_size = int(batch["images"].shape[-1])
-        prob_of = dict(zip(ok, self.predictor.forward(x, out_size))) if ok else {}
+        pred = self.predictor.predict_batch(x, out_size, self.outputs.threshold) if ok else None
+        at = {i: j for j, i in enumerate(ok)}
         return [
             submit(
                 self.finish,
                 {**self.pending[sample["index"]], "orig_hw": sample["orig_hw"]},
                 sample,
                 batch["images"][i],
-                prob_of.get(i),
+                (pred.prob[at[i]], pred.agreement(at[i])) if i in at else None,
             )
             for i, sample in enumerate(meta)
         ]
 
-    def finish(self, item: dict, sample: dict, image: np.ndarray, prob) -> dict:
+    def finish(self, item: dict, sample: dict, image: np.ndarray, prediction) -> dict:
         """The manifest row of one image; a write failure (a full disk, say) fails this image only."""
         record = _failed_record(item, sample, self.model_id, self.settings_id)
         if sample["ok"]:
             try:
                 record.update(
-                    finish_image(item, image, prob, self.out_root, self.outputs, self.predictor.spec),
+                    finish_image(
+                        item, image, *prediction, self.out_root, self.outputs, self.predictor.spec, self.qc_model
+                    ),
                     status="ok",
                     error=None,
                 )

@@ -69,12 +69,19 @@ def segmented_image(resized: np.ndarray, mask: np.ndarray, source: str, spec: In
 
 
 def finish_image(
-    item: dict, resized: np.ndarray, prob: np.ndarray, out_root, s: OutputSettings, spec: InputSpec
+    item: dict,
+    resized: np.ndarray,
+    prob: np.ndarray,
+    agreement: dict | None,
+    out_root,
+    s: OutputSettings,
+    spec: InputSpec,
+    qc_model=None,
 ) -> dict:
-    """Clean the mask, score it, write the segmented image and the mask; returns the manifest fields."""
+    """Clean the mask, assess it (QC features, predicted Dice, flags), write the segmented image and the mask;
+    returns the manifest fields."""
     mask = s.postprocess.clean(prob, s.threshold)
-    metrics = qc.qc_metrics(prob, mask, threshold=s.threshold)
-    flags = qc.qc_flags(metrics, s.qc)
+    metrics, flags = qc.assess(prob, mask, agreement, s.qc, qc_model, s.threshold)
     image_rel, mask_rel = output_paths(item, s.mask_format)
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
     io.write_image(io.safe_join(out_root, image_rel), segmented_image(resized, mask, s.segmented_source, spec), quality)

@@ -56,6 +56,31 @@ class InputSpec:
         return torch.from_numpy(preprocess.to_model_input(np.asarray(prepared), self.in_channels))
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One batch's lung probabilities (N, S, S) and per-image agreement (N,); NaN where it does not apply."""
+
+    prob: np.ndarray
+    member_agreement: np.ndarray  # mean Dice of each ensemble member's mask with the ensemble's (NaN: one model)
+    member_agreement_min: np.ndarray  # the least agreeing member
+    flip_agreement: np.ndarray  # Dice of the plain and the mirrored pass (NaN without tta_flip)
+
+    def agreement(self, i: int) -> dict:
+        """Image i's agreement features, as QC reads them."""
+        return {
+            "member_agreement": float(self.member_agreement[i]),
+            "member_agreement_min": float(self.member_agreement_min[i]),
+            "flip_agreement": float(self.flip_agreement[i]),
+        }
+
+
+def _mask_dice(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image Dice of two boolean (N, 1, H, W) masks; 1 when both are empty."""
+    inter = (a & b).sum((1, 2, 3)).float()
+    total = (a.sum((1, 2, 3)) + b.sum((1, 2, 3))).float()
+    return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
+
+
 class Predictor:
     """Lung probabilities from one model or an ensemble; CUDA gets mixed precision and channels_last."""
 
@@ -98,20 +123,48 @@ class Predictor:
 
     def forward(self, x: torch.Tensor, out_size: int | None = None) -> np.ndarray:
         """Probabilities (N, out_size, out_size) float32 for a prepared batch (default: the network's size)."""
+        return self.predict_batch(x, out_size).prob
+
+    def predict_batch(self, x: torch.Tensor, out_size: int | None = None, threshold: float = 0.5) -> "Prediction":
+        """Probabilities plus how much the ensemble members and the flip passes agree, per image.
+
+        Agreement is the Dice between thresholded masks at the network's size, computed on the device: a member
+        (or the mirrored pass) that draws a different lung is the cheapest sign that the mask is doubtful.
+        """
         with torch.inference_mode(), self._autocast():
             x = x.to(self.device, non_blocking=True)
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            prob = None
+            flips = (False, True) if self.tta_flip else (False,)
+            members, passes = [], [0.0] * len(flips)
             for model in self.models:
-                for flip in (False, True) if self.tta_flip else (False,):
+                member = 0.0
+                for k, flip in enumerate(flips):
                     p = self._probabilities(model, x.flip(-1) if flip else x)
                     p = p.flip(-1) if flip else p
-                    prob = p if prob is None else prob + p
-            prob = prob / (len(self.models) * (2 if self.tta_flip else 1))
+                    member, passes[k] = member + p, passes[k] + p
+                members.append(member / len(flips))
+            prob = torch.stack(members).mean(0)
+            member_dice = [_mask_dice(m >= threshold, prob >= threshold) for m in members]
+            agreement = {
+                "member_agreement": torch.stack(member_dice).mean(0) if len(members) > 1 else None,
+                "member_agreement_min": torch.stack(member_dice).amin(0) if len(members) > 1 else None,
+                "flip_agreement": _mask_dice(
+                    passes[0] >= threshold * len(self.models), passes[-1] >= threshold * len(self.models)
+                )
+                if self.tta_flip
+                else None,
+            }
             if out_size and prob.shape[-1] != out_size:
                 prob = F.interpolate(prob, size=(out_size, out_size), mode="bilinear", align_corners=False)
-        return prob[:, 0].float().cpu().numpy()
+        n = prob.shape[0]
+        return Prediction(
+            prob=prob[:, 0].float().cpu().numpy(),
+            **{
+                k: np.full(n, np.nan, np.float32) if v is None else v.float().cpu().numpy()
+                for k, v in agreement.items()
+            },
+        )
 
     @staticmethod
     def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,15 @@
 """Quality control of predicted masks without ground truth, and its check where ground truth exists.
 
-The metrics are what a reviewer checks by eye: is there lung, about the right amount, in two fields of
-similar size, predicted confidently? They are combined into one `qc_score` in [0, 1] meant to track the
-true Dice; `qc_vs_truth` and `qc_tracking` measure how well it does where truth exists (the demo).
-Overlays are returned as arrays for the report to lay out.
+Each mask gets cheap features (do the ensemble members and the mirrored pass agree, how confident is the
+network, how much did clean-up change, is the shape a pair of lungs), a predicted Dice from the calibrated
+model of `qc_model`, and flags: anatomy rules a reviewer would apply, plus `low_predicted_dice` with the
+features that explain it. `qc_vs_truth` and `qc_tracking` measure the prediction where truth exists (demo).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -19,6 +19,9 @@ from . import io, preprocess
 from . import postprocess as post
 from .io import to_gray_uint8
 from .metrics import dice
+from .qc_model import tracking
+
+NO_AGREEMENT = {"member_agreement": math.nan, "member_agreement_min": math.nan, "flip_agreement": math.nan}
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,10 @@ class QCSettings:
     max_components: int
     min_left_right_ratio: float
     max_left_right_ratio: float
-    min_mean_fg_prob: float
-    max_boundary_entropy: float
-    min_qc_score: float
+    min_predicted_dice: float
+    good_dice: float
+    calibration_degraded: int
+    calibration_max_images: int
 
 
 def _binary_entropy(prob: np.ndarray) -> np.ndarray:
@@ -40,36 +44,31 @@ def _binary_entropy(prob: np.ndarray) -> np.ndarray:
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
 
 
-def _inside(x: float, lo: float, hi: float, soft: float) -> float:
-    """1 inside [lo, hi], falling linearly to 0 at `soft` beyond either end."""
-    if not np.isfinite(x):
-        return 0.0
-    gap = max(lo - x, x - hi, 0.0)
-    return max(0.0, 1.0 - gap / soft)
+def _shape(mask: np.ndarray) -> dict:
+    """Solidity (area / convex hull area of the lung fields), centroid and height, in image fractions."""
+    h, w = mask.shape
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = sum(cv2.contourArea(cv2.convexHull(c)) for c in contours)
+    rows, cols = np.nonzero(mask)
+    return {
+        "solidity": float(min(1.0, mask.sum() / hull)) if hull > 0 else 0.0,
+        "centroid_x": float(cols.mean() / w) if len(cols) else math.nan,
+        "centroid_y": float(rows.mean() / h) if len(rows) else math.nan,
+        "height_fraction": float((rows.max() - rows.min() + 1) / h) if len(rows) else 0.0,
+    }
 
 
-# Plausible anatomy of a 224x224 stretched frontal film, for the qc_score (not the flags, which are configured).
-PLAUSIBLE_AREA = (0.12, 0.55)  # lung area fraction; the score falls to 0 over 0.12 beyond either end
-BALANCED_LUNGS = 0.4  # smaller / larger lung field; below it the score falls, to half when one lung is missing
+def qc_metrics(
+    prob: np.ndarray, mask: np.ndarray, agreement: dict | None = None, *, threshold: float = 0.5, band: int = 3
+) -> dict:
+    """Ground-truth-free features of one predicted mask (the manifest's QC columns).
 
-
-def _plausibility(area_fraction: float, area_left: float, area_right: float) -> float:
-    balance = min(area_left, area_right) / max(area_left, area_right, 1.0)
-    return _inside(area_fraction, *PLAUSIBLE_AREA, 0.12) * (0.5 + 0.5 * min(1.0, balance / BALANCED_LUNGS))
-
-
-def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, band: int = 3) -> dict:
-    """Ground-truth-free quality metrics of one predicted mask.
-
-    qc_score = soft_dice x boundary_confidence x cleanup_agreement x plausibility, each in [0, 1]:
-    - soft_dice: Dice of the probability map with the final mask, i.e. the Dice the model itself
-      expects; it drops when the model is unsure anywhere near the mask;
-    - boundary_confidence: sqrt(1 - mean entropy in bits) in a band around the mask border, where
-      the errors of a segmentation live (the square root keeps an accurate but under-confident
-      model from being flagged wholesale);
-    - cleanup_agreement: Dice of the raw thresholded map with the cleaned mask; a mask that needed
-      heavy cleanup (fragments, holes, spurious blobs) is a poor prediction;
-    - plausibility: area fraction within a normal range and two lung fields of similar size.
+    - member_agreement(_min), flip_agreement: Dice between the ensemble members' / mirrored pass's masks
+      (from `Predictor.predict_batch`; NaN when there is one model or no flip pass);
+    - mean_fg_prob, soft_dice (Dice of the probabilities with the mask: the Dice the model expects),
+      boundary_entropy (bits, in a band around the border, where errors live), mean_entropy;
+    - cleanup_agreement: Dice of the raw thresholded map with the cleaned mask (heavy clean-up = poor map);
+    - shape: lung_area_fraction, lr_log_ratio (|log| of left/right area), solidity, centroid, height.
     """
     prob = np.asarray(prob, dtype=np.float32)
     mask = (np.asarray(mask) > 0).astype(np.uint8)
@@ -80,57 +79,59 @@ def qc_metrics(prob: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5, ba
         lr_ratio = area_left / area_right
     else:
         lr_ratio = math.inf if area_left > 0 else math.nan
-
     entropy = _binary_entropy(prob)
     k = 2 * band + 1
     boundary = (cv2.dilate(mask, post.kernel(k)) - cv2.erode(mask, post.kernel(k))).astype(bool)
-    boundary_entropy = float(entropy[boundary].mean()) if boundary.any() else 0.0
-    area_fraction = float(mask.mean())
-    soft_dice = 2.0 * float((prob * mask).sum()) / max(float(prob.sum() + mask.sum()), 1e-9)
-    qc_score = 0.0
-    if mask.any():
-        qc_score = (
-            soft_dice
-            * math.sqrt(max(0.0, 1.0 - boundary_entropy))
-            * dice(raw, mask)
-            * _plausibility(area_fraction, area_left, area_right)
-        )
     return {
-        "lung_area_fraction": area_fraction,
+        **NO_AGREEMENT,
+        **(agreement or {}),
+        "lung_area_fraction": float(mask.mean()),
         "n_components": int(n_raw),
         "n_components_kept": int(n_kept),
         "left_right_ratio": float(lr_ratio),
+        "lr_log_ratio": float(abs(math.log((area_left + 1.0) / (area_right + 1.0)))),
         "mean_fg_prob": float(prob[mask.astype(bool)].mean()) if mask.any() else 0.0,
         "mean_entropy": float(entropy.mean()),
-        "boundary_entropy": boundary_entropy,
-        "soft_dice": float(soft_dice),
-        "qc_score": float(min(max(qc_score, 0.0), 1.0)),
+        "boundary_entropy": float(entropy[boundary].mean()) if boundary.any() else 0.0,
+        "soft_dice": 2.0 * float((prob * mask).sum()) / max(float(prob.sum() + mask.sum()), 1e-9),
+        "cleanup_agreement": dice(raw, mask),
+        **_shape(mask),
     }
 
 
-def qc_flags(metrics: dict, thresholds: "QCSettings") -> list[str]:
-    """Names of the rules a mask breaks."""
-    t = asdict(thresholds)
+def anatomy_flags(metrics: dict, thresholds: QCSettings) -> list[str]:
+    """Names of the anatomy rules a mask breaks (configured in `infer.qc`)."""
+    t = thresholds
     area = metrics["lung_area_fraction"]
     if area <= 0:
         return ["empty_mask"]
     flags = []
-    if area < t["min_lung_area_fraction"]:
+    if area < t.min_lung_area_fraction:
         flags.append("small_lung_area")
-    if area > t["max_lung_area_fraction"]:
+    if area > t.max_lung_area_fraction:
         flags.append("large_lung_area")
-    if metrics["n_components"] > t["max_components"]:
+    if metrics["n_components"] > t.max_components:
         flags.append("fragmented")
-    ratio = metrics["left_right_ratio"]
-    if not (t["min_left_right_ratio"] <= ratio <= t["max_left_right_ratio"]):  # NaN fails too
+    if not (t.min_left_right_ratio <= metrics["left_right_ratio"] <= t.max_left_right_ratio):  # NaN fails too
         flags.append("left_right_imbalance")
-    if metrics["mean_fg_prob"] < t["min_mean_fg_prob"]:
-        flags.append("low_confidence")
-    if metrics["boundary_entropy"] > t["max_boundary_entropy"]:
-        flags.append("uncertain_boundary")
-    if metrics["qc_score"] < t["min_qc_score"]:
-        flags.append("low_qc_score")
     return flags
+
+
+def qc_flags(metrics: dict, thresholds: QCSettings, model=None) -> list[str]:
+    """Anatomy flags, then `low_predicted_dice` and its reasons when the predicted Dice is under the bar.
+
+    `metrics` must hold `qc_predicted_dice` when a model (`qc_model.QCModel`) is given."""
+    flags = anatomy_flags(metrics, thresholds)
+    if model is not None and flags != ["empty_mask"] and metrics["qc_predicted_dice"] < thresholds.min_predicted_dice:
+        flags += ["low_predicted_dice", *(r for r in model.reasons(metrics) if r not in flags)]
+    return flags
+
+
+def assess(prob: np.ndarray, mask: np.ndarray, agreement: dict | None, thresholds: QCSettings, model, threshold: float):
+    """QC of one cleaned mask: its features, predicted Dice (NaN without a model) and flags."""
+    metrics = qc_metrics(prob, mask, agreement, threshold=threshold)
+    metrics["qc_predicted_dice"] = model.predict_one(metrics) if model is not None else math.nan
+    return metrics, qc_flags(metrics, thresholds, model)
 
 
 _OVERLAY_COLORS = {1: (0, 200, 0), post.RIGHT_LUNG: (0, 200, 0), post.LEFT_LUNG: (220, 0, 220)}  # BGR
@@ -163,7 +164,7 @@ def read_truth(path) -> np.ndarray:
 
 
 def qc_vs_truth(manifest: pd.DataFrame, truth_dir, out_root, *, size: int) -> pd.DataFrame:
-    """Per ok image with a ground truth `truth_dir/<dicom_id>.png`: its qc_score, flags and the true Dice
+    """Per ok image with a ground truth `truth_dir/<dicom_id>.png`: its qc_predicted_dice, flags and the true Dice
     of the written mask against the truth resized the same way (INTER_AREA stretch to size)."""
     rows = []
     for rec in manifest[manifest.status == "ok"].itertuples(index=False):
@@ -175,29 +176,18 @@ def qc_vs_truth(manifest: pd.DataFrame, truth_dir, out_root, *, size: int) -> pd
         rows.append(
             {
                 "dicom_id": rec.dicom_id,
-                "qc_score": float(rec.qc_score),
+                "qc_predicted_dice": float(rec.qc_predicted_dice),
                 "qc_flags": rec.qc_flags or "",
                 "dice": dice(pred, truth),
             }
         )
-    return pd.DataFrame(rows, columns=["dicom_id", "qc_score", "qc_flags", "dice"])
+    return pd.DataFrame(rows, columns=["dicom_id", "qc_predicted_dice", "qc_flags", "dice"])
 
 
-def qc_tracking(validation: pd.DataFrame) -> dict:
-    """How well qc_score tracks true Dice: Spearman's rho, and Dice of flagged vs unflagged images."""
-    from scipy.stats import spearmanr
-
-    n = int(len(validation))
-    result = {
-        "n": n,
-        "spearman_rho": math.nan,
-        "spearman_p": math.nan,
-        "mean_dice": float(validation.dice.mean()) if n else math.nan,
-    }
-    if n >= 3 and validation.qc_score.nunique() > 1 and validation.dice.nunique() > 1:
-        rho, p = spearmanr(validation.qc_score, validation.dice)
-        result.update(spearman_rho=float(rho), spearman_p=float(p))
+def qc_tracking(validation: pd.DataFrame, good_dice: float = 0.9) -> dict:
+    """How well the predicted Dice tracks the true Dice (see `qc_model.tracking`), and Dice of flagged vs not."""
     flagged = validation.qc_flags.fillna("") != ""
+    result = tracking(validation.qc_predicted_dice, validation.dice, flagged, good_dice=good_dice)
     result["mean_dice_flagged"] = float(validation.dice[flagged].mean()) if flagged.any() else math.nan
     result["mean_dice_unflagged"] = float(validation.dice[~flagged].mean()) if (~flagged).any() else math.nan
     return result
@@ -208,7 +198,7 @@ def flagged_overlays(
 ) -> list[tuple[dict, np.ndarray]]:
     """(row, BGR overlay) of the lowest-scoring flagged masks on their resized source images."""
     flagged = manifest[(manifest.status == "ok") & (manifest.qc_flags.fillna("") != "")]
-    flagged = flagged.sort_values(["qc_score", "dicom_id"]).head(max_images)
+    flagged = flagged.sort_values(["qc_predicted_dice", "dicom_id"]).head(max_images)
     return [(rec._asdict(), mask_overlay(rec, mimic_root, out_root, size)) for rec in flagged.itertuples(index=False)]
 
 

@@ -32,6 +32,7 @@ rule infer_shard:
     input:
         images=f"{R}/infer/lists/{{shard}}.parquet",
         selected=f"{R}/models/selected.json",
+        qc_model=f"{R}/models/qc_calibration.json",
     output:
         manifest=f"{R}/infer/manifests/{{shard}}.parquet",
     log:

@@ -35,9 +35,14 @@ rule qc_report:
     input:
         manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
         selection_summary=f"{R}/infer/selection_summary.json",
+        qc_model=f"{R}/models/qc_calibration.json",
+        calibration=f"{R}/models/qc_calibration.csv",
     output:
         markdown=report(f"{R}/qc/qc_report.md", caption="../report/qc.rst", category="3. CXLSeg dataset"),
         overlays=report(f"{R}/qc/flagged_overlays.jpg", caption="../report/overlays.rst", category="3. CXLSeg dataset"),
+        dice_plot=report(
+            f"{R}/qc/predicted_vs_true_dice.png", caption="../report/qc_dice.rst", category="3. CXLSeg dataset"
+        ),
     log:
         f"{R}/logs/qc/report.log",
     benchmark:
@@ -49,6 +54,7 @@ rule qc_report:
         mimic_root=lambda wc: mimic_root(),
         truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
         size=config["preprocess"]["size"],
+        min_predicted_dice=config["infer"]["qc"]["min_predicted_dice"],
     script:
         "../scripts/qc_report.py"
 

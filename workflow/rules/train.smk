@@ -79,3 +79,35 @@ rule select_model:
         inference_model=config["models"]["inference_model"],
     script:
         "../scripts/select_model.py"
+
+
+rule calibrate_qc:
+    input:
+        selected=f"{R}/models/selected.json",
+        checkpoints=expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        store=rules.augment.output.store,
+    output:
+        model=f"{R}/models/qc_calibration.json",
+        table=f"{R}/models/qc_calibration.csv",
+        plot=report(
+            f"{R}/models/qc_calibration.png",
+            caption="../report/qc_calibration.rst",
+            category="2. Segmentation models",
+        ),
+    log:
+        f"{R}/logs/models/calibrate_qc.log",
+    benchmark:
+        f"{R}/benchmarks/calibrate_qc.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: 4
+    resources:
+        mem_mb=res("infer", "mem_mb", 16000),
+        runtime=res("infer", "runtime", 720),
+        gpu=res("infer", "gpu", 1),
+        cpus_per_task=res("infer", "cpus", 8),
+    params:
+        infer=outcome_settings("infer"),
+        seed=config["seed"],
+    script:
+        "../scripts/calibrate_qc.py"

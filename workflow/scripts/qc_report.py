@@ -1,4 +1,4 @@
-"""Rule qc_report: selection and status counts, flagged overlays, QC score vs truth on the demo."""
+"""Rule qc_report: selection and status counts, flagged overlays, the predicted-Dice model, and its check on the demo."""
 
 from cxlseg.io import log_to
 from cxlseg.qc_report import write_qc_report
@@ -11,6 +11,10 @@ with log_to(snakemake.log[0]):
         mimic_root=snakemake.params.mimic_root,
         markdown_path=snakemake.output.markdown,
         overlays_path=snakemake.output.overlays,
+        qc_model_path=snakemake.input.qc_model,
+        calibration_table=snakemake.input.calibration,
+        dice_plot_path=snakemake.output.dice_plot,
+        min_predicted_dice=snakemake.params.min_predicted_dice,
         truth_dir=snakemake.params.truth,
         size=snakemake.params.size,
     )

@@ -1,0 +1,19 @@
+"""Rule calibrate_qc: fit the predicted-Dice QC model with inference's own predictor on the validate/test store."""
+
+from pathlib import Path
+
+from cxlseg.calibrate import calibrate
+from cxlseg.infer import InferSettings, inference_predictor
+from cxlseg.io import log_to, read_json
+
+with log_to(snakemake.log[0]):
+    settings = InferSettings.from_config(snakemake.config)
+    calibrate(
+        Path(snakemake.input.store[0]).parent,
+        inference_predictor(read_json(snakemake.input.selected), settings),
+        settings,
+        snakemake.output.model,
+        snakemake.output.table,
+        snakemake.output.plot,
+        seed=snakemake.params.seed,
+    )

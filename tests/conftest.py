@@ -367,6 +367,28 @@ def layouts():
     return types.SimpleNamespace(**{name: globals()[name] for name in names})
 
 
+def two_lung_mask(size: int = 224, hole: bool = False) -> np.ndarray:
+    """Two lung-like ellipses (image-left one a bit larger, as the heart shrinks the patient's left lung)."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (68, 110), (34, 70), 0, 0, 360, 1, -1)
+    cv2.ellipse(mask, (158, 115), (30, 64), 0, 0, 360, 1, -1)
+    if hole:
+        cv2.circle(mask, (68, 110), 8, 0, -1)
+    return mask
+
+
+def confident_prob(mask: np.ndarray, confident: float = 0.97) -> np.ndarray:
+    """The probability map of a model that is `confident` about every pixel of `mask`."""
+    return np.where(mask > 0, confident, 1 - confident).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def lung_fields():
+    """A 224 px two-lung mask (`mask(size, hole)`) and a confident probability map of a mask (`prob`), for the
+    clean-up and QC tests."""
+    return types.SimpleNamespace(mask=two_lung_mask, prob=confident_prob)
+
+
 def lungs(h: int, w: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two elliptical lungs as separate 0/1 masks (left, right)."""
     left, right = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import fit_toy_qc_model
 from cxlseg import io, preprocess
 from cxlseg.config import ConfigError, speed_only_keys
 from cxlseg.evaluate import evaluate_model
@@ -166,12 +167,16 @@ def test_settings_id_ignores_exactly_the_speed_only_keys(infer_settings, toys):
         dict(separate_lungs=True),
         dict(output_size=256),
         dict(postprocess={"closing": 3}),
-        dict(qc={"min_qc_score": 0.5}),
+        dict(qc={"min_predicted_dice": 0.8}),
+        dict(ensemble=2),
         dict(mask_format="jpg"),
         dict(reduce_min_ratio=2.0),
     ):
         assert infer_settings(**changed).settings_id(spec) != base.settings_id(spec), changed
     assert base.settings_id(toys.spec(112)) != base.settings_id(spec)  # the network input is part of it
+    qc_model = fit_toy_qc_model()[0]  # and so is the predicted-Dice model
+    assert base.settings_id(spec, qc_model) != base.settings_id(spec)
+    assert base.settings_id(spec, qc_model) != base.settings_id(spec, fit_toy_qc_model(seed=1)[0])
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools decode vs numpy 2
@@ -280,7 +285,7 @@ def test_infer_settings_from_the_config(make_config):
     config = make_config(preprocess={"size": 256}, infer={"threshold": 0.4, "postprocess": {"closing": 7}})
     settings = InferSettings.from_config(config)
     assert settings.output_size == 256 and settings.threshold == 0.4 and settings.postprocess.closing == 7
-    assert settings.postprocess.opening == 3 and settings.qc.min_qc_score == 0.6  # the rest: schema defaults
+    assert settings.postprocess.opening == 3 and settings.qc.min_predicted_dice == 0.9  # the rest: schema defaults
     assert InferSettings.from_config(config, num_workers=1).num_workers == 1
     outputs = settings.outputs
     assert isinstance(outputs, OutputSettings) and outputs.postprocess == settings.postprocess

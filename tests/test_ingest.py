@@ -9,15 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.ingest import (
-    MANIFEST_COLUMNS,
-    REJECT_COLUMNS,
-    MaskError,
-    binarise_mask,
-    ingest_dataset,
-    label_from_finding,
-    render_polygons,
-)
+from cxlseg.ingest import MANIFEST_COLUMNS, REJECT_COLUMNS, ingest_dataset
+from cxlseg.labels import label_from_finding
+from cxlseg.lung_masks import MaskError, binarise_mask, render_polygons
 
 
 def _reason(rejects: pd.DataFrame, image_id: str) -> str:

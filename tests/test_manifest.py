@@ -24,7 +24,7 @@ def record(dicom_id, status="ok", model_id="m", settings_id="s", **extra):
         "status": status,
         "model_id": model_id,
         "settings_id": settings_id,
-        "qc_score": 0.9,
+        "qc_predicted_dice": 0.9,
         **extra,
     }
 
@@ -53,7 +53,7 @@ def test_read_manifests_concatenates_and_selects_columns(tmp_path):
     write_manifest([], tmp_path / "p12.parquet")
     frame = read_manifests([tmp_path / f"p1{i}.parquet" for i in range(3)])
     assert frame.dicom_id.tolist() == ["a", "b"] and list(frame.columns) == list(MANIFEST_DTYPES)
-    table = read_manifest_table(tmp_path / "p10.parquet", columns=["qc_score", "not_a_column"])
+    table = read_manifest_table(tmp_path / "p10.parquet", columns=["qc_predicted_dice", "not_a_column"])
     assert set(table.column_names) == {
         "dicom_id",
         "subject_id",
@@ -61,7 +61,7 @@ def test_read_manifests_concatenates_and_selects_columns(tmp_path):
         "image_path",
         "mask_path",
         "status",
-        "qc_score",
+        "qc_predicted_dice",
     }
     assert len(read_manifests([])) == 0
 

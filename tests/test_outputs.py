@@ -51,7 +51,7 @@ def test_finish_image_writes_both_files_and_returns_the_manifest_fields(tmp_path
     resized = preprocess.resize(toys.radiograph_like(300, 260), 224)
     prob = np.where(_lungs() > 0, 0.95, 0.05).astype(np.float32)
     item = {"subject_id": "10000032", "study_id": "50414267", "dicom_id": "0c-01", "orig_hw": (300, 260)}
-    fields = finish_image(item, resized, prob, tmp_path, settings.outputs, toys.spec())
+    fields = finish_image(item, resized, prob, None, tmp_path, settings.outputs, toys.spec())
     assert fields["image_path"] == "files/p10/p10000032/s50414267/0c-01.jpg"
     assert fields["mask_path"] == "files/p10/p10000032/s50414267/0c-01-mask.png"
     mask = settings.postprocess.clean(prob, settings.threshold)

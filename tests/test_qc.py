@@ -26,29 +26,15 @@ from cxlseg.qc import (
 from cxlseg.qc_report import _short_flags, markdown_table, overlay_sheet, write_qc_report
 
 
-def _lungs(size=224, hole=False):
-    """Two lung-like ellipses (image-left one a bit larger, as the heart shrinks the patient's left lung)."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.ellipse(mask, (68, 110), (34, 70), 0, 0, 360, 1, -1)
-    cv2.ellipse(mask, (158, 115), (30, 64), 0, 0, 360, 1, -1)
-    if hole:
-        cv2.circle(mask, (68, 110), 8, 0, -1)
-    return mask
-
-
-def _prob(mask, confident=0.97):
-    return np.where(mask > 0, confident, 1 - confident).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def thresholds():
     """QC thresholds at the schema's defaults, built as the infer rule builds them."""
     return build_settings(QCSettings, default_config()["infer"]["qc"])
 
 
-def test_qc_metrics_of_a_good_mask(thresholds):
-    mask = _lungs()
-    metrics = qc_metrics(_prob(mask), mask)
+def test_qc_metrics_of_a_good_mask(thresholds, lung_fields):
+    mask = lung_fields.mask()
+    metrics = qc_metrics(lung_fields.prob(mask), mask)
     assert 0.1 < metrics["lung_area_fraction"] < 0.4
     assert metrics["n_components"] == 2
     assert 1.0 < metrics["left_right_ratio"] < 1.5 and metrics["lr_log_ratio"] == pytest.approx(
@@ -59,28 +45,32 @@ def test_qc_metrics_of_a_good_mask(thresholds):
     assert 0.45 < metrics["centroid_x"] < 0.55 and 0.45 < metrics["centroid_y"] < 0.55
     assert 0.55 < metrics["height_fraction"] < 0.7
     assert math.isnan(metrics["member_agreement"]) and math.isnan(metrics["flip_agreement"])  # none given
-    with_agreement = qc_metrics(_prob(mask), mask, {"member_agreement": 0.9, "flip_agreement": 0.95})
+    with_agreement = qc_metrics(lung_fields.prob(mask), mask, {"member_agreement": 0.9, "flip_agreement": 0.95})
     assert with_agreement["member_agreement"] == 0.9 and with_agreement["flip_agreement"] == 0.95
     assert qc_flags(metrics, thresholds) == []
 
 
-def test_qc_flags_fire_on_bad_masks(thresholds, qc_model):
+def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
     empty = np.zeros((224, 224), np.uint8)
     assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds) == ["empty_mask"]
     metrics, flags = assess(np.full((224, 224), 0.1, np.float32), empty, None, thresholds, qc_model, 0.5)
     assert flags == ["empty_mask"] and metrics["qc_predicted_dice"] == 0.0  # no lung, no Dice
 
-    one_lung = _lungs()
+    one_lung = lung_fields.mask()
     one_lung[:, 112:] = 0
-    m = qc_metrics(_prob(one_lung), one_lung)
+    m = qc_metrics(lung_fields.prob(one_lung), one_lung)
     assert math.isinf(m["left_right_ratio"]) and m["lr_log_ratio"] > 5
     assert "left_right_imbalance" in qc_flags(m, thresholds)
 
     rng = np.random.default_rng(0)
-    noisy_prob = np.clip(_prob(_lungs(), 0.6) + rng.normal(0, 0.25, (224, 224)), 0, 1).astype(np.float32)
+    noisy_prob = np.clip(lung_fields.prob(lung_fields.mask(), 0.6) + rng.normal(0, 0.25, (224, 224)), 0, 1).astype(
+        np.float32
+    )
     cleaned = pp.clean_mask(noisy_prob)
     m, flags = assess(noisy_prob, cleaned, {"flip_agreement": 0.62}, thresholds, qc_model, 0.5)
-    good, good_flags = assess(_prob(_lungs()), _lungs(), {"flip_agreement": 0.99}, thresholds, qc_model, 0.5)
+    good, good_flags = assess(
+        lung_fields.prob(lung_fields.mask()), lung_fields.mask(), {"flip_agreement": 0.99}, thresholds, qc_model, 0.5
+    )
     assert m["cleanup_agreement"] < 0.9 and m["soft_dice"] < good["soft_dice"]
     assert m["qc_predicted_dice"] < 0.8 < good["qc_predicted_dice"]
     assert {"fragmented", "low_predicted_dice"} <= set(flags) and good_flags == []
@@ -88,8 +78,8 @@ def test_qc_flags_fire_on_bad_masks(thresholds, qc_model):
     assert {"low_soft_dice", "low_flip_agreement"} <= set(reasons)  # the features that explain it
 
 
-def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_model):
-    metrics = qc_metrics(_prob(_lungs()), _lungs())
+def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_model, lung_fields):
+    metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask())
     replace = dataclasses.replace
     assert qc_flags(metrics, replace(thresholds, min_lung_area_fraction=0.5)) == ["small_lung_area"]
     assert qc_flags(metrics, replace(thresholds, max_lung_area_fraction=0.1)) == ["large_lung_area"]
@@ -102,21 +92,21 @@ def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_m
     assert qc_flags(metrics, configured) == ["small_lung_area"]
 
 
-def test_overlay_is_bgr_and_tints_only_the_mask():
+def test_overlay_is_bgr_and_tints_only_the_mask(lung_fields):
     image = np.full((224, 224), 100, np.uint8)
-    out = overlay(image, pp.label_lungs(_lungs()))
+    out = overlay(image, pp.label_lungs(lung_fields.mask()))
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     assert tuple(out[0, 0]) == (100, 100, 100)
     assert tuple(out[110, 68]) != (100, 100, 100) and tuple(out[110, 68]) != tuple(out[115, 158])
-    small = overlay(np.full((448, 448), 50, np.uint8), _lungs())  # mask resized to the image
+    small = overlay(np.full((448, 448), 50, np.uint8), lung_fields.mask())  # mask resized to the image
     assert small.shape == (448, 448, 3)
 
 
-def test_read_truth_accepts_0_255_and_lung_labels(tmp_path):
-    cv2.imwrite(str(tmp_path / "a.png"), _lungs() * 255)
-    cv2.imwrite(str(tmp_path / "b.png"), pp.label_lungs(_lungs()))
-    assert np.array_equal(read_truth(tmp_path / "a.png"), _lungs())
-    assert np.array_equal(read_truth(tmp_path / "b.png"), _lungs())
+def test_read_truth_accepts_0_255_and_lung_labels(tmp_path, lung_fields):
+    cv2.imwrite(str(tmp_path / "a.png"), lung_fields.mask() * 255)
+    cv2.imwrite(str(tmp_path / "b.png"), pp.label_lungs(lung_fields.mask()))
+    assert np.array_equal(read_truth(tmp_path / "a.png"), lung_fields.mask())
+    assert np.array_equal(read_truth(tmp_path / "b.png"), lung_fields.mask())
 
 
 # --------------------------------------------------------------------------- on an inference run
@@ -187,6 +177,21 @@ def _calibration_files(tmp_path, qc_model):
     )
 
 
+def _shard_qc_report(run, shard, qc_model, **options) -> dict:
+    """The QC report of one inference run, read from and written beside the test shard (qc.md, qc.png)."""
+    return write_qc_report(
+        [run.manifest],
+        shard.root / "selection.json",
+        out_root=run.out_root,
+        mimic_root=shard.mimic,
+        markdown_path=shard.root / "qc.md",
+        overlays_path=shard.root / "qc.png",
+        size=224,
+        **_calibration_files(shard.root, qc_model),
+        **options,
+    )
+
+
 def test_qc_report_lists_failed_and_flagged(shard, infer_run, qc_model):
     run = infer_run(shard, qc={"min_predicted_dice": 1.0}, qc_model=qc_model)
     io.write_json(
@@ -197,16 +202,7 @@ def test_qc_report_lists_failed_and_flagged(shard, infer_run, qc_model):
             "studies_empty_report_ids": [{"subject_id": "1", "study_id": "2"}],
         },
     )
-    result = write_qc_report(
-        [run.manifest],
-        shard.root / "selection.json",
-        out_root=run.out_root,
-        mimic_root=shard.mimic,
-        markdown_path=shard.root / "qc.md",
-        overlays_path=shard.root / "qc.png",
-        size=224,
-        **_calibration_files(shard.root, qc_model),
-    )
+    result = _shard_qc_report(run, shard, qc_model)
     text = (shard.root / "qc.md").read_text()
     frame = pd.read_parquet(run.manifest)
     for dicom_id in frame.loc[frame.status == "failed", "dicom_id"]:
@@ -227,17 +223,7 @@ def test_qc_report_with_ground_truth_tracks_dice(shard, infer_run, qc_model):
     for rec in pd.read_parquet(run.manifest).query("status == 'ok'").itertuples():
         cv2.imwrite(str(truth_dir / f"{rec.dicom_id}.png"), io.read_mask(run.out_root / rec.mask_path) * 255)
     io.write_json(shard.root / "selection.json", {})
-    result = write_qc_report(
-        [run.manifest],
-        shard.root / "selection.json",
-        out_root=run.out_root,
-        mimic_root=shard.mimic,
-        markdown_path=shard.root / "qc.md",
-        overlays_path=shard.root / "qc.png",
-        truth_dir=truth_dir,
-        size=224,
-        **_calibration_files(shard.root, qc_model),
-    )
+    result = _shard_qc_report(run, shard, qc_model, truth_dir=truth_dir)
     assert result["tracking"]["n"] == 5 and result["tracking"]["mean_dice"] == pytest.approx(1.0)
     assert "Predicted vs true Dice" in (shard.root / "qc.md").read_text()
 

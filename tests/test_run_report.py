@@ -47,16 +47,18 @@ def results(tmp_path):
     )
     (r / "CXLSeg/summary.json").write_text(json.dumps({"rows": {"segmented": 5}}))
     (r / "infer/manifests").mkdir(parents=True)
-    _manifest(IDS[:3], ["ok"] * 3, ["low_qc_score", "", None]).to_parquet(r / "infer/manifests/p10.parquet")
-    _manifest(IDS[3:], ["ok", "ok", "failed"], ["low_qc_score;small_lung", "", ""]).to_parquet(
+    _manifest(IDS[:3], ["ok"] * 3, ["low_predicted_dice", "", None]).to_parquet(r / "infer/manifests/p10.parquet")
+    _manifest(IDS[3:], ["ok", "ok", "failed"], ["low_predicted_dice;small_lung", "", ""]).to_parquet(
         r / "infer/manifests/p11.parquet"
     )
     (r / "infer/selection_summary.json").write_text(
         json.dumps(
             {
                 "images_in_shards": 1234567,
-                "studies_no_report_file": 2,
-                "images_no_report_file": 3,
+                "studies_no_file": 2,
+                "images_no_file": 3,
+                "studies_unreadable_file": 6,
+                "images_unreadable_file": 7,
                 "studies_empty_report": 4,
                 "images_empty_report": 5,
             }
@@ -110,7 +112,7 @@ def test_summary_counts_model_times_and_banner(results):
     assert "1,234,567" in page  # images selected, with thousands separator
     assert ">segmented<b>5</b>" in page and ">failed<b>1</b>" in page and ">QC-flagged<b>2</b>" in page
     assert "file not found" in page
-    assert "no report file" in page and "empty report" in page
+    assert "no report file" in page and "empty report" in page and "report file unreadable" in page
     assert ">train<b>3</b>" in page and ">validate<b>1</b>" in page and ">test<b>1</b>" in page
     assert "<b>unet</b>" in page and "test Dice<b>0.9123</b>" in page and "validate Dice<b>0.9334</b>" in page
     assert "merge_tables" in page and "1:02:05" in page  # stage time as h:mm:ss
@@ -138,7 +140,7 @@ def test_tables_inline_with_selected_model_marked(results):
     assert "<td>0.9123</td>" in page and "<td>0.8765</td>" in page and "<td>3.14</td>" in page
     assert "12,451,753" in page
     assert "<td>0.512</td>" in page  # Table III to 3 decimals
-    assert "flag: low_qc_score" in page and "flag: small_lung" in page
+    assert "flag: low_predicted_dice" in page and "flag: small_lung" in page
     assert "1,500" in page and ">validate<" in page and ">val<" not in page
     assert "checkpoint" not in page
 

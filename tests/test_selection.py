@@ -9,8 +9,10 @@ from cxlseg import io
 from cxlseg.config import ConfigError
 from cxlseg.mimic import report_relpath
 from cxlseg.selection import (
+    DROP_CAUSES,
     EMPTY_REPORT,
     NO_REPORT_FILE,
+    UNREADABLE_REPORT,
     SelectionSettings,
     run_selection,
     select_images,
@@ -102,10 +104,22 @@ def test_missing_and_empty_reports_are_dropped_and_counted_apart(tmp_path, make_
     assert summary["images_with_report"] == (
         summary["valid_id_images"] - summary[f"images_{NO_REPORT_FILE}"] - summary[f"images_{EMPTY_REPORT}"]
     )
+    assert summary[f"studies_{UNREADABLE_REPORT}"] == 0 and summary[f"images_{UNREADABLE_REPORT}"] == 0
     assert (
-        summary[f"studies_{NO_REPORT_FILE}"] + summary[f"studies_{EMPTY_REPORT}"]
+        sum(summary[f"studies_{cause}"] for cause in DROP_CAUSES)
         == summary["frontal_studies"] - summary["frontal_studies_with_report"]
     )
+
+
+def test_unreadable_report_is_counted_apart_from_a_missing_one(tmp_path, make_config):
+    csv, root = _metadata(tmp_path)
+    (root / report_relpath("12000006", "50000009")).mkdir(parents=True)  # a folder where the report should be
+    table, summary = select_images(csv, root, None, settings(make_config, shards=["p10", "p11", "p12"]))
+    assert "aa-14" not in set(table.dicom_id)
+    assert summary[f"studies_{UNREADABLE_REPORT}_ids"] == [{"subject_id": "12000006", "study_id": "50000009"}]
+    assert summary[f"studies_{UNREADABLE_REPORT}"] == 1 and summary[f"images_{UNREADABLE_REPORT}"] == 1
+    assert summary[f"studies_{NO_REPORT_FILE}_ids"] == [{"subject_id": "10000002", "study_id": "50000002"}]
+    assert summary[f"images_{NO_REPORT_FILE}"] == 1 and summary[f"images_{EMPTY_REPORT}"] == 2
 
 
 def test_study_report_status(tmp_path):
@@ -118,7 +132,7 @@ def test_study_report_status(tmp_path):
     assert study_report_status("10000001", "3", tmp_path) == EMPTY_REPORT
     assert study_report_status("10000001", "4", tmp_path) == NO_REPORT_FILE
     (tmp_path / report_relpath("10000001", "5")).mkdir()  # unreadable: a folder where the file should be
-    assert study_report_status("10000001", "5", tmp_path) == NO_REPORT_FILE
+    assert study_report_status("10000001", "5", tmp_path) == UNREADABLE_REPORT
 
 
 def test_reports_root_apart_from_the_images(tmp_path, make_config):

@@ -43,8 +43,8 @@ def test_extract_study_reports_rules_missing_and_unreadable_files(tmp_path, work
     assert out["ReportRule"].tolist() == [
         "findings+impression",
         reports.STUDY_RULE,
-        sources.NO_REPORT_FILE,
-        sources.UNREADABLE_REPORT,
+        reports.NO_REPORT_FILE,
+        reports.UNREADABLE_REPORT,
     ]
     assert out["Reports"].tolist()[0] == "Lungs clear. Normal."
     assert out["Reports"].tolist()[1] == reports.extract_report(forced, study_id="s50913680")[0] != "Lungs clear."

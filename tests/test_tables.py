@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from cxlseg import reports, sources, tables
+from cxlseg import reports, tables
 from cxlseg.config import default_config
+from cxlseg.demo.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
 from cxlseg.io import UnsafePathError
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import split_by_image
@@ -21,20 +22,6 @@ from cxlseg.tables import TablesSettings, merge_tables
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
 REPORT_EMPTY = " FINAL REPORT\n Cancelled.\n"
-METADATA_COLUMNS = [
-    "dicom_id",
-    "subject_id",
-    "study_id",
-    "PerformedProcedureStepDescription",
-    "ViewPosition",
-    "Rows",
-    "Columns",
-    "StudyDate",
-    "StudyTime",
-    "ProcedureCodeSequence_CodeMeaning",
-    "ViewCodeSequence_CodeMeaning",
-    "PatientOrientationCodeSequence_CodeMeaning",
-]
 
 
 def image_row(subject, study, dicom, status="ok", error="", flags=()):
@@ -52,7 +39,7 @@ def image_row(subject, study, dicom, status="ok", error="", flags=()):
         "n_components": 2,
         "left_right_ratio": 1.1,
         "mean_fg_prob": 0.95,
-        "qc_score": 0.9,
+        "qc_predicted_dice": 0.9,
         "qc_flags": list(flags),
         "status": status,
         "error": error,
@@ -211,7 +198,7 @@ def test_metadata_values_pass_through_as_text(archive):
     by_id = meta.set_index("dicom_id")
     assert (by_id.at["d3", "Reports"], by_id.at["d3", "ReportRule"]) == ("Stable since ___.", "comparison")
     assert (by_id.at["d6", "Reports"], by_id.at["d6", "ReportRule"]) == ("", "none")
-    assert (by_id.at["d7", "Reports"], by_id.at["d7", "ReportRule"]) == ("", sources.NO_REPORT_FILE)
+    assert (by_id.at["d7", "Reports"], by_id.at["d7", "ReportRule"]) == ("", reports.NO_REPORT_FILE)
 
 
 def test_chexpert_values_and_blanks_kept_as_in_source(archive):
@@ -467,7 +454,7 @@ def test_unreadable_report_file_is_recorded_not_fatal(archive):
     (tmp_path / "reports/files/p12/p12000022/s52000003.txt").mkdir(parents=True)  # a folder where the file should be
     summary, t = run_merge(tmp_path, manifests)
     rules = t["metadata"].set_index("dicom_id")["ReportRule"]
-    assert rules["d7"] == sources.UNREADABLE_REPORT
+    assert rules["d7"] == reports.UNREADABLE_REPORT
     assert {"subject_id": 12000022, "study_id": 52000003, "reason": "report file unreadable"} in summary[
         "studies_without_report"
     ]

@@ -41,6 +41,16 @@ def kernel(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(size), int(size)))
 
 
+def _close(mask: np.ndarray, size: int) -> np.ndarray:
+    """Closing as if the background went on past the image edge (zero padding of the kernel's reach).
+
+    OpenCV's default border counts the outside as lung while eroding, so a lung a few pixels from the
+    edge was filled out to it; a plain constant-0 border would instead erode lungs that touch the edge.
+    """
+    padded = cv2.copyMakeBorder(mask, size, size, size, size, cv2.BORDER_CONSTANT, value=0)
+    return cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel(size))[size:-size, size:-size]
+
+
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Flood the background from the border; whatever background the flood cannot reach is a hole."""
     padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
@@ -84,8 +94,10 @@ def clean_mask(
     """
     mask = (np.asarray(prob) >= threshold).astype(np.uint8)
     if closing and closing > 1:
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel(closing))
+        mask = _close(mask, int(closing))
     if opening and opening > 1:
+        # the default border is right here: eroding counts the outside as lung, so the edge never eats
+        # a lung that touches it, and opening can only remove pixels, never grow into the edge
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel(opening))
     if keep_components and keep_components > 0:
         min_area = int(math.ceil(min_component_fraction * mask.size))

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -74,6 +75,13 @@ RULES = (
     STUDY_RULE_NONE,
 )
 STUDY_RULES_CSV = Path(__file__).parent / "data" / "report_rules.csv"
+# Why a study has no report text before any rule runs: its file is absent, or is there but cannot be read.
+# One vocabulary for the tables' ReportRule column and the selection summary's drop counts.
+NO_REPORT_FILE = "no_file"
+UNREADABLE_REPORT = "unreadable_file"
+REPORT_FILE_PROBLEMS = {NO_REPORT_FILE: "no report file", UNREADABLE_REPORT: "report file unreadable"}
+
+log = logging.getLogger(__name__)
 
 # starting with a letter keeps the scan linear (10x faster than MIT-LCP's class on MIMIC text)
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/,-]*):(?=\s|\Z)", re.MULTILINE)
@@ -304,3 +312,15 @@ def read_report(path: os.PathLike | str) -> str:
     """A report file as text; undecodable bytes are replaced so one odd file never stops a merge."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         return fh.read()
+
+
+def study_report(path: os.PathLike | str, study_id: int | str) -> tuple[str, str]:
+    """(report text, rule) of one study's file; ("", NO_REPORT_FILE or UNREADABLE_REPORT) when it cannot be read."""
+    try:
+        text = read_report(path)
+    except FileNotFoundError:
+        return "", NO_REPORT_FILE
+    except OSError as exc:
+        log.warning("%s: report not readable (%s)", path, exc)
+        return "", UNREADABLE_REPORT
+    return extract_report(text, study_id=f"s{study_id}")

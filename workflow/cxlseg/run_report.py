@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cxlseg import io
+from cxlseg.selection import DROP_CAUSES
 
 SPLIT_ORDER = ("train", "validate", "test")
 _SPLIT_NAMES = {"val": "validate", "valid": "validate", "validation": "validate"}  # one vocabulary on the pages
@@ -186,10 +187,7 @@ def summary_page(results, *, demo: bool = False) -> str:
         _kpi("in the tables", count(tables.get("rows", {}).get("segmented"))),
     ]
     body += ["<h3>Failed, by reason</h3>", table(failed, {"images": count})]
-    drops = [
-        ("no report file", "studies_no_report_file", "images_no_report_file"),
-        ("empty report", "studies_empty_report", "images_empty_report"),
-    ]
+    drops = [(why, f"studies_{cause}", f"images_{cause}") for cause, why in DROP_CAUSES.items()]
     rows = [(why, selection.get(s), selection.get(i)) for why, s, i in drops if s in selection or i in selection]
     body.append("<h3>Studies dropped at selection</h3>")
     body.append(

@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition")
 LIST_COLUMNS = ("dicom_id", "subject_id", "study_id", "image_path")
-# Why a study's frontal images are dropped (keys of selection_summary.json's counts).
-NO_REPORT_FILE = "no_report_file"
+# Why a study's frontal images are dropped (keys of selection_summary.json's counts, with what to call them):
+# the report file's problems as the tables name them, or a readable report with no CXLSeg text.
+NO_REPORT_FILE, UNREADABLE_REPORT = reports.NO_REPORT_FILE, reports.UNREADABLE_REPORT
 EMPTY_REPORT = "empty_report"
+DROP_CAUSES = {**reports.REPORT_FILE_PROBLEMS, EMPTY_REPORT: "empty report"}
 
 
 @dataclass(frozen=True)
@@ -70,16 +72,11 @@ def _exclude_bad_ids(frontal: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 
 
 def study_report_status(subject_id: str, study_id: str, reports_root) -> str:
-    """'' when the study has a usable report, else why not (NO_REPORT_FILE or EMPTY_REPORT)."""
+    """'' when the study has a usable report, else why not (one of DROP_CAUSES)."""
     path = io.safe_join(reports_root, report_relpath(subject_id, study_id))
-    try:
-        text = reports.read_report(path)
-    except FileNotFoundError:
-        return NO_REPORT_FILE
-    except OSError as exc:
-        log.warning("%s: report not readable (%s)", path, exc)
-        return NO_REPORT_FILE
-    report, _ = reports.extract_report(text, study_id=f"s{study_id}")
+    report, rule = reports.study_report(path, study_id)
+    if rule in reports.REPORT_FILE_PROBLEMS:
+        return rule
     return "" if report.strip() else EMPTY_REPORT
 
 
@@ -154,7 +151,7 @@ def select_images(metadata_csv, mimic_root, reports_root, settings: SelectionSet
     status = _report_status(valid, reports_root)
     per_image = np.array([status[k] for k in zip(valid.subject_id, valid.study_id)], dtype=object)
     summary["frontal_studies"] = int(len(status))
-    for cause in (NO_REPORT_FILE, EMPTY_REPORT):
+    for cause in DROP_CAUSES:
         dropped = sorted(k for k, v in status.items() if v == cause)
         summary[f"studies_{cause}"] = int(len(dropped))
         summary[f"images_{cause}"] = int((per_image == cause).sum())
@@ -168,14 +165,13 @@ def select_images(metadata_csv, mimic_root, reports_root, settings: SelectionSet
     per_shard = table.shard_id.value_counts().reindex(ids, fill_value=0)
     summary["images_per_shard"] = {s: int(n) for s, n in per_shard.items()}
     log.info(
-        "selection: %d metadata -> %d frontal -> %d valid ids -> %d with a usable report (%d images without "
-        "a report file, %d with an empty report) -> %d in shards",
+        "selection: %d metadata -> %d frontal -> %d valid ids -> %d with a usable report (dropped images: %s) "
+        "-> %d in shards",
         summary["metadata_images"],
         summary["frontal_images"],
         summary["valid_id_images"],
         summary["images_with_report"],
-        summary[f"images_{NO_REPORT_FILE}"],
-        summary[f"images_{EMPTY_REPORT}"],
+        ", ".join(f"{summary[f'images_{cause}']} {why}" for cause, why in DROP_CAUSES.items()),
         summary["images_in_shards"],
     )
     return table, summary

@@ -23,21 +23,6 @@ from .mimic import CHEXPERT_LABELS, SPLITS
 
 log = logging.getLogger(__name__)
 
-# ReportRule values beyond reports.RULES: the study's report file is absent, or exists but cannot be read.
-NO_REPORT_FILE = "no_file"
-UNREADABLE_REPORT = "unreadable_file"
-
-
-def _study_report(path: str, study_id: int) -> tuple[str, str]:
-    try:
-        text = reports.read_report(path)
-    except FileNotFoundError:
-        return "", NO_REPORT_FILE
-    except OSError as exc:
-        log.warning("%s: report not readable (%s)", path, exc)
-        return "", UNREADABLE_REPORT
-    return reports.extract_report(text, study_id=f"s{study_id}")
-
 
 def _report_paths(studies: pd.DataFrame, reports_root: os.PathLike | str) -> list[str]:
     """Report file per study: safe_join once per pXX folder, the rest built from positive integer ids."""
@@ -67,7 +52,7 @@ def extract_study_reports(
     chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
 
     def run(batch):
-        return [_study_report(path, study) for path, study in batch]
+        return [reports.study_report(path, study) for path, study in batch]
 
     results: list[tuple[str, str]] = []
     with tqdm(total=len(jobs), desc="reports", unit="study", disable=not progress) as bar:

@@ -26,7 +26,8 @@ from .config import build_settings
 from .io import UnsafePathError, safe_join, write_csv, write_json
 from .manifest import read_manifest_table
 from .mimic import CHEXPERT_LABELS
-from .sources import NO_REPORT_FILE, UNREADABLE_REPORT, extract_study_reports, read_chexpert, read_metadata
+from .reports import REPORT_FILE_PROBLEMS
+from .sources import extract_study_reports, read_chexpert, read_metadata
 from .splits import assign_split
 
 log = logging.getLogger(__name__)
@@ -286,19 +287,11 @@ def merge_tables(
     with _step("write tables"):
         outputs = [(tables[key], out_dir / name) for key, name in TABLE_NAMES.items()]
         _write_all(outputs + [(failed, out_dir / FAILED_TABLE)], write_workers)
-    summary = _summary(
-        manifest_paths,
-        rows,
-        duplicates,
-        images,
-        tables,
-        failed,
-        study_reports,
-        metadata,
-        chexpert,
-        split_info,
-        include_flagged,
-    )
+    summary = {
+        **_row_counts(manifest_paths, rows, duplicates, tables, failed, include_flagged),
+        **_source_counts(images, study_reports, metadata, chexpert),
+        "split": split_info,
+    }
     write_json(out_dir / SUMMARY, summary)
     log.info(
         "wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"]
@@ -317,27 +310,8 @@ def _write_all(outputs: list[tuple[pd.DataFrame, Path]], workers: int) -> None:
             future.result()
 
 
-def _summary(
-    manifest_paths,
-    rows,
-    duplicates,
-    images,
-    tables,
-    failed,
-    study_reports,
-    metadata,
-    chexpert,
-    split_info,
-    include_flagged,
-) -> dict:
-    why = {
-        "none": "no extractable section",
-        "study_rule_none": "MIT-LCP rule: no report text",
-        NO_REPORT_FILE: "no report file",
-        UNREADABLE_REPORT: "report file unreadable",
-    }
-    no_report = study_reports[study_reports["ReportRule"].isin(list(why))]
-    with_labels = images[["subject_id", "study_id"]].drop_duplicates().merge(chexpert[["subject_id", "study_id"]])
+def _row_counts(manifest_paths, rows, duplicates, tables, failed, include_flagged: bool) -> dict:
+    """summary.json's image counts: manifest rows in, table rows out, failed and flagged."""
     # group by the reason's kind: the text after ':' names files and would make one key per image
     reasons = failed.loc[failed["status"] == "failed", "reason"].str.replace("segmentation failed: ", "", regex=False)
     failure_kinds = reasons.str.split(":").str[0].value_counts()
@@ -351,6 +325,19 @@ def _summary(
         "failed_by_reason": {k: int(v) for k, v in failure_kinds.sort_index().items()},
         "flagged": int((failed["status"] == "flagged").sum()),
         "flagged_in_tables": bool(include_flagged),
+    }
+
+
+def _source_counts(images, study_reports, metadata, chexpert) -> dict:
+    """summary.json's counts of what the MIMIC sources lacked for the tabled images: reports, metadata, labels."""
+    why = {
+        "none": "no extractable section",
+        "study_rule_none": "MIT-LCP rule: no report text",
+        **REPORT_FILE_PROBLEMS,
+    }
+    no_report = study_reports[study_reports["ReportRule"].isin(list(why))]
+    with_labels = images[["subject_id", "study_id"]].drop_duplicates().merge(chexpert[["subject_id", "study_id"]])
+    return {
         "subjects": int(images["subject_id"].nunique()),
         "studies": int(len(study_reports)),
         "reports_by_rule": {k: int(v) for k, v in study_reports["ReportRule"].value_counts().sort_index().items()},
@@ -361,5 +348,4 @@ def _summary(
         ],
         "images_without_metadata": int((~images["dicom_id"].isin(metadata["dicom_id"])).sum()),
         "studies_without_chexpert": int(len(study_reports) - len(with_labels)),
-        "split": split_info,
     }

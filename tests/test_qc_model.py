@@ -1,0 +1,82 @@
+"""The predicted-Dice model (cxlseg.qc_model): fit, predict, explain, save/load, and the tracking numbers."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from cxlseg.qc_model import FEATURES, QCModel, describe, tracking
+
+from conftest import fit_toy_qc_model
+
+
+def test_fit_learns_the_features_that_carry_dice_and_drops_empty_ones():
+    model, table, dice = fit_toy_qc_model()
+    assert "member_agreement" not in model.features  # all NaN (one model): left out
+    assert set(model.features) == {"soft_dice", "flip_agreement", "lung_area_fraction"}
+    assert [name for name, _ in describe(model)][:2] in (["soft_dice", "flip_agreement"], ["flip_agreement", "soft_dice"])
+    predicted = model.predict(table)
+    assert np.all((predicted >= 0) & (predicted <= 1))
+    assert np.mean(np.abs(predicted - dice)) < 0.03
+    assert model.info["n_masks"] == len(table)
+
+
+def test_prediction_rises_with_agreement_and_is_zero_for_an_empty_mask(qc_model):
+    base = {"soft_dice": 0.95, "flip_agreement": 0.97, "lung_area_fraction": 0.3}
+    assert qc_model.predict_one(base) > qc_model.predict_one({**base, "flip_agreement": 0.7})
+    assert qc_model.predict_one({**base, "lung_area_fraction": 0.0}) == 0.0
+    assert 0 <= qc_model.predict_one({**base, "soft_dice": math.nan}) <= 1  # NaN stands in as the median
+
+
+def test_reasons_name_the_out_of_range_feature(qc_model):
+    metrics = {"soft_dice": 0.97, "flip_agreement": 0.3, "lung_area_fraction": 0.3}
+    assert qc_model.reasons(metrics) == ["low_flip_agreement"]
+    both = {"soft_dice": 0.2, "flip_agreement": 0.3, "lung_area_fraction": 0.3}
+    assert set(qc_model.reasons(both)) == {"low_soft_dice", "low_flip_agreement"}
+    within = {"soft_dice": 0.9, "flip_agreement": 0.9, "lung_area_fraction": 0.3}
+    assert len(qc_model.reasons(within)) == 1  # none out of range: the feature pulling hardest
+
+
+def test_save_and_load_round_trip_and_reject_bad_files(qc_model, tmp_path):
+    path = tmp_path / "qc.json"
+    qc_model.save(path)
+    again = QCModel.load(path)
+    assert again == qc_model
+    table = pd.DataFrame({"soft_dice": [0.6, 0.99], "flip_agreement": [0.7, 0.99], "lung_area_fraction": [0.3, 0.3]})
+    assert np.array_equal(again.predict(table), qc_model.predict(table))
+
+    data = json.loads(path.read_text())
+    bad_cases = {
+        "format": {**data, "format": "something-else"},
+        "lengths": {**data, "coef": data["coef"][:-1]},
+        "unknown feature": {**data, "features": ["soft_dice", "rm -rf", "lung_area_fraction"]},
+        "extra key": {**data, "surprise": 1},
+    }
+    for name, bad in bad_cases.items():
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="bad.json"):
+            QCModel.load(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a cxlseg predicted-Dice model"):
+        QCModel.load(tmp_path / "list.json")
+
+
+def test_fit_refuses_too_little_or_flat_data():
+    table = pd.DataFrame({"soft_dice": [0.9] * 10})
+    with pytest.raises(ValueError, match="no QC feature varies"):
+        QCModel.fit(table, np.linspace(0.5, 1, 10))
+    with pytest.raises(ValueError, match="at least 5"):
+        QCModel.fit(pd.DataFrame({"soft_dice": [0.1, 0.5]}), [0.2, 0.6])
+    with pytest.raises(ValueError, match="missing"):
+        fit_toy_qc_model()[0].predict(pd.DataFrame({"soft_dice": [0.9]}))
+
+
+def test_tracking_numbers():
+    result = tracking([0.95, 0.9, 0.5, 0.2], [0.96, 0.91, 0.52, 0.2], [False, True, True, True], good_dice=0.9)
+    assert result["pearson"] > 0.99 and result["spearman"] == pytest.approx(1.0)
+    assert result["mae"] == pytest.approx(0.01) and result["n"] == 4
+    assert result["n_good"] == 2 and result["good_flagged"] == 0.5 and result["bad_caught"] == 1.0
+    flat = tracking([0.9, 0.9, 0.9], [0.8, 0.9, 0.95])
+    assert math.isnan(flat["pearson"]) and "good_flagged" not in flat
+    assert set(FEATURES) >= {"member_agreement", "flip_agreement", "solidity", "centroid_y"}

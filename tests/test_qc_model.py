@@ -6,16 +6,18 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg.qc_model import FEATURES, QCModel, describe, tracking
-
 from conftest import fit_toy_qc_model
+from cxlseg.qc_model import FEATURES, QCModel, describe, tracking
 
 
 def test_fit_learns_the_features_that_carry_dice_and_drops_empty_ones():
     model, table, dice = fit_toy_qc_model()
     assert "member_agreement" not in model.features  # all NaN (one model): left out
     assert set(model.features) == {"soft_dice", "flip_agreement", "lung_area_fraction"}
-    assert [name for name, _ in describe(model)][:2] in (["soft_dice", "flip_agreement"], ["flip_agreement", "soft_dice"])
+    assert [name for name, _ in describe(model)][:2] in (
+        ["soft_dice", "flip_agreement"],
+        ["flip_agreement", "soft_dice"],
+    )
     predicted = model.predict(table)
     assert np.all((predicted >= 0) & (predicted <= 1))
     assert np.mean(np.abs(predicted - dice)) < 0.03
@@ -53,7 +55,7 @@ def test_save_and_load_round_trip_and_reject_bad_files(qc_model, tmp_path):
         "unknown feature": {**data, "features": ["soft_dice", "rm -rf", "lung_area_fraction"]},
         "extra key": {**data, "surprise": 1},
     }
-    for name, bad in bad_cases.items():
+    for bad in bad_cases.values():
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(ValueError, match="bad.json"):
             QCModel.load(tmp_path / "bad.json")

@@ -147,7 +147,8 @@ class QCModel:
     # --- files -------------------------------------------------------------------------------------
 
     def save(self, path: Path | str) -> None:
-        write_json(path, {"format": FORMAT, **asdict(self)})
+        """Plain JSON (NaN written as null, so any JSON reader takes it)."""
+        write_json(path, _json_safe({"format": FORMAT, **asdict(self)}))
 
     @classmethod
     def load(cls, path: Path | str) -> "QCModel":
@@ -171,6 +172,14 @@ class QCModel:
 def _design(names, raw: np.ndarray, fill: np.ndarray) -> np.ndarray:
     filled = np.where(np.isnan(raw), fill, raw)
     return np.column_stack([_transform(n, filled[:, i]) for i, n in enumerate(names)])
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _floats(values) -> tuple[float, ...]:

@@ -1,0 +1,75 @@
+"""QC calibration (cxlseg.calibrate): degradations, the calibration table, and the rule's artefacts."""
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import fit_toy_qc_model
+from cxlseg.calibrate import DEGRADATIONS, calibrate, cross_validated, degrade, measure
+from cxlseg.predictor import Predictor
+from cxlseg.qc_model import QCModel
+
+
+def _lungs(size=96):
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (30, 48), (12, 30), 0, 0, 360, 1, -1)
+    cv2.ellipse(mask, (66, 48), (12, 30), 0, 0, 360, 1, -1)
+    image = np.clip(170 - 100 * mask + np.random.default_rng(0).normal(0, 5, mask.shape), 0, 255).astype(np.uint8)
+    return image, mask
+
+
+@pytest.mark.parametrize("name", DEGRADATIONS)
+def test_each_degradation_is_seeded_and_changes_the_image(name):
+    image, mask = _lungs()
+    a_img, a_mask = degrade(image, mask, name, 0.8, seed=3)
+    b_img, b_mask = degrade(image, mask, name, 0.8, seed=3)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
+    assert a_img.shape == image.shape and a_img.dtype == np.uint8
+    assert np.abs(a_img.astype(int) - image).mean() > 1
+    if name == "pose":
+        assert not np.array_equal(a_mask, mask) and set(np.unique(a_mask)) <= {0, 1}  # the truth moves with it
+    else:
+        assert np.array_equal(a_mask, mask)
+
+
+def test_measure_gives_one_row_per_mask_with_features_and_true_dice(trained, infer_settings):
+    from cxlseg.train_data import load_split
+
+    images, masks, _ = load_split(trained.store, "test")
+    predictor = Predictor.from_checkpoints(trained.checkpoint, device="cpu", tta_flip=True)
+    settings = infer_settings(batch_size=4)
+    ids = [f"test/{i}" for i in range(len(images))]
+    table = measure(images, masks, ids, predictor, settings, degraded=2, seed=0, progress=False)
+    again = measure(images, masks, ids, predictor, settings, degraded=2, seed=0, progress=False)
+    assert len(table) == 3 * len(images) and (table.degradation == "clean").sum() == len(images)
+    pd.testing.assert_frame_equal(table, again)  # seeded
+    assert table["dice"].between(0, 1).all() and table["flip_agreement"].notna().all()
+    assert table["member_agreement"].isna().all()  # one model
+    assert (
+        table.loc[table.degradation == "clean", "dice"].mean() > table.loc[table.degradation != "clean", "dice"].mean()
+    )
+
+
+def test_cross_validated_predictions_never_see_their_own_image():
+    model, table, dice = fit_toy_qc_model(n=40)
+    table = table.assign(dice=dice, image_id=[f"img{i // 2}" for i in range(len(table))])  # two variants per image
+    predicted = cross_validated(table, good_dice=0.9, folds=4)
+    assert np.isfinite(predicted).all() and np.mean(np.abs(predicted - dice)) < 0.05
+    # a row duplicated under another image id would be predicted perfectly only by a leaking split
+    assert not np.allclose(predicted, model.predict(table))
+
+
+def test_calibrate_writes_a_loadable_model_table_and_plot(trained, infer_settings, tmp_path):
+    predictor = Predictor.from_checkpoints(trained.checkpoint, device="cpu", tta_flip=True)
+    settings = infer_settings(batch_size=8, qc={"calibration_degraded": 2})
+    out = tmp_path / "models"
+    model = calibrate(trained.store, predictor, settings, out / "qc.json", out / "qc.csv", out / "qc.png", seed=1)
+    loaded = QCModel.load(out / "qc.json")
+    assert loaded.features == model.features and loaded.coef == model.coef and loaded.iso_y == model.iso_y
+    table = pd.read_csv(out / "qc.csv")
+    assert len(table) == 3 * 12 and table["predicted_cv"].between(0, 1).all()  # validate 6 + test 6, x3
+    assert set(table["image_id"].str.split("/").str[0]) == {"validate", "test"}  # never the training split
+    cv = model.info["cross_validated"]
+    assert cv["all"]["n"] == 36 and cv["clean"]["n"] == 12 and model.info["model_id"] == predictor.model_id
+    assert cv2.imread(str(out / "qc.png")) is not None
+    assert (out / "qc.json").stat().st_mode & 0o044  # readable by the lab

@@ -122,6 +122,17 @@ def test_summary_counts_model_times_and_banner(results):
     times = run_report.benchmark_times(results).set_index("stage")
     assert times.loc["infer", "jobs"] == 2 and times.loc["infer", "seconds"] == 10.0
     assert times.loc["infer", "peak_rss_mb"] == 1200.0
+    assert "predicted Dice" not in page  # no calibration file in this run
+
+
+def test_summary_describes_the_predicted_dice_model(results, qc_model):
+    import dataclasses
+
+    info = {"model_id": "unet+sa_unet", "n_masks": 54, "cross_validated": {"clean": {"pearson": 0.61, "mae": 0.02}}}
+    dataclasses.replace(qc_model, info=info).save(results / "models/qc_calibration.json")
+    page = run_report.summary_page(results, demo=False)
+    assert "Quality control: predicted Dice" in page and "<b>unet+sa_unet</b>" in page
+    assert "<b>54</b>" in page and "<b>0.610</b>" in page and "<b>0.020</b>" in page and "–" in page
 
 
 def test_summary_without_demo_and_old_selection_summary(results):

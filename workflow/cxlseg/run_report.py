@@ -152,6 +152,24 @@ def selected_model(results) -> dict:
     return {"architecture": arch, "val_dice": selected.get("value"), "test_dice": test}
 
 
+def qc_model_summary(results) -> list[str]:
+    """The predicted-Dice QC model: what segments (ensemble), how many masks calibrated it, how well it tracked."""
+    info = _json(Path(results) / "models" / "qc_calibration.json").get("info", {})
+    if not info:
+        return []
+    cv = info.get("cross_validated", {})
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    return [
+        "<h2>Quality control: predicted Dice</h2>",
+        _kpi("segmenting model(s)", str(info.get("model_id", "–"))),
+        _kpi("calibration masks (validate + test, clean + degraded)", count(info.get("n_masks", 0))),
+        *(_kpi(f"Pearson, {k} masks (cross-validated)", fmt(cv.get(k, {}).get("pearson"))) for k in ("clean", "all")),
+        _kpi("MAE, clean masks", fmt(cv.get("clean", {}).get("mae"))),
+        "<p class='note'>Each mask's QC predicts its Dice from agreement between the ensemble members and the "
+        "mirrored pass, confidence and shape; see models/qc_calibration.png and qc/qc_report.md.</p>",
+    ]
+
+
 def demo_banner() -> str:
     return (
         "<div class='banner'>Synthetic demo run: every number on these pages describes generated phantoms on a "
@@ -206,6 +224,7 @@ def summary_page(results, *, demo: bool = False) -> str:
         body += [_kpi("selected", model["architecture"]), _kpi("validate Dice", val), _kpi("test Dice", test)]
     else:
         body.append("<p class='note'>No model selected yet.</p>")
+    body += qc_model_summary(results)
     times = benchmark_times(results)
     body += [
         "<h2>Time per stage</h2>",

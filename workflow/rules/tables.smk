@@ -64,6 +64,7 @@ rule run_report:
         tables=f"{R}/CXLSeg/summary.json",
         qc=f"{R}/qc/qc_report.md",
         selected=f"{R}/models/selected.json",
+        qc_model=f"{R}/models/qc_calibration.json",
         comparison=f"{R}/models/comparison.csv",
         counts=f"{R}/training/counts.csv",
         selection_summary=f"{R}/infer/selection_summary.json",

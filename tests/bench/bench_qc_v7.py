@@ -1,0 +1,203 @@
+"""Benchmark (not a CI test): does QC's predicted Dice track the true Dice on real radiographs, and does an
+ensemble of the trained architectures pay?
+
+Patient-wise k-fold on the V7-labs COVID-19 lung masks (99 real radiographs, 61 patients). Per fold, every
+architecture is trained with the pipeline's recipe (bench_real_v7's training, reused when already trained);
+the fold's unseen test images are then segmented by the k best architectures (k = 1..all, ranked by
+validation Dice, as `select_model` ranks them), clean and with the calibration's seeded degradations, through
+the pipeline's own `calibrate.measure` (Predictor, clean-up, QC features, true Dice). The predicted-Dice model
+of each fold is fitted on the other folds' masks only, so every printed number is on patients and images
+that neither the segmenter nor the QC model saw:
+
+    python tests/bench/bench_qc_v7.py --data ../shared/data/v7-real --folds 3 --epochs 60 --jobs 2
+
+Prints, per ensemble size: mean / p5 Dice of the clean masks, Pearson and Spearman of predicted vs true Dice
+and the mean absolute error (clean masks, and clean + degraded), the share of good masks (true Dice >= 0.90)
+flagged and of bad masks caught, and the forward cost per image; writes summary.json and masks.csv to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from bench_real_v7 import fold_splits, load_v7, patient_folds, pipeline_config, recipe_config, write_store  # noqa: E402
+from cxlseg.calibrate import flagged_by, measure  # noqa: E402
+from cxlseg.infer import InferSettings  # noqa: E402
+from cxlseg.predictor import Predictor  # noqa: E402
+from cxlseg.qc_model import QCModel, tracking  # noqa: E402
+from cxlseg.train import train_model  # noqa: E402
+from cxlseg.train_data import load_split  # noqa: E402
+
+ARCHS = ("attention_unet", "sa_unet", "unet")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="v7-real folder holding index.csv, images/, masks/")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--archs", nargs="+", default=list(ARCHS))
+    p.add_argument("--degraded", type=int, default=2, help="degraded copies per test image (bad masks to catch)")
+    p.add_argument("--min-predicted-dice", type=float, default=None, help="flag bar (default: the schema's)")
+    p.add_argument("--only-folds", type=int, nargs="*", default=None, help="train and measure only these folds")
+    p.add_argument("--jobs", type=int, default=1, help="(fold, architecture) trainings at once")
+    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-qc-v7")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def _recipe_args(args) -> argparse.Namespace:
+    """bench_real_v7's options for the same data, folds, epochs and device (its recipe otherwise)."""
+    from bench_real_v7 import parse_args as recipe_args
+
+    return recipe_args(
+        ["--data", str(args.data), "--folds", str(args.folds), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+        + ["--device", args.device, "--out", str(args.out)]
+    )
+
+
+def fold_dir(args, index: pd.DataFrame, folds: np.ndarray, fold: int) -> tuple[Path, dict]:
+    rargs = _recipe_args(args)
+    splits = fold_splits(index, folds, fold, rargs.val_fraction, args.seed)
+    membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in splits.items()}, sort_keys=True)
+    return args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}", splits
+
+
+def train_one(args, fold: int, arch: str) -> tuple[int, str, float]:
+    """Train one architecture on one fold (skipped when trained with the same recipe)."""
+    torch.set_num_threads(1)
+    rargs = _recipe_args(args)
+    images, masks, index = load_v7(args.data, rargs.store_size)
+    folds = patient_folds(index["patient_id"], args.folds, args.seed)
+    where, splits = fold_dir(args, index, folds, fold)
+    if not (where / "store" / "test_index.parquet").is_file():  # the folder name pins its membership
+        write_store(where / "store", images, masks, index, splits)
+    started = time.perf_counter()
+    train_model(where / "store", where / arch, dataclasses.replace(recipe_config(rargs), architecture=arch))
+    return fold, arch, time.perf_counter() - started
+
+
+def chosen_folds(args) -> list[int]:
+    return list(range(args.folds)) if args.only_folds is None else args.only_folds
+
+
+def train_all(args) -> None:
+    work = [(fold, arch) for arch in args.archs for fold in chosen_folds(args)]
+    if args.jobs <= 1:
+        for fold, arch in work:
+            print("trained", train_one(args, fold, arch), flush=True)
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for result in [pool.submit(train_one, args, fold, arch) for fold, arch in work]:
+            print("trained", result.result(), flush=True)
+
+
+def ranked(where: Path, archs) -> list[str]:
+    """Architectures best first by validation Dice at their best epoch, as select_model ranks them."""
+    best = {a: pd.read_csv(where / a / "history.csv")["val_dice"].max() for a in archs}
+    return sorted(archs, key=lambda a: -best[a])
+
+
+def measure_fold(args, settings: InferSettings, index, folds, fold: int) -> list[pd.DataFrame]:
+    where, _ = fold_dir(args, index, folds, fold)
+    images, masks, test_index = load_split(where / "store", "test")
+    ids = [f"{fold}/{i}" for i in test_index["image_id"]]
+    order = ranked(where, args.archs)
+    tables = []
+    for k in range(1, len(order) + 1):
+        predictor = Predictor.from_checkpoints(
+            [where / a / "checkpoint_best.pt" for a in order[:k]], device=args.device, tta_flip=settings.tta_flip
+        )
+        started = time.perf_counter()
+        table = measure(np.asarray(images), np.asarray(masks), ids, predictor, settings, degraded=args.degraded,
+                        seed=args.seed + fold, progress=False)  # fmt: skip
+        seconds = time.perf_counter() - started
+        tables.append(table.assign(fold=fold, k=k, members="+".join(order[:k]), seconds_per_mask=seconds / len(table)))
+        print(f"fold {fold} k={k} ({'+'.join(order[:k])}): clean Dice {table.dice[table.degradation == 'clean'].mean():.4f}"
+              f"  {1000 * seconds / len(table):.0f} ms/mask", flush=True)  # fmt: skip
+    return tables
+
+
+def cross_fold_predictions(table: pd.DataFrame, good_dice: float) -> np.ndarray:
+    """Each fold's predicted Dice from a QC model fitted on the other folds' masks."""
+    predicted = np.full(len(table), np.nan)
+    for fold in sorted(table.fold.unique()):
+        held = (table.fold == fold).to_numpy()
+        model = QCModel.fit(table[~held], table.dice[~held], good_dice=good_dice)
+        predicted[held] = model.predict(table[held])
+    return predicted
+
+
+def summarise(table: pd.DataFrame, settings: InferSettings) -> dict:
+    good_dice = settings.qc.good_dice
+    out = {}
+    for k, rows in table.groupby("k"):
+        rows = rows.reset_index(drop=True)
+        predicted = cross_fold_predictions(rows, good_dice)
+        flagged = flagged_by(rows, predicted, settings)
+        clean = (rows.degradation == "clean").to_numpy()
+        out[int(k)] = {
+            "members": rows.members.iloc[0],
+            "dice_mean": float(rows.dice[clean].mean()),
+            "dice_p5": float(np.percentile(rows.dice[clean], 5)),
+            "ms_per_mask": float(1000 * rows.seconds_per_mask.mean()),
+            "clean": tracking(predicted[clean], rows.dice[clean], flagged[clean], good_dice=good_dice),
+            "all": tracking(predicted, rows.dice, flagged, good_dice=good_dice),
+        }
+    return out
+
+
+def print_summary(summary: dict, bar: float) -> None:
+    print(f"\nflag bar: predicted Dice < {bar:.2f} (plus anatomy rules); good = true Dice >= 0.90")
+    print("k  members                         Dice   p5     | clean: r     rho    MAE    good-flag | "
+          "all: r     rho    MAE    good-flag bad-caught | ms/mask")  # fmt: skip
+    for k, s in summary.items():
+        c, a = s["clean"], s["all"]
+        print(f"{k}  {s['members']:<31} {s['dice_mean']:.4f} {s['dice_p5']:.4f} | {c['pearson']:6.3f} {c['spearman']:6.3f} "
+              f"{c['mae']:.4f} {c['good_flagged']:8.3f}  | {a['pearson']:6.3f} {a['spearman']:6.3f} {a['mae']:.4f} "
+              f"{a['good_flagged']:8.3f}  {a['bad_caught']:8.3f}   | {s['ms_per_mask']:.0f}")  # fmt: skip
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, args.jobs))
+    started = time.perf_counter()
+    train_all(args)
+    config = pipeline_config(_recipe_args(args))
+    settings = InferSettings.from_config(config, tta_flip=True, batch_size=16)
+    if args.min_predicted_dice is not None:
+        settings = dataclasses.replace(
+            settings, qc=dataclasses.replace(settings.qc, min_predicted_dice=args.min_predicted_dice)
+        )
+    _, _, index = load_v7(args.data, _recipe_args(args).store_size)
+    folds = patient_folds(index["patient_id"], args.folds, args.seed)
+    table = pd.concat([t for f in chosen_folds(args) for t in measure_fold(args, settings, index, folds, f)])
+    summary = summarise(table, settings)
+    print_summary(summary, settings.qc.min_predicted_dice)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "masks.csv", index=False)
+    result = {"folds": args.folds, "epochs": args.epochs, "degraded": args.degraded, "by_ensemble": summary,
+              "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

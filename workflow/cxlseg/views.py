@@ -256,7 +256,7 @@ def _fit(model: nn.Module, data: _Epochs, settings: ViewCheckSettings, device: t
             loss.backward()
             opt.step()
             sched.step()
-            total, count = total + float(loss) * len(y), count + len(y)
+            total, count = total + loss.item() * len(y), count + len(y)
         losses.append(total / count)
         log.info("view check epoch %d/%d: loss %.4f", epoch + 1, settings.epochs, losses[-1])
     return losses

@@ -94,7 +94,7 @@ rule train_view_check:
         f"{R}/benchmarks/train_view_check.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -27,6 +27,7 @@ from cxlseg.selection import SelectionSettings
 from cxlseg.splits import assign_split, split_by_image, split_by_subject
 from cxlseg.tables import TablesSettings
 from cxlseg.train import TrainConfig
+from cxlseg.views import ViewCheckSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,6 +121,7 @@ def _settings_from_defaults() -> dict:
         SelectionSettings: SelectionSettings.from_config(cfg),
         TablesSettings: TablesSettings.from_config(cfg),
         AugmentSettings: build_settings(AugmentSettings, cfg["augment"]),
+        ViewCheckSettings: ViewCheckSettings.from_config(cfg),
         InputSpec: InputSpec.from_train_config(dataclasses.asdict(TrainConfig.from_config(cfg, "sa_unet"))),
     }
 

@@ -98,4 +98,6 @@ def get_final_output():
     ]
     if config["classify"]["enabled"]:
         outputs.append(f"{R}/classify/table3.md")
+    if config["view_check"]["enabled"]:
+        outputs.append(f"{R}/models/view_check.json")
     return outputs

@@ -1,4 +1,5 @@
-# Segmentation models: train each architecture, evaluate on the test split, pick the best on validation.
+# Segmentation models: train each architecture, evaluate on the test split, pick the best on validation;
+# and the view check (frontal or not) that flags lateral, CT and other films labelled PA/AP.
 
 
 rule train:
@@ -111,3 +112,26 @@ rule calibrate_qc:
         seed=config["seed"],
     script:
         "../scripts/calibrate_qc.py"
+
+
+rule train_view_check:
+    input:
+        store=rules.augment.output.store,
+    output:
+        checkpoint=f"{R}/models/view_check.pt",
+        metrics=f"{R}/models/view_check.json",
+    log:
+        f"{R}/logs/models/view_check.log",
+    benchmark:
+        f"{R}/benchmarks/train_view_check.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        view_check=config["view_check"],
+        seed=config["seed"],
+    script:
+        "../scripts/train_view_check.py"

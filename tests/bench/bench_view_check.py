@@ -1,0 +1,132 @@
+"""Benchmark (not a CI test): the view check (not_frontal flag) on real frontal radiographs and unseen phantoms.
+
+Trains the view check as rule train_view_check does, on phantom views plus a training store, in two set-ups:
+
+* phantom-only: the store holds phantom frontals only (the demo; no real film is ever seen);
+* with-real: the store also holds the real frontal films of half the V7 patients (as on a cluster, where the
+  store is real Shenzhen/Montgomery/V7 films); scored on the other patients' films only.
+
+and prints, per training seed: the share of real frontal films flagged (target <= 2 %), the share of phantom
+lateral / CT films flagged on unseen seeds (target >= 95 %), and the four mislabelled views of the demo MIMIC
+archive (lateral/CT renders labelled PA/AP, rendered as the demo generator does) with its true frontals:
+
+    python tests/bench/bench_view_check.py --data ../shared/data/v7-real --seeds 42 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from cxlseg.config import default_config
+from cxlseg.demo import DemoSpec, render_view_samples
+from cxlseg.demo.mimic_archive import _render
+from cxlseg.demo.mimic_plan import plan_mimic
+from cxlseg.demo.spec import stream
+from cxlseg.io import read_gray
+from cxlseg.views import ViewChecker, ViewCheckSettings, train_view_check
+
+STORE_SIZE = 224  # preprocess.size: what the augment stage writes
+
+
+def _fit(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (STORE_SIZE, STORE_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def write_store(path: Path, train: list[np.ndarray], validate: list[np.ndarray]) -> Path:
+    """A training store as `augment` writes it (images at preprocess.size; masks unused here)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for split, images in (("train", train), ("validate", validate)):
+        stack = np.stack([_fit(im) for im in images])
+        np.save(path / f"{split}_images.npy", stack)
+        np.save(path / f"{split}_masks.npy", np.zeros_like(stack))
+    return path
+
+
+def phantom_frontals(n: int, seed: int) -> list[np.ndarray]:
+    images, labels = render_view_samples(n, STORE_SIZE, seed)
+    return list(images[np.asarray(labels) == "frontal"])
+
+
+def real_films(data: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    index = pd.read_csv(data / "index.csv")
+    return [read_gray(data / p) for p in index["image"]], index["patient_id"].astype(str).to_numpy()
+
+
+def demo_mimic(n_frontal: int = 12) -> dict[str, list[np.ndarray]]:
+    """The demo archive's mislabelled views and its first true frontals, rendered and JPEG-coded as the demo
+    generator writes them (without writing the archive)."""
+    spec = DemoSpec.from_config(default_config()["demo"])
+    studies, _ = plan_mimic(spec)
+    out = {"mislabelled": [], "frontal": []}
+    for st in studies:
+        for im in st["images"]:
+            key = "mislabelled" if "true_view" in im else "frontal" if im["view"] in ("PA", "AP") else None
+            if key is None or (key == "frontal" and len(out["frontal"]) >= n_frontal) or im.get("special"):
+                continue
+            image = _render(stream(spec, *im["stream"]), spec, st, im).image
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality])
+            out[key].append(cv2.imdecode(data, cv2.IMREAD_GRAYSCALE))
+    return out
+
+
+def run(seed: int, args, films, patients, demo) -> dict:
+    settings = ViewCheckSettings.from_config(default_config(), **args.overrides)
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.unique(patients))
+    seen = np.isin(patients, ids[: len(ids) // 2])
+    store_train, store_val = phantom_frontals(32, seed + 7), phantom_frontals(4, seed + 8)
+    unseen, labels = render_view_samples(args.phantoms, 256, seed + 555)
+    labels = np.asarray(labels)
+    row = {"seed": seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("phantom_only", "with_real"):
+            real_train = [f for f, s in zip(films, seen) if s] if mode == "with_real" else []
+            real_val = [f for f, s in zip(films, seen) if not s] if mode == "with_real" else []
+            store = write_store(Path(tmp) / mode, store_train + real_train, store_val + real_val)
+            start = time.time()
+            train_view_check(Path(tmp) / f"{mode}.pt", settings, seed=seed, store_dir=store)
+            checker = ViewChecker.from_checkpoint(Path(tmp) / f"{mode}.pt")
+            row[f"{mode}_train_s"] = round(time.time() - start, 1)
+            flags = checker.flag(films)
+            row[f"{mode}_real_heldout"] = float(flags[~seen].mean())
+            if mode == "phantom_only":
+                row["phantom_only_real_all"] = float(flags.mean())
+            phantom_flags = checker.flag(unseen)
+            for view in ("frontal", "lateral", "ct"):
+                row[f"{mode}_phantom_{view}"] = float(phantom_flags[labels == view].mean())
+            for key, images in demo.items():
+                row[f"{mode}_demo_{key}"] = f"{int(checker.flag(images).sum())}/{len(images)}"
+    return row
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="V7 real root (index.csv, images/)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    parser.add_argument("--phantoms", type=int, default=100, help="unseen phantoms per view to score")
+    parser.add_argument("--set", nargs="*", default=[], help="view_check overrides, key=json (e.g. epochs=15)")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    args.overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    torch.set_num_threads(1)
+    films, patients = real_films(args.data)
+    demo = demo_mimic()
+    rows = [run(seed, args, films, patients, demo) for seed in args.seeds]
+    table = pd.DataFrame(rows).set_index("seed").T
+    print(f"{len(films)} real frontal films, {len(np.unique(patients))} patients; overrides {args.overrides}")
+    print(table.to_string())
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Rule train_view_check: the frontal-or-not classifier behind the not_frontal QC flag."""
+
+from pathlib import Path
+
+import torch
+from cxlseg.io import log_to
+from cxlseg.views import ViewCheckSettings, train_view_check
+
+with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    train_view_check(
+        snakemake.output.checkpoint,
+        ViewCheckSettings.from_config({"view_check": snakemake.params.view_check}),
+        seed=snakemake.params.seed,
+        store_dir=Path(snakemake.input.store[0]).parent,
+        metrics_path=snakemake.output.metrics,
+    )

@@ -261,6 +261,7 @@ def run_infer(
     predictor: Predictor | None = None,
     on_flush=None,
     qc_model=None,
+    view_checker=None,
     **infer,
 ):
     """infer_shard on the `shard` fixture with a toy model (DarkIsLung by default) wrapped in a Predictor.
@@ -283,6 +284,7 @@ def run_infer(
         predictor,
         settings,
         qc_model=qc_model,
+        view_checker=view_checker,
         on_flush=on_flush,
         progress=False,
     )

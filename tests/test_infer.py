@@ -359,3 +359,33 @@ def test_evaluation_and_inference_give_identical_probabilities(tmp_path, trained
     for i, row in enumerate(rows):
         written = cv2.imread(str(tmp_path / "out" / manifest.loc[row["dicom_id"], "mask_path"]), cv2.IMREAD_GRAYSCALE)
         assert np.array_equal(written, settings.postprocess.clean(evaluated[i], settings.threshold) * 255)
+
+
+class _BrightIsLateral:
+    """A view-check double: p(not frontal) = mean brightness, so the test decides which images look lateral."""
+
+    threshold, model_id = 0.5, "view-double"
+
+    def __init__(self):
+        self.seen = []
+
+    def p_not_frontal(self, images):
+        self.seen.append(np.asarray(images).shape)
+        return np.asarray(images, np.float32).mean(axis=(1, 2)) / 255.0
+
+
+def test_view_check_flags_not_frontal_and_is_part_of_the_settings_id(shard, infer_run, qc_model):
+    checker = _BrightIsLateral()
+    run = infer_run(shard, qc_model=qc_model, view_checker=checker)
+    manifest = pd.read_parquet(run.manifest)
+    ok = manifest[manifest.status == "ok"]
+    assert ok.p_not_frontal.notna().all() and checker.seen and all(s[1:] == (224, 224) for s in checker.seen)
+    lateral = ok.p_not_frontal >= 0.5
+    assert (ok.qc_flags[lateral].str.startswith("not_frontal")).all()
+    assert not ok.qc_flags[~lateral].fillna("").str.contains("not_frontal").any()
+    assert manifest.loc[manifest.status == "failed", "p_not_frontal"].isna().all()
+    checker.threshold = 0.0  # every image is "not frontal" now
+    again = infer_run(shard, "out2", qc_model=qc_model, view_checker=checker)
+    assert pd.read_parquet(again.manifest).query("status == 'ok'").qc_flags.str.startswith("not_frontal").all()
+    spec = run.predictor.spec
+    assert run.settings.settings_id(spec, qc_model, checker) != run.settings.settings_id(spec, qc_model)

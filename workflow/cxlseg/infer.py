@@ -37,6 +37,7 @@ from .qc import QCSettings
 from .qc_model import QCModel
 from .select import ensemble_checkpoints
 from .selection import LIST_COLUMNS
+from .views import ViewChecker
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,14 @@ class InferSettings:
     def outputs(self) -> OutputSettings:
         return build_settings(OutputSettings, asdict(self))
 
-    def settings_id(self, spec: InputSpec, qc_model: QCModel | None = None) -> str:
+    def settings_id(self, spec: InputSpec, qc_model: QCModel | None = None, view_checker=None) -> str:
         """A hash of everything that shapes the outputs (never the speed-only keys): resume only on a match."""
         outcome = {k: v for k, v in asdict(self).items() if k not in speed_only_keys("infer")}
         qc = asdict(qc_model) if qc_model is not None else None
-        blob = json.dumps({"infer": outcome, "input": asdict(spec), "qc_model": qc}, sort_keys=True, default=str)
+        view = [view_checker.model_id, view_checker.threshold] if view_checker is not None else None
+        blob = json.dumps(
+            {"infer": outcome, "input": asdict(spec), "qc_model": qc, "view_check": view}, sort_keys=True, default=str
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -194,16 +198,18 @@ def infer_shard(
     settings: InferSettings,
     *,
     qc_model: QCModel | None = None,
+    view_checker: ViewChecker | None = None,
     on_flush: Callable[[int], None] | None = None,
     progress: bool = True,
 ) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
-    `qc_model` predicts each mask's Dice (None: no prediction, anatomy flags only).
+    `qc_model` predicts each mask's Dice (None: no prediction, anatomy flags only); `view_checker` flags images
+    that are not frontal films (None: no view check).
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
     """
     started = time.perf_counter()
-    settings_id = settings.settings_id(predictor.spec, qc_model)
+    settings_id = settings.settings_id(predictor.spec, qc_model, view_checker)
     items = _list_items(list_parquet)
     done = load_done(manifest_path, out_root, predictor.model_id, settings_id)
     done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)
@@ -217,7 +223,7 @@ def infer_shard(
         predictor.device,
         predictor.model_id,
     )
-    job = _Job(pending, out_root, settings.outputs, predictor, qc_model, predictor.model_id, settings_id)
+    job = _Job(pending, out_root, settings.outputs, predictor, qc_model, view_checker, predictor.model_id, settings_id)
     records: list[dict] = []
     flushed_at = 0
     in_flight: deque[Future] = deque()
@@ -270,6 +276,7 @@ class _Job:
     outputs: OutputSettings
     predictor: Predictor
     qc_model: QCModel | None
+    view_checker: ViewChecker | None
     model_id: str
     settings_id: str
 
@@ -281,16 +288,26 @@ class _Job:
         out_size = int(batch["images"].shape[-1])
         pred = self.predictor.predict_batch(x, out_size, self.outputs.threshold) if ok else None
         at = {i: j for j, i in enumerate(ok)}
+        not_frontal = self.view_checker.p_not_frontal(batch["images"][ok]) if ok and self.view_checker else None
         return [
             submit(
                 self.finish,
                 {**self.pending[sample["index"]], "orig_hw": sample["orig_hw"]},
                 sample,
                 batch["images"][i],
-                (pred.prob[at[i]], pred.agreement(at[i])) if i in at else None,
+                (pred.prob[at[i]], self._signals(pred, at[i], not_frontal)) if i in at else None,
             )
             for i, sample in enumerate(meta)
         ]
+
+    def _signals(self, pred, j: int, not_frontal) -> dict:
+        """What the batched models say about image j beyond its probabilities: agreement, and the view check."""
+        signals = pred.agreement(j)
+        if not_frontal is not None:
+            signals.update(
+                p_not_frontal=float(not_frontal[j]), not_frontal=bool(not_frontal[j] >= self.view_checker.threshold)
+            )
+        return signals
 
     def finish(self, item: dict, sample: dict, image: np.ndarray, prediction) -> dict:
         """The manifest row of one image; a write failure (a full disk, say) fails this image only."""

@@ -72,7 +72,7 @@ def finish_image(
     item: dict,
     resized: np.ndarray,
     prob: np.ndarray,
-    agreement: dict | None,
+    signals: dict | None,
     out_root,
     s: OutputSettings,
     spec: InputSpec,
@@ -81,7 +81,7 @@ def finish_image(
     """Clean the mask, assess it (QC features, predicted Dice, flags), write the segmented image and the mask;
     returns the manifest fields."""
     mask = s.postprocess.clean(prob, s.threshold)
-    metrics, flags = qc.assess(prob, mask, agreement, s.qc, qc_model, s.threshold)
+    metrics, flags = qc.assess(prob, mask, signals, s.qc, qc_model, s.threshold)
     image_rel, mask_rel = output_paths(item, s.mask_format)
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
     io.write_image(io.safe_join(out_root, image_rel), segmented_image(resized, mask, s.segmented_source, spec), quality)

@@ -21,7 +21,12 @@ from .io import to_gray_uint8
 from .metrics import dice
 from .qc_model import tracking
 
-NO_AGREEMENT = {"member_agreement": math.nan, "member_agreement_min": math.nan, "flip_agreement": math.nan}
+NO_SIGNALS = {
+    "member_agreement": math.nan,
+    "member_agreement_min": math.nan,
+    "flip_agreement": math.nan,
+    "p_not_frontal": math.nan,
+}
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,13 @@ def _shape(mask: np.ndarray) -> dict:
 
 
 def qc_metrics(
-    prob: np.ndarray, mask: np.ndarray, agreement: dict | None = None, *, threshold: float = 0.5, band: int = 3
+    prob: np.ndarray, mask: np.ndarray, signals: dict | None = None, *, threshold: float = 0.5, band: int = 3
 ) -> dict:
     """Ground-truth-free features of one predicted mask (the manifest's QC columns).
 
-    - member_agreement(_min), flip_agreement: Dice between the ensemble members' / mirrored pass's masks
-      (from `Predictor.predict_batch`; NaN when there is one model or no flip pass);
+    - `signals` from the batched models: member_agreement(_min), flip_agreement (Dice between the ensemble
+      members' / mirrored pass's masks, `Predictor.predict_batch`; NaN when there is one model or no flip pass),
+      and the view check's p_not_frontal (NaN without one);
     - mean_fg_prob, soft_dice (Dice of the probabilities with the mask: the Dice the model expects),
       boundary_entropy (bits, in a band around the border, where errors live), mean_entropy;
     - cleanup_agreement: Dice of the raw thresholded map with the cleaned mask (heavy clean-up = poor map);
@@ -83,8 +89,8 @@ def qc_metrics(
     k = 2 * band + 1
     boundary = (cv2.dilate(mask, post.kernel(k)) - cv2.erode(mask, post.kernel(k))).astype(bool)
     return {
-        **NO_AGREEMENT,
-        **(agreement or {}),
+        **NO_SIGNALS,
+        **{k: v for k, v in (signals or {}).items() if k in NO_SIGNALS},
         "lung_area_fraction": float(mask.mean()),
         "n_components": int(n_raw),
         "n_components_kept": int(n_kept),
@@ -127,11 +133,13 @@ def qc_flags(metrics: dict, thresholds: QCSettings, model=None) -> list[str]:
     return flags
 
 
-def assess(prob: np.ndarray, mask: np.ndarray, agreement: dict | None, thresholds: QCSettings, model, threshold: float):
-    """QC of one cleaned mask: its features, predicted Dice (NaN without a model) and flags."""
-    metrics = qc_metrics(prob, mask, agreement, threshold=threshold)
+def assess(prob: np.ndarray, mask: np.ndarray, signals: dict | None, thresholds: QCSettings, model, threshold: float):
+    """QC of one cleaned mask: its features, predicted Dice (NaN without a model) and flags; `not_frontal`
+    first when the view check (in `signals`) says the film is not a frontal chest film."""
+    metrics = qc_metrics(prob, mask, signals, threshold=threshold)
     metrics["qc_predicted_dice"] = model.predict_one(metrics) if model is not None else math.nan
-    return metrics, qc_flags(metrics, thresholds, model)
+    view = ["not_frontal"] if (signals or {}).get("not_frontal") else []
+    return metrics, view + qc_flags(metrics, thresholds, model)
 
 
 _OVERLAY_COLORS = {1: (0, 200, 0), post.RIGHT_LUNG: (0, 200, 0), post.LEFT_LUNG: (220, 0, 220)}  # BGR

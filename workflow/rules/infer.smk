@@ -33,6 +33,7 @@ rule infer_shard:
         images=f"{R}/infer/lists/{{shard}}.parquet",
         selected=f"{R}/models/selected.json",
         qc_model=f"{R}/models/qc_calibration.json",
+        view_check=[f"{R}/models/view_check.pt"] if config["view_check"]["enabled"] else [],
     output:
         manifest=f"{R}/infer/manifests/{{shard}}.parquet",
     log:

@@ -1,19 +1,24 @@
-"""Rule infer_shard: segment one shard with the selected model (or ensemble) and the calibrated QC; resumable."""
+"""Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
+check; resumable."""
 
 from cxlseg.infer import InferSettings, infer_shard, inference_predictor
 from cxlseg.io import log_to, read_json
 from cxlseg.qc_model import QCModel
+from cxlseg.views import ViewChecker
 
 with log_to(snakemake.log[0]):
     settings = InferSettings.from_config(
         snakemake.config, num_workers=min(snakemake.config["infer"]["num_workers"], snakemake.threads)
     )
+    predictor = inference_predictor(read_json(snakemake.input.selected), settings)
+    view_check = snakemake.input.view_check
     infer_shard(
         snakemake.input.images,
         snakemake.params.mimic_root,
         snakemake.params.out_root,
         snakemake.output.manifest,
-        inference_predictor(read_json(snakemake.input.selected), settings),
+        predictor,
         settings,
         qc_model=QCModel.load(snakemake.input.qc_model),
+        view_checker=ViewChecker.from_checkpoint(view_check[0], predictor.device) if view_check else None,
     )

@@ -210,3 +210,35 @@ def test_training_change_reruns_training_and_downstream(demo_run, tmp_path):
     for rule in ("evaluate", "select_model", "infer_shard", "merge_tables"):
         assert rule in jobs, rule
     assert "augment" not in jobs and "ingest" not in jobs
+
+
+@pytest.mark.integration
+def test_qc_predicts_dice_and_flags_mislabelled_views(demo_run):
+    """The calibrated QC model and the view check reach every manifest; films labelled PA/AP that are lateral
+    films or CT slices are flagged not_frontal, the real frontal phantoms are not."""
+    results = demo_run / "results"
+    demo = json.loads((demo_run / "resources" / "demo" / "demo.json").read_text())
+    manifest = pd.concat(pd.read_parquet(p) for p in (results / "infer" / "manifests").glob("*.parquet"))
+    ok = manifest[manifest.status == "ok"].set_index("dicom_id")
+    assert ok["qc_predicted_dice"].between(0, 1).all() and ok["p_not_frontal"].between(0, 1).all()
+    mislabelled = set(demo["mislabelled_views"]) & set(ok.index)
+    assert mislabelled, "the demo must segment its mislabelled views"
+    not_frontal = ok["qc_flags"].fillna("").str.split(";").apply(lambda f: "not_frontal" in f)
+    assert not_frontal[list(mislabelled)].all()
+    assert not_frontal.drop(list(mislabelled)).mean() <= 0.1
+    text = (results / "qc" / "qc_report.md").read_text()
+    assert "## Predicted Dice model" in text and "## Predicted vs true Dice" in text
+    assert cv2.imread(str(results / "qc" / "predicted_vs_true_dice.png")) is not None
+    assert cv2.imread(str(results / "models" / "qc_calibration.png")) is not None
+
+
+@pytest.mark.integration
+def test_qc_and_view_check_changes_rerun_only_what_depends_on_them(demo_run, tmp_path):
+    qc = dry_run_with(demo_run, tmp_path, {"infer": {"qc": {"min_predicted_dice": 0.8}}})
+    assert "calibrate_qc" in qc and qc.get("infer_shard") == 10 and "qc_report" in qc
+    assert "train" not in qc and "train_view_check" not in qc and "select_model" not in qc
+    view = dry_run_with(demo_run, tmp_path, {"view_check": {"threshold": 0.6}})
+    assert "train_view_check" in view and view.get("infer_shard") == 10
+    assert "train" not in view and "calibrate_qc" not in view
+    ensemble = dry_run_with(demo_run, tmp_path, {"infer": {"ensemble": 2}})
+    assert "calibrate_qc" in ensemble and ensemble.get("infer_shard") == 10 and "train" not in ensemble

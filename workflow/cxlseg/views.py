@@ -313,7 +313,7 @@ def train_view_check(
     work, torch_device = 2 * settings.size, resolve_device(device)
     groups = phantom_views(settings.samples_per_view, work, seed, settings.abdomen_negatives)
     archive = {split: archive_films(view_samples, mimic_root, split, work) for split in ("train", "validate")}
-    _log_archive(archive["train"], settings.archive_samples)
+    _log_archive(archive["train"], settings.archive_samples if view_samples is not None else 0)
     real = {"store": store_frontals(store_dir, "train"), **archive["train"]}
     data = _Epochs(groups, real, work, settings.size, seed)
     model = ViewNet().to(torch_device)

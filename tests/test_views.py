@@ -1,15 +1,22 @@
-"""The view check: checkpoint format, scoring API, separation of phantom views, determinism, input errors."""
+"""The view check: checkpoint format, scoring API, separation of phantom views, determinism, input errors;
+the real archive films it also trains on (picking, splitting, decoding, bad files)."""
 
 import dataclasses
+import logging
 
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from cxlseg import io
 from cxlseg.checkpoint import payload, write_checkpoint
 from cxlseg.config import default_config
 from cxlseg.demo import render_view_samples
 from cxlseg.io import read_json
+from cxlseg.mimic import image_relpath
 from cxlseg.models import create_model
+from cxlseg.selection import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
 from cxlseg.views import ViewChecker, ViewCheckSettings, train_view_check
 
 TINY = dict(size=32, samples_per_view=12, validate_per_view=4, epochs=6, batch_size=16)
@@ -114,3 +121,127 @@ def test_bad_checkpoints_are_named(tmp_path):
     )
     with pytest.raises(ValueError, match="not a view-check checkpoint"):
         ViewChecker.from_checkpoint(tmp_path / "seg.pt")
+
+
+# --------------------------------------------------------------------------- real archive films
+
+
+def _archive(root, n_subjects=8, laterals=True, seed=21):
+    """A tiny MIMIC archive: per subject one study with a PA/AP film and (optionally) a LATERAL or LL film,
+    phantom renders as JPEGs in the MIMIC layout; returns the metadata CSV."""
+    images, labels = render_view_samples(n_subjects, 96, seed)
+    labels = np.asarray(labels)
+    rows = []
+    for k in range(n_subjects):
+        subject, study = f"1{k % 3}0000{k:02d}", f"5000{k:04d}"
+        films = [(f"a{k:02x}-01", ("PA", "AP")[k % 2], images[labels == "frontal"][k])]
+        if laterals:
+            films.append((f"a{k:02x}-02", ("LATERAL", "LL")[k % 2], images[labels == "lateral"][k]))
+        for dicom_id, view, image in films:
+            path = root / image_relpath(subject, study, dicom_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            rows.append(
+                dict(dicom_id=dicom_id, subject_id=subject, study_id=study, ViewPosition=view, Rows=96, Columns=96)
+            )
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root / "metadata.csv"
+
+
+def _metadata(path, rows):
+    cols = ("dicom_id", "subject_id", "study_id", "ViewPosition")
+    pd.DataFrame([dict(zip(cols, r)) for r in rows]).to_csv(path, index=False)
+    return path
+
+
+def test_view_samples_are_seeded_balanced_and_split_by_subject(tmp_path):
+    rows = [(f"b{k:02x}", f"1{k:07d}", f"5{k:07d}", "PA" if k % 3 else "AP") for k in range(30)]
+    rows += [(f"c{k:02x}", f"1{k:07d}", f"5{k:07d}", "LATERAL" if k % 2 else "LL") for k in range(12)]
+    rows += [("d0", "10000001", "50000001", "SWIMMERS"), ("d1", "10000001", "50000001", "")]
+    meta = _metadata(tmp_path / "m.csv", rows)
+    table, summary = pick_view_samples(meta, 8, seed=3)
+    assert list(table.columns) == list(VIEW_SAMPLE_COLUMNS)
+    assert table.view.isin(["LATERAL", "LL"]).sum() == 8 and table.view.isin(["PA", "AP"]).sum() == 8
+    assert table.image_path.tolist() == [
+        image_relpath(*r) for r in zip(table.subject_id, table.study_id, table.dicom_id)
+    ]
+    assert pick_view_samples(meta, 8, seed=3)[0].equals(table)  # seeded
+    assert not pick_view_samples(meta, 8, seed=4)[0].equals(table)
+    shuffled = _metadata(tmp_path / "s.csv", rows[::-1])  # row order of the CSV does not matter
+    assert (
+        pick_view_samples(shuffled, 8, seed=3)[0]
+        .sort_values("dicom_id")
+        .reset_index(drop=True)
+        .equals(table.sort_values("dicom_id").reset_index(drop=True))
+    )
+    val, train = (set(table.subject_id[table.split == s]) for s in ("validate", "train"))
+    assert val and train and not val & train  # no validation subject is trained on
+    big, summary = pick_view_samples(meta, 100, seed=3)  # capped by the 12 side views: still balanced
+    assert summary["picked_per_class"] == 12 and len(big) == 24
+    empty, summary = pick_view_samples(tmp_path / "absent.csv", 0, seed=3)  # 0 = off: metadata not even read
+    assert empty.empty and list(empty.columns) == list(VIEW_SAMPLE_COLUMNS)
+
+
+def test_view_samples_reject_unsafe_ids_and_second_frontals(tmp_path):
+    rows = [
+        ("e1", "10000001", "50000001", "PA"),
+        ("e2", "10000001", "50000001", "LATERAL"),
+        ("../../evil", "10000002", "50000002", "LATERAL"),
+        ("e3", "1/../../x", "50000003", "PA"),
+        ("e4", "10000004", "50000004", "PA"),
+        ("e5", "10000004", "50000004", "PA"),  # a study's second PA film: often a mislabelled lateral
+        ("e6", "10000005", "50000005", "LL"),
+    ]
+    table, summary = pick_view_samples(_metadata(tmp_path / "m.csv", rows), 10, seed=0)
+    assert set(table.dicom_id) <= {"e1", "e2", "e6"} and "e1" in set(table.dicom_id)
+    assert {e["dicom_id"] for e in summary["excluded"]} == {"../../evil", "e3"}
+    assert summary["frontal_available"] == 1 and summary["picked_per_class"] == 1
+    assert not any(".." in p for p in table.image_path)
+
+
+def test_archive_without_side_views_trains_on_phantoms_only(tmp_path, caplog):
+    torch.set_num_threads(1)
+    meta = _archive(tmp_path / "mimic", n_subjects=4, laterals=False)
+    with caplog.at_level(logging.INFO):
+        write_view_samples(meta, 50, 0, tmp_path / "vs.parquet")
+        metrics = train_view_check(
+            tmp_path / "vc.pt",
+            _settings(samples_per_view=4, epochs=1, validate_per_view=2),
+            seed=1,
+            view_samples=tmp_path / "vs.parquet",
+            mimic_root=tmp_path / "mimic",
+        )
+    assert pd.read_parquet(tmp_path / "vs.parquet").empty
+    assert "no side view in the archive" in caplog.text and "non-frontal films are phantoms only" in caplog.text
+    assert not any(k.endswith("archive_lateral") for k in metrics)
+
+
+def test_training_with_archive_samples_skips_bad_files(tmp_path, caplog):
+    torch.set_num_threads(1)
+    meta = _archive(tmp_path / "mimic", n_subjects=10)
+    write_view_samples(meta, 10, 2, tmp_path / "vs.parquet")
+    samples = pd.read_parquet(tmp_path / "vs.parquet")
+    assert len(samples) == 20 and set(samples.split) == {"train", "validate"}
+    bad = samples.iloc[[0, 1, 2]].assign(dicom_id=["corrupt", "missing", "unsafe"], split="train")
+    bad.loc[bad.index[2], "image_path"] = "../../etc/passwd"
+    (tmp_path / "mimic" / bad.image_path.iloc[0]).write_bytes(b"\xff\xd8 not a jpeg")
+    bad.loc[bad.index[1], "image_path"] = "files/p10/p10000000/s1/none.jpg"
+    io.write_parquet(pd.concat([samples, bad], ignore_index=True), tmp_path / "vs.parquet")
+    settings = _settings(samples_per_view=4, epochs=1, validate_per_view=2)
+    with caplog.at_level(logging.INFO):
+        metrics = train_view_check(
+            tmp_path / "vc.pt",
+            settings,
+            seed=1,
+            view_samples=tmp_path / "vs.parquet",
+            mimic_root=tmp_path / "mimic",
+            metrics_path=tmp_path / "vc.json",
+        )
+    for name in ("corrupt", "missing", "unsafe"):
+        assert f"skipped archive image {name}" in caplog.text
+    held_out = samples[samples.split == "validate"]
+    assert metrics["n_archive_lateral"] == held_out.view.isin(["LATERAL", "LL"]).sum()
+    assert metrics["n_archive_frontal"] == held_out.view.isin(["PA", "AP"]).sum()
+    assert 0 <= metrics["flagged_archive_lateral"] <= 1 and "flagged_archive_frontal" in read_json(tmp_path / "vc.json")
+    with pytest.raises(ValueError, match="mimic_root"):
+        train_view_check(tmp_path / "x.pt", settings, seed=1, view_samples=tmp_path / "vs.parquet")

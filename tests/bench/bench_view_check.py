@@ -4,7 +4,9 @@ Trains the view check as rule train_view_check does, on phantom views plus a tra
 
 * phantom-only: the store holds phantom frontals only (the demo; no real film is ever seen);
 * with-real: the store also holds the real frontal films of half the V7 patients (as on a cluster, where the
-  store is real Shenzhen/Montgomery/V7 films); scored on the other patients' films only.
+  store is real Shenzhen/Montgomery/V7 films); scored on the other patients' films only;
+* with-archive (with --archive, a MIMIC-layout root such as the demo's mimic-cxr-jpg): with-real plus the
+  archive's view sample (rule view_samples: side views and as many sole PA/AP films), as on a cluster.
 
 and prints, per training seed: the share of real frontal films flagged (target <= 2 %), the share of phantom
 lateral / CT films flagged on unseen seeds (target >= 95 %), and the four mislabelled views of the demo MIMIC
@@ -32,6 +34,7 @@ from cxlseg.demo.mimic_archive import _render
 from cxlseg.demo.mimic_plan import plan_mimic
 from cxlseg.demo.spec import stream
 from cxlseg.io import read_gray
+from cxlseg.selection import write_view_samples
 from cxlseg.views import ViewChecker, ViewCheckSettings, train_view_check
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes
@@ -88,12 +91,22 @@ def run(seed: int, args, films, patients, demo) -> dict:
     labels = np.asarray(labels)
     row = {"seed": seed}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("phantom_only", "with_real"):
-            real_train = [f for f, s in zip(films, seen) if s] if mode == "with_real" else []
-            real_val = [f for f, s in zip(films, seen) if not s] if mode == "with_real" else []
+        for mode in ("phantom_only", "with_real") + (("with_archive",) if args.archive else ()):
+            real_train = [f for f, s in zip(films, seen) if s] if mode != "phantom_only" else []
+            real_val = [f for f, s in zip(films, seen) if not s] if mode != "phantom_only" else []
             store = write_store(Path(tmp) / mode, store_train + real_train, store_val + real_val)
+            archive = {}
+            if mode == "with_archive":
+                samples = Path(tmp) / "view_samples.parquet"
+                write_view_samples(
+                    args.archive / "mimic-cxr-2.0.0-metadata.csv.gz", settings.archive_samples, seed, samples
+                )
+                archive = {"view_samples": samples, "mimic_root": args.archive}
             start = time.time()
-            train_view_check(Path(tmp) / f"{mode}.pt", settings, seed=seed, store_dir=store)
+            metrics = train_view_check(Path(tmp) / f"{mode}.pt", settings, seed=seed, store_dir=store, **archive)
+            for key in ("flagged_archive_lateral", "flagged_archive_frontal"):
+                if key in metrics:
+                    row[f"{mode}_heldout_{key[8:]}"] = f"{metrics[key]:.2f} (n={metrics['n' + key[7:]]})"
             checker = ViewChecker.from_checkpoint(Path(tmp) / f"{mode}.pt")
             row[f"{mode}_train_s"] = round(time.time() - start, 1)
             flags = checker.flag(films)
@@ -112,6 +125,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="V7 real root (index.csv, images/)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    parser.add_argument("--archive", type=Path, default=None, help="MIMIC-layout root: also train with its view sample")
     parser.add_argument("--phantoms", type=int, default=100, help="unseen phantoms per view to score")
     parser.add_argument("--set", nargs="*", default=[], help="view_check overrides, key=json (e.g. epochs=15)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")

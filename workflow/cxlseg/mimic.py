@@ -29,6 +29,8 @@ TABLE3_LABELS = ("Lung Lesion", "Pneumonia", "Atelectasis", "Pleural Effusion")
 SPLITS = ("train", "validate", "test")
 SHARD_PREFIXES = tuple(f"p{i}" for i in range(10, 20))
 FRONTAL_VIEWS = ("AP", "PA")
+# Side views: real non-frontal films the view check trains on (MIMIC also has e.g. "LAO", "SWIMMERS", rare).
+LATERAL_VIEWS = ("LATERAL", "LL")
 
 
 def id_problem(dicom_id: str, subject_id: str, study_id: str) -> str:

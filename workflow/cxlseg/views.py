@@ -7,7 +7,10 @@ decides from the global layout (two lung fields either side of the spine) rather
 * negatives: phantom lateral and CT renders, and lung-free crops of phantom frontals (abdomen-like films);
 * positives: phantom frontals AND the training store's train split (real Shenzhen/Montgomery/V7 films on a
   cluster), so "phantom vs real" is no shortcut; strong augmentation (exposure, blur, noise, affine, crops)
-  hides the rest of the texture.
+  hides the rest of the texture;
+* real archive films (rule view_samples, `selection.pick_view_samples`): MIMIC side views (LATERAL/LL) as
+  negatives and as many PA/AP films as positives, so the flag learns what a REAL lateral looks like; their
+  subjects are split so the validation numbers are on people never trained on.
 
 `train_view_check` writes a self-describing checkpoint (cxlseg checkpoint format, loads with
 weights_only=True); `ViewChecker.from_checkpoint(path).p_not_frontal(images)` scores uint8 gray images of
@@ -25,6 +28,7 @@ from typing import Sequence
 import albumentations as A
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -32,14 +36,14 @@ from . import io
 from .checkpoint import payload, read_checkpoint, weights_digest, write_checkpoint
 from .config import build_settings
 from .device import resolve_device, seed_everything
-from .preprocess import clahe
+from .mimic import LATERAL_VIEWS
+from .preprocess import clahe, decode_for_inference
 
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = "view_cnn"
-# Groups of the training set; the first two are frontal films (target 0), the rest are not (target 1).
-GROUPS = ("frontal", "opaque", "store", "lateral", "ct", "abdomen")
-NEGATIVE_GROUPS = GROUPS[3:]
+# Phantom groups that are not frontal films (target 1); "frontal" and "opaque" phantoms are (target 0).
+NEGATIVE_GROUPS = ("lateral", "ct", "abdomen")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class ViewCheckSettings:
     size: int
     samples_per_view: int
     validate_per_view: int
+    archive_samples: int
     abdomen_negatives: bool
     epochs: int
     batch_size: int
@@ -197,20 +202,48 @@ def store_frontals(store_dir: Path | str | None, split: str) -> np.ndarray | Non
     return images if len(images) else None
 
 
-class _Epochs:
-    """Per epoch: every phantom once and an equal-sized, seeded draw of store films, each augmented with a
-    seed of (seed, epoch, item) so a rerun gives the same batches."""
+def archive_films(samples_path, mimic_root, split: str, work: int) -> dict[str, np.ndarray]:
+    """The view sample's films of one split, decoded (reduced-DCT JPEG) to work x work: {"archive_frontal",
+    "archive_lateral"}. A file that is unsafe, missing or unreadable is logged and skipped, never fatal."""
+    if samples_path is not None and mimic_root is None:
+        raise ValueError("view check: archive samples given without the archive root (mimic_root)")
+    out: dict[str, list] = {"archive_frontal": [], "archive_lateral": []}
+    table = pd.read_parquet(samples_path) if samples_path is not None else pd.DataFrame(columns=["split"])
+    table = table[table.split == split]
+    for row in table.itertuples(index=False):
+        size = (None, None) if pd.isna(row.rows) or pd.isna(row.columns) else (int(row.rows), int(row.columns))
+        try:
+            image = decode_for_inference(io.safe_join(mimic_root, row.image_path), work, *size)[0]
+        except (OSError, ValueError, cv2.error) as exc:
+            log.warning("view check: skipped archive image %s: %s", row.dicom_id, exc)
+            continue
+        out["archive_lateral" if row.view in LATERAL_VIEWS else "archive_frontal"].append(image)
+    return {k: np.stack(v) if v else np.zeros((0, work, work), np.uint8) for k, v in out.items()}
 
-    def __init__(self, groups: dict[str, np.ndarray], store, work: int, size: int, seed: int):
-        self.groups, self.store, self.work, self.size, self.seed = groups, store, work, size, seed
+
+class _Epochs:
+    """Per epoch: every phantom once and seeded draws of real films: as many store films as phantom frontals,
+    and as many archive side views (and as many archive frontals) as phantom laterals + CT slices, so real
+    and phantom negatives weigh alike and neither vanishes. Each film is augmented with a seed of
+    (seed, epoch, item) so a rerun gives the same batches."""
+
+    def __init__(self, groups: dict[str, np.ndarray], real: dict, work: int, size: int, seed: int):
+        self.groups, self.work, self.size, self.seed = groups, work, size, seed
+        side = len(groups["lateral"]) + len(groups["ct"])
+        self.draws = [
+            (real.get("store"), 0.0, len(groups["frontal"])),
+            (real.get("archive_frontal"), 0.0, side),
+            (real.get("archive_lateral"), 1.0, side),
+        ]
         self.transform = augmentation(work)
 
     def items(self, epoch: int) -> list[tuple[np.ndarray, float]]:
         rng = np.random.default_rng([self.seed, epoch])
         items = [(im, float(name in NEGATIVE_GROUPS)) for name, ims in self.groups.items() for im in ims]
-        if self.store is not None:
-            n = min(len(self.store), len(self.groups["frontal"]))
-            items += [(self.store[int(i)], 0.0) for i in np.sort(rng.choice(len(self.store), n, replace=False))]
+        for images, target, n in self.draws:
+            if images is not None and len(images):
+                chosen = np.sort(rng.choice(len(images), min(len(images), n), replace=False))
+                items += [(images[int(i)], target) for i in chosen]
         return [items[int(i)] for i in rng.permutation(len(items))]
 
     def batches(self, epoch: int, batch_size: int):
@@ -268,21 +301,28 @@ def train_view_check(
     *,
     seed: int,
     store_dir: Path | str | None = None,
+    view_samples: Path | str | None = None,
+    mimic_root: Path | str | None = None,
     metrics_path: Path | str | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Train the view check on phantom views (+ the store's train split as frontals), validate it on phantoms
-    of other seeds (+ the store's validate split), write the checkpoint and the metrics JSON; return metrics."""
+    """Train the view check on phantom views (+ the store's train split as frontals, + the view sample's train
+    subjects from the archive under `mimic_root`), validate it on phantoms of other seeds, the store's
+    validate split and the held-out archive subjects; write the checkpoint and the metrics JSON."""
     seed_everything(seed)
     work, torch_device = 2 * settings.size, resolve_device(device)
     groups = phantom_views(settings.samples_per_view, work, seed, settings.abdomen_negatives)
-    data = _Epochs(groups, store_frontals(store_dir, "train"), work, settings.size, seed)
+    archive = {split: archive_films(view_samples, mimic_root, split, work) for split in ("train", "validate")}
+    _log_archive(archive["train"], settings.archive_samples if view_samples is not None else 0)
+    real = {"store": store_frontals(store_dir, "train"), **archive["train"]}
+    data = _Epochs(groups, real, work, settings.size, seed)
     model = ViewNet().to(torch_device)
     losses = _fit(model, data, settings, torch_device)
     config = {"architecture": ARCHITECTURE, "size": settings.size, "threshold": settings.threshold, "seed": seed}
     config["settings"] = asdict(settings)
     checker = ViewChecker(model.eval(), config, torch_device)
-    metrics = {"final_loss": losses[-1], "losses": losses, **validate(checker, settings, seed, store_dir)}
+    metrics = {"final_loss": losses[-1], "losses": losses}
+    metrics.update(validate(checker, settings, seed, store_dir, archive["validate"]))
     write_checkpoint(checkpoint_path, payload(model, config, epoch=settings.epochs, metrics=metrics))
     if metrics_path is not None:
         io.write_json(metrics_path, metrics)
@@ -290,13 +330,23 @@ def train_view_check(
     return metrics
 
 
-def validate(checker: "ViewChecker", settings: ViewCheckSettings, seed: int, store_dir=None) -> dict:
-    """Share flagged per group on phantoms of a seed never trained on, and on the store's validate split
-    (real frontal films on a cluster): what the targets (>= 95 % of non-frontal, <= 2 % of frontal) read."""
+def _log_archive(films: dict[str, np.ndarray], wanted: int) -> None:
+    n_side, n_frontal = len(films["archive_lateral"]), len(films["archive_frontal"])
+    if not n_side and wanted:
+        log.warning("view check: no archive side view to train on: non-frontal films are phantoms only")
+    log.info("view check: training on %d archive side views and %d archive frontal films", n_side, n_frontal)
+
+
+def validate(checker: "ViewChecker", settings: ViewCheckSettings, seed: int, store_dir=None, archive=None) -> dict:
+    """Share flagged per group on phantoms of a seed never trained on, on the store's validate split (real
+    frontal films on a cluster) and on the archive sample's held-out subjects (real side views and frontal
+    films): what the targets (>= 95 % of non-frontal, <= 2 % of frontal) read. `flagged_not_frontal` is
+    over the phantom negatives; `flagged_archive_lateral` is the real-film number."""
     groups = phantom_views(settings.validate_per_view, 2 * settings.size, seed + 1_000_003, settings.abdomen_negatives)
     store = store_frontals(store_dir, "validate")
     if store is not None:
         groups["store"] = np.asarray(store)
+    groups.update({name: ims for name, ims in (archive or {}).items() if len(ims)})
     flagged = {f"flagged_{name}": float(checker.flag(ims).mean()) for name, ims in groups.items()}
     counts = {f"n_{name}": len(ims) for name, ims in groups.items()}
     neg = [checker.flag(groups[n]) for n in NEGATIVE_GROUPS if n in groups]

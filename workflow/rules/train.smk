@@ -1,5 +1,6 @@
 # Segmentation models: train each architecture, evaluate on the test split, pick the best on validation;
-# and the view check (frontal or not) that flags lateral, CT and other films labelled PA/AP.
+# and the view check (frontal or not) that flags lateral, CT and other films labelled PA/AP, trained on phantoms,
+# the store and a sample of the archive's own side views and frontal films.
 
 
 rule train:
@@ -114,9 +115,32 @@ rule calibrate_qc:
         "../scripts/calibrate_qc.py"
 
 
+rule view_samples:
+    input:
+        demo_marker(),
+        metadata=mimic_file("metadata"),
+    output:
+        samples=f"{R}/models/view_samples.parquet",
+    log:
+        f"{R}/logs/models/view_samples.log",
+    benchmark:
+        f"{R}/benchmarks/view_samples.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        n_per_class=config["view_check"]["archive_samples"],
+        seed=config["seed"],
+    script:
+        "../scripts/view_samples.py"
+
+
 rule train_view_check:
     input:
         store=rules.augment.output.store,
+        samples=rules.view_samples.output.samples,
     output:
         checkpoint=f"{R}/models/view_check.pt",
         metrics=f"{R}/models/view_check.json",
@@ -133,5 +157,6 @@ rule train_view_check:
     params:
         view_check=config["view_check"],
         seed=config["seed"],
+        mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/train_view_check.py"

@@ -13,5 +13,7 @@ with log_to(snakemake.log[0]):
         ViewCheckSettings.from_config({"view_check": snakemake.params.view_check}),
         seed=snakemake.params.seed,
         store_dir=Path(snakemake.input.store[0]).parent,
+        view_samples=snakemake.input.samples,
+        mimic_root=snakemake.params.mimic_root,
         metrics_path=snakemake.output.metrics,
     )

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import io, preprocess
+from . import gpu_decode, io, preprocess
 from .config import build_settings, speed_only_keys
 from .manifest import load_done, partial_path, write_manifest
 from .mimic import id_problem
@@ -56,6 +56,9 @@ class InferSettings:
     reduce_min_ratio: float
     write_threads: int
     flush_every: int
+    amp_dtype: str
+    compile: bool
+    decode_device: str
     postprocess: CleanupSettings
     qc: QCSettings
     output_size: int
@@ -233,6 +236,12 @@ def _loader(
         return []
     dataset = ShardDataset(pending, mimic_root, predictor.spec, settings.output_size, settings.reduce_min_ratio)
     workers = settings.num_workers
+    if gpu_decode.resolve_decode_device(settings.decode_device, predictor.device) == "gpu":
+        batches = gpu_decode.batches(dataset, settings.batch_size, workers, predictor.device, _Collate(predictor.spec))
+        n_batches = math.ceil(len(dataset) / settings.batch_size)
+        return tqdm(
+            batches, total=n_batches, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress
+        )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=settings.batch_size,

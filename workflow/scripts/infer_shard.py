@@ -9,7 +9,13 @@ with log_to(snakemake.log[0]):
         snakemake.config, num_workers=min(snakemake.config["infer"]["num_workers"], snakemake.threads)
     )
     selected = read_json(snakemake.input.selected)
-    predictor = Predictor.from_checkpoints(selected["checkpoint"], device=settings.device, tta_flip=settings.tta_flip)
+    predictor = Predictor.from_checkpoints(
+        selected["checkpoint"],
+        device=settings.device,
+        tta_flip=settings.tta_flip,
+        amp_dtype=settings.amp_dtype,
+        compile=settings.compile,
+    )
     infer_shard(
         snakemake.input.images,
         snakemake.params.mimic_root,

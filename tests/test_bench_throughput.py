@@ -1,0 +1,42 @@
+"""The throughput benchmark's protocol on a tiny setting (4 small JPEGs); no timing is asserted."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent / "bench" / "bench_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_throughput_run_reports_every_number_and_caches_its_inputs(bench, tmp_path, capsys):
+    args = ["--images", "4", "--size", "small", "--device", "cpu", "--batch-size", "2", "--workers", "0"]
+    result = bench.main([*args, "--work", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    for line in ("images/s", "sum of parts", "authors' path", "243,324 images"):
+        assert line in out
+    assert result["end_to_end"]["ok"] == 4 and result["end_to_end"]["failed"] == 0
+    assert set(result["stage_ms_per_image"]["cpu"]) == {"decode", "forward", "cleanup_qc", "writes"}
+    assert result["settings"]["tta_flip"] and result["model"].startswith("attention_unet")
+    assert result["cpu_cores"] >= 1 and result["end_to_end"]["gpu_util_mean"] is None
+    assert json.loads((tmp_path / "r.json").read_text())["images"] == 4
+    images = sorted((tmp_path / "mimic-small" / "files").rglob("*.jpg"))
+    stamps = [p.stat().st_mtime_ns for p in images]
+    bench.main([*args, "--work", str(tmp_path)])
+    assert [p.stat().st_mtime_ns for p in images] == stamps  # the archive is reused
+
+
+def test_tiny_rss_check(bench, tmp_path, capsys):
+    result = bench.main(
+        ["--rss-check", "--rss-images", "40", "--device", "cpu", "--workers", "0", "--work", str(tmp_path)]
+    )
+    assert "PASS" in capsys.readouterr().out or not result["pass"]
+    assert result["images"] == 40 and result["rss_mb_end"] > 0

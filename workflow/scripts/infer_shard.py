@@ -5,9 +5,9 @@ from cxlseg.io import log_to, read_json
 from cxlseg.predictor import Predictor
 
 with log_to(snakemake.log[0]):
-    settings = InferSettings.from_config(
-        snakemake.config, num_workers=min(snakemake.config["infer"]["num_workers"], snakemake.threads)
-    )
+    # decode workers follow the job's cpus, one core left to the forward pass, clean-up and writes
+    workers = min(snakemake.config["infer"]["num_workers"], max(snakemake.threads - 1, 0))
+    settings = InferSettings.from_config(snakemake.config, num_workers=workers)
     selected = read_json(snakemake.input.selected)
     predictor = Predictor.from_checkpoints(
         selected["checkpoint"],

@@ -379,6 +379,7 @@ def main(argv=None) -> dict:
     if args.workers is None:
         args.workers = max(len(os.sched_getaffinity(0)) - 1, 0)
     args.work.mkdir(parents=True, exist_ok=True)
+    cv2.setNumThreads(1)  # as in the decode workers; an OpenCV pool started here hangs forked workers' cv2 calls
     if args.rss_check:
         result = rss_check(args)
         print(

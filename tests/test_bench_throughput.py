@@ -30,8 +30,9 @@ def test_tiny_throughput_run_reports_every_number_and_caches_its_inputs(bench, t
     assert json.loads((tmp_path / "r.json").read_text())["images"] == 4
     images = sorted((tmp_path / "mimic-small" / "files").rglob("*.jpg"))
     stamps = [p.stat().st_mtime_ns for p in images]
-    bench.main([*args, "--work", str(tmp_path)])
+    again = bench.main([*args, "--work", str(tmp_path), "--repeat", "2"])
     assert [p.stat().st_mtime_ns for p in images] == stamps  # the archive is reused
+    assert (again["images"], again["distinct_files"], again["end_to_end"]["ok"]) == (8, 4, 8)
 
 
 def test_tiny_rss_check(bench, tmp_path, capsys):

@@ -71,22 +71,21 @@ def encode_near(image: np.ndarray, target_bytes: float | None) -> bytes:
     return best
 
 
-def make_archive(root: Path, n: int, size: str, seed: int = 0) -> Path:
-    """n phantom JPEGs in MIMIC's layout (files already there are kept) and the shard list; returns its path."""
+def make_archive(root: Path, n: int, size: str, listed: int | None = None, seed: int = 0) -> Path:
+    """n phantom JPEGs in MIMIC's layout (files already there are kept) and a shard list of `listed` rows (default
+    n; more rows list the files again under new ids: a long shard from few files); returns the list's path."""
     rows = []
-    for i in range(n):
+    for j in range(listed or n):
+        i = j % n
         height, width = SHAPES[size][i % 2]
-        subject, study, dicom_id = f"10{i:06d}", f"5{i:07d}", f"{i:08x}-{height:04x}{width:04x}"
-        rel = image_relpath(subject, study, dicom_id)
-        path = root / rel
-        if not path.exists():
+        rel = image_relpath(f"10{i:06d}", f"5{i:07d}", f"{i:08x}-{height:04x}{width:04x}")
+        if j < n and not (root / rel).exists():
             image = render_phantom(np.random.default_rng([seed, i]), height, width).image
-            with io.atomic_path(path) as tmp:
+            with io.atomic_path(root / rel) as tmp:
                 tmp.write_bytes(encode_near(image, MIMIC_BYTES if size == "full" else None))
-        rows.append(
-            dict(dicom_id=dicom_id, subject_id=subject, study_id=study, image_path=rel, rows=height, columns=width)
-        )
-    list_path = root / "lists" / f"p10-{n}.parquet"
+        ids = dict(dicom_id=f"{j:08x}-{height:04x}{width:04x}", subject_id=f"10{j // 50:06d}", study_id=f"5{j:07d}")
+        rows.append({**ids, "image_path": rel, "rows": height, "columns": width})
+    list_path = root / "lists" / f"p10-{n}x{listed or n}.parquet"
     io.write_parquet(pd.DataFrame(rows), list_path)
     return list_path
 
@@ -252,9 +251,9 @@ def setup(args) -> tuple[Predictor, InferSettings]:
 def throughput(args) -> dict:
     predictor, settings = setup(args)
     mimic = args.work / f"mimic-{args.size}"
-    list_path = make_archive(mimic, args.images, args.size)
+    list_path = make_archive(mimic, args.images, args.size, listed=args.images * args.repeat)
     items = pd.read_parquet(list_path).to_dict("records")
-    files = [mimic / it["image_path"] for it in items]
+    files = sorted({mimic / it["image_path"] for it in items})
     mean_bytes = float(np.mean([f.stat().st_size for f in files]))
     for f in files:  # page cache: every path reads warm files, as a rerun would
         f.read_bytes()
@@ -277,6 +276,7 @@ def throughput(args) -> dict:
         "cpu_cores": cores,
         "torch_threads": torch.get_num_threads(),
         "images": n,
+        "distinct_files": len(files),
         "image_shapes": [list(s) for s in SHAPES[args.size]],
         "mean_jpeg_mb": mean_bytes / 1e6,
         "settings": {
@@ -300,7 +300,7 @@ def throughput(args) -> dict:
 def print_throughput(r: dict) -> None:
     gpu = f" ({r['gpu']})" if r["gpu"] else ""
     print(
-        f"{r['images']} JPEGs {r['image_shapes']}, mean {r['mean_jpeg_mb']:.2f} MB; device {r['device']}{gpu}; "
+        f"{r['images']} images ({r['distinct_files']} JPEG files) {r['image_shapes']}, mean {r['mean_jpeg_mb']:.2f} MB; device {r['device']}{gpu}; "
         f"{r['cpu_cores']} CPU cores, torch threads {r['torch_threads']}"
     )
     print(f"settings {r['settings']}; model {r['model']}")
@@ -329,13 +329,7 @@ def rss_check(args) -> dict:
     """A long shard of 16 small JPEGs listed under distinct ids; RSS at image ~1,000 and at the end."""
     predictor, settings = setup(args)
     mimic = args.work / "mimic-rss"
-    base = pd.read_parquet(make_archive(mimic, 16, "small")).to_dict("records")
-    rows = [
-        {**base[i % 16], "dicom_id": f"{i:08x}-0000", "subject_id": f"10{i // 50:06d}", "study_id": f"5{i:07d}"}
-        for i in range(args.rss_images)
-    ]
-    list_path = args.work / "rss-list.parquet"
-    io.write_parquet(pd.DataFrame(rows), list_path)
+    list_path = make_archive(mimic, 16, "small", listed=args.rss_images)
     samples: list[tuple[int, float]] = []
     out = args.work / "rss-out"
     shutil.rmtree(out, ignore_errors=True)
@@ -363,6 +357,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     ap.add_argument("--images", type=int, default=48, help="images of the throughput run (default 48)")
+    ap.add_argument("--repeat", type=int, default=1, help="list every image this many times (a longer shard)")
     ap.add_argument("--size", choices=sorted(SHAPES), default="full", help="full: MIMIC size; small: a smoke test")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPU cores - 1)")

@@ -36,8 +36,8 @@ def test_tiny_throughput_run_reports_every_number_and_caches_its_inputs(bench, t
 
 
 def test_tiny_rss_check(bench, tmp_path, capsys):
-    result = bench.main(
-        ["--rss-check", "--rss-images", "40", "--device", "cpu", "--workers", "0", "--work", str(tmp_path)]
-    )
-    assert "PASS" in capsys.readouterr().out or not result["pass"]
-    assert result["images"] == 40 and result["rss_mb_end"] > 0
+    common = ["--rss-check", "--rss-images", "40", "--device", "cpu", "--workers", "0", "--work", str(tmp_path)]
+    for extra, network in (([], "attention_unet"), (["--rss-stand-in"], "stand-in")):
+        result = bench.main([*common, *extra])
+        assert "RSS over 40 images" in capsys.readouterr().out
+        assert result["images"] == 40 and result["rss_mb_end"] > 0 and result["network"].startswith(network)

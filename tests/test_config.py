@@ -174,7 +174,16 @@ def test_default_config_is_a_fresh_copy():
 
 def test_speed_only_keys_are_what_the_rerun_triggers_leave_out():
     cfg = default_config()
-    assert speed_only_keys("infer") == {"batch_size", "num_workers", "device", "flush_every", "write_threads"}
+    assert speed_only_keys("infer") == {
+        "batch_size",
+        "num_workers",
+        "device",
+        "flush_every",
+        "write_threads",
+        "amp_dtype",
+        "compile",
+        "decode_device",
+    }
     assert speed_only_keys("train") == {"num_workers", "device", "amp"}
     assert speed_only_keys("classify") == {"num_workers", "device", "amp"}
     infer = outcome_settings(cfg, "infer")
@@ -207,5 +216,14 @@ def test_every_speed_only_key_is_marked_only_where_it_cannot_change_outputs():
     assert marked == {
         "train": {"num_workers", "device", "amp"},
         "classify": {"num_workers", "device", "amp"},
-        "infer": {"batch_size", "num_workers", "device", "flush_every", "write_threads"},
+        "infer": {
+            "batch_size",
+            "num_workers",
+            "device",
+            "flush_every",
+            "write_threads",
+            "amp_dtype",
+            "compile",
+            "decode_device",
+        },
     }

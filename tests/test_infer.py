@@ -150,14 +150,18 @@ def test_done_requires_outputs_on_disk_and_same_settings(shard, infer_run):
 def test_settings_id_ignores_exactly_the_speed_only_keys(infer_settings, toys):
     base = infer_settings()
     spec = toys.spec()
-    assert speed_only_keys("infer") == {"batch_size", "num_workers", "device", "write_threads", "flush_every"}
-    for key, value in (
-        ("batch_size", 7),
-        ("num_workers", 2),
-        ("device", "cuda"),
-        ("write_threads", 3),
-        ("flush_every", 1),
-    ):
+    speed = {
+        "batch_size": 7,
+        "num_workers": 2,
+        "device": "cuda",
+        "write_threads": 3,
+        "flush_every": 1,
+        "amp_dtype": "fp16",
+        "compile": True,
+        "decode_device": "gpu",
+    }
+    assert speed_only_keys("infer") == set(speed)
+    for key, value in speed.items():
         assert dataclasses.replace(base, **{key: value}).settings_id(spec) == base.settings_id(spec), key
     for changed in (
         dict(threshold=0.4),

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import io, preprocess
+from . import gpu_decode, io, preprocess
 from .config import build_settings, speed_only_keys
 from .manifest import load_done, partial_path, write_manifest
 from .mimic import id_problem
@@ -60,6 +60,9 @@ class InferSettings:
     reduce_min_ratio: float
     write_threads: int
     flush_every: int
+    amp_dtype: str
+    compile: bool
+    decode_device: str
     postprocess: CleanupSettings
     qc: QCSettings
     output_size: int
@@ -87,7 +90,11 @@ def inference_predictor(selected: dict, settings: InferSettings) -> Predictor:
     """The predictor that segments the archive (and that QC is calibrated with): the selected model, joined by
     the next best architectures up to `infer.ensemble` members."""
     return Predictor.from_checkpoints(
-        ensemble_checkpoints(selected, settings.ensemble), device=settings.device, tta_flip=settings.tta_flip
+        ensemble_checkpoints(selected, settings.ensemble),
+        device=settings.device,
+        tta_flip=settings.tta_flip,
+        amp_dtype=settings.amp_dtype,
+        compile=settings.compile,
     )
 
 
@@ -253,6 +260,12 @@ def _loader(
         return []
     dataset = ShardDataset(pending, mimic_root, predictor.spec, settings.output_size, settings.reduce_min_ratio)
     workers = settings.num_workers
+    if gpu_decode.resolve_decode_device(settings.decode_device, predictor.device) == "gpu":
+        batches = gpu_decode.batches(dataset, settings.batch_size, workers, predictor.device, _Collate(predictor.spec))
+        n_batches = math.ceil(len(dataset) / settings.batch_size)
+        return tqdm(
+            batches, total=n_batches, desc=f"infer {Path(list_parquet).stem}", unit="batch", disable=not progress
+        )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=settings.batch_size,

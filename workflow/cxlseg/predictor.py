@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import preprocess
+from . import accel, preprocess
 from .checkpoint import load_model
 from .device import resolve_device
 
@@ -92,19 +92,28 @@ class Predictor:
         device: torch.device | str = "cpu",
         tta_flip: bool = False,
         model_id: str = "model",
-        amp_dtype: torch.dtype = torch.float16,
+        amp_dtype: torch.dtype | str = torch.float16,
+        compile: bool = False,
     ):
         self.device = torch.device(device)
         self.models = [m.to(self.device).eval() for m in models]
         if self.device.type == "cuda":
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
-        self.spec, self.tta_flip, self.model_id, self.amp_dtype = spec, bool(tta_flip), model_id, amp_dtype
+        self.spec, self.tta_flip, self.model_id = spec, bool(tta_flip), model_id
+        self.amp_dtype = accel.amp_dtype(amp_dtype, self.device)
+        self.models = accel.compiled(self.models, compile)  # infer.compile: after channels_last, before use
 
     @classmethod
     def from_checkpoints(
-        cls, checkpoints: Sequence[Path | str] | Path | str, *, device: str = "auto", tta_flip: bool = False
+        cls,
+        checkpoints: Sequence[Path | str] | Path | str,
+        *,
+        device: str = "auto",
+        tta_flip: bool = False,
+        **speed,
     ) -> "Predictor":
-        """One checkpoint, or several (an ensemble) that must share their input preprocessing."""
+        """One checkpoint, or several (an ensemble) that must share their input preprocessing; `speed` holds
+        the speed-only options (amp_dtype, compile)."""
         paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
         if not paths:
             raise ValueError("a predictor needs at least one checkpoint")
@@ -114,7 +123,7 @@ class Predictor:
         if len(specs) > 1:
             raise ValueError(f"ensemble members differ in input preprocessing: {sorted(map(str, specs))}")
         model_id = "+".join(meta["model_id"] for _, meta in loaded)
-        return cls([m for m, _ in loaded], specs.pop(), device=dev, tta_flip=tta_flip, model_id=model_id)
+        return cls([m for m, _ in loaded], specs.pop(), device=dev, tta_flip=tta_flip, model_id=model_id, **speed)
 
     def _autocast(self):
         if self.device.type != "cuda":

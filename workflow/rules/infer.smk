@@ -42,7 +42,7 @@ rule infer_shard:
         f"{R}/benchmarks/infer/{{shard}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: 4
+    threads: res("infer", "cpus", 8)  # CPU decode is the bound of a GPU job (docs/throughput.md)
     resources:
         mem_mb=res("infer", "mem_mb", 16000),
         runtime=res("infer", "runtime", 720),

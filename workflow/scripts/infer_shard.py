@@ -7,9 +7,9 @@ from cxlseg.qc_model import QCModel
 from cxlseg.views import ViewChecker
 
 with log_to(snakemake.log[0]):
-    settings = InferSettings.from_config(
-        snakemake.config, num_workers=min(snakemake.config["infer"]["num_workers"], snakemake.threads)
-    )
+    # decode workers follow the job's cpus, one core left to the forward pass, clean-up and writes
+    workers = min(snakemake.config["infer"]["num_workers"], max(snakemake.threads - 1, 0))
+    settings = InferSettings.from_config(snakemake.config, num_workers=workers)
     predictor = inference_predictor(read_json(snakemake.input.selected), settings)
     view_check = snakemake.input.view_check
     infer_shard(

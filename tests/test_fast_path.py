@@ -1,0 +1,93 @@
+"""The speed-only GPU knobs of inference (infer.amp_dtype, compile, decode_device) on a CPU-only machine: they
+validate, reach InferSettings and the Predictor, and the GPU decode path falls back or matches the CPU path."""
+
+import logging
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from cxlseg import gpu_decode
+from cxlseg.config import ConfigError
+from cxlseg.infer import InferSettings, ShardDataset
+from cxlseg.predictor import Predictor
+
+
+def test_speed_keys_validate_and_reach_infer_settings(make_config):
+    defaults = InferSettings.from_config(make_config())
+    assert (defaults.amp_dtype, defaults.compile, defaults.decode_device) == ("bf16", False, "cpu")
+    chosen = InferSettings.from_config(
+        make_config(infer={"amp_dtype": "fp16", "compile": True, "decode_device": "gpu"})
+    )
+    assert (chosen.amp_dtype, chosen.compile, chosen.decode_device) == ("fp16", True, "gpu")
+    for bad in ({"amp_dtype": "fp32"}, {"compile": "yes"}, {"decode_device": "cuda"}):
+        with pytest.raises(ConfigError):
+            make_config(infer=bad)
+
+
+def test_amp_dtype_reaches_the_predictor_and_cpu_stays_float32(toys):
+    spec = toys.spec()
+    x = spec.to_tensor(np.stack([spec.prepare(toys.radiograph_like(64, 56, seed=s)) for s in range(2)]))
+    fp16 = Predictor([toys.DarkIsLung()], spec, amp_dtype="fp16")
+    bf16 = Predictor([toys.DarkIsLung()], spec, amp_dtype="bf16")
+    assert (fp16.amp_dtype, bf16.amp_dtype) == (torch.float16, torch.bfloat16)
+    assert np.array_equal(fp16.forward(x), bf16.forward(x))  # autocast is CUDA-only
+
+
+def test_compile_wraps_the_networks(toys):
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile is not available")
+    model = toys.DarkIsLung()
+    predictor = Predictor([model], toys.spec(), compile=True)
+    assert getattr(predictor.models[0], "_orig_mod", None) is model  # compiled lazily, on the first batch
+    assert Predictor([model], toys.spec()).models[0] is model
+
+
+def test_gpu_decode_on_a_cpu_only_run_falls_back_with_a_warning(shard, infer_run, caplog):
+    assert gpu_decode.resolve_decode_device("cpu", torch.device("cuda")) == "cpu"
+    with caplog.at_level(logging.WARNING, logger="cxlseg.gpu_decode"):
+        gpu = infer_run(shard, "gpu", decode_device="gpu")
+    assert "decoding on the CPU" in caplog.text
+    cpu = infer_run(shard, "cpu")
+    same = ["dicom_id", "status", "error", "note", "decode_factor", "qc_flags", "lung_area_fraction"]
+    pd.testing.assert_frame_equal(pd.read_parquet(gpu.manifest)[same], pd.read_parquet(cpu.manifest)[same])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return cv2.PSNR(a, b)
+
+
+def test_batch_decoder_matches_the_cpu_path_and_its_failures(shard, toys):
+    """torchvision's CPU decoder stands in for nvJPEG: same batching, fallbacks and sample records."""
+    items = pd.read_parquet(shard.list_path).to_dict("records")
+    for it in items:
+        it["rows"], it["columns"] = (None if pd.isna(it[k]) else int(it[k]) for k in ("rows", "columns"))
+    dataset = ShardDataset(items, shard.mimic, toys.spec(), 224, 1.0)
+    reader = gpu_decode.RawReader(dataset)
+    samples = gpu_decode.BatchDecoder(dataset, "cpu")([reader[i] for i in range(len(items))])
+    for i, got in enumerate(samples):
+        want = dataset[i]
+        assert (got["index"], got["ok"], got["error"]) == (want["index"], want["ok"], want["error"]), items[i]
+        if want["ok"]:
+            assert got["orig_hw"] == tuple(toys.SHARD_CASES[i][3]) or "disagrees" in want["note"]
+            assert got["image"].shape == want["image"].shape == (224, 224)
+            assert _psnr(got["image"], want["image"]) > 30, items[i]["dicom_id"]
+            assert got["model_image"].shape == want["model_image"].shape
+
+
+def test_the_gpu_decode_loop_runs_end_to_end(shard, infer_run, monkeypatch):
+    """The shard loop through gpu_decode.batches (decoding on the CPU here) gives the CPU path's statuses."""
+    monkeypatch.setattr(gpu_decode, "resolve_decode_device", lambda requested, device: requested)
+    gpu = pd.read_parquet(infer_run(shard, "gpu", decode_device="gpu", num_workers=1).manifest)
+    cpu = pd.read_parquet(infer_run(shard, "cpu").manifest)
+    assert list(gpu.status) == list(cpu.status) and list(gpu.error) == list(cpu.error)
+    ok = cpu.status == "ok"
+    assert np.allclose(gpu.lung_area_fraction[ok], cpu.lung_area_fraction[ok], atol=0.02)
+
+
+def test_the_rule_passes_the_speed_keys_to_the_predictor():
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "infer_shard.py").read_text()
+    assert "amp_dtype=settings.amp_dtype" in script and "compile=settings.compile" in script

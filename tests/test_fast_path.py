@@ -86,8 +86,12 @@ def test_the_gpu_decode_loop_runs_end_to_end(shard, infer_run, monkeypatch):
     assert np.allclose(gpu.lung_area_fraction[ok], cpu.lung_area_fraction[ok], atol=0.02)
 
 
-def test_the_rule_passes_the_speed_keys_to_the_predictor():
-    from pathlib import Path
+def test_the_inference_predictor_gets_the_speed_keys(trained, infer_settings):
+    """The rule builds its (ensemble) predictor with inference_predictor: the speed keys must reach it."""
+    from cxlseg.infer import inference_predictor
 
-    script = (Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "infer_shard.py").read_text()
-    assert "amp_dtype=settings.amp_dtype" in script and "compile=settings.compile" in script
+    ckpt = str(trained.checkpoint)
+    selected = {"architecture": "sa_unet", "checkpoint": ckpt, "ranking": ["sa_unet"], "checkpoints": {"sa_unet": ckpt}}
+    predictor = inference_predictor(selected, infer_settings(amp_dtype="fp16", device="cpu"))
+    assert predictor.amp_dtype == torch.float16 and predictor.device.type == "cpu"
+    assert inference_predictor(selected, infer_settings(amp_dtype="bf16")).amp_dtype == torch.bfloat16

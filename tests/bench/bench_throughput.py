@@ -193,15 +193,16 @@ def stages(items: list[dict], mimic: Path, out: Path, predictor: Predictor, sett
     assert all(s["ok"] for s in samples), [s["error"] for s in samples if not s["ok"]]
     x = predictor.spec.to_tensor(np.stack([s["model_image"] for s in samples]))
     size = settings.output_size
-    forward = lambda: np.concatenate([predictor.forward(x[k : k + bs], size) for k in idx[::bs]])  # noqa: E731
-    probs, t_forward = _timed(forward)
+    forward = lambda: [predictor.predict_batch(x[k : k + bs], size) for k in idx[::bs]]  # noqa: E731
+    batches, t_forward = _timed(forward)
+    probs = [(b.prob[j], b.agreement(j)) for b in batches for j in range(len(b.prob))]
     s = settings.outputs
 
-    def clean_and_qc(prob):
+    def clean_and_qc(prob, signals):
         mask = s.postprocess.clean(prob, s.threshold)
-        return mask, qc.qc_flags(qc.qc_metrics(prob, mask, threshold=s.threshold), s.qc)
+        return mask, qc.assess(prob, mask, signals, s.qc, None, s.threshold)[1]
 
-    masks, t_clean = _timed(lambda: [clean_and_qc(p)[0] for p in probs])
+    masks, t_clean = _timed(lambda: [clean_and_qc(*p)[0] for p in probs])
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
 
     def write(i):
@@ -224,7 +225,7 @@ def authors_image(path: Path, item: dict, out: Path, predictor: Predictor, setti
     gray = cv2.cvtColor(cv2.cvtColor(lab, cv2.COLOR_LAB2BGR), cv2.COLOR_BGR2GRAY)
     prob = predictor.forward(spec.to_tensor(gray[None]), size)[0]
     resized = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (size, size))
-    finish_image({**item, "orig_hw": image.shape[:2]}, resized, prob, out, settings.outputs, spec)
+    finish_image({**item, "orig_hw": image.shape[:2]}, resized, prob, None, out, settings.outputs, spec)
 
 
 def authors_path(items: list[dict], mimic: Path, out: Path, predictor: Predictor, settings: InferSettings) -> dict:

@@ -82,3 +82,15 @@ def test_tracking_numbers():
     flat = tracking([0.9, 0.9, 0.9], [0.8, 0.9, 0.95])
     assert math.isnan(flat["pearson"]) and "good_flagged" not in flat
     assert set(FEATURES) >= {"member_agreement", "flip_agreement", "solidity", "centroid_y"}
+
+
+def test_the_ridge_target_is_chosen_by_grouped_cross_validation():
+    _, table, dice = fit_toy_qc_model(n=60)
+    groups = [f"img{i // 3}" for i in range(len(table))]
+    chosen = QCModel.fit(table, dice, groups=groups)
+    assert chosen.info["target"] in ("dice", "log") and set(chosen.info["cv_mae_good"]) == {"dice", "log"}
+    errors = chosen.info["cv_mae_good"]
+    assert chosen.info["target"] == min(errors, key=errors.get)
+    forced = QCModel.fit(table, dice, groups=groups, target="log")
+    assert forced.info["target"] == "log" and "cv_mae_good" not in forced.info
+    assert QCModel.fit(table, dice).info["target"] == "dice"  # no groups: no honest comparison, the plain target

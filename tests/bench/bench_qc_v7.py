@@ -56,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--degraded", type=int, default=2, help="degraded copies per test image (bad masks to catch)")
     p.add_argument("--min-predicted-dice", type=float, default=None, help="flag bar (default: the schema's)")
     p.add_argument("--only-folds", type=int, nargs="*", default=None, help="train and measure only these folds")
+    p.add_argument("--table", type=Path, default=None, help="re-summarise a masks.csv of an earlier run (no training)")
     p.add_argument("--jobs", type=int, default=1, help="(fold, architecture) trainings at once")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-qc-v7")
     p.add_argument("--seed", type=int, default=42)
@@ -140,7 +141,9 @@ def cross_fold_predictions(table: pd.DataFrame, good_dice: float) -> np.ndarray:
     predicted = np.full(len(table), np.nan)
     for fold in sorted(table.fold.unique()):
         held = (table.fold == fold).to_numpy()
-        model = QCModel.fit(table[~held], table.dice[~held], good_dice=good_dice)
+        fit = table[~held]
+        model = QCModel.fit(fit, fit.dice, good_dice=good_dice, groups=fit.image_id.astype(str))
+        print(f"  k={table.k.iloc[0]} fold {fold}: ridge target {model.info['target']} {model.info.get('cv_mae_good')}")
         predicted[held] = model.predict(table[held])
     return predicted
 
@@ -179,7 +182,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(max(1, args.jobs))
     started = time.perf_counter()
-    train_all(args)
+    if args.table is None:
+        train_all(args)
     config = pipeline_config(_recipe_args(args))
     settings = InferSettings.from_config(config, tta_flip=True, batch_size=16)
     if args.min_predicted_dice is not None:
@@ -188,11 +192,15 @@ def main(argv=None) -> dict:
         )
     _, _, index = load_v7(args.data, _recipe_args(args).store_size)
     folds = patient_folds(index["patient_id"], args.folds, args.seed)
-    table = pd.concat([t for f in chosen_folds(args) for t in measure_fold(args, settings, index, folds, f)])
+    if args.table is not None:
+        table = pd.read_csv(args.table, dtype={"image_id": str})
+    else:
+        table = pd.concat([t for f in chosen_folds(args) for t in measure_fold(args, settings, index, folds, f)])
     summary = summarise(table, settings)
     print_summary(summary, settings.qc.min_predicted_dice)
     args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "masks.csv", index=False)
+    if args.table is None:
+        table.to_csv(args.out / "masks.csv", index=False)
     result = {"folds": args.folds, "epochs": args.epochs, "degraded": args.degraded, "by_ensemble": summary,
               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -129,7 +129,8 @@ def cross_validated(table: pd.DataFrame, *, good_dice: float, folds: int = 5, se
     if k < 2:
         return predicted
     for fit_rows, held_rows in GroupKFold(k, shuffle=True, random_state=seed).split(table, groups=groups):
-        model = QCModel.fit(table.iloc[fit_rows], table["dice"].iloc[fit_rows], good_dice=good_dice)
+        fit = table.iloc[fit_rows]
+        model = QCModel.fit(fit, fit["dice"], good_dice=good_dice, groups=fit["image_id"].astype(str))
         predicted[held_rows] = model.predict(table.iloc[held_rows])
     return predicted
 
@@ -178,7 +179,9 @@ def calibrate(store_dir, predictor, settings, out_json, out_csv, out_plot, *, se
         "degraded_per_image": settings.qc.calibration_degraded,
         "cross_validated": summarise(table, table["predicted_cv"].to_numpy(), settings),
     }
-    model = QCModel.fit(table, table["dice"], good_dice=settings.qc.good_dice, info=info)
+    model = QCModel.fit(
+        table, table["dice"], good_dice=settings.qc.good_dice, groups=table["image_id"].astype(str), info=info
+    )
     model.save(out_json)
     write_csv(table, out_csv)
     plot_calibration(table, settings.qc.min_predicted_dice, out_plot)

@@ -42,7 +42,11 @@ def test_models_and_inference(config):
     assert models["inference_model"] == "sa_unet"
     assert set(models["architectures"]) == {"unet", "unetplusplus", "attention_unet", "sa_unet", "plain_unet"}
     assert models["base_channels"] == 64 and models["sa_unet_base_channels"] == 16
-    assert config["infer"]["tta_flip"] is False and config["infer"]["threshold"] == 0.5
+    assert (
+        config["infer"]["tta_flip"] is False
+        and config["infer"]["ensemble"] == 1
+        and config["infer"]["threshold"] == 0.5
+    )
 
 
 def test_split_reproduces_the_published_counts(config):

@@ -310,6 +310,22 @@ def fit_toy_qc_model(n: int = 80, seed: int = 0):
     return QCModel.fit(table, dice, good_dice=0.9), table, dice
 
 
+def _load_bench(name: str):
+    """A benchmark script of tests/bench as a module (they are commands, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_bench():
+    """load_bench(name) -> the module of tests/bench/<name>.py."""
+    return _load_bench
+
+
 @pytest.fixture(scope="session")
 def qc_model():
     """A predicted-Dice model fitted on synthetic features (true Dice follows soft_dice and flip agreement)."""

@@ -1,8 +1,6 @@
 """The real-image benchmark's protocol on a tiny phantom stand-in for ../shared/data/v7-real (never needed here)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,15 +9,10 @@ import pytest
 from cxlseg.config import default_config
 from cxlseg.demo import render_phantom
 
-BENCH = Path(__file__).parent / "bench" / "bench_real_v7.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_real_v7", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("bench_real_v7")
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,13 @@
 """The throughput benchmark's protocol on a tiny setting (4 small JPEGs); no timing is asserted."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parent / "bench" / "bench_throughput.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("bench_throughput")
 
 
 def test_tiny_throughput_run_reports_every_number_and_caches_its_inputs(bench, tmp_path, capsys):

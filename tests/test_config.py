@@ -172,18 +172,22 @@ def test_default_config_is_a_fresh_copy():
     assert section_defaults("infer")["postprocess"]["closing"] == 5
 
 
+# The infer keys that only change speed; a new one is a decision, so it must show up here.
+INFER_SPEED_ONLY = {
+    "batch_size",
+    "num_workers",
+    "device",
+    "flush_every",
+    "write_threads",
+    "amp_dtype",
+    "compile",
+    "decode_device",
+}
+
+
 def test_speed_only_keys_are_what_the_rerun_triggers_leave_out():
     cfg = default_config()
-    assert speed_only_keys("infer") == {
-        "batch_size",
-        "num_workers",
-        "device",
-        "flush_every",
-        "write_threads",
-        "amp_dtype",
-        "compile",
-        "decode_device",
-    }
+    assert speed_only_keys("infer") == INFER_SPEED_ONLY
     assert speed_only_keys("train") == {"num_workers", "device", "amp"}
     assert speed_only_keys("classify") == {"num_workers", "device", "amp"}
     infer = outcome_settings(cfg, "infer")
@@ -216,14 +220,5 @@ def test_every_speed_only_key_is_marked_only_where_it_cannot_change_outputs():
     assert marked == {
         "train": {"num_workers", "device", "amp"},
         "classify": {"num_workers", "device", "amp"},
-        "infer": {
-            "batch_size",
-            "num_workers",
-            "device",
-            "flush_every",
-            "write_threads",
-            "amp_dtype",
-            "compile",
-            "decode_device",
-        },
+        "infer": INFER_SPEED_ONLY,
     }

@@ -190,11 +190,11 @@ def main(argv=None) -> dict:
         settings = dataclasses.replace(
             settings, qc=dataclasses.replace(settings.qc, min_predicted_dice=args.min_predicted_dice)
         )
-    _, _, index = load_v7(args.data, _recipe_args(args).store_size)
-    folds = patient_folds(index["patient_id"], args.folds, args.seed)
     if args.table is not None:
         table = pd.read_csv(args.table, dtype={"image_id": str})
     else:
+        _, _, index = load_v7(args.data, _recipe_args(args).store_size)
+        folds = patient_folds(index["patient_id"], args.folds, args.seed)
         table = pd.concat([t for f in chosen_folds(args) for t in measure_fold(args, settings, index, folds, f)])
     summary = summarise(table, settings)
     print_summary(summary, settings.qc.min_predicted_dice)

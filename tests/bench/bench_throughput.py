@@ -239,7 +239,8 @@ def setup(args) -> tuple[Predictor, InferSettings]:
     config = recipe_config(args)
     settings = InferSettings.from_config(config)
     speed = {k: getattr(settings, k) for k in ("device", "tta_flip", "amp_dtype", "compile")}
-    return Predictor.from_checkpoints(make_checkpoint(args.work, config, args.arch), **speed), settings
+    members = args.arch[: args.ensemble or settings.ensemble]
+    return Predictor.from_checkpoints([make_checkpoint(args.work, config, a) for a in members], **speed), settings
 
 
 class StandIn(torch.nn.Module):
@@ -284,7 +285,8 @@ def throughput(args) -> dict:
             k: getattr(settings, k)
             for k in ("batch_size", "num_workers", "write_threads", "tta_flip", "amp_dtype", "compile", "decode_device")
         },
-        "model": f"{args.arch} (untrained), net {predictor.spec.net_size} px, output {settings.output_size} px",
+        "model": f"{'+'.join(args.arch[: len(predictor.models)])} (untrained), net {predictor.spec.net_size} px, "
+        f"output {settings.output_size} px",
         "end_to_end": e2e,
         "images_per_s_measured": n / e2e["wall"],
         "core_seconds_per_image": core_s,
@@ -368,7 +370,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--amp-dtype", choices=["bf16", "fp16"], default="bf16")
     ap.add_argument("--compile", action="store_true", help="infer.compile: torch.compile the network")
     ap.add_argument("--decode-device", choices=["cpu", "gpu"], default="cpu")
-    ap.add_argument("--arch", default="attention_unet", help="architecture of the untrained checkpoint")
+    ap.add_argument(
+        "--arch",
+        nargs="+",
+        default=["attention_unet", "unet"],
+        help="architectures of the untrained checkpoints, the first --ensemble of them are used",
+    )
+    ap.add_argument("--ensemble", type=int, default=None, help="members (default: infer.ensemble of config.yaml)")
     ap.add_argument("--work", type=Path, default=Path("results/bench-throughput"), help="cache of inputs")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--rss-check", action="store_true", help="check that memory stays flat over a long shard")

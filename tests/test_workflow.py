@@ -240,5 +240,5 @@ def test_qc_and_view_check_changes_rerun_only_what_depends_on_them(demo_run, tmp
     view = dry_run_with(demo_run, tmp_path, {"view_check": {"threshold": 0.6}})
     assert "train_view_check" in view and view.get("infer_shard") == 10
     assert "train" not in view and "calibrate_qc" not in view
-    ensemble = dry_run_with(demo_run, tmp_path, {"infer": {"ensemble": 2}})
+    ensemble = dry_run_with(demo_run, tmp_path, {"infer": {"ensemble": 3}})  # config.yaml has 2
     assert "calibrate_qc" in ensemble and ensemble.get("infer_shard") == 10 and "train" not in ensemble

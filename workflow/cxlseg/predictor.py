@@ -154,10 +154,14 @@ class Predictor:
                     member, passes[k] = member + p, passes[k] + p
                 members.append(member / len(flips))
             prob = torch.stack(members).mean(0)
-            member_dice = [_mask_dice(m >= threshold, prob >= threshold) for m in members]
+            member_dice = (
+                torch.stack([_mask_dice(m >= threshold, prob >= threshold) for m in members])
+                if len(members) > 1
+                else None  # one model: nothing to agree with
+            )
             agreement = {
-                "member_agreement": torch.stack(member_dice).mean(0) if len(members) > 1 else None,
-                "member_agreement_min": torch.stack(member_dice).amin(0) if len(members) > 1 else None,
+                "member_agreement": None if member_dice is None else member_dice.mean(0),
+                "member_agreement_min": None if member_dice is None else member_dice.amin(0),
                 "flip_agreement": _mask_dice(
                     passes[0] >= threshold * len(self.models), passes[-1] >= threshold * len(self.models)
                 )

@@ -112,28 +112,37 @@ class QCModel:
 
     # --- apply -------------------------------------------------------------------------------------
 
-    def _z(self, table: pd.DataFrame) -> np.ndarray:
-        missing = [f for f in self.features if f not in table]
+    def _z(self, raw: np.ndarray) -> np.ndarray:
+        """Standardised design rows of raw feature values (N, features); NaN stands in as the median."""
+        return (_design(self.features, raw, np.array(self.fill)) - np.array(self.mean)) / np.array(self.scale)
+
+    def _score_to_dice(self, z: np.ndarray, area) -> np.ndarray:
+        predicted = np.interp(z @ np.array(self.coef) + self.intercept, self.iso_x, self.iso_y)
+        return predicted if area is None else np.where(np.asarray(area) > 0, predicted, 0.0)
+
+    def _row(self, metrics: dict) -> np.ndarray:
+        """One mask's features as a (1, features) row, straight from its metrics (no DataFrame: per-image path)."""
+        missing = [f for f in self.features if f not in metrics]
         if missing:
             raise ValueError(f"QC features missing for the predicted-Dice model: {missing}")
-        x = _design(self.features, table[list(self.features)].to_numpy(np.float64), np.array(self.fill))
-        return (x - np.array(self.mean)) / np.array(self.scale)
+        return np.array([[np.nan if metrics[f] is None else metrics[f] for f in self.features]], np.float64)
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         """Predicted Dice in [0, 1] per row; an empty mask (area 0) is 0."""
-        score = self._z(table) @ np.array(self.coef) + self.intercept
-        predicted = np.interp(score, self.iso_x, self.iso_y)
-        if "lung_area_fraction" in table:
-            predicted = np.where(table["lung_area_fraction"].to_numpy() > 0, predicted, 0.0)
-        return predicted
+        missing = [f for f in self.features if f not in table]
+        if missing:
+            raise ValueError(f"QC features missing for the predicted-Dice model: {missing}")
+        z = self._z(table[list(self.features)].to_numpy(np.float64))
+        return self._score_to_dice(z, table["lung_area_fraction"] if "lung_area_fraction" in table else None)
 
     def predict_one(self, metrics: dict) -> float:
-        return float(self.predict(pd.DataFrame([metrics]))[0])
+        """`predict` for one mask's metrics dict (what inference calls per image)."""
+        return float(self._score_to_dice(self._z(self._row(metrics)), metrics.get("lung_area_fraction"))[0])
 
     def reasons(self, metrics: dict) -> list[str]:
         """Why a mask scores low: features beyond their range on good masks, on the side that lowers the
         prediction (`low_<feature>` / `high_<feature>`); failing that, the feature that lowers it most."""
-        z = self._z(pd.DataFrame([metrics]))[0]
+        z = self._z(self._row(metrics))[0]
         contribution = z * np.array(self.coef)  # < 0: this feature pulls the prediction down
         out = []
         for i, name in enumerate(self.features):

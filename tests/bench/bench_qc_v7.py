@@ -37,10 +37,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from bench_real_v7 import fold_splits, load_v7, patient_folds, pipeline_config, recipe_config, write_store  # noqa: E402
-from cxlseg.calibrate import flagged_by, measure  # noqa: E402
+from cxlseg.calibrate import held_out_predictions, measure  # noqa: E402
+from cxlseg.calibrate import summarise as tracking_summary  # noqa: E402
 from cxlseg.infer import InferSettings  # noqa: E402
 from cxlseg.predictor import Predictor  # noqa: E402
-from cxlseg.qc_model import QCModel, tracking  # noqa: E402
 from cxlseg.train import train_model  # noqa: E402
 from cxlseg.train_data import load_split  # noqa: E402
 
@@ -138,31 +138,25 @@ def measure_fold(args, settings: InferSettings, index, folds, fold: int) -> list
 
 def cross_fold_predictions(table: pd.DataFrame, good_dice: float) -> np.ndarray:
     """Each fold's predicted Dice from a QC model fitted on the other folds' masks."""
-    predicted = np.full(len(table), np.nan)
-    for fold in sorted(table.fold.unique()):
-        held = (table.fold == fold).to_numpy()
-        fit = table[~held]
-        model = QCModel.fit(fit, fit.dice, good_dice=good_dice, groups=fit.image_id.astype(str))
+    folds = sorted(table.fold.unique())
+    splits = [np.flatnonzero(table.fold != f) for f in folds], [np.flatnonzero(table.fold == f) for f in folds]
+    predicted, models = held_out_predictions(table, zip(*splits), good_dice=good_dice)
+    for fold, model in zip(folds, models):
         print(f"  k={table.k.iloc[0]} fold {fold}: ridge target {model.info['target']} {model.info.get('cv_mae_good')}")
-        predicted[held] = model.predict(table[held])
     return predicted
 
 
 def summarise(table: pd.DataFrame, settings: InferSettings) -> dict:
-    good_dice = settings.qc.good_dice
     out = {}
     for k, rows in table.groupby("k"):
         rows = rows.reset_index(drop=True)
-        predicted = cross_fold_predictions(rows, good_dice)
-        flagged = flagged_by(rows, predicted, settings)
         clean = (rows.degradation == "clean").to_numpy()
         out[int(k)] = {
             "members": rows.members.iloc[0],
             "dice_mean": float(rows.dice[clean].mean()),
             "dice_p5": float(np.percentile(rows.dice[clean], 5)),
             "ms_per_mask": float(1000 * rows.seconds_per_mask.mean()),
-            "clean": tracking(predicted[clean], rows.dice[clean], flagged[clean], good_dice=good_dice),
-            "all": tracking(predicted, rows.dice, flagged, good_dice=good_dice),
+            **tracking_summary(rows, cross_fold_predictions(rows, settings.qc.good_dice), settings),
         }
     return out
 

@@ -125,14 +125,21 @@ def cross_validated(table: pd.DataFrame, *, good_dice: float, folds: int = 5, se
 
     groups = table["image_id"].astype(str).to_numpy()
     k = min(folds, len(set(groups)))
-    predicted = np.full(len(table), np.nan)
     if k < 2:
-        return predicted
-    for fit_rows, held_rows in GroupKFold(k, shuffle=True, random_state=seed).split(table, groups=groups):
+        return np.full(len(table), np.nan)
+    splits = GroupKFold(k, shuffle=True, random_state=seed).split(table, groups=groups)
+    return held_out_predictions(table, splits, good_dice=good_dice)[0]
+
+
+def held_out_predictions(table: pd.DataFrame, splits, *, good_dice: float) -> tuple[np.ndarray, list[QCModel]]:
+    """Each held-out part's predicted Dice from a model fitted on its (fit_rows, held_rows) complement, and the
+    models in split order; every fit groups its own cross-validation by source image."""
+    predicted, models = np.full(len(table), np.nan), []
+    for fit_rows, held_rows in splits:
         fit = table.iloc[fit_rows]
-        model = QCModel.fit(fit, fit["dice"], good_dice=good_dice, groups=fit["image_id"].astype(str))
-        predicted[held_rows] = model.predict(table.iloc[held_rows])
-    return predicted
+        models.append(QCModel.fit(fit, fit["dice"], good_dice=good_dice, groups=fit["image_id"].astype(str)))
+        predicted[held_rows] = models[-1].predict(table.iloc[held_rows])
+    return predicted, models
 
 
 def flagged_by(table: pd.DataFrame, predicted: np.ndarray, settings) -> np.ndarray:

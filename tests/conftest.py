@@ -19,10 +19,10 @@ import pytest
 import torch
 from cxlseg import io
 from cxlseg.config import deep_update, default_config, validate_config
-from cxlseg.infer import InferSettings, infer_shard
+from cxlseg.inference.predictor import InputSpec, Predictor
+from cxlseg.inference.shard import InferSettings, infer_shard
 from cxlseg.mimic import image_relpath, study_dir
-from cxlseg.predictor import InputSpec, Predictor
-from cxlseg.train import TrainConfig, train_model
+from cxlseg.training.trainer import TrainConfig, train_model
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
@@ -295,7 +295,7 @@ def run_infer(
 
 def fit_toy_qc_model(n: int = 80, seed: int = 0):
     """A predicted-Dice model fitted on synthetic features where true Dice follows soft_dice and flip agreement."""
-    from cxlseg.qc_model import QCModel
+    from cxlseg.qc.model import QCModel
 
     rng = np.random.default_rng(seed)
     table = pd.DataFrame(

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
 from cxlseg.config import build_settings, default_config
-from cxlseg.ingest import ingest_dataset
+from cxlseg.ingest.readers import ingest_dataset
+from cxlseg.training.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
 
 SIZE = 32
 VALIDATE = {"CHNCXR_0003_0", "bacterial"}

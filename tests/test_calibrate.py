@@ -1,13 +1,13 @@
-"""QC calibration (cxlseg.calibrate): degradations, the calibration table, and the rule's artefacts."""
+"""QC calibration (cxlseg.qc.calibration): degradations, the calibration table, and the rule's artefacts."""
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import fit_toy_qc_model
-from cxlseg.calibrate import DEGRADATIONS, calibrate, cross_validated, degrade, measure
-from cxlseg.predictor import Predictor
-from cxlseg.qc_model import QCModel
+from cxlseg.inference.predictor import Predictor
+from cxlseg.qc.calibration import DEGRADATIONS, calibrate, cross_validated, degrade, measure
+from cxlseg.qc.model import QCModel
 
 
 def _lungs(size=96):
@@ -33,7 +33,7 @@ def test_each_degradation_is_seeded_and_changes_the_image(name):
 
 
 def test_measure_gives_one_row_per_mask_with_features_and_true_dice(trained, infer_settings):
-    from cxlseg.train_data import load_split
+    from cxlseg.training.dataset import load_split
 
     images, masks, _ = load_split(trained.store, "test")
     predictor = Predictor.from_checkpoints(trained.checkpoint, device="cpu", tta_flip=True)

@@ -1,11 +1,18 @@
-"""The checkpoint format (cxlseg.checkpoint): plain tensors + the training config, read with weights_only=True."""
+"""The checkpoint format (cxlseg.training.checkpoint): plain tensors + the training config, read with weights_only=True."""
 
 import dataclasses
 
 import pytest
 import torch
-from cxlseg import checkpoint
-from cxlseg.checkpoint import build_model, load_model, payload, read_checkpoint, weights_digest, write_checkpoint
+from cxlseg.training import checkpoint
+from cxlseg.training.checkpoint import (
+    build_model,
+    load_model,
+    payload,
+    read_checkpoint,
+    weights_digest,
+    write_checkpoint,
+)
 
 
 def test_load_model_rebuilds_the_trained_network(trained):

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cxlseg.augment import AugmentSettings
 from cxlseg.config import (
     ConfigError,
     build_settings,
@@ -18,16 +17,17 @@ from cxlseg.config import (
     speed_only_keys,
     validate_config,
 )
-from cxlseg.infer import InferSettings
-from cxlseg.outputs import OutputSettings
-from cxlseg.postprocess import CleanupSettings, clean_mask
-from cxlseg.predictor import InputSpec
-from cxlseg.qc import QCSettings, qc_metrics
-from cxlseg.selection import SelectionSettings
+from cxlseg.inference.outputs import OutputSettings
+from cxlseg.inference.postprocess import CleanupSettings, clean_mask
+from cxlseg.inference.predictor import InputSpec
+from cxlseg.inference.select_images import SelectionSettings
+from cxlseg.inference.shard import InferSettings
+from cxlseg.qc.assess import QCSettings, qc_metrics
+from cxlseg.qc.view_check import ViewCheckSettings
 from cxlseg.splits import assign_split, split_by_image, split_by_subject
-from cxlseg.tables import TablesSettings
-from cxlseg.train import TrainConfig
-from cxlseg.views import ViewCheckSettings
+from cxlseg.tables.merge import TablesSettings
+from cxlseg.training.augment import AugmentSettings
+from cxlseg.training.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

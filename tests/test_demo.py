@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from cxlseg import io
 from cxlseg.config import ConfigError, section_defaults, validate_config
-from cxlseg.demo import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
 from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
 from cxlseg.mimic import image_relpath, report_relpath
-from cxlseg.reports import extract_report
+from cxlseg.phantoms import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
+from cxlseg.tables.report_text import extract_report
 
 TINY = dict(
     n_shenzhen=4,
@@ -281,7 +281,7 @@ def test_mislabelled_views(demo, mimic):
 
 
 def test_report_variants_across_seeds():
-    from cxlseg.demo import mimic_report
+    from cxlseg.phantoms import mimic_report
 
     study = {
         "procedure": "CHEST (PA AND LAT)",

@@ -1,13 +1,13 @@
-"""Test-split evaluation (cxlseg.evaluate): the production predictor and clean-up, per-image loss and metrics."""
+"""Test-split evaluation (cxlseg.evaluation.evaluate): the production predictor and clean-up, per-image loss and metrics."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg.evaluate import evaluate_model, score_predictions
+from cxlseg.evaluation.evaluate import evaluate_model, score_predictions
+from cxlseg.inference.predictor import Predictor
 from cxlseg.metrics import bce_dice_loss, image_metrics
-from cxlseg.predictor import Predictor
 
 
 def test_evaluate_writes_per_image_table_and_summary(trained, tmp_path, infer_settings):

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cxlseg import gpu_decode
 from cxlseg.config import ConfigError
-from cxlseg.infer import InferSettings, ShardDataset
-from cxlseg.predictor import Predictor
+from cxlseg.inference import gpu_decode
+from cxlseg.inference.predictor import Predictor
+from cxlseg.inference.shard import InferSettings, ShardDataset
 
 
 def test_speed_keys_validate_and_reach_infer_settings(make_config):
@@ -46,7 +46,7 @@ def test_compile_wraps_the_networks(toys):
 
 def test_gpu_decode_on_a_cpu_only_run_falls_back_with_a_warning(shard, infer_run, caplog):
     assert gpu_decode.resolve_decode_device("cpu", torch.device("cuda")) == "cpu"
-    with caplog.at_level(logging.WARNING, logger="cxlseg.gpu_decode"):
+    with caplog.at_level(logging.WARNING, logger="cxlseg.inference.gpu_decode"):
         gpu = infer_run(shard, "gpu", decode_device="gpu")
     assert "decoding on the CPU" in caplog.text
     cpu = infer_run(shard, "cpu")
@@ -88,7 +88,7 @@ def test_the_gpu_decode_loop_runs_end_to_end(shard, infer_run, monkeypatch):
 
 def test_the_inference_predictor_gets_the_speed_keys(trained, infer_settings):
     """The rule builds its (ensemble) predictor with inference_predictor: the speed keys must reach it."""
-    from cxlseg.infer import inference_predictor
+    from cxlseg.inference.shard import inference_predictor
 
     ckpt = str(trained.checkpoint)
     selected = {"architecture": "sa_unet", "checkpoint": ckpt, "ranking": ["sa_unet"], "checkpoints": {"sa_unet": ckpt}}

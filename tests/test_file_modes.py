@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from cxlseg.config import default_config
 from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
-from cxlseg.tables import TABLE_NAMES, TablesSettings, merge_tables
-from cxlseg.train import train_model
+from cxlseg.tables.merge import TABLE_NAMES, TablesSettings, merge_tables
+from cxlseg.training.trainer import train_model
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The shard loop (cxlseg.infer): statuses and reasons, resume, settings, and one predictor for evaluation and
+"""The shard loop (cxlseg.inference.shard): statuses and reasons, resume, settings, and one predictor for evaluation and
 inference. Selection is test_selection.py's, manifests test_manifest.py's, per-image outputs test_outputs.py's."""
 
 import dataclasses
@@ -11,13 +11,13 @@ import torch
 from conftest import fit_toy_qc_model
 from cxlseg import io, preprocess
 from cxlseg.config import ConfigError, speed_only_keys
-from cxlseg.evaluate import evaluate_model
-from cxlseg.infer import InferSettings, ShardDataset, infer_shard
-from cxlseg.manifest import MANIFEST_DTYPES, partial_path
+from cxlseg.evaluation.evaluate import evaluate_model
+from cxlseg.inference.manifest import MANIFEST_DTYPES, partial_path
+from cxlseg.inference.outputs import OutputSettings
+from cxlseg.inference.predictor import Predictor
+from cxlseg.inference.select_images import LIST_COLUMNS
+from cxlseg.inference.shard import InferSettings, ShardDataset, infer_shard
 from cxlseg.mimic import image_relpath, study_dir
-from cxlseg.outputs import OutputSettings
-from cxlseg.predictor import Predictor
-from cxlseg.selection import LIST_COLUMNS
 
 
 def test_infer_shard_outputs_statuses_and_reasons(shard, infer_run, toys):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.ingest import MANIFEST_COLUMNS, REJECT_COLUMNS, ingest_dataset
-from cxlseg.labels import label_from_finding
-from cxlseg.lung_masks import MaskError, binarise_mask, render_polygons
+from cxlseg.ingest.labels import label_from_finding
+from cxlseg.ingest.lung_masks import MaskError, binarise_mask, render_polygons
+from cxlseg.ingest.readers import MANIFEST_COLUMNS, REJECT_COLUMNS, ingest_dataset
 
 
 def _reason(rejects: pd.DataFrame, image_id: str) -> str:

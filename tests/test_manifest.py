@@ -1,9 +1,9 @@
-"""The per-shard manifest (cxlseg.manifest): schema, readers, and which earlier rows count as done."""
+"""The per-shard manifest (cxlseg.inference.manifest): schema, readers, and which earlier rows count as done."""
 
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.manifest import (
+from cxlseg.inference.manifest import (
     MANIFEST_DTYPES,
     load_done,
     manifest_frame,

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from cxlseg.models import MODELS, AttentionGate, SpatialAttention, count_parameters, create_model
+from cxlseg.training.models import MODELS, AttentionGate, SpatialAttention, count_parameters, create_model
 
 torch.set_num_threads(1)
 

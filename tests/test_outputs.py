@@ -1,12 +1,12 @@
-"""What inference writes per image (cxlseg.outputs): the segmented image, the mask file and their paths."""
+"""What inference writes per image (cxlseg.inference.outputs): the segmented image, the mask file and their paths."""
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io, preprocess
-from cxlseg import postprocess as post
-from cxlseg.outputs import finish_image, mask_file, output_paths, segmented_image
+from cxlseg.inference import postprocess as post
+from cxlseg.inference.outputs import finish_image, mask_file, output_paths, segmented_image
 
 
 def _lungs(size=224):

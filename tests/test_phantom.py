@@ -5,7 +5,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from cxlseg.demo import FINDINGS, SUPPORT_DEVICES, render_phantom, render_view_samples, to_uint16
+from cxlseg.phantoms import FINDINGS, SUPPORT_DEVICES, render_phantom, render_view_samples, to_uint16
 
 SIZE = (320, 288)
 

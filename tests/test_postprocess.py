@@ -2,8 +2,8 @@ import dataclasses
 
 import cv2
 import numpy as np
-from cxlseg import postprocess as pp
-from cxlseg.postprocess import CleanupSettings
+from cxlseg.inference import postprocess as pp
+from cxlseg.inference.postprocess import CleanupSettings
 
 
 def test_clean_mask_keeps_two_largest_components_and_fills_holes(lung_fields):

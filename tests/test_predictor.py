@@ -1,4 +1,4 @@
-"""The one predictor (cxlseg.predictor) used by evaluation, selection, QC and the shard loop."""
+"""The one predictor (cxlseg.inference.predictor) used by evaluation, selection, QC and the shard loop."""
 
 import dataclasses
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from cxlseg import preprocess
-from cxlseg.checkpoint import load_model
-from cxlseg.predictor import InputSpec, Predictor
+from cxlseg.inference.predictor import InputSpec, Predictor
+from cxlseg.training.checkpoint import load_model
 
 
 def test_input_spec_from_the_training_config(train_config):
@@ -87,7 +87,7 @@ def test_from_checkpoints_ensemble_and_mismatch(trained, tmp_path, train_config)
     with pytest.raises(ValueError, match="at least one checkpoint"):
         Predictor.from_checkpoints([])
     # an ensemble must share its input preprocessing
-    from cxlseg.train import train_model
+    from cxlseg.training.trainer import train_model
 
     train_model(trained.store, tmp_path / "lab", train_config(epochs=1, clahe_space="lab"))
     with pytest.raises(ValueError, match="preprocessing"):

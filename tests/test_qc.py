@@ -1,5 +1,5 @@
-"""Quality control (cxlseg.qc): ground-truth-free metrics and flags, overlays, the check against ground truth;
-and the QC report (cxlseg.qc_report)."""
+"""Quality control (cxlseg.qc.assess): ground-truth-free metrics and flags, overlays, the check against ground truth;
+and the QC report (cxlseg.reporting.qc_report)."""
 
 import dataclasses
 import math
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg import postprocess as pp
 from cxlseg.config import build_settings, default_config
-from cxlseg.qc import (
+from cxlseg.inference import postprocess as pp
+from cxlseg.qc.assess import (
     QCSettings,
     assess,
     flagged_overlays,
@@ -23,7 +23,7 @@ from cxlseg.qc import (
     qc_vs_truth,
     read_truth,
 )
-from cxlseg.qc_report import _short_flags, markdown_table, overlay_sheet, write_qc_report
+from cxlseg.reporting.qc_report import _short_flags, markdown_table, overlay_sheet, write_qc_report
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The predicted-Dice model (cxlseg.qc_model): fit, predict, explain, save/load, and the tracking numbers."""
+"""The predicted-Dice model (cxlseg.qc.model): fit, predict, explain, save/load, and the tracking numbers."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import fit_toy_qc_model
-from cxlseg.qc_model import FEATURES, QCModel, describe, tracking
+from cxlseg.qc.model import FEATURES, QCModel, describe, tracking
 
 
 def test_fit_learns_the_features_that_carry_dice_and_drops_empty_ones():

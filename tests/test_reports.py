@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cxlseg.reports import (
+from cxlseg.tables.report_text import (
     RULES,
     STUDY_RULE,
     STUDY_RULE_NONE,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg import run_report
+from cxlseg.reporting import run_report
 
 IDS = [f"d{i:02d}aaaaaa" for i in range(6)]
 

@@ -1,4 +1,4 @@
-"""Table IV, learning curves and the validation-based choice of the model that segments the archive (cxlseg.select)."""
+"""Table IV, learning curves and the validation-based choice of the model that segments the archive (cxlseg.evaluation.select_model)."""
 
 import json
 
@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg.select import best_epoch, compare_models, comparison_markdown, ensemble_checkpoints, select_model
+from cxlseg.evaluation.select_model import (
+    best_epoch,
+    compare_models,
+    comparison_markdown,
+    ensemble_checkpoints,
+    select_model,
+)
 
 
 def fake_model(tmp_path, arch, val_dice, test_dice, val_loss=(0.5, 0.4, 0.3), test_loss=0.25):

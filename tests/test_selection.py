@@ -1,4 +1,4 @@
-"""Which MIMIC-CXR-JPG images are segmented, and in which shard (cxlseg.selection, no torch)."""
+"""Which MIMIC-CXR-JPG images are segmented, and in which shard (cxlseg.inference.select_images, no torch)."""
 
 import dataclasses
 import gzip
@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from cxlseg import io
 from cxlseg.config import ConfigError
-from cxlseg.mimic import report_relpath
-from cxlseg.selection import (
+from cxlseg.inference.select_images import (
     DROP_CAUSES,
     EMPTY_REPORT,
     NO_REPORT_FILE,
@@ -18,6 +17,7 @@ from cxlseg.selection import (
     select_images,
     study_report_status,
 )
+from cxlseg.mimic import report_relpath
 
 REPORT = " FINAL REPORT\n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 EMPTY = " FINAL REPORT\n INDICATION:  Cough.\n"  # a file whose CXLSeg report text is empty

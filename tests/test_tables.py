@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from cxlseg import reports, tables
 from cxlseg.config import default_config
-from cxlseg.demo.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
 from cxlseg.io import UnsafePathError
 from cxlseg.mimic import CHEXPERT_LABELS
+from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
 from cxlseg.splits import split_by_image
-from cxlseg.tables import TablesSettings, merge_tables
+from cxlseg.tables import merge as tables
+from cxlseg.tables import report_text as reports
+from cxlseg.tables.merge import TablesSettings, merge_tables
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cxlseg.checkpoint import read_checkpoint
 from cxlseg.config import speed_only_keys
-from cxlseg.train import (
+from cxlseg.training.checkpoint import read_checkpoint
+from cxlseg.training.trainer import (
     HISTORY_COLUMNS,
     RESUME_FREE_KEYS,
     StoreDataset,
@@ -133,7 +133,7 @@ def test_dataset_applies_clahe_and_channels(store, train_config):
 
 def test_dataset_input_is_the_predictors_prepared_image(store, train_config):
     """Training sees exactly what inference feeds the network: InputSpec.prepare of the stored image."""
-    from cxlseg.predictor import InputSpec
+    from cxlseg.inference.predictor import InputSpec
 
     for space in ("gray", "lab"):
         cfg = train_config(size=24, clahe_space=space)

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 from cxlseg import io
-from cxlseg.checkpoint import payload, write_checkpoint
 from cxlseg.config import default_config
-from cxlseg.demo import render_view_samples
+from cxlseg.inference.select_images import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
 from cxlseg.io import read_json
 from cxlseg.mimic import image_relpath
-from cxlseg.models import create_model
-from cxlseg.selection import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
-from cxlseg.views import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.phantoms import render_view_samples
+from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.training.checkpoint import payload, write_checkpoint
+from cxlseg.training.models import create_model
 
 TINY = dict(size=32, samples_per_view=12, validate_per_view=4, epochs=6, batch_size=16)
 

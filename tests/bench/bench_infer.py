@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 from cxlseg import preprocess  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
-from cxlseg.infer import InferSettings, infer_shard  # noqa: E402
+from cxlseg.inference.outputs import finish_image  # noqa: E402
+from cxlseg.inference.predictor import InputSpec, Predictor  # noqa: E402
+from cxlseg.inference.select_images import SelectionSettings, run_selection  # noqa: E402
+from cxlseg.inference.shard import InferSettings, infer_shard  # noqa: E402
 from cxlseg.mimic import study_dir  # noqa: E402
-from cxlseg.outputs import finish_image  # noqa: E402
-from cxlseg.predictor import InputSpec, Predictor  # noqa: E402
-from cxlseg.selection import SelectionSettings, run_selection  # noqa: E402
 
 
 def radiograph(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -123,7 +123,7 @@ def per_image_ms(fns: dict, items, repeats: int) -> dict[str, float]:
 
 def build_model(arch: str, encoder: str) -> torch.nn.Module:
     try:
-        from cxlseg.models import create_model
+        from cxlseg.training.models import create_model
 
         return create_model(arch, in_channels=1, encoder_name=encoder, encoder_weights=None).eval()
     except ImportError:

@@ -37,12 +37,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from bench_real_v7 import fold_splits, load_v7, patient_folds, pipeline_config, recipe_config, write_store  # noqa: E402
-from cxlseg.calibrate import held_out_predictions, measure  # noqa: E402
-from cxlseg.calibrate import summarise as tracking_summary  # noqa: E402
-from cxlseg.infer import InferSettings  # noqa: E402
-from cxlseg.predictor import Predictor  # noqa: E402
-from cxlseg.train import train_model  # noqa: E402
-from cxlseg.train_data import load_split  # noqa: E402
+from cxlseg.inference.predictor import Predictor  # noqa: E402
+from cxlseg.inference.shard import InferSettings  # noqa: E402
+from cxlseg.qc.calibration import held_out_predictions, measure  # noqa: E402
+from cxlseg.qc.calibration import summarise as tracking_summary  # noqa: E402
+from cxlseg.training.dataset import load_split  # noqa: E402
+from cxlseg.training.trainer import train_model  # noqa: E402
 
 ARCHS = ("attention_unet", "sa_unet", "unet")
 

@@ -8,7 +8,7 @@ would (224 px store -> model -> probabilities back at 224 px -> threshold -> opt
     python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --only-folds 0 --epochs 20
 
 Prints per-fold and pooled mean and 5th-percentile Dice for raw masks, test-time flips and
-the pipeline's clean-up (infer.postprocess), scored by cxlseg.evaluate.score_predictions with the pipeline's
+the pipeline's clean-up (infer.postprocess), scored by cxlseg.evaluation.evaluate.score_predictions with the pipeline's
 Predictor, and writes summary.json under --out.
 Re-running with the same recipe reuses the trained folds (train_model resumes or skips).
 """
@@ -35,14 +35,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
-from cxlseg.evaluate import score_predictions  # noqa: E402
-from cxlseg.infer import InferSettings  # noqa: E402
+from cxlseg.evaluation.evaluate import score_predictions  # noqa: E402
+from cxlseg.inference.predictor import Predictor  # noqa: E402
+from cxlseg.inference.shard import InferSettings  # noqa: E402
 from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E402
 from cxlseg.metrics import summarise  # noqa: E402
-from cxlseg.predictor import Predictor  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402
-from cxlseg.train import TrainConfig, train_model  # noqa: E402
-from cxlseg.train_data import load_split  # noqa: E402
+from cxlseg.training.dataset import load_split  # noqa: E402
+from cxlseg.training.trainer import TrainConfig, train_model  # noqa: E402
 
 # The recipe the pipeline defaults should copy (see the numbers in the report / docs).
 BEST_RECIPE = dict(

@@ -40,16 +40,17 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from cxlseg import io, qc  # noqa: E402
-from cxlseg.checkpoint import build_model, payload, write_checkpoint  # noqa: E402
+from cxlseg import io  # noqa: E402
 from cxlseg.config import load_config  # noqa: E402
-from cxlseg.demo import render_phantom  # noqa: E402
-from cxlseg.gpu_decode import BatchDecoder, RawReader, resolve_decode_device  # noqa: E402
-from cxlseg.infer import InferSettings, ShardDataset, infer_shard  # noqa: E402
+from cxlseg.inference.gpu_decode import BatchDecoder, RawReader, resolve_decode_device  # noqa: E402
+from cxlseg.inference.outputs import finish_image, mask_file, output_paths, segmented_image  # noqa: E402
+from cxlseg.inference.predictor import Predictor  # noqa: E402
+from cxlseg.inference.shard import InferSettings, ShardDataset, infer_shard  # noqa: E402
 from cxlseg.mimic import image_relpath  # noqa: E402
-from cxlseg.outputs import finish_image, mask_file, output_paths, segmented_image  # noqa: E402
-from cxlseg.predictor import Predictor  # noqa: E402
-from cxlseg.train import TrainConfig  # noqa: E402
+from cxlseg.phantoms import render_phantom  # noqa: E402
+from cxlseg.qc import assess as qc  # noqa: E402
+from cxlseg.training.checkpoint import build_model, payload, write_checkpoint  # noqa: E402
+from cxlseg.training.trainer import TrainConfig  # noqa: E402
 
 MIMIC_BYTES = 1.4e6  # mean size of a MIMIC-CXR-JPG file
 SHAPES = {"full": ((3056, 2544), (2544, 3056)), "small": ((320, 272), (272, 320))}

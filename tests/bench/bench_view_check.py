@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 import torch
 from cxlseg.config import default_config
-from cxlseg.demo import DemoSpec, render_view_samples
-from cxlseg.demo.mimic_archive import _render
-from cxlseg.demo.mimic_plan import plan_mimic
-from cxlseg.demo.spec import stream
+from cxlseg.inference.select_images import write_view_samples
 from cxlseg.io import read_gray
-from cxlseg.selection import write_view_samples
-from cxlseg.views import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.phantoms import DemoSpec, render_view_samples
+from cxlseg.phantoms.mimic_archive import _render
+from cxlseg.phantoms.mimic_plan import plan_mimic
+from cxlseg.phantoms.spec import stream
+from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings, train_view_check
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes
 

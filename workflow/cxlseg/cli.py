@@ -10,8 +10,8 @@ import sys
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .config import default_config
-    from .demo import DemoSpec, generate_demo
+    from cxlseg.config import default_config
+    from cxlseg.phantoms import DemoSpec, generate_demo
 
     given = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSpec) if getattr(args, f.name, None) is not None
@@ -35,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from cxlseg.config import ConfigError, load_config
 
     try:
         config = load_config(*args.configfiles)

@@ -114,7 +114,7 @@ def _is_jpeg(path: os.PathLike | str) -> bool:
 
 def _read_full_gray(path: os.PathLike | str) -> tuple[np.ndarray, str]:
     """Full decode of anything OpenCV reads, even a PNG saved under a .jpg name; returns (gray, note)."""
-    from .io import ImageReadError, read_image, to_gray_uint8
+    from cxlseg.io import ImageReadError, read_image, to_gray_uint8
 
     if _is_jpeg(path):
         image = read_image(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -142,7 +142,7 @@ def decode_for_inference(
     JPEG, the image is fully decoded instead, so a bad metadata row costs time, never geometry.
     Returns (resized uint8 gray, true (height, width), reduction factor used, note).
     """
-    from .io import read_image
+    from cxlseg.io import read_image
 
     factor = reduced_factor(height, width, size, min_ratio)
     if factor > 1 and _is_jpeg(path):

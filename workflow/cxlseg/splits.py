@@ -14,9 +14,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import io
-from .mimic import SPLITS
-from .sources import read_official_split
+from cxlseg import io
+from cxlseg.mimic import SPLITS
+from cxlseg.tables.sources import read_official_split
 
 log = logging.getLogger(__name__)
 

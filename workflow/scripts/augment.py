@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from cxlseg.augment import AugmentSettings, build_training_store
 from cxlseg.config import build_settings
 from cxlseg.io import log_to
+from cxlseg.training.augment import AugmentSettings, build_training_store
 
 with log_to(snakemake.log[0]):
     build_training_store(

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from cxlseg.calibrate import calibrate
-from cxlseg.infer import InferSettings, inference_predictor
+from cxlseg.inference.shard import InferSettings, inference_predictor
 from cxlseg.io import log_to, read_json
+from cxlseg.qc.calibration import calibrate
 
 with log_to(snakemake.log[0]):
     settings = InferSettings.from_config(snakemake.config)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cxlseg.evaluate import evaluate_model
-from cxlseg.infer import InferSettings
+from cxlseg.evaluation.evaluate import evaluate_model
+from cxlseg.inference.shard import InferSettings
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):

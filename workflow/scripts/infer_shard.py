@@ -1,10 +1,10 @@
 """Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
 check; resumable."""
 
-from cxlseg.infer import InferSettings, infer_shard, inference_predictor
+from cxlseg.inference.shard import InferSettings, infer_shard, inference_predictor
 from cxlseg.io import log_to, read_json
-from cxlseg.qc_model import QCModel
-from cxlseg.views import ViewChecker
+from cxlseg.qc.model import QCModel
+from cxlseg.qc.view_check import ViewChecker
 
 with log_to(snakemake.log[0]):
     # decode workers follow the job's cpus, one core left to the forward pass, clean-up and writes

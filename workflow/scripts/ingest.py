@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from cxlseg.ingest import ingest_dataset
+from cxlseg.ingest.readers import ingest_dataset
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):

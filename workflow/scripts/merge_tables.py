@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.tables import TablesSettings, merge_tables
+from cxlseg.tables.merge import TablesSettings, merge_tables
 
 with log_to(snakemake.log[0]):
     merge_tables(

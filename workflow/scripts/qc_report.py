@@ -1,7 +1,7 @@
 """Rule qc_report: selection and status counts, flagged overlays, the predicted-Dice model, and its check on the demo."""
 
 from cxlseg.io import log_to
-from cxlseg.qc_report import write_qc_report
+from cxlseg.reporting.qc_report import write_qc_report
 
 with log_to(snakemake.log[0]):
     write_qc_report(

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.run_report import write_pages
+from cxlseg.reporting.run_report import write_pages
 
 with log_to(snakemake.log[0]):
     paths = write_pages(

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from cxlseg.inference.select_images import SelectionSettings, select_images, write_selection
 from cxlseg.io import log_to
-from cxlseg.selection import SelectionSettings, select_images, write_selection
 
 with log_to(snakemake.log[0]):
     settings = SelectionSettings.from_config(snakemake.config)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from cxlseg.evaluation.select_model import compare_models
 from cxlseg.io import log_to
-from cxlseg.select import compare_models
 
 with log_to(snakemake.log[0]):
     archs = snakemake.params.archs

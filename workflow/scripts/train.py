@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.train import TrainConfig, train_model
+from cxlseg.training.trainer import TrainConfig, train_model
 
 with log_to(snakemake.log[0]):
     cfg = TrainConfig.from_config(

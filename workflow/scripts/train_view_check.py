@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 from cxlseg.io import log_to
-from cxlseg.views import ViewCheckSettings, train_view_check
+from cxlseg.qc.view_check import ViewCheckSettings, train_view_check
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

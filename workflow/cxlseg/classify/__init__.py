@@ -10,8 +10,8 @@ Modules, one job each: ``networks`` (the classifiers), ``cohort`` (labels, split
 ``settings`` (the ``classify:`` config section). The rule scripts call the two entry points below.
 """
 
-from .run import train_and_evaluate
-from .settings import ClassifySettings
-from .table3 import summarise
+from cxlseg.classify.run import train_and_evaluate
+from cxlseg.classify.settings import ClassifySettings
+from cxlseg.classify.table3 import summarise
 
 __all__ = ["ClassifySettings", "summarise", "train_and_evaluate"]

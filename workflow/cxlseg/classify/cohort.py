@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..io import safe_join
-from ..mimic import CHEXPERT_LABELS, SPLITS, image_relpath
+from cxlseg.io import safe_join
+from cxlseg.mimic import CHEXPERT_LABELS, SPLITS, image_relpath
 
 log = logging.getLogger(__name__)
 

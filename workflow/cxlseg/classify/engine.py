@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .images import ImageDataset
+from cxlseg.classify.images import ImageDataset
 
 log = logging.getLogger(__name__)
 

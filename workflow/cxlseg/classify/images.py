@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ..io import ImageReadError, UnsafePathError, read_gray
-from ..preprocess import resize
-from .cohort import image_path
+from cxlseg.classify.cohort import image_path
+from cxlseg.io import ImageReadError, UnsafePathError, read_gray
+from cxlseg.preprocess import resize
 
 RESIZE_MODES = ("pad", "stretch")
 

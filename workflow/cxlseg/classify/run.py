@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..device import resolve_device, seed_everything
-from ..io import write_csv, write_json
-from ..mimic import SPLITS
-from .cohort import Labels, load_cohort
-from .engine import SkipLog, fit, make_loader, predict, recalibrate_batchnorm
-from .images import Augment, ImageDataset, ImageSource
-from .networks import create_classifier
-from .roc import evaluate_labels
-from .settings import ClassifySettings, check_run
+from cxlseg.classify.cohort import Labels, load_cohort
+from cxlseg.classify.engine import SkipLog, fit, make_loader, predict, recalibrate_batchnorm
+from cxlseg.classify.images import Augment, ImageDataset, ImageSource
+from cxlseg.classify.networks import create_classifier
+from cxlseg.classify.roc import evaluate_labels
+from cxlseg.classify.settings import ClassifySettings, check_run
+from cxlseg.device import resolve_device, seed_everything
+from cxlseg.io import write_csv, write_json
+from cxlseg.mimic import SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import speed_only_keys
-from .cohort import INPUT_KINDS, check_labels
-from .networks import check_name
+from cxlseg.classify.cohort import INPUT_KINDS, check_labels
+from cxlseg.classify.networks import check_name
+from cxlseg.config import speed_only_keys
 
 
 @dataclass(frozen=True)

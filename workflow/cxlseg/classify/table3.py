@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..io import atomic_path, read_json, write_bytes, write_csv, write_text
-from .cohort import INPUT_KINDS
-from .engine import SKIPPED_COLUMNS
-from .roc import METRICS, auc, mean_metrics, roc_curve
-from .run import run_name
-from .settings import check_report_labels
+from cxlseg.classify.cohort import INPUT_KINDS
+from cxlseg.classify.engine import SKIPPED_COLUMNS
+from cxlseg.classify.roc import METRICS, auc, mean_metrics, roc_curve
+from cxlseg.classify.run import run_name
+from cxlseg.classify.settings import check_report_labels
+from cxlseg.io import atomic_path, read_json, write_bytes, write_csv, write_text
 
 Run = tuple[Path, dict]  # (run folder, its metrics.json)
 

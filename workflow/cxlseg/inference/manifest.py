@@ -1,0 +1,120 @@
+"""The per-shard manifest: its schema, and every reader and writer of manifests.
+
+One shard writes one parquet manifest (one row per image: ids, paths, QC, status). Progress goes to
+`<manifest>.partial.parquet` so a killed shard resumes where it stopped; an image counts as done only
+when the (partial) manifest says ok for the same model and settings AND both output files exist.
+Manifests hold no timestamps, so a rerun writes identical bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cxlseg import io
+
+# Column -> pandas dtype (nullable types keep failed rows and reruns byte-identical).
+MANIFEST_DTYPES = {
+    "dicom_id": "string",
+    "subject_id": "string",
+    "study_id": "string",
+    "source_path": "string",
+    "image_path": "string",
+    "mask_path": "string",
+    "orig_height": "Int64",
+    "orig_width": "Int64",
+    "decode_factor": "Int64",
+    # QC features (qc.qc_metrics), the predicted Dice and the flags
+    "member_agreement": "float64",
+    "member_agreement_min": "float64",
+    "flip_agreement": "float64",
+    "mean_fg_prob": "float64",
+    "soft_dice": "float64",
+    "cleanup_agreement": "float64",
+    "boundary_entropy": "float64",
+    "mean_entropy": "float64",
+    "lung_area_fraction": "float64",
+    "n_components": "Int64",
+    "n_components_kept": "Int64",
+    "left_right_ratio": "float64",
+    "lr_log_ratio": "float64",
+    "solidity": "float64",
+    "centroid_x": "float64",
+    "centroid_y": "float64",
+    "height_fraction": "float64",
+    "p_not_frontal": "float64",
+    "qc_predicted_dice": "float64",
+    "qc_flags": "string",
+    "status": "string",
+    "error": "string",
+    "note": "string",
+    "mask_rle": "string",
+    "model_id": "string",
+    "settings_id": "string",
+}
+REQUIRED_COLUMNS = ("dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status")
+
+
+def manifest_frame(records) -> pd.DataFrame:
+    """Records or a read-back manifest -> the manifest schema, sorted by dicom_id."""
+    df = pd.DataFrame(records)
+    for col in MANIFEST_DTYPES:
+        if col not in df:
+            df[col] = None
+    df = df[list(MANIFEST_DTYPES)].astype(MANIFEST_DTYPES)
+    return df.sort_values("dicom_id", kind="stable").reset_index(drop=True)
+
+
+def write_manifest(records, path) -> pd.DataFrame:
+    frame = manifest_frame(records)
+    io.write_parquet(frame, path)
+    return frame
+
+
+def partial_path(manifest_path) -> Path:
+    return Path(manifest_path).with_suffix(".partial.parquet")
+
+
+def read_manifest_table(path: os.PathLike | str, columns: Iterable[str] | None = None) -> pa.Table:
+    """One manifest as an Arrow table (only `columns` that exist, plus the required ones), or a clear error."""
+    path = Path(path)
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a readable parquet manifest ({exc})") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+    if missing:
+        raise ValueError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
+    wanted = None if columns is None else [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *columns]) if c in schema.names]
+    return pq.read_table(path, columns=wanted)
+
+
+def read_manifests(paths: Iterable[os.PathLike | str], columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every row of several shard manifests as one frame in the manifest schema."""
+    frames = [read_manifest_table(p, columns).to_pandas() for p in paths]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return manifest_frame([])
+    return manifest_frame(pd.concat(frames, ignore_index=True))
+
+
+def load_done(manifest_path, out_root, model_id: str, settings_id: str) -> pd.DataFrame:
+    """Rows of an earlier (partial or final) run that need no recomputation: ok for this model and these
+    settings, with both output files still on disk."""
+    paths = [p for p in (manifest_path, partial_path(manifest_path)) if Path(p).is_file()]
+    if not paths:
+        return manifest_frame([])
+    prior = manifest_frame(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
+    prior = prior.drop_duplicates("dicom_id", keep="last")
+    candidate = prior[(prior.status == "ok") & (prior.model_id == model_id) & (prior.settings_id == settings_id)]
+    on_disk = [
+        io.safe_join(out_root, i).is_file() and io.safe_join(out_root, m).is_file()
+        for i, m in zip(candidate.image_path, candidate.mask_path)
+    ]
+    return candidate[np.array(on_disk, dtype=bool)].reset_index(drop=True)

@@ -1,0 +1,100 @@
+"""What inference writes per image: the cleaned mask, its QC, the segmented image and the mask file.
+
+The segmented image is CXLSeg's: the ORIGINAL image resized to the output size, AND the cleaned mask
+("bitwise AND operation of the original image and modified mask"). CLAHE is only the network's input;
+`infer.segmented_source: clahe` keeps the CLAHE variant as an option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from cxlseg import io, preprocess
+from cxlseg.inference import postprocess as post
+from cxlseg.inference.predictor import InputSpec
+from cxlseg.mimic import image_relpath
+from cxlseg.qc import assess as qc
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """The outcome keys of the `infer` config section that shape each image's outputs."""
+
+    threshold: float
+    postprocess: post.CleanupSettings
+    qc: qc.QCSettings
+    segmented_source: str
+    mask_format: str
+    jpeg_quality: int
+    save_full_res_rle: bool
+    separate_lungs: bool
+
+
+def output_paths(item: dict, mask_format: str) -> tuple[str, str]:
+    """Outputs mirror the source's folder: files/pXX/pNNNNNNNN/sNNNNNNNN/<dicom_id>.jpg and <dicom_id>-mask.*"""
+    ids = item["subject_id"], item["study_id"], item["dicom_id"]
+    return image_relpath(*ids, ".jpg"), image_relpath(*ids, f"-mask.{mask_format}")
+
+
+def _rle(mask: np.ndarray, orig_hw: tuple[int, int]) -> str:
+    """The mask back at the original resolution (inverse stretch), COCO run-length encoded."""
+    from pycocotools import mask as mask_utils
+
+    height, width = orig_hw
+    full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))["counts"].decode("ascii")
+
+
+def mask_file(mask: np.ndarray, separate_lungs: bool) -> np.ndarray:
+    """0/255, or 128 for the patient's right lung (image left) and 255 for the left when lungs are separated."""
+    if not separate_lungs:
+        return mask * np.uint8(255)
+    labels = post.label_lungs(mask)
+    out = np.zeros_like(labels)
+    for label, gray in post.LABEL_GRAY.items():
+        out[labels == label] = gray
+    return out
+
+
+def segmented_image(resized: np.ndarray, mask: np.ndarray, source: str, spec: InputSpec) -> np.ndarray:
+    """AND of the mask with the resized original (CXLSeg), or with it CLAHE'd as the network's input was."""
+    base = (
+        resized
+        if source == "original"
+        else preprocess.clahe(resized, spec.clahe_clip, spec.clahe_tiles, spec.clahe_space)
+    )
+    return cv2.bitwise_and(base, mask * np.uint8(255))
+
+
+def finish_image(
+    item: dict,
+    resized: np.ndarray,
+    prob: np.ndarray,
+    signals: dict | None,
+    out_root,
+    s: OutputSettings,
+    spec: InputSpec,
+    qc_model=None,
+) -> dict:
+    """Clean the mask, assess it (QC features, predicted Dice, flags), write the segmented image and the mask;
+    returns the manifest fields."""
+    mask = s.postprocess.clean(prob, s.threshold)
+    metrics, flags = qc.assess(prob, mask, signals, s.qc, qc_model, s.threshold)
+    image_rel, mask_rel = output_paths(item, s.mask_format)
+    quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
+    io.write_image(io.safe_join(out_root, image_rel), segmented_image(resized, mask, s.segmented_source, spec), quality)
+    io.write_image(
+        io.safe_join(out_root, mask_rel),
+        mask_file(mask, s.separate_lungs),
+        quality if s.mask_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3],
+    )
+    return {
+        "image_path": image_rel,
+        "mask_path": mask_rel,
+        **metrics,
+        "qc_flags": ";".join(flags),
+        "mask_rle": _rle(mask, item["orig_hw"]) if s.save_full_res_rle else None,
+    }

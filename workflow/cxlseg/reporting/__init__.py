@@ -1,0 +1,1 @@
+"""What a researcher reads after a run: the QC report and the HTML pages of the run report."""

@@ -1,0 +1,1 @@
+"""Training: augment to the class targets, the training store, the model registry, the training loop, checkpoints."""

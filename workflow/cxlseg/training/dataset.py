@@ -1,0 +1,123 @@
+"""What the trainer reads: a split of the training store as model tensors, with seeded on-the-fly augmentation.
+
+The store (written by `augment`) holds images resized to preprocess.size, not CLAHE'd. Here each image is
+resized to the network size, augmented, then CLAHE'd with the same `InputSpec.prepare` rules the
+predictor uses, so training and inference see identical inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from cxlseg.preprocess import clahe, resize, resize_mask, to_model_input
+
+
+def load_split(store_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """One split of the training store, memory-mapped, with its shapes checked against each other."""
+    store_dir = Path(store_dir)
+    paths = {kind: store_dir / f"{split}_{kind}.npy" for kind in ("images", "masks")}
+    for path in paths.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training store file missing")
+    images, masks = (np.load(paths[k], mmap_mode="r") for k in ("images", "masks"))
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{paths['images']}: expected uint8 (N, S, S), got {images.dtype} {images.shape}")
+    if masks.shape != images.shape:
+        raise ValueError(f"{paths['masks']}: shape {masks.shape} does not match images {images.shape}")
+    index_path = store_dir / f"{split}_index.parquet"
+    index = pd.read_parquet(index_path) if index_path.is_file() else pd.DataFrame(index=range(len(images)))
+    if len(index) != len(images):
+        raise ValueError(f"{index_path}: {len(index)} rows for {len(images)} images")
+    return images, masks, index
+
+
+# Ranges per preset: "light" suits the big augmented training store; "strong" is for small real sets
+# (tuned on V7, see tests/bench/bench_real_v7.py), where variety matters more than fidelity.
+AUGMENT_RANGES = {
+    "light": dict(
+        scale=(0.9, 1.1),
+        translate=(-0.05, 0.05),
+        rotate=(-10, 10),
+        shear=(0, 0),
+        affine_p=0.7,
+        exposure=0.15,
+        exposure_p=0.5,
+        gamma=(80, 120),
+        gamma_p=0.3,
+        distort_p=0.0,
+        degrade_p=0.0,
+    ),
+    "strong": dict(
+        scale=(0.8, 1.2),
+        translate=(-0.08, 0.08),
+        rotate=(-12, 12),
+        shear=(-5, 5),
+        affine_p=0.8,
+        exposure=0.25,
+        exposure_p=0.7,
+        gamma=(70, 150),
+        gamma_p=0.5,
+        distort_p=0.3,
+        degrade_p=0.3,
+    ),
+}
+AUGMENT_PRESETS = tuple(AUGMENT_RANGES)
+
+
+def online_augmentation(preset: str = "light") -> A.Compose:
+    """Label-preserving changes a radiograph plausibly has: mirroring, patient pose, exposure, detector blur/noise."""
+    if preset not in AUGMENT_RANGES:
+        raise ValueError(f"augment_preset {preset!r} not in {AUGMENT_PRESETS}")
+    r = AUGMENT_RANGES[preset]
+    border = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                scale=r["scale"],
+                translate_percent=r["translate"],
+                rotate=r["rotate"],
+                shear=r["shear"],
+                p=r["affine_p"],
+                **border,
+            ),
+            A.GridDistortion(num_steps=5, distort_limit=0.2, p=r["distort_p"], **border),
+            A.RandomBrightnessContrast(brightness_limit=r["exposure"], contrast_limit=r["exposure"], p=r["exposure_p"]),
+            A.RandomGamma(gamma_limit=r["gamma"], p=r["gamma_p"]),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.03))], p=r["degrade_p"]),
+        ]
+    )
+
+
+class StoreDataset(Dataset):
+    """A store split as model tensors; CLAHE runs here, after augmentation, exactly as at inference."""
+
+    def __init__(self, store_dir: Path | str, split: str, cfg, augment: bool = False):
+        self.images, self.masks, self.index = load_split(store_dir, split)
+        self.cfg = cfg
+        self.transform = online_augmentation(cfg.augment_preset) if augment else None
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = np.array(self.images[i]), (np.array(self.masks[i]) > 0).astype(np.uint8)
+        if image.shape != (self.cfg.size, self.cfg.size):  # resize first, as inference does (and it is cheaper)
+            image, mask = resize(image, self.cfg.size), resize_mask(mask, self.cfg.size)
+        if self.transform is not None:
+            # Seeded by (seed, epoch, item): identical after a resume and independent of worker count.
+            seed = np.random.SeedSequence([self.cfg.seed, self.epoch, int(i)]).generate_state(1)[0]
+            self.transform.set_random_seed(int(seed))
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        image = clahe(image, self.cfg.clahe_clip, self.cfg.clahe_tiles, self.cfg.clahe_space)
+        x = torch.from_numpy(to_model_input(image[None], self.cfg.in_channels)[0])
+        return x, torch.from_numpy(mask[None].astype(np.float32))

@@ -5,29 +5,51 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings
 from cxlseg.config import (
     ConfigError,
     build_settings,
     default_config,
     load_config,
     load_schema,
-    outcome_settings,
     section_defaults,
     shard_ids,
     speed_only_keys,
     validate_config,
 )
+from cxlseg.evaluation.evaluate import EvaluateSettings
+from cxlseg.evaluation.select_model import SelectModelSettings
 from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.postprocess import CleanupSettings, clean_mask
 from cxlseg.inference.predictor import InputSpec
 from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.shard import InferSettings
+from cxlseg.ingest.readers import IngestSettings
+from cxlseg.phantoms.spec import DemoSpec
 from cxlseg.qc.assess import QCSettings, qc_metrics
+from cxlseg.qc.calibration import CalibrateSettings
 from cxlseg.qc.view_check import ViewCheckSettings
-from cxlseg.splits import assign_split, split_by_image, split_by_subject
+from cxlseg.qc.view_samples import ViewSamplesSettings
+from cxlseg.reporting.settings import QCReportSettings, RunReportSettings
+from cxlseg.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
 from cxlseg.tables.merge import TablesSettings
-from cxlseg.training.augment import AugmentSettings
-from cxlseg.training.trainer import TrainConfig
+from cxlseg.training.augment import AugmentRunSettings, AugmentSettings
+from cxlseg.training.models import MODELS
+from cxlseg.training.trainer import SELECT_METRICS, TrainConfig
+
+RULE_SETTINGS = (
+    DemoSpec,
+    TrainingSplitSettings,
+    AugmentRunSettings,
+    EvaluateSettings,
+    SelectModelSettings,
+    CalibrateSettings,
+    ViewSamplesSettings,
+    QCReportSettings,
+    RunReportSettings,
+    ClassifyRunSettings,
+    ClassifySummarySettings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +145,32 @@ def _settings_from_defaults() -> dict:
         AugmentSettings: build_settings(AugmentSettings, cfg["augment"]),
         ViewCheckSettings: ViewCheckSettings.from_config(cfg),
         InputSpec: InputSpec.from_train_config(dataclasses.asdict(TrainConfig.from_config(cfg, "sa_unet"))),
+        **{cls: cls.from_config(cfg) for cls in RULE_SETTINGS},
+        IngestSettings: IngestSettings.from_config(cfg, "v7"),
     }
+
+
+def test_every_rule_settings_class_is_built_from_the_config_and_covered_here():
+    """common.smk builds these (one per rule); a new one must be added to RULE_SETTINGS so the check above sees it."""
+    common = (Path(__file__).resolve().parents[1] / "workflow" / "rules" / "common.smk").read_text()
+    used = set(re.findall(r"\*\*settings\((\w+)", "\n".join(p.read_text() for p in common_rules())))
+    known = {c.__name__ for c in (*RULE_SETTINGS, IngestSettings, TrainConfig, InferSettings, SelectionSettings)}
+    known |= {TablesSettings.__name__, ViewCheckSettings.__name__}
+    assert used and used <= known, used - known
+    assert all(name in common for name in used)
+
+
+def common_rules():
+    return sorted((Path(__file__).resolve().parents[1] / "workflow" / "rules").glob("*.smk"))
+
+
+def test_schema_enums_match_the_code():
+    """The schema's architecture and select-metric enums are the registry's and the trainer's."""
+    train = load_schema()["properties"]["train"]["properties"]
+    models = load_schema()["properties"]["models"]["properties"]
+    assert set(train["select_metric"]["enum"]) == set(SELECT_METRICS)
+    assert set(models["architectures"]["items"]["enum"]) == set(MODELS)
+    assert set(models["inference_model"]["enum"]) - {None} == set(MODELS)
 
 
 @pytest.mark.parametrize("cls", list(_settings_from_defaults()), ids=lambda c: c.__name__)
@@ -190,20 +237,44 @@ def test_speed_only_keys_are_what_the_rerun_triggers_leave_out():
     assert speed_only_keys("infer") == INFER_SPEED_ONLY
     assert speed_only_keys("train") == {"num_workers", "device", "amp"}
     assert speed_only_keys("classify") == {"num_workers", "device", "amp"}
-    infer = outcome_settings(cfg, "infer")
-    assert set(infer) == set(cfg["infer"]) - speed_only_keys("infer")
+    infer = InferSettings.from_config(cfg).outcome()
+    assert set(infer) == set(cfg["infer"]) - speed_only_keys("infer") | {"output_size"}
     assert {"threshold", "tta_flip", "postprocess", "qc", "segmented_source", "mask_format"} <= set(infer)
-    train = outcome_settings(cfg, "train")
+    train = TrainConfig.from_config(cfg, "unet").outcome()
     assert "batch_size" in train and "epochs" in train and not {"num_workers", "device", "amp"} & set(train)
-    # the rules' params (their rerun triggers) use exactly these sections
+    evaluate = EvaluateSettings.from_config(cfg).outcome()
+    assert set(evaluate) == {"threshold", "tta_flip", "postprocess"}
+    assert set(ClassifyRunSettings.from_config(cfg).outcome()["classify"]) & {"num_workers", "device", "amp"} == set()
+
+
+def rule_blocks() -> dict[str, str]:
     rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
-    for section, smk in (("train", "train.smk"), ("infer", "infer.smk"), ("classify", "classify.smk")):
-        text = (rules / smk).read_text()
-        # the param may span lines (snakefmt wraps a comprehension over outcome_settings)
-        assert re.search(rf'^\s+{section}=[^=]*?outcome_settings\("{section}"\)', text, re.M), smk
-        assert not re.search(rf'config\["{section}"\]\s*[,\n]', text), smk  # never the whole section
-    common = (rules / "common.smk").read_text()
-    assert "_outcome_settings(config, section)" in common
+    text = "\n".join(p.read_text() for p in sorted(rules.glob("*.smk")))
+    return dict(re.findall(r"^rule (\w+):\n((?:    .*\n|\n)+)", text, re.M))
+
+
+def test_every_rule_passes_one_settings_object_and_scripts_read_no_config():
+    """A config value reaches a script in one step: the rule's params carry one settings object (and its outcome,
+    the rerun trigger); no rule hands a raw config section over, no script reads snakemake.config."""
+    blocks = {name: body for name, body in rule_blocks().items() if "script:" in body}
+    assert len(blocks) >= 15
+    for name, body in blocks.items():
+        params = re.search(r"    params:\n((?:        .*\n)+)", body)
+        assert params and "**settings(" in params.group(1), name
+        assert "config[" not in params.group(1), name
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    for script in scripts.glob("*.py"):
+        assert "snakemake.config" not in script.read_text(), script.name
+
+
+def test_threads_follow_the_stage_cpus_and_resources_come_from_the_schema():
+    for name, body in rule_blocks().items():
+        if "resources:" not in body:
+            continue
+        stage = re.search(r'mem_mb=resource\("(\w+)", "mem_mb"\)', body)
+        assert stage, f"{name}: resources not read from config.resources"
+        assert f'threads: resource("{stage.group(1)}", "cpus")' in body, name
+        assert re.search(r"=\s*\d+,", body.split("resources:")[1].split("params:")[0]) is None, name
 
 
 def test_every_speed_only_key_is_marked_only_where_it_cannot_change_outputs():

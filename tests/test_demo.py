@@ -369,7 +369,7 @@ def test_bad_spec_is_named(bad, message):
 
 def test_spec_from_config_section():
     section = section_defaults("demo") | {"seed": 9, "mimic_long_side": [700, 900], "n_v7": 8}
-    spec = DemoSpec.from_config(section)
+    spec = DemoSpec.from_config({"demo": section})
     assert spec.seed == 9 and spec.mimic_long_side == (700, 900) and spec.n_v7 == 8
     with pytest.raises(ConfigError, match="n_imgs"):
         validate_config({"demo": {"n_imgs": 3}})

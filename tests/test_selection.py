@@ -13,9 +13,9 @@ from cxlseg.inference.select_images import (
     NO_REPORT_FILE,
     UNREADABLE_REPORT,
     SelectionSettings,
-    run_selection,
     select_images,
     study_report_status,
+    write_selection,
 )
 from cxlseg.mimic import report_relpath
 
@@ -151,9 +151,14 @@ def test_chunks_are_balanced_and_deterministic(tmp_path, make_config):
     pd.testing.assert_frame_equal(table, again)
 
 
-def test_run_selection_writes_a_list_for_every_shard(tmp_path, make_config):
+def test_write_selection_writes_a_list_for_every_shard(tmp_path, make_config):
     csv, root = _metadata(tmp_path)
-    summary = run_selection(csv, root, None, tmp_path / "infer", settings(make_config, shards=["p10", "p11", "p12"]))
+    chosen = settings(make_config, shards=["p10", "p11", "p12"])
+    table, summary = select_images(csv, root, None, chosen)
+    lists = {s: tmp_path / "infer" / "lists" / f"{s}.parquet" for s in chosen.shard_ids}
+    write_selection(
+        table, summary, tmp_path / "infer" / "selection.parquet", tmp_path / "infer" / "selection_summary.json", lists
+    )
     assert (tmp_path / "infer" / "selection.parquet").is_file()
     written = io.read_json(tmp_path / "infer" / "selection_summary.json")
     assert written["images_in_shards"] == summary["images_in_shards"] == 5

@@ -11,11 +11,11 @@ import pytest
 import torch
 from cxlseg import io
 from cxlseg.config import default_config
-from cxlseg.inference.select_images import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
 from cxlseg.io import read_json
 from cxlseg.mimic import image_relpath
 from cxlseg.phantoms import render_view_samples
 from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.qc.view_samples import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
 from cxlseg.training.checkpoint import payload, write_checkpoint
 from cxlseg.training.models import create_model
 

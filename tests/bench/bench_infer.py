@@ -34,7 +34,7 @@ from cxlseg import preprocess  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
 from cxlseg.inference.outputs import finish_image  # noqa: E402
 from cxlseg.inference.predictor import InputSpec, Predictor  # noqa: E402
-from cxlseg.inference.select_images import SelectionSettings, run_selection  # noqa: E402
+from cxlseg.inference.select_images import SelectionSettings, select_images, write_selection  # noqa: E402
 from cxlseg.inference.shard import InferSettings, infer_shard  # noqa: E402
 from cxlseg.mimic import study_dir  # noqa: E402
 
@@ -232,7 +232,12 @@ def main(argv=None) -> int:
             args.repeats,
         )["d"]
 
-        run_selection(metadata, mimic, mimic, tmp / "infer", SelectionSettings.from_config(config))
+        chosen = SelectionSettings.from_config(config)
+        table, summary = select_images(metadata, mimic, mimic, chosen)
+        lists = {s: tmp / "infer" / "lists" / f"{s}.parquet" for s in chosen.shard_ids}
+        write_selection(
+            table, summary, tmp / "infer" / "selection.parquet", tmp / "infer" / "selection_summary.json", lists
+        )
         e2e = []
         for k in range(args.repeats):
             start = CLOCK()

@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 import torch
 from cxlseg.config import default_config
-from cxlseg.inference.select_images import write_view_samples
 from cxlseg.io import read_gray
 from cxlseg.phantoms import DemoSpec, render_view_samples
 from cxlseg.phantoms.mimic_archive import _render
 from cxlseg.phantoms.mimic_plan import plan_mimic
 from cxlseg.phantoms.spec import stream
 from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.qc.view_samples import write_view_samples
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes
 
@@ -67,7 +67,7 @@ def real_films(data: Path) -> tuple[list[np.ndarray], np.ndarray]:
 def demo_mimic(n_frontal: int = 12) -> dict[str, list[np.ndarray]]:
     """The demo archive's mislabelled views and its first true frontals, rendered and JPEG-coded as the demo
     generator writes them (without writing the archive)."""
-    spec = DemoSpec.from_config(default_config()["demo"])
+    spec = DemoSpec.from_config(default_config())
     studies, _ = plan_mimic(spec)
     out = {"mislabelled": [], "frontal": []}
     for st in studies:

@@ -16,7 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
     given = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSpec) if getattr(args, f.name, None) is not None
     }
-    spec = DemoSpec.from_config(default_config()["demo"], **given)
+    spec = DemoSpec.from_config(default_config(), **given)
     summary = generate_demo(args.out, spec)
     keys = (
         "shenzhen",

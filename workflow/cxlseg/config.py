@@ -122,12 +122,6 @@ def speed_only_keys(section: str) -> frozenset[str]:
     return frozenset(k for k, v in props.items() if v.get("speed_only"))
 
 
-def outcome_settings(config: dict, section: str) -> dict:
-    """A config section minus its speed-only keys: what a rule's outputs depend on (its rerun trigger)."""
-    skip = speed_only_keys(section)
-    return {k: v for k, v in config[section].items() if k not in skip}
-
-
 def build_settings(cls, values: dict, **overrides):
     """A settings dataclass from a validated config section: one field per key, nested sections as nested
     dataclasses. Defaults live in the schema only, so every field must be given; extra keys are ignored."""
@@ -156,3 +150,37 @@ def build_settings(cls, values: dict, **overrides):
 def section_defaults(section: str) -> dict:
     """One config section at its schema defaults."""
     return default_config()[section]
+
+
+# --- one settings object per rule ---------------------------------------------------------------
+
+
+def _plain(value):
+    """JSON-plain and key-sorted, so the same settings always give the same rerun trigger."""
+    if dataclasses.is_dataclass(value):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RuleSettings:
+    """Mixin of a rule's frozen settings: common.smk builds it from the validated config and passes it as the rule's
+    `params.settings`, which is all the rule's script reads. Snakemake cannot represent the object, so it is no rerun
+    trigger; `outcome()` (passed as `params.outcome`) is: every field but the speed-only keys of `SECTIONS` (marked
+    in the schema) and `NOT_OUTCOME`, so tuning speed on a cluster reruns nothing."""
+
+    SECTIONS: typing.ClassVar[tuple[str, ...]] = ()
+    NOT_OUTCOME: typing.ClassVar[frozenset[str]] = frozenset()
+
+    def outcome(self) -> dict:
+        skip = self.NOT_OUTCOME.union(*(speed_only_keys(s) for s in self.SECTIONS))
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        return _plain({k: v.outcome() if isinstance(v, RuleSettings) else v for k, v in values.items()})
+
+    def with_workers(self, threads: int, reserve: int = 0):
+        """The same settings with loader workers capped by the cores the job got (`snakemake.threads`), `reserve`
+        of them left to the main process: a speed-only change."""
+        return dataclasses.replace(self, num_workers=min(self.num_workers, max(threads - reserve, 0)))

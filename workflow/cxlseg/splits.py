@@ -9,16 +9,38 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from cxlseg import io
+from cxlseg.config import RuleSettings
 from cxlseg.mimic import SPLITS
 from cxlseg.tables.sources import read_official_split
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingSplitSettings(RuleSettings):
+    """Rule split_training: the `training_split` ratios (by patient) and the run's seed."""
+
+    SECTIONS = ("training_split",)
+
+    train: float
+    validate: float
+    test: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TrainingSplitSettings":
+        return cls(**config["training_split"], seed=config["seed"])
+
+    @property
+    def ratios(self) -> tuple[float, float, float]:
+        return (self.train, self.validate, self.test)
 
 
 def _check_ratios(ratios: Sequence[float]) -> np.ndarray:

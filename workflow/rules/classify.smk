@@ -14,20 +14,15 @@ rule classify:
         f"{R}/benchmarks/classify/{{model}}_{{kind}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: 4
+    threads: resource("classify", "cpus")
     resources:
-        mem_mb=res("classify", "mem_mb", 32000),
-        runtime=res("classify", "runtime", 720),
-        gpu=res("classify", "gpu", 1),
-        cpus_per_task=res("classify", "cpus", 8),
+        mem_mb=resource("classify", "mem_mb"),
+        runtime=resource("classify", "runtime"),
+        gpu=resource("classify", "gpu"),
+        cpus_per_task=resource("classify", "cpus"),
     params:
+        **settings(ClassifyRunSettings),
         mimic_root=lambda wc: mimic_root(),
-        # rerun triggers (the script reads the whole validated config); which runs exist and which labels the
-        # summary reports change no run's outputs
-        classify={
-            k: v for k, v in outcome_settings("classify").items() if k not in ("enabled", "models", "report_labels")
-        },
-        seed=config["seed"],
     script:
         "../scripts/classify.py"
 
@@ -50,6 +45,6 @@ rule classify_summary:
     conda:
         "../../envs/segmentation.yaml"
     params:
-        report_labels=config["classify"]["report_labels"],
+        **settings(ClassifySummarySettings),
     script:
         "../scripts/classify_summary.py"

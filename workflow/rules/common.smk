@@ -10,8 +10,23 @@ sys.path.insert(0, _PACKAGE_DIR)
 _ENV = dict(os.environ)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_DIR, _ENV.get("PYTHONPATH", "")) if p))
 
-from cxlseg.config import outcome_settings as _outcome_settings, shard_ids as _shard_ids, validate_config  # noqa: E402
+from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings  # noqa: E402
+from cxlseg.config import shard_ids as _shard_ids, validate_config  # noqa: E402
+from cxlseg.evaluation.evaluate import EvaluateSettings  # noqa: E402
+from cxlseg.evaluation.select_model import SelectModelSettings  # noqa: E402
+from cxlseg.inference.select_images import SelectionSettings  # noqa: E402
+from cxlseg.inference.shard import InferSettings  # noqa: E402
+from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.mimic import SPLITS  # noqa: E402
+from cxlseg.phantoms.spec import DemoSpec  # noqa: E402
+from cxlseg.qc.calibration import CalibrateSettings  # noqa: E402
+from cxlseg.qc.view_check import ViewCheckSettings  # noqa: E402
+from cxlseg.qc.view_samples import ViewSamplesSettings  # noqa: E402
+from cxlseg.reporting.settings import QCReportSettings, RunReportSettings  # noqa: E402
+from cxlseg.splits import TrainingSplitSettings  # noqa: E402
+from cxlseg.tables.merge import TablesSettings  # noqa: E402
+from cxlseg.training.augment import AugmentRunSettings  # noqa: E402
+from cxlseg.training.trainer import TrainConfig  # noqa: E402
 
 validate_config(config)
 
@@ -32,7 +47,7 @@ wildcard_constraints:
 
 
 def enabled_datasets():
-    names = [d for d in DATASETS if config["datasets"].get(d, {}).get("enabled", DEMO)]
+    names = [d for d in DATASETS if config["datasets"][d]["enabled"]]
     if not names:
         raise ValueError("config: no training dataset enabled (datasets.<name>.enabled)")
     return names
@@ -42,7 +57,7 @@ def dataset_root(name):
     """The native-layout root of a training set: the demo archive, or datasets.<name>.root."""
     if DEMO:
         return f"{DEMO_OUT}/{name}"
-    root = config["datasets"].get(name, {}).get("root")
+    root = config["datasets"][name].get("root")
     if not root:
         raise ValueError(f"config key datasets.{name}.root is required (or set demo.enabled: true)")
     return root
@@ -65,14 +80,22 @@ def demo_marker():
     return [f"{DEMO_OUT}/demo.json"] if DEMO else []
 
 
-def outcome_settings(section):
-    """A config section minus its speed-only keys (marked in the schema): what a rule's outputs depend on, so
-    tuning speed on a cluster reruns nothing. Scripts build their settings from the whole validated config."""
-    return _outcome_settings(config, section)
+def settings(cls, wildcard=None):
+    """A rule's params: its settings object, all its script reads, and that object's outcome, the rerun trigger
+    (Snakemake cannot represent the object itself, so speed-only keys never rerun a job). With `wildcard`, the
+    object is built per job from that wildcard's value (one architecture, one dataset)."""
+    if wildcard is None:
+        built = cls.from_config(config)
+        return {"settings": built, "outcome": built.outcome()}
+    return {
+        "settings": lambda wc: cls.from_config(config, getattr(wc, wildcard)),
+        "outcome": lambda wc: cls.from_config(config, getattr(wc, wildcard)).outcome(),
+    }
 
 
-def res(rule_name, key, default):
-    return config["resources"].get(rule_name, {}).get(key, default)
+def resource(stage, key):
+    """One resource of a stage's jobs, from `resources.<stage>` (defaults in the schema)."""
+    return config["resources"][stage][key]
 
 
 def classify_runs():

@@ -12,6 +12,6 @@ rule demo:
     conda:
         "../../envs/demo.yaml"
     params:
-        demo=config["demo"],
+        **settings(DemoSpec),
     script:
         "../scripts/demo.py"

@@ -15,15 +15,16 @@ rule select_images:
         f"{R}/benchmarks/select_images.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    threads: resource("select_images", "cpus")
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=resource("select_images", "mem_mb"),
+        runtime=resource("select_images", "runtime"),
+        gpu=resource("select_images", "gpu"),
+        cpus_per_task=resource("select_images", "cpus"),
     params:
+        **settings(SelectionSettings),
         mimic_root=lambda wc: mimic_root(),
         reports_root=lambda wc: reports_root(),
-        views=config["mimic"]["views"],
-        shards=config["mimic"]["shards"],
-        chunks=config["mimic"]["chunks_per_shard"],
     script:
         "../scripts/select_images.py"
 
@@ -42,16 +43,15 @@ rule infer_shard:
         f"{R}/benchmarks/infer/{{shard}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: res("infer", "cpus", 8)  # CPU decode is the bound of a GPU job (docs/throughput.md)
+    threads: resource("infer", "cpus")
     resources:
-        mem_mb=res("infer", "mem_mb", 16000),
-        runtime=res("infer", "runtime", 720),
-        gpu=res("infer", "gpu", 1),
-        cpus_per_task=res("infer", "cpus", 8),
+        mem_mb=resource("infer", "mem_mb"),
+        runtime=resource("infer", "runtime"),
+        gpu=resource("infer", "gpu"),
+        cpus_per_task=resource("infer", "cpus"),
     params:
+        **settings(InferSettings),
         mimic_root=lambda wc: mimic_root(),
         out_root=lambda wc: f"{R}/CXLSeg",
-        infer=outcome_settings("infer"),
-        output_size=config["preprocess"]["size"],
     script:
         "../scripts/infer_shard.py"

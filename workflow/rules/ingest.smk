@@ -15,8 +15,8 @@ rule ingest:
     conda:
         "../../envs/segmentation.yaml"
     params:
+        **settings(IngestSettings, "dataset"),
         root=lambda wc: dataset_root(wc.dataset),
-        mask_source=lambda wc: config["datasets"].get(wc.dataset, {}).get("mask_source", "json"),
     script:
         "../scripts/ingest.py"
 
@@ -31,8 +31,7 @@ rule split_training:
     conda:
         "../../envs/segmentation.yaml"
     params:
-        ratios=config["training_split"],
-        seed=config["seed"],
+        **settings(TrainingSplitSettings),
     script:
         "../scripts/split_training.py"
 
@@ -54,14 +53,14 @@ rule augment:
         f"{R}/benchmarks/augment.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    threads: resource("augment", "cpus")
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=resource("augment", "mem_mb"),
+        runtime=resource("augment", "runtime"),
+        gpu=resource("augment", "gpu"),
+        cpus_per_task=resource("augment", "cpus"),
     params:
+        **settings(AugmentRunSettings),
         roots={d: dataset_root(d) for d in enabled_datasets()},
-        ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},
-        size=config["preprocess"]["size"],
-        augment=config["augment"],
-        seed=config["seed"],
     script:
         "../scripts/augment.py"

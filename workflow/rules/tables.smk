@@ -20,13 +20,15 @@ rule merge_tables:
         f"{R}/benchmarks/merge_tables.tsv"
     conda:
         "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=resource("tables", "mem_mb"),
+        runtime=resource("tables", "runtime"),
+        gpu=resource("tables", "gpu"),
+        cpus_per_task=resource("tables", "cpus"),
     params:
+        **settings(TablesSettings),
         reports_root=lambda wc: reports_root(),
-        tables=config["tables"],
-        seed=config["seed"],
     script:
         "../scripts/merge_tables.py"
 
@@ -50,11 +52,10 @@ rule qc_report:
     conda:
         "../../envs/segmentation.yaml"
     params:
+        **settings(QCReportSettings),
         out_root=lambda wc: f"{R}/CXLSeg",
         mimic_root=lambda wc: mimic_root(),
         truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
-        size=config["preprocess"]["size"],
-        min_predicted_dice=config["infer"]["qc"]["min_predicted_dice"],
     script:
         "../scripts/qc_report.py"
 
@@ -79,9 +80,7 @@ rule run_report:
     conda:
         "../../envs/segmentation.yaml"
     params:
+        **settings(RunReportSettings),
         results=lambda wc, input: str(Path(input.selected).parents[1]),
-        demo=DEMO,
-        seed=config["seed"],
-        n_samples=12,
     script:
         "../scripts/run_report.py"

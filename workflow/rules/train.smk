@@ -16,18 +16,14 @@ rule train:
         f"{R}/benchmarks/train/{{arch}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: 4
+    threads: resource("train", "cpus")
     resources:
-        mem_mb=res("train", "mem_mb", 32000),
-        runtime=res("train", "runtime", 720),
-        gpu=res("train", "gpu", 1),
-        cpus_per_task=res("train", "cpus", 8),
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        cpus_per_task=resource("train", "cpus"),
     params:
-        train=outcome_settings("train"),
-        models={k: v for k, v in config["models"].items() if k not in ("architectures", "inference_model")},
-        preprocess=config["preprocess"],
-        threshold=config["infer"]["threshold"],
-        seed=config["seed"],
+        **settings(TrainConfig, "arch"),
     script:
         "../scripts/train.py"
 
@@ -45,12 +41,14 @@ rule evaluate:
         f"{R}/benchmarks/evaluate/{{arch}}.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    threads: resource("evaluate", "cpus")
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        cpus_per_task=resource("evaluate", "cpus"),
     params:
-        infer={k: config["infer"][k] for k in ("threshold", "postprocess", "tta_flip")},
-        preprocess=config["preprocess"],
+        **settings(EvaluateSettings),
     script:
         "../scripts/evaluate.py"
 
@@ -76,9 +74,7 @@ rule select_model:
     conda:
         "../../envs/segmentation.yaml"
     params:
-        archs=ARCHS,
-        metric=config["train"]["select_metric"],
-        inference_model=config["models"]["inference_model"],
+        **settings(SelectModelSettings),
     script:
         "../scripts/select_model.py"
 
@@ -102,15 +98,14 @@ rule calibrate_qc:
         f"{R}/benchmarks/calibrate_qc.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: 4
+    threads: resource("infer", "cpus")
     resources:
-        mem_mb=res("infer", "mem_mb", 16000),
-        runtime=res("infer", "runtime", 720),
-        gpu=res("infer", "gpu", 1),
-        cpus_per_task=res("infer", "cpus", 8),
+        mem_mb=resource("infer", "mem_mb"),
+        runtime=resource("infer", "runtime"),
+        gpu=resource("infer", "gpu"),
+        cpus_per_task=resource("infer", "cpus"),
     params:
-        infer=outcome_settings("infer"),
-        seed=config["seed"],
+        **settings(CalibrateSettings),
     script:
         "../scripts/calibrate_qc.py"
 
@@ -127,12 +122,14 @@ rule view_samples:
         f"{R}/benchmarks/view_samples.tsv"
     conda:
         "../../envs/segmentation.yaml"
+    threads: resource("view_check", "cpus")
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=resource("view_check", "mem_mb"),
+        runtime=resource("view_check", "runtime"),
+        gpu=resource("view_check", "gpu"),
+        cpus_per_task=resource("view_check", "cpus"),
     params:
-        n_per_class=config["view_check"]["archive_samples"],
-        seed=config["seed"],
+        **settings(ViewSamplesSettings),
     script:
         "../scripts/view_samples.py"
 
@@ -150,13 +147,14 @@ rule train_view_check:
         f"{R}/benchmarks/train_view_check.tsv"
     conda:
         "../../envs/segmentation.yaml"
-    threads: 1
+    threads: resource("view_check", "cpus")
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=resource("view_check", "mem_mb"),
+        runtime=resource("view_check", "runtime"),
+        gpu=resource("view_check", "gpu"),
+        cpus_per_task=resource("view_check", "cpus"),
     params:
-        view_check=config["view_check"],
-        seed=config["seed"],
+        **settings(ViewCheckSettings),
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/train_view_check.py"

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from cxlseg.config import build_settings
 from cxlseg.io import log_to
-from cxlseg.training.augment import AugmentSettings, build_training_store
+from cxlseg.training.augment import build_training_store
 
 with log_to(snakemake.log[0]):
     build_training_store(
@@ -12,9 +11,9 @@ with log_to(snakemake.log[0]):
         snakemake.params.roots,
         snakemake.params.ingest_dirs,
         Path(snakemake.output.store[0]).parent,
-        build_settings(AugmentSettings, snakemake.params.augment),
-        size=snakemake.params.size,
-        seed=snakemake.params.seed,
+        snakemake.params.settings.augment,
+        size=snakemake.params.settings.size,
+        seed=snakemake.params.settings.seed,
         montage_path=snakemake.output.montage,
         counts_path=snakemake.output.counts,
     )

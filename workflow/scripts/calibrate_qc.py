@@ -2,18 +2,18 @@
 
 from pathlib import Path
 
-from cxlseg.inference.shard import InferSettings, inference_predictor
+from cxlseg.inference.shard import inference_predictor
 from cxlseg.io import log_to, read_json
 from cxlseg.qc.calibration import calibrate
 
 with log_to(snakemake.log[0]):
-    settings = InferSettings.from_config(snakemake.config)
+    settings = snakemake.params.settings
     calibrate(
         Path(snakemake.input.store[0]).parent,
-        inference_predictor(read_json(snakemake.input.selected), settings),
-        settings,
+        inference_predictor(read_json(snakemake.input.selected), settings.infer),
+        settings.infer,
         snakemake.output.model,
         snakemake.output.table,
         snakemake.output.plot,
-        seed=snakemake.params.seed,
+        seed=settings.seed,
     )

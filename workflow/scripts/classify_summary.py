@@ -7,5 +7,7 @@ from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
     summarise(
-        [Path(p).parent for p in snakemake.input], Path(snakemake.output.table).parent, snakemake.params.report_labels
+        [Path(p).parent for p in snakemake.input],
+        Path(snakemake.output.table).parent,
+        snakemake.params.settings.report_labels,
     )

@@ -1,8 +1,9 @@
 """Rule demo: write the synthetic archive in every native layout."""
 
+from pathlib import Path
+
 from cxlseg.io import log_to
-from cxlseg.phantoms import DemoSpec, generate_demo
+from cxlseg.phantoms import generate_demo
 
 with log_to(snakemake.log[0]):
-    section = snakemake.config["demo"]
-    generate_demo(section["out"], DemoSpec.from_config(section))
+    generate_demo(Path(snakemake.output.summary).parent, snakemake.params.settings)

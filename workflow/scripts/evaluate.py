@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from cxlseg.evaluation.evaluate import evaluate_model
-from cxlseg.inference.shard import InferSettings
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
@@ -11,5 +10,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.checkpoint,
         Path(snakemake.input.store[0]).parent,
         Path(snakemake.output.summary).parent,
-        InferSettings.from_config(snakemake.config),
+        snakemake.params.settings,
     )

@@ -1,15 +1,14 @@
 """Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
 check; resumable."""
 
-from cxlseg.inference.shard import InferSettings, infer_shard, inference_predictor
+from cxlseg.inference.shard import infer_shard, inference_predictor
 from cxlseg.io import log_to, read_json
 from cxlseg.qc.model import QCModel
 from cxlseg.qc.view_check import ViewChecker
 
 with log_to(snakemake.log[0]):
     # decode workers follow the job's cpus, one core left to the forward pass, clean-up and writes
-    workers = min(snakemake.config["infer"]["num_workers"], max(snakemake.threads - 1, 0))
-    settings = InferSettings.from_config(snakemake.config, num_workers=workers)
+    settings = snakemake.params.settings.with_workers(snakemake.threads, reserve=1)
     predictor = inference_predictor(read_json(snakemake.input.selected), settings)
     view_check = snakemake.input.view_check
     infer_shard(

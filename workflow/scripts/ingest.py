@@ -7,8 +7,8 @@ from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
     ingest_dataset(
-        snakemake.wildcards.dataset,
+        snakemake.params.settings.dataset,
         snakemake.params.root,
         Path(snakemake.output.manifest).parent,
-        mask_source=snakemake.params.mask_source,
+        mask_source=snakemake.params.settings.mask_source,
     )

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.tables.merge import TablesSettings, merge_tables
+from cxlseg.tables.merge import merge_tables
 
 with log_to(snakemake.log[0]):
     merge_tables(
@@ -12,6 +12,6 @@ with log_to(snakemake.log[0]):
         snakemake.input.chexpert,
         snakemake.params.reports_root,
         Path(snakemake.output.metadata).parent,
-        TablesSettings.from_config(snakemake.config),
+        snakemake.params.settings,
         official_split_csv=snakemake.input.split,
     )

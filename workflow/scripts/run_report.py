@@ -9,8 +9,7 @@ with log_to(snakemake.log[0]):
     paths = write_pages(
         snakemake.params.results,
         Path(snakemake.output.summary).parent,
-        demo=snakemake.params.demo,
-        n_samples=snakemake.params.n_samples,
-        seed=snakemake.params.seed,
+        demo=snakemake.params.settings.demo,
+        seed=snakemake.params.settings.seed,
     )
     print("wrote", *paths.values())

@@ -1,12 +1,10 @@
 """Rule select_images: frontal images whose study has a usable report, assigned to shards."""
 
-from pathlib import Path
-
-from cxlseg.inference.select_images import SelectionSettings, select_images, write_selection
+from cxlseg.inference.select_images import select_images, write_selection
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
-    settings = SelectionSettings.from_config(snakemake.config)
+    settings = snakemake.params.settings
     table, summary = select_images(
         snakemake.input.metadata, snakemake.params.mimic_root, snakemake.params.reports_root, settings
     )
@@ -15,6 +13,5 @@ with log_to(snakemake.log[0]):
         summary,
         snakemake.output.selection,
         snakemake.output.summary,
-        Path(snakemake.output.lists[0]).parent,
-        settings.shard_ids,
+        dict(zip(settings.shard_ids, snakemake.output.lists)),
     )

@@ -6,11 +6,12 @@ from cxlseg.evaluation.select_model import compare_models
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
-    archs = snakemake.params.archs
+    settings = snakemake.params.settings
+    archs = settings.architectures
     compare_models(
         dict(zip(archs, snakemake.input.summaries)),
         dict(zip(archs, snakemake.input.histories)),
         Path(snakemake.output.selected).parent,
-        select_metric=snakemake.params.metric,
-        inference_model=snakemake.params.inference_model,
+        select_metric=settings.select_metric,
+        inference_model=settings.inference_model,
     )

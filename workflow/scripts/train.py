@@ -3,12 +3,8 @@
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.training.trainer import TrainConfig, train_model
+from cxlseg.training.trainer import train_model
 
 with log_to(snakemake.log[0]):
-    cfg = TrainConfig.from_config(
-        snakemake.config,
-        snakemake.wildcards.arch,
-        num_workers=min(snakemake.config["train"]["num_workers"], snakemake.threads),
-    )
+    cfg = snakemake.params.settings.with_workers(snakemake.threads)
     train_model(Path(snakemake.input.store[0]).parent, Path(snakemake.output.checkpoint).parent, cfg)

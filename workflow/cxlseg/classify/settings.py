@@ -6,17 +6,21 @@ config["classify"])`` fills every field from the validated section.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from cxlseg.classify.cohort import INPUT_KINDS, check_labels
 from cxlseg.classify.networks import check_name
-from cxlseg.config import speed_only_keys
+from cxlseg.config import RuleSettings, build_settings
 
 
 @dataclass(frozen=True)
-class ClassifySettings:
-    """One field per key of the ``classify:`` schema section (descriptions live there)."""
+class ClassifySettings(RuleSettings):
+    """One field per key of the ``classify:`` schema section (descriptions live there). Its outcome, also recorded
+    in metrics.json, leaves out the speed-only keys, the run list and the report labels (only the summary reads
+    them)."""
+
+    SECTIONS = ("classify",)
+    NOT_OUTCOME = frozenset({"enabled", "models", "report_labels"})
 
     enabled: bool
     models: tuple[str, ...]
@@ -41,11 +45,28 @@ class ClassifySettings:
     amp: bool
     max_train_batches: int | None
 
-    def outcome(self) -> dict:
-        """The settings a run's outputs depend on, as recorded in metrics.json (speed-only keys, the run list
-        and the report labels, which only the summary reads, left out)."""
-        skip = speed_only_keys("classify") | {"enabled", "models", "report_labels"}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+@dataclass(frozen=True)
+class ClassifyRunSettings(RuleSettings):
+    """Rule classify: the `classify` section and the run's seed."""
+
+    classify: ClassifySettings
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ClassifyRunSettings":
+        return cls(build_settings(ClassifySettings, config["classify"]), config["seed"])
+
+
+@dataclass(frozen=True)
+class ClassifySummarySettings(RuleSettings):
+    """Rule classify_summary: the labels Table III reports."""
+
+    report_labels: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ClassifySummarySettings":
+        return cls(tuple(config["classify"]["report_labels"]))
 
 
 def check_run(settings: ClassifySettings, model: str, input_kind: str) -> None:

@@ -6,6 +6,7 @@ flips, threshold and clean-up), so the reported Dice is the Dice of the method t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -24,6 +25,18 @@ log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ("image_id", "dataset", "label")
 SCORE_NAMES = ("loss", *METRIC_NAMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateSettings(InferSettings):
+    """Rule evaluate: the `infer` section, of which only the flips, threshold and clean-up shape a test score, so
+    only they rerun evaluation (QC, ensemble and output keys do not)."""
+
+    NOT_OUTCOME = frozenset(f.name for f in dataclasses.fields(InferSettings)) - {
+        "threshold",
+        "tta_flip",
+        "postprocess",
+    }
 
 
 def evaluate_model(

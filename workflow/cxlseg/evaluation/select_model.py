@@ -8,6 +8,7 @@ model; `models.inference_model` forces an architecture instead (the paper segmen
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,27 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cxlseg.config import RuleSettings
 from cxlseg.io import atomic_path, read_json, write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 # Metrics where smaller is better; everything else is maximised.
 LOWER_IS_BETTER = frozenset({"loss", "hd95"})
+
+
+@dataclass(frozen=True)
+class SelectModelSettings(RuleSettings):
+    """Rule select_model: the architectures compared, the validation metric, and a forced choice if any."""
+
+    architectures: tuple[str, ...]
+    select_metric: str
+    inference_model: str | None
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SelectModelSettings":
+        models = config["models"]
+        return cls(tuple(models["architectures"]), config["train"]["select_metric"], models["inference_model"])
 
 
 def best_epoch(history: pd.DataFrame, metric: str = "dice") -> pd.Series:

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
-from cxlseg.config import build_settings, speed_only_keys
+from cxlseg.config import RuleSettings, build_settings, speed_only_keys
 from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, partial_path, write_manifest
@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class InferSettings:
-    """The validated `infer` config section in one object (defaults live in the schema)."""
+class InferSettings(RuleSettings):
+    """Rule infer_shard: the validated `infer` config section in one object (defaults live in the schema)."""
+
+    SECTIONS = ("infer",)
 
     batch_size: int
     num_workers: int

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxlseg import io
+from cxlseg.config import RuleSettings
 from cxlseg.ingest.candidates import Candidate, Rejected, images_in, require_dir
 from cxlseg.ingest.labels import LABELS
 from cxlseg.ingest.lung_masks import MaskError, read_binary_mask
@@ -43,6 +44,20 @@ MANIFEST_COLUMNS = [
     "view",
 ]
 REJECT_COLUMNS = ["dataset", "image_id", "file", "reason"]
+
+
+@dataclass(frozen=True)
+class IngestSettings(RuleSettings):
+    """Rule ingest: which set, and for V7 where its masks come from (`datasets.<name>`; defaults in the schema)."""
+
+    SECTIONS = ("datasets",)
+
+    dataset: str
+    mask_source: str | None
+
+    @classmethod
+    def from_config(cls, config: dict, dataset: str) -> "IngestSettings":
+        return cls(dataset=dataset, mask_source=config["datasets"][dataset].get("mask_source"))
 
 
 @dataclass

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxlseg.config import build_settings, section_defaults
+from cxlseg.config import RuleSettings, build_settings, default_config
 
 
 @dataclass(frozen=True)
-class DemoSpec:
+class DemoSpec(RuleSettings):
     """What the demo archive holds: one field per `demo.*` config key, defaults in the config schema only."""
+
+    SECTIONS = ("demo",)
 
     seed: int
     n_shenzhen: int
@@ -30,16 +32,16 @@ class DemoSpec:
     jpeg_quality: int
 
     @classmethod
-    def from_config(cls, section: Mapping, **overrides) -> "DemoSpec":
-        """From a validated `demo:` config section (extra keys such as `enabled`, `out` are ignored)."""
-        spec = build_settings(cls, dict(section), **overrides)
+    def from_config(cls, config: Mapping, **overrides) -> "DemoSpec":
+        """From a validated config's `demo:` section (its keys `enabled` and `out` are not the archive's)."""
+        spec = build_settings(cls, dict(config["demo"]), **overrides)
         spec.validate()
         return spec
 
     @classmethod
     def default(cls, **overrides) -> "DemoSpec":
         """The schema's defaults, with some fields replaced (tests, the CLI)."""
-        return cls.from_config(section_defaults("demo"), **overrides)
+        return cls.from_config(default_config(), **overrides)
 
     def validate(self) -> None:
         """What the schema cannot say: ranges ordered, minimums the special cases need."""

@@ -9,6 +9,7 @@ of a lung (consolidation, effusion), objects over the chest, unusual pose, low r
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import albumentations as A
 import cv2
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cxlseg.config import RuleSettings
+from cxlseg.inference.shard import InferSettings
 from cxlseg.io import atomic_path, write_csv
 from cxlseg.metrics import dice
 from cxlseg.qc import assess as qc
@@ -25,6 +28,18 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("validate", "test")
 BORDER = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
+
+
+@dataclass(frozen=True)
+class CalibrateSettings(RuleSettings):
+    """Rule calibrate_qc: inference exactly as the shards run it, and the seed of the degradations."""
+
+    infer: InferSettings
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CalibrateSettings":
+        return cls(InferSettings.from_config(config), config["seed"])
 
 
 def _whiteout(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:

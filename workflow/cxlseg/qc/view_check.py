@@ -8,7 +8,7 @@ decides from the global layout (two lung fields either side of the spine) rather
 * positives: phantom frontals AND the training store's train split (real Shenzhen/Montgomery/V7 films on a
   cluster), so "phantom vs real" is no shortcut; strong augmentation (exposure, blur, noise, affine, crops)
   hides the rest of the texture;
-* real archive films (rule view_samples, `selection.pick_view_samples`): MIMIC side views (LATERAL/LL) as
+* real archive films (rule view_samples, `cxlseg.qc.view_samples`): MIMIC side views (LATERAL/LL) as
   negatives and as many PA/AP films as positives, so the flag learns what a REAL lateral looks like; their
   subjects are split so the validation numbers are on people never trained on.
 
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cxlseg import io
-from cxlseg.config import build_settings
+from cxlseg.config import RuleSettings, build_settings
 from cxlseg.device import resolve_device, seed_everything
 from cxlseg.mimic import LATERAL_VIEWS
 from cxlseg.preprocess import clahe, decode_for_inference
@@ -47,8 +47,10 @@ NEGATIVE_GROUPS = ("lateral", "ct", "abdomen")
 
 
 @dataclass(frozen=True)
-class ViewCheckSettings:
-    """The config's ``view_check`` section (defaults live in the schema only)."""
+class ViewCheckSettings(RuleSettings):
+    """Rule train_view_check: the config's ``view_check`` section and the run's seed (defaults: the schema)."""
+
+    NOT_OUTCOME = frozenset({"enabled", "archive_samples"})  # whether it runs; view_samples' key
 
     enabled: bool
     size: int
@@ -60,10 +62,11 @@ class ViewCheckSettings:
     batch_size: int
     lr: float
     threshold: float
+    seed: int
 
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "ViewCheckSettings":
-        return build_settings(cls, config["view_check"], **overrides)
+        return build_settings(cls, config["view_check"], **{"seed": config["seed"], **overrides})
 
 
 # --------------------------------------------------------------------------- network and input

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cxlseg.config import build_settings
+from cxlseg.config import RuleSettings, build_settings
 from cxlseg.inference.manifest import read_manifest_table
 from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
@@ -50,7 +50,7 @@ FAILED_COLUMNS = IDS + ["status", "reason", "qc_flags", "in_tables", "source_pat
 
 
 @dataclass(frozen=True)
-class TablesSettings:
+class TablesSettings(RuleSettings):
     """The `tables` config section plus the run's seed (defaults live in the schema)."""
 
     split_source: str

@@ -33,6 +33,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
+from cxlseg.config import RuleSettings, build_settings
 from cxlseg.ingest.labels import LABELS
 from cxlseg.mimic import SPLITS
 from cxlseg.training.montage import montage_from_store
@@ -80,6 +81,20 @@ class AugmentSettings:
     def active_targets(self) -> dict[str, int] | None:
         """Per-class targets, or None when augmentation is disabled: the store then holds the originals only."""
         return dict(self.targets) if self.enabled else None
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentRunSettings(RuleSettings):
+    """Rule augment: the `augment` section, the store's image size (`preprocess.size`) and the run's seed."""
+
+    augment: AugmentSettings
+    size: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "AugmentRunSettings":
+        augment = build_settings(AugmentSettings, config["augment"])
+        return cls(augment=augment, size=config["preprocess"]["size"], seed=config["seed"])
 
 
 # --------------------------------------------------------------------------- pipeline

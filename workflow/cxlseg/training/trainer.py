@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cxlseg import __version__
-from cxlseg.config import build_settings, speed_only_keys
+from cxlseg.config import RuleSettings, build_settings, speed_only_keys
 from cxlseg.device import resolve_device, seed_everything
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import OVERLAP_NAMES, BCEDiceLoss, batch_metrics
@@ -35,7 +35,7 @@ from cxlseg.training.models import MODELS
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("none", "cosine", "plateau")
-SELECT_METRICS = ("dice", "iou", "precision", "recall", "loss")
+SELECT_METRICS = ("dice", "iou", "loss")  # the schema's train.select_metric enum (a test checks)
 HISTORY_COLUMNS = (
     "epoch",
     "train_loss",
@@ -54,8 +54,10 @@ RESUME_FREE_KEYS = speed_only_keys("train") | {"epochs", "patience", "max_train_
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """One architecture's training run; stored inside every checkpoint (defaults live in the schema only)."""
+class TrainConfig(RuleSettings):
+    """Rule train: one architecture's training run; stored inside every checkpoint (defaults live in the schema)."""
+
+    SECTIONS = ("train",)
 
     architecture: str
     epochs: int

@@ -1,0 +1,31 @@
+"""The settings of the reporting rules (qc_report, run_report), each one frozen object built from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cxlseg.config import RuleSettings
+
+
+@dataclass(frozen=True)
+class QCReportSettings(RuleSettings):
+    """Rule qc_report: the masks' size (`preprocess.size`) and the predicted-Dice bar a mask is flagged under."""
+
+    size: int
+    min_predicted_dice: float
+
+    @classmethod
+    def from_config(cls, config: dict) -> "QCReportSettings":
+        return cls(config["preprocess"]["size"], config["infer"]["qc"]["min_predicted_dice"])
+
+
+@dataclass(frozen=True)
+class RunReportSettings(RuleSettings):
+    """Rule run_report: whether the run is the synthetic demo (every page says so), and the sample grid's seed."""
+
+    demo: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "RunReportSettings":
+        return cls(config["demo"]["enabled"], config["seed"])

@@ -14,7 +14,9 @@ from cxlseg.config import default_config
 from cxlseg.io import read_json
 from cxlseg.mimic import image_relpath
 from cxlseg.phantoms import render_view_samples
-from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.phantoms.view_films import ViewPhantomSettings, write_view_films
+from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings
+from cxlseg.qc.view_check_training import train_view_check
 from cxlseg.qc.view_samples import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
 from cxlseg.training.checkpoint import payload, write_checkpoint
 from cxlseg.training.models import create_model
@@ -24,6 +26,14 @@ TINY = dict(size=32, samples_per_view=12, validate_per_view=4, epochs=6, batch_s
 
 def _settings(**kw) -> ViewCheckSettings:
     return ViewCheckSettings.from_config(default_config(), **{**TINY, **kw})
+
+
+def _films(path, settings: ViewCheckSettings, seed: int):
+    """The phantom films rule view_phantoms hands the view check, for these settings and seed."""
+    keys = ("size", "samples_per_view", "validate_per_view", "abdomen_negatives")
+    phantoms = ViewPhantomSettings(**{k: getattr(settings, k) for k in keys}, seed=seed)
+    write_view_films(path / f"films-{seed}.npz", phantoms)
+    return path / f"films-{seed}.npz"
 
 
 def _store(path, seed=3):
@@ -42,7 +52,12 @@ def trained(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("view_check")
     metrics = train_view_check(
-        root / "view_check.pt", _settings(), seed=5, store_dir=_store(root / "store"), metrics_path=root / "vc.json"
+        root / "view_check.pt",
+        _settings(),
+        _films(root, _settings(), 5),
+        seed=5,
+        store_dir=_store(root / "store"),
+        metrics_path=root / "vc.json",
     )
     return root, metrics
 
@@ -90,7 +105,7 @@ def test_same_seed_same_weights(tmp_path):
     settings = _settings(samples_per_view=4, epochs=2, validate_per_view=2)
     digests = []
     for name in ("a.pt", "b.pt"):
-        train_view_check(tmp_path / name, settings, seed=11)
+        train_view_check(tmp_path / name, settings, _films(tmp_path, settings, 11), seed=11)
         digests.append(ViewChecker.from_checkpoint(tmp_path / name).model_id)
     assert digests[0] == digests[1]
 
@@ -207,6 +222,7 @@ def test_archive_without_side_views_trains_on_phantoms_only(tmp_path, caplog):
         metrics = train_view_check(
             tmp_path / "vc.pt",
             _settings(samples_per_view=4, epochs=1, validate_per_view=2),
+            _films(tmp_path, _settings(samples_per_view=4, epochs=1, validate_per_view=2), 1),
             seed=1,
             view_samples=tmp_path / "vs.parquet",
             mimic_root=tmp_path / "mimic",
@@ -232,6 +248,7 @@ def test_training_with_archive_samples_skips_bad_files(tmp_path, caplog):
         metrics = train_view_check(
             tmp_path / "vc.pt",
             settings,
+            _films(tmp_path, settings, 1),
             seed=1,
             view_samples=tmp_path / "vs.parquet",
             mimic_root=tmp_path / "mimic",
@@ -244,4 +261,6 @@ def test_training_with_archive_samples_skips_bad_files(tmp_path, caplog):
     assert metrics["n_archive_frontal"] == held_out.view.isin(["PA", "AP"]).sum()
     assert 0 <= metrics["flagged_archive_lateral"] <= 1 and "flagged_archive_frontal" in read_json(tmp_path / "vc.json")
     with pytest.raises(ValueError, match="mimic_root"):
-        train_view_check(tmp_path / "x.pt", settings, seed=1, view_samples=tmp_path / "vs.parquet")
+        train_view_check(
+            tmp_path / "x.pt", settings, tmp_path / "films-1.npz", seed=1, view_samples=tmp_path / "vs.parquet"
+        )

@@ -18,6 +18,7 @@ archive (lateral/CT renders labelled PA/AP, rendered as the demo generator does)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -34,7 +35,9 @@ from cxlseg.phantoms import DemoSpec, render_view_samples
 from cxlseg.phantoms.mimic_archive import _render
 from cxlseg.phantoms.mimic_plan import plan_mimic
 from cxlseg.phantoms.spec import stream
-from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings, train_view_check
+from cxlseg.phantoms.view_films import ViewPhantomSettings, write_view_films
+from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings
+from cxlseg.qc.view_check_training import train_view_check
 from cxlseg.qc.view_samples import write_view_samples
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes
@@ -103,7 +106,13 @@ def run(seed: int, args, films, patients, demo) -> dict:
                 )
                 archive = {"view_samples": samples, "mimic_root": args.archive}
             start = time.time()
-            metrics = train_view_check(Path(tmp) / f"{mode}.pt", settings, seed=seed, store_dir=store, **archive)
+            films_npz = Path(tmp) / "view_phantoms.npz"
+            write_view_films(
+                films_npz, ViewPhantomSettings.from_config({"view_check": dataclasses.asdict(settings), "seed": seed})
+            )
+            metrics = train_view_check(
+                Path(tmp) / f"{mode}.pt", settings, films_npz, seed=seed, store_dir=store, **archive
+            )
             for key in ("flagged_archive_lateral", "flagged_archive_frontal"):
                 if key in metrics:
                     row[f"{mode}_heldout_{key[8:]}"] = f"{metrics[key]:.2f} (n={metrics['n' + key[7:]]})"

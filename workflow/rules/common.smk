@@ -19,6 +19,7 @@ from cxlseg.inference.shard import InferSettings  # noqa: E402
 from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.mimic import SPLITS  # noqa: E402
 from cxlseg.phantoms.spec import DemoSpec  # noqa: E402
+from cxlseg.phantoms.view_films import ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.calibration import CalibrateSettings  # noqa: E402
 from cxlseg.qc.view_check import ViewCheckSettings  # noqa: E402
 from cxlseg.qc.view_samples import ViewSamplesSettings  # noqa: E402

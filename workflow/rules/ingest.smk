@@ -39,6 +39,7 @@ rule split_training:
 rule augment:
     input:
         dataset=f"{R}/training/dataset.parquet",
+        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
     output:
         store=multiext(
             f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]

@@ -134,9 +134,31 @@ rule view_samples:
         "../scripts/view_samples.py"
 
 
+rule view_phantoms:
+    output:
+        films=f"{R}/models/view_phantoms.npz",
+    log:
+        f"{R}/logs/models/view_phantoms.log",
+    benchmark:
+        f"{R}/benchmarks/view_phantoms.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("view_check", "cpus")
+    resources:
+        mem_mb=resource("view_check", "mem_mb"),
+        runtime=resource("view_check", "runtime"),
+        gpu=resource("view_check", "gpu"),
+        cpus_per_task=resource("view_check", "cpus"),
+    params:
+        **settings(ViewPhantomSettings),
+    script:
+        "../scripts/view_phantoms.py"
+
+
 rule train_view_check:
     input:
         store=rules.augment.output.store,
+        films=rules.view_phantoms.output.films,
         samples=rules.view_samples.output.samples,
     output:
         checkpoint=f"{R}/models/view_check.pt",

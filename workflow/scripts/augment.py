@@ -9,7 +9,8 @@ with log_to(snakemake.log[0]):
     build_training_store(
         snakemake.input.dataset,
         snakemake.params.roots,
-        snakemake.params.ingest_dirs,
+        # mask paths in a manifest are relative to its folder; params.roots and the manifests share one order
+        {d: Path(m).parent for d, m in zip(snakemake.params.roots, snakemake.input.manifests)},
         Path(snakemake.output.store[0]).parent,
         snakemake.params.settings.augment,
         size=snakemake.params.settings.size,

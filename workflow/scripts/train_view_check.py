@@ -4,13 +4,14 @@ from pathlib import Path
 
 import torch
 from cxlseg.io import log_to
-from cxlseg.qc.view_check import train_view_check
+from cxlseg.qc.view_check_training import train_view_check
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     train_view_check(
         snakemake.output.checkpoint,
         snakemake.params.settings,
+        snakemake.input.films,
         seed=snakemake.params.settings.seed,
         store_dir=Path(snakemake.input.store[0]).parent,
         view_samples=snakemake.input.samples,

@@ -14,7 +14,15 @@ import pytest
 from cxlseg import io
 from cxlseg.config import build_settings, default_config
 from cxlseg.ingest.readers import ingest_dataset
-from cxlseg.training.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
+from cxlseg.training.augment import (
+    AugmentRunSettings,
+    AugmentSettings,
+    augment_pair,
+    build_pipeline,
+    build_training_store,
+    sample_seed,
+)
+from cxlseg.training.store import store_files
 
 SIZE = 32
 VALIDATE = {"CHNCXR_0003_0", "bacterial"}
@@ -163,20 +171,22 @@ def test_disabled_ignores_targets_without_training_images(store_inputs, tmp_path
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enabled):
-    """The rule script hands config["augment"] over as it is (regression: enabled false crashed with
-    'build_training_store() got multiple values for keyword argument targets')."""
+    """The rule script gets its settings object from the rule's params and hands the store's files to the package
+    (regression: enabled false crashed with 'build_training_store() got multiple values for keyword argument
+    targets')."""
     parquet, roots, ingest_dirs = store_inputs
     config = default_config()
     config["augment"].update(enabled=enabled, targets=TARGETS)
+    config["preprocess"]["size"], config["seed"] = SIZE, 5
     store = tmp_path / "store"
     smk = SimpleNamespace(
-        input=SimpleNamespace(dataset=str(parquet)),
-        output=SimpleNamespace(
-            store=[str(store / "train_images.npy")],
-            counts=str(tmp_path / "counts.csv"),
-            montage=str(tmp_path / "montage.png"),
+        input=SimpleNamespace(
+            dataset=str(parquet), manifests=[str(Path(ingest_dirs[d]) / "manifest.parquet") for d in roots]
         ),
-        params=SimpleNamespace(roots=roots, ingest_dirs=ingest_dirs, size=SIZE, augment=config["augment"], seed=5),
+        output=SimpleNamespace(
+            store=store_files(store), counts=str(tmp_path / "counts.csv"), montage=str(tmp_path / "montage.png")
+        ),
+        params=SimpleNamespace(roots=roots, settings=AugmentRunSettings.from_config(config)),
         log=[str(tmp_path / "augment.log")],
     )
     runpy.run_path(str(SCRIPT), init_globals={"snakemake": smk})

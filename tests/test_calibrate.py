@@ -33,7 +33,7 @@ def test_each_degradation_is_seeded_and_changes_the_image(name):
 
 
 def test_measure_gives_one_row_per_mask_with_features_and_true_dice(trained, infer_settings):
-    from cxlseg.training.dataset import load_split
+    from cxlseg.training.store import load_split
 
     images, masks, _ = load_split(trained.store, "test")
     predictor = Predictor.from_checkpoints(trained.checkpoint, device="cpu", tta_flip=True)

@@ -41,7 +41,7 @@ from cxlseg.inference.predictor import Predictor  # noqa: E402
 from cxlseg.inference.shard import InferSettings  # noqa: E402
 from cxlseg.qc.calibration import held_out_predictions, measure  # noqa: E402
 from cxlseg.qc.calibration import summarise as tracking_summary  # noqa: E402
-from cxlseg.training.dataset import load_split  # noqa: E402
+from cxlseg.training.store import load_split  # noqa: E402
 from cxlseg.training.trainer import train_model  # noqa: E402
 
 ARCHS = ("attention_unet", "sa_unet", "unet")

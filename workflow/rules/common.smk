@@ -17,7 +17,6 @@ from cxlseg.evaluation.select_model import SelectModelSettings  # noqa: E402
 from cxlseg.inference.select_images import SelectionSettings  # noqa: E402
 from cxlseg.inference.shard import InferSettings  # noqa: E402
 from cxlseg.ingest.readers import IngestSettings  # noqa: E402
-from cxlseg.mimic import SPLITS  # noqa: E402
 from cxlseg.phantoms.spec import DemoSpec  # noqa: E402
 from cxlseg.phantoms.view_films import ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.calibration import CalibrateSettings  # noqa: E402
@@ -27,6 +26,7 @@ from cxlseg.reporting.settings import QCReportSettings, RunReportSettings  # noq
 from cxlseg.splits import TrainingSplitSettings  # noqa: E402
 from cxlseg.tables.merge import TablesSettings  # noqa: E402
 from cxlseg.training.augment import AugmentRunSettings  # noqa: E402
+from cxlseg.training.store import store_files  # noqa: E402
 from cxlseg.training.trainer import TrainConfig  # noqa: E402
 
 validate_config(config)

@@ -41,9 +41,7 @@ rule augment:
         dataset=f"{R}/training/dataset.parquet",
         manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
     output:
-        store=multiext(
-            f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]
-        ),
+        store=store_files(f"{R}/training/store"),
         counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
         montage=report(
             f"{R}/training/augment_montage.jpg", caption="../report/montage.rst", category="1. Training data"

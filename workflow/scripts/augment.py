@@ -4,6 +4,7 @@ from pathlib import Path
 
 from cxlseg.io import log_to
 from cxlseg.training.augment import build_training_store
+from cxlseg.training.store import store_dir_of
 
 with log_to(snakemake.log[0]):
     build_training_store(
@@ -11,7 +12,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.roots,
         # mask paths in a manifest are relative to its folder; params.roots and the manifests share one order
         {d: Path(m).parent for d, m in zip(snakemake.params.roots, snakemake.input.manifests)},
-        Path(snakemake.output.store[0]).parent,
+        store_dir_of(snakemake.output.store),
         snakemake.params.settings.augment,
         size=snakemake.params.settings.size,
         seed=snakemake.params.settings.seed,

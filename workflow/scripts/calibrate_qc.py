@@ -1,15 +1,14 @@
 """Rule calibrate_qc: fit the predicted-Dice QC model with inference's own predictor on the validate/test store."""
 
-from pathlib import Path
-
 from cxlseg.inference.shard import inference_predictor
 from cxlseg.io import log_to, read_json
 from cxlseg.qc.calibration import calibrate
+from cxlseg.training.store import store_dir_of
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings
     calibrate(
-        Path(snakemake.input.store[0]).parent,
+        store_dir_of(snakemake.input.store),
         inference_predictor(read_json(snakemake.input.selected), settings.infer),
         settings.infer,
         snakemake.output.model,

@@ -19,7 +19,7 @@ from cxlseg.inference.shard import InferSettings
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import METRIC_NAMES, bce_dice_loss, image_metrics, summarise
 from cxlseg.training.checkpoint import read_checkpoint
-from cxlseg.training.dataset import load_split
+from cxlseg.training.store import load_split
 
 log = logging.getLogger(__name__)
 

@@ -178,7 +178,7 @@ def summarise(table: pd.DataFrame, predicted: np.ndarray, settings) -> dict:
 
 def calibrate(store_dir, predictor, settings, out_json, out_csv, out_plot, *, seed: int) -> QCModel:
     """Fit the predicted-Dice model on the store's validate + test splits; write model, table and plot."""
-    from cxlseg.training.dataset import load_split
+    from cxlseg.training.store import load_split
 
     images, masks, ids = [], [], []
     for split in SPLITS:

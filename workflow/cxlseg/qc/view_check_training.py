@@ -77,7 +77,7 @@ def store_frontals(store_dir: Path | str | None, split: str) -> np.ndarray | Non
     """The training store's images of one split (frontal films by construction), or None without a store."""
     if store_dir is None:
         return None
-    from cxlseg.training.dataset import load_split
+    from cxlseg.training.store import load_split
 
     images, _, _ = load_split(store_dir, split)
     return images if len(images) else None

@@ -37,6 +37,7 @@ from cxlseg.config import RuleSettings, build_settings
 from cxlseg.ingest.labels import LABELS
 from cxlseg.mimic import SPLITS
 from cxlseg.training.montage import montage_from_store
+from cxlseg.training.store import store_file
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ def _write_split(
     finally:
         for path in (scratch_images, scratch_masks):
             path.unlink(missing_ok=True)
-    io.write_parquet(index, out_dir / f"{split}_index.parquet")
+    io.write_parquet(index, store_file(out_dir, split, "index"))
     return index
 
 
@@ -281,8 +282,8 @@ def _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipelin
     n = len(kept) + len(plan)
     records = [(split, r.dataset, r.image_id, r.patient_id, r.label, False, r.image_id, "") for r in kept.itertuples()]
     with (
-        io.atomic_path(out_dir / f"{split}_images.npy") as tmp_img,
-        io.atomic_path(out_dir / f"{split}_masks.npy") as tmp_mask,
+        io.atomic_path(store_file(out_dir, split, "images")) as tmp_img,
+        io.atomic_path(store_file(out_dir, split, "masks")) as tmp_mask,
     ):
         images = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size))
         masks = np.lib.format.open_memmap(tmp_mask, mode="w+", dtype=np.uint8, shape=(n, size, size))

@@ -12,31 +12,11 @@ from pathlib import Path
 import albumentations as A
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from cxlseg.preprocess import clahe, resize, resize_mask, to_model_input
-
-
-def load_split(store_dir: Path | str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """One split of the training store, memory-mapped, with its shapes checked against each other."""
-    store_dir = Path(store_dir)
-    paths = {kind: store_dir / f"{split}_{kind}.npy" for kind in ("images", "masks")}
-    for path in paths.values():
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: training store file missing")
-    images, masks = (np.load(paths[k], mmap_mode="r") for k in ("images", "masks"))
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{paths['images']}: expected uint8 (N, S, S), got {images.dtype} {images.shape}")
-    if masks.shape != images.shape:
-        raise ValueError(f"{paths['masks']}: shape {masks.shape} does not match images {images.shape}")
-    index_path = store_dir / f"{split}_index.parquet"
-    index = pd.read_parquet(index_path) if index_path.is_file() else pd.DataFrame(index=range(len(images)))
-    if len(index) != len(images):
-        raise ValueError(f"{index_path}: {len(index)} rows for {len(images)} images")
-    return images, masks, index
-
+from cxlseg.training.store import load_split
 
 # Ranges per preset: "light" suits the big augmented training store; "strong" is for small real sets
 # (tuned on V7, see tests/bench/bench_real_v7.py), where variety matters more than fidelity.

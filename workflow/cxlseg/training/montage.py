@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cxlseg import io
+from cxlseg.training.store import store_file
 
 
 def write_montage(
@@ -45,7 +46,7 @@ def montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -
         if len(pool)
         else np.array([], dtype=np.int64)
     )
-    images = np.load(out_dir / "train_images.npy", mmap_mode="r")
-    masks = np.load(out_dir / "train_masks.npy", mmap_mode="r")
+    images = np.load(store_file(out_dir, "train", "images"), mmap_mode="r")
+    masks = np.load(store_file(out_dir, "train", "masks"), mmap_mode="r")
     captions = [f"{index.at[i, 'label']} {index.at[i, 'op'] or 'original'}" for i in picks]
     write_montage(path, images[picks], masks[picks], captions)

@@ -18,8 +18,9 @@ import torch
 from cxlseg.classify import ClassifySettings, summarise, train_and_evaluate
 from cxlseg.config import build_settings, default_config, load_schema, speed_only_keys
 from cxlseg.io import write_csv, write_image
-from cxlseg.mimic import CHEXPERT_LABELS, TABLE3_LABELS, image_relpath
+from cxlseg.mimic import CHEXPERT_LABELS, image_relpath
 from cxlseg.preprocess import prepare
+from helpers import TABLE3_LABELS
 from test_classify_cohort import segmented_table
 
 MODELS = ("resnet50", "mobilenet_v2", "densenet121", "inception_v3")

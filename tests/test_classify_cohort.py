@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from cxlseg.classify import cohort
 from cxlseg.io import write_csv
-from cxlseg.mimic import CHEXPERT_LABELS, TABLE3_LABELS
+from cxlseg.mimic import CHEXPERT_LABELS
+from helpers import TABLE3_LABELS
 
 VALUES = np.array([[1.0, 0.0, -1.0, np.nan]])
 

@@ -26,6 +26,7 @@ from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.shard import InferSettings
 from cxlseg.ingest.readers import IngestSettings
 from cxlseg.phantoms.spec import DemoSpec
+from cxlseg.phantoms.view_films import ViewPhantomSettings
 from cxlseg.qc.assess import QCSettings, qc_metrics
 from cxlseg.qc.calibration import CalibrateSettings
 from cxlseg.qc.view_check import ViewCheckSettings
@@ -49,6 +50,7 @@ RULE_SETTINGS = (
     RunReportSettings,
     ClassifyRunSettings,
     ClassifySummarySettings,
+    ViewPhantomSettings,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

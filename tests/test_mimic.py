@@ -3,13 +3,13 @@
 from cxlseg.mimic import (
     CHEXPERT_LABELS,
     SPLITS,
-    TABLE3_LABELS,
     id_problem,
     image_relpath,
     report_relpath,
     shard_of,
     study_dir,
 )
+from helpers import TABLE3_LABELS
 
 
 def test_layout():

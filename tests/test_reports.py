@@ -10,8 +10,8 @@ from cxlseg.tables.report_text import (
     extract_report,
     normalize_section_name,
     normalize_whitespace,
-    parse_sections,
     read_report,
+    split_sections,
     study_rules,
 )
 
@@ -28,6 +28,12 @@ STANDARD = (
     " IMPRESSION: \n \n"
     " No acute cardiopulmonary process.\n"
 )
+
+
+def parse_sections(text: str) -> tuple[dict[str, str], list[str]]:
+    """Sections by canonical name (the last one wins, as in MIT-LCP) and all names in report order."""
+    sections = split_sections(text)
+    return dict(sections), [name for name, _ in sections]
 
 
 def test_standard_report_sections_and_order():

@@ -41,24 +41,31 @@ def _ratio(num: int, den: int, both_empty: bool) -> float:
     return num / den
 
 
+def _overlap(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Dice, IoU, precision and recall from one confusion count (two empty masks agree perfectly)."""
+    both_empty = tp + fp + fn == 0
+    return {
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, both_empty),
+        "iou": _ratio(tp, tp + fp + fn, both_empty),
+        "precision": _ratio(tp, tp + fp, both_empty),
+        "recall": _ratio(tp, tp + fn, both_empty),
+    }
+
+
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
-    tp, fp, fn = _confusion(pred, target)
-    return _ratio(2 * tp, 2 * tp + fp + fn, tp + fp + fn == 0)
+    return _overlap(*_confusion(pred, target))["dice"]
 
 
 def iou(pred: np.ndarray, target: np.ndarray) -> float:
-    tp, fp, fn = _confusion(pred, target)
-    return _ratio(tp, tp + fp + fn, tp + fp + fn == 0)
+    return _overlap(*_confusion(pred, target))["iou"]
 
 
 def precision(pred: np.ndarray, target: np.ndarray) -> float:
-    tp, fp, fn = _confusion(pred, target)
-    return _ratio(tp, tp + fp, tp + fp + fn == 0)
+    return _overlap(*_confusion(pred, target))["precision"]
 
 
 def recall(pred: np.ndarray, target: np.ndarray) -> float:
-    tp, fp, fn = _confusion(pred, target)
-    return _ratio(tp, tp + fn, tp + fp + fn == 0)
+    return _overlap(*_confusion(pred, target))["recall"]
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -85,15 +92,7 @@ def hd95(pred: np.ndarray, target: np.ndarray) -> float:
 
 def image_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """All per-image metrics at once (one confusion count)."""
-    tp, fp, fn = _confusion(pred, target)
-    both_empty = tp + fp + fn == 0
-    return {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn, both_empty),
-        "iou": _ratio(tp, tp + fp + fn, both_empty),
-        "precision": _ratio(tp, tp + fp, both_empty),
-        "recall": _ratio(tp, tp + fn, both_empty),
-        "hd95": hd95(pred, target),
-    }
+    return {**_overlap(*_confusion(pred, target)), "hd95": hd95(pred, target)}
 
 
 def summarise(values: np.ndarray) -> dict[str, float]:

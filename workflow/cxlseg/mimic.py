@@ -23,11 +23,8 @@ CHEXPERT_LABELS = (
     "Pneumothorax",
     "Support Devices",
 )
-# The labels CXLSeg's Table III reports (mean over these four).
-TABLE3_LABELS = ("Lung Lesion", "Pneumonia", "Atelectasis", "Pleural Effusion")
 # One split vocabulary everywhere, as MIMIC-CXR-JPG and CXLSeg name them.
 SPLITS = ("train", "validate", "test")
-SHARD_PREFIXES = tuple(f"p{i}" for i in range(10, 20))
 FRONTAL_VIEWS = ("AP", "PA")
 # Side views: real non-frontal films the view check trains on (MIMIC also has e.g. "LAO", "SWIMMERS", rare).
 LATERAL_VIEWS = ("LATERAL", "LL")

@@ -27,16 +27,14 @@ import torch
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
-from cxlseg.config import RuleSettings, build_settings, speed_only_keys
+from cxlseg.config import RuleSettings, build_settings
 from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, partial_path, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
-from cxlseg.inference.postprocess import CleanupSettings
 from cxlseg.inference.predictor import InputSpec, Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
 from cxlseg.mimic import id_problem
-from cxlseg.qc.assess import QCSettings
 from cxlseg.qc.model import QCModel
 from cxlseg.qc.view_check import ViewChecker
 
@@ -44,30 +42,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class InferSettings(RuleSettings):
-    """Rule infer_shard: the validated `infer` config section in one object (defaults live in the schema)."""
+class InferSettings(OutputSettings, RuleSettings):
+    """Rule infer_shard: the validated `infer` config section in one object (defaults live in the schema); the
+    keys that shape each image's outputs are its `OutputSettings` part."""
 
     SECTIONS = ("infer",)
 
     batch_size: int
     num_workers: int
     device: str
-    threshold: float
     tta_flip: bool
     ensemble: int
-    segmented_source: str
-    mask_format: str
-    jpeg_quality: int
-    save_full_res_rle: bool
-    separate_lungs: bool
     reduce_min_ratio: float
     write_threads: int
     flush_every: int
     amp_dtype: str
     compile: bool
     decode_device: str
-    postprocess: CleanupSettings
-    qc: QCSettings
     output_size: int
 
     @classmethod
@@ -76,11 +67,12 @@ class InferSettings(RuleSettings):
 
     @property
     def outputs(self) -> OutputSettings:
-        return build_settings(OutputSettings, asdict(self))
+        """What shapes each image's outputs: this object seen as its OutputSettings part."""
+        return self
 
     def settings_id(self, spec: InputSpec, qc_model: QCModel | None = None, view_checker=None) -> str:
         """A hash of everything that shapes the outputs (never the speed-only keys): resume only on a match."""
-        outcome = {k: v for k, v in asdict(self).items() if k not in speed_only_keys("infer")}
+        outcome = self.outcome()
         qc = asdict(qc_model) if qc_model is not None else None
         view = [view_checker.model_id, view_checker.threshold] if view_checker is not None else None
         blob = json.dumps(

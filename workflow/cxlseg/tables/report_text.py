@@ -217,12 +217,6 @@ def split_sections(text: str) -> list[tuple[str, str]]:
     return sections
 
 
-def parse_sections(text: str) -> tuple[dict[str, str], list[str]]:
-    """Sections by canonical name (the last one wins, as in MIT-LCP) and all names in report order."""
-    sections = split_sections(text)
-    return {name: body for name, body in sections}, [name for name, _ in sections]
-
-
 def extract_report(text: str, study_id: int | str | None = None) -> tuple[str, str]:
     """The CXLSeg report text and the rule (one of RULES) that produced it.
 

@@ -10,7 +10,6 @@ lets a killed job resume at the next epoch with its history intact.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -131,15 +130,6 @@ class TrainConfig(RuleSettings):
             "threshold": config["infer"]["threshold"],
         }
         return build_settings(cls, values, **overrides)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a checkpoint's config; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 # --------------------------------------------------------------------------- trainer

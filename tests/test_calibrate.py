@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fit_toy_qc_model
 from cxlseg.inference.predictor import Predictor
 from cxlseg.qc.calibration import DEGRADATIONS, calibrate, cross_validated, degrade, measure
 from cxlseg.qc.model import QCModel
+from helpers.shards import fit_toy_qc_model
 
 
 def _lungs(size=96):

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import fit_toy_qc_model
 from cxlseg import io, preprocess
 from cxlseg.config import ConfigError, speed_only_keys
 from cxlseg.evaluation.evaluate import evaluate_model
@@ -18,6 +17,7 @@ from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
 from cxlseg.inference.shard import InferSettings, ShardDataset, infer_shard
 from cxlseg.mimic import image_relpath, study_dir
+from helpers.shards import fit_toy_qc_model
 
 
 def test_infer_shard_outputs_statuses_and_reasons(shard, infer_run, toys):

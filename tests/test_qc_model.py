@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fit_toy_qc_model
 from cxlseg.qc.model import FEATURES, QCModel, describe, tracking
+from helpers.shards import fit_toy_qc_model
 
 
 def test_fit_learns_the_features_that_carry_dice_and_drops_empty_ones():

@@ -78,6 +78,23 @@ def make_loader(
     )
 
 
+def train_batches(loader: DataLoader, skips: SkipLog, max_batches: int | None, desc: str):
+    """The train split's batches with their loadable rows (`ok`), at most `max_batches` of them, with a bar.
+
+    Batches left with fewer than two loadable images are skipped: BatchNorm cannot normalise a single sample
+    once small inputs shrink to 1x1 maps.
+    """
+    used = 0
+    for batch in tqdm(loader, desc=desc, leave=False, total=_cap(len(loader), max_batches)):
+        if max_batches is not None and used >= max_batches:
+            return
+        ok = skips.add(batch, loader.dataset, "train")
+        if int(ok.sum()) < 2:
+            continue
+        used += 1
+        yield batch, ok
+
+
 def train_epoch(
     net: nn.Module,
     loader: DataLoader,
@@ -88,19 +105,10 @@ def train_epoch(
     skips: SkipLog,
     max_batches: int | None,
 ) -> tuple[float, int]:
-    """One pass over the train split; returns (mean loss, batches used).
-
-    Batches left with fewer than two loadable images are skipped: BatchNorm
-    cannot normalise a single sample once small inputs shrink to 1x1 maps.
-    """
+    """One pass over the train split; returns (mean loss, batches used)."""
     net.train()
     total, used = torch.zeros((), device=device), 0
-    for batch in tqdm(loader, desc="train", leave=False, total=_cap(len(loader), max_batches)):
-        if max_batches is not None and used >= max_batches:
-            break
-        ok = skips.add(batch, loader.dataset, "train")
-        if int(ok.sum()) < 2:
-            continue
+    for batch, ok in train_batches(loader, skips, max_batches, "train"):
         x, y, m = (batch[k][ok].to(device, non_blocking=True) for k in ("x", "y", "m"))
         optimiser.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
@@ -226,12 +234,7 @@ def recalibrate_batchnorm(
     net.train()
     used = 0
     try:
-        for batch in tqdm(loader, desc="batchnorm statistics", leave=False, total=_cap(len(loader), max_batches)):
-            if max_batches is not None and used >= max_batches:
-                break
-            ok = skips.add(batch, loader.dataset, "train")
-            if int(ok.sum()) < 2:
-                continue
+        for batch, ok in train_batches(loader, skips, max_batches, "batchnorm statistics"):
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 net(batch["x"][ok].to(device, non_blocking=True))
             used += 1

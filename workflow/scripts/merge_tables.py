@@ -4,6 +4,7 @@ from pathlib import Path
 
 from cxlseg.io import log_to
 from cxlseg.tables.merge import TablesSettings, merge_tables
+from cxlseg.tables.provenance import run_identity
 
 with log_to(snakemake.log[0]):
     merge_tables(
@@ -14,4 +15,5 @@ with log_to(snakemake.log[0]):
         Path(snakemake.output.metadata).parent,
         TablesSettings.from_config(snakemake.config),
         official_split_csv=snakemake.input.split,
+        run=run_identity(snakemake.config),  # a record only: the config hash is no rerun trigger
     )

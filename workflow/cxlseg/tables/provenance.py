@@ -51,9 +51,9 @@ def config_hash(config: dict) -> str:
     return _sha256(json.dumps(outcome, sort_keys=True, default=str).encode())[:16]
 
 
-def _code_files() -> list[tuple[str, Path]]:
+def _code_files(package: Path | None = None) -> list[tuple[str, Path]]:
     """The package's sources (and, in a checkout, the rule scripts beside it) as (name, path), sorted."""
-    package = Path(cxlseg.__file__).resolve().parent
+    package = Path(package) if package else Path(cxlseg.__file__).resolve().parent
     roots = [("cxlseg", package)]
     scripts = package.parent / "scripts"
     if package.parent.name == "workflow" and scripts.is_dir():
@@ -66,11 +66,11 @@ def _code_files() -> list[tuple[str, Path]]:
     return sorted(files)
 
 
-def code_fingerprint() -> str:
-    """sha256 (16 hex) of every source file of the package and the rule scripts, by content: the same code in
-    another checkout (or outside git) gives the same fingerprint, any edit a new one."""
+def code_fingerprint(package: os.PathLike | str | None = None) -> str:
+    """sha256 (16 hex) of every source file of the package (this one by default) and the rule scripts, by content:
+    the same code in another checkout (or outside git) gives the same fingerprint, any edit a new one."""
     digest = hashlib.sha256()
-    for name, path in _code_files():
+    for name, path in _code_files(package):
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -77,6 +77,7 @@ def kill_mid_shard(workdir: Path, *args: str, root: Path = ROOT) -> int:
     """Run snakemake in its own process group, SIGKILL the group once the shard's partial manifest holds
     KILL_AT_ROWS rows, wait until no process of the group is left, unlock; return the partial's rows."""
     partial = workdir / "results" / "infer" / "manifests" / f"{SHARD}.partial.parquet"
+    stale = partial.stat().st_mtime_ns if partial.exists() else None  # a partial of an earlier killed run
     log = open(workdir / "killed.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         _command(workdir, args, root), stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
@@ -85,7 +86,7 @@ def kill_mid_shard(workdir: Path, *args: str, root: Path = ROOT) -> int:
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                if pq.read_metadata(partial).num_rows >= KILL_AT_ROWS:
+                if partial.stat().st_mtime_ns != stale and pq.read_metadata(partial).num_rows >= KILL_AT_ROWS:
                     break
             except (OSError, ValueError):
                 pass
@@ -232,19 +233,15 @@ def test_forcerun_killed_then_forcerun_again_resumes(killed_forcerun, finished, 
 
 
 @pytest.mark.integration
-def test_killed_under_threshold_a_then_run_with_b_discards_the_partial(killed_forcerun, finished_b, tmp_path):
+def test_changed_threshold_after_a_kill_discards_the_stale_partial_then_resumes_its_own(
+    killed_forcerun, finished_b, tmp_path
+):
+    """Two rows in one run (one retraining less): killed under threshold A, run with B (the A partial is
+    discarded: "0 already done"), that B run killed mid-shard too, then the plain command resumes B's rows."""
     workdir = copy_run(killed_forcerun[0], tmp_path / "run")
     (workdir / "change.yaml").write_text(yaml.safe_dump(THRESHOLD_B))
-    snakemake(workdir)
-    assert resumed(workdir) == (0, len(finished_b[1]["manifests"][f"{SHARD}.parquet"]))
-    assert_same_run(workdir, finished_b[1])
-
-
-@pytest.mark.integration
-def test_changed_threshold_killed_then_plain_command_finishes(finished, finished_b, tmp_path):
-    workdir = copy_run(finished[0], tmp_path / "run")
-    (workdir / "change.yaml").write_text(yaml.safe_dump(THRESHOLD_B))
     rows = kill_mid_shard(workdir)
+    assert resumed(workdir) == (0, len(finished_b[1]["manifests"][f"{SHARD}.parquet"]))
     mtimes = flushed_files(workdir)
     snakemake(workdir)
     assert_not_recomputed(workdir, rows, mtimes)

@@ -120,6 +120,27 @@ def test_infer_shard_resumes_and_reruns_identically(shard, infer_run):
     assert fresh.manifest.read_bytes() == resumed_bytes
 
 
+def test_partial_of_other_code_is_recomputed(shard, infer_run):
+    """The code fingerprint joins the settings id: a partial manifest written by another version of the code is
+    never resumed (a shard is made by one version), one written by the same version is."""
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill(n_rows):
+        raise Killed(n_rows)
+
+    with pytest.raises(Killed):
+        infer_run(shard, flush_every=3, on_flush=kill, code="release-1")
+    assert infer_run(shard, code="release-2").summary["resumed"] == 0
+    with pytest.raises(Killed):
+        infer_run(shard, out="same", flush_every=3, on_flush=kill, code="release-2")
+    same = infer_run(shard, out="same", code="release-2")
+    assert same.summary["resumed"] == 3 and same.model.seen == 5 - 3
+    ids = set(pd.read_parquet(same.manifest).settings_id)
+    assert len(ids) == 1 and ids != set(pd.read_parquet(infer_run(shard, out="none").manifest).settings_id)
+
+
 def test_done_requires_outputs_on_disk_and_same_settings(shard, infer_run):
     run = infer_run(shard)
     manifest = pd.read_parquet(run.manifest)

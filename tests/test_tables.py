@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 
+import cxlseg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from cxlseg.config import default_config
 from cxlseg.io import UnsafePathError
@@ -300,6 +303,24 @@ def test_summary_json_and_reproducible_bytes(archive):
     on_disk = json.loads((tmp_path / "one" / tables.SUMMARY).read_text())
     assert on_disk["rows"] == summary["rows"] and on_disk["flagged"] == 1 and on_disk["failed"] == 2
     assert on_disk["studies_without_chexpert"] == 1
+
+
+def test_summary_records_the_run_and_a_hash_of_every_manifest_and_table(archive):
+    tmp_path, manifests = archive
+    run = {"config_hash": "0123456789abcdef", "code": {"version": "9.9", "git_commit": None}}
+    run_merge(tmp_path, manifests, run=run)
+    record = json.loads((tmp_path / "out" / tables.SUMMARY).read_text())["provenance"]
+    assert record["config_hash"] == run["config_hash"] and record["code"] == run["code"]
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert record["manifests"] == {
+        p.name: {"sha256": sha(p), "bytes": p.stat().st_size, "rows": pq.read_metadata(p).num_rows} for p in manifests
+    }
+    written = [tables.FAILED_TABLE, *tables.TABLE_NAMES.values()]
+    assert {k: v["sha256"] for k, v in record["tables"].items()} == {n: sha(tmp_path / "out" / n) for n in written}
+    run_merge(tmp_path, manifests, out="plain")  # no run given: the code is still recorded, the config hash not
+    plain = json.loads((tmp_path / "plain" / tables.SUMMARY).read_text())["provenance"]
+    assert plain["config_hash"] is None and plain["code"]["version"] == cxlseg.__version__
+    assert len(plain["code"]["fingerprint"]) == 16
 
 
 def test_duplicate_rows_across_manifests_keep_the_ok_one(tmp_path):

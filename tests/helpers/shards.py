@@ -167,6 +167,7 @@ def run_infer(
     on_flush=None,
     qc_model=None,
     view_checker=None,
+    code=None,
     **infer,
 ):
     """infer_shard on the `shard` fixture with a toy model (DarkIsLung by default) wrapped in a Predictor.
@@ -192,6 +193,7 @@ def run_infer(
         view_checker=view_checker,
         on_flush=on_flush,
         progress=False,
+        code=code,
     )
     return InferRun(
         out_root=out_root, manifest=manifest, summary=summary, model=model, settings=settings, predictor=predictor

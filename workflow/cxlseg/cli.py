@@ -46,6 +46,14 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run(args: argparse.Namespace) -> int:
+    from cxlseg.tables.provenance import check_run
+
+    check = check_run(args.results, scan_images=not args.skip_images)
+    print(check.message(), file=sys.stdout if check.ok else sys.stderr)
+    return 0 if check.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxlseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="validate config files (merged left to right) and print the resolved config")
     config.add_argument("configfiles", nargs="+")
     config.set_defaults(func=_config)
+
+    check = sub.add_parser(
+        "check-run",
+        help="exit 1 unless the CXLSeg tables describe the files on disk (no missing, changed or unfinished shard "
+        "manifest; no mask written after the tables)",
+    )
+    check.add_argument("--results", default="results", help="the run's results folder (config key results)")
+    check.add_argument("--skip-images", action="store_true", help="do not stat every mask and segmented image")
+    check.set_defaults(func=_check_run)
     return parser
 
 

@@ -25,6 +25,7 @@ from cxlseg.qc.view_samples import ViewSamplesSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, RunReportSettings  # noqa: E402
 from cxlseg.splits import TrainingSplitSettings  # noqa: E402
 from cxlseg.tables.merge import TablesSettings  # noqa: E402
+from cxlseg.tables.provenance import RunRecord  # noqa: E402
 from cxlseg.training.augment import AugmentRunSettings  # noqa: E402
 from cxlseg.training.store import store_files  # noqa: E402
 from cxlseg.training.trainer import TrainConfig  # noqa: E402
@@ -124,4 +125,34 @@ def get_final_output():
         outputs.append(f"{R}/classify/table3.md")
     if config["view_check"]["enabled"]:
         outputs.append(f"{R}/models/view_check.json")
+    return outputs + intermediate_outputs()
+
+
+def intermediate_outputs():
+    """One output of every job the final outputs are built from (the shard manifests above all).
+
+    Why: Snakemake deletes a job's outputs before it runs the job, and it does not rebuild a missing intermediate
+    while everything downstream is present and newer than its own inputs. A rerun cut off mid-shard would leave the
+    tables describing masks that the unfinished run already replaced. Named as targets, a missing intermediate is
+    rebuilt by the plain command (a shard resumes from its partial manifest), and so is everything downstream.
+    A job reruns when any of its outputs is missing, so one output per job suffices (tests/test_workflow.py checks
+    that every job of the DAG has one here).
+    """
+    outputs = [
+        *demo_marker(),
+        *expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
+        f"{R}/training/dataset.parquet",
+        *rules.augment.output.store,
+        *expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        *expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
+        f"{R}/models/selected.json",
+        f"{R}/models/qc_calibration.json",
+        f"{R}/infer/selection.parquet",
+        *expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
+        *expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        f"{R}/CXLSeg/summary.json",
+        *classify_runs(),
+    ]
+    if config["view_check"]["enabled"]:
+        outputs += [f"{R}/models/view_samples.parquet", f"{R}/models/view_phantoms.npz", f"{R}/models/view_check.pt"]
     return outputs

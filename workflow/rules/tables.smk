@@ -29,6 +29,7 @@ rule merge_tables:
     params:
         **settings(TablesSettings),
         reports_root=lambda wc: reports_root(),
+        run=RunRecord.from_config(config),  # the config hash for summary.json: no rerun trigger
     script:
         "../scripts/merge_tables.py"
 

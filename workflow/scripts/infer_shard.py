@@ -5,6 +5,7 @@ from cxlseg.inference.shard import infer_shard, inference_predictor
 from cxlseg.io import log_to, read_json
 from cxlseg.qc.model import QCModel
 from cxlseg.qc.view_check import ViewChecker
+from cxlseg.tables.provenance import code_fingerprint
 
 with log_to(snakemake.log[0]):
     # decode workers follow the job's cpus, one core left to the forward pass, clean-up and writes
@@ -20,4 +21,5 @@ with log_to(snakemake.log[0]):
         settings,
         qc_model=QCModel.load(snakemake.input.qc_model),
         view_checker=ViewChecker.from_checkpoint(view_check[0], predictor.device) if view_check else None,
+        code=code_fingerprint(),  # a partial manifest of another version of the code is not resumed
     )

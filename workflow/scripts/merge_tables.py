@@ -14,4 +14,5 @@ with log_to(snakemake.log[0]):
         Path(snakemake.output.metadata).parent,
         snakemake.params.settings,
         official_split_csv=snakemake.input.split,
+        run=snakemake.params.run.identity(),
     )

@@ -70,14 +70,16 @@ class InferSettings(OutputSettings, RuleSettings):
         """What shapes each image's outputs: this object seen as its OutputSettings part."""
         return self
 
-    def settings_id(self, spec: InputSpec, qc_model: QCModel | None = None, view_checker=None) -> str:
-        """A hash of everything that shapes the outputs (never the speed-only keys): resume only on a match."""
+    def settings_id(
+        self, spec: InputSpec, qc_model: QCModel | None = None, view_checker=None, code: str | None = None
+    ) -> str:
+        """A hash of everything that shapes the outputs (never the speed-only keys): resume only on a match.
+        `code` (a fingerprint of the sources) makes a new version of the code a new id."""
         outcome = self.outcome()
         qc = asdict(qc_model) if qc_model is not None else None
         view = [view_checker.model_id, view_checker.threshold] if view_checker is not None else None
-        blob = json.dumps(
-            {"infer": outcome, "input": asdict(spec), "qc_model": qc, "view_check": view}, sort_keys=True, default=str
-        )
+        parts = {"infer": outcome, "input": asdict(spec), "qc_model": qc, "view_check": view}
+        blob = json.dumps({**parts, **({"code": code} if code is not None else {})}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -203,15 +205,18 @@ def infer_shard(
     view_checker: ViewChecker | None = None,
     on_flush: Callable[[int], None] | None = None,
     progress: bool = True,
+    code: str | None = None,
 ) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
     `qc_model` predicts each mask's Dice (None: no prediction, anatomy flags only); `view_checker` flags images
     that are not frontal films (None: no view check).
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
+    `code` (tables.provenance.code_fingerprint()) joins the settings id, so a partial manifest written by another
+    version of the code is recomputed, never resumed: a shard is made by one version.
     """
     started = time.perf_counter()
-    settings_id = settings.settings_id(predictor.spec, qc_model, view_checker)
+    settings_id = settings.settings_id(predictor.spec, qc_model, view_checker, code)
     items = _list_items(list_parquet)
     done = load_done(manifest_path, out_root, predictor.model_id, settings_id)
     done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)

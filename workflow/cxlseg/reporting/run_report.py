@@ -17,6 +17,7 @@ import pandas as pd
 
 from cxlseg import io
 from cxlseg.inference.select_images import DROP_CAUSES
+from cxlseg.reporting.run_identity import identity_section
 
 SPLIT_ORDER = ("train", "validate", "test")
 _SPLIT_NAMES = {"val": "validate", "valid": "validate", "validation": "validate"}  # one vocabulary on the pages
@@ -197,6 +198,7 @@ def summary_page(results, *, demo: bool = False) -> str:
     flagged = int((manifest["qc_flags"].fillna("") != "").sum())
     body = [
         demo_banner() if demo else "",
+        identity_section(results),
         "<h2>Images</h2>",
         _kpi("selected (frontal, with report)", count(selected_n)),
         _kpi("segmented", count(int(ok.sum()))),

@@ -27,6 +27,7 @@ from cxlseg.inference.manifest import read_manifest_table
 from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import assign_split
+from cxlseg.tables import provenance
 from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
 from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
 
@@ -40,7 +41,7 @@ TABLE_NAMES = {
     "mask": "CXLSeg-mask.csv.gz",
 }
 FAILED_TABLE = "CXLSeg-failed.csv.gz"
-SUMMARY = "summary.json"
+SUMMARY = provenance.SUMMARY
 
 _MANIFEST_REQUIRED = ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status"]
 _MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path"]
@@ -244,6 +245,7 @@ def merge_tables(
     settings: "TablesSettings",
     *,
     official_split_csv: os.PathLike | str | None = None,
+    run: dict | None = None,
     report_workers: int = 8,
     write_workers: int = 5,
     progress: bool = True,
@@ -252,7 +254,8 @@ def merge_tables(
 
     Rows of the four tables are the images segmented with status ok (minus
     QC-flagged ones when include_flagged is False); every other image is a row
-    of CXLSeg-failed.csv.gz with its reason.
+    of CXLSeg-failed.csv.gz with its reason. summary.json's `provenance` says which run the tables describe:
+    `run` (provenance.run_identity: config hash, code), and a hash of every manifest read and table written.
     """
     out_dir = Path(out_dir)
     manifest_paths = [Path(p) for p in manifest_paths]
@@ -291,6 +294,7 @@ def merge_tables(
         **_row_counts(manifest_paths, rows, duplicates, tables, failed, include_flagged),
         **_source_counts(images, study_reports, metadata, chexpert),
         "split": split_info,
+        "provenance": provenance.provenance(run, manifest_paths, [p for _, p in outputs] + [out_dir / FAILED_TABLE]),
     }
     write_json(out_dir / SUMMARY, summary)
     log.info(

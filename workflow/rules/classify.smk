@@ -16,8 +16,8 @@ rule classify:
         "../../envs/segmentation.yaml"
     threads: 4
     resources:
-        mem_mb=res("classify", "mem_mb", 32000),
-        runtime=res("classify", "runtime", 720),
+        mem_mb=grows_on_retry(res("classify", "mem_mb", 32000)),
+        runtime=grows_on_retry(res("classify", "runtime", 720)),
         gpu=res("classify", "gpu", 1),
         cpus_per_task=res("classify", "cpus", 8),
     params:

@@ -1,4 +1,5 @@
 # Config validation, paths, input functions and the final target list.
+import math
 import os
 import sys
 from pathlib import Path
@@ -73,6 +74,13 @@ def outcome_settings(section):
 
 def res(rule_name, key, default):
     return config["resources"].get(rule_name, {}).get(key, default)
+
+
+def grows_on_retry(base):
+    """A mem_mb or runtime request that Snakemake re-evaluates per attempt: base on the first, times
+    resources.retry_growth on each retry, so a job Slurm killed for its memory or time limit asks for more."""
+    growth = config["resources"]["retry_growth"]
+    return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
 
 
 def classify_runs():

@@ -16,8 +16,8 @@ rule select_images:
     conda:
         "../../envs/segmentation.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=grows_on_retry(8000),
+        runtime=grows_on_retry(60),
     params:
         mimic_root=lambda wc: mimic_root(),
         reports_root=lambda wc: reports_root(),
@@ -44,8 +44,8 @@ rule infer_shard:
         "../../envs/segmentation.yaml"
     threads: res("infer", "cpus", 8)  # CPU decode is the bound of a GPU job (docs/throughput.md)
     resources:
-        mem_mb=res("infer", "mem_mb", 16000),
-        runtime=res("infer", "runtime", 720),
+        mem_mb=grows_on_retry(res("infer", "mem_mb", 16000)),
+        runtime=grows_on_retry(res("infer", "runtime", 720)),
         gpu=res("infer", "gpu", 1),
         cpus_per_task=res("infer", "cpus", 8),
     params:

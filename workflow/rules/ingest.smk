@@ -55,8 +55,8 @@ rule augment:
     conda:
         "../../envs/segmentation.yaml"
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=grows_on_retry(16000),
+        runtime=grows_on_retry(120),
     params:
         roots={d: dataset_root(d) for d in enabled_datasets()},
         ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},

@@ -21,8 +21,8 @@ rule merge_tables:
     conda:
         "../../envs/tables.yaml"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=grows_on_retry(4000),
+        runtime=grows_on_retry(60),
     params:
         reports_root=lambda wc: reports_root(),
         tables=config["tables"],

@@ -18,8 +18,8 @@ rule train:
         "../../envs/segmentation.yaml"
     threads: 4
     resources:
-        mem_mb=res("train", "mem_mb", 32000),
-        runtime=res("train", "runtime", 720),
+        mem_mb=grows_on_retry(res("train", "mem_mb", 32000)),
+        runtime=grows_on_retry(res("train", "runtime", 720)),
         gpu=res("train", "gpu", 1),
         cpus_per_task=res("train", "cpus", 8),
     params:
@@ -46,8 +46,8 @@ rule evaluate:
     conda:
         "../../envs/segmentation.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=grows_on_retry(8000),
+        runtime=grows_on_retry(60),
     params:
         infer={k: config["infer"][k] for k in ("threshold", "postprocess", "tta_flip")},
         preprocess=config["preprocess"],
@@ -104,8 +104,8 @@ rule calibrate_qc:
         "../../envs/segmentation.yaml"
     threads: 4
     resources:
-        mem_mb=res("infer", "mem_mb", 16000),
-        runtime=res("infer", "runtime", 720),
+        mem_mb=grows_on_retry(res("infer", "mem_mb", 16000)),
+        runtime=grows_on_retry(res("infer", "runtime", 720)),
         gpu=res("infer", "gpu", 1),
         cpus_per_task=res("infer", "cpus", 8),
     params:
@@ -128,8 +128,8 @@ rule view_samples:
     conda:
         "../../envs/segmentation.yaml"
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=grows_on_retry(8000),
+        runtime=grows_on_retry(30),
     params:
         n_per_class=config["view_check"]["archive_samples"],
         seed=config["seed"],
@@ -152,8 +152,8 @@ rule train_view_check:
         "../../envs/segmentation.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=grows_on_retry(4000),
+        runtime=grows_on_retry(30),
     params:
         view_check=config["view_check"],
         seed=config["seed"],

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SLURM_STATE = Path(os.environ.get("SLURM_CI_STATE", "/run/cxlseg-slurm-ci"))
 TABLES = ("metadata", "segmented", "split", "mask", "failed")
 TABLE_FILES = [f"results/CXLSeg/CXLSeg-{t}.csv.gz" for t in TABLES]

@@ -8,7 +8,9 @@ inference undone and runs only the shards and the tables again. Shards are kept 
 batch size 1 and a flush every 2 images, not by more data.
 """
 
+import os
 import shutil
+from pathlib import Path
 import signal
 import subprocess
 import time
@@ -32,7 +34,7 @@ TINY = {
     "augment": {"targets": {"tuberculosis": 6, "covid19": 6, "pneumonia": 6, "normal": 6}},
     "train": {"epochs": 1, "batch_size": 4, "max_train_batches": 2},
     "models": {"architectures": ["unet", "sa_unet"]},
-    "infer": {"batch_size": 1, "flush_every": 2, "qc": {"calibration_degraded": 1}},
+    "infer": {"batch_size": 1, "flush_every": 2, "qc": {"calibration_degraded": 4}},
     "mimic": {"shards": SHARDS},
     "view_check": {"enabled": False},
     "classify": {"enabled": False},
@@ -44,6 +46,9 @@ TINY = {
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
     """The tiny demo run once, uninterrupted, through the Slurm profile: (its folder, Snakemake's output)."""
+    if os.environ.get("DEV_REFERENCE"):  # TEMPORARY
+        workdir = Path(os.environ["DEV_REFERENCE"])
+        return workdir, (workdir / "reference.out").read_text()
     workdir = tmp_path_factory.mktemp("slurm-reference")
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     log = sf.run(workdir, name="reference")
@@ -155,9 +160,9 @@ def test_a_killed_controller_leaves_its_jobs_running_and_a_restart_redoes_nothin
     run_dir = infer_again(reference, tmp_path)
     proc, out = sf.start(run_dir, *sf.TABLE_FILES, name="killed")
     try:
-        sf.wait_for(lambda: all(len(sf.flushed(run_dir, s)) >= 2 for s in SHARDS), 300, "every shard to flush")
+        sf.wait_for(lambda: any(len(sf.flushed(run_dir, s)) >= 2 for s in SHARDS), 300, "a shard to flush")
         jobs = {s: sf.running_job(run_dir, out, s) for s in SHARDS}
-        proc.kill()
+        proc.kill()  # kill -9 of the controller, mid-shard
         proc.wait(30)
     finally:
         if proc.poll() is None:

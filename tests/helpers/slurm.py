@@ -168,8 +168,9 @@ def shard_counts(workdir: Path, shard: str) -> tuple[int, int, int]:
     return tuple(int(x) for x in _SHARD_LOG.findall(text)[-1])
 
 
-def job_processes(job_id: str) -> list[int]:
-    """The slurmstepd of a batch job and all its descendants (what dies when its node dies)."""
+def job_processes(job_id: str) -> tuple[list[int], list[int]]:
+    """The slurmstepd processes of a job (its batch step and the srun step that runs the rule) and all their
+    descendants: what dies when its node dies."""
     parents, stepd = {}, []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -180,19 +181,21 @@ def job_processes(job_id: str) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
         parents[int(proc.name)] = ppid
-        if cmd.startswith(f"slurmstepd: [{job_id}.batch]"):
+        if cmd.startswith(f"slurmstepd: [{job_id}."):
             stepd.append(int(proc.name))
-    found, frontier = list(stepd), list(stepd)
+    found, frontier = [], list(stepd)
     while frontier:
-        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in stepd]
         found += children
         frontier = children
-    return found
+    return stepd, found
 
 
 def signal_job(job_id: str, sig: int, include_stepd: bool) -> list[int]:
-    pids = job_processes(job_id)
-    targets = pids if include_stepd else pids[1:]
+    """Signal the processes of a job (and its slurmstepd's too when `include_stepd`)."""
+    stepd, tasks = job_processes(job_id)
+    targets = [*stepd, *tasks] if include_stepd else tasks
+    assert tasks, f"no process of Slurm job {job_id} found"
     for pid in targets:
         try:
             os.kill(pid, sig)
@@ -213,11 +216,12 @@ def kill_node(node: str) -> None:
 
 def restart_node(node: str) -> None:
     """Boot the lost node again (ReturnToService=2 puts it back); slurm-down will stop it by its pid."""
-    subprocess.run(["slurmd", "-N", node], check=True)
     pidfile = Path(f"/run/slurmd-{node}.pid")
-    wait_for(lambda: pidfile.is_file() and pidfile.read_text().strip(), 10, f"slurmd {node} pid file")
+    dead = pidfile.read_text().strip()
+    subprocess.run(["slurmd", "-N", node], check=True)
+    pid = wait_for(lambda: (pidfile.read_text().strip() or dead) != dead and pidfile.read_text().strip(), 10, "slurmd")
     with open(SLURM_STATE / "pids", "a") as fh:
-        fh.write(pidfile.read_text().strip() + "\n")
+        fh.write(pid + "\n")
 
 
 def copy_for_inference(trained: Path, dest: Path, **tiny: dict) -> Path:

@@ -10,10 +10,10 @@ batch size 1 and a flush every 2 images, not by more data.
 
 import os
 import shutil
-from pathlib import Path
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -54,10 +54,12 @@ _SHARD_LOG = re.compile(r": (\d+) images, (\d+) already done, (\d+) to compute")
 
 
 def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
+    """`extra` (targets, flags) goes first: the options that take several values come after it."""
     return [
         sys.executable,
         "-m",
         "snakemake",
+        *extra,
         "-s",
         str(ROOT / "Snakefile"),
         "-d",
@@ -69,7 +71,6 @@ def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
         str(ROOT / "config" / "demo.yaml"),
         str(workdir / "tiny.yaml"),
         *CI_FLAGS,
-        *extra,
     ]
 
 
@@ -239,9 +240,11 @@ def copy_for_inference(trained: Path, dest: Path, **tiny: dict) -> Path:
         shutil.rmtree(results / sub, ignore_errors=True)
     for log in (results / "logs" / "infer").glob("p1*.log"):
         log.unlink()
-    config = yaml.safe_load((dest / "tiny.yaml").read_text())
-    for section, values in tiny.items():
-        config[section] = {**config.get(section, {}), **values}
+
+    def merge(base: dict, over: dict) -> dict:
+        return {**base, **{k: merge(base.get(k, {}), v) if isinstance(v, dict) else v for k, v in over.items()}}
+
+    config = merge(yaml.safe_load((dest / "tiny.yaml").read_text()), tiny)
     (dest / "tiny.yaml").write_text(yaml.safe_dump(config))
     return dest
 

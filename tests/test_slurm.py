@@ -155,35 +155,55 @@ def test_a_bad_night_time_limit_lost_node_and_scancel(reference, tmp_path):
 
 def test_a_killed_controller_leaves_its_jobs_running_and_a_restart_redoes_nothing(reference, tmp_path):
     """SIGKILL the Snakemake controller while its shard jobs run. The jobs are Slurm's, not the controller's: they
-    keep running and finish their shards. The same command (after --unlock) resubmits the shards Snakemake saw
-    unfinished; each new job waits for the old one's shard lock, then finds every image done and computes none."""
+    keep running, write their shards and, through the shared .snakemake folder, mark them complete themselves, so
+    the same command (after --unlock) does not run them again. A job still running when the controller is back
+    (one is held with SIGSTOP until then) is resubmitted: the new job waits for the old one's shard lock, then
+    finds every image done and computes none."""
     run_dir = infer_again(reference, tmp_path)
     proc, out = sf.start(run_dir, *sf.TABLE_FILES, name="killed")
     try:
         sf.wait_for(lambda: any(len(sf.flushed(run_dir, s)) >= 2 for s in SHARDS), 300, "a shard to flush")
         jobs = {s: sf.running_job(run_dir, out, s) for s in SHARDS}
+        held = next(s for s in SHARDS if jobs[s] and len(sf.flushed(run_dir, s)) >= 2)
+        sf.signal_job(jobs[held], signal.SIGSTOP, include_stepd=False)
         proc.kill()  # kill -9 of the controller, mid-shard
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    running = [j for j in jobs.values() if j and sf.scontrol_job(j).get("JobState") == "RUNNING"]
-    assert running, f"no shard job was running when the controller died: {jobs}"
+    old = {s: j for s, j in jobs.items() if j}
     time.sleep(2)
-    assert all(sf.scontrol_job(j)["JobState"] in ("RUNNING", "COMPLETED") for j in running)  # they live on
+    assert sf.scontrol_job(old[held])["JobState"] == "RUNNING"  # the controller's death did not end its jobs
+    assert list((run_dir / ".snakemake" / "locks").iterdir()), "the dead controller left no lock"
     before = {s: sf.flushed(run_dir, s) for s in SHARDS}
 
-    locked = sf.run(run_dir, *sf.TABLE_FILES, ok=False, name="locked")
-    assert "LockException" in locked or "cannot be locked" in locked, locked[-2000:]
     sf.run(run_dir, "--unlock", name="unlock")
-    sf.run(run_dir, *sf.TABLE_FILES, name="restart")
+    proc, out = sf.start(run_dir, *sf.TABLE_FILES, name="restart")
+    shard_log = run_dir / "results" / "logs" / "infer" / f"{held}.log"
+    try:
+        try:  # the restarted controller resubmits the shard still running; its new job waits for the old one's lock
+            sf.wait_for(lambda: "waiting for it to finish" in sf.text(shard_log), 300, "the new job to wait")
+        finally:
+            sf.signal_job(old[held], signal.SIGCONT, include_stepd=False)
+        log = sf.finish(proc, out)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(120)
 
-    for job in running:
+    resubmitted = sf.job_ids(log, "infer_shard")
+    assert held in resubmitted, log[-3000:]
+    for job in old.values():
         assert sf.scontrol_job(job)["JobState"] == "COMPLETED", sf.scontrol_job(job)
     for shard in SHARDS:
         images, done, computed = sf.shard_counts(run_dir, shard)
-        print(shard, "after the restart: images, already done, computed:", images, done, computed)
-        assert computed == 0 and done == images  # the old job finished it; nothing was redone
+        print(shard, "resubmitted" if shard in resubmitted else "kept", "images, already done, computed:", images, done)
+        manifest = pd.read_parquet(run_dir / "results" / "infer" / "manifests" / f"{shard}.parquet")
+        ok = int((manifest.status == "ok").sum())
+        if shard in resubmitted:  # the old job finished it while the new one waited: only failed images tried again
+            assert done == ok and computed == images - ok
+        else:  # the old job's own run, the only one
+            assert done == 0 and computed == images
         assert sf.file_state(run_dir, before[shard]) == before[shard]
     sf.assert_same_results(run_dir, reference[0])
 

@@ -163,6 +163,14 @@ def file_state(workdir: Path, before: dict[str, tuple]) -> dict[str, tuple]:
     }
 
 
+def text(path: Path) -> str:
+    """A file's text, or "" while it does not exist (Snakemake deletes a job's log before running it again)."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def shard_counts(workdir: Path, shard: str) -> tuple[int, int, int]:
     """(images, already done, to compute) of the last attempt of a shard, from its log."""
     text = (workdir / "results" / "logs" / "infer" / f"{shard}.log").read_text()

@@ -42,8 +42,8 @@ def test_advice_names_the_rule_and_the_key_to_raise(tmp_path):
     assert "raise resources.infer.mem_mb (now 500) or resources.retry_growth (now 4)" in memory
     time = advice(Failure("train", "time", "TIMEOUT"), CONFIG)
     assert "raise resources.train.runtime (now the default)" in time
-    fixed = advice(Failure("evaluate", "memory", "FAILED"), CONFIG)
-    assert "--set-resources evaluate:mem_mb=<more>" in fixed
+    fixed = advice(Failure("demo", "memory", "FAILED"), CONFIG)  # a rule with no resources section
+    assert "--set-resources demo:mem_mb=<more>" in fixed
     assert "run the same command again" in advice(Failure("merge_tables", "cancelled", "CANCELLED"), CONFIG)
 
     log = tmp_path / "snakemake.log"

@@ -11,8 +11,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# rule -> the config section under `resources` whose mem_mb/runtime it requests (workflow/rules/*.smk)
-RESOURCE_SECTION = {"train": "train", "infer_shard": "infer", "calibrate_qc": "infer", "classify": "classify"}
+from cxlseg.config import load_schema
+
+# rule -> the section under `resources` whose mem_mb/runtime it requests (workflow/rules/*.smk); a section the
+# schema does not have is named as a --set-resources override instead
+RESOURCE_SECTION = {
+    "train": "train",
+    "infer_shard": "infer",
+    "calibrate_qc": "infer",
+    "classify": "classify",
+    "evaluate": "evaluate",
+    "augment": "augment",
+    "select_images": "select_images",
+    "merge_tables": "tables",
+    "view_samples": "view_check",
+    "view_phantoms": "view_check",
+    "train_view_check": "view_check",
+}
 MEMORY_SIGNS = ("exceeded memory limit", "oom-kill", "oom_kill", "out_of_memory", "out of memory")
 TIME_SIGNS = ("due to time limit",)
 _STATUS = re.compile(r"SLURM status is: '(\w+)'")
@@ -60,6 +75,8 @@ def advice(failure: Failure, config: dict) -> str:
     """One line: what happened to the rule's jobs and which key to raise before running the same command again."""
     rule, resources = failure.rule, config.get("resources", {})
     section = RESOURCE_SECTION.get(failure.rule)
+    if section not in load_schema()["properties"]["resources"]["properties"]:
+        section = None
     growth = resources.get("retry_growth", 1)
     if failure.cause in ("memory", "time"):
         key, what = ("mem_mb", "its memory request") if failure.cause == "memory" else ("runtime", "its time limit")

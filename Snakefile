@@ -25,3 +25,10 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+onerror:
+    from cxlseg.cluster import failure_advice
+
+    for line in failure_advice(log if isinstance(log, list) else [log], config):
+        print(f"cxlseg: {line}", file=sys.stderr)

@@ -109,7 +109,13 @@ def test_infer_shard_resumes_and_reruns_identically(shard, infer_run):
     assert resumed.summary["resumed"] == 3 and resumed.summary["computed"] == 6
     assert resumed.model.seen == 5 - 3  # images forwarded: the decodable ones minus the resumed
     assert {p: (out_root / p).stat().st_mtime_ns for p in mtimes} == mtimes
-    assert not partial.exists()
+    # the progress is kept whole: a rerun Snakemake forces (it deletes the manifest first) computes nothing
+    assert pd.read_parquet(partial).equals(pd.read_parquet(resumed.manifest))
+    resumed_bytes = resumed.manifest.read_bytes()
+    resumed.manifest.unlink()
+    forced = infer_run(shard)
+    assert forced.model.seen == 0 and forced.summary["resumed"] == 5
+    assert forced.manifest.read_bytes() == resumed_bytes
 
     # a full rerun recomputes nothing and writes the same bytes; so does a fresh run elsewhere with a write pool
     resumed_bytes = resumed.manifest.read_bytes()

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from cxlseg.inference.manifest import partial_path
 from cxlseg.tables.provenance import check_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,10 +74,15 @@ def _alive_in_group(pgid: int) -> list[int]:
     return alive
 
 
+def progress(workdir: Path) -> Path:
+    """The shard's flushed progress (kept after the shard completes, so a forced rerun of it computes nothing)."""
+    return partial_path(workdir / "results" / "infer" / "manifests" / f"{SHARD}.parquet")
+
+
 def kill_mid_shard(workdir: Path, *args: str, root: Path = ROOT) -> int:
     """Run snakemake in its own process group, SIGKILL the group once the shard's partial manifest holds
     KILL_AT_ROWS rows, wait until no process of the group is left, unlock; return the partial's rows."""
-    partial = workdir / "results" / "infer" / "manifests" / f"{SHARD}.partial.parquet"
+    partial = progress(workdir)
     stale = partial.stat().st_mtime_ns if partial.exists() else None  # a partial of an earlier killed run
     log = open(workdir / "killed.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -145,7 +151,7 @@ def resumed(workdir: Path) -> tuple[int, int]:
 def flushed_files(workdir: Path) -> dict[str, int]:
     """mtime of every image and mask the partial manifest records as done."""
     out = workdir / "results" / "CXLSeg"
-    partial = pd.read_parquet(workdir / "results" / "infer" / "manifests" / f"{SHARD}.partial.parquet")
+    partial = pd.read_parquet(progress(workdir))
     ok = partial[partial.status == "ok"]
     return {p: (out / p).stat().st_mtime_ns for p in [*ok.image_path, *ok.mask_path]}
 
@@ -187,8 +193,10 @@ def finished_b(finished, tmp_path_factory):
 @pytest.fixture(scope="session")
 def killed_forcerun(finished, tmp_path_factory):
     """The finished run after `--forcerun infer_shard` was killed mid-shard and `--unlock`: the manifest gone,
-    the tables and the report left from the finished run, a partial manifest of the new run."""
+    the tables and the report left from the finished run, a partial manifest of the new run. The finished shard's
+    kept progress is removed first: with it the forced rerun would compute nothing (tested below)."""
     workdir = copy_run(finished[0], tmp_path_factory.mktemp("killed") / "run")
+    progress(workdir).unlink()
     rows = kill_mid_shard(workdir, "--forcerun", "infer_shard")
     return workdir, rows
 
@@ -220,6 +228,15 @@ def test_forcerun_killed_then_plain_command_finishes_the_shard(killed_forcerun, 
     assert not check.ok and any(f"{SHARD}.parquet is missing" in p for p in check.problems)
     snakemake(workdir)
     assert_not_recomputed(workdir, killed_forcerun[1], mtimes)
+    assert_same_run(workdir, finished[1])
+
+
+@pytest.mark.integration
+def test_forcerun_of_a_finished_shard_computes_nothing(finished, tmp_path):
+    workdir = copy_run(finished[0], tmp_path / "run")
+    snakemake(workdir, "--forcerun", "infer_shard")
+    done, todo = resumed(workdir)
+    assert todo == 0 and done == len(finished[1]["manifests"][f"{SHARD}.parquet"])
     assert_same_run(workdir, finished[1])
 
 

@@ -1,5 +1,7 @@
 import os
 import stat
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -138,3 +140,22 @@ def test_temporary_names_are_unique_and_hidden(tmp_path):
             names.add(tmp.name)
             assert tmp.name.startswith(".a.csv.gz.") and tmp.name.endswith(".tmp.gz") and tmp.exists()
     assert len(names) == 50
+
+
+def test_exclusive_lock_makes_a_second_holder_wait(tmp_path):
+    """Two holders of one lock (two jobs of one shard) run one after the other, never together."""
+    lock, events = tmp_path / "locks" / "p10.lock", []
+
+    def second():
+        with io.exclusive_lock(lock):
+            events.append("second in")
+
+    with io.exclusive_lock(lock):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(0.3)
+        events.append("first out")
+    waiter.join(5)
+    assert events == ["first out", "second in"]
+    with io.exclusive_lock(lock):  # released by both: free again
+        pass

@@ -44,7 +44,7 @@ def test_written_bytes_do_not_depend_on_record_order(tmp_path):
 
 
 def test_partial_path():
-    assert str(partial_path("out/manifests/p10.parquet")) == "out/manifests/p10.partial.parquet"
+    assert str(partial_path("out/manifests/p10.parquet")) == "out/progress/p10.parquet"  # not among the manifests
 
 
 def test_read_manifests_concatenates_and_selects_columns(tmp_path):

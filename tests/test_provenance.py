@@ -84,11 +84,12 @@ def test_a_rerun_cut_off_after_the_tables_is_caught(tmp_path):
     """What Snakemake leaves after a killed rerun of a shard: the manifest deleted, a partial one, new masks."""
     results = build_results(tmp_path)
     manifest = results / provenance.MANIFESTS_DIR / "p11.parquet"
+    partial_path(manifest).parent.mkdir(parents=True, exist_ok=True)
     manifest.rename(partial_path(manifest))
     (results / "CXLSeg" / _rows("p11", 1)[0]["mask_path"]).write_bytes(b"new")
     found = problems(results)
     assert "p11.parquet is missing" in found
-    assert "p11.partial.parquet exists: shard p11 has an unfinished run" in found
+    assert "did not finish (its progress is in" in found and "progress/p11.parquet" in found
     assert "1 mask/segmented image file(s) were written after the tables" in found and "p11-0-mask.jpg" in found
     assert "p10" not in found
     message = provenance.check_run(results).message()
@@ -166,9 +167,11 @@ def test_report_section_shows_the_run_and_warns(tmp_path):
     section = identity_section(results)
     assert "Which run the tables describe" in section and "c0ffee" in section and "p11.parquet" in section
     assert "class='banner'" not in section
-    partial_path(results / provenance.MANIFESTS_DIR / "p10.parquet").write_bytes(b"")
+    manifest = results / provenance.MANIFESTS_DIR / "p10.parquet"
+    partial_path(manifest).parent.mkdir(parents=True, exist_ok=True)
+    manifest.rename(partial_path(manifest))
     warned = identity_section(results)
-    assert "class='banner'" in warned and "shard p10 has an unfinished run" in warned
+    assert "class='banner'" in warned and "p10.parquet is missing: its shard was rerun and did not finish" in warned
 
 
 def test_config_hash_ignores_speed_and_place_not_outcome(make_config):

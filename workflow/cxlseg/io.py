@@ -8,6 +8,7 @@ CSV or JSON goes through :func:`safe_join` so it cannot escape its root.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import json
 import logging
@@ -235,3 +236,25 @@ def log_to(log_path: os.PathLike | str | None, level: int = logging.INFO) -> Ite
                 root.removeHandler(handler)
                 fh.flush()
         sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: os.PathLike | str) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing), waiting for any other holder first.
+
+    Two jobs for the same output (a job that outlived its killed controller and the one a restarted controller
+    submits) then run one after the other, so the second finds the first's work done instead of redoing it.
+    The kernel drops the lock when its holder dies, however it dies; a file system without locks only warns.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s is held by another job on the same output: waiting for it to finish", path)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            log.info("%s acquired", path)
+        except OSError as exc:  # e.g. ENOLCK on a file system mounted without locks
+            log.warning("cannot lock %s (%s): running without it", path, exc)
+        yield

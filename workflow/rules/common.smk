@@ -1,4 +1,5 @@
 # Config validation, paths, input functions and the final target list.
+import math
 import os
 import sys
 from pathlib import Path
@@ -96,8 +97,21 @@ def settings(cls, wildcard=None):
 
 
 def resource(stage, key):
-    """One resource of a stage's jobs, from `resources.<stage>` (defaults in the schema)."""
-    return config["resources"][stage][key]
+    """One resource of a stage's jobs, from `resources.<stage>` (defaults in the schema). mem_mb and runtime grow
+    on each retry (Snakemake re-evaluates them per attempt) by `resources.retry_growth`, so a job Slurm killed for
+    its memory or time limit asks for more."""
+    base = config["resources"][stage][key]
+    if key not in ("mem_mb", "runtime"):
+        return base
+    growth = config["resources"]["retry_growth"]
+    return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
+
+
+def grows_on_retry(base):
+    """A mem_mb or runtime request that Snakemake re-evaluates per attempt: base on the first, times
+    resources.retry_growth on each retry, so a job Slurm killed for its memory or time limit asks for more."""
+    growth = config["resources"]["retry_growth"]
+    return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
 
 
 def classify_runs():

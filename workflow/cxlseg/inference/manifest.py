@@ -1,7 +1,7 @@
 """The per-shard manifest: its schema, and every reader and writer of manifests.
 
 One shard writes one parquet manifest (one row per image: ids, paths, QC, status). Progress goes to
-`<manifest>.partial.parquet` so a killed shard resumes where it stopped; an image counts as done only
+`progress/<shard>.parquet` (see partial_path) so a killed shard resumes where it stopped; an image counts as done only
 when the (partial) manifest says ok for the same model and settings AND both output files exist.
 Manifests hold no timestamps, so a rerun writes identical bytes.
 """
@@ -78,7 +78,16 @@ def write_manifest(records, path) -> pd.DataFrame:
 
 
 def partial_path(manifest_path) -> Path:
-    return Path(manifest_path).with_suffix(".partial.parquet")
+    """The shard's progress: every row computed so far, flushed while it runs and kept once it completes, so a
+    rerun that Snakemake forces (its output deleted after a lost controller) recomputes nothing. It lives beside
+    the manifests folder, not in it, so nothing that lists manifests ever reads it as one."""
+    manifest_path = Path(manifest_path)
+    return manifest_path.parent.parent / "progress" / manifest_path.name
+
+
+def lock_path(manifest_path) -> Path:
+    """The lock one shard's job holds while it runs (two jobs of one shard run one after the other)."""
+    return partial_path(manifest_path).with_suffix(".lock")
 
 
 def read_manifest_table(path: os.PathLike | str, columns: Iterable[str] | None = None) -> pa.Table:

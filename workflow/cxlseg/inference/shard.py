@@ -9,6 +9,7 @@ manifest row with the reason, never an exception, and progress is flushed so a k
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from cxlseg import io, preprocess
 from cxlseg.config import RuleSettings, build_settings
 from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.inference import gpu_decode
-from cxlseg.inference.manifest import load_done, partial_path, write_manifest
+from cxlseg.inference.manifest import load_done, lock_path, partial_path, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
 from cxlseg.inference.predictor import InputSpec, Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
@@ -193,6 +194,19 @@ def _failed_record(item: dict, sample: dict, model_id: str, settings_id: str) ->
     }
 
 
+def _one_job_per_shard(run):
+    """Run a shard under its lock: a job that outlived its killed controller and the job a restarted controller
+    submits for the same shard go one after the other, and the second finds the first's images done."""
+
+    @functools.wraps(run)
+    def locked(list_parquet, mimic_root, out_root, manifest_path, *args, **kwargs):
+        with io.exclusive_lock(lock_path(manifest_path)):
+            return run(list_parquet, mimic_root, out_root, manifest_path, *args, **kwargs)
+
+    return locked
+
+
+@_one_job_per_shard
 def infer_shard(
     list_parquet,
     mimic_root,
@@ -247,8 +261,9 @@ def infer_shard(
                 if on_flush is not None:
                     on_flush(len(done) + flushed_at)
         records.extend(f.result() for f in in_flight)
-    manifest = write_manifest([*done.to_dict("records"), *records], manifest_path)
-    partial_path(manifest_path).unlink(missing_ok=True)
+    rows = [*done.to_dict("records"), *records]
+    write_manifest(rows, partial_path(manifest_path))  # all of it is progress now: a forced rerun computes nothing
+    manifest = write_manifest(rows, manifest_path)
     return _summary(manifest, list_parquet, len(done), len(pending), predictor.model_id, time.perf_counter() - started)
 
 

@@ -20,12 +20,12 @@ from typing import Iterable
 import pyarrow.parquet as pq
 
 import cxlseg
+from cxlseg.inference.manifest import partial_path
 from cxlseg.io import UnsafePathError, safe_join
 
 SUMMARY = "summary.json"
 TABLES_DIR = "CXLSeg"  # results/CXLSeg: the tables, summary.json and files/ (masks, segmented images)
 MANIFESTS_DIR = Path("infer") / "manifests"
-PARTIAL_SUFFIX = ".partial.parquet"
 _NOT_HASHED = ("results", "resources")  # where outputs go and how many cores they take: not what they hold
 _CODE_SUFFIXES = (".py", ".yaml", ".csv")
 _EXAMPLES = 3
@@ -245,14 +245,13 @@ def _manifest_problems(results: Path, recorded: dict) -> list[str]:
             problems.append(f"summary.json names an unsafe manifest path {name!r} ({exc})")
             continue
         if not path.is_file():
-            problems.append(f"{path} is missing: its shard was rerun and did not finish")
+            unfinished = " (its progress is in " + str(partial_path(path)) + ")" if partial_path(path).is_file() else ""
+            problems.append(f"{path} is missing: its shard was rerun and did not finish{unfinished}")
         elif file_sha256(path) != want.get("sha256"):
             problems.append(f"{path} differs from the manifest the tables were built from (rewritten since)")
         else:
             present.append(path)
     problems += _mixed_versions(present)
-    for partial in sorted(folder.glob(f"*{PARTIAL_SUFFIX}")):
-        problems.append(f"{partial} exists: shard {partial.name[: -len(PARTIAL_SUFFIX)]} has an unfinished run")
     return problems
 
 

@@ -107,13 +107,6 @@ def resource(stage, key):
     return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
 
 
-def grows_on_retry(base):
-    """A mem_mb or runtime request that Snakemake re-evaluates per attempt: base on the first, times
-    resources.retry_growth on each retry, so a job Slurm killed for its memory or time limit asks for more."""
-    growth = config["resources"]["retry_growth"]
-    return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
-
-
 def classify_runs():
     if not config["classify"]["enabled"]:
         return []

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg import io
+from cxlseg import io, preprocess
 from cxlseg.config import build_settings, default_config
 from cxlseg.ingest.readers import ingest_dataset
 from cxlseg.training.augment import AugmentSettings, augment_pair, build_pipeline, build_training_store, sample_seed
@@ -161,10 +161,10 @@ def test_disabled_ignores_targets_without_training_images(store_inputs, tmp_path
     assert counts["train"]["covid19"]["augmented"] == 0
 
 
-@pytest.mark.parametrize("enabled", [False, True])
-def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enabled):
+@pytest.mark.parametrize("enabled, interpolation", [(False, "area"), (True, "linear")])
+def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enabled, interpolation):
     """The rule script hands config["augment"] over as it is (regression: enabled false crashed with
-    'build_training_store() got multiple values for keyword argument targets')."""
+    'build_training_store() got multiple values for keyword argument targets'), and preprocess.interpolation."""
     parquet, roots, ingest_dirs = store_inputs
     config = default_config()
     config["augment"].update(enabled=enabled, targets=TARGETS)
@@ -176,13 +176,25 @@ def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enable
             counts=str(tmp_path / "counts.csv"),
             montage=str(tmp_path / "montage.png"),
         ),
-        params=SimpleNamespace(roots=roots, ingest_dirs=ingest_dirs, size=SIZE, augment=config["augment"], seed=5),
+        params=SimpleNamespace(
+            roots=roots,
+            ingest_dirs=ingest_dirs,
+            size=SIZE,
+            interpolation=interpolation,
+            augment=config["augment"],
+            seed=5,
+        ),
         log=[str(tmp_path / "augment.log")],
     )
     runpy.run_path(str(SCRIPT), init_globals={"snakemake": smk})
     counts = pd.read_csv(tmp_path / "counts.csv")
     assert (counts["augmented"].sum() > 0) == enabled
     assert (store / "validate_index.parquet").is_file() and (tmp_path / "montage.png").is_file()
+    index = pd.read_parquet(store / "validate_index.parquet")
+    row = pd.read_parquet(parquet).set_index("image_id").loc[index.image_id[0]]
+    original = io.read_gray(Path(roots[row.dataset]) / row.image_path)
+    stored = np.load(store / "validate_images.npy")[0]
+    assert np.array_equal(stored, preprocess.resize(original, SIZE, interpolation))  # the store resizes as configured
 
 
 def test_settings_come_from_the_schema_in_one_step():

@@ -35,6 +35,17 @@ def test_preprocessing(config):
     pre = config["preprocess"]
     assert pre["size"] == 224 and pre["channels"] == 3
     assert pre["clahe_space"] == "lab" and pre["clahe_clip"] == 2.0 and pre["clahe_tiles"] == 8
+    assert pre["interpolation"] == "linear"  # authors' cv2.resize default; tests/test_paper_pixels.py checks pixels
+
+
+def test_segmented_images_are_written_as_published(config):
+    assert config["infer"]["segmented_channels"] == 3 and config["infer"]["jpeg_quality"] == 95
+    assert config["infer"]["segmented_source"] == "original"
+
+
+def test_the_authors_are_credited():
+    text = PAPER.read_text(encoding="utf-8")
+    assert "Nimalsiri et al., 2023" in text and "Indeewara" not in text
 
 
 def test_models_and_inference(config):

@@ -61,6 +61,7 @@ rule augment:
         roots={d: dataset_root(d) for d in enabled_datasets()},
         ingest_dirs={d: f"{R}/ingest/{d}" for d in enabled_datasets()},
         size=config["preprocess"]["size"],
+        interpolation=config["preprocess"]["interpolation"],
         augment=config["augment"],
         seed=config["seed"],
     script:

@@ -15,6 +15,7 @@ with log_to(snakemake.log[0]):
         build_settings(AugmentSettings, snakemake.params.augment),
         size=snakemake.params.size,
         seed=snakemake.params.seed,
+        interpolation=snakemake.params.interpolation,
         montage_path=snakemake.output.montage,
         counts_path=snakemake.output.counts,
     )

@@ -183,8 +183,11 @@ def plan_augmentation(train: pd.DataFrame, targets: dict[str, int], seed: int) -
 # --------------------------------------------------------------------------- loading
 
 
-def load_pair(row, roots: dict, ingest_dirs: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One manifest row -> (image, mask) resized to size x size; raises with the file and reason."""
+def load_pair(
+    row, roots: dict, ingest_dirs: dict, size: int, interpolation: str = "area"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One manifest row -> (image, mask) resized to size x size (preprocess.interpolation); raises with the file
+    and reason."""
     image_file = io.safe_join(roots[row.dataset], row.image_path)
     mask_file = io.safe_join(ingest_dirs[row.dataset], row.mask_path)
     image, mask = io.read_gray(image_file), io.read_mask(mask_file)
@@ -192,7 +195,7 @@ def load_pair(row, roots: dict, ingest_dirs: dict, size: int) -> tuple[np.ndarra
         raise ValueError(
             f"{mask_file}: mask {mask.shape[1]}x{mask.shape[0]} does not match image {image.shape[1]}x{image.shape[0]}"
         )
-    image, mask = preprocess.resize(image, size), preprocess.resize_mask(mask, size)
+    image, mask = preprocess.resize(image, size, interpolation), preprocess.resize_mask(mask, size, interpolation)
     if not mask.any():
         raise ValueError(f"{mask_file}: mask is empty at {size}x{size}")
     return image, mask
@@ -207,12 +210,13 @@ def _load_originals(
     masks: np.ndarray,
     skipped: list[dict],
     split: str,
+    interpolation: str = "area",
 ) -> pd.DataFrame:
     """Fill the scratch arrays; bad images become `skipped` rows, never an exception."""
     kept = []
     for row in tqdm(rows.itertuples(index=False), total=len(rows), desc=f"load {split}", unit="img"):
         try:
-            images[len(kept)], masks[len(kept)] = load_pair(row, roots, ingest_dirs, size)
+            images[len(kept)], masks[len(kept)] = load_pair(row, roots, ingest_dirs, size, interpolation)
         except (OSError, ValueError, cv2.error) as err:
             log.warning("skipped %s/%s: %s", row.dataset, row.image_id, err)
             skipped.append(
@@ -244,6 +248,7 @@ def _write_split(
     seed: int,
     pipeline: A.Compose,
     skipped: list[dict],
+    interpolation: str = "area",
 ) -> pd.DataFrame:
     """Write {split}_images.npy, {split}_masks.npy and {split}_index.parquet; return the index."""
     scratch_images, scratch_masks = out_dir / f".scratch_{split}_images.npy", out_dir / f".scratch_{split}_masks.npy"
@@ -251,7 +256,7 @@ def _write_split(
     try:
         src_images = np.lib.format.open_memmap(scratch_images, mode="w+", dtype=np.uint8, shape=shape)
         src_masks = np.lib.format.open_memmap(scratch_masks, mode="w+", dtype=np.uint8, shape=shape)
-        kept = _load_originals(rows, roots, ingest_dirs, size, src_images, src_masks, skipped, split)
+        kept = _load_originals(rows, roots, ingest_dirs, size, src_images, src_masks, skipped, split, interpolation)
         plan = plan_augmentation(kept, _check_targets(kept, targets), seed) if split == "train" and targets else []
         index = _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipeline, seed)
         del src_images, src_masks
@@ -315,12 +320,14 @@ def build_training_store(
     *,
     size: int,
     seed: int,
+    interpolation: str = "area",
     montage_path: os.PathLike | str | None = None,
     counts_path: os.PathLike | str | None = None,
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Write the training store for the split dataset table; return counts[split][label].
 
-    With ``settings.enabled`` false every split holds its originals only. The montage and counts
+    With ``settings.enabled`` false every split holds its originals only. `interpolation` is
+    preprocess.interpolation (area | linear), how originals and masks are resized into the store. The montage and counts
     table default to `out_dir`; the workflow puts them next to the store.
     """
     out_dir = Path(out_dir)
@@ -351,6 +358,7 @@ def build_training_store(
             seed=seed,
             pipeline=pipeline,
             skipped=skipped,
+            interpolation=interpolation,
         )
     counts = count_table(indexes)
     io.write_csv(

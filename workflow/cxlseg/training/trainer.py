@@ -71,6 +71,7 @@ class TrainConfig:
     clahe_clip: float
     clahe_tiles: int
     clahe_space: str
+    interpolation: str
     encoder_name: str
     encoder_weights: str | None
     base_channels: int | None
@@ -122,6 +123,7 @@ class TrainConfig:
             "clahe_clip": prep["clahe_clip"],
             "clahe_tiles": prep["clahe_tiles"],
             "clahe_space": prep["clahe_space"],
+            "interpolation": prep["interpolation"],
             "encoder_name": models["encoder_name"],
             "encoder_weights": models["encoder_weights"],
             "base_channels": width,

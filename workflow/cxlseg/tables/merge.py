@@ -55,6 +55,8 @@ class TablesSettings:
 
     split_source: str
     split_unit: str
+    cxlseg_split: str | None
+    cxlseg_split_missing: str
     train: float
     validate: float
     test: float
@@ -223,7 +225,7 @@ def build_tables(
     return {
         "metadata": metadata_table,
         "segmented": segmented[IDS + ["DicomPath"] + labels],
-        "split": ids.assign(split=split),
+        "split": ids.assign(split=split).dropna(subset=["split"]).reset_index(drop=True),  # unlisted: no row
         "mask": ids.assign(DicomPath=images["mask_path"].to_numpy()),
     }
 
@@ -280,6 +282,8 @@ def merge_tables(
             seed=settings.seed,
             official_split_csv=official_split_csv,
             split_unit=settings.split_unit,
+            cxlseg_split_csv=settings.cxlseg_split,
+            missing=settings.cxlseg_split_missing,
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)

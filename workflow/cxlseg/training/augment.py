@@ -35,6 +35,7 @@ from tqdm import tqdm
 from cxlseg import io, preprocess
 from cxlseg.ingest.labels import LABELS
 from cxlseg.mimic import SPLITS
+from cxlseg.training.balance import check_targets, plan_balance
 from cxlseg.training.montage import montage_from_store
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,18 @@ class AugmentSettings:
     noise_p: float
     noise_std: tuple[float, float]
     montage_samples: int
+    multipliers: dict[str, dict[str, float]] | None
 
     @property
     def active_targets(self) -> dict[str, int] | None:
-        """Per-class targets, or None when augmentation is disabled: the store then holds the originals only."""
-        return dict(self.targets) if self.enabled else None
+        """Per-class targets, or None when augmentation is disabled (or multipliers replace them): the store then
+        holds the originals only."""
+        return dict(self.targets) if self.enabled and self.multipliers is None else None
+
+    @property
+    def active_multipliers(self) -> dict[str, dict[str, float]] | None:
+        """Per-dataset-and-class multipliers (paper Table II), or None: per-class targets or no augmentation."""
+        return {d: dict(m) for d, m in self.multipliers.items()} if self.enabled and self.multipliers else None
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -139,45 +147,6 @@ def augment_pair(
         if ops:
             return out["image"], out["mask"], "+".join(ops)
     return image[:, ::-1].copy(), mask[:, ::-1].copy(), "hflip"
-
-
-# --------------------------------------------------------------------------- plan
-
-
-def _check_targets(train: pd.DataFrame, targets: dict[str, int] | None) -> dict[str, int]:
-    """A positive target for a class with no training images is a configuration error, not a silent zero."""
-    targets = {k: int(v) for k, v in (targets or {}).items()}
-    present = set(train["label"])
-    for label, target in targets.items():
-        if target < 0:
-            raise ValueError(f"augment target for class {label!r} is negative ({target})")
-        if target > 0 and label not in present:
-            raise ValueError(
-                f"augment target for class {label!r} is {target} but the train split has no "
-                f"{label!r} images; set its target to 0 or add a dataset with that class"
-            )
-    return targets
-
-
-def plan_augmentation(train: pd.DataFrame, targets: dict[str, int], seed: int) -> list[tuple[str, int, int]]:
-    """Which original each augmented copy comes from: seeded shuffles, each original used evenly."""
-    plan = []
-    for label in sorted(targets):
-        rows = train.index[train["label"] == label].to_numpy()
-        need = targets[label] - len(rows)
-        if need <= 0:
-            if targets[label] and need < 0:
-                log.warning(
-                    "class %s has %d training originals, above its target %d: kept all, none added",
-                    label,
-                    len(rows),
-                    targets[label],
-                )
-            continue
-        rng = np.random.default_rng([seed, LABELS.index(label) if label in LABELS else 99])
-        order = np.concatenate([rng.permutation(rows) for _ in range(-(-need // len(rows)))])
-        plan += [(label, int(pos), k) for k, pos in enumerate(order[:need])]
-    return plan
 
 
 # --------------------------------------------------------------------------- loading
@@ -245,6 +214,7 @@ def _write_split(
     roots: dict,
     ingest_dirs: dict,
     targets: dict[str, int] | None,
+    multipliers: dict[str, dict[str, float]] | None,
     seed: int,
     pipeline: A.Compose,
     skipped: list[dict],
@@ -257,7 +227,7 @@ def _write_split(
         src_images = np.lib.format.open_memmap(scratch_images, mode="w+", dtype=np.uint8, shape=shape)
         src_masks = np.lib.format.open_memmap(scratch_masks, mode="w+", dtype=np.uint8, shape=shape)
         kept = _load_originals(rows, roots, ingest_dirs, size, src_images, src_masks, skipped, split, interpolation)
-        plan = plan_augmentation(kept, _check_targets(kept, targets), seed) if split == "train" and targets else []
+        plan = plan_balance(kept, targets, multipliers, seed) if split == "train" else []
         index = _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipeline, seed)
         del src_images, src_masks
     finally:
@@ -340,8 +310,8 @@ def build_training_store(
         absent = sorted(set(df["dataset"]) - set(mapping))
         if absent:
             raise ValueError(f"{name} has no entry for dataset(s) {absent}")
-    targets = settings.active_targets
-    _check_targets(df[df["split"] == "train"], targets)  # fail before the slow part
+    targets, multipliers = settings.active_targets, settings.active_multipliers
+    check_targets(df[df["split"] == "train"], targets)  # fail before the slow part
     pipeline = build_pipeline(size, settings)
     skipped: list[dict] = []
     indexes = {}
@@ -355,6 +325,7 @@ def build_training_store(
             roots=roots,
             ingest_dirs=ingest_dirs,
             targets=targets,
+            multipliers=multipliers,
             seed=seed,
             pipeline=pipeline,
             skipped=skipped,

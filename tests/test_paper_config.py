@@ -51,7 +51,8 @@ def test_the_authors_are_credited():
 def test_models_and_inference(config):
     models = config["models"]
     assert models["inference_model"] == "sa_unet"
-    assert set(models["architectures"]) == {"unet", "unetplusplus", "attention_unet", "sa_unet", "plain_unet"}
+    # Table IV's four: Vanilla U-Net (the authors' plain U-Net), U-Net++ (Zhou et al.), Attention U-Net, SA-UNet
+    assert models["architectures"] == ["plain_unet", "plain_unetplusplus", "attention_unet", "sa_unet"]
     assert models["base_channels"] == 64 and models["sa_unet_base_channels"] == 16
     assert (
         config["infer"]["tta_flip"] is False

@@ -112,9 +112,8 @@ class TrainConfig:
     def from_config(cls, config: dict, architecture: str, **overrides) -> "TrainConfig":
         """The run of one architecture from the validated config (train, models, preprocess sections)."""
         train, models, prep = config["train"], config["models"], config["preprocess"]
-        width = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None}.get(
-            architecture, models["base_channels"]
-        )
+        own = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None, "plain_unetplusplus": None}
+        width = own.get(architecture, models["base_channels"])  # None: the architecture's own paper widths
         values = {
             **train,
             "architecture": architecture,

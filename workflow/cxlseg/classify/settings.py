@@ -32,6 +32,8 @@ class ClassifySettings:
     contrast: tuple[float, float]
     epochs: int
     patience: int
+    early_stopping: str
+    normalise: str
     batch_size: int
     lr: float
     pretrained: bool

@@ -143,6 +143,7 @@ SETTING_KEYS = {
     "seed",
     "cxlseg_split",
     "cxlseg_split_missing",
+    "report_text",
 }
 
 
@@ -287,7 +288,9 @@ def test_reports_parsed_once_per_study(archive, monkeypatch):
     calls = []
     original = reports.extract_report
     monkeypatch.setattr(
-        reports, "extract_report", lambda text, study_id=None: calls.append(study_id) or original(text, study_id)
+        reports,
+        "extract_report",
+        lambda text, study_id=None, fallbacks="project": calls.append(study_id) or original(text, study_id, fallbacks),
     )
     summary, _ = run_merge(tmp_path, manifests, report_workers=1)
     assert len(calls) == 4  # 5 studies, one without a report file
@@ -565,6 +568,21 @@ def test_failures_are_grouped_by_their_own_reason(tmp_path):
     assert summary["failed_by_reason"] == {"file not found": 2, "no error recorded": 1, "writing outputs failed": 1}
     failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False).set_index("dicom_id")
     assert failed.at["d2", "reason"] == "segmentation failed: file not found: files/p10/x/d2.jpg"  # full text kept
+
+
+def test_report_text_mode_reaches_the_extraction(archive, monkeypatch, make_config):
+    """mimic.report_text (TablesSettings.report_text) is what every study's report is extracted with."""
+    tmp_path, manifests = archive
+    modes = []
+    original = reports.extract_report
+    monkeypatch.setattr(
+        reports,
+        "extract_report",
+        lambda text, study_id=None, fallbacks="project": modes.append(fallbacks) or original(text, study_id, fallbacks),
+    )
+    run_merge(tmp_path, manifests, out="paper_text", report_text="paper", report_workers=1)
+    assert modes and set(modes) == {"paper"}
+    assert TablesSettings.from_config(make_config(mimic={"report_text": "paper"})).report_text == "paper"
 
 
 def test_settings_from_the_tables_section(make_config):

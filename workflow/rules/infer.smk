@@ -24,6 +24,7 @@ rule select_images:
         views=config["mimic"]["views"],
         shards=config["mimic"]["shards"],
         chunks=config["mimic"]["chunks_per_shard"],
+        report_text=config["mimic"]["report_text"],
     script:
         "../scripts/select_images.py"
 

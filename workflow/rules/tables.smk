@@ -27,6 +27,7 @@ rule merge_tables:
     params:
         reports_root=lambda wc: reports_root(),
         tables=config["tables"],
+        report_text=config["mimic"]["report_text"],
         seed=config["seed"],
     script:
         "../scripts/merge_tables.py"

@@ -62,10 +62,11 @@ class TablesSettings:
     test: float
     include_flagged: bool
     seed: int
+    report_text: str
 
     @classmethod
     def from_config(cls, config: dict) -> "TablesSettings":
-        return build_settings(cls, config["tables"], seed=config["seed"])
+        return build_settings(cls, config["tables"], seed=config["seed"], report_text=config["mimic"]["report_text"])
 
     @property
     def ratios(self) -> tuple[float, float, float]:
@@ -270,7 +271,9 @@ def merge_tables(
 
     with _step("reports"):
         studies = images[["subject_id", "study_id"]].drop_duplicates().reset_index(drop=True)
-        study_reports = extract_study_reports(studies, reports_root, workers=report_workers, progress=progress)
+        study_reports = extract_study_reports(
+            studies, reports_root, workers=report_workers, progress=progress, fallbacks=settings.report_text
+        )
     with _step("metadata and CheXpert"):
         metadata = read_metadata(metadata_csv, images["dicom_id"])
         chexpert = read_chexpert(chexpert_csv)

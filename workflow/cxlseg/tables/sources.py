@@ -40,7 +40,13 @@ def _report_paths(studies: pd.DataFrame, reports_root: os.PathLike | str) -> lis
 
 
 def extract_study_reports(
-    studies: pd.DataFrame, reports_root: os.PathLike | str, *, workers: int = 8, chunk: int = 256, progress: bool = True
+    studies: pd.DataFrame,
+    reports_root: os.PathLike | str,
+    *,
+    workers: int = 8,
+    chunk: int = 256,
+    progress: bool = True,
+    fallbacks: str = "project",
 ) -> pd.DataFrame:
     """One parsed report per (subject_id, study_id).
 
@@ -52,7 +58,7 @@ def extract_study_reports(
     chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
 
     def run(batch):
-        return [reports.study_report(path, study) for path, study in batch]
+        return [reports.study_report(path, study, fallbacks) for path, study in batch]
 
     results: list[tuple[str, str]] = []
     with tqdm(total=len(jobs), desc="reports", unit="study", disable=not progress) as bar:

@@ -56,6 +56,7 @@ rule qc_report:
         mimic_root=lambda wc: mimic_root(),
         truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
         size=config["preprocess"]["size"],
+        interpolation=config["preprocess"]["interpolation"],
         min_predicted_dice=config["infer"]["qc"]["min_predicted_dice"],
     script:
         "../scripts/qc_report.py"

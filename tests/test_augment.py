@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg import io
+from cxlseg import io, preprocess
 from cxlseg.config import build_settings, default_config
 from cxlseg.ingest.readers import ingest_dataset
 from cxlseg.training.augment import (
@@ -169,15 +169,16 @@ def test_disabled_ignores_targets_without_training_images(store_inputs, tmp_path
     assert counts["train"]["covid19"]["augmented"] == 0
 
 
-@pytest.mark.parametrize("enabled", [False, True])
-def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enabled):
+@pytest.mark.parametrize("enabled, interpolation", [(False, "area"), (True, "linear")])
+def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enabled, interpolation):
     """The rule script gets its settings object from the rule's params and hands the store's files to the package
     (regression: enabled false crashed with 'build_training_store() got multiple values for keyword argument
-    targets')."""
+    targets'), preprocess.interpolation included."""
     parquet, roots, ingest_dirs = store_inputs
     config = default_config()
     config["augment"].update(enabled=enabled, targets=TARGETS)
-    config["preprocess"]["size"], config["seed"] = SIZE, 5
+    config["preprocess"].update(size=SIZE, interpolation=interpolation)
+    config["seed"] = 5
     store = tmp_path / "store"
     smk = SimpleNamespace(
         input=SimpleNamespace(
@@ -193,6 +194,11 @@ def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enable
     counts = pd.read_csv(tmp_path / "counts.csv")
     assert (counts["augmented"].sum() > 0) == enabled
     assert (store / "validate_index.parquet").is_file() and (tmp_path / "montage.png").is_file()
+    index = pd.read_parquet(store / "validate_index.parquet")
+    row = pd.read_parquet(parquet).set_index("image_id").loc[index.image_id[0]]
+    original = io.read_gray(Path(roots[row.dataset]) / row.image_path)
+    stored = np.load(store / "validate_images.npy")[0]
+    assert np.array_equal(stored, preprocess.resize(original, SIZE, interpolation))  # the store resizes as configured
 
 
 def test_settings_come_from_the_schema_in_one_step():
@@ -269,3 +275,68 @@ def test_ops_fire_independently_with_their_own_probability():
         assert abs(rate - p / p_any) < 0.08, (name, rate)
     together = sum(("hflip" in o) == ("rotate" in o) for o in ops) / n
     assert together < 0.7
+
+
+# --------------------------------------------------------------------------- per dataset and class (Table II)
+
+TABLE_II = {  # (dataset, class): (originals, after augmentation), the paper's nine counts
+    ("shenzhen", "tuberculosis"): (336, 3360),
+    ("shenzhen", "normal"): (326, 326),
+    ("montgomery", "tuberculosis"): (58, 580),
+    ("montgomery", "normal"): (80, 320),
+    ("v7", "covid19"): (517, 3619),
+    ("v7", "pneumonia"): (3987, 3987),
+    ("v7", "normal"): (1602, 3204),
+}
+
+
+def test_paper_multipliers_reproduce_table_ii_on_the_full_sets():
+    """config/paper.yaml's multipliers, given the full public sets' originals, give Table II's counts."""
+    from cxlseg.config import load_config
+    from cxlseg.training.balance import plan_balance
+
+    config_dir = Path(__file__).resolve().parents[1] / "config"
+    paper = build_settings(
+        AugmentSettings, load_config(config_dir / "config.yaml", config_dir / "paper.yaml")["augment"]
+    )
+    assert paper.active_targets is None  # the multipliers replace the per-class targets
+    train = pd.DataFrame([{"dataset": d, "label": c} for (d, c), (n, _) in TABLE_II.items() for _ in range(n)]).sample(
+        frac=1.0, random_state=0
+    )  # order must not matter
+    train = train.reset_index(drop=True)
+    plan = plan_balance(train, paper.active_targets, paper.active_multipliers, seed=42)
+    added = pd.Series([train["dataset"][pos] + "/" + label for label, pos, _ in plan]).value_counts()
+    for (dataset, label), (originals, total) in TABLE_II.items():
+        assert originals + added.get(f"{dataset}/{label}", 0) == total, (dataset, label)
+    assert all(train["label"][pos] == label for label, pos, _ in plan)  # copies of their own class
+    per_class = pd.Series([label for label, _, _ in plan]).value_counts()
+    assert per_class["normal"] == 240 + 1602 and "pneumonia" not in per_class
+    ks = pd.DataFrame(plan, columns=["label", "pos", "k"])
+    assert not ks.duplicated(["label", "k"]).any()  # unique seeds and ids within a class across datasets
+
+
+def test_store_grows_each_dataset_and_class_by_its_multiplier(store_inputs, tmp_path):
+    """Multipliers through the whole store: counts per (dataset, class) and copies drawn from their own group."""
+    parquet = pd.read_parquet(store_inputs[0])
+    _build(store_inputs, tmp_path / "m", multipliers={"shenzhen": {"tuberculosis": 3}, "v7": {"covid19": 2.5}})
+    index = pd.read_parquet(tmp_path / "m" / "train_index.parquet")
+    originals = index[~index.augmented].groupby(["dataset", "label"]).size()
+    totals = index.groupby(["dataset", "label"]).size()
+    assert totals["shenzhen", "tuberculosis"] == 3 * originals["shenzhen", "tuberculosis"]
+    assert totals["v7", "covid19"] == round(2.5 * originals["v7", "covid19"])
+    for group in set(totals.index) - {("shenzhen", "tuberculosis"), ("v7", "covid19")}:
+        assert totals[group] == originals[group], group  # not listed: kept as is
+    copies = index[index.augmented]
+    sources = parquet.set_index("image_id")
+    assert (sources.loc[copies.source_image_id, "dataset"].to_numpy() == copies.dataset.to_numpy()).all()
+    assert copies.image_id.is_unique
+
+
+def test_multipliers_below_one_are_rejected(make_config):
+    from cxlseg.config import ConfigError
+    from cxlseg.training.balance import dataset_targets
+
+    with pytest.raises(ConfigError, match="multipliers"):
+        make_config(augment={"multipliers": {"v7": {"covid19": 0.5}}})
+    with pytest.raises(ValueError, match="v7/covid19 is 0.5"):
+        dataset_targets(pd.DataFrame({"dataset": ["v7"], "label": ["covid19"]}), {"v7": {"covid19": 0.5}})

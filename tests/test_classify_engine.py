@@ -34,15 +34,17 @@ def test_early_stopping_waits_patience_epochs_and_remembers_the_best():
     assert net.weight.item() == 2.0
 
 
-def _scripted_fit(monkeypatch, val_losses, epochs, patience):
-    """fit() with a fake epoch that adds 1 to the only weight and a scripted validation loss per epoch."""
+def _scripted_fit(monkeypatch, val_losses, epochs, patience, monitor="validate", train_losses=None):
+    """fit() with a fake epoch that adds 1 to the only weight and scripted validation (and training) losses."""
     net = nn.Linear(1, 1, bias=False)
     nn.init.zeros_(net.weight)
+
+    train = iter(train_losses or [0.0] * epochs)
 
     def fake_epoch(net, *args):
         with torch.no_grad():
             net.weight.add_(1.0)
-        return 0.0, 1
+        return next(train), 1
 
     losses = iter(val_losses)
     monkeypatch.setattr(engine, "train_epoch", fake_epoch)
@@ -59,6 +61,7 @@ def _scripted_fit(monkeypatch, val_losses, epochs, patience):
         lr=1e-3,
         max_train_batches=None,
         desc="t",
+        monitor=monitor,
     )
     return net, history, stopper
 
@@ -73,6 +76,23 @@ def test_fit_stops_after_patience_epochs_without_improvement_and_keeps_best_weig
 def test_fit_without_validate_images_runs_every_epoch_and_keeps_the_last_weights(monkeypatch):
     net, history, stopper = _scripted_fit(monkeypatch, [math.nan] * 4, epochs=4, patience=1)
     assert len(history) == 4 and stopper.best_epoch == 0 and net.weight.item() == 4.0
+
+
+def test_authors_early_stopping_watches_the_training_loss_and_keeps_the_last_weights(monkeypatch):
+    """classify.early_stopping: train is Keras EarlyStopping(monitor='loss', patience=3) without
+    restore_best_weights: the validation loss is ignored, the last epoch's weights stay."""
+    net, history, stopper = _scripted_fit(
+        monkeypatch,
+        [1.0, 0.1, 0.9, 0.9, 0.9, 0.9],  # would stop at epoch 5 on the validation loss
+        epochs=10,
+        patience=3,
+        monitor="train",
+        train_losses=[1.0, 0.8, 0.6, 0.7, 0.65, 0.61, 0.9],
+    )
+    assert len(history) == 6  # epochs 4, 5, 6 bring no training loss below 0.6
+    assert net.weight.item() == 6.0  # the last weights, not epoch 2's (best validation) nor epoch 3's
+    with pytest.raises(ValueError, match="monitors one of validate, train"):
+        engine.EarlyStopping(3, "val_loss")
 
 
 def test_batchnorm_recalibration_restores_momentum():

@@ -60,7 +60,14 @@ def test_schema_defaults():
     """What a run with an empty config file gets (config/paper.yaml is test_paper_config.py's)."""
     cfg = validate_config({})
     assert cfg == default_config()
-    assert cfg["preprocess"] == {"size": 224, "channels": 1, "clahe_clip": 2.0, "clahe_tiles": 8, "clahe_space": "gray"}
+    assert cfg["preprocess"] == {
+        "size": 224,
+        "channels": 1,
+        "clahe_clip": 2.0,
+        "clahe_tiles": 8,
+        "clahe_space": "gray",
+        "interpolation": "area",
+    }
     assert cfg["train"]["epochs"] == 15
     assert cfg["augment"]["targets"] == {"tuberculosis": 3940, "covid19": 3619, "pneumonia": 3987, "normal": 3850}
     assert sum(cfg["augment"]["targets"].values()) == 15396

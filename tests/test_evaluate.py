@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg.evaluation.evaluate import evaluate_model, score_predictions
+from cxlseg.evaluation.paper_metrics import paper_scores
 from cxlseg.inference.predictor import Predictor
 from cxlseg.metrics import bce_dice_loss, image_metrics
 
@@ -53,6 +54,9 @@ def test_the_loss_column_is_the_training_loss_of_the_predicted_probabilities(tra
     probs = Predictor.from_checkpoints(trained.checkpoint, device="cpu").predict(images, out_size=32)
     expected = [bce_dice_loss(p, m) for p, m in zip(probs, masks)]
     assert per_image["loss"].tolist() == pytest.approx(expected, rel=1e-5)
+    # the authors' scoring of the same probabilities, beside the per-image columns (no clean-up)
+    summary = json.loads((tmp_path / "test_summary.json").read_text())
+    assert summary["paper_metrics"] == pytest.approx(paper_scores(probs, masks), rel=1e-5)
 
 
 def test_the_infer_clean_up_is_applied_to_every_mask(trained, tmp_path, infer_settings):

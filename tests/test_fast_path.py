@@ -95,3 +95,16 @@ def test_the_inference_predictor_gets_the_speed_keys(trained, infer_settings):
     predictor = inference_predictor(selected, infer_settings(amp_dtype="fp16", device="cpu"))
     assert predictor.amp_dtype == torch.float16 and predictor.device.type == "cpu"
     assert inference_predictor(selected, infer_settings(amp_dtype="bf16")).amp_dtype == torch.bfloat16
+
+
+def test_device_resize_linear_is_cv2_linear_and_area_is_cv2_area(toys):
+    """The GPU decode path resizes as the CPU path does for both preprocess.interpolation values (linear within
+    one grey level of cv2.INTER_LINEAR)."""
+    image = toys.radiograph_like(1531, 1277, seed=4)
+    tensor = torch.from_numpy(image)[None]
+    linear = gpu_decode.device_resize(tensor, 224, "linear")
+    assert np.abs(linear.astype(int) - cv2.resize(image, (224, 224))).max() <= 1
+    area = gpu_decode.device_resize(tensor, 224, "area")
+    # adaptive average pooling, not OpenCV's exact pixel areas: close on average, not pixel for pixel
+    assert np.abs(area.astype(int) - cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA)).mean() < 1
+    assert np.abs(linear.astype(int) - area).max() > 3

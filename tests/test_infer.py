@@ -194,6 +194,7 @@ def test_settings_id_ignores_exactly_the_speed_only_keys(infer_settings, toys):
         dict(threshold=0.4),
         dict(tta_flip=True),
         dict(segmented_source="clahe"),
+        dict(segmented_channels=3),
         dict(jpeg_quality=90),
         dict(separate_lungs=True),
         dict(output_size=256),
@@ -205,6 +206,8 @@ def test_settings_id_ignores_exactly_the_speed_only_keys(infer_settings, toys):
     ):
         assert infer_settings(**changed).settings_id(spec) != base.settings_id(spec), changed
     assert base.settings_id(toys.spec(112)) != base.settings_id(spec)  # the network input is part of it
+    linear = dataclasses.replace(spec, interpolation="linear")  # and how it was resized
+    assert base.settings_id(linear) != base.settings_id(spec)
     qc_model = fit_toy_qc_model()[0]  # and so is the predicted-Dice model
     assert base.settings_id(spec, qc_model) != base.settings_id(spec)
     assert base.settings_id(spec, qc_model) != base.settings_id(spec, fit_toy_qc_model(seed=1)[0])

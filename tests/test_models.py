@@ -2,7 +2,14 @@
 
 import pytest
 import torch
-from cxlseg.training.models import MODELS, AttentionGate, SpatialAttention, count_parameters, create_model
+from cxlseg.training.models import (
+    MODELS,
+    AttentionGate,
+    NestedUNet,
+    SpatialAttention,
+    count_parameters,
+    create_model,
+)
 
 torch.set_num_threads(1)
 
@@ -94,8 +101,13 @@ class TestPlainUnet(ModelContract):
     kwargs = dict(base_channels=4)
 
 
+class TestPlainUnetPlusPlus(ModelContract):
+    name = "plain_unetplusplus"
+    kwargs = dict(base_channels=4)
+
+
 def test_registry_holds_the_paper_architectures_and_the_authors_unet():
-    assert set(MODELS) == {"unet", "unetplusplus", "attention_unet", "sa_unet", "plain_unet"}
+    assert set(MODELS) == {"unet", "unetplusplus", "attention_unet", "sa_unet", "plain_unet", "plain_unetplusplus"}
 
 
 def test_registry_matches_the_schema():
@@ -107,7 +119,7 @@ def test_registry_matches_the_schema():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="attention_unet, plain_unet, sa_unet, unet, unetplusplus"):
+    with pytest.raises(ValueError, match="attention_unet, plain_unet, plain_unetplusplus, sa_unet, unet, unetplusplus"):
         create_model("segnet")
 
 
@@ -182,3 +194,29 @@ def test_attention_gate_coefficients_suppress_when_psi_is_negative():
         blocked = gate(x, g)
     expected = gate.out(torch.zeros_like(x))
     assert torch.allclose(blocked, expected, atol=1e-6)
+
+
+def test_plain_unetplusplus_is_zhou_et_al_nested_unet_without_deep_supervision():
+    """U-Net++: node X[i][j] takes X[i][0..j-1] and the up-convolved X[i+1][j-1]; 10 decoder nodes at 5 levels;
+    one head on X[0][4] (deep supervision off); widths 32..512 by default (Zhou et al.'s code)."""
+    model = create_model("plain_unetplusplus", in_channels=3)
+    assert isinstance(model, NestedUNet)
+    assert [block[0][0].out_channels for block in model.encoder.blocks] == [32, 64, 128, 256, 512]
+    assert sorted(model.nodes) == sorted(f"{i}_{j}" for j in range(1, 5) for i in range(5 - j))
+    for key, node in model.nodes.items():
+        i, j = map(int, key.split("_"))
+        assert node[0][0].in_channels == (j + 1) * 32 * 2**i, key  # j same-level nodes + one up-convolved
+        assert model.ups[key].in_channels == 32 * 2 ** (i + 1) and model.ups[key].stride == (2, 2)
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
+    assert heads == [model.head] and model.head.in_channels == 32
+
+
+def test_plain_unetplusplus_output_depends_on_every_column():
+    """The dense skips carry information: zeroing an intermediate node's weights changes the output."""
+    torch.manual_seed(0)
+    model = create_model("plain_unetplusplus", base_channels=4).eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        torch.nn.init.zeros_(model.nodes["1_1"][0][0].weight)
+        assert not torch.allclose(before, model(x))

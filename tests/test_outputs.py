@@ -46,6 +46,16 @@ def test_segmented_image_is_the_original_and_the_mask(toys, space):
     assert not np.array_equal(original, clahe)
 
 
+def test_segmented_image_channels(toys):
+    """infer.segmented_channels 3 writes CXLSeg's 3-channel JPEG layout: the same pixels in B, G and R."""
+    resized = preprocess.resize(toys.radiograph_like(300, 260), 224)
+    gray = segmented_image(resized, _lungs(), "original", toys.spec())
+    color = segmented_image(resized, _lungs(), "original", toys.spec(), channels=3)
+    assert color.shape == (224, 224, 3) and all(np.array_equal(color[..., c], gray) for c in range(3))
+    with pytest.raises(ValueError, match="segmented_channels must be 1 or 3"):
+        segmented_image(resized, _lungs(), "original", toys.spec(), channels=2)
+
+
 def test_finish_image_writes_both_files_and_returns_the_manifest_fields(tmp_path, infer_settings, toys):
     settings = infer_settings()
     resized = preprocess.resize(toys.radiograph_like(300, 260), 224)

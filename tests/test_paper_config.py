@@ -35,12 +35,24 @@ def test_preprocessing(config):
     pre = config["preprocess"]
     assert pre["size"] == 224 and pre["channels"] == 3
     assert pre["clahe_space"] == "lab" and pre["clahe_clip"] == 2.0 and pre["clahe_tiles"] == 8
+    assert pre["interpolation"] == "linear"  # authors' cv2.resize default; tests/test_paper_pixels.py checks pixels
+
+
+def test_segmented_images_are_written_as_published(config):
+    assert config["infer"]["segmented_channels"] == 3 and config["infer"]["jpeg_quality"] == 95
+    assert config["infer"]["segmented_source"] == "original"
+
+
+def test_the_authors_are_credited():
+    text = PAPER.read_text(encoding="utf-8")
+    assert "Nimalsiri et al., 2023" in text and "Indeewara" not in text
 
 
 def test_models_and_inference(config):
     models = config["models"]
     assert models["inference_model"] == "sa_unet"
-    assert set(models["architectures"]) == {"unet", "unetplusplus", "attention_unet", "sa_unet", "plain_unet"}
+    # Table IV's four: Vanilla U-Net (the authors' plain U-Net), U-Net++ (Zhou et al.), Attention U-Net, SA-UNet
+    assert models["architectures"] == ["plain_unet", "plain_unetplusplus", "attention_unet", "sa_unet"]
     assert models["base_channels"] == 64 and models["sa_unet_base_channels"] == 16
     assert (
         config["infer"]["tta_flip"] is False

@@ -160,3 +160,42 @@ def test_reduced_factor_choice():
     assert preprocess.reduced_factor(300, 260, 224) == 1
     assert preprocess.reduced_factor(None, 2500, 224) == 1
     assert preprocess.reduced_factor(float("nan"), 2500, 224) == 1
+
+
+# --- preprocess.interpolation: linear is the CXLSeg authors' resize ---------------------------
+
+
+def test_linear_decode_is_a_full_decode_and_cv2_default_resize(large_jpeg):
+    """`linear` never takes the reduced-DCT path: full decode, cv2.resize's default (INTER_LINEAR), bit-exact."""
+    path, (h, w), _ = large_jpeg
+    authors = cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (224, 224))  # their read_image, gray
+    linear, true_hw, factor, note = preprocess.decode_for_inference(path, 224, h, w, interpolation="linear")
+    assert factor == 1 and true_hw == (h, w) and note == ""
+    assert np.array_equal(linear, authors)
+    area = preprocess.decode_for_inference(path, 224, h, w)[0]
+    assert np.abs(area.astype(int) - authors).max() > 20  # the two resizes differ at edges: the key matters
+
+
+def test_linear_mask_is_the_authors_read_mask():
+    """Authors' read_mask: the 0/255 mask resized linearly, divided by its maximum, kept where > 0.5."""
+    mask = np.zeros((1531, 1277), np.uint8)
+    cv2.ellipse(mask, (400, 760), (230, 520), 8, 0, 360, 1, -1)
+    cv2.ellipse(mask, (880, 740), (200, 500), -6, 0, 360, 1, -1)
+    soft = cv2.resize(mask * np.uint8(255), (224, 224))
+    expected = (soft / soft.max() > 0.5).astype(np.uint8)
+    assert np.array_equal(preprocess.resize_mask(mask, 224, "linear"), expected)
+    area = preprocess.resize_mask(mask, 224, "area")
+    assert not np.array_equal(area, expected) and np.abs(area.astype(int) - expected).sum() < 400
+
+
+def test_prepare_passes_the_interpolation():
+    img = (np.random.default_rng(5).random((700, 600)) * 255).astype(np.uint8)
+    assert np.array_equal(
+        preprocess.prepare(img, 224, interpolation="linear"), preprocess.clahe(cv2.resize(img, (224, 224)))
+    )
+    assert not np.array_equal(preprocess.prepare(img, 224, interpolation="linear"), preprocess.prepare(img, 224))
+
+
+def test_unknown_interpolation_rejected(large_jpeg):
+    with pytest.raises(ValueError, match="interpolation must be one of area, linear"):
+        preprocess.decode_for_inference(large_jpeg[0], 224, interpolation="cubic")

@@ -128,6 +128,9 @@ def test_qc_vs_truth_tracks_dice(shard, infer_run):
     assert len(validation) == 5 and (validation.dice > 0.85).all()
     tracking = qc_tracking(validation)
     assert tracking["n"] == 5 and tracking["mean_dice"] > 0.85
+    # preprocess.interpolation linear: the truth is resized as the authors resized masks (linear, > 0.5)
+    linear = qc_vs_truth(manifest, truth_dir, run.out_root, size=224, interpolation="linear")
+    assert (linear.dice > 0.85).all() and not np.allclose(linear.dice, validation.dice)
 
     # poor masks get a low predicted Dice and a low true Dice
     poor = pd.DataFrame(

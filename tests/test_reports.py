@@ -370,3 +370,24 @@ def test_read_report_then_span_uses_text_mode_offsets(tmp_path):
     path = tmp_path / "s50196495.txt"
     path.write_bytes(body.replace("\n", "\r\n").encode())
     assert extract_report(read_report(path), "s50196495")[0] == normalize_whitespace(body[59:399])
+
+
+# --------------------------------------------------------------------------- mimic.report_text: paper
+
+
+def test_paper_mode_keeps_only_findings_impression_then_comparison():
+    """The paper's rule: no MIT-LCP last paragraph, no per-study fixes; comparison anywhere when nothing else."""
+    last_paragraph = (
+        PREAMBLE + " INDICATION:  Intubated.\n \n TECHNIQUE:  Single portable view.\n \n Lungs are clear.\n"
+    )
+    assert extract_report(last_paragraph)[1] == "last_paragraph"
+    assert extract_report(last_paragraph, fallbacks="paper") == ("", "none")
+    comparison_then_paragraph = (
+        PREAMBLE + " COMPARISON:  Prior of ___.\n \n TECHNIQUE:  AP view.\n \n Tube in place, lungs clear.\n"
+    )
+    assert extract_report(comparison_then_paragraph) == ("Tube in place, lungs clear.", "last_paragraph")
+    assert extract_report(comparison_then_paragraph, fallbacks="paper") == ("Prior of ___.", "comparison")
+    assert extract_report(STANDARD, "s50798377", fallbacks="paper") == extract_report(STANDARD)  # no study rule
+    assert extract_report(STANDARD, fallbacks="paper") == extract_report(STANDARD)
+    with pytest.raises(ValueError, match="report text mode must be one of project, paper"):
+        extract_report(STANDARD, fallbacks="authors")

@@ -192,3 +192,25 @@ def test_ensemble_takes_the_selected_model_then_the_ranking():
     assert ensemble_checkpoints(selected, 1) == ["m/sa_unet.pt"]
     assert ensemble_checkpoints(selected, 2) == ["m/sa_unet.pt", "m/unet.pt"]
     assert ensemble_checkpoints(selected, 9) == ["m/sa_unet.pt", "m/unet.pt", "m/att.pt"]
+
+
+def test_table_iv_carries_the_authors_scoring_in_columns_of_its_own(tmp_path):
+    """paper_ columns (from test_summary.json's paper_metrics) beside the per-image ones, and a second table."""
+    models = {"unet": fake_model(tmp_path, "unet", [0.80, 0.93], test_dice=0.80)}
+    summary_path = models["unet"][0]
+    summary = json.loads(summary_path.read_text())
+    summary["paper_metrics"] = {
+        "paper_loss_pct": 12.345,
+        "paper_soft_dice": 0.91,
+        "paper_soft_iou": 0.85,
+        "paper_recall": 0.93,
+        "paper_precision": 0.95,
+    }
+    summary_path.write_text(json.dumps(summary))
+    compare(models, tmp_path / "out")
+    row = pd.read_csv(tmp_path / "out" / "comparison.csv").iloc[0]
+    assert row["paper_soft_dice"] == pytest.approx(0.91) and row["dice"] == pytest.approx(0.80)
+    assert row["paper_loss_pct"] == pytest.approx(12.345)
+    text = (tmp_path / "out" / "comparison.md").read_text()
+    assert "| unet | 12.35 | 0.9100 | 0.8500 | 0.9300 | 0.9500 |" in text
+    assert text.splitlines()[0].startswith("| Model | Loss | Dice |")  # the per-image table stays first

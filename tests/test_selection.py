@@ -175,7 +175,7 @@ def test_write_selection_writes_a_list_for_every_shard(tmp_path, make_config):
 def test_settings_from_the_mimic_section(make_config):
     built = SelectionSettings.from_config(make_config())
     assert built == SelectionSettings(
-        views=("AP", "PA"), shards=tuple(f"p{i}" for i in range(10, 20)), chunks_per_shard=1
+        views=("AP", "PA"), shards=tuple(f"p{i}" for i in range(10, 20)), chunks_per_shard=1, report_text="project"
     )
     assert settings(make_config, shards=["p10"], chunks_per_shard=3).shard_ids == ["p10-c0", "p10-c1", "p10-c2"]
     with pytest.raises(ConfigError, match="mimic.shards.0"):
@@ -183,7 +183,7 @@ def test_settings_from_the_mimic_section(make_config):
 
 
 def test_bad_shard_names_fail_before_the_report_scan(tmp_path):
-    bad = SelectionSettings(views=("PA",), shards=("../p10",), chunks_per_shard=1)
+    bad = SelectionSettings(views=("PA",), shards=("../p10",), chunks_per_shard=1, report_text="project")
     with pytest.raises(ValueError, match="shard ids"):
         select_images(tmp_path / "absent.csv", tmp_path, None, bad)
     with pytest.raises(ValueError, match="chunks_per_shard"):

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cxlseg.config import default_config
+from cxlseg.config import ConfigError, default_config
 from cxlseg.io import UnsafePathError
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
@@ -136,7 +136,18 @@ def archive(tmp_path):
     return tmp_path, manifests
 
 
-SETTING_KEYS = {"split_source", "split_unit", "train", "validate", "test", "include_flagged", "seed"}
+SETTING_KEYS = {
+    "split_source",
+    "split_unit",
+    "train",
+    "validate",
+    "test",
+    "include_flagged",
+    "seed",
+    "cxlseg_split",
+    "cxlseg_split_missing",
+    "report_text",
+}
 
 
 def tables_settings(**changes) -> TablesSettings:
@@ -280,7 +291,9 @@ def test_reports_parsed_once_per_study(archive, monkeypatch):
     calls = []
     original = reports.extract_report
     monkeypatch.setattr(
-        reports, "extract_report", lambda text, study_id=None: calls.append(study_id) or original(text, study_id)
+        reports,
+        "extract_report",
+        lambda text, study_id=None, fallbacks="project": calls.append(study_id) or original(text, study_id, fallbacks),
     )
     summary, _ = run_merge(tmp_path, manifests, report_workers=1)
     assert len(calls) == 4  # 5 studies, one without a report file
@@ -471,6 +484,68 @@ def test_official_split_needs_its_file_and_known_values(archive):
         run_merge(tmp_path, manifests, split_source="official", official_split_csv=tmp_path / "split.csv")
 
 
+def _published_split(path, rows):
+    frame = pd.DataFrame(rows, columns=["dicom_id", "split"]).assign(subject_id=0, study_id=0)
+    frame[["subject_id", "study_id", "dicom_id", "split"]].to_csv(path, index=False)
+    return path
+
+
+PUBLISHED = [("d1", "test"), ("d2", "validate"), ("d3", "train"), ("d4", "validate"), ("d5", "train"), ("z9", "test")]
+
+
+def test_cxlseg_split_copies_the_published_membership_and_reports_the_rest(archive, caplog):
+    """Membership copied image by image (d2 validate although its patient's other images are test); d6, d7 are
+    not listed and get no split row (default 'omit'); d5 (failed here) and z9 are listed but not in the tables."""
+    tmp_path, manifests = archive
+    path = _published_split(tmp_path / "CXLSeg-split.csv.gz", PUBLISHED)
+    with caplog.at_level("WARNING"):
+        summary, t = run_merge(tmp_path, manifests, out="cx", split_source="cxlseg", cxlseg_split=str(path))
+    assert t["split"].set_index("dicom_id")["split"].to_dict() == {
+        "d1": "test",
+        "d2": "validate",
+        "d3": "train",
+        "d4": "validate",
+    }
+    assert {"d6", "d7"} <= set(t["segmented"]["dicom_id"])  # still segmented and tabled, only without a split
+    info = summary["split"]
+    assert (info["source"], info["unit"], info["missing_policy"]) == ("cxlseg", "image", "omit")
+    assert info["selected_not_in_cxlseg_split"] == 2 and info["examples_selected_not_in_cxlseg_split"] == ["d6", "d7"]
+    assert info["cxlseg_split_not_selected"] == 2 and info["examples_cxlseg_split_not_selected"] == ["d5", "z9"]
+    assert info["images_without_split"] == 2 and info["assigned_outside_cxlseg_split"] == 0
+    assert summary["rows"]["split"] == 4 and summary["rows"]["segmented"] == 6
+    assert "2 selected image(s) are not in the published split" in caplog.text
+    assert "2 listed image(s) were not selected" in caplog.text
+
+
+def test_cxlseg_split_random_policy_assigns_the_unlisted_and_counts_them(archive):
+    tmp_path, manifests = archive
+    path = _published_split(tmp_path / "CXLSeg-split.csv.gz", PUBLISHED)
+    summary, t = run_merge(
+        tmp_path,
+        manifests,
+        out="cx_random",
+        split_source="cxlseg",
+        cxlseg_split=str(path),
+        cxlseg_split_missing="random",
+        split_unit="image",
+    )
+    split = t["split"].set_index("dicom_id")["split"].to_dict()
+    assert {k: split[k] for k in ("d1", "d2", "d3", "d4")} == dict(PUBLISHED[:4])
+    assert set(split) == {"d1", "d2", "d3", "d4", "d6", "d7"}
+    assert summary["split"]["assigned_outside_cxlseg_split"] == 2 and summary["split"]["images_without_split"] == 0
+
+
+def test_cxlseg_split_needs_its_file_and_one_split_per_image(archive, make_config):
+    tmp_path, manifests = archive
+    with pytest.raises(ValueError, match="tables.cxlseg_split"):
+        run_merge(tmp_path, manifests, split_source="cxlseg")
+    with pytest.raises(ConfigError, match="tables.cxlseg_split"):
+        make_config(tables={"split_source": "cxlseg"})
+    twice = _published_split(tmp_path / "twice.csv", [("d1", "test"), ("d1", "train")])
+    with pytest.raises(ValueError, match=r"twice\.csv: dicom_id d1 is listed in two splits"):
+        run_merge(tmp_path, manifests, split_source="cxlseg", cxlseg_split=str(twice))
+
+
 def test_unreadable_report_file_is_recorded_not_fatal(archive):
     tmp_path, manifests = archive
     (tmp_path / "reports/files/p12/p12000022/s52000003.txt").mkdir(parents=True)  # a folder where the file should be
@@ -514,6 +589,21 @@ def test_failures_are_grouped_by_their_own_reason(tmp_path):
     assert summary["failed_by_reason"] == {"file not found": 2, "no error recorded": 1, "writing outputs failed": 1}
     failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False).set_index("dicom_id")
     assert failed.at["d2", "reason"] == "segmentation failed: file not found: files/p10/x/d2.jpg"  # full text kept
+
+
+def test_report_text_mode_reaches_the_extraction(archive, monkeypatch, make_config):
+    """mimic.report_text (TablesSettings.report_text) is what every study's report is extracted with."""
+    tmp_path, manifests = archive
+    modes = []
+    original = reports.extract_report
+    monkeypatch.setattr(
+        reports,
+        "extract_report",
+        lambda text, study_id=None, fallbacks="project": modes.append(fallbacks) or original(text, study_id, fallbacks),
+    )
+    run_merge(tmp_path, manifests, out="paper_text", report_text="paper", report_workers=1)
+    assert modes and set(modes) == {"paper"}
+    assert TablesSettings.from_config(make_config(mimic={"report_text": "paper"})).report_text == "paper"
 
 
 def test_settings_from_the_tables_section(make_config):

@@ -51,6 +51,7 @@ def validate_config(config: dict) -> dict:
 
     validate(config, str(SCHEMA_PATH), set_default=True)
     _check_sums(config)
+    _check_split_source(config)
     return config
 
 
@@ -59,6 +60,14 @@ def _check_sums(config: dict) -> None:
         total = sum(config[section][k] for k in keys)
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"config key {section}: {'+'.join(keys)} must sum to 1, got {total:g}")
+
+
+def _check_split_source(config: dict) -> None:
+    tables = config["tables"]
+    if tables["split_source"] == "cxlseg" and not tables["cxlseg_split"]:
+        raise ConfigError(
+            "config key tables.cxlseg_split: split_source cxlseg needs the path of a published CXLSeg-split.csv.gz"
+        )
 
 
 def load_config(*paths: os.PathLike | str, overrides: dict | None = None) -> dict:

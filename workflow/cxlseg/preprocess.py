@@ -1,10 +1,14 @@
 """The image preprocessing shared by training and inference (one definition, so they agree).
 
 The whole radiograph is resized (not cropped or padded) to size x size (the
-paper's 224x224) with INTER_AREA (the authors' code uses cv2.resize's default,
-bilinear), then CLAHE (clip 2.0, 8x8 tiles, as in the authors' code),
+paper's 224x224), then CLAHE (clip 2.0, 8x8 tiles, as in the authors' code),
 either on the gray plane or, as the CXLSeg authors' code does, on the L
 channel of LAB (``space="lab"``).
+
+`preprocess.interpolation` picks the resize: ``area`` (INTER_AREA, the default: pixel averaging, so
+reduced-DCT decoding can stand in for a full decode) or ``linear`` (cv2.resize's default INTER_LINEAR
+of a full decode, as the CXLSeg authors resized images and masks; their published segmented image
+matches it to 1.5 grey levels inside the lungs, INTER_AREA only to 3.2).
 """
 
 from __future__ import annotations
@@ -14,16 +18,35 @@ import os
 import cv2
 import numpy as np
 
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
-def resize(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+
+def cv2_flag(interpolation: str | int) -> int:
+    """An OpenCV interpolation flag from a config name (area | linear) or the flag itself."""
+    if isinstance(interpolation, str):
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+        return INTERPOLATIONS[interpolation]
+    return int(interpolation)
+
+
+def resize(image: np.ndarray, size: int, interpolation: str | int = "area") -> np.ndarray:
     if image.shape[:2] == (size, size):
         return image
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+    return cv2.resize(image, (size, size), interpolation=cv2_flag(interpolation))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Area-average then re-threshold, so thin structures survive downsampling without stair-steps."""
-    soft = resize(mask.astype(np.float32), size, cv2.INTER_AREA)
+def resize_mask(mask: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:
+    """0/1 mask -> size x size 0/1 mask.
+
+    area: area-average then >= 0.5, so thin structures survive downsampling without stair-steps. linear: the
+    authors' read_mask, the 0/255 mask resized with INTER_LINEAR, divided by its maximum and kept where > 0.5.
+    """
+    if interpolation == "linear":
+        soft = resize((mask > 0).astype(np.uint8) * np.uint8(255), size, "linear")
+        peak = int(soft.max())
+        return (soft.astype(np.float32) / max(peak, 1) > 0.5).astype(np.uint8)
+    soft = resize(mask.astype(np.float32), size, cv2_flag(interpolation))
     return (soft >= 0.5).astype(np.uint8)
 
 
@@ -49,9 +72,11 @@ def clahe(image: np.ndarray, clip: float = 2.0, tiles: int = 8, space: str = "gr
     raise ValueError(f"CLAHE space must be one of {', '.join(CLAHE_SPACES)}, got {space!r}")
 
 
-def prepare(image: np.ndarray, size: int, clip: float = 2.0, tiles: int = 8, space: str = "gray") -> np.ndarray:
+def prepare(
+    image: np.ndarray, size: int, clip: float = 2.0, tiles: int = 8, space: str = "gray", interpolation: str = "area"
+) -> np.ndarray:
     """8-bit gray radiograph of any size -> size x size CLAHE image (uint8)."""
-    return clahe(resize(image, size), clip, tiles, space)
+    return clahe(resize(image, size, interpolation), clip, tiles, space)
 
 
 def to_model_input(images: np.ndarray, channels: int = 1) -> np.ndarray:
@@ -133,18 +158,26 @@ def _read_full_gray(path: os.PathLike | str) -> tuple[np.ndarray, str]:
 
 
 def decode_for_inference(
-    path: os.PathLike | str, size: int, height: int | None = None, width: int | None = None, min_ratio: float = 1.0
+    path: os.PathLike | str,
+    size: int,
+    height: int | None = None,
+    width: int | None = None,
+    min_ratio: float = 1.0,
+    interpolation: str = "area",
 ) -> tuple[np.ndarray, tuple[int, int], int, str]:
     """Decode a radiograph and resize it to size x size, using reduced DCT decoding when it pays.
 
     `height`/`width` are the expected true size (MIMIC's Rows/Columns); they choose the reduction
     and are verified against the decoded size. When they are missing, wrong, or the file is not a
     JPEG, the image is fully decoded instead, so a bad metadata row costs time, never geometry.
+    `interpolation` linear always decodes at full size and resizes with INTER_LINEAR, as the CXLSeg
+    authors did (bilinear on a reduced decode would sample other pixels).
     Returns (resized uint8 gray, true (height, width), reduction factor used, note).
     """
     from cxlseg.io import read_image
 
-    factor = reduced_factor(height, width, size, min_ratio)
+    cv2_flag(interpolation)  # an unknown name fails here, not after the decode
+    factor = reduced_factor(height, width, size, min_ratio) if interpolation == "area" else 1
     if factor > 1 and _is_jpeg(path):
         reduced = read_image(path, _REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
         expected = (-(-int(height) // factor), -(-int(width) // factor))
@@ -156,4 +189,4 @@ def decode_for_inference(
         note = ""
     full, full_note = _read_full_gray(path)
     note = "; ".join(n for n in (note, full_note) if n)
-    return resize(full, size), (int(full.shape[0]), int(full.shape[1])), 1, note
+    return resize(full, size, interpolation), (int(full.shape[0]), int(full.shape[1])), 1, note

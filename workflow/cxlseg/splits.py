@@ -198,11 +198,14 @@ def assign_split(
     seed: int,
     official_split_csv=None,
     split_unit: str = "subject",
+    cxlseg_split_csv=None,
+    missing: str = "omit",
 ) -> tuple[pd.Series, dict]:
-    """Split label per image row, and counts for the summary.
+    """Split label per image row (NaN: no split row), and counts for the summary.
 
     `split_unit` applies to source 'random': whole subjects (no patient on two sides) or single images
     (the published CXLSeg counts). The official split and its fallback for missing images are by subject.
+    Source 'cxlseg' copies a published CXLSeg-split.csv.gz (see `_published_split`).
     """
     if split_unit not in SPLIT_UNITS:
         raise ValueError(f"split_unit must be 'subject' or 'image', got {split_unit!r}")
@@ -227,10 +230,69 @@ def assign_split(
             fallback = split_by_subject(images.loc[unassigned, "subject_id"], ratios, seed)
             split = split.fillna(images["subject_id"].map(fallback))
         info["images_not_in_official_split"] = int(images["dicom_id"].map(official).isna().sum())
+    elif source == "cxlseg":
+        split = _published_split(images, info, cxlseg_split_csv, missing, ratios, seed, split_unit)
     else:
-        raise ValueError(f"split_source must be 'random' or 'official', got {source!r}")
+        raise ValueError(f"split_source must be 'random', 'official' or 'cxlseg', got {source!r}")
     sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
     info["subjects_on_several_sides"] = int((sides > 1).sum())
     info["images"] = {s: int((split == s).sum()) for s in SPLITS}
+    info["images_without_split"] = int(pd.isna(split).sum())
     info["subjects"] = {s: int(images.loc[split == s, "subject_id"].nunique()) for s in SPLITS}
     return pd.Categorical(split, categories=list(SPLITS)), info
+
+
+MISSING_POLICIES = ("omit", "random")
+
+
+def _published_split(images, info: dict, path, missing: str, ratios, seed: int, split_unit: str) -> pd.Series:
+    """The membership of a published CXLSeg-split.csv.gz, copied image by image.
+
+    Nothing is assigned silently: selected images the file does not list, and listed images this run did not
+    select (or segment), are counted in `info` and logged. `missing` says what the unlisted ones get: 'omit'
+    (no row in CXLSeg-split, so nobody mistakes them for published membership) or 'random' (a seeded split
+    of their own, by `split_unit`, counted as such).
+    """
+    if path is None:
+        raise ValueError("split_source 'cxlseg' needs tables.cxlseg_split (a published CXLSeg-split.csv.gz)")
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"cxlseg_split_missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
+    published = read_official_split(path, "CXLSeg split", strict=True).set_index("dicom_id")["split"]
+    split = images["dicom_id"].map(published)
+    unlisted = split.isna()
+    not_selected = ~published.index.isin(images["dicom_id"])
+    info.update(
+        unit="image",
+        cxlseg_split=str(path),
+        cxlseg_split_rows=int(len(published)),
+        selected_not_in_cxlseg_split=int(unlisted.sum()),
+        cxlseg_split_not_selected=int(not_selected.sum()),
+        examples_selected_not_in_cxlseg_split=sorted(images.loc[unlisted, "dicom_id"])[:10],
+        examples_cxlseg_split_not_selected=sorted(published.index[not_selected])[:10],
+        missing_policy=missing,
+        assigned_outside_cxlseg_split=0,
+    )
+    if unlisted.any():
+        log.warning(
+            "%s: %d selected image(s) are not in the published split (%s): %s",
+            path,
+            int(unlisted.sum()),
+            "no split row" if missing == "omit" else f"seeded {split_unit} split",
+            ", ".join(info["examples_selected_not_in_cxlseg_split"]),
+        )
+    if not_selected.any():
+        log.warning(
+            "%s: %d listed image(s) were not selected or not segmented in this run: %s",
+            path,
+            int(not_selected.sum()),
+            ", ".join(info["examples_cxlseg_split_not_selected"]),
+        )
+    if missing == "random" and unlisted.any():
+        rest = images[unlisted]
+        if split_unit == "image":
+            drawn = rest["dicom_id"].map(split_by_image(rest["dicom_id"], ratios, seed))
+        else:
+            drawn = rest["subject_id"].map(split_by_subject(rest["subject_id"], ratios, seed))
+        split = split.fillna(drawn)
+        info["assigned_outside_cxlseg_split"] = int(len(rest))
+    return split

@@ -7,6 +7,7 @@ rule merge_tables:
         metadata=mimic_file("metadata"),
         chexpert=mimic_file("chexpert"),
         split=mimic_file("split"),
+        cxlseg_split=cxlseg_split_file(),
     output:
         metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
         segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",

@@ -16,6 +16,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.settings.augment,
         size=snakemake.params.settings.size,
         seed=snakemake.params.settings.seed,
+        interpolation=snakemake.params.settings.interpolation,
         montage_path=snakemake.output.montage,
         counts_path=snakemake.output.counts,
     )

@@ -17,4 +17,5 @@ with log_to(snakemake.log[0]):
         min_predicted_dice=snakemake.params.settings.min_predicted_dice,
         truth_dir=snakemake.params.truth,
         size=snakemake.params.settings.size,
+        interpolation=snakemake.params.settings.interpolation,
     )

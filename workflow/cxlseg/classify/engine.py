@@ -1,8 +1,9 @@
 """Training and prediction: masked BCE with Adam, early stopping on the validation loss, sigmoid scores.
 
-Early stopping is the authors' Keras ``EarlyStopping(patience=3)`` watching the validation loss (their
-script watched the training loss and evaluated a hand-picked checkpoint); the weights of the epoch with
-the lowest validation loss are the ones kept, as Keras' ``restore_best_weights`` does.
+Early stopping is the authors' Keras ``EarlyStopping(patience=3)``. By default (`classify.early_stopping:
+validate`) it watches the validation loss and keeps the weights of the epoch with the lowest one, as Keras'
+``restore_best_weights`` does; `train` is the authors' script: it watches the training loss
+(``monitor='loss'``) and keeps the last epoch's weights (they then evaluated a hand-picked checkpoint).
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def validation_loss(net: nn.Module, loader: DataLoader, device: torch.device, us
     return total / count if count else float("nan")
 
 
+MONITORS = ("validate", "train")
+
+
 class EarlyStopping:
     """Stop after `patience` epochs without a lower validation loss, keeping the best epoch's weights.
 
@@ -145,10 +149,12 @@ class EarlyStopping:
     epochs and keeps the last weights.
     """
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, monitor: str = "validate"):
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
-        self.patience = patience
+        if monitor not in MONITORS:
+            raise ValueError(f"early stopping monitors one of {', '.join(MONITORS)}, got {monitor!r}")
+        self.patience, self.monitor = patience, monitor
         self.best_loss = math.inf
         self.best_epoch = 0
         self.best_state: dict | None = None
@@ -160,14 +166,16 @@ class EarlyStopping:
             return False
         if loss < self.best_loss:
             self.best_loss, self.best_epoch, self.misses = loss, epoch, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+            if self.monitor == "validate":  # the training loss watched: the last weights are kept anyway
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
             return False
         self.misses += 1
         return self.misses >= self.patience
 
     def restore(self, net: nn.Module) -> None:
-        """Load the best weights back (nothing to do without a finite validation loss)."""
-        if self.best_state is not None:
+        """Load the best weights back (nothing to do without a finite validation loss, or when the training loss
+        is watched: Keras' EarlyStopping keeps the last weights unless told otherwise)."""
+        if self.best_state is not None and self.monitor == "validate":
             net.load_state_dict(copy.deepcopy(self.best_state))
 
 
@@ -184,11 +192,12 @@ def fit(
     lr: float,
     max_train_batches: int | None,
     desc: str,
+    monitor: str = "validate",
 ) -> tuple[list[dict], EarlyStopping]:
     """Adam on the masked BCE for up to `epochs`, stopped early on the validation loss; best weights kept."""
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    stopper = EarlyStopping(patience)
+    stopper = EarlyStopping(patience, monitor)
     history = []
     for epoch in tqdm(range(1, epochs + 1), desc=desc):
         train_loss, used = train_epoch(net, train, optimiser, scaler, device, use_amp, skips, max_train_batches)
@@ -202,12 +211,13 @@ def fit(
             used,
             val_loss,
         )
-        if stopper.update(epoch, val_loss, net):
+        if stopper.update(epoch, val_loss if monitor == "validate" else train_loss, net):
             log.info(
-                "%s: no lower validation loss for %d epoch(s); stopping, keeping epoch %d",
+                "%s: no lower %s loss for %d epoch(s); stopping, keeping epoch %d",
                 desc,
+                monitor,
                 patience,
-                stopper.best_epoch,
+                stopper.best_epoch if monitor == "validate" else epoch,
             )
             break
     stopper.restore(net)

@@ -40,21 +40,28 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
 }
 
 
+NORMALISATIONS = ("imagenet", "none")
+
+
 class Classifier(nn.Module):
     """A backbone fed [0, 1] images of any size.
 
-    Normalises with ImageNet statistics (what pretrained weights expect; harmless
-    from scratch) and, for backbones with a minimum input size (InceptionV3,
-    75 px), upsamples smaller inputs bilinearly so the small-input demo works
-    for every architecture.
+    Normalises with ImageNet statistics (`normalise="imagenet"`: what pretrained weights expect, a fixed
+    affine map from scratch) or not at all (`"none"`: the [0, 1] pixels the CXLSeg authors fed their
+    from-scratch Keras networks) and, for backbones with a minimum input size (InceptionV3, 75 px),
+    upsamples smaller inputs bilinearly so the small-input demo works for every architecture.
     """
 
-    def __init__(self, backbone: nn.Module, in_channels: int, min_size: int = 0):
+    def __init__(self, backbone: nn.Module, in_channels: int, min_size: int = 0, normalise: str = "imagenet"):
         super().__init__()
         self.backbone = backbone
         self.min_size = int(min_size)
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
         mean = IMAGENET_MEAN if in_channels == 3 else (float(np.mean(IMAGENET_MEAN)),) * in_channels
         std = IMAGENET_STD if in_channels == 3 else (float(np.mean(IMAGENET_STD)),) * in_channels
+        if normalise == "none":
+            mean, std = (0.0,) * in_channels, (1.0,) * in_channels
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
@@ -80,7 +87,9 @@ def classifier_weights(name: str, pretrained: bool):
     return torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
 
 
-def create_classifier(name: str, num_classes: int, *, in_channels: int, pretrained: bool, hidden: int) -> Classifier:
+def create_classifier(
+    name: str, num_classes: int, *, in_channels: int, pretrained: bool, hidden: int, normalise: str
+) -> Classifier:
     """A torchvision classifier with an `in_channels` stem and a `num_classes` logit head.
 
     `hidden` > 0 puts a ReLU layer of that many units before the outputs (the authors' head).
@@ -94,7 +103,7 @@ def create_classifier(name: str, num_classes: int, *, in_channels: int, pretrain
     _set_submodule(backbone, spec.stem, _adapt_stem(backbone.get_submodule(spec.stem), in_channels, pretrained))
     features = backbone.get_submodule(spec.head).in_features
     _set_submodule(backbone, spec.head, _head(features, num_classes, hidden))
-    return Classifier(backbone, in_channels, spec.min_size)
+    return Classifier(backbone, in_channels, spec.min_size, normalise)
 
 
 def _load_backbone(name: str, spec: ClassifierSpec, in_channels: int, pretrained: bool) -> nn.Module:

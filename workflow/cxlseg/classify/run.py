@@ -75,6 +75,7 @@ def train_and_evaluate(
         in_channels=settings.channels,
         pretrained=settings.pretrained,
         hidden=settings.head_hidden,
+        normalise=settings.normalise,
     ).to(device)
     skips = SkipLog(input_kind)
     loaders = {
@@ -92,6 +93,7 @@ def train_and_evaluate(
         lr=settings.lr,
         max_train_batches=settings.max_train_batches,
         desc=run_name(model, input_kind),
+        monitor=settings.early_stopping,
     )
     if settings.recalibrate_bn:
         plain_train = make_loader(
@@ -109,7 +111,7 @@ def train_and_evaluate(
         "settings": settings.outcome() | {"seed": seed},
         "counts": {s: len(parts[s]) for s in SPLITS} | {"skipped": len(skips.rows)},
         "history": history,
-        "best_epoch": stopper.best_epoch or len(history),
+        "best_epoch": (stopper.best_epoch if settings.early_stopping == "validate" else 0) or len(history),
         "epochs_run": len(history),
         "per_label": per_label,
     }

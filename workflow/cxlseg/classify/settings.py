@@ -36,6 +36,8 @@ class ClassifySettings(RuleSettings):
     contrast: tuple[float, float]
     epochs: int
     patience: int
+    early_stopping: str
+    normalise: str
     batch_size: int
     lr: float
     pretrained: bool

@@ -2,6 +2,8 @@
 
 The predictor is built exactly as inference builds it (`Predictor.from_checkpoints`, the infer section's
 flips, threshold and clean-up), so the reported Dice is the Dice of the method that writes the dataset.
+Beside those per-image scores, `paper_metrics` scores the same probabilities as the CXLSeg authors did
+(`evaluation.paper_metrics`), so the pipeline's Table IV can be put next to the published one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cxlseg.evaluation.paper_metrics import paper_scores
 from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.shard import InferSettings
 from cxlseg.io import write_csv, write_json
@@ -63,6 +66,9 @@ def evaluate_model(
         "tta_flip": settings.tta_flip,
         "postprocess": dict(vars(settings.postprocess)),
         "metrics": {name: summarise(per_image[name].to_numpy()) for name in SCORE_NAMES},
+        # the authors' Keras definitions on the same probabilities (batch soft Dice/IoU, pixel recall/precision,
+        # no clean-up, loss in percent): columns of their own, never mixed with the per-image ones above
+        "paper_metrics": paper_scores(probs, masks),
         "by_dataset": {
             str(ds): {name: summarise(group[name].to_numpy()) for name in ("dice", "hd95")}
             for ds, group in per_image.groupby("dataset", sort=True)

@@ -3,9 +3,10 @@
 On a GPU node the CPU decode is the bound: a 3056x2544 MIMIC JPEG costs a core ~10-20 ms even with reduced-DCT
 decoding, so a GPU that segments thousands of images per second needs dozens of cores to keep fed. Here the
 DataLoader workers only read bytes; the batch is decoded by nvJPEG (`torchvision.io.decode_jpeg` on the
-inference device), area-resized to the output size on the device, and only the small output-size images come
-back to the CPU for the network's usual `InputSpec.prepare` (resize + CLAHE), so the model sees the same kind
-of input as with CPU decoding (full decode + area resize, the reference the reduced-DCT path approximates).
+inference device), resized to the output size on the device as the model was trained (area, or bilinear for
+`preprocess.interpolation: linear`), and only the small output-size images come back to the CPU for the
+network's usual `InputSpec.prepare` (resize + CLAHE), so the model sees the same kind of input as with CPU
+decoding (full decode + area resize, the reference the reduced-DCT path approximates; or full decode + linear).
 
 Anything the batch decoder cannot take (a corrupt or non-JPEG file, an unsafe id, a CMYK JPEG nvJPEG refuses)
 goes through the CPU path of the same shard dataset, so failures and their reasons are the CPU path's.
@@ -108,7 +109,7 @@ class BatchDecoder:
         if image is None:
             return self.shard[index]
         height, width = int(image.shape[-2]), int(image.shape[-1])
-        resized = area_resize(image, self.size)
+        resized = device_resize(image, self.size, self.shard.spec.interpolation)
         return {
             "index": index,
             "image": resized,
@@ -123,8 +124,19 @@ class BatchDecoder:
 
 def area_resize(image: torch.Tensor, size: int) -> np.ndarray:
     """(1, H, W) uint8 on any device -> (size, size) uint8 numpy, pixel-area averaged like cv2.INTER_AREA."""
+    return device_resize(image, size, "area")
+
+
+def device_resize(image: torch.Tensor, size: int, interpolation: str = "area") -> np.ndarray:
+    """(1, H, W) uint8 on any device -> (size, size) uint8 numpy: area averages pixels like cv2.INTER_AREA;
+    linear samples bilinearly at pixel centres without antialiasing, like cv2.INTER_LINEAR (within 1 level)."""
     x = image.reshape(1, 1, *image.shape[-2:]).float()
-    y = F.interpolate(x, size=(size, size), mode="area")
+    if interpolation == "linear":
+        y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    elif interpolation == "area":
+        y = F.interpolate(x, size=(size, size), mode="area")
+    else:
+        raise ValueError(f"interpolation must be area or linear, got {interpolation!r}")
     return y.round_().clamp_(0, 255).to(torch.uint8)[0, 0].cpu().numpy()
 
 

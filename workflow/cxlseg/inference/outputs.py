@@ -2,7 +2,9 @@
 
 The segmented image is CXLSeg's: the ORIGINAL image resized to the output size, AND the cleaned mask
 ("bitwise AND operation of the original image and modified mask"). CLAHE is only the network's input;
-`infer.segmented_source: clahe` keeps the CLAHE variant as an option.
+`infer.segmented_source: clahe` keeps the CLAHE variant as an option. The original is resized as
+`preprocess.interpolation` says (the decode did it); `infer.segmented_channels: 3` writes the gray result as
+3 equal channels, as CXLSeg's published JPEGs are (the authors read and wrote BGR images).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class OutputSettings:
     postprocess: post.CleanupSettings
     qc: qc.QCSettings
     segmented_source: str
+    segmented_channels: int
     mask_format: str
     jpeg_quality: int
     save_full_res_rle: bool
@@ -59,14 +62,22 @@ def mask_file(mask: np.ndarray, separate_lungs: bool) -> np.ndarray:
     return out
 
 
-def segmented_image(resized: np.ndarray, mask: np.ndarray, source: str, spec: InputSpec) -> np.ndarray:
-    """AND of the mask with the resized original (CXLSeg), or with it CLAHE'd as the network's input was."""
+def segmented_image(
+    resized: np.ndarray, mask: np.ndarray, source: str, spec: InputSpec, channels: int = 1
+) -> np.ndarray:
+    """AND of the mask with the resized original (CXLSeg), or with it CLAHE'd as the network's input was;
+    `channels` 3 repeats the gray plane (B = G = R)."""
     base = (
         resized
         if source == "original"
         else preprocess.clahe(resized, spec.clahe_clip, spec.clahe_tiles, spec.clahe_space)
     )
-    return cv2.bitwise_and(base, mask * np.uint8(255))
+    gray = cv2.bitwise_and(base, mask * np.uint8(255))
+    if channels == 1:
+        return gray
+    if channels == 3:
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    raise ValueError(f"segmented_channels must be 1 or 3, got {channels}")
 
 
 def finish_image(
@@ -85,7 +96,8 @@ def finish_image(
     metrics, flags = qc.assess(prob, mask, signals, s.qc, qc_model, s.threshold)
     image_rel, mask_rel = output_paths(item, s.mask_format)
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
-    io.write_image(io.safe_join(out_root, image_rel), segmented_image(resized, mask, s.segmented_source, spec), quality)
+    segmented = segmented_image(resized, mask, s.segmented_source, spec, s.segmented_channels)
+    io.write_image(io.safe_join(out_root, image_rel), segmented, quality)
     io.write_image(
         io.safe_join(out_root, mask_rel),
         mask_file(mask, s.separate_lungs),

@@ -37,6 +37,7 @@ class InputSpec:
     clahe_clip: float
     clahe_tiles: int
     clahe_space: str = "gray"  # checkpoints written before clahe_space existed used gray
+    interpolation: str = "area"  # preprocess.interpolation; checkpoints written before it existed used area
 
     @classmethod
     def from_train_config(cls, config: dict) -> "InputSpec":
@@ -46,11 +47,19 @@ class InputSpec:
             clahe_clip=float(config["clahe_clip"]),
             clahe_tiles=int(config["clahe_tiles"]),
             clahe_space=str(config.get("clahe_space", "gray")),
+            interpolation=str(config.get("interpolation", "area")),
         )
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """uint8 gray radiograph (any size) -> the network's uint8 input: resize first, then CLAHE, as in training."""
-        return preprocess.prepare(image, self.net_size, self.clahe_clip, self.clahe_tiles, space=self.clahe_space)
+        return preprocess.prepare(
+            image,
+            self.net_size,
+            self.clahe_clip,
+            self.clahe_tiles,
+            space=self.clahe_space,
+            interpolation=self.interpolation,
+        )
 
     def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
         """uint8 (N, h, w) prepared images -> float32 (N, C, h, w) in [0, 1]."""

@@ -41,6 +41,7 @@ class SelectionSettings(RuleSettings):
     views: tuple[str, ...]
     shards: tuple[str, ...]
     chunks_per_shard: int
+    report_text: str
 
     @classmethod
     def from_config(cls, config: dict) -> "SelectionSettings":
@@ -74,20 +75,20 @@ def exclude_bad_ids(frontal: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     return frontal[problems == ""], excluded
 
 
-def study_report_status(subject_id: str, study_id: str, reports_root) -> str:
-    """'' when the study has a usable report, else why not (one of DROP_CAUSES)."""
+def study_report_status(subject_id: str, study_id: str, reports_root, fallbacks: str = "project") -> str:
+    """'' when the study has a usable report (mimic.report_text's rules), else why not (one of DROP_CAUSES)."""
     path = io.safe_join(reports_root, report_relpath(subject_id, study_id))
-    report, rule = reports.study_report(path, study_id)
+    report, rule = reports.study_report(path, study_id, fallbacks)
     if rule in reports.REPORT_FILE_PROBLEMS:
         return rule
     return "" if report.strip() else EMPTY_REPORT
 
 
-def _report_status(images: pd.DataFrame, reports_root) -> dict[tuple[str, str], str]:
+def _report_status(images: pd.DataFrame, reports_root, fallbacks: str) -> dict[tuple[str, str], str]:
     """One report read per study, not per image."""
     studies = images[["subject_id", "study_id"]].drop_duplicates()
     return {
-        (s, t): study_report_status(s, t, reports_root)
+        (s, t): study_report_status(s, t, reports_root, fallbacks)
         for s, t in tqdm(
             zip(studies.subject_id, studies.study_id), total=len(studies), desc="reports", unit="study", mininterval=5
         )
@@ -151,7 +152,7 @@ def select_images(metadata_csv, mimic_root, reports_root, settings: SelectionSet
     valid, excluded = exclude_bad_ids(frontal)
     summary["valid_id_images"] = int(len(valid))
     summary["excluded"] = excluded
-    status = _report_status(valid, reports_root)
+    status = _report_status(valid, reports_root, settings.report_text)
     per_image = np.array([status[k] for k in zip(valid.subject_id, valid.study_id)], dtype=object)
     summary["frontal_studies"] = int(len(status))
     for cause in DROP_CAUSES:

@@ -1,6 +1,7 @@
 """The shard loop: segment every image of one shard list with the selected model and write its manifest.
 
-Decoding (reduced-DCT JPEG reads, resize, the network's CLAHE input) runs in DataLoader workers; the
+Decoding (reduced-DCT JPEG reads, resize, the network's CLAHE input) runs in DataLoader workers, resizing
+as the model was trained (`InputSpec.interpolation`, i.e. preprocess.interpolation); the
 forward pass is the shared `Predictor`; clean-up, QC and the two JPEG writes per image run inline or
 in a thread pool beside the next forward pass (`write_threads`). Any per-image failure becomes a
 manifest row with the reason, never an exception, and progress is flushed so a killed job resumes.
@@ -130,7 +131,7 @@ class ShardDataset(torch.utils.data.Dataset):
                 raise ValueError(f"unsafe id: {problem}")
             path = io.safe_join(self.root, item["image_path"])
             resized, true_hw, factor, note = preprocess.decode_for_inference(
-                path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio
+                path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio, self.spec.interpolation
             )
             sample.update(
                 image=resized,

@@ -171,16 +171,16 @@ def read_truth(path) -> np.ndarray:
     return (gray > 0).astype(np.uint8)
 
 
-def qc_vs_truth(manifest: pd.DataFrame, truth_dir, out_root, *, size: int) -> pd.DataFrame:
+def qc_vs_truth(manifest: pd.DataFrame, truth_dir, out_root, *, size: int, interpolation: str = "area") -> pd.DataFrame:
     """Per ok image with a ground truth `truth_dir/<dicom_id>.png`: its qc_predicted_dice, flags and the true Dice
-    of the written mask against the truth resized the same way (INTER_AREA stretch to size)."""
+    of the written mask against the truth resized the same way (a stretch to size, preprocess.interpolation)."""
     rows = []
     for rec in manifest[manifest.status == "ok"].itertuples(index=False):
         truth_path = io.safe_join(truth_dir, f"{rec.dicom_id}.png")
         if not truth_path.is_file():
             continue
         pred = io.read_mask(io.safe_join(out_root, rec.mask_path))
-        truth = preprocess.resize_mask(read_truth(truth_path), size)
+        truth = preprocess.resize_mask(read_truth(truth_path), size, interpolation)
         rows.append(
             {
                 "dicom_id": rec.dicom_id,
@@ -202,17 +202,21 @@ def qc_tracking(validation: pd.DataFrame, good_dice: float = 0.9) -> dict:
 
 
 def flagged_overlays(
-    manifest: pd.DataFrame, mimic_root, out_root, *, size: int, max_images: int = 24
+    manifest: pd.DataFrame, mimic_root, out_root, *, size: int, max_images: int = 24, interpolation: str = "area"
 ) -> list[tuple[dict, np.ndarray]]:
     """(row, BGR overlay) of the lowest-scoring flagged masks on their resized source images."""
     flagged = manifest[(manifest.status == "ok") & (manifest.qc_flags.fillna("") != "")]
     flagged = flagged.sort_values(["qc_predicted_dice", "dicom_id"]).head(max_images)
-    return [(rec._asdict(), mask_overlay(rec, mimic_root, out_root, size)) for rec in flagged.itertuples(index=False)]
+    return [
+        (rec._asdict(), mask_overlay(rec, mimic_root, out_root, size, interpolation))
+        for rec in flagged.itertuples(index=False)
+    ]
 
 
-def mask_overlay(rec, mimic_root, out_root, size: int) -> np.ndarray:
+def mask_overlay(rec, mimic_root, out_root, size: int, interpolation: str = "area") -> np.ndarray:
     """The written mask over its source image, resized as inference resized it."""
-    image, _, _, _ = preprocess.decode_for_inference(io.safe_join(mimic_root, rec.source_path), size)
+    path = io.safe_join(mimic_root, rec.source_path)
+    image, _, _, _ = preprocess.decode_for_inference(path, size, interpolation=interpolation)
     mask = io.read_image(io.safe_join(out_root, rec.mask_path), cv2.IMREAD_GRAYSCALE)
     labels = np.digitize(mask, [64, 192]).astype(np.uint8)  # 0 / ~128 / ~255 -> 0 / 1 / 2
     if not (labels == post.RIGHT_LUNG).any():  # a plain 0/255 mask: one colour

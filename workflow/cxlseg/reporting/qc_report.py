@@ -114,12 +114,15 @@ def write_qc_report(
     min_predicted_dice: float,
     truth_dir=None,
     size: int,
+    interpolation: str = "area",
 ) -> dict:
     manifest = read_manifests(manifest_paths)
     selection = io.read_json(selection_summary)
     status = manifest.groupby("status").size().rename("images").reset_index()
     failed = manifest[manifest["status"] != "ok"][["dicom_id", "error"]]
-    overlay_sheet(flagged_overlays(manifest, mimic_root, out_root, size=size), overlays_path)
+    overlay_sheet(
+        flagged_overlays(manifest, mimic_root, out_root, size=size, interpolation=interpolation), overlays_path
+    )
     flagged = manifest[manifest["qc_flags"].fillna("") != ""]
     lines = [
         "# Inference quality control\n",
@@ -136,7 +139,7 @@ def write_qc_report(
     lines += _model_section(model)
     tracking, validation = {}, None
     if truth_dir and Path(truth_dir).is_dir() and len(manifest):
-        validation = qc_vs_truth(manifest, truth_dir, out_root, size=size)
+        validation = qc_vs_truth(manifest, truth_dir, out_root, size=size, interpolation=interpolation)
         tracking = qc_tracking(validation, good_dice=model.good_dice)
         lines += ["\n## Predicted vs true Dice (ground truth available)\n", markdown_table(pd.DataFrame([tracking]))]
     calibration = pd.read_csv(calibration_table)

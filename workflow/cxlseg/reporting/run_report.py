@@ -266,7 +266,8 @@ def comparison_table(results) -> str:
     df = df.drop(columns=[c for c in ("checkpoint",) if c in df])
     df.insert(1, "selected", np.where(df["model"] == arch, "✔ selected", ""))
     fmt = {c: _round(4) for c in df if c.startswith(("dice", "iou", "precision", "recall", "val_dice"))}
-    fmt.update({c: _round(2) for c in ("hd95",) if c in df})
+    fmt.update({c: _round(4) for c in df if c.startswith("paper_")})  # the authors' scoring (select_model)
+    fmt.update({c: _round(2) for c in ("hd95", "paper_loss_pct") if c in df})
     fmt.update({c: count for c in ("params", "n_test", "best_epoch") if c in df})
     out = table(df, fmt)
     return out.replace("<td>✔ selected</td>", "<td class='sel'>✔ selected</td>")

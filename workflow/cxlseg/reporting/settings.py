@@ -9,14 +9,17 @@ from cxlseg.config import RuleSettings
 
 @dataclass(frozen=True)
 class QCReportSettings(RuleSettings):
-    """Rule qc_report: the masks' size (`preprocess.size`) and the predicted-Dice bar a mask is flagged under."""
+    """Rule qc_report: the masks' size and resize (`preprocess.size`, `.interpolation`) and the predicted-Dice
+    bar a mask is flagged under."""
 
     size: int
+    interpolation: str
     min_predicted_dice: float
 
     @classmethod
     def from_config(cls, config: dict) -> "QCReportSettings":
-        return cls(config["preprocess"]["size"], config["infer"]["qc"]["min_predicted_dice"])
+        prep = config["preprocess"]
+        return cls(prep["size"], prep["interpolation"], config["infer"]["qc"]["min_predicted_dice"])
 
 
 @dataclass(frozen=True)

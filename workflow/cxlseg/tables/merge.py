@@ -56,15 +56,18 @@ class TablesSettings(RuleSettings):
 
     split_source: str
     split_unit: str
+    cxlseg_split: str | None
+    cxlseg_split_missing: str
     train: float
     validate: float
     test: float
     include_flagged: bool
     seed: int
+    report_text: str
 
     @classmethod
     def from_config(cls, config: dict) -> "TablesSettings":
-        return build_settings(cls, config["tables"], seed=config["seed"])
+        return build_settings(cls, config["tables"], seed=config["seed"], report_text=config["mimic"]["report_text"])
 
     @property
     def ratios(self) -> tuple[float, float, float]:
@@ -224,7 +227,7 @@ def build_tables(
     return {
         "metadata": metadata_table,
         "segmented": segmented[IDS + ["DicomPath"] + labels],
-        "split": ids.assign(split=split),
+        "split": ids.assign(split=split).dropna(subset=["split"]).reset_index(drop=True),  # unlisted: no row
         "mask": ids.assign(DicomPath=images["mask_path"].to_numpy()),
     }
 
@@ -271,7 +274,9 @@ def merge_tables(
 
     with _step("reports"):
         studies = images[["subject_id", "study_id"]].drop_duplicates().reset_index(drop=True)
-        study_reports = extract_study_reports(studies, reports_root, workers=report_workers, progress=progress)
+        study_reports = extract_study_reports(
+            studies, reports_root, workers=report_workers, progress=progress, fallbacks=settings.report_text
+        )
     with _step("metadata and CheXpert"):
         metadata = read_metadata(metadata_csv, images["dicom_id"])
         chexpert = read_chexpert(chexpert_csv)
@@ -283,6 +288,8 @@ def merge_tables(
             seed=settings.seed,
             official_split_csv=official_split_csv,
             split_unit=settings.split_unit,
+            cxlseg_split_csv=settings.cxlseg_split,
+            missing=settings.cxlseg_split_missing,
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)

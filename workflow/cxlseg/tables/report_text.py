@@ -39,6 +39,10 @@ one space). Without either:
 
 MIT-LCP maps the misspelling "ndication" to impression; here it is indication.
 
+The order above (comparison-as-last-section before the last paragraph) and the fallbacks 1-3 beyond
+"comparison when neither exists" are this project's choices; `mimic.report_text: paper` keeps only the
+paper's rule (findings + impression, else comparison, else nothing; no per-study rules).
+
 Per-study rules: MIT-LCP's ``custom_mimic_cxr_rules`` fixes 54 badly formatted
 reports by hand, and they take precedence over everything above (rule
 ``study_rule``; ``study_rule_none`` for the 8 reports MIT-LCP marks as having
@@ -217,12 +221,19 @@ def split_sections(text: str) -> list[tuple[str, str]]:
     return sections
 
 
-def extract_report(text: str, study_id: int | str | None = None) -> tuple[str, str]:
+REPORT_TEXT_MODES = ("project", "paper")
+
+
+def extract_report(text: str, study_id: int | str | None = None, fallbacks: str = "project") -> tuple[str, str]:
     """The CXLSeg report text and the rule (one of RULES) that produced it.
 
-    With `study_id` (50798377 or 's50798377'), MIT-LCP's per-study rule for that report wins.
+    With `study_id` (50798377 or 's50798377'), MIT-LCP's per-study rule for that report wins. `fallbacks`
+    ("project" | "paper", config mimic.report_text): "paper" keeps only what the CXLSeg paper states, findings
+    and impression, else the comparison section, else nothing: no per-study rules, no last paragraph.
     """
-    if study_id is not None:
+    if fallbacks not in REPORT_TEXT_MODES:
+        raise ValueError(f"report text mode must be one of {', '.join(REPORT_TEXT_MODES)}, got {fallbacks!r}")
+    if study_id is not None and fallbacks == "project":
         rule = study_rules().get(study_key(study_id))
         if rule is not None:
             forced = _apply_study_rule(rule, text)
@@ -242,7 +253,7 @@ def extract_report(text: str, study_id: int | str | None = None) -> tuple[str, s
     comparison = _last_index(names, "comparison")
     if comparison is not None and names[comparison + 1 :] in ([], ["last_paragraph"]):
         return normalize_whitespace(" ".join(body for _, body in sections[comparison:])), "comparison"
-    if "last_paragraph" in by_name:
+    if "last_paragraph" in by_name and fallbacks == "project":
         return normalize_whitespace(by_name["last_paragraph"]), "last_paragraph"
     if comparison is not None:
         return normalize_whitespace(sections[comparison][1]), "comparison"
@@ -308,7 +319,7 @@ def read_report(path: os.PathLike | str) -> str:
         return fh.read()
 
 
-def study_report(path: os.PathLike | str, study_id: int | str) -> tuple[str, str]:
+def study_report(path: os.PathLike | str, study_id: int | str, fallbacks: str = "project") -> tuple[str, str]:
     """(report text, rule) of one study's file; ("", NO_REPORT_FILE or UNREADABLE_REPORT) when it cannot be read."""
     try:
         text = read_report(path)
@@ -317,4 +328,4 @@ def study_report(path: os.PathLike | str, study_id: int | str) -> tuple[str, str
     except OSError as exc:
         log.warning("%s: report not readable (%s)", path, exc)
         return "", UNREADABLE_REPORT
-    return extract_report(text, study_id=f"s{study_id}")
+    return extract_report(text, study_id=f"s{study_id}", fallbacks=fallbacks)

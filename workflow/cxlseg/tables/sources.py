@@ -40,7 +40,13 @@ def _report_paths(studies: pd.DataFrame, reports_root: os.PathLike | str) -> lis
 
 
 def extract_study_reports(
-    studies: pd.DataFrame, reports_root: os.PathLike | str, *, workers: int = 8, chunk: int = 256, progress: bool = True
+    studies: pd.DataFrame,
+    reports_root: os.PathLike | str,
+    *,
+    workers: int = 8,
+    chunk: int = 256,
+    progress: bool = True,
+    fallbacks: str = "project",
 ) -> pd.DataFrame:
     """One parsed report per (subject_id, study_id).
 
@@ -52,7 +58,7 @@ def extract_study_reports(
     chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
 
     def run(batch):
-        return [reports.study_report(path, study) for path, study in batch]
+        return [reports.study_report(path, study, fallbacks) for path, study in batch]
 
     results: list[tuple[str, str]] = []
     with tqdm(total=len(jobs), desc="reports", unit="study", disable=not progress) as bar:
@@ -143,14 +149,22 @@ def _label_text(text: pd.Series, path: Path, column: str) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=[*_LABEL_TEXT.values(), ""])
 
 
-def read_official_split(split_csv: os.PathLike | str) -> pd.DataFrame:
-    """MIMIC-CXR-JPG's own split (dicom_id -> train/validate/test)."""
-    table = _read_csv_as_text(split_csv, "MIMIC-CXR split")
+def read_official_split(
+    split_csv: os.PathLike | str, what: str = "MIMIC-CXR split", strict: bool = False
+) -> pd.DataFrame:
+    """MIMIC-CXR-JPG's own split, or a published CXLSeg-split.csv.gz (same layout): dicom_id -> train/validate/test.
+
+    A dicom_id listed twice keeps its first split; with `strict` (the CXLSeg split, whose membership is copied
+    exactly) two different splits for one image are an error."""
+    table = _read_csv_as_text(split_csv, what)
     missing = [c for c in ["dicom_id", "split"] if c not in table.column_names]
     if missing:
         raise ValueError(f"{split_csv}: split table lacks column(s) {', '.join(missing)}")
-    frame = table.select(["dicom_id", "split"]).to_pandas().drop_duplicates("dicom_id")
+    frame = table.select(["dicom_id", "split"]).to_pandas().drop_duplicates()
     bad = ~frame["split"].isin(SPLITS)
     if bad.any():
         raise ValueError(f"{split_csv}: split value {frame['split'][bad].iloc[0]!r} is not one of {', '.join(SPLITS)}")
-    return frame
+    twice = frame["dicom_id"].duplicated()
+    if strict and twice.any():
+        raise ValueError(f"{split_csv}: dicom_id {frame['dicom_id'][twice].iloc[0]} is listed in two splits")
+    return frame[~twice]

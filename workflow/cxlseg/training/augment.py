@@ -36,6 +36,7 @@ from cxlseg import io, preprocess
 from cxlseg.config import RuleSettings, build_settings
 from cxlseg.ingest.labels import LABELS
 from cxlseg.mimic import SPLITS
+from cxlseg.training.balance import check_targets, plan_balance
 from cxlseg.training.montage import montage_from_store
 from cxlseg.training.store import store_file
 
@@ -77,25 +78,34 @@ class AugmentSettings:
     noise_p: float
     noise_std: tuple[float, float]
     montage_samples: int
+    multipliers: dict[str, dict[str, float]] | None
 
     @property
     def active_targets(self) -> dict[str, int] | None:
-        """Per-class targets, or None when augmentation is disabled: the store then holds the originals only."""
-        return dict(self.targets) if self.enabled else None
+        """Per-class targets, or None when augmentation is disabled (or multipliers replace them): the store then
+        holds the originals only."""
+        return dict(self.targets) if self.enabled and self.multipliers is None else None
+
+    @property
+    def active_multipliers(self) -> dict[str, dict[str, float]] | None:
+        """Per-dataset-and-class multipliers (paper Table II), or None: per-class targets or no augmentation."""
+        return {d: dict(m) for d, m in self.multipliers.items()} if self.enabled and self.multipliers else None
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentRunSettings(RuleSettings):
-    """Rule augment: the `augment` section, the store's image size (`preprocess.size`) and the run's seed."""
+    """Rule augment: the `augment` section, the store's image size and resize (`preprocess.size`,
+    `preprocess.interpolation`) and the run's seed."""
 
     augment: AugmentSettings
     size: int
+    interpolation: str
     seed: int
 
     @classmethod
     def from_config(cls, config: dict) -> "AugmentRunSettings":
-        augment = build_settings(AugmentSettings, config["augment"])
-        return cls(augment=augment, size=config["preprocess"]["size"], seed=config["seed"])
+        augment, prep = build_settings(AugmentSettings, config["augment"]), config["preprocess"]
+        return cls(augment=augment, size=prep["size"], interpolation=prep["interpolation"], seed=config["seed"])
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -157,50 +167,14 @@ def augment_pair(
     return image[:, ::-1].copy(), mask[:, ::-1].copy(), "hflip"
 
 
-# --------------------------------------------------------------------------- plan
-
-
-def _check_targets(train: pd.DataFrame, targets: dict[str, int] | None) -> dict[str, int]:
-    """A positive target for a class with no training images is a configuration error, not a silent zero."""
-    targets = {k: int(v) for k, v in (targets or {}).items()}
-    present = set(train["label"])
-    for label, target in targets.items():
-        if target < 0:
-            raise ValueError(f"augment target for class {label!r} is negative ({target})")
-        if target > 0 and label not in present:
-            raise ValueError(
-                f"augment target for class {label!r} is {target} but the train split has no "
-                f"{label!r} images; set its target to 0 or add a dataset with that class"
-            )
-    return targets
-
-
-def plan_augmentation(train: pd.DataFrame, targets: dict[str, int], seed: int) -> list[tuple[str, int, int]]:
-    """Which original each augmented copy comes from: seeded shuffles, each original used evenly."""
-    plan = []
-    for label in sorted(targets):
-        rows = train.index[train["label"] == label].to_numpy()
-        need = targets[label] - len(rows)
-        if need <= 0:
-            if targets[label] and need < 0:
-                log.warning(
-                    "class %s has %d training originals, above its target %d: kept all, none added",
-                    label,
-                    len(rows),
-                    targets[label],
-                )
-            continue
-        rng = np.random.default_rng([seed, LABELS.index(label) if label in LABELS else 99])
-        order = np.concatenate([rng.permutation(rows) for _ in range(-(-need // len(rows)))])
-        plan += [(label, int(pos), k) for k, pos in enumerate(order[:need])]
-    return plan
-
-
 # --------------------------------------------------------------------------- loading
 
 
-def load_pair(row, roots: dict, ingest_dirs: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One manifest row -> (image, mask) resized to size x size; raises with the file and reason."""
+def load_pair(
+    row, roots: dict, ingest_dirs: dict, size: int, interpolation: str = "area"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One manifest row -> (image, mask) resized to size x size (preprocess.interpolation); raises with the file
+    and reason."""
     image_file = io.safe_join(roots[row.dataset], row.image_path)
     mask_file = io.safe_join(ingest_dirs[row.dataset], row.mask_path)
     image, mask = io.read_gray(image_file), io.read_mask(mask_file)
@@ -208,7 +182,7 @@ def load_pair(row, roots: dict, ingest_dirs: dict, size: int) -> tuple[np.ndarra
         raise ValueError(
             f"{mask_file}: mask {mask.shape[1]}x{mask.shape[0]} does not match image {image.shape[1]}x{image.shape[0]}"
         )
-    image, mask = preprocess.resize(image, size), preprocess.resize_mask(mask, size)
+    image, mask = preprocess.resize(image, size, interpolation), preprocess.resize_mask(mask, size, interpolation)
     if not mask.any():
         raise ValueError(f"{mask_file}: mask is empty at {size}x{size}")
     return image, mask
@@ -223,12 +197,13 @@ def _load_originals(
     masks: np.ndarray,
     skipped: list[dict],
     split: str,
+    interpolation: str = "area",
 ) -> pd.DataFrame:
     """Fill the scratch arrays; bad images become `skipped` rows, never an exception."""
     kept = []
     for row in tqdm(rows.itertuples(index=False), total=len(rows), desc=f"load {split}", unit="img"):
         try:
-            images[len(kept)], masks[len(kept)] = load_pair(row, roots, ingest_dirs, size)
+            images[len(kept)], masks[len(kept)] = load_pair(row, roots, ingest_dirs, size, interpolation)
         except (OSError, ValueError, cv2.error) as err:
             log.warning("skipped %s/%s: %s", row.dataset, row.image_id, err)
             skipped.append(
@@ -257,9 +232,11 @@ def _write_split(
     roots: dict,
     ingest_dirs: dict,
     targets: dict[str, int] | None,
+    multipliers: dict[str, dict[str, float]] | None,
     seed: int,
     pipeline: A.Compose,
     skipped: list[dict],
+    interpolation: str = "area",
 ) -> pd.DataFrame:
     """Write {split}_images.npy, {split}_masks.npy and {split}_index.parquet; return the index."""
     scratch_images, scratch_masks = out_dir / f".scratch_{split}_images.npy", out_dir / f".scratch_{split}_masks.npy"
@@ -267,8 +244,8 @@ def _write_split(
     try:
         src_images = np.lib.format.open_memmap(scratch_images, mode="w+", dtype=np.uint8, shape=shape)
         src_masks = np.lib.format.open_memmap(scratch_masks, mode="w+", dtype=np.uint8, shape=shape)
-        kept = _load_originals(rows, roots, ingest_dirs, size, src_images, src_masks, skipped, split)
-        plan = plan_augmentation(kept, _check_targets(kept, targets), seed) if split == "train" and targets else []
+        kept = _load_originals(rows, roots, ingest_dirs, size, src_images, src_masks, skipped, split, interpolation)
+        plan = plan_balance(kept, targets, multipliers, seed) if split == "train" else []
         index = _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipeline, seed)
         del src_images, src_masks
     finally:
@@ -331,12 +308,14 @@ def build_training_store(
     *,
     size: int,
     seed: int,
+    interpolation: str = "area",
     montage_path: os.PathLike | str | None = None,
     counts_path: os.PathLike | str | None = None,
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Write the training store for the split dataset table; return counts[split][label].
 
-    With ``settings.enabled`` false every split holds its originals only. The montage and counts
+    With ``settings.enabled`` false every split holds its originals only. `interpolation` is
+    preprocess.interpolation (area | linear), how originals and masks are resized into the store. The montage and counts
     table default to `out_dir`; the workflow puts them next to the store.
     """
     out_dir = Path(out_dir)
@@ -349,8 +328,8 @@ def build_training_store(
         absent = sorted(set(df["dataset"]) - set(mapping))
         if absent:
             raise ValueError(f"{name} has no entry for dataset(s) {absent}")
-    targets = settings.active_targets
-    _check_targets(df[df["split"] == "train"], targets)  # fail before the slow part
+    targets, multipliers = settings.active_targets, settings.active_multipliers
+    check_targets(df[df["split"] == "train"], targets)  # fail before the slow part
     pipeline = build_pipeline(size, settings)
     skipped: list[dict] = []
     indexes = {}
@@ -364,9 +343,11 @@ def build_training_store(
             roots=roots,
             ingest_dirs=ingest_dirs,
             targets=targets,
+            multipliers=multipliers,
             seed=seed,
             pipeline=pipeline,
             skipped=skipped,
+            interpolation=interpolation,
         )
     counts = count_table(indexes)
     io.write_csv(

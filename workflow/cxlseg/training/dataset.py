@@ -91,7 +91,8 @@ class StoreDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = np.array(self.images[i]), (np.array(self.masks[i]) > 0).astype(np.uint8)
         if image.shape != (self.cfg.size, self.cfg.size):  # resize first, as inference does (and it is cheaper)
-            image, mask = resize(image, self.cfg.size), resize_mask(mask, self.cfg.size)
+            how = self.cfg.interpolation
+            image, mask = resize(image, self.cfg.size, how), resize_mask(mask, self.cfg.size, how)
         if self.transform is not None:
             # Seeded by (seed, epoch, item): identical after a resume and independent of worker count.
             seed = np.random.SeedSequence([self.cfg.seed, self.epoch, int(i)]).generate_state(1)[0]

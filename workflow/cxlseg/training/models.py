@@ -9,7 +9,9 @@ differences (attention gates on the skips; DropBlock and a spatial attention
 module at the bottleneck) are the only code that differs. ``plain_unet`` is the
 U-Net of the CXLSeg authors' training code (segmentation/train.py + utils.py):
 the same encoder/decoder with element-wise dropout 0.1 after each BN, widths
-64 -> 1024 over 5 levels.
+64 -> 1024 over 5 levels. ``plain_unetplusplus`` is the paper's U-Net++ as Zhou et
+al. (2018) built it, without a pretrained-style encoder: nested, dense skip
+pathways over the same conv blocks, deep supervision off (their default).
 """
 
 from __future__ import annotations
@@ -225,6 +227,41 @@ def build_sa_unet(
     return SegmentationNet(encoder, Decoder(stages), nn.Conv2d(widths[0], classes, 1))
 
 
+class NestedUNet(nn.Module):
+    """U-Net++ (Zhou et al. 2018): node X[i][j] (level i, column j) convolves the level's earlier nodes
+    X[i][0..j-1] concatenated with the up-convolved X[i+1][j-1], so every skip is a dense, nested pathway;
+    X[i][0] is the encoder. Deep supervision is off, as in Zhou et al.'s default: one 1x1 head on X[0][levels-1]."""
+
+    def __init__(self, in_channels: int = 1, classes: int = 1, base_channels: int = 32, levels: int = 5):
+        super().__init__()
+        self.levels = levels
+        widths = _widths(base_channels, levels)
+        self.encoder = Encoder([conv_block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)])
+        self.ups, self.nodes = nn.ModuleDict(), nn.ModuleDict()
+        for j in range(1, levels):
+            for i in range(levels - j):
+                self.ups[f"{i}_{j}"] = nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                self.nodes[f"{i}_{j}"] = conv_block((j + 1) * widths[i], widths[i])
+        self.head = nn.Conv2d(widths[0], classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = [[f] for f in self.encoder(x)]
+        for j in range(1, self.levels):
+            for i in range(self.levels - j):
+                up = self.ups[f"{i}_{j}"](grid[i + 1][j - 1])
+                if up.shape[-2:] != grid[i][0].shape[-2:]:  # odd sizes: pooling floored
+                    up = F.interpolate(up, size=grid[i][0].shape[-2:], mode="bilinear", align_corners=False)
+                grid[i].append(self.nodes[f"{i}_{j}"](torch.cat([*grid[i], up], dim=1)))
+        return self.head(grid[0][-1])
+
+
+def build_plain_unetplusplus(
+    in_channels: int = 1, classes: int = 1, base_channels: int = 32, levels: int = 5
+) -> NestedUNet:
+    """Vanilla U-Net++ with Zhou et al.'s widths (32 -> 512 over 5 levels at the defaults)."""
+    return NestedUNet(in_channels, classes, base_channels, levels)
+
+
 def _smp_builder(cls: type[nn.Module]) -> Callable[..., nn.Module]:
     def build(
         in_channels: int = 1,
@@ -257,6 +294,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "attention_unet": build_attention_unet,
     "sa_unet": build_sa_unet,
     "plain_unet": build_plain_unet,
+    "plain_unetplusplus": build_plain_unetplusplus,
 }
 
 SMP_MODELS = frozenset({"unet", "unetplusplus"})

@@ -72,6 +72,7 @@ class TrainConfig(RuleSettings):
     clahe_clip: float
     clahe_tiles: int
     clahe_space: str
+    interpolation: str
     encoder_name: str
     encoder_weights: str | None
     base_channels: int | None
@@ -112,9 +113,8 @@ class TrainConfig(RuleSettings):
     def from_config(cls, config: dict, architecture: str, **overrides) -> "TrainConfig":
         """The run of one architecture from the validated config (train, models, preprocess sections)."""
         train, models, prep = config["train"], config["models"], config["preprocess"]
-        width = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None}.get(
-            architecture, models["base_channels"]
-        )
+        own = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None, "plain_unetplusplus": None}
+        width = own.get(architecture, models["base_channels"])  # None: the architecture's own paper widths
         values = {
             **train,
             "architecture": architecture,
@@ -123,6 +123,7 @@ class TrainConfig(RuleSettings):
             "clahe_clip": prep["clahe_clip"],
             "clahe_tiles": prep["clahe_tiles"],
             "clahe_space": prep["clahe_space"],
+            "interpolation": prep["interpolation"],
             "encoder_name": models["encoder_name"],
             "encoder_weights": models["encoder_weights"],
             "base_channels": width,

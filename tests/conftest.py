@@ -262,6 +262,7 @@ def run_infer(
     on_flush=None,
     qc_model=None,
     view_checker=None,
+    thumbs_dir=None,
     **infer,
 ):
     """infer_shard on the `shard` fixture with a toy model (DarkIsLung by default) wrapped in a Predictor.
@@ -285,6 +286,7 @@ def run_infer(
         settings,
         qc_model=qc_model,
         view_checker=view_checker,
+        thumbs_dir=thumbs_dir,
         on_flush=on_flush,
         progress=False,
     )

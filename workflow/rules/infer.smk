@@ -51,6 +51,7 @@ rule infer_shard:
     params:
         mimic_root=lambda wc: mimic_root(),
         out_root=lambda wc: f"{R}/CXLSeg",
+        thumbs_dir=lambda wc: f"{R}/review/thumbs/{wc.shard}",
         infer=outcome_settings("infer"),
         output_size=config["preprocess"]["size"],
     script:

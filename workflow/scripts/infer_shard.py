@@ -21,4 +21,5 @@ with log_to(snakemake.log[0]):
         settings,
         qc_model=QCModel.load(snakemake.input.qc_model),
         view_checker=ViewChecker.from_checkpoint(view_check[0], predictor.device) if view_check else None,
+        thumbs_dir=snakemake.params.thumbs_dir,
     )

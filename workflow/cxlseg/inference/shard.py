@@ -207,19 +207,21 @@ def infer_shard(
     *,
     qc_model: QCModel | None = None,
     view_checker: ViewChecker | None = None,
+    thumbs_dir=None,
     on_flush: Callable[[int], None] | None = None,
     progress: bool = True,
 ) -> dict:
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
     `qc_model` predicts each mask's Dice (None: no prediction, anatomy flags only); `view_checker` flags images
-    that are not frontal films (None: no view check).
+    that are not frontal films (None: no view check); `thumbs_dir` receives each mask's review thumbnail
+    (None: none), and an image whose thumbnail is missing is not done.
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
     """
     started = time.perf_counter()
     settings_id = settings.settings_id(predictor.spec, qc_model, view_checker)
     items = _list_items(list_parquet)
-    done = load_done(manifest_path, out_root, predictor.model_id, settings_id)
+    done = load_done(manifest_path, out_root, predictor.model_id, settings_id, thumbs_dir)
     done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)
     pending = [it for it in items if it["dicom_id"] not in set(done.dicom_id)]
     log.info(
@@ -231,7 +233,9 @@ def infer_shard(
         predictor.device,
         predictor.model_id,
     )
-    job = _Job(pending, out_root, settings.outputs, predictor, qc_model, view_checker, predictor.model_id, settings_id)
+    job = _Job(
+        pending, out_root, settings.outputs, predictor, qc_model, view_checker, predictor.model_id, settings_id, thumbs_dir
+    )
     records: list[dict] = []
     flushed_at = 0
     in_flight: deque[Future] = deque()
@@ -293,6 +297,7 @@ class _Job:
     view_checker: ViewChecker | None
     model_id: str
     settings_id: str
+    thumbs_dir: object = None
 
     def submit_batch(self, batch: dict, submit) -> list[Future]:
         """Forward the decoded images of a batch, then queue the clean-up and writes of every image."""
@@ -330,7 +335,14 @@ class _Job:
             try:
                 record.update(
                     finish_image(
-                        item, image, *prediction, self.out_root, self.outputs, self.predictor.spec, self.qc_model
+                        item,
+                        image,
+                        *prediction,
+                        self.out_root,
+                        self.outputs,
+                        self.predictor.spec,
+                        self.qc_model,
+                        self.thumbs_dir,
                     ),
                     status="ok",
                     error=None,

@@ -7,12 +7,14 @@ rule merge_tables:
         metadata=mimic_file("metadata"),
         chexpert=mimic_file("chexpert"),
         split=mimic_file("split"),
+        review=review_file(),
     output:
         metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
         segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
         split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
         mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
         failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
+        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
         summary=report(f"{R}/CXLSeg/summary.json", caption="../report/summary.rst", category="3. CXLSeg dataset"),
     log:
         f"{R}/logs/tables/merge.log",

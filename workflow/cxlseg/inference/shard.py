@@ -234,7 +234,15 @@ def infer_shard(
         predictor.model_id,
     )
     job = _Job(
-        pending, out_root, settings.outputs, predictor, qc_model, view_checker, predictor.model_id, settings_id, thumbs_dir
+        pending,
+        out_root,
+        settings.outputs,
+        predictor,
+        qc_model,
+        view_checker,
+        predictor.model_id,
+        settings_id,
+        thumbs_dir,
     )
     records: list[dict] = []
     flushed_at = 0

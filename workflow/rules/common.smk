@@ -102,6 +102,7 @@ def get_final_output():
         f"{R}/models/comparison.md",
         f"{R}/training/counts.csv",
         f"{R}/report/summary.html",
+        f"{R}/review/index.html",
     ]
     if config["classify"]["enabled"]:
         outputs.append(f"{R}/classify/table3.md")

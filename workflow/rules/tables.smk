@@ -61,6 +61,29 @@ rule qc_report:
         "../scripts/qc_report.py"
 
 
+rule review_page:
+    input:
+        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
+        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+    output:
+        page=f"{R}/review/index.html",
+        data=directory(f"{R}/review/data"),
+    log:
+        f"{R}/logs/review/page.log",
+    benchmark:
+        f"{R}/benchmarks/review_page.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        min_predicted_dice=config["infer"]["qc"]["min_predicted_dice"],
+        demo=DEMO,
+    script:
+        "../scripts/review_page.py"
+
+
 rule run_report:
     input:
         tables=f"{R}/CXLSeg/summary.json",

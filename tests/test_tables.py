@@ -165,6 +165,7 @@ def run_merge(tmp_path, manifests, out="out", **kw):
         settings,
         **kw,
     )
+    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / tables.QC_TABLE, settings)  # its own rule
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in tables.TABLE_NAMES.items()}
 
 
@@ -259,7 +260,8 @@ def test_qc_table_lists_every_mask_with_its_quality(archive):
     assert len(pd.merge(t["segmented"], qc.reset_index(), on=["dicom_id", "subject_id", "study_id"])) == 6
     failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False)
     assert set(failed["status"]) == {"failed"} and "d2" not in failed["dicom_id"].tolist()  # failures only
-    assert summary["flagged"] == 1 and summary["by_status"] == {"rejected": 0, "accepted": 0, "flagged": 1, "ok": 5}
+    assert summary["flagged"] == summary["qc"]["flagged"] == 1
+    assert summary["qc"]["by_status"] == {"rejected": 0, "accepted": 0, "flagged": 1, "ok": 5}
 
     summary, t = run_merge(tmp_path, manifests, out="strict", include_flagged=False)
     assert "d2" not in t["segmented"]["dicom_id"].tolist()
@@ -296,7 +298,7 @@ def test_review_decisions_reach_the_qc_table_and_tables_stay_as_published(archiv
     assert (qc.at["d4", "status"], qc.at["d4", "review"]) == ("rejected", "rejected") and qc.at["d4", "in_tables"]
     for name in tables.TABLE_NAMES.values():  # without drop_rejected the four tables are byte for byte as before
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
-    assert summary["review"] == {"file": review, "accepted": 1, "rejected": 1, "rejected_in_tables": 1}
+    assert summary["qc"]["review"] == {"file": review, "accepted": 1, "rejected": 1, "rejected_in_tables": 1}
 
     summary, t = run_merge(tmp_path, manifests, out="dropped", review_file=review, drop_rejected=True)
     assert "d4" not in t["segmented"]["dicom_id"].tolist() and summary["rows"]["segmented"] == 5

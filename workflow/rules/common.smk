@@ -60,11 +60,27 @@ def mimic_file(key):
     return f"{mimic_root()}/{config['mimic'][key]}"
 
 
-def review_file():
-    """The review decisions (tables.review_file) are an input of the merge only, and only when set: applying a
-    review reruns the merge and what reads its tables, never inference."""
+def _review_changes_tables():
+    """A review changes the four tables only when rejected images leave them or accepted flagged ones come back."""
+    tables = config["tables"]
+    return tables["drop_rejected"] or not tables["include_flagged"]
+
+
+def review_file(tables_only=False):
+    """The review decisions (tables.review_file), an input only when set: of the quality table always, of the
+    merge only when they change the four tables. Applying a review never reruns inference, and reruns the
+    classifiers only when the tables change."""
     path = config["tables"]["review_file"]
-    return [path] if path else []
+    return [path] if path and (not tables_only or _review_changes_tables()) else []
+
+
+def tables_settings(tables_only=False):
+    """The tables section as a rule's params; the merge's without review_file when the review cannot change
+    its tables (so that a new review file does not rerun it)."""
+    tables = dict(config["tables"])
+    if tables_only and not _review_changes_tables():
+        tables["review_file"] = None
+    return tables
 
 
 def demo_marker():
@@ -102,6 +118,7 @@ def get_final_output():
         f"{R}/models/comparison.md",
         f"{R}/training/counts.csv",
         f"{R}/report/summary.html",
+        f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
         f"{R}/review/index.html",
     ]
     if config["classify"]["enabled"]:

@@ -7,14 +7,13 @@ rule merge_tables:
         metadata=mimic_file("metadata"),
         chexpert=mimic_file("chexpert"),
         split=mimic_file("split"),
-        review=review_file(),
+        review=review_file(tables_only=True),
     output:
         metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
         segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
         split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
         mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
         failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
-        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
         summary=report(f"{R}/CXLSeg/summary.json", caption="../report/summary.rst", category="3. CXLSeg dataset"),
     log:
         f"{R}/logs/tables/merge.log",
@@ -27,10 +26,30 @@ rule merge_tables:
         runtime=60,
     params:
         reports_root=lambda wc: reports_root(),
-        tables=config["tables"],
+        tables=tables_settings(tables_only=True),
         seed=config["seed"],
     script:
         "../scripts/merge_tables.py"
+
+
+rule quality_table:
+    input:
+        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        review=review_file(),
+    output:
+        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
+    log:
+        f"{R}/logs/tables/quality.log",
+    conda:
+        "../../envs/tables.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        tables=tables_settings(),
+        seed=config["seed"],
+    script:
+        "../scripts/quality_table.py"
 
 
 rule qc_report:

@@ -1,4 +1,4 @@
-"""Rule merge_tables: shard manifests -> the four CXLSeg CSV.gz tables."""
+"""Rule merge_tables: shard manifests -> the four CXLSeg CSV.gz tables, the failed table and summary.json."""
 
 from pathlib import Path
 
@@ -12,6 +12,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.chexpert,
         snakemake.params.reports_root,
         Path(snakemake.output.metadata).parent,
-        TablesSettings.from_config(snakemake.config),
+        # the params' tables section: review_file is dropped there when the review cannot change the tables
+        TablesSettings.from_config({"tables": snakemake.params.tables, "seed": snakemake.params.seed}),
         official_split_csv=snakemake.input.split,
     )

@@ -251,39 +251,20 @@ def merge_tables(
     write_workers: int = 5,
     progress: bool = True,
 ) -> dict:
-    """Write the four CXLSeg tables, CXLSeg-qc, CXLSeg-failed and summary.json; return the summary.
+    """Write the four CXLSeg tables, CXLSeg-failed and summary.json; return the summary.
 
-    Every image with a mask is a row of CXLSeg-qc.csv.gz (predicted Dice, flags, models, the review
-    decision of `settings.review_file`); the four tables list them all, minus QC-flagged ones nobody
-    accepted when include_flagged is False and rejected ones when drop_rejected is True. Every image
-    without a mask is a row of CXLSeg-failed.csv.gz with its reason.
+    The four tables list every image with a mask, minus QC-flagged ones nobody accepted when
+    include_flagged is False and those a person rejected when drop_rejected is True (review_file).
+    Every image without a mask is a row of CXLSeg-failed.csv.gz with its reason. CXLSeg-qc.csv.gz
+    is `write_qc_table`'s.
     """
     out_dir = Path(out_dir)
     manifest_paths = [Path(p) for p in manifest_paths]
     with _step("read and validate manifests"):
-        rows = validate_rows(read_manifests(manifest_paths))
-        rows, duplicates = _drop_duplicates(rows)
-        rows = rows.sort_values(IDS, kind="stable").reset_index(drop=True)
-    good = rows["reason"] == ""
+        rows, duplicates = manifest_rows(manifest_paths)
     with _step("quality and review"):
-        masked = rows[good].reset_index(drop=True)
-        review_file = settings.review_file
-        decisions = (
-            read_decisions(review_file, masked["dicom_id"], rows.loc[~good, "dicom_id"]) if review_file else None
-        )
-        masked = quality.apply_review(masked, decisions)
-        masked["status"] = quality.image_status(masked)
-        masked["in_tables"] = quality.in_tables(
-            masked["status"].to_numpy(), settings.include_flagged, settings.drop_rejected
-        )
-        if decisions is not None:
-            log.info(
-                "%s: %d decisions applied (%s)",
-                review_file,
-                len(decisions),
-                decisions["decision"].value_counts().to_dict(),
-            )
-    images = masked[masked["in_tables"]].reset_index(drop=True)
+        images = masked_images(rows, settings)
+        images = images[images["in_tables"]].reset_index(drop=True)
 
     with _step("reports"):
         studies = images[["subject_id", "study_id"]].drop_duplicates().reset_index(drop=True)
@@ -302,14 +283,12 @@ def merge_tables(
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)
-        failed = quality.failed_table(rows[~good])
-        qc = quality.qc_table(masked)
+        failed = quality.failed_table(rows[rows["reason"] != ""])
     with _step("write tables"):
         outputs = [(tables[key], out_dir / name) for key, name in TABLE_NAMES.items()]
-        _write_all(outputs + [(qc, out_dir / QC_TABLE), (failed, out_dir / FAILED_TABLE)], write_workers)
+        _write_all(outputs + [(failed, out_dir / FAILED_TABLE)], write_workers)
     summary = {
         **_row_counts(manifest_paths, rows, duplicates, tables, failed, settings),
-        **quality.quality_counts(qc, review_file),
         **_source_counts(images, study_reports, metadata, chexpert),
         "split": split_info,
     }
@@ -318,6 +297,43 @@ def merge_tables(
         "wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"]
     )
     return summary
+
+
+def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataFrame, int]:
+    """Validated rows of the shard manifests (`reason` says why a row has no usable mask), one per dicom_id in
+    (subject_id, study_id, dicom_id) order, and how many duplicate rows were dropped."""
+    rows, duplicates = _drop_duplicates(validate_rows(read_manifests(manifest_paths)))
+    return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
+
+
+def masked_images(rows: pd.DataFrame, settings: TablesSettings) -> pd.DataFrame:
+    """The rows with a mask, with the review decisions of `settings.review_file`, `status` and `in_tables`."""
+    good = rows["reason"] == ""
+    masked = rows[good].reset_index(drop=True)
+    review_file = settings.review_file
+    decisions = read_decisions(review_file, masked["dicom_id"], rows.loc[~good, "dicom_id"]) if review_file else None
+    if decisions is not None:
+        log.info("%s: %d decisions (%s)", review_file, len(decisions), decisions["decision"].value_counts().to_dict())
+    masked = quality.apply_review(masked, decisions)
+    masked["status"] = quality.image_status(masked)
+    masked["in_tables"] = quality.in_tables(
+        masked["status"].to_numpy(), settings.include_flagged, settings.drop_rejected
+    )
+    return masked
+
+
+def write_qc_table(manifest_paths: Iterable[os.PathLike | str], out_path, settings: TablesSettings) -> dict:
+    """Write CXLSeg-qc.csv.gz (one row per mask: quality, models, review); return its counts for the log.
+
+    A rule of its own: applying a review rewrites this table (and the review page) but not the four tables,
+    so nothing that reads them (the classifiers) reruns, unless the review can change them (drop_rejected, or
+    include_flagged off, where an accepted flagged image comes back)."""
+    rows, _ = manifest_rows(manifest_paths)
+    qc = quality.qc_table(masked_images(rows, settings))
+    write_csv(qc, out_path)
+    counts = quality.quality_counts(qc, settings.review_file)
+    log.info("wrote %s: %d masks, %s", out_path, len(qc), counts)
+    return counts
 
 
 def _write_all(outputs: list[tuple[pd.DataFrame, Path]], workers: int) -> None:
@@ -344,6 +360,7 @@ def _row_counts(manifest_paths, rows, duplicates, tables, failed, settings: Tabl
         "images_ok": int((rows["reason"] == "").sum()),
         "failed": int((failed["status"] == "failed").sum()),
         "failed_by_reason": {k: int(v) for k, v in failure_kinds.sort_index().items()},
+        "flagged": int(((rows["reason"] == "") & (rows["qc_flags"] != "")).sum()),
         "flagged_in_tables": bool(settings.include_flagged),
         "rejected_dropped": bool(settings.drop_rejected),
     }

@@ -81,9 +81,10 @@ def failed_table(failures: pd.DataFrame) -> pd.DataFrame:
 
 
 def quality_counts(qc: pd.DataFrame, review_file) -> dict:
-    """summary.json's quality block: images per status, flagged (by QC, whatever the review said), the review."""
+    """The quality table in numbers: masks per status, flagged by QC (whatever the review said), the review."""
     status = qc["status"].value_counts()
     return {
+        "masks": int(len(qc)),
         "flagged": int((qc["qc_flags"] != "").sum()),
         "by_status": {s: int(status.get(s, 0)) for s in STATUSES},
         "review": {

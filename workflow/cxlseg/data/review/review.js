@@ -13,6 +13,9 @@
   const view = { shard: "all", flag: "all", page: 1 };
   let shown = [];
   const $ = (id) => document.getElementById(id);
+  // low_/high_<feature> flags follow low_predicted_dice: they say why QC expects a poor mask
+  const isReason = (flag) => /^(low|high)_/.test(flag) && flag !== "low_predicted_dice";
+  const label = (flag) => flag.replace(/_/g, " ");
 
   window.CXLSEG_REVIEW = {
     run(info) {
@@ -144,13 +147,17 @@
 
   function fillFilters() {
     const flag = $("flag"), shard = $("shard");
-    const label = (name) => name.replace(/_/g, " ");
     flag.innerHTML = "";
-    const names = ["all", "flagged", ...Object.keys(RUN.flags).filter((f) => f !== "all" && f !== "flagged").sort()];
-    for (const name of names) {
-      const n = RUN.views[view.shard + "." + name] || 0;
-      const text = name === "all" ? "All masks" : name === "flagged" ? "Any flag" : label(name);
-      flag.add(new Option(text + " (" + n + ")", name, false, name === view.flag));
+    const option = (name, text) => new Option(text + " (" + (RUN.views[view.shard + "." + name] || 0) + ")", name, false, name === view.flag);
+    flag.add(option("all", "All masks"));
+    flag.add(option("flagged", "Any flag"));
+    const names = Object.keys(RUN.flags).filter((f) => f !== "all" && f !== "flagged").sort();
+    for (const [title, group] of [["QC flags", names.filter((f) => !isReason(f))], ["Why the predicted Dice is low", names.filter(isReason)]]) {
+      if (!group.length) continue;
+      const element = document.createElement("optgroup");
+      element.label = title;
+      for (const name of group) element.appendChild(option(name, label(name)));
+      flag.appendChild(element);
     }
     shard.innerHTML = "";
     shard.add(new Option("All shards (" + RUN.masks + ")", "all", false, view.shard === "all"));
@@ -197,26 +204,35 @@
     const bad = dice === null || dice < RUN.min_predicted_dice;
     const line1 = document.createElement("div");
     line1.className = "line";
-    line1.innerHTML = '<span class="dice' + (bad ? " bad" : "") + '" title="predicted Dice (QC model)">' + fmt(dice) +
-      '</span><span title="probability the film is not a frontal chest film">p not frontal ' + fmt(rec[F.p_not_frontal]) + "</span>";
+    line1.innerHTML = '<span title="Dice predicted by the QC model">pred. Dice <b class="dice' + (bad ? " bad" : "") + '">' + fmt(dice) +
+      "</b></span><span>" + (rec[F.split] || "not in tables") + "</span>";
     el.appendChild(line1);
     const line2 = document.createElement("div");
     line2.className = "line";
-    line2.textContent = (rec[F.split] || "not in tables") + " · " + rec[F.shard] + " · s" + rec[F.study_id];
+    line2.innerHTML = '<span title="view check: probability that the film is not a frontal chest film">p(not frontal) ' +
+      fmt(rec[F.p_not_frontal]) + '</span><span title="inference shard">' + rec[F.shard] + "</span>";
     el.appendChild(line2);
     const chips = document.createElement("div");
     chips.className = "flags";
-    for (const f of flags) {
+    for (const f of flags.filter((f) => !isReason(f))) {
       const chip = document.createElement("span");
       chip.className = "flag" + (f === "not_frontal" ? " view" : "");
-      chip.textContent = f.replace(/_/g, " ");
+      chip.textContent = label(f);
       chips.appendChild(chip);
     }
     el.appendChild(chips);
+    const reasons = flags.filter(isReason).map(label);
+    if (reasons.length) {
+      const why = document.createElement("div");
+      why.className = "why";
+      why.textContent = "why: " + reasons.join(", ");
+      why.title = why.textContent;
+      el.appendChild(why);
+    }
     const idline = document.createElement("div");
     idline.className = "id";
     idline.textContent = id;
-    idline.title = id + " (subject " + rec[F.subject_id] + ")";
+    idline.title = id + " (subject " + rec[F.subject_id] + ", study " + rec[F.study_id] + ")";
     el.appendChild(idline);
     const actions = document.createElement("div");
     actions.className = "actions";

@@ -162,6 +162,21 @@ def test_filters_paging_and_a_clicked_decision_in_the_exported_csv(tmp_path):
         with page.expect_download() as download:
             page.click("#export")
         text = download.value.path().read_text()
+
+        # another browser: empty storage, the exported file imported, nothing lost; a bad file is refused, named
+        page.evaluate("localStorage.clear()")
+        page.reload()
+        page.wait_for_function("document.querySelector('#grid').dataset.view === 'p11.not_frontal/1'")
+        assert page.locator("#decided").inner_text() == "1 decided: 0 accepted, 1 rejected"  # the applied file's
+        (tmp_path / "exported.csv").write_text(text)
+        page.set_input_files("#import", tmp_path / "exported.csv")
+        page.wait_for_function("document.querySelector('#decided').textContent.startsWith('3 decided')")
+        assert page.locator(f'.card[data-id="{target}"] input.note').input_value() == 'lateral film, "not a PA"'
+        (tmp_path / "bad.csv").write_text("dicom_id,decision\nimg0001,maybe\n")
+        page.set_input_files("#import", tmp_path / "bad.csv")
+        page.wait_for_selector("#problem:not([hidden])")
+        assert page.locator("#problem").inner_text() == "bad.csv line 2: unknown decision 'maybe'"
+        assert page.locator("#decided").inner_text() == "3 decided: 1 accepted, 2 rejected"
         assert page.errors == []
     rows = list(csv.DictReader(_io.StringIO(text)))
     assert rows == sorted(rows, key=lambda r: r["dicom_id"])

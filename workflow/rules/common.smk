@@ -75,12 +75,12 @@ def review_file(tables_only=False):
 
 
 def tables_settings(tables_only=False):
-    """The tables section as a rule's params; the merge's without review_file when the review cannot change
-    its tables (so that a new review file does not rerun it)."""
+    """The tables section as a rule's params, keys sorted; the merge's without review_file when the review cannot
+    change its tables (so that a new review file does not rerun it)."""
     tables = dict(config["tables"])
     if tables_only and not _review_changes_tables():
         tables["review_file"] = None
-    return tables
+    return dict(sorted(tables.items()))  # key order follows the config files; params compare as text
 
 
 def demo_marker():

@@ -23,7 +23,7 @@ from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.postprocess import CleanupSettings, clean_mask
 from cxlseg.inference.predictor import InputSpec
 from cxlseg.inference.select_images import SelectionSettings
-from cxlseg.inference.shard import InferSettings
+from cxlseg.inference.settings import InferSettings
 from cxlseg.ingest.readers import IngestSettings
 from cxlseg.phantoms.spec import DemoSpec
 from cxlseg.phantoms.view_films import ViewPhantomSettings
@@ -31,9 +31,9 @@ from cxlseg.qc.assess import QCSettings, qc_metrics
 from cxlseg.qc.calibration import CalibrateSettings
 from cxlseg.qc.view_check import ViewCheckSettings
 from cxlseg.qc.view_samples import ViewSamplesSettings
-from cxlseg.reporting.settings import QCReportSettings, RunReportSettings
+from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings
 from cxlseg.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
-from cxlseg.tables.merge import TablesSettings
+from cxlseg.tables.settings import MergeTablesSettings, TablesSettings
 from cxlseg.training.augment import AugmentRunSettings, AugmentSettings
 from cxlseg.training.models import MODELS
 from cxlseg.training.trainer import SELECT_METRICS, TrainConfig
@@ -51,6 +51,8 @@ RULE_SETTINGS = (
     ClassifyRunSettings,
     ClassifySummarySettings,
     ViewPhantomSettings,
+    MergeTablesSettings,
+    ReviewPageSettings,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import torch
 from cxlseg.config import ConfigError
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.predictor import Predictor
-from cxlseg.inference.shard import InferSettings, ShardDataset
+from cxlseg.inference.settings import InferSettings
+from cxlseg.inference.shard import ShardDataset
 
 
 def test_speed_keys_validate_and_reach_infer_settings(make_config):

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from cxlseg.config import default_config
 from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
-from cxlseg.tables.merge import TABLE_NAMES, TablesSettings, merge_tables
+from cxlseg.tables.merge import TABLE_NAMES, merge_tables
+from cxlseg.tables.settings import TablesSettings
 from cxlseg.training.trainer import train_model
 
 

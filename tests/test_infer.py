@@ -15,7 +15,8 @@ from cxlseg.inference.manifest import MANIFEST_DTYPES, partial_path
 from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
-from cxlseg.inference.shard import InferSettings, ShardDataset, infer_shard
+from cxlseg.inference.settings import InferSettings
+from cxlseg.inference.shard import ShardDataset, infer_shard
 from cxlseg.mimic import image_relpath, study_dir
 from helpers.shards import fit_toy_qc_model
 
@@ -423,3 +424,37 @@ def test_view_check_flags_not_frontal_and_is_part_of_the_settings_id(shard, infe
     assert pd.read_parquet(again.manifest).query("status == 'ok'").qc_flags.str.startswith("not_frontal").all()
     spec = run.predictor.spec
     assert run.settings.settings_id(spec, qc_model, checker) != run.settings.settings_id(spec, qc_model)
+
+
+def test_review_thumbnails_are_written_per_mask_and_resumed(shard, infer_run):
+    """Each ok image gets a small JPEG of its original film (own aspect) with the mask outlined; a killed shard keeps
+    the thumbnails it wrote and an image whose thumbnail went missing is segmented again."""
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill(n_rows):
+        raise Killed(n_rows)
+
+    thumbs = shard.root / "thumbs" / "p10"
+    with pytest.raises(Killed):
+        infer_run(shard, flush_every=3, on_flush=kill, thumbs_dir=thumbs)
+    first = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}
+    assert set(first) == {"0a-01.jpg", "0a-02.jpg", "0a-03.jpg"}
+
+    run = infer_run(shard, thumbs_dir=thumbs)
+    assert run.summary["resumed"] == 3 and run.model.seen == 2
+    manifest = pd.read_parquet(run.manifest)
+    ok = set(manifest.loc[manifest.status == "ok", "dicom_id"])
+    assert {p.stem for p in thumbs.glob("*.jpg")} == ok
+    assert {n: (thumbs / n).stat().st_mtime_ns for n in first} == first  # resumed, not rewritten
+    assert not list(thumbs.glob("*.tmp*"))
+
+    thumb = cv2.imread(str(thumbs / "0a-02.jpg"))
+    assert thumb.shape == (128, 108, 3)  # a 900 x 760 film keeps its aspect, long side 128
+    green = (thumb[..., 1].astype(int) - thumb[..., [0, 2]].max(axis=2)) > 60
+    assert 20 < green.sum() < 0.3 * green.size  # an outline, not a fill
+
+    (thumbs / "0a-04.jpg").unlink()
+    again = infer_run(shard, thumbs_dir=thumbs)
+    assert again.model.seen == 1 and (thumbs / "0a-04.jpg").is_file()

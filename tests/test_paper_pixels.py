@@ -18,7 +18,8 @@ import pytest
 from cxlseg import io
 from cxlseg.config import load_config
 from cxlseg.inference.predictor import InputSpec, Predictor
-from cxlseg.inference.shard import InferSettings, infer_shard
+from cxlseg.inference.settings import InferSettings
+from cxlseg.inference.shard import infer_shard
 from cxlseg.mimic import image_relpath
 from cxlseg.training.trainer import TrainConfig
 

@@ -54,7 +54,8 @@ def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
     empty = np.zeros((224, 224), np.uint8)
     assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds) == ["empty_mask"]
     metrics, flags = assess(np.full((224, 224), 0.1, np.float32), empty, None, thresholds, qc_model, 0.5)
-    assert flags == ["empty_mask"] and metrics["qc_predicted_dice"] == 0.0  # no lung, no Dice
+    assert metrics["qc_predicted_dice"] == 0.0  # no lung, no Dice
+    assert flags == ["empty_mask", "low_predicted_dice"]  # found by the low_predicted_dice filter too
 
     one_lung = lung_fields.mask()
     one_lung[:, 112:] = 0

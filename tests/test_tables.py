@@ -1,5 +1,6 @@
-"""The four CXLSeg tables, the failed table and the summary (merge_tables); the split functions are
-test_splits.py's, the source readers test_sources.py's."""
+"""The four CXLSeg tables, the quality (CXLSeg-qc) and failed tables, review decisions applied, and the summary
+(merge_tables); the split functions are test_splits.py's, the source readers test_sources.py's, reading a
+decisions file test_review.py's."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIM
 from cxlseg.splits import split_by_image
 from cxlseg.tables import merge as tables
 from cxlseg.tables import report_text as reports
-from cxlseg.tables.merge import TablesSettings, merge_tables
+from cxlseg.tables.merge import merge_tables
+from cxlseg.tables.settings import TablesSettings
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
@@ -147,6 +149,8 @@ SETTING_KEYS = {
     "cxlseg_split",
     "cxlseg_split_missing",
     "report_text",
+    "review_file",
+    "drop_rejected",
 }
 
 
@@ -168,6 +172,7 @@ def run_merge(tmp_path, manifests, out="out", **kw):
         settings,
         **kw,
     )
+    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / tables.QC_TABLE, settings)  # its own rule
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in tables.TABLE_NAMES.items()}
 
 
@@ -243,21 +248,89 @@ def test_failed_and_unsafe_images_only_in_failed_table(archive):
     assert summary["failed_by_reason"] == {"truncated JPEG (no end-of-image marker)": 1, "unsafe image_path": 1}
 
 
-def test_flagged_images_listed_with_flags_and_optionally_excluded(archive):
+def read_qc(tmp_path, out="out") -> pd.DataFrame:
+    return pd.read_csv(tmp_path / out / tables.QC_TABLE, keep_default_na=False).set_index("dicom_id")
+
+
+def test_qc_table_lists_every_mask_with_its_quality(archive):
     tmp_path, manifests = archive
     summary, t = run_merge(tmp_path, manifests)
+    qc = read_qc(tmp_path)
+    assert list(qc.reset_index().columns) == tables.quality.QC_COLUMNS
+    assert qc.index.tolist() == t["segmented"]["dicom_id"].tolist() == ["d1", "d2", "d3", "d4", "d6", "d7"]
+    assert qc.at["d2", "status"] == "flagged" and qc.at["d2", "qc_flags"] == "low_lung_area;one_component"
+    assert (qc.drop(index="d2")["status"] == "ok").all() and qc["in_tables"].all()
+    assert qc.at["d1", "shard"] == "p10" and qc.at["d4", "shard"] == "p11"
+    assert qc["qc_predicted_dice"].tolist() == [0.9] * 6 and (qc["review"] == "").all()
+    assert (qc["models"] == "unet").all()
+    # the four tables join it on the ids, as they join each other
+    assert len(pd.merge(t["segmented"], qc.reset_index(), on=["dicom_id", "subject_id", "study_id"])) == 6
     failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False)
-    flagged = failed[failed["status"] == "flagged"]
-    assert flagged["dicom_id"].tolist() == ["d2"]
-    assert flagged["qc_flags"].iloc[0] == "low_lung_area;one_component"
-    assert bool(flagged["in_tables"].iloc[0]) and "d2" in t["segmented"]["dicom_id"].tolist()
-    assert summary["flagged"] == 1
+    assert set(failed["status"]) == {"failed"} and "d2" not in failed["dicom_id"].tolist()  # failures only
+    assert summary["flagged"] == summary["qc"]["flagged"] == 1
+    assert summary["qc"]["by_status"] == {"rejected": 0, "accepted": 0, "flagged": 1, "ok": 5}
 
     summary, t = run_merge(tmp_path, manifests, out="strict", include_flagged=False)
     assert "d2" not in t["segmented"]["dicom_id"].tolist()
     assert summary["rows"]["segmented"] == 5
-    failed = pd.read_csv(tmp_path / "strict" / tables.FAILED_TABLE, keep_default_na=False)
-    assert not failed.loc[failed["dicom_id"] == "d2", "in_tables"].iloc[0]
+    strict = read_qc(tmp_path, "strict")
+    assert strict.at["d2", "status"] == "flagged" and not strict.at["d2", "in_tables"]
+
+
+def test_model_names_drop_the_weight_digests():
+    ids = pd.Series(["unetplusplus-0123abcd4567+sa_unet-89abcdef0123", "unet-a1b2c3d4e5f6", None, "my-net"])
+    assert tables.quality.model_names(ids).tolist() == ["unetplusplus+sa_unet", "unet", "", "my-net"]
+
+
+def write_decisions(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_review_decisions_reach_the_qc_table_and_tables_stay_as_published(archive):
+    tmp_path, manifests = archive
+    run_merge(tmp_path, manifests, out="plain")
+    review = write_decisions(
+        tmp_path / "decisions.csv",
+        'dicom_id,decision,note\nd2,accepted,"fine, QC was wrong"\nd4,rejected,clavicle in the mask\n',
+    )
+    summary, t = run_merge(tmp_path, manifests, review_file=review)
+    qc = read_qc(tmp_path)
+    assert (qc.at["d2", "status"], qc.at["d2", "review"], qc.at["d2", "review_note"]) == (
+        "accepted",
+        "accepted",
+        "fine, QC was wrong",
+    )
+    assert qc.at["d2", "qc_flags"] == "low_lung_area;one_component"  # QC's verdict stays visible
+    assert (qc.at["d4", "status"], qc.at["d4", "review"]) == ("rejected", "rejected") and qc.at["d4", "in_tables"]
+    for name in tables.TABLE_NAMES.values():  # without drop_rejected the four tables are byte for byte as before
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+    assert summary["qc"]["review"] == {"file": review, "accepted": 1, "rejected": 1, "rejected_in_tables": 1}
+
+    summary, t = run_merge(tmp_path, manifests, out="dropped", review_file=review, drop_rejected=True)
+    assert "d4" not in t["segmented"]["dicom_id"].tolist() and summary["rows"]["segmented"] == 5
+    assert not read_qc(tmp_path, "dropped").at["d4", "in_tables"]
+    # a flagged image a person accepted stays in the tables even when flagged ones are dropped
+    summary, t = run_merge(tmp_path, manifests, out="strict", review_file=review, include_flagged=False)
+    assert "d2" in t["segmented"]["dicom_id"].tolist()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("d1,accepted,\nnope,rejected,\n", "decisions.csv:3: unknown dicom_id 'nope' (not in this run)"),
+        ("d5,rejected,\n", "decisions.csv:2: unknown dicom_id 'd5' (its segmentation failed"),
+        ("d1,accepted,\n\nd3,maybe,\n", "decisions.csv:4: unknown decision 'maybe'"),
+        ("d1,accepted,\nd1,rejected,\n", "decisions.csv:3: dicom_id 'd1' already decided on line 2"),
+    ],
+)
+def test_a_review_file_that_cannot_be_applied_stops_the_merge(archive, body, message):
+    tmp_path, manifests = archive
+    review = write_decisions(tmp_path / "decisions.csv", "dicom_id,decision,note\n" + body)
+    with pytest.raises(ValueError) as err:
+        run_merge(tmp_path, manifests, review_file=review)
+    assert message in str(err.value)
+    assert not (tmp_path / "out").exists()  # nothing half-applied
 
 
 def test_qc_flags_as_list_or_string_give_same_tables(tmp_path):
@@ -267,7 +340,7 @@ def test_qc_flags_as_list_or_string_give_same_tables(tmp_path):
     write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
     run_merge(tmp_path, [as_list], out="a")
     run_merge(tmp_path, [as_text], out="b")
-    for name in [tables.FAILED_TABLE, *tables.TABLE_NAMES.values()]:
+    for name in [tables.FAILED_TABLE, tables.QC_TABLE, *tables.TABLE_NAMES.values()]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
@@ -310,7 +383,7 @@ def test_summary_json_and_reproducible_bytes(archive):
     tmp_path, manifests = archive
     summary, _ = run_merge(tmp_path, manifests, out="one")
     run_merge(tmp_path, list(reversed(manifests)), out="two", report_workers=1)
-    for name in [tables.FAILED_TABLE, tables.SUMMARY, *tables.TABLE_NAMES.values()]:
+    for name in [tables.FAILED_TABLE, tables.QC_TABLE, tables.SUMMARY, *tables.TABLE_NAMES.values()]:
         if name != tables.SUMMARY:
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     on_disk = json.loads((tmp_path / "one" / tables.SUMMARY).read_text())

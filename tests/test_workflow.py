@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers.browser import chromium_page, chromium_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -268,3 +270,114 @@ def test_qc_and_view_check_changes_rerun_only_what_depends_on_them(demo_run, tmp
     assert "train" not in view and "calibrate_qc" not in view
     ensemble = dry_run_with(demo_run, tmp_path, {"infer": {"ensemble": 3}})  # config.yaml has 2
     assert "calibrate_qc" in ensemble and ensemble.get("infer_shard") == 10 and "train" not in ensemble
+
+
+def review_cards(page) -> list[str]:
+    return page.locator("#grid .card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+
+
+def wait_for_view(page, view: str) -> None:
+    page.wait_for_function(f"document.querySelector('#grid').dataset.view === '{view}'")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")
+def test_review_page_decisions_reach_the_qc_table_without_rerunning_inference(demo_run, tmp_path):
+    """The demo's review page in headless Chromium: worst first, thumbnails, filters and pages, no console error; a
+    decision clicked there comes out in the exported CSV, and that CSV as tables.review_file changes CXLSeg-qc.csv.gz
+    on a rerun that runs neither inference nor the merge (the four tables stay as published)."""
+    from cxlseg.reporting.review_page import build_review_page, worst_first
+
+    results = demo_run / "results"
+    qc = pd.read_csv(results / "CXLSeg" / "CXLSeg-qc.csv.gz", dtype={"dicom_id": str}, keep_default_na=False)
+    qc["qc_predicted_dice"] = pd.to_numeric(qc["qc_predicted_dice"])
+    order = worst_first(qc)["dicom_id"].tolist()
+    not_frontal = set(qc.loc[qc["qc_flags"].str.contains("not_frontal"), "dicom_id"])
+    assert not_frontal and len(order) > 10 and len(order) > len(not_frontal)
+    # the same data in pages of 5, beside the run's page, to page through the demo's few masks
+    paged = tmp_path / "paged"
+    paged.mkdir()
+    (paged / "thumbs").symlink_to(results / "review" / "thumbs")
+    build_review_page(
+        results / "CXLSeg" / "CXLSeg-qc.csv.gz",
+        results / "CXLSeg" / "CXLSeg-split.csv.gz",
+        paged,
+        min_predicted_dice=0.9,
+        demo=True,
+        page_size=5,
+    )
+    with chromium_page() as page:
+        page.goto((paged / "index.html").as_uri())
+        wait_for_view(page, "all.all/1")
+        assert review_cards(page) == order[:5]
+        page.click("#next")
+        wait_for_view(page, "all.all/2")
+        assert review_cards(page) == order[5:10]
+        assert page.locator("#range").inner_text() == f"masks 6–10 of {len(order)}"
+
+        page.goto((results / "review" / "index.html").as_uri())
+        wait_for_view(page, "all.all/1")
+        assert review_cards(page) == order[:60]
+        assert page.locator("#banner").is_visible()  # a demo run says so
+        first = page.locator(".card img").first
+        first.scroll_into_view_if_needed()
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+        page.select_option("#flag", "not_frontal")
+        wait_for_view(page, "all.not_frontal/1")
+        assert review_cards(page) == [d for d in order if d in not_frontal]
+        shard = qc.loc[qc["dicom_id"].isin(not_frontal), "shard"].iloc[0]
+        page.select_option("#shard", shard)
+        wait_for_view(page, f"{shard}.not_frontal/1")
+        assert set(review_cards(page)) == not_frontal & set(qc.loc[qc["shard"] == shard, "dicom_id"])
+        page.select_option("#flag", "all")
+        page.select_option("#shard", "all")
+        wait_for_view(page, "all.all/1")
+
+        worst, second = order[0], order[1]
+        page.locator(f'.card[data-id="{worst}"] button.reject').click()
+        page.locator(f'.card[data-id="{worst}"] input.note').fill("mask misses the lungs")
+        page.locator(f'.card[data-id="{worst}"] input.note').press("Tab")
+        page.locator(f'.card[data-id="{second}"] button.accept').click()
+        with page.expect_download() as download:
+            page.click("#export")
+        decisions = tmp_path / "decisions.csv"
+        download.value.save_as(decisions)
+        assert page.errors == []
+    exported = pd.read_csv(decisions, dtype=str, keep_default_na=False)
+    assert list(exported.columns) == ["dicom_id", "decision", "note"]
+    assert exported["dicom_id"].tolist() == sorted([worst, second])
+    assert exported.set_index("dicom_id").to_dict("index") == {
+        worst: {"decision": "rejected", "note": "mask misses the lungs"},
+        second: {"decision": "accepted", "note": ""},
+    }
+
+    # fed back: a copy of the finished run, so the other tests keep theirs (checkpoints and the archive, only read
+    # here, as hard links: 400 MB less to copy)
+    run = tmp_path / "run"
+
+    def link_inputs(src, dst):
+        shared = Path(src).relative_to(demo_run).parts[:2] in {("results", "models"), ("resources", "demo")}
+        return os.link(src, dst) if shared else shutil.copy2(src, dst)
+
+    shutil.copytree(demo_run, run, symlinks=True, copy_function=link_inputs)
+    change = {"tables": {"review_file": str(decisions)}}
+    jobs = dry_run_with(run, tmp_path, change)
+    assert "quality_table" in jobs and "review_page" in jobs
+    for rule in ("infer_shard", "merge_tables", "classify", "train", "calibrate_qc"):
+        assert rule not in jobs, jobs
+    tables_before = {p.name: p.read_bytes() for p in (run / "results" / "CXLSeg").glob("CXLSeg-*.csv.gz")}
+    snakemake(run, "--cores", "2", configs=[*CONFIGS, str(run / "tiny.yaml"), str(tmp_path / "change.yaml")])
+    after = pd.read_csv(run / "results" / "CXLSeg" / "CXLSeg-qc.csv.gz", dtype={"dicom_id": str}, keep_default_na=False)
+    after = after.set_index("dicom_id")
+    assert (after.at[worst, "status"], after.at[worst, "review"]) == ("rejected", "rejected")
+    assert after.at[worst, "review_note"] == "mask misses the lungs"
+    assert (after.at[second, "status"], after.at[second, "review"]) == ("accepted", "accepted")
+    assert (after.drop(index=[worst, second])["review"] == "").all()
+    for name, data in tables_before.items():
+        if name != "CXLSeg-qc.csv.gz":
+            assert (run / "results" / "CXLSeg" / name).read_bytes() == data, name
+    assert worst in (run / "results" / "review" / "data" / "run.js").read_text()  # the page shows it as decided
+
+    # dropping rejected images changes the tables: then the merge (not inference) reruns too
+    jobs = dry_run_with(run, tmp_path, {"tables": {"review_file": str(decisions), "drop_rejected": True}})
+    assert "merge_tables" in jobs and "infer_shard" not in jobs

@@ -35,7 +35,8 @@ from cxlseg.config import deep_update, default_config, validate_config  # noqa: 
 from cxlseg.inference.outputs import finish_image  # noqa: E402
 from cxlseg.inference.predictor import InputSpec, Predictor  # noqa: E402
 from cxlseg.inference.select_images import SelectionSettings, select_images, write_selection  # noqa: E402
-from cxlseg.inference.shard import InferSettings, infer_shard  # noqa: E402
+from cxlseg.inference.settings import InferSettings  # noqa: E402
+from cxlseg.inference.shard import infer_shard  # noqa: E402
 from cxlseg.mimic import study_dir  # noqa: E402
 
 

@@ -28,7 +28,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 from cxlseg.config import default_config  # noqa: E402
 from cxlseg.mimic import CHEXPERT_LABELS  # noqa: E402
-from cxlseg.tables.merge import TablesSettings, merge_tables  # noqa: E402
+from cxlseg.tables.merge import merge_tables  # noqa: E402
+from cxlseg.tables.settings import TablesSettings  # noqa: E402
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_GB = 2.0

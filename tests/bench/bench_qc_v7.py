@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from bench_real_v7 import fold_splits, load_v7, patient_folds, pipeline_config, recipe_config, write_store  # noqa: E402
 from cxlseg.inference.predictor import Predictor  # noqa: E402
-from cxlseg.inference.shard import InferSettings  # noqa: E402
+from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.qc.calibration import held_out_predictions, measure  # noqa: E402
 from cxlseg.qc.calibration import summarise as tracking_summary  # noqa: E402
 from cxlseg.training.store import load_split  # noqa: E402

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
 from cxlseg.evaluation.evaluate import score_predictions  # noqa: E402
 from cxlseg.inference.predictor import Predictor  # noqa: E402
-from cxlseg.inference.shard import InferSettings  # noqa: E402
+from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E402
 from cxlseg.metrics import summarise  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402

@@ -45,7 +45,8 @@ from cxlseg.config import load_config  # noqa: E402
 from cxlseg.inference.gpu_decode import BatchDecoder, RawReader, resolve_decode_device  # noqa: E402
 from cxlseg.inference.outputs import finish_image, mask_file, output_paths, segmented_image  # noqa: E402
 from cxlseg.inference.predictor import Predictor  # noqa: E402
-from cxlseg.inference.shard import InferSettings, ShardDataset, infer_shard  # noqa: E402
+from cxlseg.inference.settings import InferSettings  # noqa: E402
+from cxlseg.inference.shard import ShardDataset, infer_shard  # noqa: E402
 from cxlseg.mimic import image_relpath  # noqa: E402
 from cxlseg.phantoms import render_phantom  # noqa: E402
 from cxlseg.qc import assess as qc  # noqa: E402

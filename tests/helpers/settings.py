@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 from cxlseg.config import deep_update, default_config, validate_config
-from cxlseg.inference.shard import InferSettings
+from cxlseg.inference.settings import InferSettings
 from cxlseg.training.trainer import TrainConfig
 
 

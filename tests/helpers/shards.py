@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 from cxlseg import io
 from cxlseg.inference.predictor import InputSpec, Predictor
-from cxlseg.inference.shard import InferSettings, infer_shard
+from cxlseg.inference.settings import InferSettings
+from cxlseg.inference.shard import infer_shard
 from cxlseg.mimic import image_relpath, study_dir
 
 from helpers.settings import build_infer_settings
@@ -167,6 +168,7 @@ def run_infer(
     on_flush=None,
     qc_model=None,
     view_checker=None,
+    thumbs_dir=None,
     code=None,
     **infer,
 ):
@@ -191,6 +193,7 @@ def run_infer(
         settings,
         qc_model=qc_model,
         view_checker=view_checker,
+        thumbs_dir=thumbs_dir,
         on_flush=on_flush,
         progress=False,
         code=code,

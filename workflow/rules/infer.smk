@@ -53,5 +53,6 @@ rule infer_shard:
         **settings(InferSettings),
         mimic_root=lambda wc: mimic_root(),
         out_root=lambda wc: f"{R}/CXLSeg",
+        thumbs_dir=lambda wc: f"{R}/review/thumbs/{wc.shard}",
     script:
         "../scripts/infer_shard.py"

@@ -8,6 +8,7 @@ rule merge_tables:
         chexpert=mimic_file("chexpert"),
         split=mimic_file("split"),
         cxlseg_split=cxlseg_split_file(),
+        review=review_file(tables_only=True),
     output:
         metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
         segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
@@ -28,11 +29,33 @@ rule merge_tables:
         gpu=resource("tables", "gpu"),
         cpus_per_task=resource("tables", "cpus"),
     params:
-        **settings(TablesSettings),
+        **settings(MergeTablesSettings),
         reports_root=lambda wc: reports_root(),
         run=RunRecord.from_config(config),  # the config hash for summary.json: no rerun trigger
     script:
         "../scripts/merge_tables.py"
+
+
+rule quality_table:
+    input:
+        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        review=review_file(),
+    output:
+        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
+    log:
+        f"{R}/logs/tables/quality.log",
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        mem_mb=resource("tables", "mem_mb"),
+        runtime=resource("tables", "runtime"),
+        gpu=resource("tables", "gpu"),
+        cpus_per_task=resource("tables", "cpus"),
+    params:
+        **settings(TablesSettings),
+    script:
+        "../scripts/quality_table.py"
 
 
 rule qc_report:
@@ -60,6 +83,31 @@ rule qc_report:
         truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
     script:
         "../scripts/qc_report.py"
+
+
+rule review_page:
+    input:
+        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
+        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+    output:
+        page=f"{R}/review/index.html",
+        data=directory(f"{R}/review/data"),
+    log:
+        f"{R}/logs/review/page.log",
+    benchmark:
+        f"{R}/benchmarks/review_page.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        mem_mb=resource("tables", "mem_mb"),
+        runtime=resource("tables", "runtime"),
+        gpu=resource("tables", "gpu"),
+        cpus_per_task=resource("tables", "cpus"),
+    params:
+        **settings(ReviewPageSettings),
+    script:
+        "../scripts/review_page.py"
 
 
 rule run_report:

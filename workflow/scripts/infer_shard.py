@@ -22,4 +22,5 @@ with log_to(snakemake.log[0]):
         qc_model=QCModel.load(snakemake.input.qc_model),
         view_checker=ViewChecker.from_checkpoint(view_check[0], predictor.device) if view_check else None,
         code=code_fingerprint(),  # a partial manifest of another version of the code is not resumed
+        thumbs_dir=snakemake.params.thumbs_dir,
     )

@@ -1,4 +1,4 @@
-"""Rule merge_tables: shard manifests -> the four CXLSeg CSV.gz tables."""
+"""Rule merge_tables: shard manifests -> the four CXLSeg CSV.gz tables, the failed table and summary.json."""
 
 from pathlib import Path
 

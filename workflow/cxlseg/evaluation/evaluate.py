@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cxlseg.evaluation.paper_metrics import paper_scores
 from cxlseg.inference.predictor import Predictor
-from cxlseg.inference.shard import InferSettings
+from cxlseg.inference.settings import InferSettings
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import METRIC_NAMES, bce_dice_loss, image_metrics, summarise
 from cxlseg.training.checkpoint import read_checkpoint

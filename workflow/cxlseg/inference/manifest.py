@@ -113,9 +113,9 @@ def read_manifests(paths: Iterable[os.PathLike | str], columns: Iterable[str] | 
     return manifest_frame(pd.concat(frames, ignore_index=True))
 
 
-def load_done(manifest_path, out_root, model_id: str, settings_id: str) -> pd.DataFrame:
+def load_done(manifest_path, out_root, model_id: str, settings_id: str, thumbs_dir=None) -> pd.DataFrame:
     """Rows of an earlier (partial or final) run that need no recomputation: ok for this model and these
-    settings, with both output files still on disk."""
+    settings, with both output files (and the review thumbnail, when `thumbs_dir` is given) still on disk."""
     paths = [p for p in (manifest_path, partial_path(manifest_path)) if Path(p).is_file()]
     if not paths:
         return manifest_frame([])
@@ -123,7 +123,9 @@ def load_done(manifest_path, out_root, model_id: str, settings_id: str) -> pd.Da
     prior = prior.drop_duplicates("dicom_id", keep="last")
     candidate = prior[(prior.status == "ok") & (prior.model_id == model_id) & (prior.settings_id == settings_id)]
     on_disk = [
-        io.safe_join(out_root, i).is_file() and io.safe_join(out_root, m).is_file()
-        for i, m in zip(candidate.image_path, candidate.mask_path)
+        io.safe_join(out_root, i).is_file()
+        and io.safe_join(out_root, m).is_file()
+        and (thumbs_dir is None or io.safe_join(thumbs_dir, f"{d}.jpg").is_file())
+        for d, i, m in zip(candidate.dicom_id, candidate.image_path, candidate.mask_path)
     ]
     return candidate[np.array(on_disk, dtype=bool)].reset_index(drop=True)

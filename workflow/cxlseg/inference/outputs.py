@@ -1,4 +1,5 @@
-"""What inference writes per image: the cleaned mask, its QC, the segmented image and the mask file.
+"""What inference writes per image: the cleaned mask, its QC, the segmented image, the mask file and the
+review thumbnail (the original film, mask outlined, that the review page shows).
 
 The segmented image is CXLSeg's: the ORIGINAL image resized to the output size, AND the cleaned mask
 ("bitwise AND operation of the original image and modified mask"). CLAHE is only the network's input;
@@ -80,6 +81,30 @@ def segmented_image(
     raise ValueError(f"segmented_channels must be 1 or 3, got {channels}")
 
 
+THUMB_SIZE = 128  # long side of a review thumbnail, pixels: ~4 KB of JPEG, 243k of them stay about 1 GB
+_THUMB_QUALITY = 80
+_OUTLINE_BGR = (40, 230, 60)
+
+
+def thumbnail_path(thumbs_dir, dicom_id: str):
+    """Where the review thumbnail of one image lives: <thumbs_dir>/<dicom_id>.jpg (never outside thumbs_dir)."""
+    return io.safe_join(thumbs_dir, f"{dicom_id}.jpg")
+
+
+def review_thumbnail(resized: np.ndarray, mask: np.ndarray, orig_hw, size: int = THUMB_SIZE) -> np.ndarray:
+    """The original film at its own aspect ratio (inference stretched it to a square) with the mask's outline:
+    a person judges a mask against the anatomy it should follow, which a lung-only crop hides."""
+    height, width = orig_hw if orig_hw and all(orig_hw) else resized.shape[:2]
+    scale = size / max(height, width)
+    out_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+    film = cv2.resize(resized, out_hw[::-1], interpolation=cv2.INTER_AREA)
+    outline = cv2.resize(mask.astype(np.uint8), out_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    out = cv2.cvtColor(film, cv2.COLOR_GRAY2BGR)
+    contours, _ = cv2.findContours(outline, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, _OUTLINE_BGR, 1, lineType=cv2.LINE_AA)
+    return out
+
+
 def finish_image(
     item: dict,
     resized: np.ndarray,
@@ -89,9 +114,10 @@ def finish_image(
     s: OutputSettings,
     spec: InputSpec,
     qc_model=None,
+    thumbs_dir=None,
 ) -> dict:
-    """Clean the mask, assess it (QC features, predicted Dice, flags), write the segmented image and the mask;
-    returns the manifest fields."""
+    """Clean the mask, assess it (QC features, predicted Dice, flags), write the segmented image, the mask and
+    (when `thumbs_dir` is given) the review thumbnail; returns the manifest fields."""
     mask = s.postprocess.clean(prob, s.threshold)
     metrics, flags = qc.assess(prob, mask, signals, s.qc, qc_model, s.threshold)
     image_rel, mask_rel = output_paths(item, s.mask_format)
@@ -103,6 +129,12 @@ def finish_image(
         mask_file(mask, s.separate_lungs),
         quality if s.mask_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3],
     )
+    if thumbs_dir is not None:
+        io.write_image(
+            thumbnail_path(thumbs_dir, item["dicom_id"]),
+            review_thumbnail(resized, mask, item["orig_hw"]),
+            [cv2.IMWRITE_JPEG_QUALITY, _THUMB_QUALITY],
+        )
     return {
         "image_path": image_rel,
         "mask_path": mask_rel,

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 import math
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,60 +27,18 @@ import torch
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
-from cxlseg.config import RuleSettings, build_settings
 from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
 from cxlseg.inference.predictor import InputSpec, Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
+from cxlseg.inference.settings import InferSettings
 from cxlseg.mimic import id_problem
 from cxlseg.qc.model import QCModel
 from cxlseg.qc.view_check import ViewChecker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InferSettings(OutputSettings, RuleSettings):
-    """Rule infer_shard: the validated `infer` config section in one object (defaults live in the schema); the
-    keys that shape each image's outputs are its `OutputSettings` part."""
-
-    SECTIONS = ("infer",)
-
-    batch_size: int
-    num_workers: int
-    device: str
-    tta_flip: bool
-    ensemble: int
-    reduce_min_ratio: float
-    write_threads: int
-    flush_every: int
-    amp_dtype: str
-    compile: bool
-    decode_device: str
-    output_size: int
-
-    @classmethod
-    def from_config(cls, config: dict, **overrides) -> "InferSettings":
-        return build_settings(cls, config["infer"], **{"output_size": config["preprocess"]["size"], **overrides})
-
-    @property
-    def outputs(self) -> OutputSettings:
-        """What shapes each image's outputs: this object seen as its OutputSettings part."""
-        return self
-
-    def settings_id(
-        self, spec: InputSpec, qc_model: QCModel | None = None, view_checker=None, code: str | None = None
-    ) -> str:
-        """A hash of everything that shapes the outputs (never the speed-only keys): resume only on a match.
-        `code` (a fingerprint of the sources) makes a new version of the code a new id."""
-        outcome = self.outcome()
-        qc = asdict(qc_model) if qc_model is not None else None
-        view = [view_checker.model_id, view_checker.threshold] if view_checker is not None else None
-        parts = {"infer": outcome, "input": asdict(spec), "qc_model": qc, "view_check": view}
-        blob = json.dumps({**parts, **({"code": code} if code is not None else {})}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def inference_predictor(selected: dict, settings: InferSettings) -> Predictor:
@@ -218,6 +174,7 @@ def infer_shard(
     *,
     qc_model: QCModel | None = None,
     view_checker: ViewChecker | None = None,
+    thumbs_dir=None,
     on_flush: Callable[[int], None] | None = None,
     progress: bool = True,
     code: str | None = None,
@@ -225,7 +182,8 @@ def infer_shard(
     """Segment every image of one shard list, write the outputs and the shard's manifest; returns a summary.
 
     `qc_model` predicts each mask's Dice (None: no prediction, anatomy flags only); `view_checker` flags images
-    that are not frontal films (None: no view check).
+    that are not frontal films (None: no view check); `thumbs_dir` receives each mask's review thumbnail
+    (None: none), and an image whose thumbnail is missing is not done.
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
     `code` (tables.provenance.code_fingerprint()) joins the settings id, so a partial manifest written by another
     version of the code is recomputed, never resumed: a shard is made by one version.
@@ -233,7 +191,7 @@ def infer_shard(
     started = time.perf_counter()
     settings_id = settings.settings_id(predictor.spec, qc_model, view_checker, code)
     items = _list_items(list_parquet)
-    done = load_done(manifest_path, out_root, predictor.model_id, settings_id)
+    done = load_done(manifest_path, out_root, predictor.model_id, settings_id, thumbs_dir)
     done = done[done.dicom_id.isin({it["dicom_id"] for it in items})].reset_index(drop=True)
     pending = [it for it in items if it["dicom_id"] not in set(done.dicom_id)]
     log.info(
@@ -245,7 +203,17 @@ def infer_shard(
         predictor.device,
         predictor.model_id,
     )
-    job = _Job(pending, out_root, settings.outputs, predictor, qc_model, view_checker, predictor.model_id, settings_id)
+    job = _Job(
+        pending,
+        out_root,
+        settings.outputs,
+        predictor,
+        qc_model,
+        view_checker,
+        predictor.model_id,
+        settings_id,
+        thumbs_dir,
+    )
     records: list[dict] = []
     flushed_at = 0
     in_flight: deque[Future] = deque()
@@ -308,6 +276,7 @@ class _Job:
     view_checker: ViewChecker | None
     model_id: str
     settings_id: str
+    thumbs_dir: object = None
 
     def submit_batch(self, batch: dict, submit) -> list[Future]:
         """Forward the decoded images of a batch, then queue the clean-up and writes of every image."""
@@ -345,7 +314,14 @@ class _Job:
             try:
                 record.update(
                     finish_image(
-                        item, image, *prediction, self.out_root, self.outputs, self.predictor.spec, self.qc_model
+                        item,
+                        image,
+                        *prediction,
+                        self.out_root,
+                        self.outputs,
+                        self.predictor.spec,
+                        self.qc_model,
+                        self.thumbs_dir,
                     ),
                     status="ok",
                     error=None,

@@ -126,11 +126,15 @@ def anatomy_flags(metrics: dict, thresholds: QCSettings) -> list[str]:
 def qc_flags(metrics: dict, thresholds: QCSettings, model=None) -> list[str]:
     """Anatomy flags, then `low_predicted_dice` and its reasons when the predicted Dice is under the bar.
 
+    An empty mask (predicted Dice 0) is `low_predicted_dice` too, so that filtering on that flag finds every
+    mask QC expects to be poor; `empty_mask` is its reason, the features of an empty mask explain nothing more.
     `metrics` must hold `qc_predicted_dice` when a model (`qc_model.QCModel`) is given."""
     flags = anatomy_flags(metrics, thresholds)
-    if model is not None and flags != ["empty_mask"] and metrics["qc_predicted_dice"] < thresholds.min_predicted_dice:
-        flags += ["low_predicted_dice", *(r for r in model.reasons(metrics) if r not in flags)]
-    return flags
+    if model is None or not metrics["qc_predicted_dice"] < thresholds.min_predicted_dice:
+        return flags
+    if flags == ["empty_mask"]:
+        return [*flags, "low_predicted_dice"]
+    return flags + ["low_predicted_dice", *(r for r in model.reasons(metrics) if r not in flags)]
 
 
 def assess(prob: np.ndarray, mask: np.ndarray, signals: dict | None, thresholds: QCSettings, model, threshold: float):

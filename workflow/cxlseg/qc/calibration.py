@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxlseg.config import RuleSettings
-from cxlseg.inference.shard import InferSettings
+from cxlseg.inference.settings import InferSettings
 from cxlseg.io import atomic_path, write_csv
 from cxlseg.metrics import dice
 from cxlseg.qc import assess as qc

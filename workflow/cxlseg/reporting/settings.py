@@ -32,3 +32,15 @@ class RunReportSettings(RuleSettings):
     @classmethod
     def from_config(cls, config: dict) -> "RunReportSettings":
         return cls(config["demo"]["enabled"], config["seed"])
+
+
+@dataclass(frozen=True)
+class ReviewPageSettings(RuleSettings):
+    """Rule review_page: the predicted-Dice bar the gallery marks, and whether the run is the synthetic demo."""
+
+    min_predicted_dice: float
+    demo: bool
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ReviewPageSettings":
+        return cls(config["infer"]["qc"]["min_predicted_dice"], config["demo"]["enabled"])

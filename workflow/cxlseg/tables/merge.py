@@ -1,4 +1,4 @@
-"""Merge the shard manifests into the four CXLSeg tables, the failed table and the summary.
+"""Merge the shard manifests into the four CXLSeg tables, the quality and failed tables and the summary.
 
 The tables are laid out so that the CXLSeg authors' scripts work unchanged:
 ``pd.merge(segmented, split)`` and ``pd.merge(.., mask.rename(DicomPath=DicomPathMask))``
@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -22,13 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cxlseg.config import RuleSettings, build_settings
 from cxlseg.inference.manifest import read_manifest_table
 from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import assign_split
-from cxlseg.tables import provenance
+from cxlseg.tables import provenance, quality
 from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
+from cxlseg.tables.review import read_decisions
+from cxlseg.tables.settings import TablesSettings
 from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
 
 log = logging.getLogger(__name__)
@@ -41,37 +41,14 @@ TABLE_NAMES = {
     "mask": "CXLSeg-mask.csv.gz",
 }
 FAILED_TABLE = "CXLSeg-failed.csv.gz"
+QC_TABLE = quality.QC_TABLE
 SUMMARY = provenance.SUMMARY
 
 _MANIFEST_REQUIRED = ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status"]
-_MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path"]
+_MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path", "model_id", "qc_predicted_dice", "p_not_frontal"]
 _METADATA_LEADING = ["PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"]
 _ORIENTATION_SOURCE = "PatientOrientationCodeSequence_CodeMeaning"
-FAILED_COLUMNS = IDS + ["status", "reason", "qc_flags", "in_tables", "source_path"]
-
-
-@dataclass(frozen=True)
-class TablesSettings(RuleSettings):
-    """The `tables` config section plus the run's seed (defaults live in the schema)."""
-
-    split_source: str
-    split_unit: str
-    cxlseg_split: str | None
-    cxlseg_split_missing: str
-    train: float
-    validate: float
-    test: float
-    include_flagged: bool
-    seed: int
-    report_text: str
-
-    @classmethod
-    def from_config(cls, config: dict) -> "TablesSettings":
-        return build_settings(cls, config["tables"], seed=config["seed"], report_text=config["mimic"]["report_text"])
-
-    @property
-    def ratios(self) -> tuple[float, float, float]:
-        return (self.train, self.validate, self.test)
+FAILED_COLUMNS = quality.FAILED_COLUMNS
 
 
 # ---------------------------------------------------------------- manifests
@@ -85,7 +62,8 @@ def _step(name: str):
     log.info("%s: %.1f s", name, time.perf_counter() - start)
 
 
-_TEXT_COLUMNS = ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path"]
+_TEXT_COLUMNS = ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path", "model_id"]
+_FLOAT_COLUMNS = ["qc_predicted_dice", "p_not_frontal"]
 _PATH_COLUMNS = ["image_path", "mask_path"]
 
 
@@ -97,22 +75,26 @@ def read_manifests(manifest_paths: Iterable[os.PathLike | str]) -> pd.DataFrame:
     """
     tables = [_read_manifest(Path(p)) for p in manifest_paths]
     if not tables:
-        tables = [_normalise_manifest(pa.table({c: pa.array([], pa.string()) for c in _MANIFEST_REQUIRED}))]
+        tables = [_normalise_manifest(pa.table({c: pa.array([], pa.string()) for c in _MANIFEST_REQUIRED}), "")]
     return pa.concat_tables(tables).to_pandas()
 
 
 def _read_manifest(path: Path) -> pa.Table:
     table = read_manifest_table(path, _MANIFEST_REQUIRED + _MANIFEST_OPTIONAL)
     try:
-        return _normalise_manifest(table)
+        return _normalise_manifest(table, path.name.split(".")[0])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ValueError(f"{path}: manifest column of an unexpected type ({exc})") from exc
 
 
-def _normalise_manifest(table: pa.Table) -> pa.Table:
-    """Trimmed text (nulls as ''), '/'-separated paths, int64 ids with validity, unsafe-path pre-check."""
+def _normalise_manifest(table: pa.Table, shard: str) -> pa.Table:
+    """Trimmed text (nulls as ''), '/'-separated paths, int64 ids with validity, unsafe-path pre-check, QC
+    numbers as float64 (NaN where absent), and the shard the manifest belongs to."""
     n = len(table)
-    out: dict[str, pa.ChunkedArray | pa.Array] = {}
+    out: dict[str, pa.ChunkedArray | pa.Array] = {"shard": pa.array([shard] * n, pa.string())}
+    for column in _FLOAT_COLUMNS:
+        values = table[column].cast(pa.float64()) if column in table.column_names else pa.nulls(n, pa.float64())
+        out[column] = pc.fill_null(values, float("nan"))
     for column in _TEXT_COLUMNS:
         values = table[column] if column in table.column_names else pa.nulls(n, pa.string())
         if column == "qc_flags":
@@ -232,13 +214,6 @@ def build_tables(
     }
 
 
-def _failed_table(rejected: pd.DataFrame, flagged: pd.DataFrame, include_flagged: bool) -> pd.DataFrame:
-    failed = rejected.assign(status="failed", in_tables=False)
-    flagged = flagged.assign(status="flagged", reason="qc flagged", in_tables=include_flagged)
-    table = pd.concat([failed[FAILED_COLUMNS], flagged[FAILED_COLUMNS]], ignore_index=True)
-    return table.sort_values(IDS, kind="stable").reset_index(drop=True)
-
-
 def merge_tables(
     manifest_paths: Iterable[os.PathLike | str],
     metadata_csv: os.PathLike | str,
@@ -253,24 +228,21 @@ def merge_tables(
     write_workers: int = 5,
     progress: bool = True,
 ) -> dict:
-    """Write the four CXLSeg tables, the failed/flagged table and summary.json; return the summary.
+    """Write the four CXLSeg tables, CXLSeg-failed and summary.json; return the summary.
 
-    Rows of the four tables are the images segmented with status ok (minus
-    QC-flagged ones when include_flagged is False); every other image is a row
-    of CXLSeg-failed.csv.gz with its reason. summary.json's `provenance` says which run the tables describe:
-    `run` (provenance.run_identity: config hash, code), and a hash of every manifest read and table written.
+    The four tables list every image with a mask, minus QC-flagged ones nobody accepted when
+    include_flagged is False and those a person rejected when drop_rejected is True (review_file).
+    Every image without a mask is a row of CXLSeg-failed.csv.gz with its reason. CXLSeg-qc.csv.gz
+    is `write_qc_table`'s. summary.json's `provenance` says which run the tables describe: `run` (config hash,
+    code), and a hash of every manifest read and table written.
     """
     out_dir = Path(out_dir)
     manifest_paths = [Path(p) for p in manifest_paths]
     with _step("read and validate manifests"):
-        rows = validate_rows(read_manifests(manifest_paths))
-        rows, duplicates = _drop_duplicates(rows)
-        rows = rows.sort_values(IDS, kind="stable").reset_index(drop=True)
-    good = rows["reason"] == ""
-    flagged_mask = good & (rows["qc_flags"] != "")
-    include_flagged = settings.include_flagged
-    in_tables = good & (include_flagged | ~flagged_mask)
-    images = rows[in_tables].reset_index(drop=True)
+        rows, duplicates = manifest_rows(manifest_paths)
+    with _step("quality and review"):
+        images = masked_images(rows, settings)
+        images = images[images["in_tables"]].reset_index(drop=True)
 
     with _step("reports"):
         studies = images[["subject_id", "study_id"]].drop_duplicates().reset_index(drop=True)
@@ -293,12 +265,12 @@ def merge_tables(
         )
     with _step("build tables"):
         tables = build_tables(images, study_reports, metadata, chexpert, split)
-        failed = _failed_table(rows[~good], rows[flagged_mask], include_flagged)
+        failed = quality.failed_table(rows[rows["reason"] != ""])
     with _step("write tables"):
         outputs = [(tables[key], out_dir / name) for key, name in TABLE_NAMES.items()]
         _write_all(outputs + [(failed, out_dir / FAILED_TABLE)], write_workers)
     summary = {
-        **_row_counts(manifest_paths, rows, duplicates, tables, failed, include_flagged),
+        **_row_counts(manifest_paths, rows, duplicates, tables, failed, settings),
         **_source_counts(images, study_reports, metadata, chexpert),
         "split": split_info,
         "provenance": provenance.provenance(run, manifest_paths, [p for _, p in outputs] + [out_dir / FAILED_TABLE]),
@@ -308,6 +280,43 @@ def merge_tables(
         "wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"]
     )
     return summary
+
+
+def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataFrame, int]:
+    """Validated rows of the shard manifests (`reason` says why a row has no usable mask), one per dicom_id in
+    (subject_id, study_id, dicom_id) order, and how many duplicate rows were dropped."""
+    rows, duplicates = _drop_duplicates(validate_rows(read_manifests(manifest_paths)))
+    return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
+
+
+def masked_images(rows: pd.DataFrame, settings: TablesSettings) -> pd.DataFrame:
+    """The rows with a mask, with the review decisions of `settings.review_file`, `status` and `in_tables`."""
+    good = rows["reason"] == ""
+    masked = rows[good].reset_index(drop=True)
+    review_file = settings.review_file
+    decisions = read_decisions(review_file, masked["dicom_id"], rows.loc[~good, "dicom_id"]) if review_file else None
+    if decisions is not None:
+        log.info("%s: %d decisions (%s)", review_file, len(decisions), decisions["decision"].value_counts().to_dict())
+    masked = quality.apply_review(masked, decisions)
+    masked["status"] = quality.image_status(masked)
+    masked["in_tables"] = quality.in_tables(
+        masked["status"].to_numpy(), settings.include_flagged, settings.drop_rejected
+    )
+    return masked
+
+
+def write_qc_table(manifest_paths: Iterable[os.PathLike | str], out_path, settings: TablesSettings) -> dict:
+    """Write CXLSeg-qc.csv.gz (one row per mask: quality, models, review); return its counts for the log.
+
+    A rule of its own: applying a review rewrites this table (and the review page) but not the four tables,
+    so nothing that reads them (the classifiers) reruns, unless the review can change them (drop_rejected, or
+    include_flagged off, where an accepted flagged image comes back)."""
+    rows, _ = manifest_rows(manifest_paths)
+    qc = quality.qc_table(masked_images(rows, settings))
+    write_csv(qc, out_path)
+    counts = quality.quality_counts(qc, settings.review_file)
+    log.info("wrote %s: %d masks, %s", out_path, len(qc), counts)
+    return counts
 
 
 def _write_all(outputs: list[tuple[pd.DataFrame, Path]], workers: int) -> None:
@@ -321,8 +330,8 @@ def _write_all(outputs: list[tuple[pd.DataFrame, Path]], workers: int) -> None:
             future.result()
 
 
-def _row_counts(manifest_paths, rows, duplicates, tables, failed, include_flagged: bool) -> dict:
-    """summary.json's image counts: manifest rows in, table rows out, failed and flagged."""
+def _row_counts(manifest_paths, rows, duplicates, tables, failed, settings: TablesSettings) -> dict:
+    """summary.json's image counts: manifest rows in, table rows out, failed (flagged: `quality_counts`)."""
     # group by the reason's kind: the text after ':' names files and would make one key per image
     reasons = failed.loc[failed["status"] == "failed", "reason"].str.replace("segmentation failed: ", "", regex=False)
     failure_kinds = reasons.str.split(":").str[0].value_counts()
@@ -334,8 +343,9 @@ def _row_counts(manifest_paths, rows, duplicates, tables, failed, include_flagge
         "images_ok": int((rows["reason"] == "").sum()),
         "failed": int((failed["status"] == "failed").sum()),
         "failed_by_reason": {k: int(v) for k, v in failure_kinds.sort_index().items()},
-        "flagged": int((failed["status"] == "flagged").sum()),
-        "flagged_in_tables": bool(include_flagged),
+        "flagged": int(((rows["reason"] == "") & (rows["qc_flags"] != "")).sum()),
+        "flagged_in_tables": bool(settings.include_flagged),
+        "rejected_dropped": bool(settings.drop_rejected),
     }
 
 

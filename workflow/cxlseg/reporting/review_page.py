@@ -1,0 +1,164 @@
+"""The review page: every mask, worst first, for a person to accept or reject, as static files.
+
+results/review/index.html (page, style and script in one file) loads its data as small script files
+(data/run.js, then data/<shard>.<flag>/<n>.js, `page_size` masks each), so it works from file:// with no
+server and no network, and a 243k-image run costs the browser one page of records and thumbnails at a
+time. Each filter (shard x flag) is a precomputed list of pages: an image sits in the `all` and its shard's
+list, for every filter it matches, so the data grow linearly with the images (about 0.1 KB per image and
+filter) and never with what the browser has to hold. Thumbnails are the inference job's
+(review/thumbs/<shard>/<dicom_id>.jpg, `outputs.review_thumbnail`); decisions stay in the browser
+(localStorage) until exported as the CSV that `tables.review_file` applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxlseg import io
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 60
+ALL = "all"
+ANY_FLAG = "flagged"
+# one record per mask, as an array to keep page files small; the page's script reads the same order
+RECORD = ["dicom_id", "subject_id", "study_id", "shard", "qc_predicted_dice", "p_not_frontal", "qc_flags", "split"]
+RECORD += ["status", "review", "review_note", "thumb"]
+
+
+def worst_first(qc: pd.DataFrame) -> pd.DataFrame:
+    """Flagged masks on top, then by predicted Dice, lowest first (unknown Dice last), then dicom_id: what a person
+    should look at first comes first, and the order is the same on every build."""
+    order = qc.assign(
+        _clean=qc["qc_flags"] != "",
+        _dice=qc["qc_predicted_dice"].fillna(np.inf),
+    ).sort_values(["_clean", "_dice", "dicom_id"], ascending=[False, True, True], kind="stable")
+    return order.drop(columns=["_clean", "_dice"]).reset_index(drop=True)
+
+
+def _flags(text: str) -> list[str]:
+    return [f for f in text.split(";") if f]
+
+
+def _records(qc: pd.DataFrame, thumbs_root: Path) -> list[list]:
+    """The page records; `thumb` is False where inference wrote no thumbnail (a run older than thumbnails)."""
+    present = {
+        shard: {e.name for e in os.scandir(thumbs_root / shard)} if (thumbs_root / shard).is_dir() else set()
+        for shard in qc["shard"].unique()
+    }
+    rows = []
+    for rec in qc.itertuples(index=False):
+        dice, frontal = rec.qc_predicted_dice, rec.p_not_frontal
+        rows.append(
+            [
+                rec.dicom_id,
+                int(rec.subject_id),
+                int(rec.study_id),
+                rec.shard,
+                None if pd.isna(dice) else round(float(dice), 3),
+                None if pd.isna(frontal) else round(float(frontal), 3),
+                rec.qc_flags,
+                rec.split,
+                rec.status,
+                rec.review,
+                rec.review_note,
+                f"{rec.dicom_id}.jpg" in present[rec.shard],
+            ]
+        )
+    return rows
+
+
+def view_members(qc: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row positions (in worst-first order) of every non-empty filter, keyed '<shard>.<flag>'."""
+    shards = {ALL: np.ones(len(qc), bool), **{s: (qc["shard"] == s).to_numpy() for s in sorted(qc["shard"].unique())}}
+    flag_lists = qc["qc_flags"].map(_flags)
+    names = sorted({f for flags in flag_lists for f in flags})
+    flags = {ALL: np.ones(len(qc), bool), ANY_FLAG: (qc["qc_flags"] != "").to_numpy()}
+    flags.update({name: flag_lists.map(lambda fl, n=name: n in fl).to_numpy() for name in names})
+    views = {}
+    for shard, in_shard in shards.items():
+        for flag, has_flag in flags.items():
+            positions = np.flatnonzero(in_shard & has_flag)
+            if len(positions):
+                views[f"{shard}.{flag}"] = positions
+    return views
+
+
+def _script(call: str, *args) -> str:
+    return f"CXLSEG_REVIEW.{call}({', '.join(json.dumps(a, separators=(',', ':')) for a in args)});\n"
+
+
+def _template() -> str:
+    assets = resources.files("cxlseg") / "data" / "review"
+    page = (assets / "review.html").read_text(encoding="utf-8")
+    style = (assets / "review.css").read_text(encoding="utf-8")
+    script = (assets / "review.js").read_text(encoding="utf-8")
+    return page.replace("/*STYLE*/", style).replace("/*SCRIPT*/", script)
+
+
+def build_review_page(
+    qc_csv,
+    split_csv,
+    out_dir,
+    *,
+    min_predicted_dice: float,
+    demo: bool = False,
+    page_size: int = PAGE_SIZE,
+) -> dict:
+    """Write out_dir/index.html and out_dir/data/; thumbnails are read from out_dir/thumbs. Returns the page's
+    summary (masks, filters, page files, bytes of data)."""
+    out_dir = Path(out_dir)
+    qc = pd.read_csv(qc_csv, dtype={"dicom_id": str}, keep_default_na=False, na_values={"qc_predicted_dice": [""]})
+    qc["p_not_frontal"] = pd.to_numeric(qc["p_not_frontal"], errors="coerce")
+    split = pd.read_csv(split_csv, dtype={"dicom_id": str}, usecols=["dicom_id", "split"])
+    qc = worst_first(qc.merge(split, on="dicom_id", how="left").fillna({"split": ""}))
+    records = _records(qc, out_dir / "thumbs")
+    views = view_members(qc)
+
+    data = out_dir / "data"
+    if data.exists():
+        shutil.rmtree(data)  # stale pages of an earlier filter must not linger
+    n_files, n_bytes = 0, 0
+    for key, positions in views.items():
+        for number, start in enumerate(range(0, len(positions), page_size), start=1):
+            text = _script("page", key, number, [records[i] for i in positions[start : start + page_size]])
+            io.write_text(data / key / f"{number}.js", text)
+            n_files, n_bytes = n_files + 1, n_bytes + len(text.encode())
+    flag_counts = {k.split(".", 1)[1]: int(len(v)) for k, v in views.items() if k.startswith(f"{ALL}.")}
+    run = {
+        "run_id": hashlib.sha256("\n".join(sorted(qc["dicom_id"])).encode()).hexdigest()[:16],
+        "masks": int(len(qc)),
+        "page_size": int(page_size),
+        "min_predicted_dice": float(min_predicted_dice),
+        "demo": bool(demo),
+        "fields": RECORD,
+        "views": {k: int(len(v)) for k, v in views.items()},
+        "flags": flag_counts,
+        "shards": {s: int(len(views[f"{s}.{ALL}"])) for s in sorted(qc["shard"].unique())},
+        "status": {k: int(v) for k, v in qc["status"].value_counts().sort_index().items()},
+        "applied": [[r.dicom_id, r.review, r.review_note] for r in qc[qc["review"] != ""].itertuples(index=False)],
+        "missing_thumbnails": int(sum(not r[-1] for r in records)),
+    }
+    run_text = _script("run", run)
+    io.write_text(data / "run.js", run_text)
+    page = _template()
+    io.write_text(out_dir / "index.html", page)
+    summary = {
+        "masks": run["masks"],
+        "filters": len(views),
+        "page_files": n_files + 1,
+        "data_bytes": n_bytes + len(run_text.encode()),
+        "page_bytes": len(page.encode()),
+        "missing_thumbnails": run["missing_thumbnails"],
+    }
+    log.info("review page: %s", summary)
+    return summary

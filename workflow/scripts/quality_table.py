@@ -1,0 +1,11 @@
+"""Rule quality_table: shard manifests (+ the review file) -> CXLSeg-qc.csv.gz."""
+
+from cxlseg.io import log_to
+from cxlseg.tables.merge import write_qc_table
+
+with log_to(snakemake.log[0]):
+    write_qc_table(
+        list(snakemake.input.manifests),
+        snakemake.output.qc,
+        snakemake.params.settings,
+    )

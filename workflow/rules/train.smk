@@ -83,6 +83,30 @@ rule select_model:
         "../scripts/select_model.py"
 
 
+
+rule evaluate_inference:
+    input:
+        selected=f"{R}/models/selected.json",
+        checkpoints=expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        store=rules.augment.output.store,
+    output:
+        per_image=f"{R}/models/inference/test_per_image.csv",
+        summary=f"{R}/models/inference/test_summary.json",
+    log:
+        f"{R}/logs/models/evaluate_inference.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate_inference.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        infer=outcome_settings("infer"),
+        preprocess=config["preprocess"],
+    script:
+        "../scripts/evaluate_inference.py"
+
 rule calibrate_qc:
     input:
         selected=f"{R}/models/selected.json",

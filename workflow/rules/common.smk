@@ -95,9 +95,11 @@ def get_final_output():
         f"{R}/models/comparison.md",
         f"{R}/training/counts.csv",
         f"{R}/report/summary.html",
+        f"{R}/report/comparison.html",
+        f"{R}/qc/qc_report.html",
     ]
     if config["classify"]["enabled"]:
-        outputs.append(f"{R}/classify/table3.md")
+        outputs += [f"{R}/classify/table3.md", f"{R}/report/table3.html"]
     if config["view_check"]["enabled"]:
         outputs.append(f"{R}/models/view_check.json")
     return outputs

@@ -28,6 +28,8 @@ rule split_training:
         dataset=f"{R}/training/dataset.parquet",
     log:
         f"{R}/logs/training/split.log",
+    benchmark:
+        f"{R}/benchmarks/split_training.tsv"
     conda:
         "../../envs/segmentation.yaml"
     params:
@@ -44,9 +46,12 @@ rule augment:
         store=multiext(
             f"{R}/training/store/", *[f"{s}_{k}" for s in SPLITS for k in ("images.npy", "masks.npy", "index.parquet")]
         ),
-        counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
+        counts=f"{R}/training/counts.csv",
         montage=report(
-            f"{R}/training/augment_montage.jpg", caption="../report/montage.rst", category="1. Training data"
+            f"{R}/training/augment_montage.jpg",
+            caption="../report/montage.rst",
+            category="1. Training data",
+            labels={"page": "2. Augmented samples with mask outlines"},
         ),
     log:
         f"{R}/logs/training/augment.log",

@@ -61,12 +61,13 @@ rule select_model:
         histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
         models=expand(f"{R}/models/{{arch}}/model.json", arch=ARCHS),
     output:
-        table=report(
-            f"{R}/models/comparison.csv", caption="../report/comparison.rst", category="2. Segmentation models"
-        ),
+        table=f"{R}/models/comparison.csv",
         markdown=f"{R}/models/comparison.md",
         curves=report(
-            f"{R}/models/learning_curves.png", caption="../report/curves.rst", category="2. Segmentation models"
+            f"{R}/models/learning_curves.png",
+            caption="../report/curves.rst",
+            category="2. Segmentation models",
+            labels={"page": "2. Learning curves"},
         ),
         selected=f"{R}/models/selected.json",
     log:
@@ -81,7 +82,6 @@ rule select_model:
         inference_model=config["models"]["inference_model"],
     script:
         "../scripts/select_model.py"
-
 
 
 rule evaluate_inference:
@@ -107,6 +107,7 @@ rule evaluate_inference:
     script:
         "../scripts/evaluate_inference.py"
 
+
 rule calibrate_qc:
     input:
         selected=f"{R}/models/selected.json",
@@ -119,6 +120,7 @@ rule calibrate_qc:
             f"{R}/models/qc_calibration.png",
             caption="../report/qc_calibration.rst",
             category="2. Segmentation models",
+            labels={"page": "3. QC calibration: predicted vs true Dice"},
         ),
     log:
         f"{R}/logs/models/calibrate_qc.log",

@@ -17,4 +17,7 @@ with log_to(snakemake.log[0]):
         min_predicted_dice=snakemake.params.min_predicted_dice,
         truth_dir=snakemake.params.truth,
         size=snakemake.params.size,
+        html_path=snakemake.output.html,
+        summary_path=snakemake.output.summary,
+        demo=snakemake.params.demo,
     )

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cxlseg.inference.predictor import Predictor
 from cxlseg.evaluation.select_model import ensemble_checkpoints
+from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.shard import InferSettings, inference_predictor
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import METRIC_NAMES, bce_dice_loss, image_metrics, summarise

@@ -675,3 +675,18 @@ def make_v7_png(root: Path, w: int = 60, h: int = 50) -> dict:
             "no mask",
         ],
     }
+
+
+# =========================================================================== the tiny demo, run once
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The whole workflow on the tiny demo (helpers.workflow.TINY), run once per session: its working directory."""
+    import yaml
+    from helpers.workflow import ROOT, TINY, snakemake
+
+    workdir = tmp_path_factory.mktemp("demo-run")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir, "--cores", "2", "--profile", str(ROOT / "profiles" / "local"))
+    return workdir

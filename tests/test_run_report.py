@@ -236,18 +236,19 @@ def test_wall_clock_and_stage_times_come_from_the_benchmark_files(results):
 
 def test_table_iv_marks_the_selected_model_and_adds_the_ensemble(results):
     page = pages.comparison_page(results, demo=True)
-    assert "<td class='sel'>✔ selected</td>" in page and page.count("✔ selected") == 1
-    assert "<td>unet+sa_unet</td>" in page and "✔ used for the masks" in page
+    assert "<td class='sel'>selected</td>" in page and page.count(">selected<") == 1
+    assert "<td>unet+sa_unet</td>" in page and "<td class='sel'>made the masks</td>" in page
     assert "<td>0.9123</td>" in page and "<td>0.9512</td>" in page and "<td>0.123</td>" in page  # loss: 3 decimals
-    assert "HD95 (px at 224×224)" in page and "<td>3.14</td>" in page
-    assert "n (test images)" in page and "Dice (5th percentile)" in page and "12,451,753" in page
+    assert "HD95 (px, 224²)" in page and "<td>3.14</td>" in page
+    assert "<th>n</th>" in page and "Dice p5" in page and "n: test images" in page and "12,451,753" in page
     assert "checkpoint" not in page and not any(raw in page for raw in RAW_HEADERS)
     assert "Synthetic demo run" in page
 
 
 def test_table_iii_pages_render_every_label_as_tables(results):
     page = pages.table3_page(results, demo=True)
-    assert "<table" in page and "Atelectasis" in page and "<td>0.512</td>" in page and "n (test images)" in page
+    assert "<table" in page and "Atelectasis" in page and "<td>0.512</td>" in page and "n = test images" in page
+    assert "id='AUC'" in page and "<th>n</th>" in page
     every = pages.table3_all_labels_page(results)
     assert every.count("<table") == 2  # one table per metric
     assert "id='AUC'" in every and "Edema" in every and "–" in every

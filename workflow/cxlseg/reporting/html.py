@@ -7,6 +7,7 @@ to anchors inside the same page. Every table here says what its numbers are (uni
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 
@@ -16,8 +17,9 @@ CSS = """<style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1em 1.5em;color:#222;max-width:1100px}
 h1{font-size:1.45em;margin:.2em 0 .4em}h2{font-size:1.15em;margin-top:1.4em;border-bottom:1px solid #ddd}
 h3{font-size:1em;margin:1em 0 .3em}
-table{border-collapse:collapse;font-size:.85em;margin:.4em 0}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f4f7;font-weight:600}
+table{border-collapse:collapse;font-size:.82em;margin:.4em 0}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f2f4f7;font-weight:600}
+td{white-space:nowrap}
 td:first-child,th:first-child{text-align:left}tr.sel td,td.sel{background:#e5f5e0;font-weight:600}
 .banner{background:#fff4ce;border:2px solid #e0a800;padding:.6em 1em;margin:.6em 0 1em;font-weight:600}
 .kpi{display:inline-block;vertical-align:top;border:1px solid #ccc;border-radius:6px;padding:.3em .8em;
@@ -32,14 +34,14 @@ HEADERS = {
     "model": "Model",
     "selected": "Segments the dataset",
     "loss": "Loss (BCE + Dice)",
-    "dice": "Dice (mean)",
-    "dice_std": "Dice (SD)",
+    "dice": "Dice",
+    "dice_std": "Dice SD",
     "dice_p5": "Dice (5th percentile)",
     "iou": "IoU",
     "precision": "Precision",
     "recall": "Recall",
     "hd95": "HD95 (px)",
-    "params": "Parameters",
+    "params": "Params",
     "best_epoch": "Best epoch",
     "val_dice": "Validation Dice (best epoch)",
     "n_test": "n (test images)",
@@ -122,8 +124,21 @@ def table(
     names = {**HEADERS, **(headers or {})}
     shown = df.rename(columns=lambda c: names.get(c, c) if isinstance(c, str) else c)
     formats = {names.get(k, k): f for k, f in (formats or {}).items()}
+    offset = df.index.nlevels if index else 0
+    text = {
+        offset + i + 1: df[c].astype(str).str.len().max() > 30  # long text: wrap, but not to a sliver
+        for i, c in enumerate(df.columns)
+        if df[c].dtype == object and c not in (formats or {})
+    }
+    key = "t" + hashlib.sha1(",".join(map(str, df.columns)).encode()).hexdigest()[:8]
+    style = "".join(
+        f".{key} td:nth-child({k}){{text-align:left;white-space:normal{';min-width:12em' if long else ''}}}"
+        for k, long in text.items()
+        if k > 1
+    )
     return (
-        "<div class='scroll'>"
+        f"<div class='scroll {key}'>"
+        + (f"<style>{style}</style>" if style else "")
         + shown.to_html(index=index, border=0, na_rep="–", formatters=formats, escape=True)
         + "</div>"
     )

@@ -59,6 +59,7 @@ def segmenter(results) -> dict:
         "model_id": used.get("model_id"),
         "test": {k: v.get("mean") for k, v in metrics.items()},
         "test_p5": metrics.get("dice", {}).get("p5"),
+        "test_std": metrics.get("dice", {}).get("std"),
         "n_test": used.get("n_images"),
         "by_dataset": used.get("by_dataset", {}),
         "evaluated": bool(used),
@@ -74,26 +75,36 @@ def comparison_page(results, *, demo: bool = False) -> str:
     used = segmenter(results)
     px = store_size(results)
     df = df.drop(columns=[c for c in ("checkpoint",) if c in df])
-    df.insert(1, "selected", np.where(df["model"] == used["selected"], "✔ selected", ""))
+    df.insert(1, "selected", np.where(df["model"] == used["selected"], "selected", ""))
     if used["evaluated"]:
-        m = used["test"]
-        row = {c: m.get(c, np.nan) for c in ("loss", "dice", "iou", "precision", "recall", "hd95")}
-        row.update(model="+".join(used["members"]), selected="✔ used for the masks", n_test=used["n_test"])
-        row.update(dice_p5=used["test_p5"])
+        row = {c: used["test"].get(c, np.nan) for c in ("loss", "dice", "iou", "precision", "recall", "hd95")}
+        row.update(model="+".join(used["members"]), selected="made the masks", n_test=used["n_test"])
+        row.update(dice_p5=used["test_p5"], dice_std=used["test_std"])
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+    order = ["model", "selected", "n_test", "dice", "dice_std", "dice_p5", "iou", "precision", "recall", "hd95"]
+    df = df[[c for c in order if c in df] + [c for c in df if c not in order]]
     fmt = {c: fixed(4) for c in ("dice", "dice_std", "dice_p5", "iou", "precision", "recall", "val_dice")}
     fmt.update(loss=fixed(3), hd95=fixed(2), params=count, n_test=count, best_epoch=count)
-    headers = {"hd95": f"HD95 (px at {px}×{px})" if px else "HD95 (px)"}
+    headers = {
+        "hd95": f"HD95 (px, {px}²)" if px else "HD95 (px)",
+        "selected": "Role",
+        "n_test": "n",
+        "dice_p5": "Dice p5",
+        "val_dice": "Val. Dice",
+        "loss": "Loss",
+    }
     body = [
         table(df, fmt, headers=headers)
-        .replace("<td>✔ selected</td>", "<td class='sel'>✔ selected</td>")
-        .replace("<td>✔ used for the masks</td>", "<td class='sel'>✔ used for the masks</td>"),
+        .replace("<td>selected</td>", "<td class='sel'>selected</td>")
+        .replace("<td>made the masks</td>", "<td class='sel'>made the masks</td>"),
         note(
             f"Test split of the training store (n = {count(df['n_test'].max()) if 'n_test' in df else '–'} images), "
             "through the production predictor with inference's threshold, flips and clean-up. The model is chosen "
             "on validation Dice, never on test. The last row is the segmenter that wrote the dataset "
             f"(infer.ensemble: {len(used['members'])} member(s), probabilities averaged), measured the same way. "
-            "Loss: BCE + Dice of the probabilities; HD95: 95th-percentile Hausdorff distance in pixels."
+            "n: test images; Dice p5: 5th percentile over images; Val. Dice: validation Dice of the best epoch "
+            "(the selection metric); Loss: BCE + Dice of the probabilities; HD95: 95th-percentile Hausdorff "
+            "distance in pixels of the store images."
         ),
     ]
     return page("Table IV: segmentation models on the test split", "".join(body), demo=demo)
@@ -146,6 +157,7 @@ def datasets_page(results, out_dir=None, *, rows: int = 5, width: int = 60, demo
             continue
         head = _readable_dates(pd.read_csv(path, nrows=rows))
         head = head.map(lambda v: v[:width] + "…" if isinstance(v, str) and len(v) > width else v)
+        head = head.map(lambda v: v.replace(";", "; ") if isinstance(v, str) else v)  # flag lists wrap
         body += [
             f"<p>{count(_row_count(path))} rows · {len(head.columns)} columns · file <code>{esc(path)}</code></p>",
             table(head, headers={c: c for c in head.columns}),
@@ -157,32 +169,42 @@ def datasets_page(results, out_dir=None, *, rows: int = 5, width: int = 60, demo
     return page("CXLSeg dataset tables (first rows)", "".join(body), demo=demo)
 
 
-def _table3_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """table3.csv (model, input, n_test, '<label> <metric>' ...) with (label, metric) column levels."""
-    keys = [c for c in ("model", "input", "n_test") if c in df]
-    wide = df.set_index(keys)
-    wide.columns = pd.MultiIndex.from_tuples([tuple(c.rsplit(" ", 1)) for c in wide.columns])
-    return wide
+METRIC_ORDER = ("AUC", "accuracy", "sensitivity", "specificity")
+
+
+def _by_metric(wide: pd.DataFrame) -> list[str]:
+    """One table per metric (AUC first), (label) columns: narrow enough for a laptop screen."""
+    out = []
+    metrics = list(dict.fromkeys(m for _, m in wide.columns))
+    for metric in sorted(metrics, key=lambda m: METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER)):
+        part = wide.xs(metric, axis=1, level=1)
+        out.append(f"<h2 id='{esc(metric)}'>{esc(metric)}</h2>")
+        out.append(f"<div class='scroll'>{part.to_html(border=0, na_rep='–', float_format=lambda v: f'{v:.3f}')}</div>")
+    return out
+
+
+def _split_columns(columns) -> pd.MultiIndex:
+    """'<label> <metric>' -> (label, metric); labels may hold spaces, metrics do not."""
+    return pd.MultiIndex.from_tuples([tuple(str(c).rsplit(" ", 1)) for c in columns])
 
 
 def table3_page(results, *, demo: bool = False) -> str:
-    """Table III for the paper's report labels: per label accuracy, sensitivity, specificity, AUC, and the mean."""
+    """Table III for the paper's report labels: per metric, every classifier and input by label, and the mean."""
     df = read_csv(Path(results) / "classify" / "table3.csv")
     title = "Table III: classifiers on original vs segmented images"
     if df is None:
         return page(title, note("Classification disabled in this run (no classify/table3.csv)."), demo=demo)
-    wide = _table3_frame(df)
-    wide.index = wide.index.set_names(
-        [{"n_test": "n (test images)", "input": "Input"}.get(n, n) for n in wide.index.names]
-    )
-    shown = wide.to_html(border=0, na_rep="–", float_format=lambda v: f"{v:.3f}")
+    keys = [c for c in ("model", "input", "n_test") if c in df]
+    wide = df.set_index(keys)
+    wide.columns = _split_columns(wide.columns)
+    wide.index = wide.index.set_names([{"n_test": "n", "input": "input", "model": "classifier"}[k] for k in keys])
     body = [
-        f"<div class='scroll'>{shown}</div>",
         note(
-            "Test split; threshold per label chosen by Youden's J on validation. Accuracy, sensitivity and "
-            "specificity as fractions, AUC of the ROC curve; n = test images of each classifier. Every trained "
-            "label is on the next page (Table III, all labels)."
+            "Test split; n = test images of each classifier; threshold per label by Youden's J on validation. "
+            "Accuracy, sensitivity and specificity as fractions, AUC of the ROC curve; 'mean' averages the labels. "
+            "Every trained label: Table III, every trained label (same menu)."
         ),
+        *_by_metric(wide),
     ]
     return page(title, "".join(body), demo=demo)
 
@@ -197,19 +219,13 @@ def table3_all_labels_page(results, *, demo: bool = False) -> str:
     n = read_csv(results / "classify" / "table3.csv")
     n_test = count(n["n_test"].max()) if n is not None and "n_test" in n else "–"
     wide = df.set_index("label")
-    wide.columns = pd.MultiIndex.from_tuples([tuple(c.rsplit(" ", 1)) for c in wide.columns])
+    wide.columns = _split_columns(wide.columns)  # ('<classifier> <input>', metric)
     body = [
         note(
             f"{len(wide)} labels; test split (n = {n_test} images per classifier, of which only those with the label "
             "positive or negative count for it); threshold by Youden's J on validation. – : the test split holds "
             "one class only for that label."
-        )
+        ),
+        *_by_metric(wide),
     ]
-    for metric in dict.fromkeys(m for _, m in wide.columns):
-        part = wide.xs(metric, axis=1, level=1)
-        part.columns = pd.MultiIndex.from_tuples([tuple(c.rsplit(" ", 1)) for c in part.columns])
-        body.append(f"<h2 id='{esc(metric)}'>{esc(metric)}</h2>")
-        body.append(
-            f"<div class='scroll'>{part.to_html(border=0, na_rep='–', float_format=lambda v: f'{v:.3f}')}</div>"
-        )
     return page(title, "".join(body), demo=demo)

@@ -121,6 +121,10 @@ def render_html(sections, *, demo: bool = False) -> str:
         if text:
             body.append(f"<p class='note'>{esc(text)}</p>")
         if df is not None:
+            if "step" in df:  # selection keys read as words on the page
+                df = df.assign(step=df["step"].astype(str).str.replace("_", " "))
+            if "flags" in df:  # flags wrap in a narrow column
+                df = df.assign(flags=df["flags"].fillna("").astype(str).str.replace(";", ", "))
             floats = {c: (lambda v: "–" if pd.isna(v) else f"{v:.3f}") for c in df if df[c].dtype.kind == "f"}
             body.append(table(df, floats, headers={c: c for c in df.columns}))
     return page("Inference quality control", "".join(body), demo=demo)

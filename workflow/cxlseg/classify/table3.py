@@ -187,7 +187,7 @@ def plot_roc(predictions: dict[tuple[str, str], pd.DataFrame], labels: Sequence[
     axes[0].set_ylabel("sensitivity")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=90)
 
 
 def _plot_one_roc(ax, frame: pd.DataFrame, name: str, model: str, input_kind: str, color: str) -> None:

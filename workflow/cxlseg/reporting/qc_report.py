@@ -51,13 +51,13 @@ def overlay_sheet(overlays: list[tuple[dict, object]], path, columns: int = 4) -
         ax.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         ax.set_title(
             f"{rec['dicom_id'][:8]}  pred. Dice {rec['qc_predicted_dice']:.2f}\n{_short_flags(rec['qc_flags'])}",
-            fontsize=8,
+            fontsize=9,
         )
     if not overlays:
         axes.flat[0].text(0.5, 0.5, "No image was flagged by QC", ha="center", va="center")
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="jpeg", dpi=90, pil_kwargs={"quality": 80})
+        fig.savefig(tmp, format="jpeg", dpi=90, bbox_inches="tight", pad_inches=0.15, pil_kwargs={"quality": 70})
 
 
 def _selection_rows(selection: dict) -> pd.DataFrame:
@@ -149,7 +149,7 @@ def plot_predicted_vs_true(validation: pd.DataFrame | None, calibration: pd.Data
     calibration_curve(curve, calibration["predicted_cv"].to_numpy(), calibration["dice"].to_numpy())
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=90)
 
 
 LISTED = 100  # rows of the failed and flagged lists in the report: a 243k run keeps a page of a few hundred KB

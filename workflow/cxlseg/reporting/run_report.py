@@ -291,7 +291,7 @@ def _overlay(rec, mimic_root, out_root, size: int) -> np.ndarray:
 
 
 def sample_grid(
-    results, path, *, mimic_root, n: int = 12, seed: int = 0, cols: int = 4, size: int = 224, quality: int = 82
+    results, path, *, mimic_root, n: int = 12, seed: int = 0, cols: int = 4, size: int = 224, quality: int = 70
 ) -> int:
     """A seeded random sample of segmented images: each original film with its mask outlined, titled with its
     predicted Dice and flags; a fixed count, so the grid stays ~100 KB for any run. Returns the count."""

@@ -14,7 +14,7 @@ import pandas as pd
 
 from cxlseg import io
 
-MAX_HEIGHT = 640  # px: the montage shows whole on a 1366x768 screen
+MAX_HEIGHT = 560  # px: the montage shows whole on a 1366x768 screen
 
 
 def write_montage(
@@ -40,7 +40,7 @@ def write_montage(
     if grid.shape[0] > MAX_HEIGHT:
         scale = MAX_HEIGHT / grid.shape[0]
         grid = cv2.resize(grid, (round(grid.shape[1] * scale), MAX_HEIGHT), interpolation=cv2.INTER_AREA)
-    io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 80] if str(path).endswith(".jpg") else [])
+    io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 70] if str(path).endswith(".jpg") else [])
 
 
 def montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -> None:

@@ -132,7 +132,8 @@ def table(
     }
     key = "t" + hashlib.sha1(",".join(map(str, df.columns)).encode()).hexdigest()[:8]
     style = "".join(
-        f".{key} td:nth-child({k}){{text-align:left;white-space:normal{';min-width:12em' if long else ''}}}"
+        f".{key} td:nth-child({k}){{text-align:left{';white-space:normal;min-width:12em' if long else ''}}}"
+        f".{key} th:nth-child({k}){{text-align:left}}"
         for k, long in text.items()
         if k > 1
     )

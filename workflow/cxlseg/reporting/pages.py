@@ -82,6 +82,7 @@ def comparison_page(results, *, demo: bool = False) -> str:
         row.update(dice_p5=used["test_p5"], dice_std=used["test_std"])
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
     order = ["model", "selected", "n_test", "dice", "dice_std", "dice_p5", "iou", "precision", "recall", "hd95"]
+    order += ["val_dice", "loss", "best_epoch", "params"]
     df = df[[c for c in order if c in df] + [c for c in df if c not in order]]
     fmt = {c: fixed(4) for c in ("dice", "dice_std", "dice_p5", "iou", "precision", "recall", "val_dice")}
     fmt.update(loss=fixed(3), hd95=fixed(2), params=count, n_test=count, best_epoch=count)

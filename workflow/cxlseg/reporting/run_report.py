@@ -186,8 +186,8 @@ def time_section(results, manifests: dict[str, pd.DataFrame]) -> list[str]:
     times = times.assign(hms=times["seconds"].map(hms))[["stage", "jobs", "seconds", "hms", "peak_rss_mb"]]
     return [
         section("time", "Time and hardware"),
-        kpi("wall clock", hms(clock["seconds"]), f"first job start to last job end, {clock['jobs']} jobs"),
-        kpi("jobs running", hms(clock["busy_seconds"]), "time with at least one job running"),
+        kpi("wall clock", hms(clock["busy_seconds"]), f"time with a job running, {clock['jobs']} jobs"),
+        kpi("first start to last end", hms(clock["seconds"]), "includes pauses between resumed runs"),
         kpi("compute", hms(times["seconds"].sum()), "sum of every job's seconds"),
         f"<p>Hardware (host that built this report): {esc(host['cpu'])}, {host['cores']} cores, {memory} memory, "
         f"GPU: {esc(gpus)}; {esc(host['system'])}.</p>",
@@ -246,7 +246,7 @@ def at_a_glance(results, manifest: pd.DataFrame, *, demo: bool) -> list[str]:
                 f"of {count(every.get('n_good'))} calibration masks, Dice ≥ {good}",
             )
         )
-    boxes.append(kpi("wall clock", hms(wall_clock(results)["seconds"]), "first job start to last job end"))
+    boxes.append(kpi("wall clock", hms(wall_clock(results)["busy_seconds"]), "jobs running (pauses excluded)"))
     return [section("glance", "At a glance"), *boxes]
 
 

@@ -76,7 +76,7 @@ def _model_sections(model: QCModel) -> list[tuple[str, str, pd.DataFrame | None]
         f"{model.info.get('model_id', '?')})"
     )
     text = "Fitted on the training store's validate and test images, clean and degraded; cross-validated by image."
-    return [(title, text, _readable(rows)), ("Features of the predicted Dice", "", weights)]
+    return [(title, text, _readable(rows, model.good_dice)), ("Features of the predicted Dice", "", weights)]
 
 
 # Raw tracking keys -> column headers a reader understands (rates as fractions, with their n beside them).
@@ -86,8 +86,8 @@ TRACKING_HEADERS = {
     "spearman": "Spearman ρ",
     "mae": "mean abs. error",
     "mean_dice": "mean true Dice",
-    "n_good": "n good (Dice ≥ 0.9)",
-    "n_bad": "n bad (Dice < 0.9)",
+    "n_good": "n good (Dice ≥ {good})",
+    "n_bad": "n bad (Dice < {good})",
     "good_flagged": "good flagged (fraction)",
     "bad_caught": "bad caught (fraction)",
     "mean_dice_flagged": "mean Dice, flagged",
@@ -95,9 +95,10 @@ TRACKING_HEADERS = {
 }
 
 
-def _readable(df: pd.DataFrame) -> pd.DataFrame:
+def _readable(df: pd.DataFrame, good: float) -> pd.DataFrame:
     order = [c for c in ("masks", *TRACKING_HEADERS) if c in df]
-    return df[order + [c for c in df if c not in order]].rename(columns=TRACKING_HEADERS)
+    names = {k: v.format(good=good) for k, v in TRACKING_HEADERS.items()}
+    return df[order + [c for c in df if c not in order]].rename(columns=names)
 
 
 def render_markdown(sections) -> str:
@@ -202,7 +203,13 @@ def write_qc_report(
     if truth_dir and Path(truth_dir).is_dir() and len(manifest):
         validation = qc_vs_truth(manifest, truth_dir, out_root, size=size)
         tracking = qc_tracking(validation, good_dice=model.good_dice)
-        sections.append(("Predicted vs true Dice (ground truth available)", "", _readable(pd.DataFrame([tracking]))))
+        sections.append(
+            (
+                "Predicted vs true Dice (ground truth available)",
+                "",
+                _readable(pd.DataFrame([tracking]), model.good_dice),
+            )
+        )
     calibration = pd.read_csv(calibration_table)
     plot_predicted_vs_true(validation, calibration, min_predicted_dice, dice_plot_path)
     io.write_text(markdown_path, render_markdown(sections))

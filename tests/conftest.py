@@ -134,3 +134,18 @@ def lung_fields():
     """A 224 px two-lung mask (`mask(size, hole)`) and a confident probability map of a mask (`prob`), for the
     clean-up and QC tests."""
     return types.SimpleNamespace(mask=two_lung_mask, prob=confident_prob)
+
+
+# =========================================================================== the tiny demo, run once
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The whole workflow on the tiny demo (helpers.workflow.TINY), run once per session: its working directory."""
+    import yaml
+    from helpers.workflow import ROOT, TINY, snakemake
+
+    workdir = tmp_path_factory.mktemp("demo-run")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir, "--cores", "2", "--profile", str(ROOT / "profiles" / "local"))
+    return workdir

@@ -87,7 +87,7 @@ def test_store_meets_targets_exactly_and_keeps_validate_test_original(store_inpu
     skipped = pd.read_csv(store / "skipped.csv")
     assert list(skipped["image_id"]) == ["CHNCXR_0077_1"] and "file not found" in skipped["reason"][0]
     montage = io.read_image(store / "augment_montage.jpg")
-    assert montage.ndim == 3 and montage.shape[0] >= SIZE
+    assert montage.ndim == 3 and SIZE <= montage.shape[0] <= 560  # fits a 1366x768 screen
 
 
 def test_no_patient_on_two_sides_and_copies_keep_their_source(store_inputs, tmp_path):

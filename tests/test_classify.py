@@ -174,7 +174,7 @@ def test_every_classifier_on_both_inputs_then_table3(tmp_path):
     assert "| label | resnet50 original | resnet50 segmented | mobilenet_v2 original |" in all_md
 
     png = cv2.imread(str(out / "roc.png"))
-    assert png is not None and png.shape[0] > 400
+    assert png is not None and 300 < png.shape[0] <= 700  # one row of panels: fits a 1366x768 screen
     skipped = pd.read_csv(out / "skipped.csv")
     assert skipped["dicom_id"].tolist() == [CORRUPT] and set(skipped["input"]) == {"original"}
     assert "JPEG" in skipped["reason"].iloc[0]

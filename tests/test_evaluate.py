@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg.evaluation.evaluate import evaluate_model, score_predictions
+from cxlseg.evaluation.evaluate import evaluate_inference, evaluate_model, score_predictions
 from cxlseg.evaluation.paper_metrics import paper_scores
 from cxlseg.inference.predictor import Predictor
 from cxlseg.metrics import bce_dice_loss, image_metrics
@@ -105,3 +105,27 @@ def test_an_empty_split_is_an_error(trained, tmp_path, make_store, infer_setting
     store = make_store(tmp_path / "store", counts=(("train", 2), ("validate", 1), ("test", 0)))
     with pytest.raises(ValueError, match="holds no images"):
         evaluate_model(trained.checkpoint, store, tmp_path / "out", infer_settings())
+
+
+def test_the_inference_ensemble_is_scored_with_the_production_predictor(trained, tmp_path, infer_settings):
+    """Table IV scores each network alone; the masks come from inference's ensemble, scored here on the same split."""
+    import shutil
+
+    second = tmp_path / "second.pt"
+    shutil.copy(trained.checkpoint, second)
+    selected = {
+        "architecture": "sa_unet",
+        "checkpoint": str(trained.checkpoint),
+        "ranking": ["sa_unet", "unet"],
+        "checkpoints": {"sa_unet": str(trained.checkpoint), "unet": str(second)},
+    }
+    settings = infer_settings(ensemble=2)
+    summary = evaluate_inference(selected, trained.store, tmp_path / "inference", settings)
+    assert summary["members"] == ["sa_unet", "unet"] and summary["architecture"] == "sa_unet+unet"
+    assert summary["n_images"] == 6 and summary["metrics"]["dice"]["n"] == 6
+    single = evaluate_model(trained.checkpoint, trained.store, tmp_path / "single", settings)
+    # two copies of one network average to that network: the same Dice, measured by a two-member predictor
+    assert summary["metrics"]["dice"]["mean"] == pytest.approx(single["metrics"]["dice"]["mean"], abs=1e-6)
+    assert "+" in summary["model_id"]
+    one = evaluate_inference(selected, trained.store, tmp_path / "one", infer_settings(ensemble=1))
+    assert one["members"] == ["sa_unet"]

@@ -227,9 +227,15 @@ def test_qc_report_with_ground_truth_tracks_dice(shard, infer_run, qc_model):
     for rec in pd.read_parquet(run.manifest).query("status == 'ok'").itertuples():
         cv2.imwrite(str(truth_dir / f"{rec.dicom_id}.png"), io.read_mask(run.out_root / rec.mask_path) * 255)
     io.write_json(shard.root / "selection.json", {})
-    result = _shard_qc_report(run, shard, qc_model, truth_dir=truth_dir)
+    paths = dict(html_path=shard.root / "qc.html", summary_path=shard.root / "qc.json")
+    result = _shard_qc_report(run, shard, qc_model, truth_dir=truth_dir, demo=True, **paths)
     assert result["tracking"]["n"] == 5 and result["tracking"]["mean_dice"] == pytest.approx(1.0)
     assert "Predicted vs true Dice" in (shard.root / "qc.md").read_text()
+    page = (shard.root / "qc.html").read_text()  # the same sections as a page the report shows inline
+    assert page.startswith("<!DOCTYPE html>") and "Synthetic demo run" in page and "<table" in page
+    assert "Predicted vs true Dice" in page and "n (masks)" in page and "bad_caught" not in page
+    truth = io.read_json(shard.root / "qc.json")["truth"]  # quoted by the run summary; NaN stored as null
+    assert truth["n"] == 5 and truth["mean_dice"] == pytest.approx(1.0) and truth["bad_caught"] is None
 
 
 def test_empty_run_still_writes_a_report(tmp_path, qc_model):

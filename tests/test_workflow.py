@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,18 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 from helpers.browser import chromium_page, chromium_path
+from helpers.workflow import CONFIGS, ROOT, SNAKEMAKE, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
-CONFIGS = [str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "demo.yaml")]
-
-TINY = {
-    "demo": {"n_shenzhen": 6, "n_montgomery": 4, "n_v7": 8, "n_mimic_subjects": 10},
-    "augment": {"targets": {"tuberculosis": 6, "covid19": 6, "pneumonia": 6, "normal": 6}},
-    "train": {"epochs": 1, "batch_size": 4, "max_train_batches": 3},
-    "infer": {"batch_size": 8, "flush_every": 8},
-    "classify": {"enabled": True, "input_size": 32, "epochs": 1, "batch_size": 8, "max_train_batches": 1},
-}
 COLUMNS = {
     "CXLSeg-metadata.csv.gz": [
         "dicom_id",
@@ -49,15 +38,6 @@ COLUMNS = {
     "CXLSeg-split.csv.gz": ["dicom_id", "subject_id", "study_id", "split"],
     "CXLSeg-mask.csv.gz": ["dicom_id", "subject_id", "study_id", "DicomPath"],
 }
-
-
-def snakemake(workdir: Path, *args: str, configs=None, timeout=1500) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", *(configs or [*CONFIGS, str(workdir / "tiny.yaml")]), *args]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
 
 
 def test_lint_is_clean():
@@ -97,14 +77,6 @@ def test_bad_config_key_stops_the_dag(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "train.epocs" in proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo-run")
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    snakemake(workdir, "--cores", "2", "--profile", str(ROOT / "profiles" / "local"))
-    return workdir
 
 
 def expected_dicom_ids(archive: Path) -> set[str]:

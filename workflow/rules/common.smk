@@ -144,9 +144,11 @@ def get_final_output():
         f"{R}/report/summary.html",
         f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
         f"{R}/review/index.html",
+        f"{R}/report/comparison.html",
+        f"{R}/qc/qc_report.html",
     ]
     if config["classify"]["enabled"]:
-        outputs.append(f"{R}/classify/table3.md")
+        outputs += [f"{R}/classify/table3.md", f"{R}/report/table3.html"]
     if config["view_check"]["enabled"]:
         outputs.append(f"{R}/models/view_check.json")
     return outputs + intermediate_outputs()
@@ -170,6 +172,7 @@ def intermediate_outputs():
         *expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
         *expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
         f"{R}/models/selected.json",
+        f"{R}/models/inference/test_summary.json",
         f"{R}/models/qc_calibration.json",
         f"{R}/infer/selection.parquet",
         *expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),

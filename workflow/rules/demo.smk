@@ -9,6 +9,8 @@ rule demo:
         split=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-split.csv.gz",
     log:
         f"{R}/logs/demo.log",
+    benchmark:
+        f"{R}/benchmarks/demo.tsv"
     conda:
         "../../envs/demo.yaml"
     params:

@@ -28,6 +28,8 @@ rule split_training:
         dataset=f"{R}/training/dataset.parquet",
     log:
         f"{R}/logs/training/split.log",
+    benchmark:
+        f"{R}/benchmarks/split_training.tsv"
     conda:
         "../../envs/segmentation.yaml"
     params:
@@ -42,9 +44,12 @@ rule augment:
         manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
     output:
         store=store_files(f"{R}/training/store"),
-        counts=report(f"{R}/training/counts.csv", caption="../report/counts.rst", category="1. Training data"),
+        counts=f"{R}/training/counts.csv",
         montage=report(
-            f"{R}/training/augment_montage.jpg", caption="../report/montage.rst", category="1. Training data"
+            f"{R}/training/augment_montage.jpg",
+            caption="../report/montage.rst",
+            category="1. Training data",
+            labels={"page": "2. Augmented samples with mask outlines"},
         ),
     log:
         f"{R}/logs/training/augment.log",

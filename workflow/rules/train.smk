@@ -59,12 +59,13 @@ rule select_model:
         histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
         models=expand(f"{R}/models/{{arch}}/model.json", arch=ARCHS),
     output:
-        table=report(
-            f"{R}/models/comparison.csv", caption="../report/comparison.rst", category="2. Segmentation models"
-        ),
+        table=f"{R}/models/comparison.csv",
         markdown=f"{R}/models/comparison.md",
         curves=report(
-            f"{R}/models/learning_curves.png", caption="../report/curves.rst", category="2. Segmentation models"
+            f"{R}/models/learning_curves.png",
+            caption="../report/curves.rst",
+            category="2. Segmentation models",
+            labels={"page": "2. Learning curves"},
         ),
         selected=f"{R}/models/selected.json",
     log:
@@ -79,6 +80,32 @@ rule select_model:
         "../scripts/select_model.py"
 
 
+rule evaluate_inference:
+    input:
+        selected=f"{R}/models/selected.json",
+        checkpoints=expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        store=rules.augment.output.store,
+    output:
+        per_image=f"{R}/models/inference/test_per_image.csv",
+        summary=f"{R}/models/inference/test_summary.json",
+    log:
+        f"{R}/logs/models/evaluate_inference.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate_inference.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("evaluate", "cpus")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        cpus_per_task=resource("evaluate", "cpus"),
+    params:
+        **settings(InferSettings),
+    script:
+        "../scripts/evaluate_inference.py"
+
+
 rule calibrate_qc:
     input:
         selected=f"{R}/models/selected.json",
@@ -91,6 +118,7 @@ rule calibrate_qc:
             f"{R}/models/qc_calibration.png",
             caption="../report/qc_calibration.rst",
             category="2. Segmentation models",
+            labels={"page": "3. QC calibration: predicted vs true Dice"},
         ),
     log:
         f"{R}/logs/models/calibrate_qc.log",

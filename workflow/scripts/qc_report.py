@@ -18,4 +18,7 @@ with log_to(snakemake.log[0]):
         truth_dir=snakemake.params.truth,
         size=snakemake.params.settings.size,
         interpolation=snakemake.params.settings.interpolation,
+        html_path=snakemake.output.html,
+        summary_path=snakemake.output.summary,
+        demo=snakemake.params.settings.demo,
     )

@@ -9,6 +9,7 @@ with log_to(snakemake.log[0]):
     paths = write_pages(
         snakemake.params.results,
         Path(snakemake.output.summary).parent,
+        mimic_root=snakemake.params.mimic_root,
         demo=snakemake.params.settings.demo,
         seed=snakemake.params.settings.seed,
     )

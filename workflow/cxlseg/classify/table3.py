@@ -168,39 +168,39 @@ def all_labels_markdown(table: pd.DataFrame, runs: Sequence[dict]) -> str:
 
 
 def plot_roc(predictions: dict[tuple[str, str], pd.DataFrame], labels: Sequence[str], path: os.PathLike | str) -> None:
-    """ROC curves on the test split: one panel per (model, label), original vs segmented overlaid."""
+    """ROC curves on the test split: one panel per label, colour = classifier, solid = segmented, dashed = original.
+
+    One row of panels whatever the number of classifiers, so the figure fits a 1366x768 screen."""
     models = list(dict.fromkeys(m for m, _ in predictions))
-    fig = Figure(figsize=(3.0 * len(labels), 3.0 * len(models)))
-    axes = fig.subplots(len(models), len(labels), squeeze=False)
-    for r, model in enumerate(models):
-        for c, name in enumerate(labels):
-            ax = axes[r][c]
-            ax.plot([0, 1], [0, 1], color="0.8", lw=0.8, ls="--")
+    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    fig = Figure(figsize=(3.3 * len(labels), 3.9))
+    axes = fig.subplots(1, len(labels), squeeze=False)[0]
+    for ax, name in zip(axes, labels):
+        ax.plot([0, 1], [0, 1], color="0.8", lw=0.8, ls="--")
+        for model in models:
             for input_kind in INPUT_KINDS:
                 if (model, input_kind) in predictions:
-                    _plot_one_roc(ax, predictions[(model, input_kind)], name, input_kind)
-            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=f"{model}: {name}")  # curves on the frame show
-            ax.title.set_fontsize(8)
-            if r == len(models) - 1:
-                ax.set_xlabel("1 - specificity")
-            if c == 0:
-                ax.set_ylabel("sensitivity")
-            ax.legend(fontsize=6, loc="lower right")
+                    _plot_one_roc(ax, predictions[(model, input_kind)], name, model, input_kind, colors[model])
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=name, xlabel="1 - specificity")  # curves on the frame show
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=5.5, loc="lower right")
+    axes[0].set_ylabel("sensitivity")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=90)
 
 
-def _plot_one_roc(ax, frame: pd.DataFrame, name: str, input_kind: str) -> None:
+def _plot_one_roc(ax, frame: pd.DataFrame, name: str, model: str, input_kind: str, color: str) -> None:
     test = frame[frame["split"] == "test"]
     keep = test[f"{name}_label"].notna() & test[f"{name}_score"].notna()
     y, score = test.loc[keep, f"{name}_label"].to_numpy(), test.loc[keep, f"{name}_score"].to_numpy()
-    color = {"original": "tab:blue", "segmented": "tab:red"}[input_kind]
+    style = "-" if input_kind == "segmented" else "--"
+    short = "seg." if input_kind == "segmented" else "orig."
     if y.size == 0 or y.min() == y.max():
-        ax.plot([], [], color=color, label=f"{input_kind}: n/a (one class only)")
+        ax.plot([], [], color=color, ls=style, label=f"{model} {short}: n/a (one class, n = {y.size})")
         return
     fpr, tpr, _ = roc_curve(y, score)
-    ax.plot(fpr, tpr, color=color, lw=1.2, label=f"{input_kind}: AUC {auc(y, score):.3f}")
+    ax.plot(fpr, tpr, color=color, ls=style, lw=1.1, label=f"{model} {short}: AUC {auc(y, score):.2f} (n = {y.size})")
 
 
 def _nanmean(values: pd.Series) -> float:

@@ -17,8 +17,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxlseg.evaluation.paper_metrics import paper_scores
+from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.settings import InferSettings
+from cxlseg.inference.shard import inference_predictor
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import METRIC_NAMES, bce_dice_loss, image_metrics, summarise
 from cxlseg.training.checkpoint import read_checkpoint
@@ -47,19 +49,48 @@ def evaluate_model(
 ) -> dict:
     """Per-image metrics of one checkpoint on a store split -> {split}_per_image.csv + {split}_summary.json."""
     predictor = Predictor.from_checkpoints(checkpoint, device=settings.device, tta_flip=settings.tta_flip)
+    meta = read_checkpoint(checkpoint)
+    about = {
+        "architecture": meta["architecture"],
+        "checkpoint": str(checkpoint),
+        "best_epoch": int(meta["epoch"]),
+        "val_metrics": meta["metrics"],
+        "params": int(meta.get("params", 0)),
+    }
+    return evaluate_predictor(predictor, store_dir, out_dir, settings, split=split, about=about)
+
+
+def evaluate_inference(
+    selected: dict, store_dir: Path | str, out_dir: Path | str, settings: InferSettings, *, split: str = "test"
+) -> dict:
+    """The segmenter that writes the dataset (the selected model joined by `infer.ensemble` members, built by
+    inference's own `inference_predictor`) on the test split: the Dice the report quotes for the masks."""
+    predictor = inference_predictor(selected, settings)
+    checkpoints = ensemble_checkpoints(selected, settings.ensemble)
+    by_checkpoint = {path: arch for arch, path in selected.get("checkpoints", {}).items()}
+    members = [by_checkpoint.get(path, selected["architecture"]) for path in checkpoints]
+    about = {"architecture": "+".join(members), "members": members, "checkpoints": checkpoints}
+    return evaluate_predictor(predictor, store_dir, out_dir, settings, split=split, about=about)
+
+
+def evaluate_predictor(
+    predictor: Predictor,
+    store_dir: Path | str,
+    out_dir: Path | str,
+    settings: InferSettings,
+    *,
+    split: str = "test",
+    about: dict | None = None,
+) -> dict:
+    """Score a built predictor on a store split with inference's threshold and clean-up; `about` names it."""
     images, masks, index = load_split(store_dir, split)
     if len(images) == 0:
         raise ValueError(f"{store_dir}: split {split!r} holds no images to evaluate")
     probs = predictor.predict(images, out_size=images.shape[-1], batch_size=settings.batch_size, progress=True)
     per_image = score_predictions(probs, masks, index, settings)
-    meta = read_checkpoint(checkpoint)
     summary = {
-        "architecture": meta["architecture"],
-        "checkpoint": str(checkpoint),
+        **(about or {}),
         "model_id": predictor.model_id,
-        "best_epoch": int(meta["epoch"]),
-        "val_metrics": meta["metrics"],
-        "params": int(meta.get("params", 0)),
         "split": split,
         "n_images": len(per_image),
         "threshold": settings.threshold,
@@ -73,6 +104,7 @@ def evaluate_model(
             str(ds): {name: summarise(group[name].to_numpy()) for name in ("dice", "hd95")}
             for ds, group in per_image.groupby("dataset", sort=True)
         },
+        "device": str(predictor.device),
     }
     out_dir = Path(out_dir)
     write_csv(per_image, out_dir / f"{split}_per_image.csv")

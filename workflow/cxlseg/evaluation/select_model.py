@@ -201,4 +201,4 @@ def plot_learning_curves(
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png", metadata={"Software": None})
+        fig.savefig(tmp, dpi=90, format=path.suffix.lstrip(".") or "png", metadata={"Software": None})

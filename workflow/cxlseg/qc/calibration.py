@@ -231,7 +231,7 @@ def plot_calibration(table: pd.DataFrame, min_predicted_dice: float, out_plot) -
     calibration_curve(curve, predicted, table["dice"].to_numpy())
     fig.tight_layout()
     with atomic_path(out_plot) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=90)
 
 
 def calibration_curve(ax, predicted: np.ndarray, true: np.ndarray) -> None:

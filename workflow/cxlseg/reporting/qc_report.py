@@ -37,7 +37,10 @@ def _short_flags(flags, shown: int = 2) -> str:
     return ", ".join(names[:shown]) + (f" +{len(names) - shown}" if len(names) > shown else "")
 
 
-def overlay_sheet(overlays: list[tuple[dict, object]], path, columns: int = 6) -> None:
+OVERLAYS_SHOWN = 12  # 3 rows of 4: the sheet fits a 1366x768 screen at full size for any run
+
+
+def overlay_sheet(overlays: list[tuple[dict, object]], path, columns: int = 4) -> None:
     """One figure of the flagged overlays, lowest predicted Dice first, so a person can eyeball them."""
     rows = max(1, math.ceil(len(overlays) / columns))
     fig = Figure(figsize=(2.2 * columns, 2.4 * rows))
@@ -48,13 +51,13 @@ def overlay_sheet(overlays: list[tuple[dict, object]], path, columns: int = 6) -
         ax.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         ax.set_title(
             f"{rec['dicom_id'][:8]}  pred. Dice {rec['qc_predicted_dice']:.2f}\n{_short_flags(rec['qc_flags'])}",
-            fontsize=6,
+            fontsize=9,
         )
     if not overlays:
         axes.flat[0].text(0.5, 0.5, "No image was flagged by QC", ha="center", va="center")
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="jpeg", dpi=110, pil_kwargs={"quality": 80})
+        fig.savefig(tmp, format="jpeg", dpi=90, bbox_inches="tight", pad_inches=0.15, pil_kwargs={"quality": 70})
 
 
 def _selection_rows(selection: dict) -> pd.DataFrame:
@@ -63,19 +66,69 @@ def _selection_rows(selection: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "value"])
 
 
-def _model_section(model: QCModel) -> list[str]:
+def _model_sections(model: QCModel) -> list[tuple[str, str, pd.DataFrame | None]]:
     """What the predicted Dice reads (strongest weights first) and how it did, cross-validated, on calibration."""
     cv = model.info.get("cross_validated", {})
     rows = pd.DataFrame([{"masks": name, **cv[name]} for name in ("clean", "all") if name in cv])
     weights = pd.DataFrame(describe(model), columns=["feature", "weight (standardised)"])
-    return [
-        f"\n## Predicted Dice model ({model.info.get('n_masks', '?')} calibration masks, model "
-        f"{model.info.get('model_id', '?')})\n",
-        "Fitted on the training store's validate and test images, clean and degraded; cross-validated by image:\n\n",
-        markdown_table(rows),
-        "\n",
-        markdown_table(weights),
-    ]
+    title = (
+        f"Predicted Dice model ({model.info.get('n_masks', '?')} calibration masks, model "
+        f"{model.info.get('model_id', '?')})"
+    )
+    text = "Fitted on the training store's validate and test images, clean and degraded; cross-validated by image."
+    return [(title, text, _readable(rows, model.good_dice)), ("Features of the predicted Dice", "", weights)]
+
+
+# Raw tracking keys -> column headers a reader understands (rates as fractions, with their n beside them).
+TRACKING_HEADERS = {
+    "n": "n (masks)",
+    "pearson": "Pearson r",
+    "spearman": "Spearman ρ",
+    "mae": "mean abs. error",
+    "mean_dice": "mean true Dice",
+    "n_good": "n good (Dice ≥ {good})",
+    "n_bad": "n bad (Dice < {good})",
+    "good_flagged": "good flagged (fraction)",
+    "bad_caught": "bad caught (fraction)",
+    "mean_dice_flagged": "mean Dice, flagged",
+    "mean_dice_unflagged": "mean Dice, not flagged",
+}
+
+
+def _readable(df: pd.DataFrame, good: float) -> pd.DataFrame:
+    order = [c for c in ("masks", *TRACKING_HEADERS) if c in df]
+    names = {k: v.format(good=good) for k, v in TRACKING_HEADERS.items()}
+    return df[order + [c for c in df if c not in order]].rename(columns=names)
+
+
+def render_markdown(sections) -> str:
+    lines = ["# Inference quality control\n"]
+    for title, text, df in sections:
+        lines.append(f"\n## {title}\n")
+        if text:
+            lines.append(text + "\n\n")
+        if df is not None:
+            lines.append(markdown_table(df))
+    return "".join(lines)
+
+
+def render_html(sections, *, demo: bool = False) -> str:
+    """The same sections as a page the report shows inline (the Markdown file downloads instead)."""
+    from cxlseg.reporting.html import esc, page, table
+
+    body = []
+    for title, text, df in sections:
+        body.append(f"<h2>{esc(title)}</h2>")
+        if text:
+            body.append(f"<p class='note'>{esc(text)}</p>")
+        if df is not None:
+            if "step" in df:  # selection keys read as words on the page
+                df = df.assign(step=df["step"].astype(str).str.replace("_", " "))
+            if "flags" in df:  # flags wrap in a narrow column
+                df = df.assign(flags=df["flags"].fillna("").astype(str).str.replace(";", ", "))
+            floats = {c: (lambda v: "–" if pd.isna(v) else f"{v:.3f}") for c in df if df[c].dtype.kind == "f"}
+            body.append(table(df, floats, headers={c: c for c in df.columns}))
+    return page("Inference quality control", "".join(body), demo=demo)
 
 
 def plot_predicted_vs_true(validation: pd.DataFrame | None, calibration: pd.DataFrame, flag_below: float, path):
@@ -84,11 +137,11 @@ def plot_predicted_vs_true(validation: pd.DataFrame | None, calibration: pd.Data
     ax, curve = fig.subplots(1, 2)
     if validation is not None and len(validation):
         flagged = validation["qc_flags"].fillna("") != ""
-        ax.scatter(validation["qc_predicted_dice"][~flagged], validation["dice"][~flagged], s=10, label="kept")
-        ax.scatter(
-            validation["qc_predicted_dice"][flagged], validation["dice"][flagged], s=10, c="red", label="flagged"
-        )
-        ax.legend(fontsize=7)
+        for keep, color, name in ((~flagged, "tab:blue", "not flagged"), (flagged, "red", "flagged")):
+            if keep.any():  # a legend entry only for points that are drawn
+                x, y = validation["qc_predicted_dice"][keep], validation["dice"][keep]
+                ax.scatter(x, y, s=10, c=color, label=f"{name} (n = {int(keep.sum())})")
+        ax.legend(fontsize=7, title=f"flagged: {int(flagged.sum())} of {len(flagged)}", title_fontsize=7)
     else:
         ax.text(0.5, 0.5, "no ground truth in this run", ha="center", va="center", transform=ax.transAxes)
     ax.axvline(flag_below, color="red", lw=0.8, ls="--")
@@ -97,7 +150,16 @@ def plot_predicted_vs_true(validation: pd.DataFrame | None, calibration: pd.Data
     calibration_curve(curve, calibration["predicted_cv"].to_numpy(), calibration["dice"].to_numpy())
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=90)
+
+
+LISTED = 100  # rows of the failed and flagged lists in the report: a 243k run keeps a page of a few hundred KB
+
+
+def _listed(frame: pd.DataFrame) -> str:
+    if len(frame) <= LISTED:
+        return ""
+    return f"The first {LISTED} of {len(frame):,} are listed; all are in CXLSeg-failed.csv.gz."
 
 
 def write_qc_report(
@@ -115,34 +177,57 @@ def write_qc_report(
     truth_dir=None,
     size: int,
     interpolation: str = "area",
+    html_path=None,
+    summary_path=None,
+    demo: bool = False,
 ) -> dict:
+    """The QC report as Markdown (and as an HTML page), the flagged overlays, the Dice plot, and a JSON summary
+    of how QC did against ground truth (the run summary quotes it)."""
     manifest = read_manifests(manifest_paths)
     selection = io.read_json(selection_summary)
     status = manifest.groupby("status").size().rename("images").reset_index()
     failed = manifest[manifest["status"] != "ok"][["dicom_id", "error"]]
-    overlay_sheet(
-        flagged_overlays(manifest, mimic_root, out_root, size=size, interpolation=interpolation), overlays_path
+    overlays = flagged_overlays(
+        manifest, mimic_root, out_root, size=size, interpolation=interpolation, max_images=OVERLAYS_SHOWN
     )
+    overlay_sheet(overlays, overlays_path)
     flagged = manifest[manifest["qc_flags"].fillna("") != ""]
-    lines = [
-        "# Inference quality control\n",
-        "## Selection\n",
-        markdown_table(_selection_rows(selection)),
-        "\n## Status\n",
-        markdown_table(status),
-        "\n## Failed images\n",
-        markdown_table(failed),
-        f"\n## QC-flagged images ({len(flagged)})\n",
-        markdown_table(flagged[["dicom_id", "qc_predicted_dice", "qc_flags"]]),
+    shown = flagged[["dicom_id", "qc_predicted_dice", "qc_flags"]].sort_values(["qc_predicted_dice", "dicom_id"])
+    shown = shown.rename(columns={"qc_predicted_dice": "predicted Dice", "qc_flags": "flags"})
+    sections = [
+        ("Selection", "", _selection_rows(selection)),
+        ("Status", "", status),
+        (f"Failed images ({len(failed)})", _listed(failed), failed.head(LISTED)),
+        (f"QC-flagged images ({len(flagged)})", "Lowest predicted Dice first. " + _listed(shown), shown.head(LISTED)),
     ]
     model = QCModel.load(qc_model_path)
-    lines += _model_section(model)
+    sections += _model_sections(model)
     tracking, validation = {}, None
     if truth_dir and Path(truth_dir).is_dir() and len(manifest):
         validation = qc_vs_truth(manifest, truth_dir, out_root, size=size, interpolation=interpolation)
         tracking = qc_tracking(validation, good_dice=model.good_dice)
-        lines += ["\n## Predicted vs true Dice (ground truth available)\n", markdown_table(pd.DataFrame([tracking]))]
+        sections.append(
+            (
+                "Predicted vs true Dice (ground truth available)",
+                "",
+                _readable(pd.DataFrame([tracking]), model.good_dice),
+            )
+        )
     calibration = pd.read_csv(calibration_table)
     plot_predicted_vs_true(validation, calibration, min_predicted_dice, dice_plot_path)
-    io.write_text(markdown_path, "".join(lines))
-    return {"images": int(len(manifest)), "flagged": int(len(flagged)), "tracking": tracking}
+    io.write_text(markdown_path, render_markdown(sections))
+    if html_path:
+        io.write_text(html_path, render_html(sections, demo=demo))
+    result = {"images": int(len(manifest)), "flagged": int(len(flagged)), "tracking": tracking}
+    if summary_path:
+        io.write_json(
+            summary_path, _finite({"images": result["images"], "flagged": result["flagged"], "truth": tracking})
+        )
+    return result
+
+
+def _finite(value):
+    """NaN -> None so the JSON stays standard."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -19,9 +19,9 @@ def _table(rows: list[tuple], columns: list[str]) -> str:
     return frame.to_html(index=False, border=0, escape=True) if rows else "<p class='note'>(none)</p>"
 
 
-def identity_section(results) -> str:
-    """HTML: a warning banner listing every mismatch (if any), then the config hash, code and manifest hashes."""
-    check = check_run(results)
+def mismatch_banner(check) -> str:
+    """HTML: a warning banner listing every mismatch between the tables and the disk (`check_run`'s); empty when
+    all match (the top of the summary page, so nobody reads numbers that no longer describe the files)."""
     parts = []
     if not check.ok:
         items = "".join(f"<li>{html.escape(p)}</li>" for p in check.problems)
@@ -29,6 +29,14 @@ def identity_section(results) -> str:
             "<div class='banner'>The tables do not describe the files on disk:"
             f"<ul>{items}</ul>{html.escape(FIX)} <code>cxlseg check-run</code> repeats this check.</div>"
         )
+    return "".join(parts)
+
+
+def identity_section(results, *, banner: bool = True, check=None) -> str:
+    """HTML: the warning banner (unless shown elsewhere), then the config hash, code and manifest hashes. `check`:
+    a `check_run` of `results` already made (it stats every image file, so the summary page runs it once)."""
+    check = check or check_run(results)
+    parts = [mismatch_banner(check)] if banner else []
     record = check.identity
     if not record:
         return "".join(parts)
@@ -40,7 +48,7 @@ def identity_section(results) -> str:
         for name, count in sorted(record.get("manifests", {}).items())
     ]
     parts += [
-        "<h2>Which run the tables describe</h2>",
+        "<h2 id='run'>Which run the tables describe</h2>",
         f"<p>config hash <code>{html.escape(str(record.get('config_hash')))}</code> · cxlseg "
         f"{html.escape(str(code.get('version')))} · commit <code>{html.escape(commit + dirty)}</code> · sources "
         f"<code>{html.escape(str(code.get('fingerprint')))}</code></p>",

@@ -1,79 +1,35 @@
-"""The HTML pages a researcher opens after a run: summary, tables inline, dataset previews, a sample grid.
+"""The run summary, the page the report opens on, and the sample grid of the run.
 
-Why: `snakemake --report` only offers the CSV tables as downloads and has no overview. These pure functions read
-a finished results folder (every input optional, so an old or partial run still renders) and return small
-self-contained HTML (inline CSS, no JS) with numbers rounded for reading.
+Why: after a run a researcher asks how many images made it, which segmenter made the masks and how good they
+are (with the n behind each number), how well QC catches bad masks, and what the run cost. These pure functions
+read a finished results folder (every input optional, so an old or partial run still renders) and write
+self-contained pages (see `reporting.html`); the table pages live in `reporting.pages`.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from cxlseg import io
 from cxlseg.inference.select_images import DROP_CAUSES
-from cxlseg.reporting.run_identity import identity_section
+from cxlseg.reporting import pages
+from cxlseg.reporting.html import count, esc, fixed, hms, kpi, note, page, percent, section, table, toc
+from cxlseg.reporting.pages import read_json, segmenter, split_name
+from cxlseg.reporting.run_identity import identity_section, mismatch_banner
+from cxlseg.reporting.run_stats import benchmark_times, hardware, shard_throughput, wall_clock
+from cxlseg.tables.provenance import check_run
 
 SPLIT_ORDER = ("train", "validate", "test")
-_SPLIT_NAMES = {"val": "validate", "valid": "validate", "validation": "validate"}  # one vocabulary on the pages
-DATASET_TABLES = ("metadata", "segmented", "split", "mask", "failed")
-
-CSS = """<style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222;max-width:1150px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f4f7}
-td:first-child,th:first-child{text-align:left}tr.sel td,td.sel{background:#e5f5e0;font-weight:600}
-.banner{background:#fff4ce;border:2px solid #e0a800;padding:.7em 1em;margin:1em 0;font-weight:600}
-.kpi{display:inline-block;border:1px solid #ccc;border-radius:6px;padding:.5em 1em;margin:.2em;min-width:8em}
-.kpi b{display:block;font-size:1.4em}.note{color:#666;font-size:.85em}.scroll{overflow-x:auto}
-</style>"""
-
-
-def page(title: str, body: str) -> str:
-    """A whole HTML document, so each page also opens on its own from the results folder."""
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{CSS}</head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-
-
-def count(n) -> str:
-    """Thousands separators: counts of 243,324 images read better than 243324."""
-    return "–" if n is None or pd.isna(n) else f"{int(n):,}"
-
-
-def table(df: pd.DataFrame, formats: dict | None = None, index: bool = False) -> str:
-    """A DataFrame as an HTML table; `formats` maps a column to a formatter (rounding, separators)."""
-    if df is None or df.empty:
-        return "<p class='note'>(none)</p>"
-    return (
-        "<div class='scroll'>"
-        + df.to_html(index=index, border=0, na_rep="", formatters=formats or {}, escape=True)
-        + "</div>"
-    )
-
-
-def _json(path) -> dict:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _csv(path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if Path(path).is_file() else None
-
-
-def _kpi(label: str, value: str) -> str:
-    return f"<span class='kpi'>{html.escape(label)}<b>{html.escape(value)}</b></span>"
-
-
-def split_name(name) -> str:
-    return _SPLIT_NAMES.get(str(name), str(name))
+# The menu of the report (category -> entries), named on the summary where links cannot reach.
+MENU_HINT = (
+    "Everything else is in the report's menu (left): 0. Run summary (dataset tables, sample masks); "
+    "1. Training data; 2. Segmentation models (Table IV, learning curves, QC calibration); 3. CXLSeg dataset "
+    "(QC report, flagged masks, predicted vs true Dice); 4. Classifier comparison (Table III, ROC)."
+)
 
 
 def read_manifests(results) -> dict[str, pd.DataFrame]:
@@ -82,53 +38,15 @@ def read_manifests(results) -> dict[str, pd.DataFrame]:
     return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
 
 
-def _flags(manifest: pd.DataFrame) -> pd.Series:
-    flags = manifest.get("qc_flags", pd.Series(dtype=object)).fillna("").astype(str)
-    return flags.str.split(";").explode().str.strip().loc[lambda s: s != ""]
+def _manifest(results) -> pd.DataFrame:
+    manifests = read_manifests(results)
+    if not manifests:
+        return pd.DataFrame(columns=["dicom_id", "status", "error", "qc_flags"])
+    return pd.concat(manifests.values(), ignore_index=True)
 
 
-def benchmark_times(results) -> pd.DataFrame:
-    """Wall time and peak memory per stage: the `benchmark:` TSVs summed per rule (folder or file)."""
-    root = Path(results) / "benchmarks"
-    rows = []
-    for tsv in sorted(root.rglob("*.tsv")):
-        rel = tsv.relative_to(root)
-        stage = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
-        df = pd.read_csv(tsv, sep="\t")
-        rows.append(
-            (
-                stage,
-                float(df["s"].sum()),
-                float(pd.to_numeric(df.get("max_rss"), errors="coerce").max()) if "max_rss" in df else np.nan,
-            )
-        )
-    if not rows:
-        return pd.DataFrame(columns=["stage", "jobs", "seconds", "peak_rss_mb"])
-    df = pd.DataFrame(rows, columns=["stage", "seconds", "rss"])
-    return (
-        df.groupby("stage", sort=False)
-        .agg(jobs=("seconds", "size"), seconds=("seconds", "sum"), peak_rss_mb=("rss", "max"))
-        .reset_index()
-        .sort_values("seconds", ascending=False, ignore_index=True)
-    )
-
-
-def shard_throughput(results, manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Images per second of each infer shard: manifest rows over that shard job's benchmark seconds."""
-    rows = []
-    for shard, manifest in manifests.items():
-        tsv = Path(results) / "benchmarks" / "infer" / f"{shard}.tsv"
-        seconds = float(pd.read_csv(tsv, sep="\t")["s"].sum()) if tsv.is_file() else np.nan
-        rate = len(manifest) / seconds if seconds and seconds > 0 else np.nan
-        rows.append((shard, len(manifest), seconds, rate))
-    return pd.DataFrame(rows, columns=["shard", "images", "seconds", "images_per_s"])
-
-
-def _hms(seconds) -> str:
-    if seconds is None or pd.isna(seconds):
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def _flagged(manifest: pd.DataFrame) -> pd.Series:
+    return manifest["qc_flags"].fillna("").astype(str) != ""
 
 
 def _split_counts(results) -> dict:
@@ -136,257 +54,302 @@ def _split_counts(results) -> dict:
     if split.is_file():
         counts = pd.read_csv(split, usecols=["split"])["split"].map(split_name).value_counts()
     else:
-        counts = pd.Series(_json(Path(results) / "CXLSeg" / "summary.json").get("split", {}).get("images", {}))
+        counts = pd.Series(read_json(Path(results) / "CXLSeg" / "summary.json").get("split", {}).get("images", {}))
         counts.index = [split_name(i) for i in counts.index]
     return {s: int(counts.get(s, 0)) for s in SPLIT_ORDER}
 
 
-def selected_model(results) -> dict:
-    """The chosen architecture with its validation Dice (selected.json) and test Dice (comparison.csv)."""
-    selected = _json(Path(results) / "models" / "selected.json")
-    comparison = _csv(Path(results) / "models" / "comparison.csv")
-    arch = selected.get("architecture")
-    test = None
-    if arch and comparison is not None and "dice" in comparison:
-        match = comparison.loc[comparison["model"] == arch, "dice"]
-        test = float(match.iloc[0]) if len(match) else None
-    return {"architecture": arch, "val_dice": selected.get("value"), "test_dice": test}
+def images_section(results, manifest: pd.DataFrame) -> list[str]:
+    """The funnel: selected, segmented, failed (by reason), flagged, in the tables; studies dropped at selection."""
+    results = Path(results)
+    selection = read_json(results / "infer" / "selection_summary.json")
+    tables = read_json(results / "CXLSeg" / "summary.json")
+    ok = manifest["status"] == "ok"
+    failed = manifest.loc[~ok, "error"].fillna("unknown").value_counts().rename_axis("reason")
+    out = [
+        section("images", "Images"),
+        kpi("selected", count(selection.get("images_in_shards", len(manifest))), "frontal (AP/PA), with a report"),
+        kpi("segmented", count(int(ok.sum()))),
+        kpi("failed", count(int((~ok).sum())), "no mask written"),
+        kpi("QC-flagged", count(int(_flagged(manifest).sum())), "mask written, quality doubtful"),
+        kpi("in the tables", count(tables.get("rows", {}).get("segmented")), "rows of CXLSeg-segmented"),
+        "<h3>Failed, by reason</h3>",
+        table(failed.reset_index(name="images"), {"images": count}),
+    ]
+    drops = [(why, f"studies_{cause}", f"images_{cause}") for cause, why in DROP_CAUSES.items()]
+    rows = [(why, selection.get(s), selection.get(i)) for why, s, i in drops if s in selection or i in selection]
+    out.append("<h3>Studies dropped at selection</h3>")
+    out.append(
+        table(
+            pd.DataFrame(rows, columns=["dropped because", "studies", "images"]),
+            {"studies": count, "images": count},
+            headers={"dropped because": "Dropped because", "studies": "Studies"},
+        )
+        if rows
+        else note("This run's selection summary does not split dropped studies by cause (written by an older version).")
+    )
+    splits = _split_counts(results)
+    out += ["<h3>Split of the dataset (MIMIC images in CXLSeg-split)</h3>"]
+    out += [kpi(s, count(n), "images") for s, n in splits.items()]
+    return out
 
 
-def qc_model_summary(results) -> list[str]:
-    """The predicted-Dice QC model: what segments (ensemble), how many masks calibrated it, how well it tracked."""
-    info = _json(Path(results) / "models" / "qc_calibration.json").get("info", {})
-    if not info:
-        return []
+def segmenter_section(results, *, demo: bool) -> list[str]:
+    """The segmenter that made the masks (the ensemble and its members) with its test Dice and n."""
+    used = segmenter(results)
+    out = [section("segmenter", "Segmenter used for the masks")]
+    if not used["selected"]:
+        return out + [note("No model selected yet.")]
+    members = used["members"]
+    kind = f"ensemble of {len(members)} (probabilities averaged)" if len(members) > 1 else "single network"
+    out.append(kpi("masks made by", " + ".join(members), kind))
+    if used["evaluated"]:
+        n = count(used["n_test"])
+        out.append(kpi("test Dice", fixed(4)(used["test"].get("dice")), f"mean, n = {n} held-out training-set images"))
+        out.append(kpi("test Dice, 5th percentile", fixed(4)(used["test_p5"]), f"n = {n}"))
+        out.append(kpi("test HD95", f"{fixed(2)(used['test'].get('hd95'))} px", f"mean, n = {n}"))
+    else:
+        out.append(note("The segmenter's test Dice was not measured by this run (models/inference missing)."))
+    val = fixed(4)(used["val_value"])
+    out.append(kpi("selected on validation", used["selected"], f"validation {used['val_metric']} {val}"))
+    truth = read_json(Path(results) / "qc" / "qc_summary.json").get("truth", {})
+    if truth.get("n"):
+        detail = f"mean, n = {count(truth['n'])} segmented masks" + (" (demo phantoms)" if demo else "")
+        out.append(kpi("Dice against ground truth", fixed(4)(truth.get("mean_dice")), detail))
+    out.append(
+        note(
+            "Test Dice: the training store's test split (Shenzhen, Montgomery, V7 images never used to train or "
+            "select), through the production predictor with inference's flips, threshold and clean-up; Table IV "
+            "(menu 2) has each network alone. MIMIC-CXR has no lung masks, so the dataset's own Dice is unknown "
+            + ("except on the demo, whose phantoms come with true masks." if demo else "on a real run.")
+        )
+    )
+    return out
+
+
+def _rate(rate, n, what: str) -> tuple[str, str]:
+    return percent(rate), f"n = {count(n)} {what}"
+
+
+def qc_section(results) -> list[str]:
+    """How well QC separates good from bad masks: catch and false-flag rates with their n, and its tracking."""
+    info = read_json(Path(results) / "models" / "qc_calibration.json").get("info", {})
+    truth = read_json(Path(results) / "qc" / "qc_summary.json").get("truth", {})
+    out = [section("qc", "Quality control")]
+    if not info and not truth:
+        return out + [note("No QC calibration in this run.")]
+    good = info.get("good_dice", 0.9)
     cv = info.get("cross_validated", {})
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    every = cv.get("all", {})
+    if every:
+        out.append("<h3>Calibration masks (training store validate + test, clean and degraded; cross-validated)</h3>")
+        out.append(
+            kpi("bad masks caught", *_rate(every.get("bad_caught"), every.get("n_bad"), f"masks with Dice < {good}"))
+        )
+        out.append(
+            kpi(
+                "good masks flagged",
+                *_rate(every.get("good_flagged"), every.get("n_good"), f"masks with Dice ≥ {good}"),
+            )
+        )
+        for name in ("clean", "all"):
+            stats = cv.get(name, {})
+            if stats:
+                detail = f"n = {count(stats.get('n'))} {name} masks"
+                out.append(kpi(f"Pearson r, {name}", fixed(3)(stats.get("pearson")), detail))
+                out.append(kpi(f"mean abs. error, {name}", fixed(3)(stats.get("mae")), detail))
+    if truth.get("n"):
+        out.append("<h3>This run's masks against ground truth</h3>")
+        out.append(
+            kpi("bad masks caught", *_rate(truth.get("bad_caught"), truth.get("n_bad"), f"masks with Dice < {good}"))
+        )
+        out.append(
+            kpi(
+                "good masks flagged",
+                *_rate(truth.get("good_flagged"), truth.get("n_good"), f"masks with Dice ≥ {good}"),
+            )
+        )
+        out.append(kpi("Pearson r", fixed(3)(truth.get("pearson")), f"n = {count(truth['n'])} masks"))
+    out.append(
+        note(
+            f"Each mask's predicted Dice comes from the QC model ({count(info.get('n_masks'))} calibration masks, "
+            f"segmenter {info.get('model_id', '–')}); a mask is flagged when its predicted Dice is low or a "
+            "feature is out of range. Details: menu 3. CXLSeg dataset → QC report."
+        )
+    )
+    return out
+
+
+def time_section(results, manifests: dict[str, pd.DataFrame]) -> list[str]:
+    """Wall clock, hardware, every rule's benchmark time, and inference throughput per shard."""
+    clock, host, times = wall_clock(results), hardware(), benchmark_times(results)
+    gpus = ", ".join(host["gpus"]) or "none"
+    memory = "–" if np.isnan(host["memory_gb"]) else f"{host['memory_gb']:.0f} GB"
+    times = times.assign(hms=times["seconds"].map(hms))[["stage", "jobs", "seconds", "hms", "peak_rss_mb"]]
     return [
-        "<h2>Quality control: predicted Dice</h2>",
-        _kpi("segmenting model(s)", str(info.get("model_id", "–"))),
-        _kpi("calibration masks (validate + test, clean + degraded)", count(info.get("n_masks", 0))),
-        *(_kpi(f"Pearson, {k} masks (cross-validated)", fmt(cv.get(k, {}).get("pearson"))) for k in ("clean", "all")),
-        _kpi("MAE, clean masks", fmt(cv.get("clean", {}).get("mae"))),
-        "<p class='note'>Each mask's QC predicts its Dice from agreement between the ensemble members and the "
-        "mirrored pass, confidence and shape; see models/qc_calibration.png and qc/qc_report.md.</p>",
+        section("time", "Time and hardware"),
+        kpi("wall clock", hms(clock["busy_seconds"]), f"time with a job running, {clock['jobs']} jobs"),
+        kpi("first start to last end", hms(clock["seconds"]), "includes pauses between resumed runs"),
+        kpi("compute", hms(times["seconds"].sum()), "sum of every job's seconds"),
+        f"<p>Hardware (host that built this report): {esc(host['cpu'])}, {host['cores']} cores, {memory} memory, "
+        f"GPU: {esc(gpus)}; {esc(host['system'])}.</p>",
+        "<h3>Time per stage (every rule's benchmark file)</h3>",
+        table(times, {"jobs": count, "seconds": fixed(1), "peak_rss_mb": count}),
+        note(
+            "Jobs run in parallel, so stage times add up to more than the wall clock. This report's own "
+            "rule (run_report) is not in its own table."
+        ),
+        "<h3>Inference throughput per shard</h3>",
+        table(
+            shard_throughput(results, manifests),
+            {"images": count, "seconds": fixed(1), "images_per_s": fixed(2)},
+        ),
     ]
 
 
-def demo_banner() -> str:
-    return (
-        "<div class='banner'>Synthetic demo run: every number on these pages describes generated phantoms on a "
-        "few images, not MIMIC-CXR. The segmentation Dice only shows the pipeline runs end to end; the Table III "
-        "AUCs are near chance by construction.</div>"
-    )
+def at_a_glance(results, manifest: pd.DataFrame, *, demo: bool) -> list[str]:
+    """The answers in one screen: how many images, made by what, how good (with n), how well QC catches bad masks,
+    how long it took; each box is detailed further down the page."""
+    results = Path(results)
+    selection = read_json(results / "infer" / "selection_summary.json")
+    ok = manifest["status"] == "ok"
+    used = segmenter(results)
+    truth = read_json(results / "qc" / "qc_summary.json").get("truth", {})
+    calibration = read_json(results / "models" / "qc_calibration.json").get("info", {})
+    every = calibration.get("cross_validated", {}).get("all", {})
+    good = calibration.get("good_dice", 0.9)
+    boxes = [
+        kpi("selected", count(selection.get("images_in_shards", len(manifest))), "frontal, with a report"),
+        kpi(
+            "segmented",
+            count(int(ok.sum())),
+            f"failed {count(int((~ok).sum()))}, flagged {count(int(_flagged(manifest).sum()))}",
+        ),
+    ]
+    if used["members"]:
+        boxes.append(kpi("masks made by", " + ".join(used["members"]), f"{len(used['members'])} network(s)"))
+    if used["evaluated"]:
+        boxes.append(kpi("test Dice", fixed(3)(used["test"].get("dice")), f"n = {count(used['n_test'])} test images"))
+    if truth.get("n"):
+        label = "Dice vs demo truth" if demo else "Dice vs ground truth"
+        boxes.append(kpi(label, fixed(3)(truth.get("mean_dice")), f"n = {count(truth['n'])} masks"))
+    if every:
+        boxes.append(
+            kpi(
+                "QC catches bad masks",
+                percent(every.get("bad_caught")),
+                f"of {count(every.get('n_bad'))} calibration masks, Dice < {good}",
+            )
+        )
+        boxes.append(
+            kpi(
+                "QC flags good masks",
+                percent(every.get("good_flagged")),
+                f"of {count(every.get('n_good'))} calibration masks, Dice ≥ {good}",
+            )
+        )
+    boxes.append(kpi("wall clock", hms(wall_clock(results)["busy_seconds"]), "jobs running (pauses excluded)"))
+    return [section("glance", "At a glance"), *boxes]
 
 
 def summary_page(results, *, demo: bool = False) -> str:
-    """Landing page: the image funnel, dropped studies, splits, the chosen model, and where the time went."""
+    """Landing page: images, the segmenter used and its Dice, QC's catch rates, splits, time and hardware."""
     results = Path(results)
-    selection = _json(results / "infer" / "selection_summary.json")
-    tables = _json(results / "CXLSeg" / "summary.json")
     manifests = read_manifests(results)
-    manifest = (
-        pd.concat(manifests.values(), ignore_index=True)
-        if manifests
-        else pd.DataFrame(columns=["status", "error", "qc_flags"])
-    )
-    ok = manifest["status"] == "ok"
-    selected_n = selection.get("images_in_shards", len(manifest))
-    failed = (
-        manifest.loc[~ok, "error"].fillna("unknown").value_counts().rename_axis("reason").reset_index(name="images")
-    )
-    flagged = int((manifest["qc_flags"].fillna("") != "").sum())
+    manifest = _manifest(results)
+    check = check_run(results)
     body = [
-        demo_banner() if demo else "",
-        identity_section(results),
-        "<h2>Images</h2>",
-        _kpi("selected (frontal, with report)", count(selected_n)),
-        _kpi("segmented", count(int(ok.sum()))),
-        _kpi("failed", count(int((~ok).sum()))),
-        _kpi("QC-flagged", count(flagged)),
-        _kpi("in the tables", count(tables.get("rows", {}).get("segmented"))),
-    ]
-    body += ["<h3>Failed, by reason</h3>", table(failed, {"images": count})]
-    drops = [(why, f"studies_{cause}", f"images_{cause}") for cause, why in DROP_CAUSES.items()]
-    rows = [(why, selection.get(s), selection.get(i)) for why, s, i in drops if s in selection or i in selection]
-    body.append("<h3>Studies dropped at selection</h3>")
-    body.append(
-        table(pd.DataFrame(rows, columns=["dropped because", "studies", "images"]), {"studies": count, "images": count})
-        if rows
-        else "<p class='note'>This run's selection summary does not split dropped studies by cause "
-        "(written by an older version).</p>"
-    )
-    splits = _split_counts(results)
-    body += ["<h2>Splits (images)</h2>"] + [_kpi(s, count(n)) for s, n in splits.items()]
-    model = selected_model(results)
-    body.append("<h2>Segmentation model</h2>")
-    if model["architecture"]:
-        val = "–" if model["val_dice"] is None else f"{model['val_dice']:.4f}"
-        test = "–" if model["test_dice"] is None else f"{model['test_dice']:.4f}"
-        body += [_kpi("selected", model["architecture"]), _kpi("validate Dice", val), _kpi("test Dice", test)]
-    else:
-        body.append("<p class='note'>No model selected yet.</p>")
-    body += qc_model_summary(results)
-    times = benchmark_times(results)
-    body += [
-        "<h2>Time per stage</h2>",
-        f"<p class='note'>Sum of Snakemake benchmark seconds per rule (total {_hms(times['seconds'].sum())}; "
-        "jobs run in parallel, so this is compute time, not elapsed time).</p>",
-        table(times, {"jobs": count, "seconds": _hms, "peak_rss_mb": lambda v: count(v) if pd.notna(v) else "–"}),
-    ]
-    shards = shard_throughput(results, manifests)
-    body += [
-        "<h2>Inference throughput per shard</h2>",
-        table(
-            shards,
-            {
-                "images": count,
-                "seconds": lambda v: "–" if pd.isna(v) else f"{v:,.1f}",
-                "images_per_s": lambda v: "–" if pd.isna(v) else f"{v:,.2f}",
-            },
+        mismatch_banner(check),
+        *at_a_glance(results, manifest, demo=demo),
+        toc(
+            [
+                ("images", "Images"),
+                ("segmenter", "Segmenter"),
+                ("qc", "Quality control"),
+                ("time", "Time, hardware"),
+                ("run", "Which run"),
+            ]
         ),
+        *images_section(results, manifest),
+        *segmenter_section(results, demo=demo),
+        *qc_section(results),
+        *time_section(results, manifests),
+        identity_section(results, banner=False, check=check),
+        f"<p class='note' id='more'>{esc(MENU_HINT)}</p>",
     ]
-    body.append(
-        "<p class='note'>More: <a href='tables.html'>tables</a> · <a href='datasets.html'>dataset "
-        "previews</a> · <a href='samples.jpg'>sample grid</a></p>"
-    )
-    return page("CXLSeg run summary", "".join(body))
+    return page("CXLSeg run summary", "".join(body), demo=demo)
 
 
-def _round(digits: int):
-    return lambda v: "" if pd.isna(v) else f"{v:.{digits}f}"
+OUTLINE_COLORS = {1: (0, 200, 0), 2: (230, 0, 230)}  # BGR: patient's right lung green, left lung magenta
 
 
-def comparison_table(results) -> str:
-    """Table IV with the selected model's row highlighted and marked."""
-    df = _csv(Path(results) / "models" / "comparison.csv")
-    if df is None:
-        return "<p class='note'>models/comparison.csv not found.</p>"
-    arch = selected_model(results)["architecture"]
-    df = df.drop(columns=[c for c in ("checkpoint",) if c in df])
-    df.insert(1, "selected", np.where(df["model"] == arch, "✔ selected", ""))
-    fmt = {c: _round(4) for c in df if c.startswith(("dice", "iou", "precision", "recall", "val_dice"))}
-    fmt.update({c: _round(4) for c in df if c.startswith("paper_")})  # the authors' scoring (select_model)
-    fmt.update({c: _round(2) for c in ("hd95", "paper_loss_pct") if c in df})
-    fmt.update({c: count for c in ("params", "n_test", "best_epoch") if c in df})
-    out = table(df, fmt)
-    return out.replace("<td>✔ selected</td>", "<td class='sel'>✔ selected</td>")
+def _overlay(rec, mimic_root, out_root, size: int) -> np.ndarray:
+    """The original film, resized as inference resized it, with the written mask's outline drawn on it (BGR)."""
+    from cxlseg import preprocess
+
+    try:
+        image, _, _, _ = preprocess.decode_for_inference(io.safe_join(mimic_root, rec.source_path), size)
+        mask = io.read_image(io.safe_join(out_root, rec.mask_path), cv2.IMREAD_GRAYSCALE)
+    except Exception:  # noqa: BLE001 - one unreadable file shows as a blank tile, never stops the report
+        return np.zeros((size, size, 3), np.uint8)
+    labels = np.digitize(mask, [64, 192]).astype(np.uint8)  # 0 / ~128 / ~255 -> 0 / 1 / 2
+    if not (labels == 1).any():  # a plain 0/255 mask: one colour
+        labels = (labels > 0).astype(np.uint8)
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    labels = cv2.resize(labels, out.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    for label, color in OUTLINE_COLORS.items():
+        contours, _ = cv2.findContours((labels == label).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, color, 2)
+    return out
 
 
-def table3(results) -> str:
-    df = _csv(Path(results) / "classify" / "table3.csv")
-    if df is None:
-        return "<p class='note'>Classification disabled in this run (no classify/table3.csv).</p>"
-    fmt = {c: _round(3) for c in df if df[c].dtype.kind == "f"}
-    fmt.update({c: count for c in ("n_test",) if c in df})
-    return table(df, fmt)
-
-
-def qc_summary(results) -> pd.DataFrame:
-    """How many images carry each QC flag, and the status counts, from the shard manifests."""
-    manifests = read_manifests(results)
-    if not manifests:
-        return pd.DataFrame(columns=["item", "images"])
-    manifest = pd.concat(manifests.values(), ignore_index=True)
-    status = manifest["status"].fillna("unknown").value_counts()
-    flags = _flags(manifest).value_counts()
-    rows = [(f"status: {k}", v) for k, v in status.items()] + [(f"flag: {k}", v) for k, v in flags.items()]
-    rows.append(("flagged (any flag)", int((manifest["qc_flags"].fillna("") != "").sum())))
-    return pd.DataFrame(rows, columns=["item", "images"])
-
-
-def tables_page(results, *, demo: bool = False) -> str:
-    """Table IV, Table III, the QC summary and the training counts, inline instead of behind download links."""
-    counts = _csv(Path(results) / "training" / "counts.csv")
-    if counts is not None and "split" in counts:
-        counts["split"] = counts["split"].map(split_name)
-    body = [
-        demo_banner() if demo else "",
-        "<h2>Table IV: segmentation models (test set)</h2>",
-        comparison_table(results),
-        "<h2>Table III: classifiers, original vs segmented images</h2>",
-        table3(results),
-        "<h2>Quality control</h2>",
-        table(qc_summary(results), {"images": count}),
-        "<h2>Training images per split and label</h2>",
-        table(counts, {c: count for c in ("originals", "augmented", "total")} if counts is not None else None)
-        if counts is not None
-        else "<p class='note'>training/counts.csv not found.</p>",
-    ]
-    return page("CXLSeg tables", "".join(body))
-
-
-def _row_count(path: Path) -> int:
-    """Rows without holding a 243k-row table (with report text) in memory."""
-    return sum(len(chunk) for chunk in pd.read_csv(path, usecols=[0], chunksize=200_000))
-
-
-def datasets_page(results, out_dir, *, rows: int = 5, width: int = 60) -> str:
-    """Each CXLSeg table: row count, columns, first rows (long text cut), and a link relative to the page."""
-    body = []
-    for name in DATASET_TABLES:
-        path = Path(results) / "CXLSeg" / f"CXLSeg-{name}.csv.gz"
-        body.append(f"<h2>CXLSeg-{name}.csv.gz</h2>")
-        if not path.is_file():
-            body.append("<p class='note'>not written by this run.</p>")
-            continue
-        head = pd.read_csv(path, nrows=rows)
-        head = head.map(lambda v: v[:width] + "…" if isinstance(v, str) and len(v) > width else v)
-        link = Path(os.path.relpath(path, out_dir)).as_posix()
-        body += [
-            f"<p>{count(_row_count(path))} rows · {len(head.columns)} columns · "
-            f"<a href='{html.escape(link)}'>{html.escape(link)}</a></p>",
-            f"<p class='note'>Columns: {html.escape(', '.join(map(str, head.columns)))}</p>",
-            table(head),
-        ]
-    return page("CXLSeg dataset previews", "".join(body))
-
-
-def _gray(path: Path, size: int) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        return np.zeros((size, size), np.uint8)
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def sample_grid(results, path, *, n: int = 12, seed: int = 0, cols: int = 4, size: int = 192, quality: int = 80) -> int:
-    """A seeded random sample of segmented images next to their masks, as a small JPEG; returns the count."""
+def sample_grid(
+    results, path, *, mimic_root, n: int = 12, seed: int = 0, cols: int = 4, size: int = 224, quality: int = 70
+) -> int:
+    """A seeded random sample of segmented images: each original film with its mask outlined, titled with its
+    predicted Dice and flags; a fixed count, so the grid stays ~100 KB for any run. Returns the count."""
     from matplotlib.figure import Figure
 
-    manifests = read_manifests(results)
-    manifest = pd.concat(manifests.values(), ignore_index=True) if manifests else pd.DataFrame(columns=["status"])
-    ok = manifest[manifest["status"] == "ok"].sort_values("dicom_id", ignore_index=True) if len(manifest) else manifest
+    manifest = _manifest(results)
+    ok = manifest[manifest["status"] == "ok"].sort_values("dicom_id", ignore_index=True)
     picks = ok.iloc[np.random.default_rng(seed).permutation(len(ok))[:n]] if len(ok) else ok
-    root = Path(results) / "CXLSeg"
     rows = max(1, -(-len(picks) // cols))
-    fig = Figure(figsize=(2 * cols * 1.3, rows * 1.45), dpi=100)
-    axes = fig.subplots(rows, 2 * cols, squeeze=False)
+    fig = Figure(figsize=(cols * 2.0, rows * 2.2), dpi=100)  # 3 rows: 660 px, fits a 768 px screen
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for k, rec in enumerate(picks.itertuples()):
-        left, right = axes[k // cols][2 * (k % cols)], axes[k // cols][2 * (k % cols) + 1]
-        left.imshow(_gray(root / rec.image_path, size), cmap="gray", vmin=0, vmax=255)
-        right.imshow(_gray(root / rec.mask_path, size), cmap="gray", vmin=0, vmax=255)
-        left.set_title(str(rec.dicom_id)[:8], fontsize=6)
-        right.set_title("mask", fontsize=6)
+    for ax, rec in zip(axes.flat, picks.itertuples()):
+        ax.imshow(cv2.cvtColor(_overlay(rec, mimic_root, Path(results) / "CXLSeg", size), cv2.COLOR_BGR2RGB))
+        flags = [f for f in str(getattr(rec, "qc_flags", "") or "").split(";") if f]
+        dice = getattr(rec, "qc_predicted_dice", np.nan)
+        title = f"{str(rec.dicom_id)[:8]}  pred. Dice {dice:.2f}" if pd.notna(dice) else str(rec.dicom_id)[:8]
+        title += (
+            f"\nflagged: {flags[0]}" + (f" +{len(flags) - 1}" if len(flags) > 1 else "") if flags else "\nnot flagged"
+        )
+        ax.set_title(title, fontsize=8, color="#b00000" if flags else "black")
     if not len(picks):
         axes.flat[0].text(0.5, 0.5, "No segmented image", ha="center", va="center")
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.01, wspace=0.04, hspace=0.2)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.01, wspace=0.05, hspace=0.32)
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="jpeg", pil_kwargs={"quality": quality, "optimize": True})
     return len(picks)
 
 
-def write_pages(results, out_dir, *, demo: bool = False, n_samples: int = 12, seed: int = 0) -> dict:
-    """All four files of the report folder; returns their paths."""
+PAGES = {
+    "summary": summary_page,
+    "datasets": pages.datasets_page,
+    "comparison": pages.comparison_page,
+    "counts": pages.counts_page,
+}
+
+
+def write_pages(results, out_dir, *, mimic_root, demo: bool = False, n_samples: int = 12, seed: int = 0) -> dict:
+    """The report folder's pages and the sample grid; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {k: out_dir / f"{k}.html" for k in ("summary", "tables", "datasets")}
+    paths = {name: out_dir / f"{name}.html" for name in PAGES}
+    for name, build in PAGES.items():
+        io.write_text(paths[name], build(results, demo=demo))
     paths["samples"] = out_dir / "samples.jpg"
-    io.write_text(paths["summary"], summary_page(results, demo=demo))
-    io.write_text(paths["tables"], tables_page(results, demo=demo))
-    io.write_text(paths["datasets"], datasets_page(results, out_dir))
-    sample_grid(results, paths["samples"], n=n_samples, seed=seed)
+    sample_grid(results, paths["samples"], mimic_root=mimic_root, n=n_samples, seed=seed)
     return paths

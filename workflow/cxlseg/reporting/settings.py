@@ -10,16 +10,17 @@ from cxlseg.config import RuleSettings
 @dataclass(frozen=True)
 class QCReportSettings(RuleSettings):
     """Rule qc_report: the masks' size and resize (`preprocess.size`, `.interpolation`) and the predicted-Dice
-    bar a mask is flagged under."""
+    bar a mask is flagged under; whether the run is the synthetic demo (its pages say so)."""
 
     size: int
     interpolation: str
     min_predicted_dice: float
+    demo: bool
 
     @classmethod
     def from_config(cls, config: dict) -> "QCReportSettings":
-        prep = config["preprocess"]
-        return cls(prep["size"], prep["interpolation"], config["infer"]["qc"]["min_predicted_dice"])
+        prep, demo = config["preprocess"], config["demo"]["enabled"]
+        return cls(prep["size"], prep["interpolation"], config["infer"]["qc"]["min_predicted_dice"], demo)
 
 
 @dataclass(frozen=True)

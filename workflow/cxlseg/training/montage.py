@@ -15,11 +15,14 @@ import pandas as pd
 from cxlseg import io
 from cxlseg.training.store import store_file
 
+MAX_HEIGHT = 560  # px: the montage shows whole on a 1366x768 screen
+
 
 def write_montage(
-    path: os.PathLike | str, images: np.ndarray, masks: np.ndarray, captions: list[str], cols: int = 4
+    path: os.PathLike | str, images: np.ndarray, masks: np.ndarray, captions: list[str], cols: int = 6
 ) -> None:
-    """Grid of samples with their mask contour in green: the quick visual check that masks stayed aligned."""
+    """Grid of samples with their mask contour in green: the quick visual check that masks stayed aligned.
+    Scaled down to MAX_HEIGHT pixels at most, so it fits a laptop screen whatever the sample count."""
     tiles = []
     for image, mask, caption in zip(images, masks, captions):
         tile = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
@@ -35,7 +38,10 @@ def write_montage(
     blank = np.zeros((h, w, 3), np.uint8)
     tiles += [blank] * (-len(tiles) % cols)
     grid = np.vstack([np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)])
-    io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if str(path).endswith(".jpg") else [])
+    if grid.shape[0] > MAX_HEIGHT:
+        scale = MAX_HEIGHT / grid.shape[0]
+        grid = cv2.resize(grid, (round(grid.shape[1] * scale), MAX_HEIGHT), interpolation=cv2.INTER_AREA)
+    io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 70] if str(path).endswith(".jpg") else [])
 
 
 def montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -> None:

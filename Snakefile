@@ -13,11 +13,14 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/demo.smk"
+include: "workflow/rules/phantoms.smk"
 include: "workflow/rules/ingest.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/infer.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/qc.smk"
+include: "workflow/rules/inference.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/reporting.smk"
 include: "workflow/rules/classify.smk"
 
 

@@ -43,3 +43,10 @@ def test_stage_subpackages_show_the_pipeline():
     stages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     expected = {"ingest", "training", "evaluation", "qc", "inference", "tables", "reporting", "classify", "phantoms"}
     assert expected <= stages
+
+
+def test_rule_files_match_the_stages():
+    """One .smk per stage subpackage (plus common.smk): a rule sits in the file of the stage whose code it runs."""
+    rules = {p.stem for p in (ROOT / "workflow" / "rules").glob("*.smk")}
+    stages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert rules - {"common"} == stages

@@ -229,7 +229,7 @@ def test_wall_clock_and_stage_times_come_from_the_benchmark_files(results):
     times = run_stats.benchmark_times(results).set_index("stage")
     assert times.loc["infer", "jobs"] == 2 and times.loc["infer", "seconds"] == 10.0
     assert times.loc["infer", "peak_rss_mb"] == 1200.0
-    shards = run_stats.shard_throughput(results, run_report.read_manifests(results))
+    shards = run_stats.shard_throughput(results, run_report.shard_manifests(results))
     assert shards.set_index("shard")["images_per_s"].round(3).to_dict() == {"p10": 0.5, "p11": 0.75}
     assert run_stats.hardware()["cores"] >= 1
 

@@ -441,10 +441,10 @@ def test_invalid_ids_become_failed_rows(tmp_path):
 def test_bad_inputs_name_the_file(tmp_path):
     bad = write_manifest(tmp_path / "bad.parquet", [{"dicom_id": "d1", "subject_id": 1}])
     with pytest.raises(ValueError, match=r"bad\.parquet.*image_path"):
-        tables.read_manifests([bad])
+        tables.normalised_manifests([bad])
     (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="garbage.parquet"):
-        tables.read_manifests([tmp_path / "garbage.parquet"])
+        tables.normalised_manifests([tmp_path / "garbage.parquet"])
 
 
 def test_unsafe_path_precheck_matches_safe_join():

@@ -195,6 +195,8 @@ def test_broken_store_names_the_file(tmp_path, make_store, train_config):
     with pytest.raises(FileNotFoundError, match="train_images.npy"):
         train_model(tmp_path / "nowhere", tmp_path / "out", train_config(epochs=1))
     # the old split name is not read: a store with val_* files has no validation split
-    old = make_store(tmp_path / "old", counts=(("train", 4), ("val", 2)))
+    old = make_store(tmp_path / "old", counts=(("train", 4),))
+    for kind in ("images", "masks"):  # a store of the old layout: not a name the store module would give
+        np.save(old / f"val_{kind}.npy", np.zeros((2, 32, 32), np.uint8))
     with pytest.raises(FileNotFoundError, match="validate_images.npy"):
         train_model(old, tmp_path / "out2", train_config(epochs=1))

@@ -1,4 +1,4 @@
-# Training data: one ingest job per native layout, the patient split, then class balancing.
+# Training data: one ingest job per native layout, then the patient split.
 
 
 rule ingest:
@@ -36,35 +36,3 @@ rule split_training:
         **settings(TrainingSplitSettings),
     script:
         "../scripts/split_training.py"
-
-
-rule augment:
-    input:
-        dataset=f"{R}/training/dataset.parquet",
-        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
-    output:
-        store=store_files(f"{R}/training/store"),
-        counts=f"{R}/training/counts.csv",
-        montage=report(
-            f"{R}/training/augment_montage.jpg",
-            caption="../report/montage.rst",
-            category="1. Training data",
-            labels={"page": "2. Augmented samples with mask outlines"},
-        ),
-    log:
-        f"{R}/logs/training/augment.log",
-    benchmark:
-        f"{R}/benchmarks/augment.tsv"
-    conda:
-        "../../envs/segmentation.yaml"
-    threads: resource("augment", "cpus")
-    resources:
-        mem_mb=resource("augment", "mem_mb"),
-        runtime=resource("augment", "runtime"),
-        gpu=resource("augment", "gpu"),
-        cpus_per_task=resource("augment", "cpus"),
-    params:
-        **settings(AugmentRunSettings),
-        roots={d: dataset_root(d) for d in enabled_datasets()},
-    script:
-        "../scripts/augment.py"

@@ -61,6 +61,18 @@ MANIFEST_DTYPES = {
 REQUIRED_COLUMNS = ("dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status")
 
 
+FLAG_SEPARATOR = ";"  # qc_flags is one string: the flags, most important first, joined by this
+
+
+def join_flags(flags) -> str:
+    return FLAG_SEPARATOR.join(flags)
+
+
+def split_flags(text) -> list[str]:
+    """The flags of a qc_flags value (empty or missing: none)."""
+    return [f for f in str(text or "").split(FLAG_SEPARATOR) if f]
+
+
 def manifest_frame(records) -> pd.DataFrame:
     """Records or a read-back manifest -> the manifest schema, sorted by dicom_id."""
     df = pd.DataFrame(records)

@@ -17,6 +17,7 @@ import numpy as np
 
 from cxlseg import io, preprocess
 from cxlseg.inference import postprocess as post
+from cxlseg.inference.manifest import join_flags
 from cxlseg.inference.predictor import InputSpec
 from cxlseg.mimic import image_relpath
 from cxlseg.qc import assess as qc
@@ -139,6 +140,6 @@ def finish_image(
         "image_path": image_rel,
         "mask_path": mask_rel,
         **metrics,
-        "qc_flags": ";".join(flags),
+        "qc_flags": join_flags(flags),
         "mask_rle": _rle(mask, item["orig_hw"]) if s.save_full_res_rle else None,
     }

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from cxlseg import io, preprocess
 from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.inference import gpu_decode
-from cxlseg.inference.manifest import load_done, lock_path, partial_path, write_manifest
+from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
 from cxlseg.inference.predictor import InputSpec, Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
@@ -343,7 +343,7 @@ def _run_now(fn, *args) -> Future:
 
 def _summary(manifest: pd.DataFrame, list_parquet, resumed: int, computed: int, model_id: str, seconds: float) -> dict:
     ok = manifest[manifest.status == "ok"]
-    flags = Counter(f for fl in ok.qc_flags.dropna() for f in fl.split(";") if f)
+    flags = Counter(f for fl in ok.qc_flags.dropna() for f in split_flags(fl))
     return {
         "list": str(list_parquet),
         "images": int(len(manifest)),

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cxlseg import io
-from cxlseg.inference.manifest import read_manifests
+from cxlseg.inference.manifest import read_manifests, split_flags
 from cxlseg.qc.assess import flagged_overlays, qc_tracking, qc_vs_truth
 from cxlseg.qc.calibration import calibration_curve
 from cxlseg.qc.model import QCModel, describe
@@ -33,7 +33,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def _short_flags(flags, shown: int = 2) -> str:
-    names = [f for f in str(flags or "").split(";") if f]
+    names = split_flags(flags)
     return ", ".join(names[:shown]) + (f" +{len(names) - shown}" if len(names) > shown else "")
 
 

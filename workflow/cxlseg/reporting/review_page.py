@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cxlseg import io
+from cxlseg.inference.manifest import split_flags
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def worst_first(qc: pd.DataFrame) -> pd.DataFrame:
 
 
 def _flags(text: str) -> list[str]:
-    return [f for f in text.split(";") if f]
+    return split_flags(text)
 
 
 def _records(qc: pd.DataFrame, thumbs_root: Path) -> list[list]:

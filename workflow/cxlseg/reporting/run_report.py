@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cxlseg import io
+from cxlseg.inference.manifest import read_manifest_table, split_flags
 from cxlseg.inference.select_images import DROP_CAUSES
 from cxlseg.reporting import pages
 from cxlseg.reporting.html import count, esc, fixed, hms, kpi, note, page, percent, section, table, toc
@@ -32,14 +33,15 @@ MENU_HINT = (
 )
 
 
-def read_manifests(results) -> dict[str, pd.DataFrame]:
-    """Shard id -> manifest, for the shards a run wrote (the DAG guarantees they are complete)."""
+def shard_manifests(results) -> dict[str, pd.DataFrame]:
+    """Shard id -> manifest (the manifest module's reader), for the shards a run wrote (the DAG guarantees they
+    are complete)."""
     folder = Path(results) / "infer" / "manifests"
-    return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    return {p.stem: read_manifest_table(p).to_pandas() for p in sorted(folder.glob("*.parquet"))}
 
 
 def _manifest(results) -> pd.DataFrame:
-    manifests = read_manifests(results)
+    manifests = shard_manifests(results)
     if not manifests:
         return pd.DataFrame(columns=["dicom_id", "status", "error", "qc_flags"])
     return pd.concat(manifests.values(), ignore_index=True)
@@ -255,7 +257,7 @@ def at_a_glance(results, manifest: pd.DataFrame, *, demo: bool) -> list[str]:
 def summary_page(results, *, demo: bool = False) -> str:
     """Landing page: images, the segmenter used and its Dice, QC's catch rates, splits, time and hardware."""
     results = Path(results)
-    manifests = read_manifests(results)
+    manifests = shard_manifests(results)
     manifest = _manifest(results)
     check = check_run(results)
     body = [
@@ -320,7 +322,7 @@ def sample_grid(
         ax.axis("off")
     for ax, rec in zip(axes.flat, picks.itertuples()):
         ax.imshow(cv2.cvtColor(_overlay(rec, mimic_root, Path(results) / "CXLSeg", size), cv2.COLOR_BGR2RGB))
-        flags = [f for f in str(getattr(rec, "qc_flags", "") or "").split(";") if f]
+        flags = split_flags(getattr(rec, "qc_flags", ""))
         dice = getattr(rec, "qc_predicted_dice", np.nan)
         title = f"{str(rec.dicom_id)[:8]}  pred. Dice {dice:.2f}" if pd.notna(dice) else str(rec.dicom_id)[:8]
         title += (

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cxlseg.inference.manifest import read_manifest_table
+from cxlseg.inference.manifest import FLAG_SEPARATOR, read_manifest_table
 from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import assign_split
@@ -67,7 +67,7 @@ _FLOAT_COLUMNS = ["qc_predicted_dice", "p_not_frontal"]
 _PATH_COLUMNS = ["image_path", "mask_path"]
 
 
-def read_manifests(manifest_paths: Iterable[os.PathLike | str]) -> pd.DataFrame:
+def normalised_manifests(manifest_paths: Iterable[os.PathLike | str]) -> pd.DataFrame:
     """All shard manifests as one frame of normalised text, integer ids and per-row check results.
 
     Only the needed columns are read and every string operation runs in Arrow,
@@ -122,7 +122,7 @@ def _ids(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
 def _flags_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """QC flags arrive as a list of strings or as one ';'-joined string; the tables want the string."""
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        column = pc.binary_join(column.cast(pa.list_(pa.string())), ";")
+        column = pc.binary_join(column.cast(pa.list_(pa.string())), FLAG_SEPARATOR)
     elif pa.types.is_null(column.type):
         column = column.cast(pa.string())
     return pc.fill_null(column.cast(pa.string()), "")
@@ -285,7 +285,7 @@ def merge_tables(
 def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataFrame, int]:
     """Validated rows of the shard manifests (`reason` says why a row has no usable mask), one per dicom_id in
     (subject_id, study_id, dicom_id) order, and how many duplicate rows were dropped."""
-    rows, duplicates = _drop_duplicates(validate_rows(read_manifests(manifest_paths)))
+    rows, duplicates = _drop_duplicates(validate_rows(normalised_manifests(manifest_paths)))
     return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
 
 

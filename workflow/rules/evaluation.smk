@@ -1,0 +1,79 @@
+# Every architecture on the test split, Table IV and the segmenter; the segmenter actually used, scored the same way.
+
+
+rule evaluate:
+    input:
+        checkpoint=f"{R}/models/{{arch}}/checkpoint_best.pt",
+        store=rules.augment.output.store,
+    output:
+        per_image=f"{R}/models/{{arch}}/test_per_image.csv",
+        summary=f"{R}/models/{{arch}}/test_summary.json",
+    log:
+        f"{R}/logs/models/{{arch}}/evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{arch}}.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("evaluate", "cpus")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        cpus_per_task=resource("evaluate", "cpus"),
+    params:
+        **settings(EvaluateSettings),
+    script:
+        "../scripts/evaluate.py"
+
+
+rule select_model:
+    input:
+        summaries=expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
+        histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
+        models=expand(f"{R}/models/{{arch}}/model.json", arch=ARCHS),
+    output:
+        table=f"{R}/models/comparison.csv",
+        markdown=f"{R}/models/comparison.md",
+        curves=report(
+            f"{R}/models/learning_curves.png",
+            caption="../report/curves.rst",
+            category="2. Segmentation models",
+            labels={"page": "2. Learning curves"},
+        ),
+        selected=f"{R}/models/selected.json",
+    log:
+        f"{R}/logs/models/select.log",
+    benchmark:
+        f"{R}/benchmarks/select_model.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    params:
+        **settings(SelectModelSettings),
+    script:
+        "../scripts/select_model.py"
+
+
+rule evaluate_inference:
+    input:
+        selected=f"{R}/models/selected.json",
+        checkpoints=expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        store=rules.augment.output.store,
+    output:
+        per_image=f"{R}/models/inference/test_per_image.csv",
+        summary=f"{R}/models/inference/test_summary.json",
+    log:
+        f"{R}/logs/models/evaluate_inference.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate_inference.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("evaluate", "cpus")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        cpus_per_task=resource("evaluate", "cpus"),
+    params:
+        **settings(InferSettings),
+    script:
+        "../scripts/evaluate_inference.py"

@@ -1,0 +1,58 @@
+# The training store (class balancing by augmentation), then one training job per architecture.
+
+
+rule augment:
+    input:
+        dataset=f"{R}/training/dataset.parquet",
+        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
+    output:
+        store=store_files(f"{R}/training/store"),
+        counts=f"{R}/training/counts.csv",
+        montage=report(
+            f"{R}/training/augment_montage.jpg",
+            caption="../report/montage.rst",
+            category="1. Training data",
+            labels={"page": "2. Augmented samples with mask outlines"},
+        ),
+    log:
+        f"{R}/logs/training/augment.log",
+    benchmark:
+        f"{R}/benchmarks/augment.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("augment", "cpus")
+    resources:
+        mem_mb=resource("augment", "mem_mb"),
+        runtime=resource("augment", "runtime"),
+        gpu=resource("augment", "gpu"),
+        cpus_per_task=resource("augment", "cpus"),
+    params:
+        **settings(AugmentRunSettings),
+        roots={d: dataset_root(d) for d in enabled_datasets()},
+    script:
+        "../scripts/augment.py"
+
+
+rule train:
+    input:
+        store=rules.augment.output.store,
+    output:
+        checkpoint=f"{R}/models/{{arch}}/checkpoint_best.pt",
+        history=f"{R}/models/{{arch}}/history.csv",
+        model=f"{R}/models/{{arch}}/model.json",
+    log:
+        f"{R}/logs/models/{{arch}}/train.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{arch}}.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("train", "cpus")
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        cpus_per_task=resource("train", "cpus"),
+    params:
+        **settings(TrainConfig, "arch"),
+    script:
+        "../scripts/train.py"

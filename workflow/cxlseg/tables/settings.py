@@ -46,7 +46,5 @@ class MergeTablesSettings(TablesSettings):
 
     @classmethod
     def from_config(cls, config: dict) -> "MergeTablesSettings":
-        settings = build_settings(
-            cls, config["tables"], seed=config["seed"], report_text=config["mimic"]["report_text"]
-        )
+        settings = super().from_config(config)
         return settings if settings.review_changes_tables else dataclasses.replace(settings, review_file=None)

@@ -114,7 +114,12 @@ def test_predict_batch_reports_member_and_flip_agreement(toys):
     single = Predictor([toys.DarkIsLung()], spec).predict_batch(x)
     assert np.isnan(single.member_agreement).all() and np.isnan(single.flip_agreement).all()  # nothing to compare
     assert np.array_equal(single.prob, Predictor([toys.DarkIsLung()], spec).forward(x))
-    assert set(mixed.agreement(0)) == {"member_agreement", "member_agreement_min", "flip_agreement", "perturb_agreement"}
+    assert set(mixed.agreement(0)) == {
+        "member_agreement",
+        "member_agreement_min",
+        "flip_agreement",
+        "perturb_agreement",
+    }
     assert np.isnan(mixed.perturb_agreement).all()  # no perturbed pass asked for
 
 

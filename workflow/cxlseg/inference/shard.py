@@ -308,7 +308,7 @@ class _Job:
         out_size = int(batch["images"].shape[-1])
         pred = self.predictor.predict_batch(x, out_size, self.outputs.threshold) if ok else None
         at = {i: j for j, i in enumerate(ok)}
-        not_frontal = self.view_checker.p_not_frontal(batch["images"][ok]) if ok and self.view_checker else None
+        not_frontal = self.view_checker.p_not_frontal(self._films(batch, ok)) if ok and self.view_checker else None
         return [
             submit(
                 self.finish,
@@ -319,6 +319,11 @@ class _Job:
             )
             for i, sample in enumerate(meta)
         ]
+
+    @staticmethod
+    def _films(batch: dict, ok: list[int]) -> np.ndarray:
+        """The decoded films as the network saw them (cropped, upright): what the view check judges."""
+        return np.stack([batch["meta"][i]["film"].film(batch["images"][i]) for i in ok])
 
     def _signals(self, pred, j: int, not_frontal) -> dict:
         """What the batched models say about image j beyond its probabilities: agreement, and the view check."""
@@ -375,6 +380,8 @@ def _summary(manifest: pd.DataFrame, list_parquet, resumed: int, computed: int, 
         "resumed": int(resumed),
         "computed": int(computed),
         "flagged": int((ok.qc_flags.fillna("") != "").sum()),
+        "films_inverted": int(ok.film_inverted.fillna(False).sum()) if "film_inverted" in ok else 0,
+        "films_cropped": int(ok.film_cropped.fillna(False).sum()) if "film_cropped" in ok else 0,
         "flag_counts": dict(sorted(flags.items())),
         "failure_reasons": dict(Counter(manifest.loc[manifest.status == "failed", "error"].astype(str))),
         "model_id": model_id,

@@ -52,6 +52,8 @@ from cxlseg.training.trainer import TrainConfig, train_model  # noqa: E402
 HARD = ("inverted", "border", "lowres_jpeg", "cutoff", "tilt", "exposure", "motion", "noise", "shield")  # the issue's
 TODAY_KINDS = ("blur", "noise", "exposure", "occlusion", "pose", "downscale", "whiteout")  # today's calibration
 NEW_SIGNALS = ("perturb_agreement", "edge_touch", "film_fraction", "polarity_score")
+DEFAULT = "+film"  # the recipe config/config.yaml ships: film check on, strong augmentation
+BROKEN = 0.8  # a mask below this Dice is broken, not merely loose: every one of them should be flagged
 VARIANTS = {  # name: (augmentation preset, film check, QC signals and calibration kinds of today?)
     "baseline": ("strong", False, True),
     "+film": ("strong", True, False),
@@ -70,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--holdout", nargs="*", default=["motion", "shield", "cutoff"], help="kinds QC is not fitted on")
     p.add_argument("--qc-folds", type=int, default=5, help="patient-grouped folds of the QC model")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (one thread each)")
+    p.add_argument(
+        "--table", type=Path, default=None, help="re-summarise a masks.csv of an earlier run (no segmenting)"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
@@ -153,11 +158,11 @@ def measure_variant(name, checkpoints, films, args) -> pd.DataFrame:
     return table.assign(variant=name)
 
 
-def qc_predictions(table: pd.DataFrame, name: str, args, settings) -> np.ndarray:
-    """Predicted Dice of every mask from a QC model fitted on other patients' masks of the calibration kinds."""
+def qc_predictions(table: pd.DataFrame, today: bool, args, settings) -> np.ndarray:
+    """Predicted Dice of every mask from a QC model fitted on other patients' masks of the calibration kinds;
+    `today`: the QC of e8459b4 (its calibration kinds and features, no new signals)."""
     from sklearn.model_selection import GroupKFold
 
-    today = VARIANTS[name][2]
     kinds = set(TODAY_KINDS if today else DEGRADATIONS) - set(args.holdout)
     features = [f for f in FEATURES if not (today and f in NEW_SIGNALS)]
     design = table[features + ["image_id", "dice"]]
@@ -178,8 +183,14 @@ def qc_summary(table: pd.DataFrame, predicted: np.ndarray, args, settings) -> di
         "hard": table["degradation"].isin(HARD).to_numpy(),
         "held_out_kinds": table["degradation"].isin(args.holdout).to_numpy(),
     }
-    good = settings.qc.good_dice
-    return {k: tracking(predicted[m], table["dice"][m], flagged[m], good_dice=good) for k, m in parts.items()}
+    good, dice = settings.qc.good_dice, table["dice"].to_numpy()
+    out = {k: tracking(predicted[m], dice[m], flagged[m], good_dice=good) for k, m in parts.items()}
+    for k, m in parts.items():
+        broken = m & (dice < BROKEN)
+        out[k].update(
+            broken_caught=float(flagged[broken].mean()) if broken.any() else float("nan"), n_broken=int(broken.sum())
+        )
+    return out
 
 
 def dice_summary(table: pd.DataFrame) -> dict:
@@ -204,7 +215,11 @@ def markdown(summary: dict, args) -> str:
         for key, label in (("pearson", "Pearson"), ("spearman", "Spearman"), ("mae", "MAE")):
             cells = [summary["variants"][n]["qc"][part].get(key, float("nan")) for n in names]
             lines.append(f"| {part}: {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-        for key, label in (("bad_caught", "bad masks flagged"), ("good_flagged", "good masks flagged")):
+        for key, label in (
+            ("bad_caught", "bad masks (Dice < 0.9) flagged"),
+            ("broken_caught", f"broken masks (Dice < {BROKEN}) flagged"),
+            ("good_flagged", "good masks flagged"),
+        ):
             cells = [summary["variants"][n]["qc"][part] for n in names]
             lines.append(
                 f"| {part}: {label} | "
@@ -213,14 +228,64 @@ def markdown(summary: dict, args) -> str:
                 )
                 + " |"
             )
+    compare = summary.get("qc_on_last_masks", {})
+    if compare:
+        lines += [
+            "",
+            f"| QC on the {summary['qc_compared_on']} masks | " + " | ".join(compare) + " |",
+            "|---|" + "---|" * len(compare),
+        ]
+        for part in ("all", "held_out_kinds"):
+            for key in ("pearson", "mae", "bad_caught", "broken_caught", "good_flagged"):
+                cells = [c[part].get(key, float("nan")) for c in compare.values()]
+                fmt = "{:.1%}" if key.endswith(("caught", "flagged")) else "{:.3f}"
+                lines.append(f"| {part}: {key} | " + " | ".join(fmt.format(c) for c in cells) + " |")
     lines.append("")
     lines.append(f"Held out of the QC calibration: {', '.join(args.holdout)}.")
     return "\n".join(lines) + "\n"
 
 
+def summarise(tables: list[pd.DataFrame], args, settings) -> dict:
+    """Dice per kind and QC per variant; on the last variant's masks, today's QC beside the new one too."""
+    summary = {"variants": {}, "holdout": args.holdout}
+    for table in tables:
+        name = table["variant"].iloc[0]
+        table["qc_predicted"] = qc_predictions(table, VARIANTS[name][2], args, settings)
+        qc = qc_summary(table, table["qc_predicted"].to_numpy(), args, settings)
+        summary["variants"][name] = {"dice": dice_summary(table), "qc": qc}
+    by_name = {t["variant"].iloc[0]: t for t in tables}
+    last = by_name.get(DEFAULT, tables[-1])
+    today = qc_predictions(last, True, args, settings)
+    summary["qc_compared_on"] = last["variant"].iloc[0]
+    summary["qc_on_last_masks"] = {
+        "today's QC": qc_summary(last, today, args, settings),
+        "new QC": summary["variants"][last["variant"].iloc[0]]["qc"],
+    }
+    return summary
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
+    settings = InferSettings.from_config(pipeline_config(args))
+    if args.table is not None:
+        masks = pd.read_csv(args.table)
+        tables = [masks[masks["variant"] == name].reset_index(drop=True) for name in masks["variant"].unique()]
+        args.out = args.table.parent
+    else:
+        tables = segment(args)
+    summary = {**summarise(tables, args, settings), "archs": args.archs, "seconds": 0.0}
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    pd.concat(tables).to_csv(args.out / "masks.csv", index=False)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    (args.out / "table.md").write_text(markdown(summary, args))
+    print(markdown(summary, args))
+    print(f"wrote {args.out} in {summary['seconds'] / 60:.1f} min")
+    return summary
+
+
+def segment(args) -> list[pd.DataFrame]:
+    """Train (or reuse) the networks of every variant and segment the test films, clean and degraded."""
     images, masks, index = load_v7(args.data, 448)
     rows = split(index, args.seed)
     membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in rows.items()}, sort_keys=True)
@@ -235,24 +300,7 @@ def main(argv=None) -> dict:
     )
     checkpoints = train_all(args, store, {VARIANTS[v][0] for v in args.variants})
     films = list(test_films(images, masks, index, rows["test"], args))
-    settings = InferSettings.from_config(pipeline_config(args))
-    summary = {"variants": {}, "holdout": args.holdout, "archs": args.archs, "n_test_films": len(rows["test"])}
-    tables = []
-    for name in args.variants:
-        table = measure_variant(name, checkpoints[VARIANTS[name][0]], films, args)
-        table["qc_predicted"] = qc_predictions(table, name, args, settings)
-        summary["variants"][name] = {
-            "dice": dice_summary(table),
-            "qc": qc_summary(table, table["qc_predicted"].to_numpy(), args, settings),
-        }
-        tables.append(table)
-        print(markdown(summary, args), flush=True)
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    pd.concat(tables).to_csv(args.out / "masks.csv", index=False)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    (args.out / "table.md").write_text(markdown(summary, args))
-    print(f"wrote {args.out} in {summary['seconds'] / 60:.1f} min")
-    return summary
+    return [measure_variant(name, checkpoints[VARIANTS[name][0]], films, args) for name in args.variants]
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ CI_FLAGS = [
     "squeue",
     "--slurm-init-seconds-before-status-checks",
     "5",
+    # a finished job is seen within 2 s, not Snakemake's default 10: on a tiny demo DAG of ~20 dependent jobs the
+    # status latency is most of the run (the profile keeps max-status-checks-per-second: 1, so squeue is spared)
+    "--seconds-between-status-checks",
+    "2",
     "--slurm-no-account",
     "--default-resources",
     "slurm_partition=ci",

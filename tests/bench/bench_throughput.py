@@ -184,7 +184,7 @@ def _timed(fn, *args, **kwargs):
 
 def stages(items: list[dict], mimic: Path, out: Path, predictor: Predictor, settings: InferSettings) -> dict:
     """Wall and CPU seconds per stage over all images, each stage run on its own in this process."""
-    dataset = ShardDataset(items, mimic, predictor.spec, settings.output_size, settings.reduce_min_ratio)
+    dataset = ShardDataset(items, mimic, predictor.spec, settings.output_size, settings.reduce_min_ratio, settings.film)
     idx, bs = range(len(items)), settings.batch_size
     if resolve_decode_device(settings.decode_device, predictor.device) == "gpu":
         reader, decoder = RawReader(dataset), BatchDecoder(dataset, predictor.device)
@@ -227,7 +227,7 @@ def authors_image(path: Path, item: dict, out: Path, predictor: Predictor, setti
     gray = cv2.cvtColor(cv2.cvtColor(lab, cv2.COLOR_LAB2BGR), cv2.COLOR_BGR2GRAY)
     prob = predictor.forward(spec.to_tensor(gray[None]), size)[0]
     resized = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (size, size))
-    finish_image({**item, "orig_hw": image.shape[:2]}, resized, prob, None, out, settings.outputs, spec)
+    finish_image({**item, "orig_hw": image.shape[:2]}, resized, prob, None, None, out, settings.outputs, spec)
 
 
 def authors_path(items: list[dict], mimic: Path, out: Path, predictor: Predictor, settings: InferSettings) -> dict:

@@ -11,6 +11,7 @@ from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
 from cxlseg.tables.merge import TABLE_NAMES, merge_tables
 from cxlseg.tables.settings import TablesSettings
 from cxlseg.training.trainer import train_model
+from helpers.training import model_files
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def mode(path) -> int:
 
 
 def test_checkpoint_written_by_train_model(umask_022, store, tmp_path, train_config):
-    train_model(store, tmp_path, train_config(epochs=1))
+    train_model(store, model_files(tmp_path), train_config(epochs=1))
     for name in ("checkpoint_best.pt", "checkpoint_last.pt", "history.csv", "model.json"):
         assert mode(tmp_path / name) == 0o644, name
 

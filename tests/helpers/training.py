@@ -52,3 +52,11 @@ def evaluation_files(folder: Path, split: str = "test"):
     from cxlseg.evaluation.evaluate import EvaluationFiles
 
     return EvaluationFiles(Path(folder) / f"{split}_per_image.csv", Path(folder) / f"{split}_summary.json")
+
+
+def ingest_files(folder: Path):
+    """The files the ingest rule declares for one dataset, in `folder`."""
+    from cxlseg.ingest.readers import IngestFiles
+
+    folder = Path(folder)
+    return IngestFiles(folder / "manifest.parquet", folder / "rejects.csv", folder / "counts.json", folder / "masks")

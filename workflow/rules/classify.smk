@@ -55,8 +55,8 @@ rule classify_summary:
 
 rule table3_pages:
     input:
-        table=f"{R}/classify/table3.csv",
-        all_labels=f"{R}/classify/table3_all_labels.csv",
+        table3=f"{R}/classify/table3.csv",
+        table3_all_labels=f"{R}/classify/table3_all_labels.csv",
     output:
         table=report(
             f"{R}/report/table3.html",
@@ -78,6 +78,5 @@ rule table3_pages:
         "../../envs/segmentation.yaml"
     params:
         **settings(RunReportSettings),
-        results=lambda wc, input: str(Path(input.table).parents[1]),
     script:
         "../scripts/table3_pages.py"

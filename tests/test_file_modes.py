@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from cxlseg.config import default_config
 from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
-from cxlseg.tables.merge import TABLE_NAMES, merge_tables
+from cxlseg.tables.merge import merge_tables
 from cxlseg.tables.settings import TablesSettings
 from cxlseg.training.trainer import train_model
+from helpers.tables import TABLE_NAMES, table_files
 from helpers.training import model_files
 
 
@@ -69,7 +70,7 @@ def test_tables_written_by_merge_tables(umask_022, tmp_path):
         tmp_path / "metadata.csv.gz",
         tmp_path / "chexpert.csv.gz",
         tmp_path / "reports",
-        tmp_path / "out",
+        table_files(tmp_path / "out"),
         TablesSettings.from_config(default_config()),
         progress=False,
     )

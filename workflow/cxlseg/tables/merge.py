@@ -28,21 +28,12 @@ from cxlseg.splits import assign_split
 from cxlseg.tables import provenance, quality
 from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
 from cxlseg.tables.review import read_decisions
-from cxlseg.tables.settings import TablesSettings
+from cxlseg.tables.settings import TableFiles, TablesSettings
 from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
 
 log = logging.getLogger(__name__)
 
 IDS = ["dicom_id", "subject_id", "study_id"]
-TABLE_NAMES = {
-    "metadata": "CXLSeg-metadata.csv.gz",
-    "segmented": "CXLSeg-segmented.csv.gz",
-    "split": "CXLSeg-split.csv.gz",
-    "mask": "CXLSeg-mask.csv.gz",
-}
-FAILED_TABLE = "CXLSeg-failed.csv.gz"
-QC_TABLE = quality.QC_TABLE
-SUMMARY = provenance.SUMMARY
 
 _MANIFEST_REQUIRED = ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status"]
 _MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path", "model_id", "qc_predicted_dice", "p_not_frontal"]
@@ -219,7 +210,7 @@ def merge_tables(
     metadata_csv: os.PathLike | str,
     chexpert_csv: os.PathLike | str,
     reports_root: os.PathLike | str,
-    out_dir: os.PathLike | str,
+    out: TableFiles,
     settings: "TablesSettings",
     *,
     official_split_csv: os.PathLike | str | None = None,
@@ -228,7 +219,7 @@ def merge_tables(
     write_workers: int = 5,
     progress: bool = True,
 ) -> dict:
-    """Write the four CXLSeg tables, CXLSeg-failed and summary.json; return the summary.
+    """Write the four CXLSeg tables, the failed table and the summary (`out`); return the summary.
 
     The four tables list every image with a mask, minus QC-flagged ones nobody accepted when
     include_flagged is False and those a person rejected when drop_rejected is True (review_file).
@@ -236,7 +227,6 @@ def merge_tables(
     is `write_qc_table`'s. summary.json's `provenance` says which run the tables describe: `run` (config hash,
     code), and a hash of every manifest read and table written.
     """
-    out_dir = Path(out_dir)
     manifest_paths = [Path(p) for p in manifest_paths]
     with _step("read and validate manifests"):
         rows, duplicates = manifest_rows(manifest_paths)
@@ -267,17 +257,21 @@ def merge_tables(
         tables = build_tables(images, study_reports, metadata, chexpert, split)
         failed = quality.failed_table(rows[rows["reason"] != ""])
     with _step("write tables"):
-        outputs = [(tables[key], out_dir / name) for key, name in TABLE_NAMES.items()]
-        _write_all(outputs + [(failed, out_dir / FAILED_TABLE)], write_workers)
+        outputs = [(tables[key], path) for key, path in out.tables().items()] + [(failed, out.failed)]
+        _write_all(outputs, write_workers)
     summary = {
         **_row_counts(manifest_paths, rows, duplicates, tables, failed, settings),
         **_source_counts(images, study_reports, metadata, chexpert),
         "split": split_info,
-        "provenance": provenance.provenance(run, manifest_paths, [p for _, p in outputs] + [out_dir / FAILED_TABLE]),
+        "provenance": provenance.provenance(run, manifest_paths, [p for _, p in outputs]),
     }
-    write_json(out_dir / SUMMARY, summary)
+    write_json(out.summary, summary)
     log.info(
-        "wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"]
+        "wrote %d images to %s (%d failed, %d flagged)",
+        len(images),
+        out.segmented,
+        summary["failed"],
+        summary["flagged"],
     )
     return summary
 

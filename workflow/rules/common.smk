@@ -122,14 +122,16 @@ def resource(stage, key):
     return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
 
 
-def classify_runs():
+def classify_run_names():
+    """Every (classifier, input) run, as {model}_{kind}: none when classify is off."""
     if not config["classify"]["enabled"]:
         return []
-    return expand(
-        f"{R}/classify/{{model}}_{{kind}}/metrics.json",
-        model=config["classify"]["models"],
-        kind=["original", "segmented"],
-    )
+    return expand("{model}_{kind}", model=config["classify"]["models"], kind=["original", "segmented"])
+
+
+def classify_runs(name="metrics.json"):
+    """One file of every classifier run, in run order (the summary zips them)."""
+    return [f"{R}/classify/{run}/{name}" for run in classify_run_names()]
 
 
 def benchmark_files():

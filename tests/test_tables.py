@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cxlseg.config import ConfigError, default_config
-from cxlseg.io import UnsafePathError
+from cxlseg.inference import manifest
+from cxlseg.inference.manifest import read_manifests
+from cxlseg.io import UnsafePathError, safe_join
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
 from cxlseg.splits import split_by_image
@@ -442,20 +444,20 @@ def test_invalid_ids_become_failed_rows(tmp_path):
 def test_bad_inputs_name_the_file(tmp_path):
     bad = write_manifest(tmp_path / "bad.parquet", [{"dicom_id": "d1", "subject_id": 1}])
     with pytest.raises(ValueError, match=r"bad\.parquet.*image_path"):
-        tables.normalised_manifests([bad])
+        read_manifests([bad], normalised=True)
     (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="garbage.parquet"):
-        tables.normalised_manifests([tmp_path / "garbage.parquet"])
+        read_manifests([tmp_path / "garbage.parquet"], normalised=True)
 
 
 def test_unsafe_path_precheck_matches_safe_join():
     candidates = pd.Series(
         ["files/p10/a.jpg", "/abs.jpg", "~/x.jpg", "C:/x.jpg", "a/../b.jpg", "..", "a\\..\\b", " ", "a..b/c.jpg"]
     )
-    flagged = tables._unsafe_paths(pa.array(candidates.tolist())).to_pylist()
+    flagged = manifest._unsafe_paths(pa.array(candidates.tolist())).to_pylist()
     for path, hit in zip(candidates, flagged):
         try:
-            tables.safe_join("/root", path)
+            safe_join("/root", path)
             rejected = False
         except UnsafePathError:
             rejected = True

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cxlseg import io
-from cxlseg.inference.manifest import read_manifest_table, split_flags
+from cxlseg.inference.manifest import read_manifest_table, shard_of, split_flags
 from cxlseg.inference.select_images import DROP_CAUSES
 from cxlseg.reporting import pages
 from cxlseg.reporting.html import count, esc, fixed, hms, kpi, note, page, percent, section, table, toc
@@ -38,7 +38,7 @@ MENU_HINT = (
 def shard_manifests(files: ReportFiles) -> dict[str, pd.DataFrame]:
     """Shard id -> manifest (the manifest module's reader), for the shards a run wrote (the DAG guarantees they
     are complete)."""
-    return {p.stem: read_manifest_table(p).to_pandas() for p in sorted(files.manifests)}
+    return {shard_of(p): read_manifest_table(p).to_pandas() for p in sorted(files.manifests)}
 
 
 def _manifest(files: ReportFiles) -> pd.DataFrame:

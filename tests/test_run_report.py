@@ -1,9 +1,12 @@
 """The run report pages, built from a tiny synthetic results folder."""
 
+import dataclasses
 import json
 import os
 import re
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -313,3 +316,44 @@ def test_write_pages_writes_self_contained_pages(results):
             text = path.read_text()
             assert "Synthetic demo run" in text, path.name  # the banner on every page of a demo run
             assert all(link.startswith("#") for link in _links(text)), path.name
+
+
+_OPENED: list[str] | None = None
+
+
+def _audit(event, args):
+    if _OPENED is not None and event in ("open", "os.scandir") and args and isinstance(args[0], (str, os.PathLike)):
+        _OPENED.append(os.fspath(args[0]))
+
+
+sys.addaudithook(_audit)  # records only while a test sets _OPENED
+
+
+def test_the_pages_read_only_the_files_the_rule_declares(results):
+    """Every file under the results folder the report opens is one of its ReportFiles (or, under the manifests'
+    image root's folders, a mask a manifest names): a page reading an undeclared result fails here."""
+    global _OPENED
+    files = report_files(results)
+    out = {name: results / "report" / f"{name}.html" for name in run_report.PAGES} | {
+        "samples": results / "report" / "samples.jpg"
+    }
+    _OPENED = []
+    try:
+        run_report.write_pages(files, out, mimic_root=results.parent / "mimic", demo=True, n_samples=3)
+        pages.table3_page(files), pages.table3_all_labels_page(files)
+        opened = [Path(p).resolve() for p in _OPENED]
+    finally:
+        _OPENED = None
+    declared = {Path(v).resolve() for f in dataclasses.fields(files) for v in _paths(getattr(files, f.name))}
+    images = [d.resolve() for d in files.images_root.iterdir() if d.is_dir()]
+    written = {Path(p).resolve().parent for p in out.values()}
+    read = [p for p in opened if results.resolve() in p.parents and p.parent not in written]
+    undeclared = [p for p in read if p not in declared and not any(d == p or d in p.parents for d in images)]
+    assert read and undeclared == []
+    assert declared & set(read) >= {files.selected.resolve(), files.table3.resolve(), files.counts.resolve()}
+
+
+def _paths(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, tuple) else [value]

@@ -258,7 +258,7 @@ def test_review_page_decisions_reach_the_qc_table_without_rerunning_inference(de
     """The demo's review page in headless Chromium: worst first, thumbnails, filters and pages, no console error; a
     decision clicked there comes out in the exported CSV, and that CSV as tables.review_file changes CXLSeg-qc.csv.gz
     on a rerun that runs neither inference nor the merge (the four tables stay as published)."""
-    from cxlseg.reporting.review_page import build_review_page, worst_first
+    from cxlseg.reporting.review_page import ReviewFiles, build_review_page, worst_first
 
     results = demo_run / "results"
     qc = pd.read_csv(results / "CXLSeg" / "CXLSeg-qc.csv.gz", dtype={"dicom_id": str}, keep_default_na=False)
@@ -273,7 +273,7 @@ def test_review_page_decisions_reach_the_qc_table_without_rerunning_inference(de
     build_review_page(
         results / "CXLSeg" / "CXLSeg-qc.csv.gz",
         results / "CXLSeg" / "CXLSeg-split.csv.gz",
-        paged,
+        ReviewFiles(paged / "index.html", paged / "data", paged / "thumbs"),
         min_predicted_dice=0.9,
         demo=True,
         page_size=5,

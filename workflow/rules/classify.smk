@@ -23,7 +23,7 @@ rule classify:
         cpus_per_task=resource("classify", "cpus"),
     params:
         **settings(ClassifyRunSettings),
-        images_root=f"{R}/CXLSeg",  # what the segmented table's DicomPath is relative to (infer_shard's out_root)
+        images_root=lambda wc: f"{R}/CXLSeg",  # what the segmented table's DicomPath is relative to (infer_shard's out_root)
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/classify.py"

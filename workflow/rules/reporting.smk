@@ -64,6 +64,7 @@ rule review_page:
         cpus_per_task=resource("tables", "cpus"),
     params:
         **settings(ReviewPageSettings),
+        thumbs=lambda wc: f"{R}/review/thumbs",  # infer_shard's thumbs_dir, one folder per shard
     script:
         "../scripts/review_page.py"
 
@@ -126,7 +127,7 @@ rule run_report:
         "../../envs/segmentation.yaml"
     params:
         **settings(RunReportSettings),
-        images_root=f"{R}/CXLSeg",  # what the manifests' mask paths are relative to (infer_shard's out_root)
+        images_root=lambda wc: f"{R}/CXLSeg",  # what the manifests' mask paths are relative to (infer_shard's out_root)
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/run_report.py"

@@ -220,7 +220,7 @@ def fold_splits(
 
 def print_epoch(trainer, row: dict) -> None:
     print(
-        f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
+        f"    {trainer.files.checkpoint.parent.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
         f"val_loss {row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s",
         flush=True,
     )

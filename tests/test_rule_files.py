@@ -66,6 +66,9 @@ def test_an_optional_report_input_may_be_absent():
     files = ReportFiles.from_rule({"table3": [], "table3_all_labels": ["t/all.csv"], "manifests": ["a", "b"]})
     assert files.table3 is None and files.table3_all_labels == Path("t/all.csv")
     assert files.manifests == (Path("a"), Path("b")) and files.benchmarks == ()
+    assert ReportFiles.from_rule({"manifests": "results/infer/manifests/p10.parquet"}).manifests == (
+        Path("results/infer/manifests/p10.parquet"),
+    )
     with pytest.raises(ValueError, match="one file expected"):
         ReportFiles.from_rule({"selected": ["a.json", "b.json"]})
 

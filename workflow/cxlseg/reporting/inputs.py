@@ -58,6 +58,7 @@ class ReportFiles:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in self.LISTS:
+                value = [value] if isinstance(value, (str, os.PathLike)) else value  # one file named alone
                 object.__setattr__(self, f.name, tuple(Path(p) for p in value))
             else:
                 object.__setattr__(self, f.name, _one(value))

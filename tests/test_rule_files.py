@@ -96,7 +96,7 @@ def test_a_multi_file_output_is_declared_whole():
     from cxlseg.evaluation.select_model import ComparisonFiles
     from cxlseg.reporting.review_page import ReviewFiles
     from cxlseg.tables.settings import TableFiles
-    from cxlseg.training.trainer import ModelFiles
+    from cxlseg.training.checkpoint import ModelFiles
 
     bundles = {
         "train": (ModelFiles, {"resume"}),  # the resume checkpoint: params.resume (outputs are deleted before a run)

@@ -41,8 +41,9 @@ from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E402
 from cxlseg.metrics import summarise  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402
+from cxlseg.training.checkpoint import ModelFiles  # noqa: E402
 from cxlseg.training.store import load_split  # noqa: E402
-from cxlseg.training.trainer import ModelFiles, TrainConfig, train_model  # noqa: E402
+from cxlseg.training.trainer import TrainConfig, train_model  # noqa: E402
 
 # The recipe the pipeline defaults should copy (see the numbers in the report / docs).
 BEST_RECIPE = dict(

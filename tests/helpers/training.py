@@ -39,7 +39,7 @@ def write_store(
 
 def model_files(folder: Path):
     """The files the train rule declares for one architecture, in `folder`."""
-    from cxlseg.training.trainer import ModelFiles
+    from cxlseg.training.checkpoint import ModelFiles
 
     folder = Path(folder)
     return ModelFiles(

@@ -1,8 +1,9 @@
 """Rule train: one architecture on the training store."""
 
 from cxlseg.io import log_to
+from cxlseg.training.checkpoint import ModelFiles
 from cxlseg.training.store import TrainingStore
-from cxlseg.training.trainer import ModelFiles, train_model
+from cxlseg.training.trainer import train_model
 
 with log_to(snakemake.log[0]):
     out = snakemake.output

@@ -6,7 +6,7 @@ so a subclass or a callback can change one thing without copying the loop.
 Checkpoints are plain dicts of tensors and JSON-able values, so
 ``torch.load(path, weights_only=True)`` reads them, and the resume checkpoint
 lets a killed job resume at the next epoch with its history intact. Every file's
-name is the rule's (`ModelFiles`), never rebuilt here from a folder.
+name is the rule's (`checkpoint.ModelFiles`), never rebuilt here from a folder.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cxlseg.device import resolve_device, seed_everything
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import OVERLAP_NAMES, BCEDiceLoss, batch_metrics
 from cxlseg.training import checkpoint
+from cxlseg.training.checkpoint import ModelFiles
 from cxlseg.training.dataset import AUGMENT_PRESETS, StoreDataset
 from cxlseg.training.models import MODELS
 from cxlseg.training.store import TrainingStore, as_store
@@ -136,21 +137,6 @@ class TrainConfig(RuleSettings):
 
 
 # --------------------------------------------------------------------------- trainer
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """What one training run writes: the train rule's outputs, and the resume checkpoint (named by the rule but not
-    an output: Snakemake deletes a job's outputs before it runs, which would throw the resume state away)."""
-
-    checkpoint: Path
-    history: Path
-    model: Path
-    resume: Path
-
-    def __post_init__(self) -> None:
-        for name in ("checkpoint", "history", "model", "resume"):
-            object.__setattr__(self, name, Path(getattr(self, name)))
 
 
 Callback = Callable[["Trainer", dict], None]

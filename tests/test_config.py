@@ -254,7 +254,7 @@ def test_speed_only_keys_are_what_the_rerun_triggers_leave_out():
     train = TrainConfig.from_config(cfg, "unet").outcome()
     assert "batch_size" in train and "epochs" in train and not {"num_workers", "device", "amp"} & set(train)
     evaluate = EvaluateSettings.from_config(cfg).outcome()
-    assert set(evaluate) == {"threshold", "tta_flip", "postprocess"}
+    assert set(evaluate) == {"threshold", "tta_flip", "film", "postprocess"}
     assert set(ClassifyRunSettings.from_config(cfg).outcome()["classify"]) & {"num_workers", "device", "amp"} == set()
 
 

@@ -399,3 +399,23 @@ def test_regenerating_replaces_the_old_demo_but_not_foreign_data(tmp_path):
     with pytest.raises(FileExistsError, match="no demo.json"):
         generate_demo(foreign, DemoSpec.default(**small))
     assert (foreign / "keep").is_dir()
+
+
+def test_hard_films(demo, mimic):
+    """One inverted film and one on a light box, in reported studies, each with a true mask moved to match: the
+    film check must undo them for the demo's truth Dice to stay high."""
+    root, _ = demo
+    base, summary, meta, chexpert, _ = mimic
+    hard = summary["hard_films"]
+    assert sorted(hard.values()) == ["border", "inverted"]
+    rows = meta[meta["dicom_id"].isin(hard)].set_index("dicom_id")
+    assert set(rows["ViewPosition"]) <= {"PA", "AP"} and rows["study_id"].isin(chexpert["study_id"]).all()
+    for dicom_id, kind in hard.items():
+        row = rows.loc[dicom_id]
+        image = cv2.imread(str(base / image_relpath(row.subject_id, row.study_id, dicom_id)), cv2.IMREAD_GRAYSCALE)
+        truth = cv2.imread(str(root / "mimic-truth" / f"{dicom_id}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        assert image.shape == truth.shape and truth.any()
+        if kind == "inverted":
+            assert image[truth].mean() > image[~truth].mean()  # bright lungs
+        else:
+            assert image[:3].min() > 200 and not truth[:3].any()  # glass above the film, no lung on it

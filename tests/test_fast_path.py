@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 import torch
 from cxlseg.config import ConfigError
+from cxlseg.film import FilmSettings
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.settings import InferSettings
 from cxlseg.inference.shard import ShardDataset
+
+FILM_ON = FilmSettings(crop_border=True, polarity=True)
 
 
 def test_speed_keys_validate_and_reach_infer_settings(make_config):
@@ -64,7 +67,7 @@ def test_batch_decoder_matches_the_cpu_path_and_its_failures(shard, toys):
     items = pd.read_parquet(shard.list_path).to_dict("records")
     for it in items:
         it["rows"], it["columns"] = (None if pd.isna(it[k]) else int(it[k]) for k in ("rows", "columns"))
-    dataset = ShardDataset(items, shard.mimic, toys.spec(), 224, 1.0)
+    dataset = ShardDataset(items, shard.mimic, toys.spec(), 224, 1.0, FILM_ON)
     reader = gpu_decode.RawReader(dataset)
     samples = gpu_decode.BatchDecoder(dataset, "cpu")([reader[i] for i in range(len(items))])
     for i, got in enumerate(samples):

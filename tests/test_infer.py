@@ -11,6 +11,7 @@ import torch
 from cxlseg import io, preprocess
 from cxlseg.config import ConfigError, speed_only_keys
 from cxlseg.evaluation.evaluate import evaluate_model
+from cxlseg.film import FilmSettings
 from cxlseg.inference.manifest import MANIFEST_DTYPES, partial_path
 from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.predictor import Predictor
@@ -20,6 +21,8 @@ from cxlseg.inference.shard import ShardDataset, infer_shard
 from cxlseg.mimic import image_relpath, study_dir
 from helpers.shards import fit_toy_qc_model
 from helpers.training import evaluation_files
+
+FILM_ON = FilmSettings(crop_border=True, polarity=True)
 
 
 def test_infer_shard_outputs_statuses_and_reasons(shard, infer_run, toys):
@@ -307,7 +310,7 @@ def test_shard_dataset_turns_failures_into_records(shard, toys):
     items = pd.read_parquet(shard.list_path).to_dict("records")
     for item in items:
         item["rows"] = item["columns"] = None
-    ds = ShardDataset(items, shard.mimic, toys.spec(64), 224, 1.0)
+    ds = ShardDataset(items, shard.mimic, toys.spec(64), 224, 1.0, FILM_ON)
     samples = {item["dicom_id"]: ds[i] for i, item in enumerate(items)}
     assert samples["0a-01"]["ok"] and samples["0a-01"]["image"].shape == (224, 224)
     assert samples["0a-01"]["model_image"].shape == (64, 64)
@@ -374,10 +377,10 @@ def test_evaluation_and_inference_give_identical_probabilities(tmp_path, trained
     settings = infer_settings(tta_flip=tta_flip, batch_size=len(rows))
     predictor = Predictor.from_checkpoints(trained.checkpoint, device="cpu", tta_flip=tta_flip)
     images = np.load(store / "test_images.npy")
-    evaluated = predictor.predict(images, out_size=224, batch_size=settings.batch_size)
+    evaluated = predictor.predict(images, out_size=224, batch_size=settings.batch_size, film=settings.film)
 
     items = [dict(r, rows=None, columns=None) for r in rows]
-    dataset = ShardDataset(items, mimic, predictor.spec, settings.output_size, settings.reduce_min_ratio)
+    dataset = ShardDataset(items, mimic, predictor.spec, settings.output_size, settings.reduce_min_ratio, settings.film)
     samples = [dataset[i] for i in range(len(items))]
     assert all(s["ok"] for s in samples)
     assert np.array_equal(np.stack([s["image"] for s in samples]), images)  # same decoded, resized original

@@ -115,4 +115,27 @@ def test_predict_batch_reports_member_and_flip_agreement(toys):
     single = Predictor([toys.DarkIsLung()], spec).predict_batch(x)
     assert np.isnan(single.member_agreement).all() and np.isnan(single.flip_agreement).all()  # nothing to compare
     assert np.array_equal(single.prob, Predictor([toys.DarkIsLung()], spec).forward(x))
-    assert set(mixed.agreement(0)) == {"member_agreement", "member_agreement_min", "flip_agreement"}
+    assert set(mixed.agreement(0)) == {
+        "member_agreement",
+        "member_agreement_min",
+        "flip_agreement",
+        "perturb_agreement",
+    }
+    assert np.isnan(mixed.perturb_agreement).all()  # no perturbed pass asked for
+
+
+def test_the_perturbed_pass_agrees_with_a_sure_network_and_not_with_a_guessing_one(toys):
+    """perturb_agreement: Dice of the mask with the mask of a blurred, re-exposed input; a network whose mask
+    hangs on fine detail (here: a threshold right at the film's grey level) loses it."""
+    from cxlseg.inference.predictor import perturbed
+
+    spec = toys.spec(32)
+    sure = torch.zeros(1, 1, 32, 32)
+    sure[..., 8:24, 4:14] = 1.0  # a crisp dark/bright layout: the perturbed copy keeps it
+    x = 1 - sure
+    steady = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(x)
+    assert steady.perturb_agreement[0] > 0.9
+    noise = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.3
+    shaky = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(noise)
+    assert shaky.perturb_agreement[0] < steady.perturb_agreement[0]
+    assert perturbed(x).shape == x.shape and 0 <= float(perturbed(x).min()) <= float(perturbed(x).max()) <= 1

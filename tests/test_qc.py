@@ -215,6 +215,8 @@ def test_qc_report_lists_failed_and_flagged(shard, infer_run, qc_model):
     assert "frontal_images" in text and "| studies_empty_report_ids | 1 |" in text  # lists are counted
     assert "Predicted vs true Dice" not in text and result["tracking"] == {}
     assert "## Predicted Dice model" in text and "soft_dice" in text  # what the model reads
+    film_section = text.split("## Film check (0)")[1].split("##")[0]  # upright films: nothing undone
+    assert "polarity_score" in film_section and "0 of 5 films" in film_section
     assert cv2.imread(str(shard.root / "dice.png")) is not None
     sheet = cv2.imread(str(shard.root / "qc.png"))
     assert sheet is not None and sheet.shape[0] > 100

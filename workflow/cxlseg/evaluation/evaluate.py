@@ -40,6 +40,7 @@ class EvaluateSettings(InferSettings):
     NOT_OUTCOME = frozenset(f.name for f in dataclasses.fields(InferSettings)) - {
         "threshold",
         "tta_flip",
+        "film",
         "postprocess",
     }
 
@@ -94,7 +95,9 @@ def evaluate_predictor(
     images, masks, index = load_split(store, split)
     if len(images) == 0:
         raise ValueError(f"{store}: split {split!r} holds no images to evaluate")
-    probs = predictor.predict(images, out_size=images.shape[-1], batch_size=settings.batch_size, progress=True)
+    probs = predictor.predict(
+        images, out_size=images.shape[-1], batch_size=settings.batch_size, progress=True, film=settings.film
+    )
     per_image = score_predictions(probs, masks, index, settings)
     summary = {
         **(about or {}),

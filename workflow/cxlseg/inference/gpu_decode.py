@@ -110,16 +110,7 @@ class BatchDecoder:
             return self.shard[index]
         height, width = int(image.shape[-2]), int(image.shape[-1])
         resized = device_resize(image, self.size, self.shard.spec.interpolation)
-        return {
-            "index": index,
-            "image": resized,
-            "model_image": self.shard.spec.prepare(resized),
-            "ok": True,
-            "error": "",
-            "orig_hw": (height, width),
-            "decode_factor": 1,
-            "note": "",
-        }
+        return self.shard.decoded(index, resized, (height, width), 1, "")
 
 
 def area_resize(image: torch.Tensor, size: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cxlseg import film as films
 from cxlseg import io, preprocess
 from cxlseg.inference import postprocess as post
 from cxlseg.inference.manifest import join_flags
@@ -28,6 +29,7 @@ class OutputSettings:
     """The outcome keys of the `infer` config section that shape each image's outputs."""
 
     threshold: float
+    film: films.FilmSettings
     postprocess: post.CleanupSettings
     qc: qc.QCSettings
     segmented_source: str
@@ -106,11 +108,24 @@ def review_thumbnail(resized: np.ndarray, mask: np.ndarray, orig_hw, size: int =
     return out
 
 
+def mask_and_qc(
+    prob: np.ndarray, check: films.FilmCheck | None, signals: dict | None, s: OutputSettings, qc_model=None
+):
+    """The cleaned mask of one image, its QC features and flags: cleaned and assessed on the film (what the
+    network saw), then mapped back onto the whole image. Inference and QC calibration share it."""
+    mask = s.postprocess.clean(prob, s.threshold)
+    if check is not None:
+        signals = {**(signals or {}), **check.signals()}
+    metrics, flags = qc.assess(prob, mask, signals, s.qc, qc_model, s.threshold)
+    return (check.restore(mask) if check is not None else mask), metrics, flags
+
+
 def finish_image(
     item: dict,
     resized: np.ndarray,
     prob: np.ndarray,
     signals: dict | None,
+    check: films.FilmCheck | None,
     out_root,
     s: OutputSettings,
     spec: InputSpec,
@@ -118,12 +133,13 @@ def finish_image(
     thumbs_dir=None,
 ) -> dict:
     """Clean the mask, assess it (QC features, predicted Dice, flags), write the segmented image, the mask and
-    (when `thumbs_dir` is given) the review thumbnail; returns the manifest fields."""
-    mask = s.postprocess.clean(prob, s.threshold)
-    metrics, flags = qc.assess(prob, mask, signals, s.qc, qc_model, s.threshold)
+    (when `thumbs_dir` is given) the review thumbnail; returns the manifest fields. `prob` is the film's
+    (`check`: where the film lies in `resized` and whether it was inverted; None: the whole image as it is)."""
+    mask, metrics, flags = mask_and_qc(prob, check, signals, s, qc_model)
+    upright = check.upright(resized) if check is not None else resized
     image_rel, mask_rel = output_paths(item, s.mask_format)
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
-    segmented = segmented_image(resized, mask, s.segmented_source, spec, s.segmented_channels)
+    segmented = segmented_image(upright, mask, s.segmented_source, spec, s.segmented_channels)
     io.write_image(io.safe_join(out_root, image_rel), segmented, quality)
     io.write_image(
         io.safe_join(out_root, mask_rel),
@@ -133,13 +149,16 @@ def finish_image(
     if thumbs_dir is not None:
         io.write_image(
             thumbnail_path(thumbs_dir, item["dicom_id"]),
-            review_thumbnail(resized, mask, item["orig_hw"]),
+            review_thumbnail(upright, mask, item["orig_hw"]),
             [cv2.IMWRITE_JPEG_QUALITY, _THUMB_QUALITY],
         )
+    film = check.signals() if check is not None else {}
     return {
         "image_path": image_rel,
         "mask_path": mask_rel,
         **metrics,
+        "film_inverted": film.get("film_inverted", False),
+        "film_cropped": film.get("film_cropped", False),
         "qc_flags": join_flags(flags),
         "mask_rle": _rle(mask, item["orig_hw"]) if s.save_full_res_rle else None,
     }

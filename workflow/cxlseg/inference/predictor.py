@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cxlseg import film as films
 from cxlseg import preprocess
 from cxlseg.device import amp_dtype as resolve_amp_dtype
 from cxlseg.device import compiled, resolve_device
@@ -38,9 +39,10 @@ class InputSpec:
     clahe_tiles: int
     clahe_space: str = "gray"  # checkpoints written before clahe_space existed used gray
     interpolation: str = "area"  # preprocess.interpolation; checkpoints written before it existed used area
+    polarity_template: tuple[float, ...] | None = None  # film.polarity_template of the training films (None: older)
 
     @classmethod
-    def from_train_config(cls, config: dict) -> "InputSpec":
+    def from_train_config(cls, config: dict, polarity_template=None) -> "InputSpec":
         return cls(
             net_size=int(config["size"]),
             in_channels=int(config["in_channels"]),
@@ -48,6 +50,7 @@ class InputSpec:
             clahe_tiles=int(config["clahe_tiles"]),
             clahe_space=str(config.get("clahe_space", "gray")),
             interpolation=str(config.get("interpolation", "area")),
+            polarity_template=tuple(polarity_template) if polarity_template is not None else None,
         )
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -60,6 +63,12 @@ class InputSpec:
             space=self.clahe_space,
             interpolation=self.interpolation,
         )
+
+    def prepare_film(self, image: np.ndarray, settings: films.FilmSettings) -> tuple[np.ndarray, films.FilmCheck]:
+        """The network input of the film inside `image` (border cropped, polarity righted, as `settings` say) and
+        the check that maps the film's mask back onto `image`."""
+        check = films.inspect(image, self.polarity_template, settings)
+        return self.prepare(check.film(image)), check
 
     def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
         """uint8 (N, h, w) prepared images -> float32 (N, C, h, w) in [0, 1]."""
@@ -74,6 +83,7 @@ class Prediction:
     member_agreement: np.ndarray  # mean Dice of each ensemble member's mask with the ensemble's (NaN: one model)
     member_agreement_min: np.ndarray  # the least agreeing member
     flip_agreement: np.ndarray  # Dice of the plain and the mirrored pass (NaN without tta_flip)
+    perturb_agreement: np.ndarray  # Dice with the mask of a blurred, re-exposed input (NaN without perturb)
 
     def agreement(self, i: int) -> dict:
         """Image i's agreement features, as QC reads them."""
@@ -81,7 +91,18 @@ class Prediction:
             "member_agreement": float(self.member_agreement[i]),
             "member_agreement_min": float(self.member_agreement_min[i]),
             "flip_agreement": float(self.flip_agreement[i]),
+            "perturb_agreement": float(self.perturb_agreement[i]),
         }
+
+
+def perturbed(x: torch.Tensor) -> torch.Tensor:
+    """A harder look at the same film: blurred, darker mid-tones, flatter contrast. A network that segments a film
+    confidently draws nearly the same lungs; one that is guessing (a film unlike its training films) does not."""
+    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype)
+    kernel = (kernel / kernel.sum()).view(1, 1, 1, 5).repeat(x.shape[1], 1, 1, 1)
+    blurred = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kernel, groups=x.shape[1])
+    blurred = F.conv2d(F.pad(blurred, (0, 0, 2, 2), mode="replicate"), kernel.transpose(2, 3), groups=x.shape[1])
+    return (0.5 + 0.7 * (blurred.clamp(0, 1) ** 1.6 - 0.5)).clamp(0, 1)
 
 
 def _mask_dice(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -101,6 +122,7 @@ class Predictor:
         *,
         device: torch.device | str = "cpu",
         tta_flip: bool = False,
+        perturb: bool = False,
         model_id: str = "model",
         amp_dtype: torch.dtype | str = torch.float16,
         compile: bool = False,
@@ -109,7 +131,7 @@ class Predictor:
         self.models = [m.to(self.device).eval() for m in models]
         if self.device.type == "cuda":
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
-        self.spec, self.tta_flip, self.model_id = spec, bool(tta_flip), model_id
+        self.spec, self.tta_flip, self.perturb, self.model_id = spec, bool(tta_flip), bool(perturb), model_id
         self.amp_dtype = resolve_amp_dtype(amp_dtype, self.device)
         self.models = compiled(self.models, compile)  # infer.compile: after channels_last, before use
 
@@ -120,6 +142,7 @@ class Predictor:
         *,
         device: str = "auto",
         tta_flip: bool = False,
+        perturb: bool = False,
         **speed,
     ) -> "Predictor":
         """One checkpoint, or several (an ensemble) that must share their input preprocessing; `speed` holds
@@ -129,11 +152,19 @@ class Predictor:
             raise ValueError("a predictor needs at least one checkpoint")
         dev = resolve_device(device)
         loaded = [load_model(p, dev) for p in paths]
-        specs = {InputSpec.from_train_config(meta["config"]) for _, meta in loaded}
+        specs = {InputSpec.from_train_config(meta["config"], meta.get("polarity_template")) for _, meta in loaded}
         if len(specs) > 1:
             raise ValueError(f"ensemble members differ in input preprocessing: {sorted(map(str, specs))}")
         model_id = "+".join(meta["model_id"] for _, meta in loaded)
-        return cls([m for m, _ in loaded], specs.pop(), device=dev, tta_flip=tta_flip, model_id=model_id, **speed)
+        return cls(
+            [m for m, _ in loaded],
+            specs.pop(),
+            device=dev,
+            tta_flip=tta_flip,
+            perturb=perturb,
+            model_id=model_id,
+            **speed,
+        )
 
     def _autocast(self):
         if self.device.type != "cuda":
@@ -177,6 +208,7 @@ class Predictor:
                 )
                 if self.tta_flip
                 else None,
+                "perturb_agreement": self._perturb_agreement(x, prob, threshold) if self.perturb else None,
             }
             if out_size and prob.shape[-1] != out_size:
                 prob = F.interpolate(prob, size=(out_size, out_size), mode="bilinear", align_corners=False)
@@ -189,6 +221,12 @@ class Predictor:
             },
         )
 
+    def _perturb_agreement(self, x: torch.Tensor, prob: torch.Tensor, threshold: float) -> torch.Tensor:
+        """Dice of the ensemble's mask with its mask of `perturbed(x)` (one more forward pass per member)."""
+        harder = perturbed(x)
+        other = torch.stack([self._probabilities(model, harder) for model in self.models]).mean(0)
+        return _mask_dice(other >= threshold, prob >= threshold)
+
     @staticmethod
     def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         logits = model(x)
@@ -197,14 +235,30 @@ class Predictor:
         return torch.sigmoid(logits.float())
 
     def predict(
-        self, images: np.ndarray, *, out_size: int | None = None, batch_size: int = 16, progress: bool = False
+        self,
+        images: np.ndarray,
+        *,
+        out_size: int | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
+        film: films.FilmSettings | None = None,
     ) -> np.ndarray:
-        """uint8 (N, H, W) radiographs -> probabilities (N, S, S), S = out_size or the images' own size."""
+        """uint8 (N, H, W) radiographs -> probabilities (N, S, S), S = out_size or the images' own size.
+
+        With `film` settings each image is segmented as inference segments it: the film alone, upright, its
+        probabilities mapped back onto the whole image (`films.FilmCheck.restore`)."""
         images = np.asarray(images)
         size = int(out_size or images.shape[-1])
         out = np.empty((len(images), size, size), np.float32)
         for start in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress, leave=False):
-            chunk = images[start : start + batch_size]
-            x = self.spec.to_tensor(np.stack([self.spec.prepare(np.asarray(img)) for img in chunk]))
-            out[start : start + len(chunk)] = self.forward(x, size)
+            chunk = [np.asarray(img) for img in images[start : start + batch_size]]
+            if film is None:
+                x = self.spec.to_tensor(np.stack([self.spec.prepare(img) for img in chunk]))
+                out[start : start + len(chunk)] = self.forward(x, size)
+                continue
+            prepared, checks = zip(*(self.spec.prepare_film(img, film) for img in chunk))
+            prob = self.forward(self.spec.to_tensor(np.stack(prepared)), images.shape[-1])
+            for j, check in enumerate(checks):
+                restored = check.restore(prob[j])
+                out[start + j] = restored if size == restored.shape[-1] else preprocess.resize(restored, size, "linear")
         return out

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from cxlseg import io, preprocess
 from cxlseg.evaluation.select_model import ensemble_checkpoints
+from cxlseg.film import FilmSettings
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
@@ -48,6 +49,7 @@ def inference_predictor(selected: dict, settings: InferSettings) -> Predictor:
         ensemble_checkpoints(selected, settings.ensemble),
         device=settings.device,
         tta_flip=settings.tta_flip,
+        perturb=settings.qc.perturbation,
         amp_dtype=settings.amp_dtype,
         compile=settings.compile,
     )
@@ -62,9 +64,33 @@ def _reason(exc: BaseException) -> str:
 class ShardDataset(torch.utils.data.Dataset):
     """Decodes and prepares one list row; any failure becomes a failure record, never an exception."""
 
-    def __init__(self, items: list[dict], mimic_root, spec: InputSpec, output_size: int, reduce_min_ratio: float):
-        self.items, self.root, self.spec = items, Path(mimic_root), spec
+    def __init__(
+        self,
+        items: list[dict],
+        mimic_root,
+        spec: InputSpec,
+        output_size: int,
+        reduce_min_ratio: float,
+        film: FilmSettings,
+    ):
+        self.items, self.root, self.spec, self.film = items, Path(mimic_root), spec, film
         self.output_size, self.reduce_min_ratio = int(output_size), float(reduce_min_ratio)
+
+    def decoded(self, index: int, resized: np.ndarray, true_hw, factor: int, note: str) -> dict:
+        """The sample of a decoded image: the film inside it prepared for the network, and the check that maps
+        its mask back (`film.FilmCheck`)."""
+        model_image, check = self.spec.prepare_film(resized, self.film)
+        return {
+            "index": index,
+            "image": resized,
+            "model_image": model_image,
+            "film": check,
+            "ok": True,
+            "error": "",
+            "orig_hw": true_hw,
+            "decode_factor": factor,
+            "note": note,
+        }
 
     def __len__(self) -> int:
         return len(self.items)
@@ -75,6 +101,7 @@ class ShardDataset(torch.utils.data.Dataset):
             "index": index,
             "image": np.zeros((size, size), np.uint8),
             "model_image": np.zeros((net, net), np.uint8),
+            "film": None,
             "ok": False,
             "error": "",
             "orig_hw": (None, None),
@@ -89,14 +116,7 @@ class ShardDataset(torch.utils.data.Dataset):
             resized, true_hw, factor, note = preprocess.decode_for_inference(
                 path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio, self.spec.interpolation
             )
-            sample.update(
-                image=resized,
-                model_image=self.spec.prepare(resized),
-                ok=True,
-                orig_hw=true_hw,
-                decode_factor=factor,
-                note=note,
-            )
+            sample = self.decoded(index, resized, true_hw, factor, note)
         except Exception as exc:  # noqa: BLE001 - one bad image must never kill the loader
             sample["error"] = _reason(exc)
         return sample
@@ -242,7 +262,9 @@ def _loader(
     """Batches of decoded images, decoded by worker processes when num_workers > 0; a tqdm bar over batches."""
     if not pending:
         return []
-    dataset = ShardDataset(pending, mimic_root, predictor.spec, settings.output_size, settings.reduce_min_ratio)
+    dataset = ShardDataset(
+        pending, mimic_root, predictor.spec, settings.output_size, settings.reduce_min_ratio, settings.film
+    )
     workers = settings.num_workers
     if gpu_decode.resolve_decode_device(settings.decode_device, predictor.device) == "gpu":
         batches = gpu_decode.batches(dataset, settings.batch_size, workers, predictor.device, _Collate(predictor.spec))
@@ -286,7 +308,7 @@ class _Job:
         out_size = int(batch["images"].shape[-1])
         pred = self.predictor.predict_batch(x, out_size, self.outputs.threshold) if ok else None
         at = {i: j for j, i in enumerate(ok)}
-        not_frontal = self.view_checker.p_not_frontal(batch["images"][ok]) if ok and self.view_checker else None
+        not_frontal = self.view_checker.p_not_frontal(self._films(batch, ok)) if ok and self.view_checker else None
         return [
             submit(
                 self.finish,
@@ -297,6 +319,11 @@ class _Job:
             )
             for i, sample in enumerate(meta)
         ]
+
+    @staticmethod
+    def _films(batch: dict, ok: list[int]) -> np.ndarray:
+        """The decoded films as the network saw them (cropped, upright): what the view check judges."""
+        return np.stack([batch["meta"][i]["film"].film(batch["images"][i]) for i in ok])
 
     def _signals(self, pred, j: int, not_frontal) -> dict:
         """What the batched models say about image j beyond its probabilities: agreement, and the view check."""
@@ -317,6 +344,7 @@ class _Job:
                         item,
                         image,
                         *prediction,
+                        sample["film"],
                         self.out_root,
                         self.outputs,
                         self.predictor.spec,
@@ -352,6 +380,8 @@ def _summary(manifest: pd.DataFrame, list_parquet, resumed: int, computed: int, 
         "resumed": int(resumed),
         "computed": int(computed),
         "flagged": int((ok.qc_flags.fillna("") != "").sum()),
+        "films_inverted": int(ok.film_inverted.fillna(False).sum()) if "film_inverted" in ok else 0,
+        "films_cropped": int(ok.film_cropped.fillna(False).sum()) if "film_cropped" in ok else 0,
         "flag_counts": dict(sorted(flags.items())),
         "failure_reasons": dict(Counter(manifest.loc[manifest.status == "failed", "error"].astype(str))),
         "model_id": model_id,

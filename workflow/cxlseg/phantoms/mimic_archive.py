@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from cxlseg.phantoms.mimic_plan import DRAWN_CLASSES, plan_mimic
 from cxlseg.phantoms.mimic_report import empty_report, mimic_report
 from cxlseg.phantoms.render import Phantom, render_phantom
 from cxlseg.phantoms.spec import DemoSpec, film_size, stream
+from cxlseg.qc.degradations import degrade
 
 METADATA_COLUMNS = [
     "dicom_id",
@@ -99,6 +101,9 @@ def _write_image(root: Path, truth_dir: Path, spec: DemoSpec, st: dict, im: dict
     metadata row and the finding sites it drew (the report describes those of the study's first frontal)."""
     rng = stream(spec, *im["stream"])
     phantom = _render(rng, spec, st, im)
+    if "hard_film" in im:  # seeded by the image's own stream, after the render: nothing else changes
+        image, mask = degrade(phantom.image, phantom.mask, im["hard_film"], 0.8, int(rng.integers(2**31)))
+        phantom = dataclasses.replace(phantom, image=image, mask=mask)
     true_frontal = phantom.view in FRONTAL_VIEWS
     if true_frontal:
         write_mask(truth_dir / f"{im['dicom_id']}.png", phantom.mask)

@@ -15,6 +15,7 @@ DRAWN_CLASSES = ("Atelectasis", "Lung Lesion", "Pleural Effusion", "Pneumonia") 
 # true views of the images whose ViewPosition says PA/AP (fodder for a view check before segmentation)
 MISLABELLED_VIEWS = ("LATERAL", "LATERAL", "CT", "CT")
 MIN_STUDIES = 11  # two without report, one empty report, four mislabelled-view hosts, four special images
+# (the two hard films share studies with them: a study holds up to three images)
 
 STUDY_TYPES = (  # (procedure, views, weight)
     ("CHEST (PA AND LAT)", ("PA", "LATERAL"), 0.40),
@@ -163,6 +164,27 @@ def _mark_review_cases(rng: np.random.Generator, studies: list[dict]) -> dict:
     return {"studies_with_empty_report": [f"s{empty['study_id']}"], "mislabelled_views": mislabelled}
 
 
+HARD_FILMS = ("inverted", "border")  # qc.degradations kinds the film check undoes
+
+
+def _mark_hard_films(rng: np.random.Generator, studies: list[dict]) -> dict[str, str]:
+    """Two ordinary frontal films of reported studies are written as an archive's hard films: one inverted
+    (MONOCHROME1 shown as MONOCHROME2), one photographed on a light box; their true masks move with them."""
+    plain = [
+        im
+        for st in studies
+        if st["report"] and not st["empty_report"]
+        for im in st["images"]
+        if im["view"] in FRONTAL_VIEWS and "special" not in im and "true_view" not in im
+    ]
+    chosen = rng.choice(len(plain), size=len(HARD_FILMS), replace=False)
+    hard = {}
+    for kind, i in zip(HARD_FILMS, chosen):
+        plain[int(i)]["hard_film"] = kind
+        hard[plain[int(i)]["dicom_id"]] = kind
+    return hard
+
+
 def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
     """Subjects in a few p1x prefixes, 1..3 studies each, 1..3 images per study; and the special cases."""
     rng = stream(spec, 4, 0)
@@ -193,6 +215,7 @@ def plan_mimic(spec: DemoSpec) -> tuple[list[dict], dict]:
     for index, im in enumerate((im for st in studies for im in st["images"]), start=1):
         im["stream"] = (4, index)  # one random stream per image
     special.update(_mark_review_cases(stream(spec, 6, 0), studies))
+    special["hard_films"] = _mark_hard_films(stream(spec, 8, 0), studies)
     special["prefixes"] = [f"p{p}" for p in prefixes]
     special["absent_prefixes"] = [f"p{p}" for p in range(10, 20) if p not in prefixes]
     return studies, special

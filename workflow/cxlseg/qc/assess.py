@@ -25,7 +25,10 @@ NO_SIGNALS = {
     "member_agreement": math.nan,
     "member_agreement_min": math.nan,
     "flip_agreement": math.nan,
+    "perturb_agreement": math.nan,
     "p_not_frontal": math.nan,
+    "film_fraction": math.nan,
+    "polarity_score": math.nan,
 }
 
 
@@ -39,6 +42,7 @@ class QCSettings:
     min_left_right_ratio: float
     max_left_right_ratio: float
     min_predicted_dice: float
+    perturbation: bool
     good_dice: float
     calibration_degraded: int
     calibration_max_images: int
@@ -63,17 +67,31 @@ def _shape(mask: np.ndarray) -> dict:
     }
 
 
+def edge_touch(mask: np.ndarray) -> float:
+    """Share of the mask's outline that runs along the image edge: a lung cut off by the film edge has a straight
+    stretch of outline there, a whole lung almost none."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    points = np.concatenate([c[:, 0] for c in contours]) if contours else np.empty((0, 2), int)
+    if not len(points):
+        return 0.0
+    h, w = mask.shape
+    on_edge = (points[:, 0] <= 0) | (points[:, 1] <= 0) | (points[:, 0] >= w - 1) | (points[:, 1] >= h - 1)
+    return float(on_edge.mean())
+
+
 def qc_metrics(
     prob: np.ndarray, mask: np.ndarray, signals: dict | None = None, *, threshold: float = 0.5, band: int = 3
 ) -> dict:
     """Ground-truth-free features of one predicted mask (the manifest's QC columns).
 
-    - `signals` from the batched models: member_agreement(_min), flip_agreement (Dice between the ensemble
-      members' / mirrored pass's masks, `Predictor.predict_batch`; NaN when there is one model or no flip pass),
-      and the view check's p_not_frontal (NaN without one);
+    - `signals` from the batched models: member_agreement(_min), flip_agreement, perturb_agreement (Dice between
+      the ensemble members' / mirrored pass's / perturbed input's masks, `Predictor.predict_batch`; NaN when there
+      is one model or no such pass), the view check's p_not_frontal (NaN without one), and the film check's
+      film_fraction and polarity_score (`film.FilmCheck.signals`);
     - mean_fg_prob, soft_dice (Dice of the probabilities with the mask: the Dice the model expects),
       boundary_entropy (bits, in a band around the border, where errors live), mean_entropy;
     - cleanup_agreement: Dice of the raw thresholded map with the cleaned mask (heavy clean-up = poor map);
+    - edge_touch: share of the mask's outline on the image edge (a lung cut off by the film edge);
     - shape: lung_area_fraction, lr_log_ratio (|log| of left/right area), solidity, centroid, height.
     """
     prob = np.asarray(prob, dtype=np.float32)
@@ -101,6 +119,7 @@ def qc_metrics(
         "boundary_entropy": float(entropy[boundary].mean()) if boundary.any() else 0.0,
         "soft_dice": 2.0 * float((prob * mask).sum()) / max(float(prob.sum() + mask.sum()), 1e-9),
         "cleanup_agreement": dice(raw, mask),
+        "edge_touch": edge_touch(mask),
         **_shape(mask),
     }
 

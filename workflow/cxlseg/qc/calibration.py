@@ -2,8 +2,9 @@
 inference does, clean and deliberately degraded (so that bad masks exist to learn from), and fit the
 predicted-Dice model (`qc_model.QCModel`) on their QC features and true Dice.
 
-Degradations mimic what goes wrong on real films: blur and noise of the detector, extreme exposure, white-out
-of a lung (consolidation, effusion), objects over the chest, unusual pose, low resolution.
+Degradations (`qc.degradations`) mimic what goes wrong on real films: detector blur, motion and noise, exposure far
+off, scans of prints, white-out of a lung, shields and objects over the chest, tilt and pose, cut-off lungs, films on
+a light box, inverted films.
 """
 
 from __future__ import annotations
@@ -11,23 +12,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import albumentations as A
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from cxlseg.config import RuleSettings
+from cxlseg.inference.outputs import mask_and_qc
 from cxlseg.inference.settings import InferSettings
 from cxlseg.io import atomic_path, write_csv
 from cxlseg.metrics import dice
 from cxlseg.qc import assess as qc
+from cxlseg.qc.degradations import DEGRADATIONS, degrade
 from cxlseg.qc.model import QCModel, tracking
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("validate", "test")
-BORDER = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
+KINDS = tuple(DEGRADATIONS)  # every kind of trouble: a bad mask QC has never seen is one it cannot predict
 
 
 @dataclass(frozen=True)
@@ -42,91 +43,53 @@ class CalibrateSettings(RuleSettings):
         return cls(InferSettings.from_config(config), config["seed"])
 
 
-def _whiteout(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
-    """A smooth dense opacity over part of the lungs: the commonest reason a real lung mask goes wrong."""
-    h, w = image.shape
-    rows, cols = np.nonzero(mask)
-    if not len(rows):
-        return image
-    k = rng.integers(len(rows))
-    radius = (0.1 + 0.25 * severity) * min(h, w)
-    yy, xx = np.mgrid[:h, :w]
-    blob = np.exp(-(((yy - rows[k]) ** 2 + (xx - cols[k]) ** 2) / (2 * radius**2)))
-    dense = image.astype(np.float32) + blob * (255 - image.astype(np.float32)) * (0.5 + 0.5 * severity)
-    return np.clip(dense, 0, 255).astype(np.uint8)
-
-
-def _albumentation(name: str, severity: float) -> A.BasicTransform:
-    s = severity
-    return {
-        "blur": A.GaussianBlur(sigma_limit=(1 + 5 * s, 1 + 6 * s), blur_limit=0, p=1),
-        "noise": A.GaussNoise(std_range=(0.05 + 0.2 * s, 0.06 + 0.25 * s), p=1),
-        "exposure": A.RandomBrightnessContrast(
-            brightness_limit=(-0.5 * s, 0.5 * s), contrast_limit=(-0.8 * s, -0.5 * s), p=1
-        ),
-        "occlusion": A.CoarseDropout(
-            num_holes_range=(1, 1 + int(3 * s)),
-            hole_height_range=(0.1, 0.1 + 0.25 * s),
-            hole_width_range=(0.1, 0.1 + 0.25 * s),
-            fill="random_uniform",
-            p=1,
-        ),
-        "pose": A.Affine(
-            rotate=(-10 - 25 * s, 10 + 25 * s), scale=(0.7, 1.3), translate_percent=(-0.15, 0.15), p=1, **BORDER
-        ),
-        "downscale": A.Downscale(scale_range=(0.08 + 0.1 * (1 - s), 0.15 + 0.1 * (1 - s)), p=1),
-    }[name]
-
-
-DEGRADATIONS = ("blur", "noise", "exposure", "occlusion", "pose", "downscale", "whiteout")
-
-
-def degrade(
-    image: np.ndarray, mask: np.ndarray, name: str, severity: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """A degraded copy of a store image and the true mask that goes with it (moved only by `pose`)."""
-    rng = np.random.default_rng(seed)
-    if name == "whiteout":
-        return _whiteout(image, mask, rng, severity), mask
-    out = A.Compose([_albumentation(name, severity)], seed=int(seed))(image=image, mask=mask)
-    return out["image"], out["mask"]
-
-
-def _variants(n_images: int, degraded: int, seed: int) -> list[tuple[int, str, float, int]]:
+def _variants(n_images: int, degraded: int, seed: int, kinds=KINDS) -> list[tuple[int, str, float, int]]:
     """(image, degradation or 'clean', severity, seed) for every calibration mask; seeded."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n_images):
         out.append((i, "clean", 0.0, 0))
         for _ in range(degraded):
-            out.append((i, str(rng.choice(DEGRADATIONS)), float(rng.uniform(0.0, 1.0)), int(rng.integers(2**31))))
+            out.append((i, str(rng.choice(kinds)), float(rng.uniform(0.0, 1.0)), int(rng.integers(2**31))))
     return out
 
 
 def measure(
-    images, masks, ids, predictor, settings, *, degraded: int, seed: int, progress: bool = True
+    images, masks, ids, predictor, settings, *, degraded: int, seed: int, kinds=KINDS, progress: bool = True
 ) -> pd.DataFrame:
     """One row per calibration mask: id, degradation, severity, QC features and the true Dice.
 
-    `settings` is the InferSettings of inference (threshold, clean-up); the predictor is inference's too.
+    `settings` is the InferSettings of inference (film check, threshold, clean-up); the predictor is inference's.
     """
+
+    def films():
+        for i, name, severity, variant_seed in _variants(len(images), degraded, seed, kinds):
+            image, truth = np.asarray(images[i]), (np.asarray(masks[i]) > 0).astype(np.uint8)
+            if name != "clean":
+                image, truth = degrade(image, truth, name, severity, variant_seed)
+            yield {"image_id": ids[i], "degradation": name, "severity": round(severity, 3)}, image, truth
+
+    total = len(images) * (1 + degraded)
+    bar = tqdm(films(), total=total, desc="calibrate QC", unit="mask", disable=not progress)
+    return measure_films(bar, predictor, settings)
+
+
+def measure_films(films, predictor, settings) -> pd.DataFrame:
+    """(meta, film, true mask) -> one row per film: meta, QC features and the true Dice of the mask inference
+    would write (`outputs.mask_and_qc`, after the film check of `InputSpec.prepare_film`)."""
     rows, batch = [], []
-    plan = _variants(len(images), degraded, seed)
 
     def flush():
-        x = predictor.spec.to_tensor(np.stack([predictor.spec.prepare(img) for _, img, _ in batch]))
-        pred = predictor.predict_batch(x, images.shape[-1], settings.threshold)
-        for j, (meta, _, truth) in enumerate(batch):
-            mask = settings.postprocess.clean(pred.prob[j], settings.threshold)
-            metrics = qc.qc_metrics(pred.prob[j], mask, pred.agreement(j), threshold=settings.threshold)
+        prepared, checks = zip(*(predictor.spec.prepare_film(image, settings.film) for _, image, _ in batch))
+        x = predictor.spec.to_tensor(np.stack(prepared))
+        pred = predictor.predict_batch(x, batch[0][1].shape[-1], settings.threshold)
+        for j, ((meta, _, truth), check) in enumerate(zip(batch, checks)):
+            mask, metrics, _ = mask_and_qc(pred.prob[j], check, pred.agreement(j), settings)
             rows.append({**meta, **metrics, "dice": dice(mask, truth)})
         batch.clear()
 
-    for i, name, severity, variant_seed in tqdm(plan, desc="calibrate QC", unit="mask", disable=not progress):
-        image, truth = np.asarray(images[i]), (np.asarray(masks[i]) > 0).astype(np.uint8)
-        if name != "clean":
-            image, truth = degrade(image, truth, name, severity, variant_seed)
-        batch.append(({"image_id": ids[i], "degradation": name, "severity": round(severity, 3)}, image, truth))
+    for meta, image, truth in films:
+        batch.append((meta, image, truth))
         if len(batch) == settings.batch_size:
             flush()
     if batch:

@@ -23,6 +23,7 @@ FEATURES = (
     "member_agreement",
     "member_agreement_min",
     "flip_agreement",
+    "perturb_agreement",
     "mean_fg_prob",
     "soft_dice",
     "cleanup_agreement",
@@ -35,10 +36,21 @@ FEATURES = (
     "centroid_y",
     "height_fraction",
     "n_components",
+    "edge_touch",
+    "film_fraction",
+    "polarity_score",
 )
 # Features that crowd just below 1 on good masks: -log(1 - x) spreads that end, where the decisions are.
 NEAR_ONE = frozenset(
-    {"member_agreement", "member_agreement_min", "flip_agreement", "mean_fg_prob", "soft_dice", "cleanup_agreement"}
+    {
+        "member_agreement",
+        "member_agreement_min",
+        "flip_agreement",
+        "perturb_agreement",
+        "mean_fg_prob",
+        "soft_dice",
+        "cleanup_agreement",
+    }
 )
 FORMAT = "cxlseg-qc-model/1"
 

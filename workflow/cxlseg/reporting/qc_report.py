@@ -162,6 +162,22 @@ def _listed(frame: pd.DataFrame) -> str:
     return f"The first {LISTED} of {len(frame):,} are listed; all are in CXLSeg-failed.csv.gz."
 
 
+FILM_COLUMNS = ["dicom_id", "film_inverted", "film_cropped", "film_fraction", "polarity_score"]
+
+
+def _film_section(manifest: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+    """Films segmented after undoing an inversion or a light-box border, then the least chest-like films."""
+    ok = manifest[manifest["status"] == "ok"].reindex(columns=FILM_COLUMNS)
+    undone = ok[ok["film_inverted"].fillna(False).astype(bool) | ok["film_cropped"].fillna(False).astype(bool)]
+    unlike = ok.drop(undone.index).nsmallest(5, "polarity_score")
+    text = (
+        f"{len(undone)} of {len(ok)} films were segmented after the film check (`infer.film`) turned them upright "
+        "or cropped a light-box border; their masks are mapped back onto the whole image. Below them, the films "
+        "least like a chest film either way up (lowest polarity score: correlation with the training films)."
+    )
+    return (f"Film check ({len(undone)})", text, pd.concat([undone, unlike]).head(LISTED))
+
+
 def write_qc_report(
     manifest_paths,
     selection_summary,
@@ -200,6 +216,7 @@ def write_qc_report(
         (f"Failed images ({len(failed)})", _listed(failed), failed.head(LISTED)),
         (f"QC-flagged images ({len(flagged)})", "Lowest predicted Dice first. " + _listed(shown), shown.head(LISTED)),
     ]
+    sections.append(_film_section(manifest))
     model = QCModel.load(qc_model_path)
     sections += _model_sections(model)
     tracking, validation = {}, None

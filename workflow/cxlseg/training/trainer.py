@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cxlseg import __version__
+from cxlseg import film as films
 from cxlseg.config import RuleSettings, build_settings, speed_only_keys
 from cxlseg.device import resolve_device, seed_everything
 from cxlseg.io import write_csv, write_json
@@ -161,6 +162,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.train_set = StoreDataset(self.store, "train", cfg, augment=cfg.augment_online)
         self.val_set = StoreDataset(self.store, "validate", cfg)
+        self.polarity_template = film_template(self.train_set.images)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise ValueError(
                 f"{self.store}: train ({len(self.train_set)}) and val ({len(self.val_set)}) "
@@ -352,8 +354,23 @@ class Trainer:
             }
         metrics = dict(self.history[-1]) if full else dict(best)
         checkpoint.write_checkpoint(
-            path, checkpoint.payload(self.model, asdict(self.cfg), epoch=self.epoch, metrics=metrics, **state)
+            path,
+            checkpoint.payload(
+                self.model,
+                asdict(self.cfg),
+                epoch=self.epoch,
+                metrics=metrics,
+                polarity_template=list(self.polarity_template),
+                **state,
+            ),
         )
+
+
+def film_template(images, at_most: int = 4000) -> tuple[float, ...]:
+    """The training films' polarity template (film.polarity_template), from an even sample of at most `at_most`:
+    the predictor reads it from the checkpoint to tell an inverted film from an upright one."""
+    step = max(1, len(images) // at_most)
+    return films.polarity_template(images[i] for i in range(0, len(images), step))
 
 
 def configs_compatible(saved: dict, requested: dict) -> bool:

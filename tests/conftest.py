@@ -21,7 +21,7 @@ from helpers import shards as shard_helpers
 from helpers.bench import load_bench as _load_bench
 from helpers.settings import build_config, build_infer_settings, build_train_config
 from helpers.shards import confident_prob, fit_toy_qc_model, run_infer, two_lung_mask, write_shard
-from helpers.training import write_store
+from helpers.training import model_files, write_store
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
@@ -79,7 +79,7 @@ def trained(tmp_path_factory, store):
     """A tiny sa_unet trained for 2 epochs on `store` (shared, read-only)."""
     folder = tmp_path_factory.mktemp("trained") / "sa_unet"
     cfg = build_train_config("sa_unet", epochs=2)
-    described = train_model(store, folder, cfg)
+    described = train_model(store, model_files(folder), cfg)
     return Trained(
         store=store, folder=folder, checkpoint=folder / "checkpoint_best.pt", config=cfg, described=described
     )

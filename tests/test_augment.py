@@ -23,6 +23,7 @@ from cxlseg.training.augment import (
     sample_seed,
 )
 from cxlseg.training.store import store_files
+from helpers.training import ingest_files
 
 SIZE = 32
 VALIDATE = {"CHNCXR_0003_0", "bacterial"}
@@ -45,7 +46,7 @@ def store_inputs(tmp_path_factory, layouts):
     ingest_dirs = {"shenzhen": base / "ingest" / "shenzhen", "v7": base / "ingest" / "v7"}
     layouts.make_shenzhen(roots["shenzhen"])
     layouts.make_v7_json(roots["v7"])
-    frames = [ingest_dataset(name, roots[name], ingest_dirs[name]).manifest for name in roots]
+    frames = [ingest_dataset(name, roots[name], ingest_files(ingest_dirs[name])).manifest for name in roots]
     df = pd.concat(frames, ignore_index=True)
     df["split"] = ["validate" if i in VALIDATE else "test" if i in TEST else "train" for i in df["image_id"]]
     ghost = df[df["image_id"] == "CHNCXR_0001_0"].assign(

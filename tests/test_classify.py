@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cxlseg.classify import ClassifySettings, summarise, train_and_evaluate
+from cxlseg.classify import ClassifySettings, RunFiles, Table3Files, summarise, train_and_evaluate
 from cxlseg.config import build_settings, default_config, load_schema, speed_only_keys
 from cxlseg.io import write_csv, write_image
 from cxlseg.mimic import CHEXPERT_LABELS, image_relpath
@@ -72,9 +72,7 @@ def test_schema_keys_are_documented_and_only_speed_keys_are_speed_only():
 def test_report_labels_must_be_trained_labels(tmp_path):
     settings = build_settings(ClassifySettings, default_config()["classify"], labels=["Edema", "Pneumonia"])
     with pytest.raises(ValueError, match=r"report_labels \['Lung Lesion', 'Atelectasis', 'Pleural Effusion'\]"):
-        train_and_evaluate(
-            settings, "resnet50", "original", cxlseg_dir=tmp_path, mimic_root=tmp_path, run_dir=tmp_path / "r", seed=1
-        )
+        train_and_evaluate(settings, "resnet50", "original", **_where(tmp_path, tmp_path, tmp_path / "r"), seed=1)
 
 
 # --- a tiny end-to-end run --------------------------------------------------------------------------
@@ -133,10 +131,31 @@ def _small(**overrides):
     return build_settings(ClassifySettings, default_config()["classify"], **{**tiny, **overrides})
 
 
+def run_files(folder) -> RunFiles:
+    """The classify rule's outputs for one run, in `folder`."""
+    return RunFiles(folder / "metrics.json", folder / "predictions.csv", folder / "skipped.csv")
+
+
+def _where(cxlseg_root, mimic_root, run_dir) -> dict:
+    """train_and_evaluate's files as the classify rule passes them."""
+    return {
+        "segmented": cxlseg_root / "CXLSeg-segmented.csv.gz",
+        "split": cxlseg_root / "CXLSeg-split.csv.gz",
+        "images_root": cxlseg_root,
+        "mimic_root": mimic_root,
+        "out": run_files(run_dir),
+    }
+
+
+def _summarise(runs, out, report_labels):
+    """summarise with the classify_summary rule's outputs in `out`."""
+    names = ("table3.csv", "table3.md", "table3_all_labels.csv", "table3_all_labels.md", "roc.png", "skipped.csv")
+    copies = [out / f"predictions_{run.name}.csv" for run in runs]
+    return summarise([run_files(run) for run in runs], Table3Files(*(out / n for n in names), copies), report_labels)
+
+
 def _run(settings, model, kind, cxlseg_root, mimic_root, out):
-    return train_and_evaluate(
-        settings, model, kind, cxlseg_dir=cxlseg_root, mimic_root=mimic_root, run_dir=out / f"{model}_{kind}", seed=7
-    )
+    return train_and_evaluate(settings, model, kind, **_where(cxlseg_root, mimic_root, out / f"{model}_{kind}"), seed=7)
 
 
 def test_every_classifier_on_both_inputs_then_table3(tmp_path):
@@ -145,7 +164,7 @@ def test_every_classifier_on_both_inputs_then_table3(tmp_path):
     for model in MODELS:
         for kind in ("original", "segmented"):
             _run(settings, model, kind, cxlseg_root, mimic_root, out)
-    table = summarise(
+    table = _summarise(
         [out / f"{m}_{k}" for m in MODELS for k in ("original", "segmented")], out, settings.report_labels
     )
 
@@ -225,8 +244,6 @@ def test_empty_validate_split_and_loader_workers(tmp_path):
 
 def test_bad_runs_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown input 'masks'"):
-        train_and_evaluate(
-            _small(), "resnet50", "masks", cxlseg_dir=tmp_path, mimic_root=tmp_path, run_dir=tmp_path / "o", seed=1
-        )
+        train_and_evaluate(_small(), "resnet50", "masks", **_where(tmp_path, tmp_path, tmp_path / "o"), seed=1)
     with pytest.raises(FileNotFoundError, match="resnet50_original/metrics.json"):
-        summarise([tmp_path / "resnet50_original"], tmp_path, TABLE3_LABELS)
+        _summarise([tmp_path / "resnet50_original"], tmp_path, TABLE3_LABELS)

@@ -80,7 +80,9 @@ def test_load_cohort_rejects_unknown_split(tmp_path):
         tmp_path / "CXLSeg-split.csv.gz",
     )
     with pytest.raises(ValueError, match=r"CXLSeg-split.csv.gz: split values \['val'\]"):
-        cohort.load_cohort(tmp_path, TABLE3_LABELS, "ones")
+        cohort.load_cohort(
+            tmp_path / "CXLSeg-segmented.csv.gz", tmp_path / "CXLSeg-split.csv.gz", TABLE3_LABELS, "ones"
+        )
 
 
 def test_image_paths_follow_mimic_and_cxlseg_layouts(tmp_path):

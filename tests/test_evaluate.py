@@ -9,11 +9,12 @@ from cxlseg.evaluation.evaluate import evaluate_inference, evaluate_model, score
 from cxlseg.evaluation.paper_metrics import paper_scores
 from cxlseg.inference.predictor import Predictor
 from cxlseg.metrics import bce_dice_loss, image_metrics
+from helpers.training import evaluation_files
 
 
 def test_evaluate_writes_per_image_table_and_summary(trained, tmp_path, infer_settings):
     settings = infer_settings(tta_flip=True)
-    summary = evaluate_model(trained.checkpoint, trained.store, tmp_path, settings)
+    summary = evaluate_model(trained.checkpoint, trained.store, evaluation_files(tmp_path), settings)
     per_image = pd.read_csv(tmp_path / "test_per_image.csv")
     assert list(per_image.columns) == [
         "image_id",
@@ -48,7 +49,7 @@ def test_evaluate_writes_per_image_table_and_summary(trained, tmp_path, infer_se
 
 def test_the_loss_column_is_the_training_loss_of_the_predicted_probabilities(trained, tmp_path, infer_settings):
     settings = infer_settings()
-    evaluate_model(trained.checkpoint, trained.store, tmp_path, settings)
+    evaluate_model(trained.checkpoint, trained.store, evaluation_files(tmp_path), settings)
     per_image = pd.read_csv(tmp_path / "test_per_image.csv")
     images, masks = np.load(trained.store / "test_images.npy"), np.load(trained.store / "test_masks.npy")
     probs = Predictor.from_checkpoints(trained.checkpoint, device="cpu").predict(images, out_size=32)
@@ -64,13 +65,13 @@ def test_the_infer_clean_up_is_applied_to_every_mask(trained, tmp_path, infer_se
     evaluate_model(
         trained.checkpoint,
         trained.store,
-        tmp_path / "erased",
+        evaluation_files(tmp_path / "erased"),
         infer_settings(postprocess={"min_component_fraction": 1.0}),
     )
     erased = pd.read_csv(tmp_path / "erased" / "test_per_image.csv")
     assert (erased["dice"] == 0).all()
     assert erased["hd95"].tolist() == pytest.approx([np.hypot(32, 32)] * 6)
-    evaluate_model(trained.checkpoint, trained.store, tmp_path / "kept", infer_settings())
+    evaluate_model(trained.checkpoint, trained.store, evaluation_files(tmp_path / "kept"), infer_settings())
     kept = pd.read_csv(tmp_path / "kept" / "test_per_image.csv")
     assert (kept["dice"] > 0).any()
     assert kept["loss"].tolist() == erased["loss"].tolist()  # the loss is of the probabilities, before clean-up
@@ -96,7 +97,9 @@ def test_score_predictions_uses_threshold_and_clean_up(infer_settings):
 
 
 def test_other_splits_get_their_own_files(trained, tmp_path, infer_settings):
-    evaluate_model(trained.checkpoint, trained.store, tmp_path, infer_settings(), split="validate")
+    evaluate_model(
+        trained.checkpoint, trained.store, evaluation_files(tmp_path, "validate"), infer_settings(), split="validate"
+    )
     assert (tmp_path / "validate_per_image.csv").is_file() and (tmp_path / "validate_summary.json").is_file()
     assert len(pd.read_csv(tmp_path / "validate_per_image.csv")) == 6
 
@@ -104,7 +107,7 @@ def test_other_splits_get_their_own_files(trained, tmp_path, infer_settings):
 def test_an_empty_split_is_an_error(trained, tmp_path, make_store, infer_settings):
     store = make_store(tmp_path / "store", counts=(("train", 2), ("validate", 1), ("test", 0)))
     with pytest.raises(ValueError, match="holds no images"):
-        evaluate_model(trained.checkpoint, store, tmp_path / "out", infer_settings())
+        evaluate_model(trained.checkpoint, store, evaluation_files(tmp_path / "out"), infer_settings())
 
 
 def test_the_inference_ensemble_is_scored_with_the_production_predictor(trained, tmp_path, infer_settings):
@@ -120,12 +123,12 @@ def test_the_inference_ensemble_is_scored_with_the_production_predictor(trained,
         "checkpoints": {"sa_unet": str(trained.checkpoint), "unet": str(second)},
     }
     settings = infer_settings(ensemble=2)
-    summary = evaluate_inference(selected, trained.store, tmp_path / "inference", settings)
+    summary = evaluate_inference(selected, trained.store, evaluation_files(tmp_path / "inference"), settings)
     assert summary["members"] == ["sa_unet", "unet"] and summary["architecture"] == "sa_unet+unet"
     assert summary["n_images"] == 6 and summary["metrics"]["dice"]["n"] == 6
-    single = evaluate_model(trained.checkpoint, trained.store, tmp_path / "single", settings)
+    single = evaluate_model(trained.checkpoint, trained.store, evaluation_files(tmp_path / "single"), settings)
     # two copies of one network average to that network: the same Dice, measured by a two-member predictor
     assert summary["metrics"]["dice"]["mean"] == pytest.approx(single["metrics"]["dice"]["mean"], abs=1e-6)
     assert "+" in summary["model_id"]
-    one = evaluate_inference(selected, trained.store, tmp_path / "one", infer_settings(ensemble=1))
+    one = evaluate_inference(selected, trained.store, evaluation_files(tmp_path / "one"), infer_settings(ensemble=1))
     assert one["members"] == ["sa_unet"]

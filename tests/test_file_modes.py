@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from cxlseg.config import default_config
 from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
-from cxlseg.tables.merge import TABLE_NAMES, merge_tables
+from cxlseg.tables.merge import merge_tables
 from cxlseg.tables.settings import TablesSettings
 from cxlseg.training.trainer import train_model
+from helpers.tables import TABLE_NAMES, table_files
+from helpers.training import model_files
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def mode(path) -> int:
 
 
 def test_checkpoint_written_by_train_model(umask_022, store, tmp_path, train_config):
-    train_model(store, tmp_path, train_config(epochs=1))
+    train_model(store, model_files(tmp_path), train_config(epochs=1))
     for name in ("checkpoint_best.pt", "checkpoint_last.pt", "history.csv", "model.json"):
         assert mode(tmp_path / name) == 0o644, name
 
@@ -68,7 +70,7 @@ def test_tables_written_by_merge_tables(umask_022, tmp_path):
         tmp_path / "metadata.csv.gz",
         tmp_path / "chexpert.csv.gz",
         tmp_path / "reports",
-        tmp_path / "out",
+        table_files(tmp_path / "out"),
         TablesSettings.from_config(default_config()),
         progress=False,
     )

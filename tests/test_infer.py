@@ -20,6 +20,7 @@ from cxlseg.inference.settings import InferSettings
 from cxlseg.inference.shard import ShardDataset, infer_shard
 from cxlseg.mimic import image_relpath, study_dir
 from helpers.shards import fit_toy_qc_model
+from helpers.training import evaluation_files
 
 FILM_ON = FilmSettings(crop_border=True, polarity=True)
 
@@ -388,7 +389,7 @@ def test_evaluation_and_inference_give_identical_probabilities(tmp_path, trained
     assert inferred.dtype == evaluated.dtype and np.array_equal(inferred, evaluated)
 
     # and the files each path writes agree: evaluate's model id and scores, infer's masks
-    summary = evaluate_model(trained.checkpoint, store, tmp_path / "eval", settings)
+    summary = evaluate_model(trained.checkpoint, store, evaluation_files(tmp_path / "eval"), settings)
     run = infer_shard(
         list_path, mimic, tmp_path / "out", tmp_path / "out" / "m.parquet", predictor, settings, progress=False
     )

@@ -12,6 +12,7 @@ from cxlseg import io
 from cxlseg.ingest.labels import label_from_finding
 from cxlseg.ingest.lung_masks import MaskError, binarise_mask, render_polygons
 from cxlseg.ingest.readers import MANIFEST_COLUMNS, REJECT_COLUMNS, ingest_dataset
+from helpers.training import ingest_files
 
 
 def _reason(rejects: pd.DataFrame, image_id: str) -> str:
@@ -39,7 +40,7 @@ def _check_outputs(result, out, expected_accepted: dict):
 def test_shenzhen_layout_and_bad_cases(tmp_path, layouts):
     root, out = tmp_path / "shenzhen", tmp_path / "out"
     spec = layouts.make_shenzhen(root)
-    result = ingest_dataset("shenzhen", root, out)
+    result = ingest_dataset("shenzhen", root, ingest_files(out))
     _check_outputs(result, out, spec["accepted"])
     for image_id, fragment in spec["rejected"].items():
         assert fragment in _reason(result.rejects, image_id)
@@ -53,7 +54,7 @@ def test_shenzhen_layout_and_bad_cases(tmp_path, layouts):
 def test_montgomery_merges_left_and_right_and_reads_12_bit(tmp_path, layouts):
     root, out = tmp_path / "mont", tmp_path / "out"
     spec = layouts.make_montgomery(root)
-    result = ingest_dataset("montgomery", root, out)
+    result = ingest_dataset("montgomery", root, ingest_files(out))
     _check_outputs(result, out, spec["accepted"])
     for image_id, fragment in spec["rejected"].items():
         assert fragment in _reason(result.rejects, image_id)
@@ -86,7 +87,7 @@ def test_twelve_bit_png_maps_to_full_8_bit_range_without_wrap(tmp_path, layouts)
 def test_v7_darwin_json(tmp_path, layouts):
     root, out = tmp_path / "v7", tmp_path / "out"
     spec = layouts.make_v7_json(root)
-    result = ingest_dataset("v7", root, out, mask_source="json")
+    result = ingest_dataset("v7", root, ingest_files(out), mask_source="json")
     _check_outputs(result, out, spec["accepted"])
     for image_id, fragment in spec["rejected"].items():
         assert fragment in _reason(result.rejects, image_id), image_id
@@ -122,7 +123,7 @@ def test_darwin_polygons_with_hole_and_island_give_hand_computed_area(layouts):
 def test_v7_png_masks_with_index_csv(tmp_path, layouts):
     root, out = tmp_path / "v7png", tmp_path / "out"
     spec = layouts.make_v7_png(root)
-    result = ingest_dataset("v7", root, out, mask_source="png")
+    result = ingest_dataset("v7", root, ingest_files(out), mask_source="png")
     _check_outputs(result, out, spec["accepted"])
     assert dict(zip(result.manifest["image_id"], result.manifest["patient_id"])) == spec["patients"]
     assert sorted(r.split(" (")[0].split(":")[0] for r in result.rejects["reason"]) == sorted(spec["reject_reasons"])
@@ -134,11 +135,11 @@ def test_v7_png_masks_with_index_csv(tmp_path, layouts):
 def test_png_mode_needs_index_and_unknown_dataset_is_refused(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(FileNotFoundError, match="index.csv"):
-        ingest_dataset("v7", tmp_path, tmp_path / "out", mask_source="png")
+        ingest_dataset("v7", tmp_path, ingest_files(tmp_path / "out"), mask_source="png")
     with pytest.raises(ValueError, match="unknown dataset"):
-        ingest_dataset("chexpert", tmp_path, tmp_path / "out")
+        ingest_dataset("chexpert", tmp_path, ingest_files(tmp_path / "out"))
     with pytest.raises(FileNotFoundError, match="CXR_png"):
-        ingest_dataset("shenzhen", tmp_path, tmp_path / "out")
+        ingest_dataset("shenzhen", tmp_path, ingest_files(tmp_path / "out"))
 
 
 def test_binarise_mask_accepts_0_1_and_0_255_only():
@@ -198,7 +199,7 @@ def test_darwin_2_document_and_malformed_polygon(tmp_path, layouts):
     }
     (root / "annotations" / "v2doc.json").write_text(json.dumps(v2))
     (root / "annotations" / "malformed.json").write_text(json.dumps(bad))
-    result = ingest_dataset("v7", root, tmp_path / "out")
+    result = ingest_dataset("v7", root, ingest_files(tmp_path / "out"))
     assert result.counts == {"pneumonia": 1}
     assert int(io.read_mask(tmp_path / "out" / "masks" / "v2doc.png").sum()) == layouts.TWO_LUNGS_AREA
     assert "malformed polygon" in _reason(result.rejects, "malformed")

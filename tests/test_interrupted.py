@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import yaml
 from cxlseg.inference.manifest import partial_path
 from cxlseg.tables.provenance import check_run
+from helpers.workflow import snakemake_cmd, workflow_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARD = "p14"  # the demo's largest prefix with these settings: 17 frontal images
@@ -43,19 +43,13 @@ TABLES = ["metadata", "segmented", "split", "mask", "failed"]
 def _command(workdir: Path, args, root: Path = ROOT) -> list[str]:
     configs = [root / "config" / "config.yaml", root / "config" / "demo.yaml", workdir / "tiny.yaml"]
     configs += [workdir / "change.yaml"] if (workdir / "change.yaml").is_file() else []
-    return [
-        *(sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(workdir)),
-        *("--configfile", *map(str, configs), "--profile", str(root / "profiles" / "local"), "--cores", "2"),
-        *args,
-    ]
-
-
-def _env() -> dict:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return snakemake_cmd(workdir, *args, "--cores", "2", configs=configs, profile="local", root=root)
 
 
 def snakemake(workdir: Path, *args: str, root: Path = ROOT) -> str:
-    proc = subprocess.run(_command(workdir, args, root), capture_output=True, text=True, timeout=1500, env=_env())
+    proc = subprocess.run(
+        _command(workdir, args, root), capture_output=True, text=True, timeout=1500, env=workflow_env()
+    )
     if proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc.stdout + proc.stderr
@@ -86,7 +80,7 @@ def kill_mid_shard(workdir: Path, *args: str, root: Path = ROOT) -> int:
     stale = partial.stat().st_mtime_ns if partial.exists() else None  # a partial of an earlier killed run
     log = open(workdir / "killed.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        _command(workdir, args, root), stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        _command(workdir, args, root), stdout=log, stderr=subprocess.STDOUT, env=workflow_env(), start_new_session=True
     )
     deadline = time.monotonic() + 1200
     try:

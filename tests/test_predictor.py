@@ -8,6 +8,7 @@ import torch
 from cxlseg import preprocess
 from cxlseg.inference.predictor import InputSpec, Predictor
 from cxlseg.training.checkpoint import load_model
+from helpers.training import model_files
 
 
 def test_input_spec_from_the_training_config(train_config):
@@ -89,7 +90,7 @@ def test_from_checkpoints_ensemble_and_mismatch(trained, tmp_path, train_config)
     # an ensemble must share its input preprocessing
     from cxlseg.training.trainer import train_model
 
-    train_model(trained.store, tmp_path / "lab", train_config(epochs=1, clahe_space="lab"))
+    train_model(trained.store, model_files(tmp_path / "lab"), train_config(epochs=1, clahe_space="lab"))
     with pytest.raises(ValueError, match="preprocessing"):
         Predictor.from_checkpoints([trained.checkpoint, tmp_path / "lab" / "checkpoint_best.pt"], device="cpu")
 

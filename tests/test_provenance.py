@@ -164,13 +164,13 @@ def test_check_run_command_exit_status_and_message(tmp_path, capsys):
 
 def test_report_section_shows_the_run_and_warns(tmp_path):
     results = build_results(tmp_path)
-    section = identity_section(results)
+    section = identity_section(provenance.check_run(results))
     assert "Which run the tables describe" in section and "c0ffee" in section and "p11.parquet" in section
     assert "class='banner'" not in section
     manifest = results / provenance.MANIFESTS_DIR / "p10.parquet"
     partial_path(manifest).parent.mkdir(parents=True, exist_ok=True)
     manifest.rename(partial_path(manifest))
-    warned = identity_section(results)
+    warned = identity_section(provenance.check_run(results))
     assert "class='banner'" in warned and "p10.parquet is missing: its shard was rerun and did not finish" in warned
 
 

@@ -13,11 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.reporting.review_page import build_review_page, view_members, worst_first
+from cxlseg.reporting.review_page import ReviewFiles, build_review_page, view_members, worst_first
 from cxlseg.tables.review import read_decisions
 from helpers.browser import chromium_page, chromium_path
 
 FLAG_CYCLE = ["", "", "", "low_predicted_dice;low_soft_dice", "not_frontal", "empty_mask;low_predicted_dice"]
+
+
+def review_files(folder) -> ReviewFiles:
+    """The review_page rule's files in `folder`."""
+    return ReviewFiles(folder / "index.html", folder / "data", folder / "thumbs")
 
 
 def qc_frame(n: int, shards=("p10", "p11")) -> pd.DataFrame:
@@ -79,7 +84,8 @@ def test_every_filter_is_a_list_of_small_page_files(tmp_path):
     assert len(views["all.all"]) == 250 and len(views["p10.all"]) == 126
     assert len(views["all.flagged"]) == len(views["all.low_predicted_dice"]) + len(views["all.not_frontal"])
     assert "p10.not_frontal" in views and all(len(v) for v in views.values())
-    summary = build_review_page(*write_run(tmp_path, qc), min_predicted_dice=0.9, page_size=60)
+    qc_csv, split_csv, review = write_run(tmp_path, qc)
+    summary = build_review_page(qc_csv, split_csv, review_files(review), min_predicted_dice=0.9, page_size=60)
     data = tmp_path / "review" / "data"
     assert sorted(p.name for p in (data / "all.all").iterdir()) == ["1.js", "2.js", "3.js", "4.js", "5.js"]
     assert summary["page_files"] == sum(-(-len(v) // 60) for v in views.values()) + 1
@@ -97,10 +103,10 @@ def test_every_filter_is_a_list_of_small_page_files(tmp_path):
 
 def test_a_rebuild_leaves_no_stale_page(tmp_path):
     qc_csv, split_csv, review = write_run(tmp_path, qc_frame(130))
-    build_review_page(qc_csv, split_csv, review, min_predicted_dice=0.9)
+    build_review_page(qc_csv, split_csv, review_files(review), min_predicted_dice=0.9)
     assert (review / "data" / "all.all" / "3.js").is_file()
     qc_csv, split_csv, review = write_run(tmp_path, qc_frame(50), thumbs=False)
-    summary = build_review_page(qc_csv, split_csv, review, min_predicted_dice=0.9)
+    summary = build_review_page(qc_csv, split_csv, review_files(review), min_predicted_dice=0.9)
     assert not (review / "data" / "all.all" / "2.js").exists()
     assert summary["missing_thumbnails"] == 0  # thumbnails of the earlier build are still there
 
@@ -117,7 +123,7 @@ def test_filters_paging_and_a_clicked_decision_in_the_exported_csv(tmp_path):
     qc = qc_frame(150)
     qc.loc[qc["dicom_id"] == "img0002", ["review", "review_note", "status"]] = ["rejected", "earlier, kept", "rejected"]
     qc_csv, split_csv, review = write_run(tmp_path, qc)
-    build_review_page(qc_csv, split_csv, review, min_predicted_dice=0.9, demo=True)
+    build_review_page(qc_csv, split_csv, review_files(review), min_predicted_dice=0.9, demo=True)
     order = worst_first(qc)["dicom_id"].tolist()
     with chromium_page() as page:
         page.goto((review / "index.html").as_uri())

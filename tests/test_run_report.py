@@ -1,15 +1,20 @@
 """The run report pages, built from a tiny synthetic results folder."""
 
+import dataclasses
 import json
 import os
 import re
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from cxlseg.reporting import pages, run_report, run_stats
+from cxlseg.reporting.inputs import DATASET_TABLES
+from helpers.reporting import report_files
 
 IDS = [f"d{i:02d}aaaaaa" for i in range(6)]
 RAW_HEADERS = ("peak_rss_mb", "images_per_s", "dice_p5", "n_test", "bad_caught", "good_flagged")
@@ -180,7 +185,7 @@ def _links(page: str) -> list[str]:
 
 
 def test_the_first_page_answers(results):
-    page = run_report.summary_page(results, demo=True)
+    page = run_report.summary_page(report_files(results), demo=True)
     glance = page.split("id='images'")[0]  # what the first screen shows
     assert "Synthetic demo run" in glance and "phantoms" in glance
     assert "1,234,567" in glance and ">segmented<b>5</b><small>failed 1, flagged 2</small>" in glance
@@ -196,7 +201,7 @@ def test_the_first_page_answers(results):
 
 
 def test_summary_details_with_their_n(results):
-    page = run_report.summary_page(results, demo=True)
+    page = run_report.summary_page(report_files(results), demo=True)
     assert "file not found" in page
     assert "no report file" in page and "empty report" in page and "report file unreadable" in page
     assert ">train<b>3</b>" in page and ">validate<b>1</b>" in page and ">test<b>1</b>" in page
@@ -215,27 +220,29 @@ def test_summary_without_demo_old_selection_and_no_evaluation(results):
     (results / "infer/selection_summary.json").write_text(json.dumps({"images_in_shards": 6}))
     (results / "models/inference/test_summary.json").unlink()
     (results / "qc/qc_summary.json").unlink()
-    page = run_report.summary_page(results, demo=False)
+    page = run_report.summary_page(report_files(results), demo=False)
     assert "Synthetic demo run" not in page and "demo truth" not in page
     assert "does not split dropped studies" in page
     assert "test Dice was not measured" in page and "masks made by<b>unet</b>" in page
 
 
 def test_wall_clock_and_stage_times_come_from_the_benchmark_files(results):
-    clock = run_stats.wall_clock(results)
+    clock = run_stats.wall_clock(report_files(results).benchmarks)
     assert clock["jobs"] == 4
     assert clock["seconds"] == pytest.approx(5000 + 12.5, abs=0.5)  # first start to last end
     assert clock["busy_seconds"] == pytest.approx(12.5 + 8.0 + 3725.0, abs=0.5)  # overlaps once, gaps not
-    times = run_stats.benchmark_times(results).set_index("stage")
+    times = run_stats.benchmark_times(report_files(results).benchmarks).set_index("stage")
     assert times.loc["infer", "jobs"] == 2 and times.loc["infer", "seconds"] == 10.0
     assert times.loc["infer", "peak_rss_mb"] == 1200.0
-    shards = run_stats.shard_throughput(results, run_report.shard_manifests(results))
+    shards = run_stats.shard_throughput(
+        report_files(results).benchmarks, run_report.shard_manifests(report_files(results))
+    )
     assert shards.set_index("shard")["images_per_s"].round(3).to_dict() == {"p10": 0.5, "p11": 0.75}
     assert run_stats.hardware()["cores"] >= 1
 
 
 def test_table_iv_marks_the_selected_model_and_adds_the_ensemble(results):
-    page = pages.comparison_page(results, demo=True)
+    page = pages.comparison_page(report_files(results), demo=True)
     assert "<td class='sel'>selected</td>" in page and page.count(">selected<") == 1
     assert "<td>unet+sa_unet</td>" in page and "<td class='sel'>made the masks</td>" in page
     assert "<td>0.9123</td>" in page and "<td>0.9512</td>" in page and "<td>0.123</td>" in page  # loss: 3 decimals
@@ -246,26 +253,26 @@ def test_table_iv_marks_the_selected_model_and_adds_the_ensemble(results):
 
 
 def test_table_iii_pages_render_every_label_as_tables(results):
-    page = pages.table3_page(results, demo=True)
+    page = pages.table3_page(report_files(results), demo=True)
     assert "<table" in page and "Atelectasis" in page and "<td>0.512</td>" in page and "n = test images" in page
     assert "id='AUC'" in page and "<th>n</th>" in page
-    every = pages.table3_all_labels_page(results)
+    every = pages.table3_all_labels_page(report_files(results))
     assert every.count("<table") == 2  # one table per metric
     assert "id='AUC'" in every and "Edema" in every and "–" in every
     (results / "classify/table3.csv").unlink()
-    assert "Classification disabled" in pages.table3_page(results)
+    assert "Classification disabled" in pages.table3_page(report_files(results))
 
 
 def test_training_counts_use_one_split_vocabulary(results):
-    page = pages.counts_page(results)
+    page = pages.counts_page(report_files(results))
     assert "1,500" in page and ">validate<" in page and ">val<" not in page and "Original images" in page
 
 
 def test_dataset_previews_stay_inside_the_page(results):
-    page = pages.datasets_page(results, demo=True)
+    page = pages.datasets_page(report_files(results), demo=True)
     assert "Synthetic demo run" in page  # the MIMIC-style ids must not pass for real data
     assert not _links(page)
-    for name in pages.DATASET_TABLES:
+    for name in DATASET_TABLES:
         assert f"CXLSeg-{name}.csv.gz" in page
     assert "5 rows · 6 columns" in page and "1 rows · 3 columns" in page
     assert "2122-03-09" in page and "12:25:23" in page and "21220309" not in page
@@ -276,7 +283,7 @@ def test_dataset_previews_stay_inside_the_page(results):
 
 def test_sample_grid_shows_films_with_outlined_masks(results, tmp_path):
     path = tmp_path / "grid.jpg"
-    assert run_report.sample_grid(results, path, mimic_root=results.parent / "mimic", n=4, seed=1) == 4
+    assert run_report.sample_grid(report_files(results), path, mimic_root=results.parent / "mimic", n=4, seed=1) == 4
     data = path.read_bytes()
     assert data[:3] == b"\xff\xd8\xff" and len(data) < 300_000
     grid = cv2.imread(str(path))
@@ -285,13 +292,16 @@ def test_sample_grid_shows_films_with_outlined_masks(results, tmp_path):
     assert ((g - r > 80) & (g - b > 80)).sum() > 50  # green outline of the right lung on the film
     assert ((r - g > 60) & (b - g > 60)).sum() > 50  # magenta outline of the left lung
     again = tmp_path / "again.jpg"
-    run_report.sample_grid(results, again, mimic_root=results.parent / "mimic", n=4, seed=1)
+    run_report.sample_grid(report_files(results), again, mimic_root=results.parent / "mimic", n=4, seed=1)
     assert again.read_bytes() == data  # seeded
 
 
 def test_write_pages_writes_self_contained_pages(results):
+    out = {name: results / "report" / f"{name}.html" for name in run_report.PAGES} | {
+        "samples": results / "report" / "samples.jpg"
+    }
     paths = run_report.write_pages(
-        results, results / "report", mimic_root=results.parent / "mimic", demo=True, n_samples=3
+        report_files(results), out, mimic_root=results.parent / "mimic", demo=True, n_samples=3
     )
     assert sorted(p.name for p in paths.values()) == [
         "comparison.html",
@@ -306,3 +316,44 @@ def test_write_pages_writes_self_contained_pages(results):
             text = path.read_text()
             assert "Synthetic demo run" in text, path.name  # the banner on every page of a demo run
             assert all(link.startswith("#") for link in _links(text)), path.name
+
+
+_OPENED: list[str] | None = None
+
+
+def _audit(event, args):
+    if _OPENED is not None and event in ("open", "os.scandir") and args and isinstance(args[0], (str, os.PathLike)):
+        _OPENED.append(os.fspath(args[0]))
+
+
+sys.addaudithook(_audit)  # records only while a test sets _OPENED
+
+
+def test_the_pages_read_only_the_files_the_rule_declares(results):
+    """Every file under the results folder the report opens is one of its ReportFiles (or, under the manifests'
+    image root's folders, a mask a manifest names): a page reading an undeclared result fails here."""
+    global _OPENED
+    files = report_files(results)
+    out = {name: results / "report" / f"{name}.html" for name in run_report.PAGES} | {
+        "samples": results / "report" / "samples.jpg"
+    }
+    _OPENED = []
+    try:
+        run_report.write_pages(files, out, mimic_root=results.parent / "mimic", demo=True, n_samples=3)
+        pages.table3_page(files), pages.table3_all_labels_page(files)
+        opened = [Path(p).resolve() for p in _OPENED]
+    finally:
+        _OPENED = None
+    declared = {Path(v).resolve() for f in dataclasses.fields(files) for v in _paths(getattr(files, f.name))}
+    images = [d.resolve() for d in files.images_root.iterdir() if d.is_dir()]
+    written = {Path(p).resolve().parent for p in out.values()}
+    read = [p for p in opened if results.resolve() in p.parents and p.parent not in written]
+    undeclared = [p for p in read if p not in declared and not any(d == p or d in p.parents for d in images)]
+    assert read and undeclared == []
+    assert declared & set(read) >= {files.selected.resolve(), files.table3.resolve(), files.counts.resolve()}
+
+
+def _paths(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, tuple) else [value]

@@ -1,12 +1,14 @@
 """Table IV, learning curves and the validation-based choice of the model that segments the archive (cxlseg.evaluation.select_model)."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from cxlseg.evaluation.select_model import (
+    ComparisonFiles,
     best_epoch,
     compare_models,
     comparison_markdown,
@@ -50,9 +52,16 @@ def fake_model(tmp_path, arch, val_dice, test_dice, val_loss=(0.5, 0.4, 0.3), te
     return folder / "test_summary.json", folder / "history.csv"
 
 
+def comparison_files(folder) -> ComparisonFiles:
+    """The select_model rule's outputs, in `folder`."""
+    names = ("comparison.csv", "comparison.md", "learning_curves.png", "selected.json")
+    return ComparisonFiles(*(Path(folder) / name for name in names))
+
+
 def compare(models, out, **kw):
     kw.setdefault("select_metric", "dice")
-    return compare_models({a: s for a, (s, _) in models.items()}, {a: h for a, (_, h) in models.items()}, out, **kw)
+    files = comparison_files(out)
+    return compare_models({a: s for a, (s, _) in models.items()}, {a: h for a, (_, h) in models.items()}, files, **kw)
 
 
 def test_selection_uses_the_validation_metric_not_the_test_metric(tmp_path):
@@ -144,11 +153,16 @@ def test_ties_are_broken_by_name_and_earlier_epoch(tmp_path):
 def test_mismatched_inputs_are_rejected(tmp_path):
     summary, history = fake_model(tmp_path, "unet", [0.9], 0.9)
     with pytest.raises(ValueError, match="unmatched"):
-        compare_models({"unet": summary}, {"unet": history, "sa_unet": history}, tmp_path / "out", select_metric="dice")
+        compare_models(
+            {"unet": summary},
+            {"unet": history, "sa_unet": history},
+            comparison_files(tmp_path / "out"),
+            select_metric="dice",
+        )
     with pytest.raises(ValueError, match="val_hd95"):
         best_epoch(pd.read_csv(history), "hd95")
     with pytest.raises(ValueError, match="at least one"):
-        compare_models({}, {}, tmp_path / "out", select_metric="dice")
+        compare_models({}, {}, comparison_files(tmp_path / "out"), select_metric="dice")
 
 
 def test_select_model_on_a_table():

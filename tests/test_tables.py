@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cxlseg.config import ConfigError, default_config
-from cxlseg.io import UnsafePathError
+from cxlseg.inference import manifest
+from cxlseg.inference.manifest import read_manifests
+from cxlseg.io import UnsafePathError, safe_join
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
 from cxlseg.splits import split_by_image
@@ -24,6 +26,7 @@ from cxlseg.tables import merge as tables
 from cxlseg.tables import report_text as reports
 from cxlseg.tables.merge import merge_tables
 from cxlseg.tables.settings import TablesSettings
+from helpers.tables import FAILED_TABLE, QC_TABLE, SUMMARY, TABLE_NAMES, table_files
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
@@ -168,12 +171,12 @@ def run_merge(tmp_path, manifests, out="out", **kw):
         tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz",
         tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz",
         tmp_path / "reports",
-        tmp_path / out,
+        table_files(tmp_path / out),
         settings,
         **kw,
     )
-    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / tables.QC_TABLE, settings)  # its own rule
-    return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in tables.TABLE_NAMES.items()}
+    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / QC_TABLE, settings)  # its own rule
+    return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in TABLE_NAMES.items()}
 
 
 def test_tables_columns_rows_and_dtypes(archive):
@@ -235,7 +238,7 @@ def test_chexpert_values_and_blanks_kept_as_in_source(archive):
 def test_failed_and_unsafe_images_only_in_failed_table(archive):
     tmp_path, manifests = archive
     summary, t = run_merge(tmp_path, manifests)
-    failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False)
+    failed = pd.read_csv(tmp_path / "out" / FAILED_TABLE, keep_default_na=False)
     assert list(failed.columns) == tables.FAILED_COLUMNS
     rejected = failed[failed["status"] == "failed"].set_index("dicom_id")
     assert set(rejected.index) == {"d5", "d8"}
@@ -249,7 +252,7 @@ def test_failed_and_unsafe_images_only_in_failed_table(archive):
 
 
 def read_qc(tmp_path, out="out") -> pd.DataFrame:
-    return pd.read_csv(tmp_path / out / tables.QC_TABLE, keep_default_na=False).set_index("dicom_id")
+    return pd.read_csv(tmp_path / out / QC_TABLE, keep_default_na=False).set_index("dicom_id")
 
 
 def test_qc_table_lists_every_mask_with_its_quality(archive):
@@ -265,7 +268,7 @@ def test_qc_table_lists_every_mask_with_its_quality(archive):
     assert (qc["models"] == "unet").all()
     # the four tables join it on the ids, as they join each other
     assert len(pd.merge(t["segmented"], qc.reset_index(), on=["dicom_id", "subject_id", "study_id"])) == 6
-    failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False)
+    failed = pd.read_csv(tmp_path / "out" / FAILED_TABLE, keep_default_na=False)
     assert set(failed["status"]) == {"failed"} and "d2" not in failed["dicom_id"].tolist()  # failures only
     assert summary["flagged"] == summary["qc"]["flagged"] == 1
     assert summary["qc"]["by_status"] == {"rejected": 0, "accepted": 0, "flagged": 1, "ok": 5}
@@ -303,7 +306,7 @@ def test_review_decisions_reach_the_qc_table_and_tables_stay_as_published(archiv
     )
     assert qc.at["d2", "qc_flags"] == "low_lung_area;one_component"  # QC's verdict stays visible
     assert (qc.at["d4", "status"], qc.at["d4", "review"]) == ("rejected", "rejected") and qc.at["d4", "in_tables"]
-    for name in tables.TABLE_NAMES.values():  # without drop_rejected the four tables are byte for byte as before
+    for name in TABLE_NAMES.values():  # without drop_rejected the four tables are byte for byte as before
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
     assert summary["qc"]["review"] == {"file": review, "accepted": 1, "rejected": 1, "rejected_in_tables": 1}
 
@@ -340,7 +343,7 @@ def test_qc_flags_as_list_or_string_give_same_tables(tmp_path):
     write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
     run_merge(tmp_path, [as_list], out="a")
     run_merge(tmp_path, [as_text], out="b")
-    for name in [tables.FAILED_TABLE, tables.QC_TABLE, *tables.TABLE_NAMES.values()]:
+    for name in [FAILED_TABLE, QC_TABLE, *TABLE_NAMES.values()]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
@@ -383,10 +386,10 @@ def test_summary_json_and_reproducible_bytes(archive):
     tmp_path, manifests = archive
     summary, _ = run_merge(tmp_path, manifests, out="one")
     run_merge(tmp_path, list(reversed(manifests)), out="two", report_workers=1)
-    for name in [tables.FAILED_TABLE, tables.QC_TABLE, tables.SUMMARY, *tables.TABLE_NAMES.values()]:
-        if name != tables.SUMMARY:
+    for name in [FAILED_TABLE, QC_TABLE, SUMMARY, *TABLE_NAMES.values()]:
+        if name != SUMMARY:
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
-    on_disk = json.loads((tmp_path / "one" / tables.SUMMARY).read_text())
+    on_disk = json.loads((tmp_path / "one" / SUMMARY).read_text())
     assert on_disk["rows"] == summary["rows"] and on_disk["flagged"] == 1 and on_disk["failed"] == 2
     assert on_disk["studies_without_chexpert"] == 1
 
@@ -395,16 +398,16 @@ def test_summary_records_the_run_and_a_hash_of_every_manifest_and_table(archive)
     tmp_path, manifests = archive
     run = {"config_hash": "0123456789abcdef", "code": {"version": "9.9", "git_commit": None}}
     run_merge(tmp_path, manifests, run=run)
-    record = json.loads((tmp_path / "out" / tables.SUMMARY).read_text())["provenance"]
+    record = json.loads((tmp_path / "out" / SUMMARY).read_text())["provenance"]
     assert record["config_hash"] == run["config_hash"] and record["code"] == run["code"]
     sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
     assert record["manifests"] == {
         p.name: {"sha256": sha(p), "bytes": p.stat().st_size, "rows": pq.read_metadata(p).num_rows} for p in manifests
     }
-    written = [tables.FAILED_TABLE, *tables.TABLE_NAMES.values()]
+    written = [FAILED_TABLE, *TABLE_NAMES.values()]
     assert {k: v["sha256"] for k, v in record["tables"].items()} == {n: sha(tmp_path / "out" / n) for n in written}
     run_merge(tmp_path, manifests, out="plain")  # no run given: the code is still recorded, the config hash not
-    plain = json.loads((tmp_path / "plain" / tables.SUMMARY).read_text())["provenance"]
+    plain = json.loads((tmp_path / "plain" / SUMMARY).read_text())["provenance"]
     assert plain["config_hash"] is None and plain["code"]["version"] == cxlseg.__version__
     assert len(plain["code"]["fingerprint"]) == 16
 
@@ -441,20 +444,20 @@ def test_invalid_ids_become_failed_rows(tmp_path):
 def test_bad_inputs_name_the_file(tmp_path):
     bad = write_manifest(tmp_path / "bad.parquet", [{"dicom_id": "d1", "subject_id": 1}])
     with pytest.raises(ValueError, match=r"bad\.parquet.*image_path"):
-        tables.normalised_manifests([bad])
+        read_manifests([bad], normalised=True)
     (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="garbage.parquet"):
-        tables.normalised_manifests([tmp_path / "garbage.parquet"])
+        read_manifests([tmp_path / "garbage.parquet"], normalised=True)
 
 
 def test_unsafe_path_precheck_matches_safe_join():
     candidates = pd.Series(
         ["files/p10/a.jpg", "/abs.jpg", "~/x.jpg", "C:/x.jpg", "a/../b.jpg", "..", "a\\..\\b", " ", "a..b/c.jpg"]
     )
-    flagged = tables._unsafe_paths(pa.array(candidates.tolist())).to_pylist()
+    flagged = manifest._unsafe_paths(pa.array(candidates.tolist())).to_pylist()
     for path, hit in zip(candidates, flagged):
         try:
-            tables.safe_join("/root", path)
+            safe_join("/root", path)
             rejected = False
         except UnsafePathError:
             rejected = True
@@ -660,7 +663,7 @@ def test_failures_are_grouped_by_their_own_reason(tmp_path):
     write_mimic(tmp_path, rows, {(10000032, 50414267): REPORT_FULL}, [])
     summary, _ = run_merge(tmp_path, [manifest])
     assert summary["failed_by_reason"] == {"file not found": 2, "no error recorded": 1, "writing outputs failed": 1}
-    failed = pd.read_csv(tmp_path / "out" / tables.FAILED_TABLE, keep_default_na=False).set_index("dicom_id")
+    failed = pd.read_csv(tmp_path / "out" / FAILED_TABLE, keep_default_na=False).set_index("dicom_id")
     assert failed.at["d2", "reason"] == "segmentation failed: file not found: files/p10/x/d2.jpg"  # full text kept
 
 

@@ -17,6 +17,7 @@ from cxlseg.training.trainer import (
     configs_compatible,
     train_model,
 )
+from helpers.training import model_files
 
 
 class Interrupt(RuntimeError):
@@ -33,7 +34,7 @@ def stop_after(epoch):
 
 def test_tiny_training_lowers_the_loss_and_writes_the_model_folder(store, tmp_path, train_config):
     cfg = train_config("unet", augment_online=True)
-    described = train_model(store, tmp_path, cfg)
+    described = train_model(store, model_files(tmp_path), cfg)
     history = pd.read_csv(tmp_path / "history.csv")
     assert tuple(history.columns) == HISTORY_COLUMNS
     assert history["epoch"].tolist() == [1, 2, 3]
@@ -49,7 +50,7 @@ def test_tiny_training_lowers_the_loss_and_writes_the_model_folder(store, tmp_pa
 
 def test_checkpoints_are_plain_tensors_with_the_training_config(store, tmp_path, train_config):
     cfg = train_config(epochs=2, scheduler="plateau")
-    train_model(store, tmp_path, cfg)
+    train_model(store, model_files(tmp_path), cfg)
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
         ckpt = torch.load(tmp_path / name, weights_only=True)
         assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())
@@ -67,13 +68,13 @@ def test_checkpoints_are_plain_tensors_with_the_training_config(store, tmp_path,
 def test_resume_after_interruption_continues_from_the_saved_epoch(store, tmp_path, train_config):
     cfg = train_config(scheduler="cosine", augment_online=True)
     with pytest.raises(Interrupt):
-        train_model(store, tmp_path / "resumed", cfg, callbacks=[stop_after(1)])
+        train_model(store, model_files(tmp_path / "resumed"), cfg, callbacks=[stop_after(1)])
     assert torch.load(tmp_path / "resumed" / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
-    train_model(store, tmp_path / "resumed", cfg)
+    train_model(store, model_files(tmp_path / "resumed"), cfg)
     resumed = pd.read_csv(tmp_path / "resumed" / "history.csv")
     assert resumed["epoch"].tolist() == [1, 2, 3]
     # identical to an uninterrupted run: weights, optimiser, schedule and RNG streams were all restored
-    train_model(store, tmp_path / "straight", cfg)
+    train_model(store, model_files(tmp_path / "straight"), cfg)
     straight = pd.read_csv(tmp_path / "straight" / "history.csv")
     cols = ["train_loss", "val_loss", "val_dice", "lr"]
     pd.testing.assert_frame_equal(resumed[cols], straight[cols])
@@ -81,23 +82,28 @@ def test_resume_after_interruption_continues_from_the_saved_epoch(store, tmp_pat
 
 def test_a_speed_only_change_still_resumes(store, tmp_path, train_config):
     with pytest.raises(Interrupt):
-        train_model(store, tmp_path, train_config(epochs=2, amp=False), callbacks=[stop_after(1)])
+        train_model(store, model_files(tmp_path), train_config(epochs=2, amp=False), callbacks=[stop_after(1)])
     seen = []
-    train_model(store, tmp_path, train_config(epochs=2, amp=True), callbacks=[lambda t, row: seen.append(row["epoch"])])
+    train_model(
+        store,
+        model_files(tmp_path),
+        train_config(epochs=2, amp=True),
+        callbacks=[lambda t, row: seen.append(row["epoch"])],
+    )
     assert seen == [2]  # resumed at epoch 2: amp is a speed-only key
 
 
 def test_changed_config_trains_from_scratch(store, tmp_path, train_config):
     with pytest.raises(Interrupt):
-        train_model(store, tmp_path, train_config(epochs=2), callbacks=[stop_after(1)])
-    train_model(store, tmp_path, train_config(epochs=2, lr=1e-3))
+        train_model(store, model_files(tmp_path), train_config(epochs=2), callbacks=[stop_after(1)])
+    train_model(store, model_files(tmp_path), train_config(epochs=2, lr=1e-3))
     history = pd.read_csv(tmp_path / "history.csv")
     assert history["epoch"].tolist() == [1, 2] and history["lr"].iloc[0] == pytest.approx(1e-3)
 
 
 def test_more_epochs_extend_a_finished_run(store, tmp_path, train_config):
-    train_model(store, tmp_path, train_config(epochs=1))
-    train_model(store, tmp_path, train_config(epochs=2))
+    train_model(store, model_files(tmp_path), train_config(epochs=1))
+    train_model(store, model_files(tmp_path), train_config(epochs=2))
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2]
 
 
@@ -112,13 +118,13 @@ def test_resume_free_keys_are_the_speed_only_ones_and_the_run_length(train_confi
 
 def test_early_stopping_stops_after_patience(store, tmp_path, train_config):
     cfg = train_config(epochs=6, lr=1e-9, patience=1, select_metric="loss")
-    described = train_model(store, tmp_path, cfg)
+    described = train_model(store, model_files(tmp_path), cfg)
     history = pd.read_csv(tmp_path / "history.csv")
     assert len(history) == described["best_epoch"] + 1 < 6
 
 
 def test_cpu_runs_without_amp(store, tmp_path, train_config):
-    trainer = Trainer(store, tmp_path, train_config(device="cpu", amp=True))
+    trainer = Trainer(store, model_files(tmp_path), train_config(device="cpu", amp=True))
     trainer.setup()
     assert trainer.device.type == "cpu" and not trainer.use_amp
 
@@ -191,12 +197,12 @@ def test_broken_store_names_the_file(tmp_path, make_store, train_config):
     make_store(tmp_path, counts=(("train", 4), ("validate", 2)))
     np.save(tmp_path / "validate_masks.npy", np.zeros((3, 32, 32), np.uint8))
     with pytest.raises(ValueError, match="validate_masks.npy"):
-        train_model(tmp_path, tmp_path / "out", train_config(epochs=1))
+        train_model(tmp_path, model_files(tmp_path / "out"), train_config(epochs=1))
     with pytest.raises(FileNotFoundError, match="train_images.npy"):
-        train_model(tmp_path / "nowhere", tmp_path / "out", train_config(epochs=1))
+        train_model(tmp_path / "nowhere", model_files(tmp_path / "out"), train_config(epochs=1))
     # the old split name is not read: a store with val_* files has no validation split
     old = make_store(tmp_path / "old", counts=(("train", 4),))
     for kind in ("images", "masks"):  # a store of the old layout: not a name the store module would give
         np.save(old / f"val_{kind}.npy", np.zeros((2, 32, 32), np.uint8))
     with pytest.raises(FileNotFoundError, match="validate_images.npy"):
-        train_model(old, tmp_path / "out2", train_config(epochs=1))
+        train_model(old, model_files(tmp_path / "out2"), train_config(epochs=1))

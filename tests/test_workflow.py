@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from helpers.browser import chromium_page, chromium_path
-from helpers.workflow import CONFIGS, ROOT, SNAKEMAKE, snakemake
+from helpers.workflow import CONFIGS, ROOT, snakemake, snakemake_cmd
 
 COLUMNS = {
     "CXLSeg-metadata.csv.gz": [
@@ -41,7 +41,7 @@ COLUMNS = {
 
 
 def test_lint_is_clean():
-    proc = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(snakemake_cmd(None, "--lint"), capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
 
@@ -51,7 +51,7 @@ def test_every_job_has_an_output_in_the_default_target(tmp_path):
     rule all, the plain command reruns a shard whose rerun was cut off (its manifest deleted), and what follows."""
     (tmp_path / "more.yaml").write_text(yaml.safe_dump({"mimic": {"chunks_per_shard": 2}}))
     proc = subprocess.run(
-        [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--forceall", "--configfile", *CONFIGS, str(tmp_path / "more.yaml")],
+        snakemake_cmd(tmp_path, "-n", "--forceall", configs=[*CONFIGS, tmp_path / "more.yaml"]),
         capture_output=True,
         text=True,
         timeout=300,
@@ -73,7 +73,7 @@ def test_every_job_has_an_output_in_the_default_target(tmp_path):
 
 def test_bad_config_key_stops_the_dag(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: {epocs: 3}\n")
-    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--configfile", *CONFIGS, str(tmp_path / "bad.yaml")]
+    cmd = snakemake_cmd(tmp_path, "-n", configs=[*CONFIGS, tmp_path / "bad.yaml"])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "train.epocs" in proc.stdout + proc.stderr
@@ -258,7 +258,7 @@ def test_review_page_decisions_reach_the_qc_table_without_rerunning_inference(de
     """The demo's review page in headless Chromium: worst first, thumbnails, filters and pages, no console error; a
     decision clicked there comes out in the exported CSV, and that CSV as tables.review_file changes CXLSeg-qc.csv.gz
     on a rerun that runs neither inference nor the merge (the four tables stay as published)."""
-    from cxlseg.reporting.review_page import build_review_page, worst_first
+    from cxlseg.reporting.review_page import ReviewFiles, build_review_page, worst_first
 
     results = demo_run / "results"
     qc = pd.read_csv(results / "CXLSeg" / "CXLSeg-qc.csv.gz", dtype={"dicom_id": str}, keep_default_na=False)
@@ -273,7 +273,7 @@ def test_review_page_decisions_reach_the_qc_table_without_rerunning_inference(de
     build_review_page(
         results / "CXLSeg" / "CXLSeg-qc.csv.gz",
         results / "CXLSeg" / "CXLSeg-split.csv.gz",
-        paged,
+        ReviewFiles(paged / "index.html", paged / "data", paged / "thumbs"),
         min_predicted_dice=0.9,
         demo=True,
         page_size=5,

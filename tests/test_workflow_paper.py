@@ -7,9 +7,7 @@ input, one classifier.
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers.workflow import snakemake_cmd, workflow_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [str(ROOT / "config" / name) for name in ("config.yaml", "demo.yaml", "paper.yaml")]
@@ -35,10 +34,8 @@ ARCHS = ["plain_unet", "plain_unetplusplus", "attention_unet", "sa_unet"]
 def paper_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("paper-run")
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2"]
-    cmd += ["--profile", str(ROOT / "profiles" / "local"), "--configfile", *CONFIGS, str(workdir / "tiny.yaml")]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, env=env)
+    cmd = snakemake_cmd(workdir, "--cores", "2", configs=[*CONFIGS, workdir / "tiny.yaml"], profile="local")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, env=workflow_env())
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return workdir
 

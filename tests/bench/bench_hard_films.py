@@ -39,7 +39,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from bench_real_v7 import load_v7, patient_folds, write_store  # noqa: E402
+from bench_real_v7 import load_v7, model_files, patient_folds, write_store  # noqa: E402
 from cxlseg.config import load_config  # noqa: E402
 from cxlseg.inference.predictor import Predictor  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
@@ -108,7 +108,7 @@ def _train(store: Path, out: Path, cfg: TrainConfig) -> str:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     t0 = time.perf_counter()
-    train_model(store, out, cfg)
+    train_model(store, model_files(out), cfg)
     return f"{out}: {time.perf_counter() - t0:.0f}s"
 
 

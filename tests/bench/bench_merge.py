@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 from cxlseg.config import default_config  # noqa: E402
 from cxlseg.mimic import CHEXPERT_LABELS  # noqa: E402
 from cxlseg.tables.merge import merge_tables  # noqa: E402
-from cxlseg.tables.settings import TablesSettings  # noqa: E402
+from cxlseg.tables.settings import TableFiles, TablesSettings  # noqa: E402
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_GB = 2.0
@@ -172,7 +172,11 @@ def _merge(inputs: dict, out: Path, workers: int) -> None:
         inputs["metadata"],
         inputs["chexpert"],
         inputs["reports"],
-        out,
+        TableFiles(
+            *(out / f"CXLSeg-{name}.csv.gz" for name in TableFiles.TABLES),
+            out / "CXLSeg-failed.csv.gz",
+            out / "summary.json",
+        ),
         TablesSettings.from_config(default_config()),
         report_workers=workers,
         progress=False,

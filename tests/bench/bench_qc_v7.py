@@ -36,7 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from bench_real_v7 import fold_splits, load_v7, patient_folds, pipeline_config, recipe_config, write_store  # noqa: E402
+from bench_real_v7 import (  # noqa: E402
+    fold_splits,
+    load_v7,
+    model_files,
+    patient_folds,
+    pipeline_config,
+    recipe_config,
+    write_store,
+)
 from cxlseg.inference.predictor import Predictor  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.qc.calibration import held_out_predictions, measure  # noqa: E402
@@ -91,7 +99,9 @@ def train_one(args, fold: int, arch: str) -> tuple[int, str, float]:
     if not (where / "store" / "test_index.parquet").is_file():  # the folder name pins its membership
         write_store(where / "store", images, masks, index, splits)
     started = time.perf_counter()
-    train_model(where / "store", where / arch, dataclasses.replace(recipe_config(rargs), architecture=arch))
+    train_model(
+        where / "store", model_files(where / arch), dataclasses.replace(recipe_config(rargs), architecture=arch)
+    )
     return fold, arch, time.perf_counter() - started
 
 

@@ -41,6 +41,7 @@ from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E402
 from cxlseg.metrics import summarise  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402
+from cxlseg.training.checkpoint import ModelFiles  # noqa: E402
 from cxlseg.training.store import load_split  # noqa: E402
 from cxlseg.training.trainer import TrainConfig, train_model  # noqa: E402
 
@@ -61,6 +62,12 @@ BEST_RECIPE = dict(
 # "post" is the pipeline's clean-up (infer.postprocess at its schema defaults); "raw" switches every step off.
 NO_POSTPROCESS = dict(closing=0, opening=0, keep_components=0, fill_holes=False, min_component_fraction=0.0)
 VARIANTS = {"raw": (False, False), "tta": (True, False), "post": (False, True), "tta+post": (True, True)}
+
+
+def model_files(folder: Path) -> ModelFiles:
+    """The train rule's files for one model, in `folder`."""
+    names = ("checkpoint_best.pt", "history.csv", "model.json", "checkpoint_last.pt")
+    return ModelFiles(*(Path(folder) / name for name in names))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -214,7 +221,7 @@ def fold_splits(
 
 def print_epoch(trainer, row: dict) -> None:
     print(
-        f"    {trainer.out_dir.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
+        f"    {trainer.files.checkpoint.parent.parent.name} epoch {row['epoch']:3d}  train_loss {row['train_loss']:.4f}  "
         f"val_loss {row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s",
         flush=True,
     )
@@ -232,7 +239,7 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> 
         f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)",
         flush=True,
     )
-    train_model(fold_dir / "store", fold_dir / "model", cfg, callbacks=[print_epoch])
+    train_model(fold_dir / "store", model_files(fold_dir / "model"), cfg, callbacks=[print_epoch])
     # The pipeline's predictor and scoring (evaluate_model's), once per TTA setting; clean-up variants share it.
     test_images, test_masks, test_index = load_split(fold_dir / "store", "test")
     probs = {}

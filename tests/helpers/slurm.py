@@ -11,12 +11,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
+
+from helpers import workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_STATE = Path(os.environ.get("SLURM_CI_STATE", "/run/cxlseg-slurm-ci"))
@@ -59,31 +60,17 @@ _SHARD_LOG = re.compile(r": (\d+) images, (\d+) already done, (\d+) to compute")
 
 def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
     """`extra` (targets, flags) goes first: the options that take several values come after it."""
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        *extra,
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(ROOT / "profiles" / "slurm"),
-        "--configfile",
-        str(ROOT / "config" / "config.yaml"),
-        str(ROOT / "config" / "demo.yaml"),
-        str(workdir / "tiny.yaml"),
-        *CI_FLAGS,
-    ]
+    configs = [ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml", workdir / "tiny.yaml"]
+    return workflow.snakemake_cmd(workdir, *extra, configs=configs, profile="slurm") + CI_FLAGS
 
 
 def start(workdir: Path, *extra: str, name: str = "snakemake") -> tuple[subprocess.Popen, Path]:
     """Snakemake on Slurm in the background, its output going to a file that can be read while it runs."""
     out = workdir / f"{name}.out"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     with open(out, "w") as fh:
-        proc = subprocess.Popen(snakemake_cmd(workdir, *extra), stdout=fh, stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen(
+            snakemake_cmd(workdir, *extra), stdout=fh, stderr=subprocess.STDOUT, text=True, env=workflow.workflow_env()
+        )
     return proc, out
 
 

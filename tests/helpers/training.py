@@ -35,3 +35,28 @@ def write_store(
             }
         ).to_parquet(store_file(root, split, "index"))
     return root
+
+
+def model_files(folder: Path):
+    """The files the train rule declares for one architecture, in `folder`."""
+    from cxlseg.training.checkpoint import ModelFiles
+
+    folder = Path(folder)
+    return ModelFiles(
+        folder / "checkpoint_best.pt", folder / "history.csv", folder / "model.json", folder / "checkpoint_last.pt"
+    )
+
+
+def evaluation_files(folder: Path, split: str = "test"):
+    """The files the evaluate rule declares, in `folder`."""
+    from cxlseg.evaluation.evaluate import EvaluationFiles
+
+    return EvaluationFiles(Path(folder) / f"{split}_per_image.csv", Path(folder) / f"{split}_summary.json")
+
+
+def ingest_files(folder: Path):
+    """The files the ingest rule declares for one dataset, in `folder`."""
+    from cxlseg.ingest.readers import IngestFiles
+
+    folder = Path(folder)
+    return IngestFiles(folder / "manifest.parquet", folder / "rejects.csv", folder / "counts.json", folder / "masks")

@@ -1,7 +1,9 @@
-"""Running the workflow from tests: the tiny demo configuration and a `snakemake` call that fails loudly.
+"""Running the workflow from tests: the one snakemake command line builder, the tiny demo configuration and a
+`snakemake` call that fails loudly.
 
 Shared by tests/test_workflow.py and tests/test_report_browser.py through the session fixture `demo_run`
-(tests/conftest.py), so the tiny demo trains once per test session.
+(tests/conftest.py), so the tiny demo trains once per test session; tests/test_interrupted.py,
+tests/test_workflow_paper.py and tests/helpers/slurm.py build their command lines with `snakemake_cmd` too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,22 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 CONFIGS = [str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "demo.yaml")]
+
+
+def snakemake_cmd(workdir: Path | None, *args: str, configs=(), profile: str | None = None, root: Path = ROOT):
+    """This checkout's (or `root`'s) Snakefile under the test's Python: `args` (targets, flags) first, so no
+    target is read as one of the config files, then the working folder, the profile and the config files."""
+    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(Path(root) / "Snakefile")]
+    cmd += ["-d", str(workdir)] if workdir is not None else []
+    cmd += ["--profile", str(Path(root) / "profiles" / profile)] if profile else []
+    return cmd + (["--configfile", *map(str, configs)] if configs else [])
+
+
+def workflow_env() -> dict:
+    """The environment a workflow test runs Snakemake in: the test's Python first on PATH (rule scripts use it)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
 
 TINY = {
     "demo": {"n_shenzhen": 6, "n_montgomery": 4, "n_v7": 8, "n_mimic_subjects": 10},
@@ -25,9 +41,8 @@ TINY = {
 
 
 def snakemake(workdir: Path, *args: str, configs=None, timeout=1500) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", *(configs or [*CONFIGS, str(workdir / "tiny.yaml")]), *args]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    cmd = snakemake_cmd(workdir, *args, configs=configs or [*CONFIGS, workdir / "tiny.yaml"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=workflow_env())
     if proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc

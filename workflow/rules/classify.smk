@@ -8,6 +8,7 @@ rule classify:
     output:
         metrics=f"{R}/classify/{{model}}_{{kind}}/metrics.json",
         predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
+        skipped=f"{R}/classify/{{model}}_{{kind}}/skipped.csv",
     log:
         f"{R}/logs/classify/{{model}}_{{kind}}.log",
     benchmark:
@@ -22,6 +23,7 @@ rule classify:
         cpus_per_task=resource("classify", "cpus"),
     params:
         **settings(ClassifyRunSettings),
+        images_root=lambda wc: f"{R}/CXLSeg",  # what the segmented table's DicomPath is relative to (infer_shard's out_root)
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/classify.py"
@@ -29,12 +31,16 @@ rule classify:
 
 rule classify_summary:
     input:
-        classify_runs(),
+        metrics=classify_runs(),
+        predictions=classify_runs("predictions.csv"),
+        skipped=classify_runs("skipped.csv"),
     output:
         table=f"{R}/classify/table3.csv",
         markdown=f"{R}/classify/table3.md",
         all_labels=f"{R}/classify/table3_all_labels.csv",
         all_labels_markdown=f"{R}/classify/table3_all_labels.md",
+        skipped=f"{R}/classify/skipped.csv",
+        predictions=[f"{R}/classify/predictions_{run}.csv" for run in classify_run_names()],
         roc=report(
             f"{R}/classify/roc.png",
             caption="../report/roc.rst",
@@ -55,8 +61,8 @@ rule classify_summary:
 
 rule table3_pages:
     input:
-        table=f"{R}/classify/table3.csv",
-        all_labels=f"{R}/classify/table3_all_labels.csv",
+        table3=f"{R}/classify/table3.csv",
+        table3_all_labels=f"{R}/classify/table3_all_labels.csv",
     output:
         table=report(
             f"{R}/report/table3.html",
@@ -78,6 +84,5 @@ rule table3_pages:
         "../../envs/segmentation.yaml"
     params:
         **settings(RunReportSettings),
-        results=lambda wc, input: str(Path(input.table).parents[1]),
     script:
         "../scripts/table3_pages.py"

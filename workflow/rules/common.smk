@@ -28,7 +28,7 @@ from cxlseg.splits import TrainingSplitSettings  # noqa: E402
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
 from cxlseg.training.augment import AugmentRunSettings  # noqa: E402
-from cxlseg.training.store import store_files  # noqa: E402
+from cxlseg.training.store import store_file, store_files  # noqa: E402
 from cxlseg.training.trainer import TrainConfig  # noqa: E402
 
 validate_config(config)
@@ -122,14 +122,46 @@ def resource(stage, key):
     return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
 
 
-def classify_runs():
+def classify_run_names():
+    """Every (classifier, input) run, as {model}_{kind}: none when classify is off."""
     if not config["classify"]["enabled"]:
         return []
-    return expand(
-        f"{R}/classify/{{model}}_{{kind}}/metrics.json",
-        model=config["classify"]["models"],
-        kind=["original", "segmented"],
-    )
+    return expand("{model}_{kind}", model=config["classify"]["models"], kind=["original", "segmented"])
+
+
+def classify_runs(name="metrics.json"):
+    """One file of every classifier run, in run order (the summary zips them)."""
+    return [f"{R}/classify/{run}/{name}" for run in classify_run_names()]
+
+
+def benchmark_files():
+    """Every job's benchmark file but the run report's own: the report's stage times and wall clock read them,
+    so they are its inputs (and it runs after every job it times)."""
+    view_check = ["view_samples", "view_phantoms", "train_view_check"] if config["view_check"]["enabled"] else []
+    classify = ["classify_summary", "table3_pages"] if config["classify"]["enabled"] else []
+    single = [
+        *(["demo"] if DEMO else []),
+        "split_training",
+        "augment",
+        "select_model",
+        "evaluate_inference",
+        "calibrate_qc",
+        *view_check,
+        "select_images",
+        "merge_tables",
+        "qc_report",
+        "review_page",
+        *classify,
+    ]
+    files = [str(getattr(rules, name).benchmark) for name in single]
+    files += expand(str(rules.ingest.benchmark), dataset=enabled_datasets())
+    files += expand(str(rules.train.benchmark), arch=ARCHS) + expand(str(rules.evaluate.benchmark), arch=ARCHS)
+    files += expand(str(rules.infer_shard.benchmark), shard=SHARDS)
+    if config["classify"]["enabled"]:
+        files += expand(
+            str(rules.classify.benchmark), model=config["classify"]["models"], kind=["original", "segmented"]
+        )
+    return files
 
 
 def get_final_output():

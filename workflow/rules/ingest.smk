@@ -8,6 +8,8 @@ rule ingest:
         manifest=f"{R}/ingest/{{dataset}}/manifest.parquet",
         rejects=f"{R}/ingest/{{dataset}}/rejects.csv",
         counts=f"{R}/ingest/{{dataset}}/counts.json",
+        # one normalised mask per accepted image; the manifest's mask paths are relative to its folder
+        masks=directory(f"{R}/ingest/{{dataset}}/masks"),
     log:
         f"{R}/logs/ingest/{{dataset}}.log",
     benchmark:

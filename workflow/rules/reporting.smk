@@ -64,20 +64,30 @@ rule review_page:
         cpus_per_task=resource("tables", "cpus"),
     params:
         **settings(ReviewPageSettings),
+        thumbs=lambda wc: f"{R}/review/thumbs",  # infer_shard's thumbs_dir, one folder per shard
     script:
         "../scripts/review_page.py"
 
 
 rule run_report:
     input:
-        tables=f"{R}/CXLSeg/summary.json",
-        qc=f"{R}/qc/qc_summary.json",
+        # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)
+        tables_summary=f"{R}/CXLSeg/summary.json",
+        metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
+        segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
+        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+        mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
+        failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
+        selection_summary=f"{R}/infer/selection_summary.json",
         selected=f"{R}/models/selected.json",
         used=f"{R}/models/inference/test_summary.json",
         qc_model=f"{R}/models/qc_calibration.json",
+        qc_summary=f"{R}/qc/qc_summary.json",
         comparison=f"{R}/models/comparison.csv",
         counts=f"{R}/training/counts.csv",
-        selection_summary=f"{R}/infer/selection_summary.json",
+        store_images=store_file(f"{R}/training/store", "test", "images"),
+        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        benchmarks=lambda wc: benchmark_files(),
     output:
         summary=report(
             f"{R}/report/summary.html",
@@ -117,7 +127,7 @@ rule run_report:
         "../../envs/segmentation.yaml"
     params:
         **settings(RunReportSettings),
-        results=lambda wc, input: str(Path(input.selected).parents[1]),
+        images_root=lambda wc: f"{R}/CXLSeg",  # what the manifests' mask paths are relative to (infer_shard's out_root)
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/run_report.py"

@@ -54,5 +54,7 @@ rule train:
         cpus_per_task=resource("train", "cpus"),
     params:
         **settings(TrainConfig, "arch"),
+        # the resume state: not an output, which Snakemake would delete before a retried job runs
+        resume=f"{R}/models/{{arch}}/checkpoint_last.pt",
     script:
         "../scripts/train.py"

@@ -3,12 +3,12 @@
 from cxlseg.inference.shard import inference_predictor
 from cxlseg.io import log_to, read_json
 from cxlseg.qc.calibration import calibrate
-from cxlseg.training.store import store_dir_of
+from cxlseg.training.store import TrainingStore
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings
     calibrate(
-        store_dir_of(snakemake.input.store),
+        TrainingStore.of(snakemake.input.store),
         inference_predictor(read_json(snakemake.input.selected), settings.infer),
         settings.infer,
         snakemake.output.model,

@@ -1,18 +1,18 @@
 """Rule classify: one classifier on one input kind (original or segmented images)."""
 
-from pathlib import Path
-
-from cxlseg.classify import train_and_evaluate
+from cxlseg.classify import RunFiles, train_and_evaluate
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
-    settings = snakemake.params.settings
+    settings, out = snakemake.params.settings, snakemake.output
     train_and_evaluate(
         settings.classify.with_workers(snakemake.threads),
         snakemake.wildcards.model,
         snakemake.wildcards.kind,
-        cxlseg_dir=Path(snakemake.input.segmented).parent,
+        segmented=snakemake.input.segmented,
+        split=snakemake.input.split,
+        images_root=snakemake.params.images_root,
         mimic_root=snakemake.params.mimic_root,
-        run_dir=Path(snakemake.output.metrics).parent,
+        out=RunFiles(out.metrics, out.predictions, out.skipped),
         seed=settings.seed,
     )

@@ -1,13 +1,14 @@
 """Rule classify_summary: Table III (report labels and all labels) and ROC curves from every classifier run."""
 
-from pathlib import Path
-
-from cxlseg.classify import summarise
+from cxlseg.classify import RunFiles, Table3Files, summarise
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):
+    runs, out = snakemake.input, snakemake.output
     summarise(
-        [Path(p).parent for p in snakemake.input],
-        Path(snakemake.output.table).parent,
+        [RunFiles(*files) for files in zip(runs.metrics, runs.predictions, runs.skipped)],
+        Table3Files(
+            out.table, out.markdown, out.all_labels, out.all_labels_markdown, out.roc, out.skipped, out.predictions
+        ),
         snakemake.params.settings.report_labels,
     )

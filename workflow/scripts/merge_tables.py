@@ -1,9 +1,8 @@
 """Rule merge_tables: shard manifests -> the four CXLSeg CSV.gz tables, the failed table and summary.json."""
 
-from pathlib import Path
-
 from cxlseg.io import log_to
 from cxlseg.tables.merge import merge_tables
+from cxlseg.tables.settings import TableFiles
 
 with log_to(snakemake.log[0]):
     merge_tables(
@@ -11,7 +10,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.metadata,
         snakemake.input.chexpert,
         snakemake.params.reports_root,
-        Path(snakemake.output.metadata).parent,
+        TableFiles.from_rule(snakemake.output),
         snakemake.params.settings,
         official_split_csv=snakemake.input.split,
         run=snakemake.params.run.identity(),

@@ -1,15 +1,13 @@
 """Rule review_page: CXLSeg-qc.csv.gz -> the static review page (results/review/index.html and its data)."""
 
-from pathlib import Path
-
 from cxlseg.io import log_to
-from cxlseg.reporting.review_page import build_review_page
+from cxlseg.reporting.review_page import ReviewFiles, build_review_page
 
 with log_to(snakemake.log[0]):
     build_review_page(
         snakemake.input.qc,
         snakemake.input.split,
-        Path(snakemake.output.page).parent,
+        ReviewFiles(snakemake.output.page, snakemake.output.data, snakemake.params.thumbs),
         min_predicted_dice=snakemake.params.settings.min_predicted_dice,
         demo=snakemake.params.settings.demo,
     )

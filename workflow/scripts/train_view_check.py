@@ -3,7 +3,7 @@
 import torch
 from cxlseg.io import log_to
 from cxlseg.qc.view_check_training import train_view_check
-from cxlseg.training.store import store_dir_of
+from cxlseg.training.store import TrainingStore
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -12,7 +12,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.settings,
         snakemake.input.films,
         seed=snakemake.params.settings.seed,
-        store_dir=store_dir_of(snakemake.input.store),
+        store_dir=TrainingStore.of(snakemake.input.store),
         view_samples=snakemake.input.samples,
         mimic_root=snakemake.params.mimic_root,
         metrics_path=snakemake.output.metrics,

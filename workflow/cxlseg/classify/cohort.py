@@ -84,11 +84,12 @@ def _check_values(path, raw: pd.DataFrame, values: pd.DataFrame) -> None:
         raise ValueError(f"{path}: column {column!r} holds '{example}'; CheXpert labels must be 1, 0, -1 or blank")
 
 
-def load_cohort(cxlseg_dir: os.PathLike | str, labels: Sequence[str], uncertain: str) -> Labels:
-    """Labels of CXLSeg-segmented.csv.gz with the split of CXLSeg-split.csv.gz attached (one row per image)."""
-    cxlseg_dir = Path(cxlseg_dir)
-    found = load_labels(cxlseg_dir / "CXLSeg-segmented.csv.gz", labels, uncertain)
-    split = _read_split(cxlseg_dir / "CXLSeg-split.csv.gz")
+def load_cohort(
+    segmented: os.PathLike | str, split: os.PathLike | str, labels: Sequence[str], uncertain: str
+) -> Labels:
+    """Labels of the segmented table (CXLSeg-segmented) with the split table's split attached (one row per image)."""
+    found = load_labels(segmented, labels, uncertain)
+    split = _read_split(Path(split))
     frame = found.frame.merge(split, on=["dicom_id", "subject_id", "study_id"], how="left", validate="one_to_one")
     keep = frame["split"].notna().to_numpy()
     if not keep.all():

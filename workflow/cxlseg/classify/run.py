@@ -1,7 +1,7 @@
 """One (model, input) run: train on the train split, threshold on validate, evaluate on test.
 
-Each run writes its own folder (metrics.json, predictions.csv, skipped.csv) so Snakemake can run the
-pairs in parallel. The same seed gives both inputs the same initial weights, batch order and jitter,
+Each run writes its own files (metrics, predictions, skipped images; `RunFiles`, named by the rule) so
+Snakemake can run the pairs in parallel. The same seed gives both inputs the same initial weights, batch order and jitter,
 so the only difference between "original" and "segmented" is the image.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,22 @@ log = logging.getLogger(__name__)
 
 
 def run_name(model: str, input_kind: str) -> str:
-    """Folder name of one run, shared with the Snakemake rules."""
+    """A run's name in logs and progress bars."""
     return f"{model}_{input_kind}"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """One run's files (the classify rule's outputs): metrics (JSON, written last: the marker), predictions and the
+    images skipped (CSV)."""
+
+    metrics: Path
+    predictions: Path
+    skipped: Path
+
+    def __post_init__(self) -> None:
+        for name in ("metrics", "predictions", "skipped"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
 
 
 def train_and_evaluate(
@@ -38,27 +53,30 @@ def train_and_evaluate(
     model: str,
     input_kind: str,
     *,
-    cxlseg_dir: os.PathLike | str,
+    segmented: os.PathLike | str,
+    split: os.PathLike | str,
+    images_root: os.PathLike | str,
     mimic_root: os.PathLike | str,
-    run_dir: os.PathLike | str,
+    out: RunFiles,
     seed: int,
 ) -> dict:
-    """Train `model` on `input_kind` images and write run_dir/{metrics.json, predictions.csv, skipped.csv}.
+    """Train `model` on `input_kind` images (labels from the `segmented` table, split from the `split` table,
+    segmented images under `images_root`) and write `out`.
 
-    predictions.csv holds the validate and test rows: per label its 0/1 target (NaN when ignored)
+    The predictions hold the validate and test rows: per label its 0/1 target (NaN when ignored)
     and score (NaN when the image could not be read).
     """
     check_run(settings, model, input_kind)
-    cohort = load_cohort(cxlseg_dir, settings.labels, settings.uncertain)
+    cohort = load_cohort(segmented, split, settings.labels, settings.uncertain)
     device = resolve_device(settings.device)
     use_amp = settings.amp and device.type == "cuda"
     parts = _datasets(
         cohort,
         settings,
-        ImageSource(input_kind, str(cxlseg_dir), str(mimic_root), settings.input_size, settings.resize),
+        ImageSource(input_kind, str(images_root), str(mimic_root), settings.input_size, settings.resize),
     )
     if len(parts["train"]) < 2:
-        raise ValueError(f"{cxlseg_dir}: the train split has {len(parts['train'])} image(s); need at least 2")
+        raise ValueError(f"{split}: the train split has {len(parts['train'])} image(s); need at least 2")
     log.info(
         "%s on %s images: %s; device %s%s",
         model,
@@ -115,7 +133,7 @@ def train_and_evaluate(
         "epochs_run": len(history),
         "per_label": per_label,
     }
-    _write_run(Path(run_dir), metrics, _predictions(cohort, scores), skips.frame())
+    _write_run(out, metrics, _predictions(cohort, scores), skips.frame())
     return metrics
 
 
@@ -154,11 +172,11 @@ def _predictions(cohort: Labels, scores: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _write_run(run_dir: Path, metrics: dict, predictions: pd.DataFrame, skipped: pd.DataFrame) -> None:
-    """metrics.json last: it is the rule's marker output, present only when the rest is."""
-    write_csv(predictions, run_dir / "predictions.csv")
-    write_csv(skipped, run_dir / "skipped.csv")
-    write_json(run_dir / "metrics.json", nan_to_none(metrics))
+def _write_run(out: RunFiles, metrics: dict, predictions: pd.DataFrame, skipped: pd.DataFrame) -> None:
+    """The metrics last: the rule's marker output, present only when the rest is."""
+    write_csv(predictions, out.predictions)
+    write_csv(skipped, out.skipped)
+    write_json(out.metrics, nan_to_none(metrics))
 
 
 def nan_to_none(obj):

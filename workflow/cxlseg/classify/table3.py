@@ -1,4 +1,4 @@
-"""Table III from the run folders: the paper's four labels (and their mean), every trained label, ROC curves.
+"""Table III from the classifier runs: the paper's four labels (and their mean), every trained label, ROC curves.
 
 table3.csv/md is the paper's table: per report label accuracy, sensitivity, specificity and AUC, and
 their mean over the report labels. table3_all_labels.csv/md has one row per trained label (the
@@ -7,7 +7,9 @@ authors trained and evaluated all 14), one column per (run, metric).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,61 +20,79 @@ from matplotlib.figure import Figure
 from cxlseg.classify.cohort import INPUT_KINDS
 from cxlseg.classify.engine import SKIPPED_COLUMNS
 from cxlseg.classify.roc import METRICS, auc, mean_metrics, roc_curve
-from cxlseg.classify.run import run_name
+from cxlseg.classify.run import RunFiles
 from cxlseg.classify.settings import check_report_labels
 from cxlseg.io import atomic_path, read_json, write_bytes, write_csv, write_text
 
-Run = tuple[Path, dict]  # (run folder, its metrics.json)
+Run = tuple[RunFiles, dict]  # (a run's files, its metrics)
 
 
-def summarise(
-    run_dirs: Iterable[os.PathLike | str], out_dir: os.PathLike | str, report_labels: Sequence[str]
-) -> pd.DataFrame:
-    """Write table3.{csv,md}, table3_all_labels.{csv,md}, roc.png, skipped.csv and predictions_<run>.csv."""
-    out_dir = Path(out_dir)
-    runs = read_runs(run_dirs)
+@dataclass(frozen=True)
+class Table3Files:
+    """What the summary writes (the classify_summary rule's outputs): Table III and the all-labels table (CSV and
+    markdown each), the ROC figure, every run's skipped images in one CSV, and a copy of each run's predictions
+    (`predictions`, in the order of the runs)."""
+
+    table: Path
+    markdown: Path
+    all_labels: Path
+    all_labels_markdown: Path
+    roc: Path
+    skipped: Path
+    predictions: tuple[Path, ...]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            object.__setattr__(self, f.name, tuple(map(Path, value)) if f.name == "predictions" else Path(value))
+
+
+def summarise(runs: Sequence[RunFiles], out: Table3Files, report_labels: Sequence[str]) -> pd.DataFrame:
+    """Write Table III, the all-labels table, the ROC figure, the skipped images and the predictions' copies."""
+    if len(out.predictions) != len(runs):
+        raise ValueError(f"{len(runs)} runs but {len(out.predictions)} prediction copies to write")
+    runs = read_runs(runs)
     report_labels = tuple(report_labels)
     check_report_labels(runs[0][1]["labels"], report_labels)
     metrics = [m for _, m in runs]
     table = table3(metrics, report_labels)
-    write_csv(table, out_dir / "table3.csv")
-    write_text(out_dir / "table3.md", table3_markdown(table, metrics, report_labels))
+    write_csv(table, out.table)
+    write_text(out.markdown, table3_markdown(table, metrics, report_labels))
     every = all_labels_table(metrics)
-    write_csv(every, out_dir / "table3_all_labels.csv")
-    write_text(out_dir / "table3_all_labels.md", all_labels_markdown(every, metrics))
-    write_csv(_merged_skipped([d for d, _ in runs]), out_dir / "skipped.csv")
-    plot_roc(_copy_predictions(runs, out_dir), report_labels, out_dir / "roc.png")
+    write_csv(every, out.all_labels)
+    write_text(out.all_labels_markdown, all_labels_markdown(every, metrics))
+    write_csv(_merged_skipped([files for files, _ in runs]), out.skipped)
+    plot_roc(_copy_predictions(runs, out.predictions), report_labels, out.roc)
     return table
 
 
-def read_runs(run_dirs: Iterable[os.PathLike | str]) -> list[Run]:
-    """(run folder, metrics.json) pairs; every run must have learned the same labels."""
-    runs = []
-    for run_dir in map(Path, run_dirs):
-        metrics_path = run_dir / "metrics.json"
-        if not metrics_path.is_file():
-            raise FileNotFoundError(f"{metrics_path}: run metrics not found")
-        runs.append((run_dir, read_json(metrics_path)))
-    if not runs:
-        raise ValueError("summarise needs at least one run folder")
-    for run_dir, metrics in runs[1:]:
-        if metrics["labels"] != runs[0][1]["labels"]:
-            raise ValueError(f"{run_dir}: labels {metrics['labels']} differ from {runs[0][0]}'s {runs[0][1]['labels']}")
-    return runs
+def read_runs(runs: Iterable[RunFiles]) -> list[Run]:
+    """(run files, metrics) pairs; every run must have learned the same labels."""
+    read = []
+    for files in runs:
+        if not files.metrics.is_file():
+            raise FileNotFoundError(f"{files.metrics}: run metrics not found")
+        read.append((files, read_json(files.metrics)))
+    if not read:
+        raise ValueError("summarise needs at least one run")
+    first, labels = read[0][0].metrics, read[0][1]["labels"]
+    for files, metrics in read[1:]:
+        if metrics["labels"] != labels:
+            raise ValueError(f"{files.metrics}: labels {metrics['labels']} differ from {first}'s {labels}")
+    return read
 
 
-def _copy_predictions(runs: Sequence[Run], out_dir: Path) -> dict[tuple[str, str], pd.DataFrame]:
-    """Each run's predictions.csv next to the table (one place to look) and read back for the ROC figure."""
+def _copy_predictions(runs: Sequence[Run], copies: Sequence[Path]) -> dict[tuple[str, str], pd.DataFrame]:
+    """Each run's predictions next to the table (one place to look) and read back for the ROC figure."""
     predictions = {}
-    for run_dir, metrics in runs:
-        source = run_dir / "predictions.csv"
-        write_bytes(out_dir / f"predictions_{run_name(metrics['model'], metrics['input'])}.csv", source.read_bytes())
-        predictions[(metrics["model"], metrics["input"])] = pd.read_csv(source, dtype={"dicom_id": str})
+    for (files, metrics), copy in zip(runs, copies):
+        write_bytes(copy, files.predictions.read_bytes())
+        predictions[(metrics["model"], metrics["input"])] = pd.read_csv(files.predictions, dtype={"dicom_id": str})
     return predictions
 
 
-def _merged_skipped(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    frames = [pd.read_csv(d / "skipped.csv", dtype=str) for d in run_dirs if (d / "skipped.csv").is_file()]
+def _merged_skipped(runs: Sequence[RunFiles]) -> pd.DataFrame:
+    frames = [pd.read_csv(r.skipped, dtype=str) for r in runs if r.skipped.is_file()]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=SKIPPED_COLUMNS)

@@ -45,10 +45,18 @@ class EvaluateSettings(InferSettings):
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaluationFiles:
+    """What an evaluation writes (the rule's outputs): the per-image scores (CSV) and the summary (JSON)."""
+
+    per_image: Path | str
+    summary: Path | str
+
+
 def evaluate_model(
-    checkpoint: Path | str, store_dir: Path | str, out_dir: Path | str, settings: InferSettings, *, split: str = "test"
+    checkpoint: Path | str, store, out: EvaluationFiles, settings: InferSettings, *, split: str = "test"
 ) -> dict:
-    """Per-image metrics of one checkpoint on a store split -> {split}_per_image.csv + {split}_summary.json."""
+    """Per-image metrics of one checkpoint on a store split (a `TrainingStore` or its folder) -> `out`."""
     predictor = Predictor.from_checkpoints(checkpoint, device=settings.device, tta_flip=settings.tta_flip)
     meta = read_checkpoint(checkpoint)
     about = {
@@ -58,11 +66,11 @@ def evaluate_model(
         "val_metrics": meta["metrics"],
         "params": int(meta.get("params", 0)),
     }
-    return evaluate_predictor(predictor, store_dir, out_dir, settings, split=split, about=about)
+    return evaluate_predictor(predictor, store, out, settings, split=split, about=about)
 
 
 def evaluate_inference(
-    selected: dict, store_dir: Path | str, out_dir: Path | str, settings: InferSettings, *, split: str = "test"
+    selected: dict, store, out: EvaluationFiles, settings: InferSettings, *, split: str = "test"
 ) -> dict:
     """The segmenter that writes the dataset (the selected model joined by `infer.ensemble` members, built by
     inference's own `inference_predictor`) on the test split: the Dice the report quotes for the masks."""
@@ -71,22 +79,22 @@ def evaluate_inference(
     by_checkpoint = {path: arch for arch, path in selected.get("checkpoints", {}).items()}
     members = [by_checkpoint.get(path, selected["architecture"]) for path in checkpoints]
     about = {"architecture": "+".join(members), "members": members, "checkpoints": checkpoints}
-    return evaluate_predictor(predictor, store_dir, out_dir, settings, split=split, about=about)
+    return evaluate_predictor(predictor, store, out, settings, split=split, about=about)
 
 
 def evaluate_predictor(
     predictor: Predictor,
-    store_dir: Path | str,
-    out_dir: Path | str,
+    store,
+    out: EvaluationFiles,
     settings: InferSettings,
     *,
     split: str = "test",
     about: dict | None = None,
 ) -> dict:
     """Score a built predictor on a store split with inference's threshold and clean-up; `about` names it."""
-    images, masks, index = load_split(store_dir, split)
+    images, masks, index = load_split(store, split)
     if len(images) == 0:
-        raise ValueError(f"{store_dir}: split {split!r} holds no images to evaluate")
+        raise ValueError(f"{store}: split {split!r} holds no images to evaluate")
     probs = predictor.predict(
         images, out_size=images.shape[-1], batch_size=settings.batch_size, progress=True, film=settings.film
     )
@@ -109,9 +117,8 @@ def evaluate_predictor(
         },
         "device": str(predictor.device),
     }
-    out_dir = Path(out_dir)
-    write_csv(per_image, out_dir / f"{split}_per_image.csv")
-    write_json(out_dir / f"{split}_summary.json", summary)
+    write_csv(per_image, out.per_image)
+    write_json(out.summary, summary)
     return summary
 
 

@@ -50,34 +50,44 @@ def best_epoch(history: pd.DataFrame, metric: str = "dice") -> pd.Series:
     return history.iloc[position]
 
 
+@dataclass(frozen=True)
+class ComparisonFiles:
+    """What the model comparison writes (the select_model rule's outputs): Table IV as CSV and markdown, the
+    learning curves (PNG) and the selected model (JSON)."""
+
+    table: Path | str
+    markdown: Path | str
+    curves: Path | str
+    selected: Path | str
+
+
 def compare_models(
     summaries: dict[str, Path | str],
     histories: dict[str, Path | str],
-    out_dir: Path | str,
+    out: ComparisonFiles,
     *,
     select_metric: str,
     inference_model: str | None = None,
 ) -> dict:
-    """comparison.csv/.md (Table IV), learning_curves.png and selected.json for every evaluated architecture."""
+    """Table IV, the learning curves and the selected model (`out`) for every evaluated architecture."""
     if not summaries:
         raise ValueError("compare_models needs at least one model summary")
     unmatched = sorted(set(summaries) ^ set(histories))
     if unmatched:
         raise ValueError(f"summaries and histories must name the same architectures; unmatched: {unmatched}")
-    out_dir = Path(out_dir)
     loaded = {arch: (read_json(summaries[arch]), _read_history(histories[arch])) for arch in sorted(summaries)}
     table = pd.DataFrame(
         [_comparison_row(arch, summary, history, select_metric) for arch, (summary, history) in loaded.items()]
     )
     selected = select_model(table, select_metric, inference_model)
-    write_csv(table, out_dir / "comparison.csv")
-    write_text(out_dir / "comparison.md", comparison_markdown(table, selected["architecture"]))
+    write_csv(table, out.table)
+    write_text(out.markdown, comparison_markdown(table, selected["architecture"]))
     plot_learning_curves(
         {arch: history for arch, (_, history) in loaded.items()},
-        out_dir / "learning_curves.png",
+        out.curves,
         best_epochs=dict(zip(table["model"], table["best_epoch"])),
     )
-    write_json(out_dir / "selected.json", selected)
+    write_json(out.selected, selected)
     return selected
 
 

@@ -2,7 +2,8 @@
 
 Every source (Shenzhen, Montgomery, V7-labs) ends up looking the same downstream:
 a manifest row per accepted radiograph, a normalised 0/255 lung mask per row in
-``out_dir/masks/<image_id>.png``, and a rejects table that says, for every file
+the masks folder (``<image_id>.png``, its path in the manifest relative to the manifest's
+folder), and a rejects table that says, for every file
 that was not accepted, which file and why.  Nothing is dropped silently, and
 one bad file never stops the others.  The patient-level split is `cxlseg.splits`'s job.
 """
@@ -143,7 +144,28 @@ LAYOUTS = {"shenzhen": _shenzhen, "montgomery": _montgomery, "v7": read_v7}
 # --------------------------------------------------------------------------- ingest
 
 
-def _accept(candidate: Candidate, root: Path, masks_dir: Path, dataset: str) -> dict:
+@dataclass(frozen=True)
+class IngestFiles:
+    """What one ingest writes (the rule's outputs): the manifest (parquet), the rejects (CSV), the counts (JSON) and
+    the masks folder, which sits under the manifest's folder because manifest mask paths are relative to it."""
+
+    manifest: Path
+    rejects: Path
+    counts: Path
+    masks: Path
+
+    def __post_init__(self) -> None:
+        for name in ("manifest", "rejects", "counts", "masks"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        if not self.masks.resolve().is_relative_to(self.manifest.parent.resolve()):
+            raise ValueError(f"{self.masks}: the masks folder must sit under the manifest's folder")
+
+    def mask_path(self, image_id: str) -> str:
+        """A mask's path as the manifest records it: relative to the manifest's folder."""
+        return (self.masks / f"{image_id}.png").relative_to(self.manifest.parent).as_posix()
+
+
+def _accept(candidate: Candidate, root: Path, files: IngestFiles, dataset: str) -> dict:
     """Decode and check one candidate; write its normalised mask; return its manifest row."""
     raw = io.read_image(candidate.image_file)
     io.to_gray_uint8(raw, candidate.image_file)  # refuses channel layouts nobody downstream can read
@@ -153,14 +175,14 @@ def _accept(candidate: Candidate, root: Path, masks_dir: Path, dataset: str) -> 
         raise MaskError(f"image/mask size mismatch (image {width}x{height}, mask {mask.shape[1]}x{mask.shape[0]})")
     if not mask.any():
         raise MaskError("empty mask")
-    io.write_image(masks_dir / f"{candidate.image_id}.png", mask * np.uint8(255))
+    io.write_image(files.masks / f"{candidate.image_id}.png", mask * np.uint8(255))
     return {
         "dataset": dataset,
         "image_id": candidate.image_id,
         "patient_id": candidate.patient_id,
         "label": candidate.label,
         "image_path": _rel(root, candidate.image_file),
-        "mask_path": f"masks/{candidate.image_id}.png",
+        "mask_path": files.mask_path(candidate.image_id),
         "width": int(width),
         "height": int(height),
         "bit_depth": io.bit_depth(raw),
@@ -178,18 +200,17 @@ def _reason(err: Exception) -> str:
 
 
 def ingest_dataset(
-    dataset: str, root: os.PathLike | str, out_dir: os.PathLike | str, *, mask_source: str = "json"
+    dataset: str, root: os.PathLike | str, files: IngestFiles, *, mask_source: str = "json"
 ) -> IngestResult:
-    """Read `dataset` ("shenzhen", "montgomery" or "v7") from `root` into `out_dir`.
+    """Read `dataset` ("shenzhen", "montgomery" or "v7") from `root` into `files`.
 
-    Writes manifest.parquet, rejects.csv, counts.json and masks/<image_id>.png
+    Writes the manifest, rejects, counts and one <image_id>.png per accepted image in the masks folder
     (0/255, the image's own size), each atomically.
     """
     if dataset not in LAYOUTS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    root, out_dir = Path(root), Path(out_dir)
-    masks_dir = out_dir / "masks"
-    masks_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(root)
+    files.masks.mkdir(parents=True, exist_ok=True)
     kwargs = {"mask_source": mask_source} if dataset == "v7" else {}
     rows, rejects, seen = [], [], {}
     for item in tqdm(list(LAYOUTS[dataset](root, **kwargs)), desc=f"ingest {dataset}", unit="img"):
@@ -206,16 +227,16 @@ def ingest_dataset(
             )
             continue
         try:
-            rows.append(_accept(item, root, masks_dir, dataset))
+            rows.append(_accept(item, root, files, dataset))
             seen[item.image_id] = _rel(root, item.image_file)
         except (io.ImageReadError, MaskError, OSError, cv2.error) as err:
             file = getattr(err, "path", None) or str(item.image_file)
             rejects.append((item.image_id, _rel(root, Path(file)), _reason(err)))
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     reject_df = pd.DataFrame([(dataset, *r) for r in rejects], columns=REJECT_COLUMNS)
-    _remove_stale_masks(masks_dir, set(manifest["image_id"]))
+    _remove_stale_masks(files.masks, set(manifest["image_id"]))
     result = IngestResult(manifest, reject_df, _class_counts(manifest))
-    _write_outputs(result, dataset, out_dir)
+    _write_outputs(result, dataset, files)
     return result
 
 
@@ -237,7 +258,7 @@ def reject_summary(rejects: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(keys.value_counts().items())}
 
 
-def _write_outputs(result: IngestResult, dataset: str, out_dir: Path) -> None:
+def _write_outputs(result: IngestResult, dataset: str, files: IngestFiles) -> None:
     summary = {
         "dataset": dataset,
         "accepted": int(len(result.manifest)),
@@ -256,6 +277,6 @@ def _write_outputs(result: IngestResult, dataset: str, out_dir: Path) -> None:
     )
     for row in result.rejects.itertuples():
         log.warning("%s rejected %s: %s", dataset, row.file, row.reason)
-    io.write_parquet(result.manifest, out_dir / "manifest.parquet")
-    io.write_csv(result.rejects, out_dir / "rejects.csv")
-    io.write_json(out_dir / "counts.json", summary)
+    io.write_parquet(result.manifest, files.manifest)
+    io.write_csv(result.rejects, files.rejects)
+    io.write_json(files.counts, summary)

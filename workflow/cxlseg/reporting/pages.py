@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cxlseg.reporting.html import count, esc, fixed, note, page, table
+from cxlseg.reporting.inputs import ReportFiles
 
-DATASET_TABLES = ("metadata", "segmented", "split", "mask", "failed")
 SPLIT_NAMES = {"val": "validate", "valid": "validate", "validation": "validate"}  # one vocabulary on the pages
 CHEXPERT_LEGEND = (
     "Label values (CheXpert labeller, per study): 1 = positive, 0 = negative, −1 = uncertain, – (blank) = not "
@@ -24,32 +24,31 @@ CHEXPERT_LEGEND = (
 
 
 def read_json(path) -> dict:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A JSON input, or {} when the run has none (None: not an input of this run)."""
+    return json.loads(Path(path).read_text()) if path is not None and Path(path).is_file() else {}
 
 
 def read_csv(path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if Path(path).is_file() else None
+    return pd.read_csv(path) if path is not None and Path(path).is_file() else None
 
 
 def split_name(name) -> str:
     return SPLIT_NAMES.get(str(name), str(name))
 
 
-def store_size(results) -> int | None:
+def store_size(files: ReportFiles) -> int | None:
     """Side of the training store's images in pixels: the grid HD95 is measured on."""
-    path = Path(results) / "training" / "store" / "test_images.npy"
-    if not path.is_file():
+    path = files.store_images
+    if path is None or not path.is_file():
         return None
     return int(np.load(path, mmap_mode="r").shape[-1])
 
 
-def segmenter(results) -> dict:
+def segmenter(files: ReportFiles) -> dict:
     """The segmenter that wrote the masks: its members and its test metrics (models/inference), the selected
     architecture and its validation Dice (selected.json)."""
-    results = Path(results)
-    selected = read_json(results / "models" / "selected.json")
-    used = read_json(results / "models" / "inference" / "test_summary.json")
+    selected = read_json(files.selected)
+    used = read_json(files.used)
     metrics = used.get("metrics", {})
     return {
         "selected": selected.get("architecture"),
@@ -66,14 +65,13 @@ def segmenter(results) -> dict:
     }
 
 
-def comparison_page(results, *, demo: bool = False) -> str:
+def comparison_page(files: ReportFiles, *, demo: bool = False) -> str:
     """Table IV: every network alone on the test split, then the segmenter actually used (the ensemble)."""
-    results = Path(results)
-    df = read_csv(results / "models" / "comparison.csv")
+    df = read_csv(files.comparison)
     if df is None:
         return page("Table IV: segmentation models", note("models/comparison.csv not found."), demo=demo)
-    used = segmenter(results)
-    px = store_size(results)
+    used = segmenter(files)
+    px = store_size(files)
     df = df.drop(columns=[c for c in ("checkpoint",) if c in df])
     df.insert(1, "selected", np.where(df["model"] == used["selected"], "selected", ""))
     if used["evaluated"]:
@@ -113,8 +111,8 @@ def comparison_page(results, *, demo: bool = False) -> str:
     return page("Table IV: segmentation models on the test split", "".join(body), demo=demo)
 
 
-def counts_page(results, *, demo: bool = False) -> str:
-    df = read_csv(Path(results) / "training" / "counts.csv")
+def counts_page(files: ReportFiles, *, demo: bool = False) -> str:
+    df = read_csv(files.counts)
     if df is None:
         return page("Training images per split and class", note("training/counts.csv not found."), demo=demo)
     if "split" in df:
@@ -144,7 +142,7 @@ def _readable_dates(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def datasets_page(results, out_dir=None, *, rows: int = 5, width: int = 60, demo: bool = False) -> str:
+def datasets_page(files: ReportFiles, *, rows: int = 5, width: int = 60, demo: bool = False) -> str:
     """Each CXLSeg table: where it is, row count, columns, first rows (long text cut, dates readable)."""
     body = [
         note(
@@ -152,10 +150,9 @@ def datasets_page(results, out_dir=None, *, rows: int = 5, width: int = 60, demo
             "shows their first rows only, so a 243k-image run keeps this page small."
         )
     ]
-    for name in DATASET_TABLES:
-        path = Path(results) / "CXLSeg" / f"CXLSeg-{name}.csv.gz"
+    for name, path in files.tables().items():
         body.append(f"<h2 id='{name}'>CXLSeg-{name}.csv.gz</h2>")
-        if not path.is_file():
+        if path is None or not path.is_file():
             body.append(note("not written by this run."))
             continue
         head = _readable_dates(pd.read_csv(path, nrows=rows))
@@ -191,9 +188,9 @@ def _split_columns(columns) -> pd.MultiIndex:
     return pd.MultiIndex.from_tuples([tuple(str(c).rsplit(" ", 1)) for c in columns])
 
 
-def table3_page(results, *, demo: bool = False) -> str:
+def table3_page(files: ReportFiles, *, demo: bool = False) -> str:
     """Table III for the paper's report labels: per metric, every classifier and input by label, and the mean."""
-    df = read_csv(Path(results) / "classify" / "table3.csv")
+    df = read_csv(files.table3)
     title = "Table III: classifiers on original vs segmented images"
     if df is None:
         return page(title, note("Classification disabled in this run (no classify/table3.csv)."), demo=demo)
@@ -212,14 +209,13 @@ def table3_page(results, *, demo: bool = False) -> str:
     return page(title, "".join(body), demo=demo)
 
 
-def table3_all_labels_page(results, *, demo: bool = False) -> str:
+def table3_all_labels_page(files: ReportFiles, *, demo: bool = False) -> str:
     """Every trained label: one table per metric, labels as rows, classifier x input as columns."""
-    results = Path(results)
-    df = read_csv(results / "classify" / "table3_all_labels.csv")
+    df = read_csv(files.table3_all_labels)
     title = "Table III, all labels: classifiers on original vs segmented images"
     if df is None:
         return page(title, note("Classification disabled in this run."), demo=demo)
-    n = read_csv(results / "classify" / "table3.csv")
+    n = read_csv(files.table3)
     n_test = count(n["n_test"].max()) if n is not None and "n_test" in n else "–"
     wide = df.set_index("label")
     wide.columns = _split_columns(wide.columns)  # ('<classifier> <input>', metric)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -106,26 +107,45 @@ def _template() -> str:
     return page.replace("/*STYLE*/", style).replace("/*SCRIPT*/", script)
 
 
+@dataclass(frozen=True)
+class ReviewFiles:
+    """The review page (the rule's `page` output), its data folder (`data`, a directory() output) and the
+    thumbnails infer_shard wrote (`thumbs`, a params root). The page's script loads data/ and thumbs/ by those
+    names beside it, so the rule must put them there."""
+
+    page: Path
+    data: Path
+    thumbs: Path
+
+    def __post_init__(self) -> None:
+        for name in ("page", "data", "thumbs"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        for name in ("data", "thumbs"):
+            if getattr(self, name) != self.page.parent / name:
+                raise ValueError(
+                    f"{getattr(self, name)}: the review page loads its {name} from {self.page.parent / name}"
+                )
+
+
 def build_review_page(
     qc_csv,
     split_csv,
-    out_dir,
+    files: ReviewFiles,
     *,
     min_predicted_dice: float,
     demo: bool = False,
     page_size: int = PAGE_SIZE,
 ) -> dict:
-    """Write out_dir/index.html and out_dir/data/; thumbnails are read from out_dir/thumbs. Returns the page's
-    summary (masks, filters, page files, bytes of data)."""
-    out_dir = Path(out_dir)
+    """Write the page and its data folder; thumbnails are read from `files.thumbs`. Returns the page's summary
+    (masks, filters, page files, bytes of data)."""
     qc = pd.read_csv(qc_csv, dtype={"dicom_id": str}, keep_default_na=False, na_values={"qc_predicted_dice": [""]})
     qc["p_not_frontal"] = pd.to_numeric(qc["p_not_frontal"], errors="coerce")
     split = pd.read_csv(split_csv, dtype={"dicom_id": str}, usecols=["dicom_id", "split"])
     qc = worst_first(qc.merge(split, on="dicom_id", how="left").fillna({"split": ""}))
-    records = _records(qc, out_dir / "thumbs")
+    records = _records(qc, files.thumbs)
     views = view_members(qc)
 
-    data = out_dir / "data"
+    data = files.data
     if data.exists():
         shutil.rmtree(data)  # stale pages of an earlier filter must not linger
     n_files, n_bytes = 0, 0
@@ -152,7 +172,7 @@ def build_review_page(
     run_text = _script("run", run)
     io.write_text(data / "run.js", run_text)
     page = _template()
-    io.write_text(out_dir / "index.html", page)
+    io.write_text(files.page, page)
     summary = {
         "masks": run["masks"],
         "filters": len(views),

@@ -11,7 +11,7 @@ import html
 
 import pandas as pd
 
-from cxlseg.tables.provenance import FIX, check_run
+from cxlseg.tables.provenance import FIX
 
 
 def _table(rows: list[tuple], columns: list[str]) -> str:
@@ -20,7 +20,7 @@ def _table(rows: list[tuple], columns: list[str]) -> str:
 
 
 def mismatch_banner(check) -> str:
-    """HTML: a warning banner listing every mismatch between the tables and the disk (`check_run`'s); empty when
+    """HTML: a warning banner listing every mismatch between the tables and the disk (`check_tables`'s); empty when
     all match (the top of the summary page, so nobody reads numbers that no longer describe the files)."""
     parts = []
     if not check.ok:
@@ -32,10 +32,9 @@ def mismatch_banner(check) -> str:
     return "".join(parts)
 
 
-def identity_section(results, *, banner: bool = True, check=None) -> str:
-    """HTML: the warning banner (unless shown elsewhere), then the config hash, code and manifest hashes. `check`:
-    a `check_run` of `results` already made (it stats every image file, so the summary page runs it once)."""
-    check = check or check_run(results)
+def identity_section(check, *, banner: bool = True) -> str:
+    """HTML: the warning banner (unless shown elsewhere), then the config hash, code and manifest hashes, from a
+    `check_tables` already made (it stats every image file, so the summary page runs it once)."""
     parts = [mismatch_banner(check)] if banner else []
     record = check.identity
     if not record:

@@ -2,8 +2,9 @@
 
 Why: after a run a researcher asks how many images made it, which segmenter made the masks and how good they
 are (with the n behind each number), how well QC catches bad masks, and what the run cost. These pure functions
-read a finished results folder (every input optional, so an old or partial run still renders) and write
-self-contained pages (see `reporting.html`); the table pages live in `reporting.pages`.
+read the rule's declared inputs (`reporting.inputs.ReportFiles`; every one optional, so a run with a stage
+switched off still renders) and write self-contained pages (see `reporting.html`); the table pages live in
+`reporting.pages`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import numpy as np
 import pandas as pd
 
 from cxlseg import io
-from cxlseg.inference.manifest import read_manifest_table, split_flags
+from cxlseg.inference.manifest import read_manifest_table, shard_of, split_flags
 from cxlseg.inference.select_images import DROP_CAUSES
 from cxlseg.reporting import pages
 from cxlseg.reporting.html import count, esc, fixed, hms, kpi, note, page, percent, section, table, toc
+from cxlseg.reporting.inputs import ReportFiles
 from cxlseg.reporting.pages import read_json, segmenter, split_name
 from cxlseg.reporting.run_identity import identity_section, mismatch_banner
 from cxlseg.reporting.run_stats import benchmark_times, hardware, shard_throughput, wall_clock
-from cxlseg.tables.provenance import check_run
+from cxlseg.tables.provenance import check_tables
 
 SPLIT_ORDER = ("train", "validate", "test")
 # The menu of the report (category -> entries), named on the summary where links cannot reach.
@@ -33,15 +35,14 @@ MENU_HINT = (
 )
 
 
-def shard_manifests(results) -> dict[str, pd.DataFrame]:
+def shard_manifests(files: ReportFiles) -> dict[str, pd.DataFrame]:
     """Shard id -> manifest (the manifest module's reader), for the shards a run wrote (the DAG guarantees they
     are complete)."""
-    folder = Path(results) / "infer" / "manifests"
-    return {p.stem: read_manifest_table(p).to_pandas() for p in sorted(folder.glob("*.parquet"))}
+    return {shard_of(p): read_manifest_table(p).to_pandas() for p in sorted(files.manifests)}
 
 
-def _manifest(results) -> pd.DataFrame:
-    manifests = shard_manifests(results)
+def _manifest(files: ReportFiles) -> pd.DataFrame:
+    manifests = shard_manifests(files)
     if not manifests:
         return pd.DataFrame(columns=["dicom_id", "status", "error", "qc_flags"])
     return pd.concat(manifests.values(), ignore_index=True)
@@ -51,21 +52,19 @@ def _flagged(manifest: pd.DataFrame) -> pd.Series:
     return manifest["qc_flags"].fillna("").astype(str) != ""
 
 
-def _split_counts(results) -> dict:
-    split = Path(results) / "CXLSeg" / "CXLSeg-split.csv.gz"
-    if split.is_file():
-        counts = pd.read_csv(split, usecols=["split"])["split"].map(split_name).value_counts()
+def _split_counts(files: ReportFiles) -> dict:
+    if files.split is not None and files.split.is_file():
+        counts = pd.read_csv(files.split, usecols=["split"])["split"].map(split_name).value_counts()
     else:
-        counts = pd.Series(read_json(Path(results) / "CXLSeg" / "summary.json").get("split", {}).get("images", {}))
+        counts = pd.Series(read_json(files.tables_summary).get("split", {}).get("images", {}))
         counts.index = [split_name(i) for i in counts.index]
     return {s: int(counts.get(s, 0)) for s in SPLIT_ORDER}
 
 
-def images_section(results, manifest: pd.DataFrame) -> list[str]:
+def images_section(files: ReportFiles, manifest: pd.DataFrame) -> list[str]:
     """The funnel: selected, segmented, failed (by reason), flagged, in the tables; studies dropped at selection."""
-    results = Path(results)
-    selection = read_json(results / "infer" / "selection_summary.json")
-    tables = read_json(results / "CXLSeg" / "summary.json")
+    selection = read_json(files.selection_summary)
+    tables = read_json(files.tables_summary)
     ok = manifest["status"] == "ok"
     failed = manifest.loc[~ok, "error"].fillna("unknown").value_counts().rename_axis("reason")
     out = [
@@ -90,15 +89,15 @@ def images_section(results, manifest: pd.DataFrame) -> list[str]:
         if rows
         else note("This run's selection summary does not split dropped studies by cause (written by an older version).")
     )
-    splits = _split_counts(results)
+    splits = _split_counts(files)
     out += ["<h3>Split of the dataset (MIMIC images in CXLSeg-split)</h3>"]
     out += [kpi(s, count(n), "images") for s, n in splits.items()]
     return out
 
 
-def segmenter_section(results, *, demo: bool) -> list[str]:
+def segmenter_section(files: ReportFiles, *, demo: bool) -> list[str]:
     """The segmenter that made the masks (the ensemble and its members) with its test Dice and n."""
-    used = segmenter(results)
+    used = segmenter(files)
     out = [section("segmenter", "Segmenter used for the masks")]
     if not used["selected"]:
         return out + [note("No model selected yet.")]
@@ -114,7 +113,7 @@ def segmenter_section(results, *, demo: bool) -> list[str]:
         out.append(note("The segmenter's test Dice was not measured by this run (models/inference missing)."))
     val = fixed(4)(used["val_value"])
     out.append(kpi("selected on validation", used["selected"], f"validation {used['val_metric']} {val}"))
-    truth = read_json(Path(results) / "qc" / "qc_summary.json").get("truth", {})
+    truth = read_json(files.qc_summary).get("truth", {})
     if truth.get("n"):
         detail = f"mean, n = {count(truth['n'])} segmented masks" + (" (demo phantoms)" if demo else "")
         out.append(kpi("Dice against ground truth", fixed(4)(truth.get("mean_dice")), detail))
@@ -133,10 +132,10 @@ def _rate(rate, n, what: str) -> tuple[str, str]:
     return percent(rate), f"n = {count(n)} {what}"
 
 
-def qc_section(results) -> list[str]:
+def qc_section(files: ReportFiles) -> list[str]:
     """How well QC separates good from bad masks: catch and false-flag rates with their n, and its tracking."""
-    info = read_json(Path(results) / "models" / "qc_calibration.json").get("info", {})
-    truth = read_json(Path(results) / "qc" / "qc_summary.json").get("truth", {})
+    info = read_json(files.qc_model).get("info", {})
+    truth = read_json(files.qc_summary).get("truth", {})
     out = [section("qc", "Quality control")]
     if not info and not truth:
         return out + [note("No QC calibration in this run.")]
@@ -182,9 +181,9 @@ def qc_section(results) -> list[str]:
     return out
 
 
-def time_section(results, manifests: dict[str, pd.DataFrame]) -> list[str]:
+def time_section(files: ReportFiles, manifests: dict[str, pd.DataFrame]) -> list[str]:
     """Wall clock, hardware, every rule's benchmark time, and inference throughput per shard."""
-    clock, host, times = wall_clock(results), hardware(), benchmark_times(results)
+    clock, host, times = wall_clock(files.benchmarks), hardware(), benchmark_times(files.benchmarks)
     gpus = ", ".join(host["gpus"]) or "none"
     memory = "–" if np.isnan(host["memory_gb"]) else f"{host['memory_gb']:.0f} GB"
     times = times.assign(hms=times["seconds"].map(hms))[["stage", "jobs", "seconds", "hms", "peak_rss_mb"]]
@@ -203,21 +202,20 @@ def time_section(results, manifests: dict[str, pd.DataFrame]) -> list[str]:
         ),
         "<h3>Inference throughput per shard</h3>",
         table(
-            shard_throughput(results, manifests),
+            shard_throughput(files.benchmarks, manifests),
             {"images": count, "seconds": fixed(1), "images_per_s": fixed(2)},
         ),
     ]
 
 
-def at_a_glance(results, manifest: pd.DataFrame, *, demo: bool) -> list[str]:
+def at_a_glance(files: ReportFiles, manifest: pd.DataFrame, *, demo: bool) -> list[str]:
     """The answers in one screen: how many images, made by what, how good (with n), how well QC catches bad masks,
     how long it took; each box is detailed further down the page."""
-    results = Path(results)
-    selection = read_json(results / "infer" / "selection_summary.json")
+    selection = read_json(files.selection_summary)
     ok = manifest["status"] == "ok"
-    used = segmenter(results)
-    truth = read_json(results / "qc" / "qc_summary.json").get("truth", {})
-    calibration = read_json(results / "models" / "qc_calibration.json").get("info", {})
+    used = segmenter(files)
+    truth = read_json(files.qc_summary).get("truth", {})
+    calibration = read_json(files.qc_model).get("info", {})
     every = calibration.get("cross_validated", {}).get("all", {})
     good = calibration.get("good_dice", 0.9)
     boxes = [
@@ -250,19 +248,26 @@ def at_a_glance(results, manifest: pd.DataFrame, *, demo: bool) -> list[str]:
                 f"of {count(every.get('n_good'))} calibration masks, Dice ≥ {good}",
             )
         )
-    boxes.append(kpi("wall clock", hms(wall_clock(results)["busy_seconds"]), "jobs running (pauses excluded)"))
+    boxes.append(kpi("wall clock", hms(wall_clock(files.benchmarks)["busy_seconds"]), "jobs running (pauses excluded)"))
     return [section("glance", "At a glance"), *boxes]
 
 
-def summary_page(results, *, demo: bool = False) -> str:
+def run_check(files: ReportFiles):
+    """The tables-vs-disk check (`cxlseg check-run`'s) on the report's inputs."""
+    if files.tables_summary is None:
+        return check_tables(Path("summary.json"), (), (), None)
+    tables = [p for p in files.tables().values() if p is not None]
+    return check_tables(files.tables_summary, files.manifests, tables, files.images_root)
+
+
+def summary_page(files: ReportFiles, *, demo: bool = False) -> str:
     """Landing page: images, the segmenter used and its Dice, QC's catch rates, splits, time and hardware."""
-    results = Path(results)
-    manifests = shard_manifests(results)
-    manifest = _manifest(results)
-    check = check_run(results)
+    manifests = shard_manifests(files)
+    manifest = _manifest(files)
+    check = run_check(files)
     body = [
         mismatch_banner(check),
-        *at_a_glance(results, manifest, demo=demo),
+        *at_a_glance(files, manifest, demo=demo),
         toc(
             [
                 ("images", "Images"),
@@ -272,11 +277,11 @@ def summary_page(results, *, demo: bool = False) -> str:
                 ("run", "Which run"),
             ]
         ),
-        *images_section(results, manifest),
-        *segmenter_section(results, demo=demo),
-        *qc_section(results),
-        *time_section(results, manifests),
-        identity_section(results, banner=False, check=check),
+        *images_section(files, manifest),
+        *segmenter_section(files, demo=demo),
+        *qc_section(files),
+        *time_section(files, manifests),
+        identity_section(check, banner=False),
         f"<p class='note' id='more'>{esc(MENU_HINT)}</p>",
     ]
     return page("CXLSeg run summary", "".join(body), demo=demo)
@@ -306,13 +311,21 @@ def _overlay(rec, mimic_root, out_root, size: int) -> np.ndarray:
 
 
 def sample_grid(
-    results, path, *, mimic_root, n: int = 12, seed: int = 0, cols: int = 4, size: int = 224, quality: int = 70
+    files: ReportFiles,
+    path,
+    *,
+    mimic_root,
+    n: int = 12,
+    seed: int = 0,
+    cols: int = 4,
+    size: int = 224,
+    quality: int = 70,
 ) -> int:
     """A seeded random sample of segmented images: each original film with its mask outlined, titled with its
     predicted Dice and flags; a fixed count, so the grid stays ~100 KB for any run. Returns the count."""
     from matplotlib.figure import Figure
 
-    manifest = _manifest(results)
+    manifest = _manifest(files)
     ok = manifest[manifest["status"] == "ok"].sort_values("dicom_id", ignore_index=True)
     picks = ok.iloc[np.random.default_rng(seed).permutation(len(ok))[:n]] if len(ok) else ok
     rows = max(1, -(-len(picks) // cols))
@@ -321,7 +334,7 @@ def sample_grid(
     for ax in axes.flat:
         ax.axis("off")
     for ax, rec in zip(axes.flat, picks.itertuples()):
-        ax.imshow(cv2.cvtColor(_overlay(rec, mimic_root, Path(results) / "CXLSeg", size), cv2.COLOR_BGR2RGB))
+        ax.imshow(cv2.cvtColor(_overlay(rec, mimic_root, files.images_root, size), cv2.COLOR_BGR2RGB))
         flags = split_flags(getattr(rec, "qc_flags", ""))
         dice = getattr(rec, "qc_predicted_dice", np.nan)
         title = f"{str(rec.dicom_id)[:8]}  pred. Dice {dice:.2f}" if pd.notna(dice) else str(rec.dicom_id)[:8]
@@ -345,13 +358,14 @@ PAGES = {
 }
 
 
-def write_pages(results, out_dir, *, mimic_root, demo: bool = False, n_samples: int = 12, seed: int = 0) -> dict:
-    """The report folder's pages and the sample grid; returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.html" for name in PAGES}
+def write_pages(
+    files: ReportFiles, out: dict, *, mimic_root, demo: bool = False, n_samples: int = 12, seed: int = 0
+) -> dict:
+    """The report's pages and the sample grid, to `out` (PAGES' names and "samples" -> the rule's outputs)."""
+    missing = sorted({*PAGES, "samples"} - set(out))
+    if missing:
+        raise ValueError(f"run report: no output file for {', '.join(missing)}")
     for name, build in PAGES.items():
-        io.write_text(paths[name], build(results, demo=demo))
-    paths["samples"] = out_dir / "samples.jpg"
-    sample_grid(results, paths["samples"], mimic_root=mimic_root, n=n_samples, seed=seed)
-    return paths
+        io.write_text(out[name], build(files, demo=demo))
+    sample_grid(files, out["samples"], mimic_root=mimic_root, n=n_samples, seed=seed)
+    return {name: Path(out[name]) for name in (*PAGES, "samples")}

@@ -16,17 +16,27 @@ import numpy as np
 import pandas as pd
 
 
-def _benchmarks(results) -> list[tuple[str, Path, pd.DataFrame]]:
-    root = Path(results) / "benchmarks"
-    out = []
-    for tsv in sorted(root.rglob("*.tsv")):
-        rel = tsv.relative_to(root)
-        stage = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
-        out.append((stage, tsv, pd.read_csv(tsv, sep="\t")))
-    return out
+def _stage(tsv: Path, root: Path) -> str:
+    """A job's rule: the benchmark's folder under the benchmarks folder (one file per job), else its name."""
+    rel = tsv.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else tsv.stem
 
 
-def benchmark_times(results) -> pd.DataFrame:
+def _root(benchmarks) -> Path:
+    """The benchmarks folder: the deepest folder holding every single-job rule's file (a file directly in it)."""
+    return Path(os.path.commonpath([Path(p).parent for p in benchmarks]))
+
+
+def _benchmarks(benchmarks) -> list[tuple[str, Path, pd.DataFrame]]:
+    """(rule, file, table) of each benchmark file given (the report rule's declared inputs)."""
+    files = sorted(Path(p) for p in benchmarks if Path(p).is_file())
+    if not files:
+        return []
+    root = _root(files)
+    return [(_stage(tsv, root), tsv, pd.read_csv(tsv, sep="\t")) for tsv in files]
+
+
+def benchmark_times(benchmarks) -> pd.DataFrame:
     """Per rule: jobs, seconds summed over its jobs, peak memory (MB); longest first."""
     rows = [
         (
@@ -34,7 +44,7 @@ def benchmark_times(results) -> pd.DataFrame:
             float(df["s"].sum()),
             float(pd.to_numeric(df["max_rss"], errors="coerce").max()) if "max_rss" in df else np.nan,
         )
-        for stage, _, df in _benchmarks(results)
+        for stage, _, df in _benchmarks(benchmarks)
     ]
     if not rows:
         return pd.DataFrame(columns=["stage", "jobs", "seconds", "peak_rss_mb"])
@@ -47,10 +57,10 @@ def benchmark_times(results) -> pd.DataFrame:
     )
 
 
-def wall_clock(results) -> dict:
+def wall_clock(benchmarks) -> dict:
     """First job start to last job end, and the time at least one job ran (gaps between resumed runs excluded)."""
     spans = sorted(
-        (tsv.stat().st_mtime - float(df["s"].sum()), tsv.stat().st_mtime) for _, tsv, df in _benchmarks(results)
+        (tsv.stat().st_mtime - float(df["s"].sum()), tsv.stat().st_mtime) for _, tsv, df in _benchmarks(benchmarks)
     )
     if not spans:
         return {"seconds": np.nan, "busy_seconds": np.nan, "jobs": 0}
@@ -63,12 +73,13 @@ def wall_clock(results) -> dict:
     return {"seconds": spans[-1][1] - spans[0][0], "busy_seconds": busy, "jobs": len(spans)}
 
 
-def shard_throughput(results, manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Images per second of each infer shard: manifest rows over that shard job's benchmark seconds."""
+def shard_throughput(benchmarks, manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Images per second of each infer shard: manifest rows over that shard job's benchmark seconds (the
+    infer rule's benchmark file named after the shard)."""
+    seconds_of = {tsv.stem: float(df["s"].sum()) for stage, tsv, df in _benchmarks(benchmarks) if stage == "infer"}
     rows = []
     for shard, manifest in manifests.items():
-        tsv = Path(results) / "benchmarks" / "infer" / f"{shard}.tsv"
-        seconds = float(pd.read_csv(tsv, sep="\t")["s"].sum()) if tsv.is_file() else np.nan
+        seconds = seconds_of.get(shard, np.nan)
         rate = len(manifest) / seconds if seconds and seconds > 0 else np.nan
         rows.append((shard, len(manifest), seconds, rate))
     return pd.DataFrame(rows, columns=["shard", "images", "seconds", "images_per_s"])

@@ -18,34 +18,21 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from cxlseg.inference.manifest import FLAG_SEPARATOR, read_manifest_table
+from cxlseg.inference.manifest import PATH_COLUMNS, read_manifests
 from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import assign_split
 from cxlseg.tables import provenance, quality
 from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
 from cxlseg.tables.review import read_decisions
-from cxlseg.tables.settings import TablesSettings
+from cxlseg.tables.settings import TableFiles, TablesSettings
 from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
 
 log = logging.getLogger(__name__)
 
 IDS = ["dicom_id", "subject_id", "study_id"]
-TABLE_NAMES = {
-    "metadata": "CXLSeg-metadata.csv.gz",
-    "segmented": "CXLSeg-segmented.csv.gz",
-    "split": "CXLSeg-split.csv.gz",
-    "mask": "CXLSeg-mask.csv.gz",
-}
-FAILED_TABLE = "CXLSeg-failed.csv.gz"
-QC_TABLE = quality.QC_TABLE
-SUMMARY = provenance.SUMMARY
 
-_MANIFEST_REQUIRED = ["dicom_id", "subject_id", "study_id", "image_path", "mask_path", "status"]
-_MANIFEST_OPTIONAL = ["error", "qc_flags", "source_path", "model_id", "qc_predicted_dice", "p_not_frontal"]
 _METADATA_LEADING = ["PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"]
 _ORIENTATION_SOURCE = "PatientOrientationCodeSequence_CodeMeaning"
 FAILED_COLUMNS = quality.FAILED_COLUMNS
@@ -60,84 +47,6 @@ def _step(name: str):
     start = time.perf_counter()
     yield
     log.info("%s: %.1f s", name, time.perf_counter() - start)
-
-
-_TEXT_COLUMNS = ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path", "model_id"]
-_FLOAT_COLUMNS = ["qc_predicted_dice", "p_not_frontal"]
-_PATH_COLUMNS = ["image_path", "mask_path"]
-
-
-def normalised_manifests(manifest_paths: Iterable[os.PathLike | str]) -> pd.DataFrame:
-    """All shard manifests as one frame of normalised text, integer ids and per-row check results.
-
-    Only the needed columns are read and every string operation runs in Arrow,
-    which keeps 243k rows to about a second.
-    """
-    tables = [_read_manifest(Path(p)) for p in manifest_paths]
-    if not tables:
-        tables = [_normalise_manifest(pa.table({c: pa.array([], pa.string()) for c in _MANIFEST_REQUIRED}), "")]
-    return pa.concat_tables(tables).to_pandas()
-
-
-def _read_manifest(path: Path) -> pa.Table:
-    table = read_manifest_table(path, _MANIFEST_REQUIRED + _MANIFEST_OPTIONAL)
-    try:
-        return _normalise_manifest(table, path.name.split(".")[0])
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(f"{path}: manifest column of an unexpected type ({exc})") from exc
-
-
-def _normalise_manifest(table: pa.Table, shard: str) -> pa.Table:
-    """Trimmed text (nulls as ''), '/'-separated paths, int64 ids with validity, unsafe-path pre-check, QC
-    numbers as float64 (NaN where absent), and the shard the manifest belongs to."""
-    n = len(table)
-    out: dict[str, pa.ChunkedArray | pa.Array] = {"shard": pa.array([shard] * n, pa.string())}
-    for column in _FLOAT_COLUMNS:
-        values = table[column].cast(pa.float64()) if column in table.column_names else pa.nulls(n, pa.float64())
-        out[column] = pc.fill_null(values, float("nan"))
-    for column in _TEXT_COLUMNS:
-        values = table[column] if column in table.column_names else pa.nulls(n, pa.string())
-        if column == "qc_flags":
-            values = _flags_as_text(values)
-        out[column] = pc.utf8_trim_whitespace(pc.fill_null(values.cast(pa.string()), ""))
-    for column in _PATH_COLUMNS:
-        out[column] = pc.replace_substring(out[column], "\\", "/")
-        out[f"{column}_suspect"] = _unsafe_paths(out[column])
-    for column in ["subject_id", "study_id"]:
-        out[column], out[f"{column}_valid"] = _ids(table[column])
-    return pa.table(out)
-
-
-def _ids(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    """int64 ids and whether each is a positive integer; text like '10000032' or '10000032.0' is accepted."""
-    if pa.types.is_integer(column.type):
-        values = pc.fill_null(column.cast(pa.int64()), 0)
-        return values, pc.greater(values, 0)
-    text = pc.utf8_trim_whitespace(pc.fill_null(column.cast(pa.string()), ""))
-    text = pc.replace_substring_regex(text, r"\.0+$", "")
-    valid = pc.match_substring_regex(text, r"^[1-9][0-9]{0,17}$")
-    return pc.if_else(valid, text, "0").cast(pa.int64()), valid
-
-
-def _flags_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """QC flags arrive as a list of strings or as one ';'-joined string; the tables want the string."""
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        column = pc.binary_join(column.cast(pa.list_(pa.string())), FLAG_SEPARATOR)
-    elif pa.types.is_null(column.type):
-        column = column.cast(pa.string())
-    return pc.fill_null(column.cast(pa.string()), "")
-
-
-def _unsafe_paths(paths) -> pa.ChunkedArray:
-    """Vectorised pre-check with safe_join's rules; only hits are confirmed by safe_join itself."""
-    paths = pc.replace_substring(paths, "\\", "/")
-    return pc.or_(
-        pc.or_(pc.equal(pc.utf8_trim_whitespace(paths), ""), pc.starts_with(paths, "/")),
-        pc.or_(
-            pc.or_(pc.starts_with(paths, "~"), pc.equal(pc.utf8_slice_codeunits(paths, 1, 2), ":")),
-            pc.match_substring_regex(paths, r"(^|/)\.\.(/|$)"),
-        ),
-    )
 
 
 def _path_errors(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -169,7 +78,7 @@ def validate_rows(frame: pd.DataFrame) -> pd.DataFrame:
     error = frame["error"].to_numpy()
     note(status == "failed", "segmentation failed: " + np.where(error == "", "no error recorded", error).astype(object))
     note(~np.isin(status, ["ok", "failed"]), "unknown status " + status.astype(object))
-    for column in _PATH_COLUMNS:
+    for column in PATH_COLUMNS:
         path_reason = _path_errors(frame, column).to_numpy()
         note(path_reason != "", path_reason)
     helper = [c for c in frame.columns if c.endswith(("_valid", "_suspect"))]
@@ -219,7 +128,7 @@ def merge_tables(
     metadata_csv: os.PathLike | str,
     chexpert_csv: os.PathLike | str,
     reports_root: os.PathLike | str,
-    out_dir: os.PathLike | str,
+    out: TableFiles,
     settings: "TablesSettings",
     *,
     official_split_csv: os.PathLike | str | None = None,
@@ -228,7 +137,7 @@ def merge_tables(
     write_workers: int = 5,
     progress: bool = True,
 ) -> dict:
-    """Write the four CXLSeg tables, CXLSeg-failed and summary.json; return the summary.
+    """Write the four CXLSeg tables, the failed table and the summary (`out`); return the summary.
 
     The four tables list every image with a mask, minus QC-flagged ones nobody accepted when
     include_flagged is False and those a person rejected when drop_rejected is True (review_file).
@@ -236,7 +145,6 @@ def merge_tables(
     is `write_qc_table`'s. summary.json's `provenance` says which run the tables describe: `run` (config hash,
     code), and a hash of every manifest read and table written.
     """
-    out_dir = Path(out_dir)
     manifest_paths = [Path(p) for p in manifest_paths]
     with _step("read and validate manifests"):
         rows, duplicates = manifest_rows(manifest_paths)
@@ -267,17 +175,21 @@ def merge_tables(
         tables = build_tables(images, study_reports, metadata, chexpert, split)
         failed = quality.failed_table(rows[rows["reason"] != ""])
     with _step("write tables"):
-        outputs = [(tables[key], out_dir / name) for key, name in TABLE_NAMES.items()]
-        _write_all(outputs + [(failed, out_dir / FAILED_TABLE)], write_workers)
+        outputs = [(tables[key], path) for key, path in out.tables().items()] + [(failed, out.failed)]
+        _write_all(outputs, write_workers)
     summary = {
         **_row_counts(manifest_paths, rows, duplicates, tables, failed, settings),
         **_source_counts(images, study_reports, metadata, chexpert),
         "split": split_info,
-        "provenance": provenance.provenance(run, manifest_paths, [p for _, p in outputs] + [out_dir / FAILED_TABLE]),
+        "provenance": provenance.provenance(run, manifest_paths, [p for _, p in outputs]),
     }
-    write_json(out_dir / SUMMARY, summary)
+    write_json(out.summary, summary)
     log.info(
-        "wrote %d images to %s (%d failed, %d flagged)", len(images), out_dir, summary["failed"], summary["flagged"]
+        "wrote %d images to %s (%d failed, %d flagged)",
+        len(images),
+        out.segmented,
+        summary["failed"],
+        summary["flagged"],
     )
     return summary
 
@@ -285,7 +197,7 @@ def merge_tables(
 def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataFrame, int]:
     """Validated rows of the shard manifests (`reason` says why a row has no usable mask), one per dicom_id in
     (subject_id, study_id, dicom_id) order, and how many duplicate rows were dropped."""
-    rows, duplicates = _drop_duplicates(validate_rows(normalised_manifests(manifest_paths)))
+    rows, duplicates = _drop_duplicates(validate_rows(read_manifests(manifest_paths, normalised=True)))
     return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
 
 

@@ -3,8 +3,8 @@
 Why: a rerun that is cut off (a kill, a crash, a dropped SSH session, a cancelled Slurm job) can leave masks and
 segmented images rewritten, or a shard manifest deleted, while the tables still describe the previous run.
 `merge_tables` records in summary.json the config hash, the code (package version, git commit, a fingerprint of
-the sources) and a hash of every shard manifest and table it wrote; `check_run` compares that record with the
-results folder: the `cxlseg check-run` command and the run report use it.
+the sources) and a hash of every shard manifest and table it wrote; `check_tables` compares that record with the
+files: the run report hands it its declared inputs, the `cxlseg check-run` command (`check_run`) a results folder.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import cxlseg
 from cxlseg.inference.manifest import partial_path
 from cxlseg.io import UnsafePathError, safe_join
 
+# The results folder's layout as `cxlseg check-run --results` finds it (the rules name the same files)
 SUMMARY = "summary.json"
 TABLES_DIR = "CXLSeg"  # results/CXLSeg: the tables, summary.json and files/ (masks, segmented images)
 MANIFESTS_DIR = Path("infer") / "manifests"
@@ -163,10 +164,10 @@ def provenance(run: dict | None, manifest_paths, table_paths) -> dict:
 
 @dataclass
 class RunCheck:
-    """The outcome of check_run: `problems` (each a sentence naming the file) empty when the tables describe
+    """The outcome of check_tables: `problems` (each a sentence naming the file) empty when the tables describe
     what is on disk; `identity` is what summary.json recorded."""
 
-    results: Path
+    tables_dir: Path
     problems: list[str] = field(default_factory=list)
     identity: dict = field(default_factory=dict)
     images_checked: int = 0
@@ -180,12 +181,12 @@ class RunCheck:
         if self.ok:
             code = self.identity.get("code", {})
             return (
-                f"OK: {self.results / TABLES_DIR} describes the files on disk "
+                f"OK: {self.tables_dir} describes the files on disk "
                 f"({len(self.identity.get('manifests', {}))} shard manifest(s), {self.images_checked} image "
                 f"file(s) checked; config {self.identity.get('config_hash')}, cxlseg {code.get('version')}, "
                 f"commit {code.get('git_commit') or 'unknown'})"
             )
-        lines = [f"MISMATCH: the CXLSeg tables in {self.results / TABLES_DIR} do not describe the files on disk:"]
+        lines = [f"MISMATCH: the CXLSeg tables in {self.tables_dir} do not describe the files on disk:"]
         lines += [f"  - {p}" for p in self.problems]
         lines.append(FIX)
         return "\n".join(lines)
@@ -199,35 +200,52 @@ FIX = (
 
 
 def check_run(results: os.PathLike | str, *, scan_images: bool = True) -> RunCheck:
-    """Compare summary.json's record with the results folder: every recorded manifest present with the recorded
-    hash, no unfinished (partial) shard, every table as written, and (when `scan_images`) no mask or segmented
-    image written after the tables. Reads only; one stat per image file."""
+    """`check_tables` on a results folder: the manifests and tables summary.json records, where the workflow
+    writes them, and every image under results/CXLSeg."""
     results = Path(results)
-    check = RunCheck(results)
-    summary_path = results / TABLES_DIR / SUMMARY
-    if not summary_path.is_file():
-        check.problems.append(f"{summary_path} is missing: the tables were never built, or their merge was cut off")
-        return check
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, ValueError) as exc:
-        check.problems.append(f"{summary_path} is not readable JSON ({exc})")
-        return check
-    record = summary.get("provenance") if isinstance(summary, dict) else None
-    if not isinstance(record, dict):
-        check.problems.append(
-            f"{summary_path} does not record which manifests built the tables (written by an older cxlseg); "
-            "rebuild the tables with --forcerun merge_tables"
-        )
+    tables_dir = results / TABLES_DIR
+    summary_path = tables_dir / SUMMARY
+    record = _read_record(summary_path, RunCheck(tables_dir))
+    manifests, tables = {}, {}
+    if record is not None:
+        for name in record.get("manifests", {}):
+            try:
+                manifests[name] = safe_join(results / MANIFESTS_DIR, name)
+            except UnsafePathError:
+                continue  # check_tables names it
+        tables = {Path(name).name: tables_dir / Path(name).name for name in record.get("tables", {})}
+    return check_tables(summary_path, manifests.values(), tables.values(), tables_dir, scan_images=scan_images)
+
+
+def check_tables(
+    summary_path: os.PathLike | str,
+    manifests: Iterable[os.PathLike | str],
+    tables: Iterable[os.PathLike | str],
+    images_root: os.PathLike | str | None,
+    *,
+    scan_images: bool = True,
+) -> RunCheck:
+    """Compare summary.json's record with the files: every recorded manifest among `manifests`, present with the
+    recorded hash, no unfinished (partial) shard, every table among `tables` as written, and (when `scan_images`)
+    no mask or segmented image under `images_root`'s folders written after the tables. Reads only; one stat per
+    image file."""
+    summary_path = Path(summary_path)
+    check = RunCheck(summary_path.parent)
+    record = _read_record(summary_path, check)
+    if record is None:
         return check
     check.identity = record
     built_at = summary_path.stat().st_mtime_ns
-    check.problems += _manifest_problems(results, record.get("manifests", {}))
-    check.problems += _table_problems(results / TABLES_DIR, record.get("tables", {}))
-    if scan_images:
-        newer, check.images_checked = _files_newer_than(results / TABLES_DIR / "files", built_at)
+    check.problems += _manifest_problems({Path(p).name: Path(p) for p in manifests}, record.get("manifests", {}))
+    check.problems += _table_problems({Path(p).name: Path(p) for p in tables}, record.get("tables", {}))
+    if scan_images and images_root is not None:
+        folders = [Path(e.path) for e in os.scandir(images_root) if e.is_dir()] if Path(images_root).is_dir() else []
+        newer, check.images_checked = [], 0
+        for folder in folders:
+            found, seen = _files_newer_than(folder, built_at)
+            newer, check.images_checked = newer + found, check.images_checked + seen
         if newer:
-            examples = ", ".join(str(p.relative_to(results)) for p in newer[:_EXAMPLES])
+            examples = ", ".join(str(p.relative_to(images_root)) for p in sorted(newer)[:_EXAMPLES])
             check.problems.append(
                 f"{len(newer)} mask/segmented image file(s) were written after the tables (e.g. {examples}): "
                 "a later inference run replaced them"
@@ -235,14 +253,37 @@ def check_run(results: os.PathLike | str, *, scan_images: bool = True) -> RunChe
     return check
 
 
-def _manifest_problems(results: Path, recorded: dict) -> list[str]:
-    folder = results / MANIFESTS_DIR
+def _read_record(summary_path: Path, check: RunCheck) -> dict | None:
+    """summary.json's provenance record, or None with the reason added to `check`."""
+    if not summary_path.is_file():
+        check.problems.append(f"{summary_path} is missing: the tables were never built, or their merge was cut off")
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        check.problems.append(f"{summary_path} is not readable JSON ({exc})")
+        return None
+    record = summary.get("provenance") if isinstance(summary, dict) else None
+    if not isinstance(record, dict):
+        check.problems.append(
+            f"{summary_path} does not record which manifests built the tables (written by an older cxlseg); "
+            "rebuild the tables with --forcerun merge_tables"
+        )
+        return None
+    return record
+
+
+def _manifest_problems(manifests: dict[str, Path], recorded: dict) -> list[str]:
     problems, present = [], []
     for name, want in sorted(recorded.items()):
         try:
-            path = safe_join(folder, name)
+            safe_join(".", name)
         except UnsafePathError as exc:
             problems.append(f"summary.json names an unsafe manifest path {name!r} ({exc})")
+            continue
+        path = manifests.get(Path(name).name)
+        if path is None:
+            problems.append(f"summary.json names a manifest {name!r} that is not a shard manifest of this run")
             continue
         if not path.is_file():
             unfinished = " (its progress is in " + str(partial_path(path)) + ")" if partial_path(path).is_file() else ""
@@ -275,11 +316,13 @@ def _mixed_versions(manifests: list[Path]) -> list[str]:
     ]
 
 
-def _table_problems(tables_dir: Path, recorded: dict) -> list[str]:
+def _table_problems(tables: dict[str, Path], recorded: dict) -> list[str]:
     problems = []
     for name, want in sorted(recorded.items()):
-        path = tables_dir / Path(name).name
-        if not path.is_file():
+        path = tables.get(Path(name).name)
+        if path is None:
+            problems.append(f"summary.json names a table {name!r} that is not a table of this run")
+        elif not path.is_file():
             problems.append(f"{path} is missing")
         elif file_sha256(path) != want.get("sha256"):
             problems.append(f"{path} differs from the table summary.json describes (rewritten since)")

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 IDS = ["dicom_id", "subject_id", "study_id"]
-QC_TABLE = "CXLSeg-qc.csv.gz"
 QC_COLUMNS = IDS + [
     "shard",
     "status",

@@ -1,9 +1,11 @@
-"""The tables rules' settings: the `tables` section (rule quality_table) and the merge's view of it."""
+"""The tables rules' settings: the `tables` section (rule quality_table) and the merge's view of it; and the
+files the merge writes, as its rule names them."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from cxlseg.config import RuleSettings, build_settings
 
@@ -48,3 +50,31 @@ class MergeTablesSettings(TablesSettings):
     def from_config(cls, config: dict) -> "MergeTablesSettings":
         settings = super().from_config(config)
         return settings if settings.review_changes_tables else dataclasses.replace(settings, review_file=None)
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """What merge_tables writes (the rule's outputs): the four CXLSeg tables, the failed table (CSV.gz) and the
+    summary (JSON), each named by the rule."""
+
+    metadata: Path
+    segmented: Path
+    split: Path
+    mask: Path
+    failed: Path
+    summary: Path
+
+    TABLES = ("metadata", "segmented", "split", "mask")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, Path(getattr(self, f.name)))
+
+    @classmethod
+    def from_rule(cls, named_output) -> "TableFiles":
+        """From the rule's named outputs (a Snakemake Namedlist or anything with these attributes)."""
+        return cls(**{f.name: getattr(named_output, f.name) for f in dataclasses.fields(cls)})
+
+    def tables(self) -> dict[str, Path]:
+        """The four CXLSeg tables by name."""
+        return {name: getattr(self, name) for name in self.TABLES}

@@ -1,4 +1,5 @@
-"""The checkpoint format, owned here: what a model folder's `.pt` files hold and how they are read back.
+"""The checkpoint format, owned here: what a model folder's `.pt` files hold and how they are read back, and the
+files one training run writes (`ModelFiles`, named by the train rule).
 
 A checkpoint is a plain dict of CPU tensors and JSON-able values, so `torch.load(weights_only=True)` reads
 it on any machine (a model trained on a GPU node loads on a CPU-only one). It carries the training
@@ -9,6 +10,7 @@ preprocessing it was trained with.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +19,22 @@ from torch import nn
 from cxlseg import __version__
 from cxlseg.io import atomic_path
 from cxlseg.training.models import count_parameters, create_model
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What one training run writes: the train rule's outputs, and the resume checkpoint (named by the rule but not
+    an output: Snakemake deletes a job's outputs before it runs, which would throw the resume state away)."""
+
+    checkpoint: Path
+    history: Path
+    model: Path
+    resume: Path
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint", "history", "model", "resume"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
 
 # Keys of a full (resumable) checkpoint that are training state, not the model's description.
 STATE_KEYS = ("state_dict", "optimizer", "scheduler", "scaler", "rng", "history")

@@ -7,8 +7,6 @@ predictor uses, so training and inference see identical inputs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import albumentations as A
 import cv2
 import numpy as np
@@ -109,8 +107,8 @@ def online_augmentation(preset: str = "light", size: int | None = None) -> A.Com
 class StoreDataset(Dataset):
     """A store split as model tensors; CLAHE runs here, after augmentation, exactly as at inference."""
 
-    def __init__(self, store_dir: Path | str, split: str, cfg, augment: bool = False):
-        self.images, self.masks, self.index = load_split(store_dir, split)
+    def __init__(self, store, split: str, cfg, augment: bool = False):
+        self.images, self.masks, self.index = load_split(store, split)
         self.cfg = cfg
         self.transform = online_augmentation(cfg.augment_preset, cfg.size) if augment else None
         self.epoch = 0

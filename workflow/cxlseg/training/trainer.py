@@ -4,8 +4,9 @@ The loop is short on purpose, in the spirit of nnU-Net's trainer: every decision
 (data, model, optimiser, schedule, checkpointing, early stopping) is one method,
 so a subclass or a callback can change one thing without copying the loop.
 Checkpoints are plain dicts of tensors and JSON-able values, so
-``torch.load(path, weights_only=True)`` reads them, and ``checkpoint_last.pt``
-lets a killed job resume at the next epoch with its history intact.
+``torch.load(path, weights_only=True)`` reads them, and the resume checkpoint
+lets a killed job resume at the next epoch with its history intact. Every file's
+name is the rule's (`checkpoint.ModelFiles`), never rebuilt here from a folder.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from cxlseg.device import resolve_device, seed_everything
 from cxlseg.io import write_csv, write_json
 from cxlseg.metrics import OVERLAP_NAMES, BCEDiceLoss, batch_metrics
 from cxlseg.training import checkpoint
+from cxlseg.training.checkpoint import ModelFiles
 from cxlseg.training.dataset import AUGMENT_PRESETS, StoreDataset
 from cxlseg.training.models import MODELS
+from cxlseg.training.store import TrainingStore, as_store
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,7 @@ class TrainConfig(RuleSettings):
 
 # --------------------------------------------------------------------------- trainer
 
+
 Callback = Callable[["Trainer", dict], None]
 
 
@@ -143,9 +147,9 @@ class Trainer:
     """setup -> for each epoch: train_epoch -> validate -> end_epoch (scheduler, history, checkpoints, callbacks)."""
 
     def __init__(
-        self, store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig, callbacks: Iterable[Callback] = ()
+        self, store: TrainingStore | Path | str, files: ModelFiles, cfg: TrainConfig, callbacks: Iterable[Callback] = ()
     ):
-        self.store_dir, self.out_dir, self.cfg = Path(store_dir), Path(out_dir), cfg
+        self.store, self.files, self.cfg = as_store(store), files, cfg
         self.callbacks = list(callbacks)
         self.history: list[dict] = []
         self.epoch = 0
@@ -153,16 +157,15 @@ class Trainer:
     # ---- setup
     def setup(self) -> None:
         cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
         seed_everything(cfg.seed)
-        self.train_set = StoreDataset(self.store_dir, "train", cfg, augment=cfg.augment_online)
-        self.val_set = StoreDataset(self.store_dir, "validate", cfg)
+        self.train_set = StoreDataset(self.store, "train", cfg, augment=cfg.augment_online)
+        self.val_set = StoreDataset(self.store, "validate", cfg)
         self.polarity_template = film_template(self.train_set.images)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise ValueError(
-                f"{self.store_dir}: train ({len(self.train_set)}) and val ({len(self.val_set)}) "
+                f"{self.store}: train ({len(self.train_set)}) and val ({len(self.val_set)}) "
                 "splits must both hold images"
             )
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -199,7 +202,7 @@ class Trainer:
         return None
 
     def maybe_resume(self) -> None:
-        path = self.out_dir / "checkpoint_last.pt"
+        path = self.files.resume
         if not path.is_file():
             return
         state = checkpoint.read_checkpoint(path)
@@ -288,9 +291,9 @@ class Trainer:
         elif self.scheduler is not None:
             self.scheduler.step()
         if self.best_row()["epoch"] == epoch:
-            self.save_checkpoint(self.out_dir / "checkpoint_best.pt", full=False)
-        self.save_checkpoint(self.out_dir / "checkpoint_last.pt", full=True)
-        write_csv(pd.DataFrame(self.history, columns=list(HISTORY_COLUMNS)), self.out_dir / "history.csv")
+            self.save_checkpoint(self.files.checkpoint, full=False)
+        self.save_checkpoint(self.files.resume, full=True)
+        write_csv(pd.DataFrame(self.history, columns=list(HISTORY_COLUMNS)), self.files.history)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
         for callback in self.callbacks:
             callback(self, row)
@@ -305,13 +308,13 @@ class Trainer:
             "select_metric": self.cfg.select_metric,
             "epochs_completed": self.epoch,
             "params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-            "checkpoint_best": "checkpoint_best.pt",
-            "checkpoint_last": "checkpoint_last.pt",
-            "history": "history.csv",
+            "checkpoint_best": self.files.checkpoint.name,
+            "checkpoint_last": self.files.resume.name,
+            "history": self.files.history.name,
             "cxlseg_version": __version__,
             "torch_version": str(torch.__version__),
         }
-        write_json(self.out_dir / "model.json", description)
+        write_json(self.files.model, description)
         return description
 
     # ---- bookkeeping
@@ -377,7 +380,7 @@ def configs_compatible(saved: dict, requested: dict) -> bool:
 
 
 def train_model(
-    store_dir: Path | str, out_dir: Path | str, cfg: TrainConfig, *, callbacks: Iterable[Callback] = ()
+    store: TrainingStore | Path | str, files: ModelFiles, cfg: TrainConfig, *, callbacks: Iterable[Callback] = ()
 ) -> dict:
-    """Train one architecture on a training store; returns (and writes as model.json) the model folder's description."""
-    return Trainer(store_dir, out_dir, cfg, callbacks).run()
+    """Train one architecture on a training store; returns (and writes as `files.model`) the run's description."""
+    return Trainer(store, files, cfg, callbacks).run()

@@ -109,7 +109,7 @@ def archive(tmp_path):
     rows_a = [
         image_row(10000032, 50414267, "d1"),
         image_row(10000032, 50414267, "d2", flags=["low_lung_area", "one_component"]),
-        image_row(10000032, 53189527, "d3"),
+        dict(image_row(10000032, 53189527, "d3"), film_inverted=True, film_cropped=False),  # the film check undid it
     ]
     rows_b = [
         image_row(11000011, 51000001, "d4"),
@@ -266,6 +266,8 @@ def test_qc_table_lists_every_mask_with_its_quality(archive):
     assert qc.at["d1", "shard"] == "p10" and qc.at["d4", "shard"] == "p11"
     assert qc["qc_predicted_dice"].tolist() == [0.9] * 6 and (qc["review"] == "").all()
     assert (qc["models"] == "unet").all()
+    # the film check's undoings, False where a manifest predates the check (p11) or left the film as it was
+    assert qc["film_inverted"].tolist() == [False, False, True, False, False, False] and not qc["film_cropped"].any()
     # the four tables join it on the ids, as they join each other
     assert len(pd.merge(t["segmented"], qc.reset_index(), on=["dicom_id", "subject_id", "study_id"])) == 6
     failed = pd.read_csv(tmp_path / "out" / FAILED_TABLE, keep_default_na=False)

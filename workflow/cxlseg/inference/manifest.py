@@ -151,7 +151,16 @@ def read_manifests(
 
 
 # The columns a normalised read keeps (what the tables are built from), and how each is normalised
-_OPTIONAL_COLUMNS = ["error", "qc_flags", "source_path", "model_id", "qc_predicted_dice", "p_not_frontal"]
+_BOOL_COLUMNS = ["film_inverted", "film_cropped"]  # the film check's undoings (False in older manifests)
+_OPTIONAL_COLUMNS = [
+    "error",
+    "qc_flags",
+    "source_path",
+    "model_id",
+    "qc_predicted_dice",
+    "p_not_frontal",
+    *_BOOL_COLUMNS,
+]
 _TEXT_COLUMNS = ["dicom_id", "image_path", "mask_path", "status", "error", "qc_flags", "source_path", "model_id"]
 _FLOAT_COLUMNS = ["qc_predicted_dice", "p_not_frontal"]
 PATH_COLUMNS = ["image_path", "mask_path"]  # checked against the output root (the suspect pre-check)
@@ -172,6 +181,9 @@ def _normalise_manifest(table: pa.Table, shard: str) -> pa.Table:
     for column in _FLOAT_COLUMNS:
         values = table[column].cast(pa.float64()) if column in table.column_names else pa.nulls(n, pa.float64())
         out[column] = pc.fill_null(values, float("nan"))
+    for column in _BOOL_COLUMNS:
+        values = table[column].cast(pa.bool_()) if column in table.column_names else pa.nulls(n, pa.bool_())
+        out[column] = pc.fill_null(values, False)
     for column in _TEXT_COLUMNS:
         values = table[column] if column in table.column_names else pa.nulls(n, pa.string())
         if column == "qc_flags":

@@ -2,7 +2,8 @@
 
 The four CXLSeg tables stay exactly as published; quality sits in a fifth table that joins them on
 (dicom_id, subject_id, study_id): one row per image that has a mask, with its predicted Dice,
-p_not_frontal, QC flags, the models that made it and a person's review decision. `status` says which
+p_not_frontal, whether the film check turned the film upright or cropped a light-box border, QC flags, the
+models that made it and a person's review decision. `status` says which
 one applies, review first: rejected / accepted (a person decided), flagged (QC flagged it), ok.
 Images without a mask are the failed table's, with the reason.
 """
@@ -18,6 +19,8 @@ QC_COLUMNS = IDS + [
     "status",
     "qc_predicted_dice",
     "p_not_frontal",
+    "film_inverted",
+    "film_cropped",
     "qc_flags",
     "models",
     "model_id",

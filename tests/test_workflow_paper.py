@@ -66,12 +66,15 @@ def test_table_iv_has_the_papers_models_scored_both_ways_and_sa_unet_segments(pa
 
 @pytest.mark.integration
 def test_segmented_images_are_cxlsegs_pixels(paper_run):
-    """3-channel JPEGs, AND(INTER_LINEAR resize of the original, mask) within JPEG noise; one split by image."""
+    """3-channel JPEGs, AND(INTER_LINEAR resize of the original, mask) within JPEG noise; one split by image.
+    The demo's inverted film is written upright (the film check: CXLSeg-qc says so), so its original is inverted
+    back before comparing."""
     out = paper_run / "results" / "CXLSeg"
     archive = paper_run / "resources" / "demo" / "mimic-cxr-jpg"
     segmented = pd.read_csv(out / "CXLSeg-segmented.csv.gz", dtype={"dicom_id": str})
     masks = pd.read_csv(out / "CXLSeg-mask.csv.gz", dtype={"dicom_id": str}).set_index("dicom_id")["DicomPath"]
-    assert len(segmented) >= 5
+    inverted = pd.read_csv(out / "CXLSeg-qc.csv.gz", dtype={"dicom_id": str}).set_index("dicom_id")["film_inverted"]
+    assert len(segmented) >= 5 and inverted.sum() == 1
     errors = []
     for row in segmented.itertuples():
         seg = cv2.imread(str(out / row.DicomPath), cv2.IMREAD_UNCHANGED)
@@ -81,6 +84,8 @@ def test_segmented_images_are_cxlsegs_pixels(paper_run):
         original = cv2.imread(str(archive / row.DicomPath), cv2.IMREAD_UNCHANGED)
         if mask.sum() < 500 or original.ndim != 2 or original.dtype != np.uint8:  # plain 8-bit gray films only
             continue
+        if inverted[row.dicom_id]:
+            original = 255 - original
         reference = np.where(mask, cv2.resize(original, (224, 224)), 0)
         gray = cv2.cvtColor(seg, cv2.COLOR_BGR2GRAY).astype(int)
         errors.append(np.abs(gray - reference)[mask].mean())

@@ -353,8 +353,12 @@ def test_the_rule_s_files_are_where_the_store_goes(store_inputs, tmp_path):
     from cxlseg.training.store import TrainingStore, store_files
 
     store = TrainingStore.of(store_files(tmp_path / "results" / "store"))
-    paths = {k: tmp_path / "results" / f"{k}.x" for k in ("montage", "counts", "skipped")}
+    paths = {
+        k: tmp_path / "results" / f"{k}.{ext}" for k, ext in (("montage", "jpg"), ("counts", "csv"), ("skipped", "csv"))
+    }
     _build(store_inputs, store, paths={f"{k}_path": v for k, v in paths.items()})
     written = sorted(p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*.*"))
-    assert written == sorted([*(f"store/{Path(f).name}" for f in store.files), "counts.x", "montage.x", "skipped.x"])
+    assert written == sorted(
+        [*(f"store/{Path(f).name}" for f in store.files), "counts.csv", "montage.jpg", "skipped.csv"]
+    )
     assert list(pd.read_csv(paths["skipped"]).columns) == ["split", "dataset", "image_id", "file", "reason"]

@@ -186,7 +186,10 @@ def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enable
             dataset=str(parquet), manifests=[str(Path(ingest_dirs[d]) / "manifest.parquet") for d in roots]
         ),
         output=SimpleNamespace(
-            store=store_files(store), counts=str(tmp_path / "counts.csv"), montage=str(tmp_path / "montage.png")
+            store=store_files(store),
+            counts=str(tmp_path / "counts.csv"),
+            montage=str(tmp_path / "montage.png"),
+            skipped=str(tmp_path / "skipped.csv"),
         ),
         params=SimpleNamespace(roots=roots, settings=AugmentRunSettings.from_config(config)),
         log=[str(tmp_path / "augment.log")],
@@ -195,6 +198,7 @@ def test_rule_script_runs_with_the_config_section(store_inputs, tmp_path, enable
     counts = pd.read_csv(tmp_path / "counts.csv")
     assert (counts["augmented"].sum() > 0) == enabled
     assert (store / "validate_index.parquet").is_file() and (tmp_path / "montage.png").is_file()
+    assert (tmp_path / "skipped.csv").is_file() and not (store / "skipped.csv").exists()
     index = pd.read_parquet(store / "validate_index.parquet")
     row = pd.read_parquet(parquet).set_index("image_id").loc[index.image_id[0]]
     original = io.read_gray(Path(roots[row.dataset]) / row.image_path)
@@ -341,3 +345,20 @@ def test_multipliers_below_one_are_rejected(make_config):
         make_config(augment={"multipliers": {"v7": {"covid19": 0.5}}})
     with pytest.raises(ValueError, match="v7/covid19 is 0.5"):
         dataset_targets(pd.DataFrame({"dataset": ["v7"], "label": ["covid19"]}), {"v7": {"covid19": 0.5}})
+
+
+def test_the_rule_s_files_are_where_the_store_goes(store_inputs, tmp_path):
+    """The augment rule hands over its declared files (the store's, counts, montage, skipped) and nothing is
+    written anywhere else: no scratch array outlives the build."""
+    from cxlseg.training.store import TrainingStore, store_files
+
+    store = TrainingStore.of(store_files(tmp_path / "results" / "store"))
+    paths = {
+        k: tmp_path / "results" / f"{k}.{ext}" for k, ext in (("montage", "jpg"), ("counts", "csv"), ("skipped", "csv"))
+    }
+    _build(store_inputs, store, paths={f"{k}_path": v for k, v in paths.items()})
+    written = sorted(p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*.*"))
+    assert written == sorted(
+        [*(f"store/{Path(f).name}" for f in store.files), "counts.csv", "montage.jpg", "skipped.csv"]
+    )
+    assert list(pd.read_csv(paths["skipped"]).columns) == ["split", "dataset", "image_id", "file", "reason"]

@@ -15,10 +15,8 @@ from cxlseg.training.store import TrainingStore, store_files
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"
 RULES = ROOT / "workflow" / "rules"
-# The augment writer keeps scratch arrays and its skipped list beside the store, and resolves the ingest manifests'
-# mask paths against their folder (the training-data stage's own layout; issue #25 reworks that stage); the demo
-# generator writes whole archives in the public datasets' native layouts under one root.
-FOLDER_USERS = {"augment.py", "demo.py"}
+# The demo generator writes whole archives in the public datasets' native layouts under one root.
+FOLDER_USERS = {"demo.py"}
 
 
 def rule_block(name: str) -> str:

@@ -8,6 +8,7 @@ rule augment:
     output:
         store=store_files(f"{R}/training/store"),
         counts=f"{R}/training/counts.csv",
+        skipped=f"{R}/training/skipped.csv",
         montage=report(
             f"{R}/training/augment_montage.jpg",
             caption="../report/montage.rst",

@@ -165,6 +165,11 @@ class IngestFiles:
         return (self.masks / f"{image_id}.png").relative_to(self.manifest.parent).as_posix()
 
 
+def mask_root(manifest: os.PathLike | str) -> Path:
+    """The folder a manifest's mask paths are relative to (its own): what a reader of the manifest joins them to."""
+    return Path(manifest).parent
+
+
 def _accept(candidate: Candidate, root: Path, files: IngestFiles, dataset: str) -> dict:
     """Decode and check one candidate; write its normalised mask; return its manifest row."""
     raw = io.read_image(candidate.image_file)

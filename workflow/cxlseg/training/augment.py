@@ -38,7 +38,7 @@ from cxlseg.ingest.labels import LABELS
 from cxlseg.mimic import SPLITS
 from cxlseg.training.balance import check_targets, plan_balance
 from cxlseg.training.montage import montage_from_store
-from cxlseg.training.store import store_file
+from cxlseg.training.store import TrainingStore, store_file
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _load_originals(
 def _write_split(
     split: str,
     rows: pd.DataFrame,
-    out_dir: Path,
+    store: TrainingStore | Path,
     *,
     size: int,
     roots: dict,
@@ -238,29 +238,30 @@ def _write_split(
     skipped: list[dict],
     interpolation: str = "area",
 ) -> pd.DataFrame:
-    """Write {split}_images.npy, {split}_masks.npy and {split}_index.parquet; return the index."""
-    scratch_images, scratch_masks = out_dir / f".scratch_{split}_images.npy", out_dir / f".scratch_{split}_masks.npy"
+    """Write the split's images, masks and index files of the store; return the index."""
+    scratch = store_file(store, split, "images").parent
+    scratch_images, scratch_masks = scratch / f".scratch_{split}_images.npy", scratch / f".scratch_{split}_masks.npy"
     shape = (len(rows), size, size)
     try:
         src_images = np.lib.format.open_memmap(scratch_images, mode="w+", dtype=np.uint8, shape=shape)
         src_masks = np.lib.format.open_memmap(scratch_masks, mode="w+", dtype=np.uint8, shape=shape)
         kept = _load_originals(rows, roots, ingest_dirs, size, src_images, src_masks, skipped, split, interpolation)
         plan = plan_balance(kept, targets, multipliers, seed) if split == "train" else []
-        index = _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipeline, seed)
+        index = _store_rows(split, kept, plan, store, size, src_images, src_masks, pipeline, seed)
         del src_images, src_masks
     finally:
         for path in (scratch_images, scratch_masks):
             path.unlink(missing_ok=True)
-    io.write_parquet(index, store_file(out_dir, split, "index"))
+    io.write_parquet(index, store_file(store, split, "index"))
     return index
 
 
-def _store_rows(split, kept, plan, out_dir, size, src_images, src_masks, pipeline, seed) -> pd.DataFrame:
+def _store_rows(split, kept, plan, store, size, src_images, src_masks, pipeline, seed) -> pd.DataFrame:
     n = len(kept) + len(plan)
     records = [(split, r.dataset, r.image_id, r.patient_id, r.label, False, r.image_id, "") for r in kept.itertuples()]
     with (
-        io.atomic_path(store_file(out_dir, split, "images")) as tmp_img,
-        io.atomic_path(store_file(out_dir, split, "masks")) as tmp_mask,
+        io.atomic_path(store_file(store, split, "images")) as tmp_img,
+        io.atomic_path(store_file(store, split, "masks")) as tmp_mask,
     ):
         images = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size))
         masks = np.lib.format.open_memmap(tmp_mask, mode="w+", dtype=np.uint8, shape=(n, size, size))
@@ -303,7 +304,7 @@ def build_training_store(
     dataset_parquet: os.PathLike | str,
     roots: dict[str, os.PathLike | str],
     ingest_dirs: dict[str, os.PathLike | str],
-    out_dir: os.PathLike | str,
+    store: TrainingStore | os.PathLike | str,
     settings: AugmentSettings,
     *,
     size: int,
@@ -311,14 +312,15 @@ def build_training_store(
     interpolation: str = "area",
     montage_path: os.PathLike | str | None = None,
     counts_path: os.PathLike | str | None = None,
+    skipped_path: os.PathLike | str | None = None,
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Write the training store for the split dataset table; return counts[split][label].
 
     With ``settings.enabled`` false every split holds its originals only. `interpolation` is
-    preprocess.interpolation (area | linear), how originals and masks are resized into the store. The montage and counts
-    table default to `out_dir`; the workflow puts them next to the store.
+    preprocess.interpolation (area | linear), how originals and masks are resized into the store. `store` is the
+    rule's store files (`TrainingStore`) or a folder; the montage, counts and skipped tables default to its folder.
     """
-    out_dir = Path(out_dir)
+    out_dir = store.folder if isinstance(store, TrainingStore) else Path(store)
     out_dir.mkdir(parents=True, exist_ok=True)
     df = pd.read_parquet(dataset_parquet)
     missing = REQUIRED_COLUMNS - set(df.columns)
@@ -338,7 +340,7 @@ def build_training_store(
         indexes[split] = _write_split(
             split,
             rows,
-            out_dir,
+            store,
             size=size,
             roots=roots,
             ingest_dirs=ingest_dirs,
@@ -351,10 +353,11 @@ def build_training_store(
         )
     counts = count_table(indexes)
     io.write_csv(
-        pd.DataFrame(skipped, columns=["split", "dataset", "image_id", "file", "reason"]), out_dir / "skipped.csv"
+        pd.DataFrame(skipped, columns=["split", "dataset", "image_id", "file", "reason"]),
+        Path(skipped_path or out_dir / "skipped.csv"),
     )
     montage_from_store(
-        out_dir, indexes["train"], Path(montage_path or out_dir / "augment_montage.jpg"), settings.montage_samples
+        store, indexes["train"], Path(montage_path or out_dir / "augment_montage.jpg"), settings.montage_samples
     )
     io.write_csv(counts, Path(counts_path or out_dir / "counts.csv"))
     for row in counts.itertuples():

@@ -44,7 +44,7 @@ def write_montage(
     io.write_image(path, grid, [cv2.IMWRITE_JPEG_QUALITY, 70] if str(path).endswith(".jpg") else [])
 
 
-def montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -> None:
+def montage_from_store(store, index: pd.DataFrame, path: Path, n: int) -> None:
     """Evenly spaced augmented train samples (originals if none were augmented)."""
     pool = index[index["augmented"]] if index["augmented"].any() else index
     picks = (
@@ -52,7 +52,7 @@ def montage_from_store(out_dir: Path, index: pd.DataFrame, path: Path, n: int) -
         if len(pool)
         else np.array([], dtype=np.int64)
     )
-    images = np.load(store_file(out_dir, "train", "images"), mmap_mode="r")
-    masks = np.load(store_file(out_dir, "train", "masks"), mmap_mode="r")
+    images = np.load(store_file(store, "train", "images"), mmap_mode="r")
+    masks = np.load(store_file(store, "train", "masks"), mmap_mode="r")
     captions = [f"{index.at[i, 'label']} {index.at[i, 'op'] or 'original'}" for i in picks]
     write_montage(path, images[picks], masks[picks], captions)

@@ -34,6 +34,14 @@ class TrainingStore:
         if sorted(Path(f).name for f in self.files) != expected:
             raise ValueError(f"not the files of one training store ({', '.join(expected)}): {list(self.files)}")
 
+    @property
+    def folder(self) -> Path:
+        """The one folder the store's files share (the augment writer keeps its scratch arrays there)."""
+        folders = {Path(f).parent for f in self.files}
+        if len(folders) != 1:
+            raise ValueError(f"not the files of one training store: {sorted(map(str, folders))}")
+        return folders.pop()
+
     @classmethod
     def of(cls, files) -> TrainingStore:
         """The store a rule's `store` files make up (any iterable of paths)."""
@@ -66,15 +74,6 @@ def store_file(store: TrainingStore | os.PathLike | str, split: str, kind: str) 
 def store_files(store_dir: os.PathLike | str) -> list[str]:
     """Every file of the store, split by split: the augment rule's outputs."""
     return [str(Path(store_dir) / _name(split, kind)) for split in SPLITS for kind in SUFFIXES]
-
-
-def store_dir_of(files) -> Path:
-    """The folder the augment writer fills (it keeps its scratch arrays beside the store): its store files
-    (the rule's output list) must be one store's and share one folder."""
-    folders = {Path(f).parent for f in TrainingStore.of(files).files}
-    if len(folders) != 1:
-        raise ValueError(f"not the files of one training store: {sorted(map(str, folders))}")
-    return folders.pop()
 
 
 def load_split(store: TrainingStore | Path | str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:

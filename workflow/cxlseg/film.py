@@ -179,8 +179,3 @@ def inspect(image: np.ndarray, template, settings: FilmSettings) -> FilmCheck:
     score = polarity_score(image[top:bottom, left:right], template)
     inverted = bool(settings.polarity and score < INVERT_BELOW)
     return FilmCheck(box, shape, inverted, -score if inverted else score)
-
-
-def as_is(image: np.ndarray, template=None) -> FilmCheck:
-    """The check that changes nothing (film checks off), still scoring polarity for QC."""
-    return inspect(image, template, FilmSettings(crop_border=False, polarity=False))

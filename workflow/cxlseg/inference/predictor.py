@@ -70,6 +70,11 @@ class InputSpec:
         check = films.inspect(image, self.polarity_template, settings)
         return self.prepare(check.film(image)), check
 
+    def film_batch(self, images, settings: films.FilmSettings) -> tuple[torch.Tensor, tuple[films.FilmCheck, ...]]:
+        """A batch of whole images -> the network's input tensor of their films, and each image's check."""
+        prepared, checks = zip(*(self.prepare_film(np.asarray(image), settings) for image in images))
+        return self.to_tensor(np.stack(prepared)), checks
+
     def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
         """uint8 (N, h, w) prepared images -> float32 (N, C, h, w) in [0, 1]."""
         return torch.from_numpy(preprocess.to_model_input(np.asarray(prepared), self.in_channels))
@@ -256,8 +261,8 @@ class Predictor:
                 x = self.spec.to_tensor(np.stack([self.spec.prepare(img) for img in chunk]))
                 out[start : start + len(chunk)] = self.forward(x, size)
                 continue
-            prepared, checks = zip(*(self.spec.prepare_film(img, film) for img in chunk))
-            prob = self.forward(self.spec.to_tensor(np.stack(prepared)), images.shape[-1])
+            x, checks = self.spec.film_batch(chunk, film)
+            prob = self.forward(x, images.shape[-1])
             for j, check in enumerate(checks):
                 restored = check.restore(prob[j])
                 out[start + j] = restored if size == restored.shape[-1] else preprocess.resize(restored, size, "linear")

@@ -80,8 +80,7 @@ def measure_films(films, predictor, settings) -> pd.DataFrame:
     rows, batch = [], []
 
     def flush():
-        prepared, checks = zip(*(predictor.spec.prepare_film(image, settings.film) for _, image, _ in batch))
-        x = predictor.spec.to_tensor(np.stack(prepared))
+        x, checks = predictor.spec.film_batch([image for _, image, _ in batch], settings.film)
         pred = predictor.predict_batch(x, batch[0][1].shape[-1], settings.threshold)
         for j, ((meta, _, truth), check) in enumerate(zip(batch, checks)):
             mask, metrics, _ = mask_and_qc(pred.prob[j], check, pred.agreement(j), settings)

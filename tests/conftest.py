@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from cxlseg.training.trainer import TrainConfig, train_model
+from cxlseg.training.settings import TrainConfig
+from cxlseg.training.trainer import train_model
 from helpers import layouts as layout_builders
 from helpers import shards as shard_helpers
 from helpers.bench import load_bench as _load_bench

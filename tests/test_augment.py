@@ -14,14 +14,8 @@ import pytest
 from cxlseg import io, preprocess
 from cxlseg.config import build_settings, default_config
 from cxlseg.ingest.readers import ingest_dataset
-from cxlseg.training.augment import (
-    AugmentRunSettings,
-    AugmentSettings,
-    augment_pair,
-    build_pipeline,
-    build_training_store,
-    sample_seed,
-)
+from cxlseg.training.augment import augment_pair, build_pipeline, build_training_store, sample_seed
+from cxlseg.training.settings import AugmentRunSettings, AugmentSettings
 from cxlseg.training.store import store_files
 from helpers.training import ingest_files
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg.config import default_config
-from cxlseg.phantoms import render_phantom
+from cxlseg.phantoms.render import render_phantom
 
 
 @pytest.fixture(scope="module")

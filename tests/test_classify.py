@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cxlseg.classify import ClassifySettings, RunFiles, Table3Files, summarise, train_and_evaluate
+from cxlseg.classify.run import RunFiles, train_and_evaluate
+from cxlseg.classify.settings import ClassifySettings
+from cxlseg.classify.table3 import Table3Files, summarise
 from cxlseg.config import build_settings, default_config, load_schema, speed_only_keys
 from cxlseg.io import write_csv, write_image
 from cxlseg.mimic import CHEXPERT_LABELS, image_relpath

@@ -17,26 +17,24 @@ from cxlseg.config import (
     speed_only_keys,
     validate_config,
 )
-from cxlseg.evaluation.evaluate import EvaluateSettings
-from cxlseg.evaluation.select_model import SelectModelSettings
+from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings
 from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.postprocess import CleanupSettings, clean_mask
 from cxlseg.inference.predictor import InputSpec
 from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.settings import InferSettings
 from cxlseg.ingest.readers import IngestSettings
-from cxlseg.phantoms.spec import DemoSpec
-from cxlseg.phantoms.view_films import ViewPhantomSettings
+from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings
 from cxlseg.qc.assess import QCSettings, qc_metrics
-from cxlseg.qc.calibration import CalibrateSettings
-from cxlseg.qc.view_check import ViewCheckSettings
+from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings
 from cxlseg.qc.view_samples import ViewSamplesSettings
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings
 from cxlseg.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings
-from cxlseg.training.augment import AugmentRunSettings, AugmentSettings
+from cxlseg.training.dataset import AUGMENT_RANGES
 from cxlseg.training.models import MODELS
-from cxlseg.training.trainer import SELECT_METRICS, TrainConfig
+from cxlseg.training.settings import AUGMENT_PRESETS, SELECT_METRICS, AugmentRunSettings, AugmentSettings, TrainConfig
+from cxlseg.training.trainer import HISTORY_COLUMNS
 
 RULE_SETTINGS = (
     DemoSpec,
@@ -176,12 +174,13 @@ def common_rules():
 
 
 def test_schema_enums_match_the_code():
-    """The schema's architecture and select-metric enums are the registry's and the trainer's."""
-    train = load_schema()["properties"]["train"]["properties"]
+    """The schema's enums (which the settings check names against) are the model registry, the augmentation
+    presets and the validation columns the trainer writes."""
     models = load_schema()["properties"]["models"]["properties"]
-    assert set(train["select_metric"]["enum"]) == set(SELECT_METRICS)
     assert set(models["architectures"]["items"]["enum"]) == set(MODELS)
     assert set(models["inference_model"]["enum"]) - {None} == set(MODELS)
+    assert set(AUGMENT_PRESETS) == set(AUGMENT_RANGES)
+    assert {f"val_{metric}" for metric in SELECT_METRICS} <= set(HISTORY_COLUMNS)
 
 
 @pytest.mark.parametrize("cls", list(_settings_from_defaults()), ids=lambda c: c.__name__)

@@ -13,7 +13,10 @@ from cxlseg import io
 from cxlseg.config import ConfigError, section_defaults, validate_config
 from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
 from cxlseg.mimic import image_relpath, report_relpath
-from cxlseg.phantoms import METADATA_COLUMNS, SPLIT_COLUMNS, V7_INDEX_COLUMNS, DemoSpec, generate_demo, paths_to_mask
+from cxlseg.phantoms.generate import generate_demo
+from cxlseg.phantoms.layouts import V7_INDEX_COLUMNS, paths_to_mask
+from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS, SPLIT_COLUMNS
+from cxlseg.phantoms.spec import DemoSpec
 from cxlseg.tables.report_text import extract_report
 
 TINY = dict(
@@ -281,7 +284,7 @@ def test_mislabelled_views(demo, mimic):
 
 
 def test_report_variants_across_seeds():
-    from cxlseg.phantoms import mimic_report
+    from cxlseg.phantoms.mimic_report import mimic_report
 
     study = {
         "procedure": "CHEST (PA AND LAT)",

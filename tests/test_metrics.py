@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 from cxlseg.metrics import (
-    BCEDiceLoss,
-    batch_metrics,
     bce_dice_loss,
     dice,
     hd95,
@@ -17,6 +15,7 @@ from cxlseg.metrics import (
     recall,
     summarise,
 )
+from cxlseg.training.loss import BCEDiceLoss, batch_metrics
 
 
 def square(top, left, side=4, shape=(10, 10)):

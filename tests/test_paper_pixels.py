@@ -21,7 +21,7 @@ from cxlseg.inference.predictor import InputSpec, Predictor
 from cxlseg.inference.settings import InferSettings
 from cxlseg.inference.shard import infer_shard
 from cxlseg.mimic import image_relpath
-from cxlseg.training.trainer import TrainConfig
+from cxlseg.training.settings import TrainConfig
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 SUBJECT, STUDY, DICOM = "10000032", "50414267", "02aa804e-bde0afdd-112c0b34-7bc16630-4e384014"

@@ -5,7 +5,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from cxlseg.phantoms import FINDINGS, SUPPORT_DEVICES, render_phantom, render_view_samples, to_uint16
+from cxlseg.phantoms.clutter import SUPPORT_DEVICES
+from cxlseg.phantoms.findings import FINDINGS
+from cxlseg.phantoms.render import render_phantom, render_view_samples, to_uint16
 
 SIZE = (320, 288)
 

@@ -89,7 +89,8 @@ def test_ingest_masks_sit_under_the_manifest_folder(tmp_path):
 
 def test_a_multi_file_output_is_declared_whole():
     """Every field of a bundle a script builds from `snakemake.output` is a named output of its rule."""
-    from cxlseg.classify import RunFiles, Table3Files
+    from cxlseg.classify.run import RunFiles
+    from cxlseg.classify.table3 import Table3Files
     from cxlseg.evaluation.evaluate import EvaluationFiles
     from cxlseg.evaluation.select_model import ComparisonFiles
     from cxlseg.reporting.review_page import ReviewFiles

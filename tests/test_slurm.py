@@ -63,12 +63,12 @@ def test_demo_runs_through_the_slurm_profile(reference):
     assert (tables / "CXLSeg-mask.csv.gz").is_file() and (workdir / "results" / "report" / "summary.html").is_file()
 
     train_jobs = [j for ids in sf.job_ids(log, "train").values() for j in ids]
-    merge_jobs = [j for ids in sf.job_ids(log, "merge_tables").values() for j in ids]
-    assert len(train_jobs) == 2 and len(merge_jobs) == 1, log[-3000:]
+    report_jobs = sf.group_job_ids(log, "report")  # merge_tables, the pages and the report: CPU rules
+    assert len(train_jobs) == 2 and len(report_jobs) == 1, log[-3000:]
     gpu_job = subprocess.run(["scontrol", "show", "job", train_jobs[0]], capture_output=True, text=True).stdout
-    cpu_job = subprocess.run(["scontrol", "show", "job", merge_jobs[0]], capture_output=True, text=True).stdout
+    cpu_job = subprocess.run(["scontrol", "show", "job", report_jobs[0]], capture_output=True, text=True).stdout
     assert "gpu" in gpu_job, f"train job did not request a GPU:\n{gpu_job}"
-    assert "gpu" not in cpu_job.replace("GresTypes", ""), f"CPU rule asked for a GPU:\n{cpu_job}"
+    assert "gpu" not in cpu_job.replace("GresTypes", ""), f"CPU rules asked for a GPU:\n{cpu_job}"
 
     again = sf.run(workdir, "-n", name="dry")
     assert "Nothing to be done" in again

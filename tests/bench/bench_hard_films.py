@@ -47,7 +47,8 @@ from cxlseg.preprocess import resize, resize_mask  # noqa: E402
 from cxlseg.qc.calibration import flagged_by, held_out_predictions, measure_films  # noqa: E402
 from cxlseg.qc.degradations import DEGRADATIONS, degrade  # noqa: E402
 from cxlseg.qc.model import FEATURES, tracking  # noqa: E402
-from cxlseg.training.trainer import TrainConfig, train_model  # noqa: E402
+from cxlseg.training.settings import TrainConfig  # noqa: E402
+from cxlseg.training.trainer import train_model  # noqa: E402
 
 HARD = ("inverted", "border", "lowres_jpeg", "cutoff", "tilt", "exposure", "motion", "noise", "shield")  # the issue's
 TODAY_KINDS = ("blur", "noise", "exposure", "occlusion", "pose", "downscale", "whiteout")  # today's calibration
@@ -203,6 +204,21 @@ def dice_summary(table: pd.DataFrame) -> dict:
     return out
 
 
+def bad_by_patient(table: pd.DataFrame, share: float = 0.75) -> dict:
+    """Where the bad masks (Dice < 0.9) come from: the fewest patients holding `share` of them, with the Dice of
+    each one's clean film. Bad masks of every kind on one patient whose clean film is bad too are the annotator and
+    the network disagreeing on that film (say, where a hazy lung base ends), not trouble QC could see."""
+    bad = table[table["dice"] < 0.9]
+    counts = bad["patient_id"].value_counts()
+    top = counts[counts.cumsum().shift(fill_value=0) < share * len(bad)]
+    clean = table[table["degradation"] == "clean"].groupby("patient_id")["dice"].mean()
+    return {
+        "n_bad": int(len(bad)),
+        "n_patients": int(table["patient_id"].nunique()),
+        "top": {str(p): {"bad": int(n), "clean_dice": float(clean.get(p, float("nan")))} for p, n in top.items()},
+    }
+
+
 def markdown(summary: dict, args) -> str:
     names = list(summary["variants"])
     kinds = ["clean", *HARD, *[k for k in DEGRADATIONS if k not in HARD], "hard (mean of the issue's kinds)"]
@@ -240,6 +256,15 @@ def markdown(summary: dict, args) -> str:
                 cells = [c[part].get(key, float("nan")) for c in compare.values()]
                 fmt = "{:.1%}" if key.endswith(("caught", "flagged")) else "{:.3f}"
                 lines.append(f"| {part}: {key} | " + " | ".join(fmt.format(c) for c in cells) + " |")
+    where = summary.get("bad_by_patient")
+    if where:
+        held = sum(v["bad"] for v in where["top"].values())
+        films = ", ".join(f"{p}: {v['bad']} ({v['clean_dice']:.3f})" for p, v in where["top"].items())
+        lines += [
+            "",
+            f"Bad masks of the {summary['qc_compared_on']} masks by patient: {held} of {where['n_bad']} come from "
+            f"{len(where['top'])} of {where['n_patients']} patients (bad masks, and the Dice of the clean film): {films}.",
+        ]
     lines.append("")
     lines.append(f"Held out of the QC calibration: {', '.join(args.holdout)}.")
     return "\n".join(lines) + "\n"
@@ -257,6 +282,7 @@ def summarise(tables: list[pd.DataFrame], args, settings) -> dict:
     last = by_name.get(DEFAULT, tables[-1])
     today = qc_predictions(last, True, args, settings)
     summary["qc_compared_on"] = last["variant"].iloc[0]
+    summary["bad_by_patient"] = bad_by_patient(last)
     summary["qc_on_last_masks"] = {
         "today's QC": qc_summary(last, today, args, settings),
         "new QC": summary["variants"][last["variant"].iloc[0]]["qc"],

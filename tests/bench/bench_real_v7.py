@@ -42,8 +42,9 @@ from cxlseg.io import ImageReadError, read_gray, read_mask, safe_join  # noqa: E
 from cxlseg.metrics import summarise  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402
 from cxlseg.training.checkpoint import ModelFiles  # noqa: E402
+from cxlseg.training.settings import TrainConfig  # noqa: E402
 from cxlseg.training.store import load_split  # noqa: E402
-from cxlseg.training.trainer import TrainConfig, train_model  # noqa: E402
+from cxlseg.training.trainer import train_model  # noqa: E402
 
 # The recipe the pipeline defaults should copy (see the numbers in the report / docs).
 BEST_RECIPE = dict(

@@ -48,10 +48,10 @@ from cxlseg.inference.predictor import Predictor  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.inference.shard import ShardDataset, infer_shard  # noqa: E402
 from cxlseg.mimic import image_relpath  # noqa: E402
-from cxlseg.phantoms import render_phantom  # noqa: E402
+from cxlseg.phantoms.render import render_phantom  # noqa: E402
 from cxlseg.qc import assess as qc  # noqa: E402
 from cxlseg.training.checkpoint import build_model, payload, write_checkpoint  # noqa: E402
-from cxlseg.training.trainer import TrainConfig  # noqa: E402
+from cxlseg.training.settings import TrainConfig  # noqa: E402
 
 MIMIC_BYTES = 1.4e6  # mean size of a MIMIC-CXR-JPG file
 SHAPES = {"full": ((3056, 2544), (2544, 3056)), "small": ((320, 272), (272, 320))}

@@ -31,12 +31,13 @@ import pandas as pd
 import torch
 from cxlseg.config import default_config
 from cxlseg.io import read_gray
-from cxlseg.phantoms import DemoSpec, render_view_samples
 from cxlseg.phantoms.mimic_archive import _render
 from cxlseg.phantoms.mimic_plan import plan_mimic
-from cxlseg.phantoms.spec import stream
-from cxlseg.phantoms.view_films import ViewPhantomSettings, write_view_films
-from cxlseg.qc.view_check import ViewChecker, ViewCheckSettings
+from cxlseg.phantoms.render import render_view_samples
+from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings, stream
+from cxlseg.phantoms.view_films import write_view_films
+from cxlseg.qc.settings import ViewCheckSettings
+from cxlseg.qc.view_check import ViewChecker
 from cxlseg.qc.view_check_training import train_view_check
 from cxlseg.qc.view_samples import write_view_samples
 

@@ -7,7 +7,7 @@ import copy
 
 from cxlseg.config import deep_update, default_config, validate_config
 from cxlseg.inference.settings import InferSettings
-from cxlseg.training.trainer import TrainConfig
+from cxlseg.training.settings import TrainConfig
 
 
 def build_config(**sections) -> dict:

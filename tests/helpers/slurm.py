@@ -52,6 +52,9 @@ CI_FLAGS = [
     "evaluate=pick",
     "select_model=pick",
     "calibrate_qc=pick",
+    "quality_table=report",
+    "merge_tables=report",
+    "review_page=report",
     "qc_report=report",
     "run_report=report",
 ]
@@ -99,6 +102,12 @@ def job_ids(log: str, rule: str) -> dict[str, list[str]]:
             rest = path.split(f"/rule_{rule}/", 1)[1]
             ids.setdefault(rest.rsplit("/", 1)[0] if "/" in rest else "", []).append(job)
     return ids
+
+
+def group_job_ids(log: str, group: str) -> list[str]:
+    """Slurm job ids of a job group (`--groups rule=group`), in submission order, from Snakemake's output."""
+    found = re.finditer(r"submitted with SLURM jobid (\d+) \(log: ([^)]*)\)", log)
+    return [m.group(1) for m in found if f"/group_{group}_" in m.group(2)]
 
 
 def scontrol_job(job_id: str) -> dict[str, str]:

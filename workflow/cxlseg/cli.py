@@ -11,7 +11,8 @@ import sys
 
 def _demo(args: argparse.Namespace) -> int:
     from cxlseg.config import default_config
-    from cxlseg.phantoms import DemoSpec, generate_demo
+    from cxlseg.phantoms.generate import generate_demo
+    from cxlseg.phantoms.spec import DemoSpec
 
     given = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSpec) if getattr(args, f.name, None) is not None

@@ -20,9 +20,16 @@ class ConfigError(ValueError):
     """The config has an unknown or ill-typed key; the message names it."""
 
 
-def load_schema() -> dict:
+@functools.cache
+def _schema() -> dict:
+    """The parsed schema, read once per process: the DAG build asks for it once per settings object, and every
+    Slurm job builds the DAG again. Read-only; `load_schema` hands out copies."""
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def load_schema() -> dict:
+    return copy.deepcopy(_schema())
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -42,7 +49,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate_config(config: dict) -> dict:
     """Validate in place, fill defaults, and raise ConfigError listing every bad key."""
-    schema = load_schema()
+    schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -119,9 +126,13 @@ def default_config() -> dict:
 
 
 def _section_schema(section: str) -> dict:
-    schema = load_schema()
-    node = schema["properties"][section]
-    return node
+    return _schema()["properties"][section]
+
+
+def schema_enum(section: str, key: str) -> tuple:
+    """The values the schema allows for `section.key` (of its items, for a list): the one list of valid names."""
+    node = _section_schema(section)["properties"][key]
+    return tuple(node.get("items", node)["enum"])
 
 
 def speed_only_keys(section: str) -> frozenset[str]:

@@ -1,6 +1,6 @@
 """Rule classify: one classifier on one input kind (original or segmented images)."""
 
-from cxlseg.classify import RunFiles, train_and_evaluate
+from cxlseg.classify.run import RunFiles, train_and_evaluate
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):

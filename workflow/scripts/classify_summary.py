@@ -1,6 +1,7 @@
 """Rule classify_summary: Table III (report labels and all labels) and ROC curves from every classifier run."""
 
-from cxlseg.classify import RunFiles, Table3Files, summarise
+from cxlseg.classify.run import RunFiles
+from cxlseg.classify.table3 import Table3Files, summarise
 from cxlseg.io import log_to
 
 with log_to(snakemake.log[0]):

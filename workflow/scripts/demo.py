@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxlseg.io import log_to
-from cxlseg.phantoms import generate_demo
+from cxlseg.phantoms.generate import generate_demo
 
 with log_to(snakemake.log[0]):
     generate_demo(Path(snakemake.output.summary).parent, snakemake.params.settings)

@@ -7,11 +7,7 @@ split by Youden's J and accuracy, sensitivity, specificity and AUC are measured 
 Modules, one job each: ``networks`` (the classifiers), ``cohort`` (labels, splits, image files),
 ``images`` (sizing and augmentation), ``engine`` (training, early stopping, prediction), ``roc``
 (metrics), ``run`` (one model on one input), ``table3`` (the tables and the ROC figure),
-``settings`` (the ``classify:`` config section). The rule scripts call the two entry points below with the files their rules declare.
+``settings`` (the ``classify:`` config section). The rule scripts call ``run.train_and_evaluate`` and
+``table3.summarise`` with the files their rules declare; nothing is imported here, so the DAG build, which
+reads only ``settings``, does not load torch.
 """
-
-from cxlseg.classify.run import RunFiles, train_and_evaluate
-from cxlseg.classify.settings import ClassifySettings
-from cxlseg.classify.table3 import Table3Files, summarise
-
-__all__ = ["ClassifySettings", "RunFiles", "Table3Files", "summarise", "train_and_evaluate"]

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxlseg.classify.cohort import Labels, load_cohort
+from cxlseg.classify.cohort import INPUT_KINDS, Labels, load_cohort
 from cxlseg.classify.engine import SkipLog, fit, make_loader, predict, recalibrate_batchnorm
 from cxlseg.classify.images import Augment, ImageDataset, ImageSource
-from cxlseg.classify.networks import create_classifier
+from cxlseg.classify.networks import check_name, create_classifier
 from cxlseg.classify.roc import evaluate_labels
-from cxlseg.classify.settings import ClassifySettings, check_run
+from cxlseg.classify.settings import ClassifySettings, check_report_labels
 from cxlseg.device import resolve_device, seed_everything
 from cxlseg.io import write_csv, write_json
 from cxlseg.mimic import SPLITS
@@ -46,6 +46,19 @@ class RunFiles:
     def __post_init__(self) -> None:
         for name in ("metrics", "predictions", "skipped"):
             object.__setattr__(self, name, Path(getattr(self, name)))
+
+
+def check_run(settings: ClassifySettings, model: str, input_kind: str) -> None:
+    """What the schema cannot say: the run's model and input exist, report labels are trained labels."""
+    check_name(model)
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"unknown input {input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
+    check_report_labels(settings.labels, settings.report_labels)
+    if settings.batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 (BatchNorm needs two samples), got {settings.batch_size}")
+    low, high = settings.contrast
+    if not 0 <= low <= high:
+        raise ValueError(f"contrast must be [low, high] with 0 <= low <= high, got {list(settings.contrast)}")
 
 
 def train_and_evaluate(

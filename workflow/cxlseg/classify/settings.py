@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxlseg.classify.cohort import INPUT_KINDS, check_labels
-from cxlseg.classify.networks import check_name
+from cxlseg.classify.cohort import check_labels
 from cxlseg.config import RuleSettings, build_settings
 
 
@@ -69,19 +68,6 @@ class ClassifySummarySettings(RuleSettings):
     @classmethod
     def from_config(cls, config: dict) -> "ClassifySummarySettings":
         return cls(tuple(config["classify"]["report_labels"]))
-
-
-def check_run(settings: ClassifySettings, model: str, input_kind: str) -> None:
-    """What the schema cannot say: the run's model and input exist, report labels are trained labels."""
-    check_name(model)
-    if input_kind not in INPUT_KINDS:
-        raise ValueError(f"unknown input {input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
-    check_report_labels(settings.labels, settings.report_labels)
-    if settings.batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 (BatchNorm needs two samples), got {settings.batch_size}")
-    low, high = settings.contrast
-    if not 0 <= low <= high:
-        raise ValueError(f"contrast must be [low, high] with 0 <= low <= high, got {list(settings.contrast)}")
 
 
 def check_report_labels(labels, report_labels) -> None:

@@ -33,19 +33,6 @@ SCORE_NAMES = ("loss", *METRIC_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateSettings(InferSettings):
-    """Rule evaluate: the `infer` section, of which only the flips, threshold and clean-up shape a test score, so
-    only they rerun evaluation (QC, ensemble and output keys do not)."""
-
-    NOT_OUTCOME = frozenset(f.name for f in dataclasses.fields(InferSettings)) - {
-        "threshold",
-        "tta_flip",
-        "film",
-        "postprocess",
-    }
-
-
-@dataclasses.dataclass(frozen=True)
 class EvaluationFiles:
     """What an evaluation writes (the rule's outputs): the per-image scores (CSV) and the summary (JSON)."""
 

@@ -16,7 +16,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cxlseg.config import RuleSettings
 from cxlseg.evaluation.paper_metrics import PAPER_COLUMNS
 from cxlseg.io import atomic_path, read_json, write_csv, write_json, write_text
 
@@ -24,20 +23,6 @@ log = logging.getLogger(__name__)
 
 # Metrics where smaller is better; everything else is maximised.
 LOWER_IS_BETTER = frozenset({"loss", "hd95"})
-
-
-@dataclass(frozen=True)
-class SelectModelSettings(RuleSettings):
-    """Rule select_model: the architectures compared, the validation metric, and a forced choice if any."""
-
-    architectures: tuple[str, ...]
-    select_metric: str
-    inference_model: str | None
-
-    @classmethod
-    def from_config(cls, config: dict) -> "SelectModelSettings":
-        models = config["models"]
-        return cls(tuple(models["architectures"]), config["train"]["select_metric"], models["inference_model"])
 
 
 def best_epoch(history: pd.DataFrame, metric: str = "dice") -> pd.Series:

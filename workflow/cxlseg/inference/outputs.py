@@ -11,6 +11,7 @@ The segmented image is CXLSeg's: the ORIGINAL image resized to the output size, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -19,9 +20,11 @@ from cxlseg import film as films
 from cxlseg import io, preprocess
 from cxlseg.inference import postprocess as post
 from cxlseg.inference.manifest import join_flags
-from cxlseg.inference.predictor import InputSpec
 from cxlseg.mimic import image_relpath
 from cxlseg.qc import assess as qc
+
+if TYPE_CHECKING:  # annotation only: the DAG build imports this module and should not load torch
+    from cxlseg.inference.predictor import InputSpec
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from cxlseg.config import RuleSettings, build_settings
 from cxlseg.inference.outputs import OutputSettings
-from cxlseg.inference.predictor import InputSpec
 from cxlseg.qc.model import QCModel
+
+if TYPE_CHECKING:  # annotation only: the DAG build imports this module and should not load torch
+    from cxlseg.inference.predictor import InputSpec
 
 
 @dataclass(frozen=True)

@@ -18,36 +18,9 @@ Same spec, same bytes.
 
 Modules, one job each: :mod:`.raster` (drawing primitives), :mod:`.anatomy`,
 :mod:`.findings`, :mod:`.clutter`, :mod:`.views` (frontal, lateral, CT scenes),
-:mod:`.render` (`render_phantom`, `render_view_samples`), :mod:`.spec` (`DemoSpec`), :mod:`.layouts`
+:mod:`.render` (`render_phantom`, `render_view_samples`), :mod:`.spec` (`DemoSpec`, the view films' settings),
+:mod:`.layouts`
 (Shenzhen, Montgomery, V7), :mod:`.mimic_plan`, :mod:`.mimic_report`,
-:mod:`.mimic_archive` and :mod:`.generate` (`generate_demo`).
+:mod:`.mimic_archive` and :mod:`.generate` (`generate_demo`). Import from them: this package imports
+nothing, so the DAG build reads `DemoSpec` without loading what draws the archive.
 """
-
-from cxlseg.phantoms.clutter import DEVICES, SUPPORT_DEVICES
-from cxlseg.phantoms.findings import FINDINGS
-from cxlseg.phantoms.generate import generate_demo
-from cxlseg.phantoms.layouts import V7_INDEX_COLUMNS, mask_to_paths, paths_to_mask
-from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS, SPLIT_COLUMNS
-from cxlseg.phantoms.mimic_report import mimic_report
-from cxlseg.phantoms.render import VIEW_LABELS, VIEWS, Phantom, render_phantom, render_view_samples, to_uint16
-from cxlseg.phantoms.spec import DemoSpec
-
-__all__ = [
-    "DEVICES",
-    "FINDINGS",
-    "METADATA_COLUMNS",
-    "SPLIT_COLUMNS",
-    "SUPPORT_DEVICES",
-    "V7_INDEX_COLUMNS",
-    "VIEWS",
-    "VIEW_LABELS",
-    "DemoSpec",
-    "Phantom",
-    "generate_demo",
-    "mask_to_paths",
-    "mimic_report",
-    "paths_to_mask",
-    "render_phantom",
-    "render_view_samples",
-    "to_uint16",
-]

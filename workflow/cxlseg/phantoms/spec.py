@@ -80,3 +80,20 @@ def film_size(rng: np.random.Generator, long_range: tuple[int, int], aspect: flo
     if aspect >= 1:
         return long_side, max(64, int(round(long_side / aspect)))
     return max(64, int(round(long_side * aspect))), long_side
+
+
+@dataclass(frozen=True)
+class ViewPhantomSettings(RuleSettings):
+    """Rule view_phantoms: films per group for training and validation, their size, abdomen crops or not."""
+
+    size: int
+    samples_per_view: int
+    validate_per_view: int
+    abdomen_negatives: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ViewPhantomSettings":
+        view = config["view_check"]
+        keys = ("size", "samples_per_view", "validate_per_view", "abdomen_negatives")
+        return cls(**{k: view[k] for k in keys}, seed=config["seed"])

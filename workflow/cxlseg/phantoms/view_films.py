@@ -4,34 +4,15 @@ to one .npz that the view check's training reads (production code never renders 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
 from cxlseg import io
-from cxlseg.config import RuleSettings
 from cxlseg.phantoms.findings import FINDINGS
 from cxlseg.phantoms.render import render_phantom, render_view_samples
+from cxlseg.phantoms.spec import ViewPhantomSettings
 
 VALIDATE_SEED_OFFSET = 1_000_003  # validation films come from seeds never trained on
-
-
-@dataclass(frozen=True)
-class ViewPhantomSettings(RuleSettings):
-    """Rule view_phantoms: films per group for training and validation, their size, abdomen crops or not."""
-
-    size: int
-    samples_per_view: int
-    validate_per_view: int
-    abdomen_negatives: bool
-    seed: int
-
-    @classmethod
-    def from_config(cls, config: dict) -> "ViewPhantomSettings":
-        view = config["view_check"]
-        keys = ("size", "samples_per_view", "validate_per_view", "abdomen_negatives")
-        return cls(**{k: view[k] for k in keys}, seed=config["seed"])
 
 
 def abdomen_like(rng: np.random.Generator, work: int) -> np.ndarray:

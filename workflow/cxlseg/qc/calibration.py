@@ -10,15 +10,12 @@ a light box, inverted films.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cxlseg.config import RuleSettings
 from cxlseg.inference.outputs import mask_and_qc
-from cxlseg.inference.settings import InferSettings
 from cxlseg.io import atomic_path, write_csv
 from cxlseg.metrics import dice
 from cxlseg.qc import assess as qc
@@ -29,18 +26,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("validate", "test")
 KINDS = tuple(DEGRADATIONS)  # every kind of trouble: a bad mask QC has never seen is one it cannot predict
-
-
-@dataclass(frozen=True)
-class CalibrateSettings(RuleSettings):
-    """Rule calibrate_qc: inference exactly as the shards run it, and the seed of the degradations."""
-
-    infer: InferSettings
-    seed: int
-
-    @classmethod
-    def from_config(cls, config: dict) -> "CalibrateSettings":
-        return cls(InferSettings.from_config(config), config["seed"])
 
 
 def _variants(n_images: int, degraded: int, seed: int, kinds=KINDS) -> list[tuple[int, str, float, int]]:

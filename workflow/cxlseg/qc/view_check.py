@@ -19,7 +19,6 @@ any size (cxlseg checkpoint format, loads with weights_only=True).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -28,34 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxlseg.config import RuleSettings, build_settings
 from cxlseg.preprocess import clahe
 from cxlseg.training.checkpoint import read_checkpoint, weights_digest
 
 ARCHITECTURE = "view_cnn"
-
-
-@dataclass(frozen=True)
-class ViewCheckSettings(RuleSettings):
-    """Rule train_view_check: the config's ``view_check`` section and the run's seed (defaults: the schema)."""
-
-    NOT_OUTCOME = frozenset({"enabled", "archive_samples"})  # whether it runs; view_samples' key
-
-    enabled: bool
-    size: int
-    samples_per_view: int
-    validate_per_view: int
-    archive_samples: int
-    abdomen_negatives: bool
-    epochs: int
-    batch_size: int
-    lr: float
-    threshold: float
-    seed: int
-
-    @classmethod
-    def from_config(cls, config: dict, **overrides) -> "ViewCheckSettings":
-        return build_settings(cls, config["view_check"], **{"seed": config["seed"], **overrides})
 
 
 # --------------------------------------------------------------------------- network and input

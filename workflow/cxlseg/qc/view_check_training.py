@@ -20,7 +20,8 @@ from cxlseg import io
 from cxlseg.device import resolve_device, seed_everything
 from cxlseg.mimic import LATERAL_VIEWS
 from cxlseg.preprocess import decode_for_inference
-from cxlseg.qc.view_check import ARCHITECTURE, ViewChecker, ViewCheckSettings, ViewNet, to_batch
+from cxlseg.qc.settings import ViewCheckSettings
+from cxlseg.qc.view_check import ARCHITECTURE, ViewChecker, ViewNet, to_batch
 from cxlseg.training.checkpoint import payload, write_checkpoint
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ are stored resized but not CLAHE'd, so the training loop applies the exact
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import random
@@ -33,11 +32,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
-from cxlseg.config import RuleSettings, build_settings
 from cxlseg.ingest.labels import LABELS
 from cxlseg.mimic import SPLITS
 from cxlseg.training.balance import check_targets, plan_balance
 from cxlseg.training.montage import montage_from_store
+from cxlseg.training.settings import AugmentSettings
 from cxlseg.training.store import TrainingStore, store_file
 
 log = logging.getLogger(__name__)
@@ -56,56 +55,6 @@ MAX_DRAWS = 32  # re-draws when a random pipeline happened to apply no op at all
 
 
 # --------------------------------------------------------------------------- settings
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentSettings:
-    """The config's ``augment`` section, built by ``config.build_settings(AugmentSettings, config["augment"])``.
-
-    No defaults here: they live in the schema only (``config.default_config()["augment"]`` for tests).
-    """
-
-    enabled: bool
-    targets: dict[str, int]
-    hflip_p: float
-    vflip_p: float
-    rotate_p: float
-    rotate_limit: float
-    scale_p: float
-    scale_limit: float
-    crop_p: float
-    crop_scale: tuple[float, float]
-    noise_p: float
-    noise_std: tuple[float, float]
-    montage_samples: int
-    multipliers: dict[str, dict[str, float]] | None
-
-    @property
-    def active_targets(self) -> dict[str, int] | None:
-        """Per-class targets, or None when augmentation is disabled (or multipliers replace them): the store then
-        holds the originals only."""
-        return dict(self.targets) if self.enabled and self.multipliers is None else None
-
-    @property
-    def active_multipliers(self) -> dict[str, dict[str, float]] | None:
-        """Per-dataset-and-class multipliers (paper Table II), or None: per-class targets or no augmentation."""
-        return {d: dict(m) for d, m in self.multipliers.items()} if self.enabled and self.multipliers else None
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentRunSettings(RuleSettings):
-    """Rule augment: the `augment` section, the store's image size and resize (`preprocess.size`,
-    `preprocess.interpolation`) and the run's seed."""
-
-    augment: AugmentSettings
-    size: int
-    interpolation: str
-    seed: int
-
-    @classmethod
-    def from_config(cls, config: dict) -> "AugmentRunSettings":
-        augment, prep = build_settings(AugmentSettings, config["augment"]), config["preprocess"]
-        return cls(augment=augment, size=prep["size"], interpolation=prep["interpolation"], seed=config["seed"])
 
 
 # --------------------------------------------------------------------------- pipeline

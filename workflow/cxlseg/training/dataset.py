@@ -50,7 +50,6 @@ AUGMENT_RANGES = {
     "strong": _STRONG,
     "hard": {**_STRONG, "rotate": (-20, 20), "gamma": (40, 250), "exposure": 0.35},
 }
-AUGMENT_PRESETS = tuple(AUGMENT_RANGES)
 
 
 def _hard_films(size: int) -> tuple[A.BasicTransform, list[A.BasicTransform]]:
@@ -74,7 +73,7 @@ def online_augmentation(preset: str = "light", size: int | None = None) -> A.Com
     """Label-preserving changes a radiograph plausibly has: mirroring, patient pose, exposure, detector blur/noise;
     and with "hard", the films of `_hard_films` (`size`: the network's, which the cut-off crop returns to)."""
     if preset not in AUGMENT_RANGES:
-        raise ValueError(f"augment_preset {preset!r} not in {AUGMENT_PRESETS}")
+        raise ValueError(f"augment_preset {preset!r} not in {tuple(AUGMENT_RANGES)}")
     r = AUGMENT_RANGES[preset]
     border = dict(border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
     cutoff, films = [], []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -25,20 +25,19 @@ from tqdm.auto import tqdm
 
 from cxlseg import __version__
 from cxlseg import film as films
-from cxlseg.config import RuleSettings, build_settings, speed_only_keys
+from cxlseg.config import speed_only_keys
 from cxlseg.device import resolve_device, seed_everything
 from cxlseg.io import write_csv, write_json
-from cxlseg.metrics import OVERLAP_NAMES, BCEDiceLoss, batch_metrics
+from cxlseg.metrics import OVERLAP_NAMES
 from cxlseg.training import checkpoint
 from cxlseg.training.checkpoint import ModelFiles
-from cxlseg.training.dataset import AUGMENT_PRESETS, StoreDataset
-from cxlseg.training.models import MODELS
+from cxlseg.training.dataset import StoreDataset
+from cxlseg.training.loss import BCEDiceLoss, batch_metrics
+from cxlseg.training.settings import TrainConfig
 from cxlseg.training.store import TrainingStore, as_store
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("none", "cosine", "plateau")
-SELECT_METRICS = ("dice", "iou", "loss")  # the schema's train.select_metric enum (a test checks)
 HISTORY_COLUMNS = (
     "epoch",
     "train_loss",
@@ -54,87 +53,6 @@ HISTORY_COLUMNS = (
 # Settings that may change between a kill and a resume without invalidating the saved state: the
 # schema's speed-only keys, and how long the run goes on.
 RESUME_FREE_KEYS = speed_only_keys("train") | {"epochs", "patience", "max_train_batches"}
-
-
-@dataclass(frozen=True)
-class TrainConfig(RuleSettings):
-    """Rule train: one architecture's training run; stored inside every checkpoint (defaults live in the schema)."""
-
-    SECTIONS = ("train",)
-
-    architecture: str
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    scheduler: str
-    plateau_factor: float
-    plateau_patience: int
-    min_lr: float
-    size: int
-    in_channels: int
-    clahe_clip: float
-    clahe_tiles: int
-    clahe_space: str
-    interpolation: str
-    encoder_name: str
-    encoder_weights: str | None
-    base_channels: int | None
-    seed: int
-    num_workers: int
-    device: str
-    amp: bool
-    bce_weight: float
-    dice_weight: float
-    augment_online: bool
-    augment_preset: str
-    max_train_batches: int | None
-    patience: int | None
-    select_metric: str
-    threshold: float
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.architecture not in MODELS:
-            problems.append(f"architecture {self.architecture!r} not in {sorted(MODELS)}")
-        if self.scheduler not in SCHEDULERS:
-            problems.append(f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
-        if self.select_metric not in SELECT_METRICS:
-            problems.append(f"select_metric {self.select_metric!r} not in {SELECT_METRICS}")
-        if self.augment_preset not in AUGMENT_PRESETS:
-            problems.append(f"augment_preset {self.augment_preset!r} not in {AUGMENT_PRESETS}")
-        if self.in_channels not in (1, 3):
-            problems.append(f"in_channels must be 1 or 3, got {self.in_channels}")
-        for name in ("epochs", "batch_size", "size", "clahe_tiles"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
-
-    @classmethod
-    def from_config(cls, config: dict, architecture: str, **overrides) -> "TrainConfig":
-        """The run of one architecture from the validated config (train, models, preprocess sections)."""
-        train, models, prep = config["train"], config["models"], config["preprocess"]
-        own = {"sa_unet": models["sa_unet_base_channels"], "plain_unet": None, "plain_unetplusplus": None}
-        width = own.get(architecture, models["base_channels"])  # None: the architecture's own paper widths
-        values = {
-            **train,
-            "architecture": architecture,
-            "size": train["input_size"] or prep["size"],
-            "in_channels": prep["channels"],
-            "clahe_clip": prep["clahe_clip"],
-            "clahe_tiles": prep["clahe_tiles"],
-            "clahe_space": prep["clahe_space"],
-            "interpolation": prep["interpolation"],
-            "encoder_name": models["encoder_name"],
-            "encoder_weights": models["encoder_weights"],
-            "base_channels": width,
-            "seed": config["seed"],
-            "threshold": config["infer"]["threshold"],
-        }
-        return build_settings(cls, values, **overrides)
 
 
 # --------------------------------------------------------------------------- trainer

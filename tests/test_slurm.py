@@ -99,10 +99,10 @@ def _resumed_without_redoing(run_dir, shard, before):
 
 @pytest.mark.skipif(len(NODES) < 3, reason="needs the three nodes of .ci/slurm-up")
 def test_a_bad_night_time_limit_lost_node_and_scancel(reference, tmp_path):
-    """One run, three shards, three faults once each shard has flushed: p14 hangs until Slurm's 2-minute time limit
+    """One run, three shards, three faults once each shard has flushed: p14 hangs until Slurm's 1-minute time limit
     kills it (TIMEOUT, retried with runtime x retry_growth), p15's node dies (slurmd and the job's processes killed;
     Slurm requeues the job), p17 is scancelled (retried). The run completes with the uninterrupted results."""
-    run_dir = infer_again(reference, tmp_path, infer={"runtime": 2}, retry_growth=2)
+    run_dir = infer_again(reference, tmp_path, infer={"runtime": 1}, retry_growth=2)
     proc, out = sf.start(run_dir, *sf.TABLE_FILES)
     faults, before, node = {}, {}, None
     try:
@@ -142,7 +142,7 @@ def test_a_bad_night_time_limit_lost_node_and_scancel(reference, tmp_path):
     assert states["p17"]["JobState"] == "CANCELLED", states["p17"]
     assert int(states["p15"].get("Restarts", 0)) >= 1 or len(sf.job_ids(log, "infer_shard")["p15"]) > 1
     retried = sf.job_ids(log, "infer_shard")["p14"][-1]
-    assert sf.scontrol_job(retried)["TimeLimit"] == "00:04:00"  # 2 min x retry_growth 2 on the second attempt
+    assert sf.scontrol_job(retried)["TimeLimit"] == "00:02:00"  # 1 min x retry_growth 2 on the second attempt
     for shard in SHARDS:
         print(shard, "images, already done, computed:", _resumed_without_redoing(run_dir, shard, before[shard]))
     sf.assert_same_results(run_dir, reference[0])

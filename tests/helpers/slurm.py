@@ -29,12 +29,11 @@ TABLE_FILES = [f"results/CXLSeg/CXLSeg-{t}.csv.gz" for t in TABLES]
 CI_FLAGS = [
     "--slurm-status-command",
     "squeue",
+    # The Slurm plugin checks again `init` seconds after a check that saw a job end and 10 s later each time after
+    # one that saw none (a 40 s start by default, up to 180 s: kind to a busy slurmctld). The tiny demo's jobs last
+    # 20-50 s, so from 5 s to 1 s takes a job's end to its successor's start from ~20 s to ~10 s (one squeue a try).
     "--slurm-init-seconds-before-status-checks",
-    "5",
-    # a finished job is seen within 2 s, not Snakemake's default 10: on a tiny demo DAG of ~20 dependent jobs the
-    # status latency is most of the run (the profile keeps max-status-checks-per-second: 1, so squeue is spared)
-    "--seconds-between-status-checks",
-    "2",
+    "1",
     "--slurm-no-account",
     "--default-resources",
     "slurm_partition=ci",

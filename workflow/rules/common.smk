@@ -13,23 +13,19 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_DIR, _ENV.get(
 
 from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings  # noqa: E402
 from cxlseg.config import shard_ids as _shard_ids, validate_config  # noqa: E402
-from cxlseg.evaluation.settings import EvaluateSettings  # noqa: E402
-from cxlseg.evaluation.settings import SelectModelSettings  # noqa: E402
+from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings  # noqa: E402
 from cxlseg.inference.select_images import SelectionSettings  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.ingest.readers import IngestSettings  # noqa: E402
-from cxlseg.phantoms.spec import DemoSpec  # noqa: E402
-from cxlseg.phantoms.spec import ViewPhantomSettings  # noqa: E402
-from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
-from cxlseg.qc.settings import ViewCheckSettings  # noqa: E402
+from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings  # noqa: E402
+from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings  # noqa: E402
 from cxlseg.qc.view_samples import ViewSamplesSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
 from cxlseg.splits import TrainingSplitSettings  # noqa: E402
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
-from cxlseg.training.settings import AugmentRunSettings  # noqa: E402
+from cxlseg.training.settings import AugmentRunSettings, TrainConfig  # noqa: E402
 from cxlseg.training.store import store_file, store_files  # noqa: E402
-from cxlseg.training.settings import TrainConfig  # noqa: E402
 
 validate_config(config)
 

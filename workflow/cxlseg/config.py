@@ -22,8 +22,9 @@ class ConfigError(ValueError):
 
 @functools.cache
 def _schema() -> dict:
-    """The parsed schema, read once per process: the DAG build asks for it once per settings object, and every
-    Slurm job builds the DAG again. Read-only; `load_schema` hands out copies."""
+    """The parsed schema, read once per process for this module's lookups (the DAG build asks once per settings
+    object, and every Slurm job builds the DAG again); snakemake's `validate` still reads the file itself, since it
+    resolves the schema's `$ref`s from its path. Read-only; `load_schema` hands out copies."""
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 

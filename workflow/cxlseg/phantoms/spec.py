@@ -1,4 +1,5 @@
-"""What the demo archive holds (`DemoSpec`, one field per `demo.*` config key) and its random streams."""
+"""What the demo archive holds (`DemoSpec`, one field per `demo.*` config key) and its random streams, and what the
+view check's phantom films are (`ViewPhantomSettings`): the phantom rules' settings, light enough for the DAG build."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pandas as pd
 from cxlseg.inference.predictor import Predictor
+from cxlseg.inference.qc_model import QCModel
 from cxlseg.qc.calibration import calibrate, cross_validated, measure
-from cxlseg.qc.model import QCModel
 from helpers.shards import fit_toy_qc_model
 
 

@@ -18,6 +18,7 @@ from cxlseg.config import (
     validate_config,
 )
 from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings
+from cxlseg.inference.mask_qc import QCSettings, qc_metrics
 from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.postprocess import CleanupSettings, clean_mask
 from cxlseg.inference.predictor import InputSpec
@@ -25,16 +26,15 @@ from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.settings import InferSettings
 from cxlseg.ingest.readers import IngestSettings
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings
-from cxlseg.qc.assess import QCSettings, qc_metrics
 from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings
-from cxlseg.qc.view_samples import ViewSamplesSettings
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings
-from cxlseg.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings
 from cxlseg.training.dataset import AUGMENT_RANGES
 from cxlseg.training.models import MODELS
 from cxlseg.training.settings import AUGMENT_PRESETS, SELECT_METRICS, AugmentRunSettings, AugmentSettings, TrainConfig
+from cxlseg.training.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
 from cxlseg.training.trainer import HISTORY_COLUMNS
+from cxlseg.view_check.samples import ViewSamplesSettings
 
 RULE_SETTINGS = (
     DemoSpec,

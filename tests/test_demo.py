@@ -13,11 +13,11 @@ from cxlseg import io
 from cxlseg.config import ConfigError, section_defaults, validate_config
 from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
 from cxlseg.mimic import image_relpath, report_relpath
+from cxlseg.mimic.radiology_text import extract_report
 from cxlseg.phantoms.generate import generate_demo
 from cxlseg.phantoms.layouts import V7_INDEX_COLUMNS, paths_to_mask
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS, SPLIT_COLUMNS
 from cxlseg.phantoms.spec import DemoSpec
-from cxlseg.tables.report_text import extract_report
 
 TINY = dict(
     n_shenzhen=4,

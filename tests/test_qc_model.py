@@ -1,4 +1,4 @@
-"""The predicted-Dice model (cxlseg.qc.model): fit, predict, explain, save/load, and the tracking numbers."""
+"""The predicted-Dice model (cxlseg.inference.qc_model): fit, predict, explain, save/load, and the tracking numbers."""
 
 import json
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg.qc.model import FEATURES, QCModel, describe, tracking
+from cxlseg.inference.qc_model import FEATURES, QCModel, describe, tracking
 from helpers.shards import fit_toy_qc_model
 
 

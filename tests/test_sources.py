@@ -1,12 +1,11 @@
-"""MIMIC-CXR's source files as the tables read them (cxlseg.tables.sources): reports per study, CheXpert, official split."""
+"""MIMIC-CXR's source files as the tables read them (cxlseg.mimic.sources): reports per study, CheXpert, official split."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cxlseg.mimic import CHEXPERT_LABELS, report_relpath
-from cxlseg.tables import report_text as reports
-from cxlseg.tables import sources
+from cxlseg.mimic import CHEXPERT_LABELS, report_relpath, sources
+from cxlseg.mimic import radiology_text as reports
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 

@@ -1,4 +1,4 @@
-"""Patient- and subject-level splits (cxlseg.splits): training data by patient, the CXLSeg tables by subject or
+"""Patient- and subject-level splits (cxlseg.training.splits): training data by patient, the CXLSeg tables by subject or
 image, split names train / validate / test."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg.mimic import SPLITS
-from cxlseg.splits import (
+from cxlseg.training.splits import (
     SPLIT_UNITS,
     assign_split,
     combine_and_split,

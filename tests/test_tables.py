@@ -20,12 +20,12 @@ from cxlseg.inference import manifest
 from cxlseg.inference.manifest import read_manifests
 from cxlseg.io import UnsafePathError, safe_join
 from cxlseg.mimic import CHEXPERT_LABELS
+from cxlseg.mimic import radiology_text as reports
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
-from cxlseg.splits import split_by_image
 from cxlseg.tables import merge as tables
-from cxlseg.tables import report_text as reports
 from cxlseg.tables.merge import merge_tables
 from cxlseg.tables.settings import TablesSettings
+from cxlseg.training.splits import split_by_image
 from helpers.tables import FAILED_TABLE, QC_TABLE, SUMMARY, TABLE_NAMES, table_files
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"

@@ -42,11 +42,11 @@ import torch  # noqa: E402
 from bench_real_v7 import load_v7, model_files, patient_folds, write_store  # noqa: E402
 from cxlseg.config import load_config  # noqa: E402
 from cxlseg.inference.predictor import Predictor  # noqa: E402
+from cxlseg.inference.qc_model import FEATURES, tracking  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.preprocess import resize, resize_mask  # noqa: E402
 from cxlseg.qc.calibration import flagged_by, held_out_predictions, measure_films  # noqa: E402
 from cxlseg.qc.degradations import DEGRADATIONS, degrade  # noqa: E402
-from cxlseg.qc.model import FEATURES, tracking  # noqa: E402
 from cxlseg.training.settings import TrainConfig  # noqa: E402
 from cxlseg.training.trainer import train_model  # noqa: E402
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from cxlseg import io  # noqa: E402
 from cxlseg.config import load_config  # noqa: E402
+from cxlseg.inference import mask_qc as qc  # noqa: E402
 from cxlseg.inference.gpu_decode import BatchDecoder, RawReader, resolve_decode_device  # noqa: E402
 from cxlseg.inference.outputs import finish_image, mask_file, output_paths, segmented_image  # noqa: E402
 from cxlseg.inference.predictor import Predictor  # noqa: E402
@@ -49,7 +50,6 @@ from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.inference.shard import ShardDataset, infer_shard  # noqa: E402
 from cxlseg.mimic import image_relpath  # noqa: E402
 from cxlseg.phantoms.render import render_phantom  # noqa: E402
-from cxlseg.qc import assess as qc  # noqa: E402
 from cxlseg.training.checkpoint import build_model, payload, write_checkpoint  # noqa: E402
 from cxlseg.training.settings import TrainConfig  # noqa: E402
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 from cxlseg.config import default_config
+from cxlseg.inference.view_check import ViewChecker
 from cxlseg.io import read_gray
 from cxlseg.phantoms.mimic_archive import _render
 from cxlseg.phantoms.mimic_plan import plan_mimic
@@ -37,9 +38,8 @@ from cxlseg.phantoms.render import render_view_samples
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings, stream
 from cxlseg.phantoms.view_films import write_view_films
 from cxlseg.qc.settings import ViewCheckSettings
-from cxlseg.qc.view_check import ViewChecker
-from cxlseg.qc.view_check_training import train_view_check
-from cxlseg.qc.view_samples import write_view_samples
+from cxlseg.view_check.samples import write_view_samples
+from cxlseg.view_check.training import train_view_check
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes
 

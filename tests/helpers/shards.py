@@ -205,7 +205,7 @@ def run_infer(
 
 def fit_toy_qc_model(n: int = 80, seed: int = 0):
     """A predicted-Dice model fitted on synthetic features where true Dice follows soft_dice and flip agreement."""
-    from cxlseg.qc.model import QCModel
+    from cxlseg.inference.qc_model import QCModel
 
     rng = np.random.default_rng(seed)
     table = pd.DataFrame(

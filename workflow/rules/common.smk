@@ -19,9 +19,9 @@ from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings  # noqa: E402
-from cxlseg.qc.view_samples import ViewSamplesSettings  # noqa: E402
+from cxlseg.view_check.samples import ViewSamplesSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
-from cxlseg.splits import TrainingSplitSettings  # noqa: E402
+from cxlseg.training.splits import TrainingSplitSettings  # noqa: E402
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
 from cxlseg.training.settings import AugmentRunSettings, TrainConfig  # noqa: E402

@@ -1,10 +1,10 @@
 """Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
 check; resumable."""
 
+from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.shard import infer_shard, inference_predictor
+from cxlseg.inference.view_check import ViewChecker
 from cxlseg.io import log_to, read_json
-from cxlseg.qc.model import QCModel
-from cxlseg.qc.view_check import ViewChecker
 from cxlseg.tables.provenance import code_fingerprint
 
 with log_to(snakemake.log[0]):

@@ -1,7 +1,7 @@
 """Rule split_training: all manifests -> one table split train/validate/test by patient."""
 
 from cxlseg.io import log_to
-from cxlseg.splits import combine_and_split
+from cxlseg.training.splits import combine_and_split
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -2,8 +2,8 @@
 
 import torch
 from cxlseg.io import log_to
-from cxlseg.qc.view_check_training import train_view_check
 from cxlseg.training.store import TrainingStore
+from cxlseg.view_check.training import train_view_check
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

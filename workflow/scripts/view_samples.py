@@ -1,7 +1,7 @@
 """Rule view_samples: real archive films (side views and as many frontal films) for the view check."""
 
 from cxlseg.io import log_to
-from cxlseg.qc.view_samples import write_view_samples
+from cxlseg.view_check.samples import write_view_samples
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -18,10 +18,10 @@ import numpy as np
 
 from cxlseg import film as films
 from cxlseg import io, preprocess
+from cxlseg.inference import mask_qc as qc
 from cxlseg.inference import postprocess as post
 from cxlseg.inference.manifest import join_flags
 from cxlseg.mimic import image_relpath
-from cxlseg.qc import assess as qc
 
 if TYPE_CHECKING:  # annotation only: the DAG build imports this module and should not load torch
     from cxlseg.inference.predictor import InputSpec

@@ -1,4 +1,4 @@
-"""Turn a lung probability map into a clean mask (scoring it is `cxlseg.qc.assess`'s job).
+"""Turn a lung probability map into a clean mask (scoring it is `cxlseg.inference.mask_qc`'s job).
 
 Cleanup follows the usual recipe for lung fields: threshold, morphological closing then
 opening, keep the largest components (two lungs), fill holes.

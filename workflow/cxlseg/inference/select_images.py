@@ -5,7 +5,7 @@ when its report file exists AND the CXLSeg report text (findings + impression, c
 not empty: that is where CXLSeg's 243,334 frontal images become 243,324. Every filter's count, and each
 cause of a dropped study, lands in `selection_summary.json`.
 
-`cxlseg.qc.view_samples` draws the view check's real films from the same metadata: side views (LATERAL/LL) as
+`cxlseg.view_check.samples` draws the view check's real films from the same metadata: side views (LATERAL/LL) as
 non-frontal and as many PA/AP films as frontal, so real MIMIC texture never tells the two classes apart.
 """
 
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cxlseg import io
 from cxlseg.config import RuleSettings, build_settings, shard_ids
 from cxlseg.mimic import id_problem, image_relpath, report_relpath, shard_of
-from cxlseg.tables import report_text as reports
+from cxlseg.mimic import radiology_text as reports
 
 log = logging.getLogger(__name__)
 

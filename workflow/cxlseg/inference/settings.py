@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from cxlseg.config import RuleSettings, build_settings
 from cxlseg.inference.outputs import OutputSettings
-from cxlseg.qc.model import QCModel
+from cxlseg.inference.qc_model import QCModel
 
 if TYPE_CHECKING:  # annotation only: the DAG build imports this module and should not load torch
     from cxlseg.inference.predictor import InputSpec

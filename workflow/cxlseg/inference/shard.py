@@ -33,11 +33,11 @@ from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
 from cxlseg.inference.predictor import InputSpec, Predictor
+from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.select_images import LIST_COLUMNS
 from cxlseg.inference.settings import InferSettings
+from cxlseg.inference.view_check import ViewChecker
 from cxlseg.mimic import id_problem
-from cxlseg.qc.model import QCModel
-from cxlseg.qc.view_check import ViewChecker
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ a manifest row per accepted radiograph, a normalised 0/255 lung mask per row in
 the masks folder (``<image_id>.png``, its path in the manifest relative to the manifest's
 folder), and a rejects table that says, for every file
 that was not accepted, which file and why.  Nothing is dropped silently, and
-one bad file never stops the others.  The patient-level split is `cxlseg.splits`'s job.
+one bad file never stops the others.  The patient-level split is `cxlseg.training.splits`'s job.
 """
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cxlseg.inference import mask_qc as qc
 from cxlseg.inference.outputs import mask_and_qc
+from cxlseg.inference.qc_model import QCModel, tracking
 from cxlseg.io import atomic_path, write_csv
 from cxlseg.metrics import dice
-from cxlseg.qc import assess as qc
 from cxlseg.qc.degradations import DEGRADATIONS, degrade
-from cxlseg.qc.model import QCModel, tracking
 
 log = logging.getLogger(__name__)
 

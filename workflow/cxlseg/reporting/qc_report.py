@@ -13,9 +13,9 @@ from matplotlib.figure import Figure
 
 from cxlseg import io
 from cxlseg.inference.manifest import read_manifests, split_flags
-from cxlseg.qc.assess import flagged_overlays, qc_tracking, qc_vs_truth
+from cxlseg.inference.mask_qc import flagged_overlays, qc_tracking, qc_vs_truth
+from cxlseg.inference.qc_model import QCModel, describe
 from cxlseg.qc.calibration import calibration_curve
-from cxlseg.qc.model import QCModel, describe
 
 
 def _fmt(value) -> str:

@@ -22,12 +22,12 @@ import pandas as pd
 from cxlseg.inference.manifest import PATH_COLUMNS, read_manifests
 from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
-from cxlseg.splits import assign_split
+from cxlseg.mimic.radiology_text import REPORT_FILE_PROBLEMS
+from cxlseg.mimic.sources import extract_study_reports, read_chexpert, read_metadata
 from cxlseg.tables import provenance, quality
-from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
 from cxlseg.tables.review import read_decisions
 from cxlseg.tables.settings import TableFiles, TablesSettings
-from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
+from cxlseg.training.splits import assign_split
 
 log = logging.getLogger(__name__)
 

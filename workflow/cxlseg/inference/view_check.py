@@ -8,11 +8,11 @@ decides from the global layout (two lung fields either side of the spine) rather
 * positives: phantom frontals AND the training store's train split (real Shenzhen/Montgomery/V7 films on a
   cluster), so "phantom vs real" is no shortcut; strong augmentation (exposure, blur, noise, affine, crops)
   hides the rest of the texture;
-* real archive films (rule view_samples, `cxlseg.qc.view_samples`): MIMIC side views (LATERAL/LL) as
+* real archive films (rule view_samples, `cxlseg.view_check.samples`): MIMIC side views (LATERAL/LL) as
   negatives and as many PA/AP films as positives, so the flag learns what a REAL lateral looks like; their
   subjects are split so the validation numbers are on people never trained on.
 
-This module is the network, its input and the checker inference runs; `cxlseg.qc.view_check_training`
+This module is the network, its input and the checker inference runs; `cxlseg.view_check.training`
 trains and validates it. `ViewChecker.from_checkpoint(path).p_not_frontal(images)` scores uint8 gray images of
 any size (cxlseg checkpoint format, loads with weights_only=True).
 """

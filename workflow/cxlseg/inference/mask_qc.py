@@ -17,9 +17,9 @@ import pandas as pd
 
 from cxlseg import io, preprocess
 from cxlseg.inference import postprocess as post
+from cxlseg.inference.qc_model import tracking
 from cxlseg.io import to_gray_uint8
 from cxlseg.metrics import dice
-from cxlseg.qc.model import tracking
 
 NO_SIGNALS = {
     "member_agreement": math.nan,

@@ -18,7 +18,7 @@ import pandas as pd
 from cxlseg import io
 from cxlseg.config import RuleSettings
 from cxlseg.mimic import SPLITS
-from cxlseg.tables.sources import read_official_split
+from cxlseg.mimic.sources import read_official_split
 
 log = logging.getLogger(__name__)
 

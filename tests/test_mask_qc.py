@@ -1,4 +1,4 @@
-"""Quality control (cxlseg.qc.assess): ground-truth-free metrics and flags, overlays, the check against ground truth;
+"""Quality control (cxlseg.inference.mask_qc): ground-truth-free metrics and flags, overlays, the check against ground truth;
 and the QC report (cxlseg.reporting.qc_report)."""
 
 import dataclasses
@@ -11,7 +11,7 @@ import pytest
 from cxlseg import io
 from cxlseg.config import build_settings, default_config
 from cxlseg.inference import postprocess as pp
-from cxlseg.qc.assess import (
+from cxlseg.inference.mask_qc import (
     QCSettings,
     assess,
     flagged_overlays,

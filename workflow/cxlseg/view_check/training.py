@@ -1,4 +1,4 @@
-"""Training and validation of the view check (`cxlseg.qc.view_check`): phantom films handed over by the rule
+"""Training and validation of the view check (`cxlseg.inference.view_check`): phantom films handed over by the rule
 (`cxlseg.phantoms.view_films`, never rendered here), the training store's frontal films and the archive's own
 sample (rule view_samples), seeded augmentation, class-balanced BCE."""
 
@@ -18,10 +18,10 @@ from torch import nn
 
 from cxlseg import io
 from cxlseg.device import resolve_device, seed_everything
+from cxlseg.inference.view_check import ARCHITECTURE, ViewChecker, ViewNet, to_batch
 from cxlseg.mimic import LATERAL_VIEWS
 from cxlseg.preprocess import decode_for_inference
 from cxlseg.qc.settings import ViewCheckSettings
-from cxlseg.qc.view_check import ARCHITECTURE, ViewChecker, ViewNet, to_batch
 from cxlseg.training.checkpoint import payload, write_checkpoint
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cxlseg.tables.report_text import (
+from cxlseg.mimic.radiology_text import (
     RULES,
     STUDY_RULE,
     STUDY_RULE_NONE,

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from cxlseg.io import safe_join
 from cxlseg.mimic import CHEXPERT_LABELS, SPLITS
-from cxlseg.tables import report_text as reports
+from cxlseg.mimic import radiology_text as reports
 
 log = logging.getLogger(__name__)
 

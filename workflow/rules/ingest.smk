@@ -1,4 +1,4 @@
-# Training data: one ingest job per native layout, then the patient split.
+# Training data: one ingest job per native layout.
 
 
 rule ingest:
@@ -21,20 +21,3 @@ rule ingest:
         root=lambda wc: dataset_root(wc.dataset),
     script:
         "../scripts/ingest.py"
-
-
-rule split_training:
-    input:
-        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
-    output:
-        dataset=f"{R}/training/dataset.parquet",
-    log:
-        f"{R}/logs/training/split.log",
-    benchmark:
-        f"{R}/benchmarks/split_training.tsv"
-    conda:
-        "../../envs/segmentation.yaml"
-    params:
-        **settings(TrainingSplitSettings),
-    script:
-        "../scripts/split_training.py"

@@ -1,5 +1,5 @@
-# Quality control without ground truth: the predicted-Dice model calibrated on the store, and the view check
-# (frontal or not) trained on phantom films, the store and a sample of the archive's own side and frontal films.
+# Quality control without ground truth: the predicted-Dice model, calibrated on the store's validate and test
+# images (clean and degraded) segmented as inference segments them.
 
 
 rule calibrate_qc:
@@ -32,75 +32,3 @@ rule calibrate_qc:
         **settings(CalibrateSettings),
     script:
         "../scripts/calibrate_qc.py"
-
-
-rule view_samples:
-    input:
-        demo_marker(),
-        metadata=mimic_file("metadata"),
-    output:
-        samples=f"{R}/models/view_samples.parquet",
-    log:
-        f"{R}/logs/models/view_samples.log",
-    benchmark:
-        f"{R}/benchmarks/view_samples.tsv"
-    conda:
-        "../../envs/segmentation.yaml"
-    threads: resource("view_check", "cpus")
-    resources:
-        mem_mb=resource("view_check", "mem_mb"),
-        runtime=resource("view_check", "runtime"),
-        gpu=resource("view_check", "gpu"),
-        cpus_per_task=resource("view_check", "cpus"),
-    params:
-        **settings(ViewSamplesSettings),
-    script:
-        "../scripts/view_samples.py"
-
-
-rule view_phantoms:
-    output:
-        films=f"{R}/models/view_phantoms.npz",
-    log:
-        f"{R}/logs/models/view_phantoms.log",
-    benchmark:
-        f"{R}/benchmarks/view_phantoms.tsv"
-    conda:
-        "../../envs/segmentation.yaml"
-    threads: resource("view_check", "cpus")
-    resources:
-        mem_mb=resource("view_check", "mem_mb"),
-        runtime=resource("view_check", "runtime"),
-        gpu=resource("view_check", "gpu"),
-        cpus_per_task=resource("view_check", "cpus"),
-    params:
-        **settings(ViewPhantomSettings),
-    script:
-        "../scripts/view_phantoms.py"
-
-
-rule train_view_check:
-    input:
-        store=rules.augment.output.store,
-        films=rules.view_phantoms.output.films,
-        samples=rules.view_samples.output.samples,
-    output:
-        checkpoint=f"{R}/models/view_check.pt",
-        metrics=f"{R}/models/view_check.json",
-    log:
-        f"{R}/logs/models/view_check.log",
-    benchmark:
-        f"{R}/benchmarks/train_view_check.tsv"
-    conda:
-        "../../envs/segmentation.yaml"
-    threads: resource("view_check", "cpus")
-    resources:
-        mem_mb=resource("view_check", "mem_mb"),
-        runtime=resource("view_check", "runtime"),
-        gpu=resource("view_check", "gpu"),
-        cpus_per_task=resource("view_check", "cpus"),
-    params:
-        **settings(ViewCheckSettings),
-        mimic_root=lambda wc: mimic_root(),
-    script:
-        "../scripts/train_view_check.py"

@@ -1,4 +1,21 @@
-# The training store (class balancing by augmentation), then one training job per architecture.
+# The patient split, the training store (class balancing by augmentation), then one training job per architecture.
+
+
+rule split_training:
+    input:
+        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
+    output:
+        dataset=f"{R}/training/dataset.parquet",
+    log:
+        f"{R}/logs/training/split.log",
+    benchmark:
+        f"{R}/benchmarks/split_training.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    params:
+        **settings(TrainingSplitSettings),
+    script:
+        "../scripts/split_training.py"
 
 
 rule augment:

@@ -21,8 +21,8 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/view_check.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/tables.smk"
-include: "workflow/rules/reporting.smk"
 include: "workflow/rules/classify.smk"
+include: "workflow/rules/reporting.smk"
 
 
 rule all:

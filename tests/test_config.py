@@ -26,7 +26,7 @@ from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.settings import InferSettings
 from cxlseg.ingest.readers import IngestSettings
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings
-from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings
+from cxlseg.qc.settings import CalibrateSettings
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings
 from cxlseg.training.dataset import AUGMENT_RANGES
@@ -35,6 +35,7 @@ from cxlseg.training.settings import AUGMENT_PRESETS, SELECT_METRICS, AugmentRun
 from cxlseg.training.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
 from cxlseg.training.trainer import HISTORY_COLUMNS
 from cxlseg.view_check.samples import ViewSamplesSettings
+from cxlseg.view_check.settings import ViewCheckSettings
 
 RULE_SETTINGS = (
     DemoSpec,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from cxlseg import preprocess
-from cxlseg.inference.predictor import InputSpec, Predictor
+from cxlseg.inference.predictor import InputSpec, Predictor, ensemble_checkpoints
 from cxlseg.training.checkpoint import load_model
 from helpers.training import model_files
 
@@ -139,3 +139,15 @@ def test_the_perturbed_pass_agrees_with_a_sure_network_and_not_with_a_guessing_o
     shaky = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(noise)
     assert shaky.perturb_agreement[0] < steady.perturb_agreement[0]
     assert perturbed(x).shape == x.shape and 0 <= float(perturbed(x).min()) <= float(perturbed(x).max()) <= 1
+
+
+def test_ensemble_takes_the_selected_model_then_the_ranking():
+    selected = {
+        "architecture": "sa_unet",
+        "checkpoint": "m/sa_unet.pt",
+        "ranking": ["unet", "sa_unet", "attention_unet"],
+        "checkpoints": {"unet": "m/unet.pt", "sa_unet": "m/sa_unet.pt", "attention_unet": "m/att.pt"},
+    }  # sa_unet forced (models.inference_model) although unet ranks first
+    assert ensemble_checkpoints(selected, 1) == ["m/sa_unet.pt"]
+    assert ensemble_checkpoints(selected, 2) == ["m/sa_unet.pt", "m/unet.pt"]
+    assert ensemble_checkpoints(selected, 9) == ["m/sa_unet.pt", "m/unet.pt", "m/att.pt"]

@@ -12,7 +12,6 @@ from cxlseg.evaluation.select_model import (
     best_epoch,
     compare_models,
     comparison_markdown,
-    ensemble_checkpoints,
     select_model,
 )
 
@@ -194,18 +193,6 @@ def test_markdown_has_one_row_per_model():
         == "| unet | 0.1234 | 0.9500 ± 0.0100 | 0.9000 | 0.9400 | 0.9600 | 4.50 | 24,430,097 | 12 |"
     )
     assert comparison_markdown(table, "unet").splitlines()[2].startswith("| **unet** (selected) | 0.1234 |")
-
-
-def test_ensemble_takes_the_selected_model_then_the_ranking():
-    selected = {
-        "architecture": "sa_unet",
-        "checkpoint": "m/sa_unet.pt",
-        "ranking": ["unet", "sa_unet", "attention_unet"],
-        "checkpoints": {"unet": "m/unet.pt", "sa_unet": "m/sa_unet.pt", "attention_unet": "m/att.pt"},
-    }  # sa_unet forced (models.inference_model) although unet ranks first
-    assert ensemble_checkpoints(selected, 1) == ["m/sa_unet.pt"]
-    assert ensemble_checkpoints(selected, 2) == ["m/sa_unet.pt", "m/unet.pt"]
-    assert ensemble_checkpoints(selected, 9) == ["m/sa_unet.pt", "m/unet.pt", "m/att.pt"]
 
 
 def test_table_iv_carries_the_authors_scoring_in_columns_of_its_own(tmp_path):

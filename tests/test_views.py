@@ -17,10 +17,10 @@ from cxlseg.mimic import image_relpath
 from cxlseg.phantoms.render import render_view_samples
 from cxlseg.phantoms.spec import ViewPhantomSettings
 from cxlseg.phantoms.view_films import write_view_films
-from cxlseg.qc.settings import ViewCheckSettings
 from cxlseg.training.checkpoint import payload, write_checkpoint
 from cxlseg.training.models import create_model
 from cxlseg.view_check.samples import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
+from cxlseg.view_check.settings import ViewCheckSettings
 from cxlseg.view_check.training import train_view_check
 
 TINY = dict(size=32, samples_per_view=12, validate_per_view=4, epochs=6, batch_size=16)

@@ -37,8 +37,8 @@ from cxlseg.phantoms.mimic_plan import plan_mimic
 from cxlseg.phantoms.render import render_view_samples
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings, stream
 from cxlseg.phantoms.view_films import write_view_films
-from cxlseg.qc.settings import ViewCheckSettings
 from cxlseg.view_check.samples import write_view_samples
+from cxlseg.view_check.settings import ViewCheckSettings
 from cxlseg.view_check.training import train_view_check
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes

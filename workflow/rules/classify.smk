@@ -57,32 +57,3 @@ rule classify_summary:
         **settings(ClassifySummarySettings),
     script:
         "../scripts/classify_summary.py"
-
-
-rule table3_pages:
-    input:
-        table3=f"{R}/classify/table3.csv",
-        table3_all_labels=f"{R}/classify/table3_all_labels.csv",
-    output:
-        table=report(
-            f"{R}/report/table3.html",
-            caption="../report/table3.rst",
-            category="4. Classifier comparison",
-            labels={"page": "1. Table III: the paper's 4 labels"},
-        ),
-        all_labels=report(
-            f"{R}/report/table3_all_labels.html",
-            caption="../report/table3_all_labels.rst",
-            category="4. Classifier comparison",
-            labels={"page": "2. Table III: every trained label"},
-        ),
-    log:
-        f"{R}/logs/report/table3_pages.log",
-    benchmark:
-        f"{R}/benchmarks/table3_pages.tsv"
-    conda:
-        "../../envs/segmentation.yaml"
-    params:
-        **settings(RunReportSettings),
-    script:
-        "../scripts/table3_pages.py"

@@ -18,14 +18,15 @@ from cxlseg.inference.select_images import SelectionSettings  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings  # noqa: E402
-from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings  # noqa: E402
-from cxlseg.view_check.samples import ViewSamplesSettings  # noqa: E402
+from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
-from cxlseg.training.splits import TrainingSplitSettings  # noqa: E402
-from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
+from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.training.settings import AugmentRunSettings, TrainConfig  # noqa: E402
+from cxlseg.training.splits import TrainingSplitSettings  # noqa: E402
 from cxlseg.training.store import store_file, store_files  # noqa: E402
+from cxlseg.view_check.samples import ViewSamplesSettings  # noqa: E402
+from cxlseg.view_check.settings import ViewCheckSettings  # noqa: E402
 
 validate_config(config)
 

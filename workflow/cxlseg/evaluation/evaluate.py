@@ -17,8 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxlseg.evaluation.paper_metrics import paper_scores
-from cxlseg.evaluation.select_model import ensemble_checkpoints
-from cxlseg.inference.predictor import Predictor
+from cxlseg.inference.predictor import Predictor, ensemble_checkpoints
 from cxlseg.inference.settings import InferSettings
 from cxlseg.inference.shard import inference_predictor
 from cxlseg.io import write_csv, write_json

@@ -131,13 +131,6 @@ def select_model(table: pd.DataFrame, metric: str, forced: str | None = None) ->
     }
 
 
-def ensemble_checkpoints(selected: dict, k: int) -> list[str]:
-    """Checkpoints of the selected model and the next best architectures, k in all (fewer if fewer trained)."""
-    chosen = selected["architecture"]
-    members = [chosen, *(m for m in selected.get("ranking", [chosen]) if m != chosen)][: max(1, int(k))]
-    return [selected["checkpoints"][m] if m != chosen else selected["checkpoint"] for m in members]
-
-
 def comparison_markdown(table: pd.DataFrame, selected: str | None = None) -> str:
     """The paper's Table IV layout (Loss, Dice, IoU, recall, precision) plus HD95, size and best epoch, scored
     per image on cleaned masks; then the same models scored as the authors scored them (`paper_` columns)."""

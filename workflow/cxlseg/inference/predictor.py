@@ -267,3 +267,11 @@ class Predictor:
                 restored = check.restore(prob[j])
                 out[start + j] = restored if size == restored.shape[-1] else preprocess.resize(restored, size, "linear")
         return out
+
+
+def ensemble_checkpoints(selected: dict, k: int) -> list[str]:
+    """The ensemble inference loads from selected.json (written by rule select_model): the selected model's
+    checkpoint, then the next best architectures', k in all (fewer if fewer trained)."""
+    chosen = selected["architecture"]
+    members = [chosen, *(m for m in selected.get("ranking", [chosen]) if m != chosen)][: max(1, int(k))]
+    return [selected["checkpoints"][m] if m != chosen else selected["checkpoint"] for m in members]

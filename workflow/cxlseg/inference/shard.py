@@ -27,12 +27,11 @@ import torch
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
-from cxlseg.evaluation.select_model import ensemble_checkpoints
 from cxlseg.film import FilmSettings
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
 from cxlseg.inference.outputs import OutputSettings, finish_image
-from cxlseg.inference.predictor import InputSpec, Predictor
+from cxlseg.inference.predictor import InputSpec, Predictor, ensemble_checkpoints
 from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.select_images import LIST_COLUMNS
 from cxlseg.inference.settings import InferSettings

@@ -21,8 +21,8 @@ from cxlseg.device import resolve_device, seed_everything
 from cxlseg.inference.view_check import ARCHITECTURE, ViewChecker, ViewNet, to_batch
 from cxlseg.mimic import LATERAL_VIEWS
 from cxlseg.preprocess import decode_for_inference
-from cxlseg.qc.settings import ViewCheckSettings
 from cxlseg.training.checkpoint import payload, write_checkpoint
+from cxlseg.view_check.settings import ViewCheckSettings
 
 log = logging.getLogger(__name__)
 

@@ -129,6 +129,20 @@ def test_stage_subpackages_show_the_pipeline():
     assert expected <= stages
 
 
+def named_inputs(block: str) -> list[str]:
+    """The named inputs of one rule's text."""
+    inputs = re.search(r"^    input:\n((?:        .*\n|\s*#.*\n)+)", block, re.M)
+    return re.findall(r"^        (\w+)=", inputs.group(1), re.M) if inputs else []
+
+
+def rule_blocks() -> dict[str, str]:
+    blocks = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M)[1:]:
+            blocks[re.match(r"rule (\w+):", block).group(1)] = block
+    return blocks
+
+
 def rule_scripts() -> dict[str, tuple[str, str]]:
     """Every rule: (the .smk file it sits in, without suffix; the script it runs)."""
     found = {}
@@ -155,3 +169,23 @@ def test_each_rule_sits_in_the_file_of_the_stage_whose_code_it_runs():
         if smk not in imported_stages(scripts / f"{script}.py")
     }
     assert len(rule_scripts()) > 20 and wrong == {}
+
+
+# Inputs a script finds through another input it reads: selected.json names the checkpoints it loads.
+FOUND_THROUGH = {("evaluate_inference", "checkpoints"), ("calibrate_qc", "checkpoints")}
+
+
+def test_every_declared_input_is_read_by_its_script():
+    """What a rule declares is what it reads: a script reads each named input (or hands the whole input to a
+    files bundle, `from_rule(snakemake.input)`), so a file never arrives through params while its declared input
+    goes unread."""
+    scripts, unread = ROOT / "workflow" / "scripts", []
+    for rule, block in rule_blocks().items():
+        text = (scripts / f"{rule_scripts()[rule][1]}.py").read_text()
+        whole = re.search(r"snakemake\.input\b(?!\.)", text)
+        unread += [
+            f"{rule}: input.{name}"
+            for name in named_inputs(block)
+            if f"input.{name}" not in text and not whole and (rule, name) not in FOUND_THROUGH
+        ]
+    assert unread == []

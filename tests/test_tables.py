@@ -166,6 +166,9 @@ def tables_settings(**changes) -> TablesSettings:
 def run_merge(tmp_path, manifests, out="out", **kw):
     kw.setdefault("progress", False)
     settings = tables_settings(**{k: kw.pop(k) for k in list(kw) if k in SETTING_KEYS})
+    # the files the rule declares as inputs when the config names them
+    kw.setdefault("review_csv", settings.review_file)
+    kw.setdefault("cxlseg_split_csv", settings.cxlseg_split)
     summary = merge_tables(
         manifests,
         tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz",
@@ -175,7 +178,7 @@ def run_merge(tmp_path, manifests, out="out", **kw):
         settings,
         **kw,
     )
-    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / QC_TABLE, settings)  # its own rule
+    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / QC_TABLE, settings, kw["review_csv"])  # own rule
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in TABLE_NAMES.items()}
 
 
@@ -318,6 +321,27 @@ def test_review_decisions_reach_the_qc_table_and_tables_stay_as_published(archiv
     # a flagged image a person accepted stays in the tables even when flagged ones are dropped
     summary, t = run_merge(tmp_path, manifests, out="strict", review_file=review, include_flagged=False)
     assert "d2" in t["segmented"]["dicom_id"].tolist()
+
+
+def test_the_merge_reads_the_review_and_split_files_it_is_handed(archive):
+    """The rule declares the review file and the published split as inputs, and those are the files read: the
+    settings only say what to do with them (the path in them here names no file at all)."""
+    tmp_path, manifests = archive
+    review = write_decisions(tmp_path / "decisions.csv", "dicom_id,decision,note\nd4,rejected,clavicle\n")
+    split = _published_split(tmp_path / "published.csv.gz", [(d, "test") for d in ("d1", "d2", "d3", "d6", "d7")])
+    nowhere = str(tmp_path / "no-such-file.csv")
+    summary, t = run_merge(
+        tmp_path,
+        manifests,
+        review_file=nowhere,
+        drop_rejected=True,
+        review_csv=review,
+        split_source="cxlseg",
+        cxlseg_split=nowhere,
+        cxlseg_split_csv=split,
+    )
+    assert "d4" not in t["segmented"]["dicom_id"].tolist() and read_qc(tmp_path).at["d4", "review"] == "rejected"
+    assert set(t["split"]["split"]) == {"test"} and summary["split"]["cxlseg_split"] == str(split)
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,6 @@ rule select_model:
     input:
         summaries=expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
         histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
-        models=expand(f"{R}/models/{{arch}}/model.json", arch=ARCHS),
     output:
         table=f"{R}/models/comparison.csv",
         markdown=f"{R}/models/comparison.md",

@@ -13,5 +13,7 @@ with log_to(snakemake.log[0]):
         TableFiles.from_rule(snakemake.output),
         snakemake.params.settings,
         official_split_csv=snakemake.input.split,
+        cxlseg_split_csv=next(iter(snakemake.input.cxlseg_split), None),  # declared only for split_source cxlseg
+        review_csv=next(iter(snakemake.input.review), None),  # declared only when a review changes the tables
         run=snakemake.params.run.identity(),
     )

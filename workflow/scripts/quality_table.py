@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         list(snakemake.input.manifests),
         snakemake.output.qc,
         snakemake.params.settings,
+        review_csv=next(iter(snakemake.input.review), None),  # declared only when tables.review_file is set
     )

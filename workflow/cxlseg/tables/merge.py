@@ -36,6 +36,11 @@ IDS = ["dicom_id", "subject_id", "study_id"]
 _METADATA_LEADING = ["PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"]
 _ORIENTATION_SOURCE = "PatientOrientationCodeSequence_CodeMeaning"
 FAILED_COLUMNS = quality.FAILED_COLUMNS
+# How many threads the merge uses: speed only, never the tables' bytes, so not config keys. Report reads wait on
+# the file system (a network share on a cluster), so more threads than the job's cores keep it busy; gzip level 9
+# dominates the writes and zlib releases the GIL, so each of the five tables compresses on a thread of its own.
+REPORT_WORKERS = 8
+WRITE_WORKERS = len(TableFiles.TABLES) + 1  # the four CXLSeg tables and the failed table
 
 
 # ---------------------------------------------------------------- manifests
@@ -132,15 +137,19 @@ def merge_tables(
     settings: "TablesSettings",
     *,
     official_split_csv: os.PathLike | str | None = None,
+    cxlseg_split_csv: os.PathLike | str | None = None,
+    review_csv: os.PathLike | str | None = None,
     run: dict | None = None,
-    report_workers: int = 8,
-    write_workers: int = 5,
+    report_workers: int = REPORT_WORKERS,
+    write_workers: int = WRITE_WORKERS,
     progress: bool = True,
 ) -> dict:
     """Write the four CXLSeg tables, the failed table and the summary (`out`); return the summary.
 
     The four tables list every image with a mask, minus QC-flagged ones nobody accepted when
-    include_flagged is False and those a person rejected when drop_rejected is True (review_file).
+    include_flagged is False and those a person rejected when drop_rejected is True (`review_csv`, the rule's
+    input `review`). `cxlseg_split_csv` is the published split that `split_source: cxlseg` copies (input
+    `cxlseg_split`); the settings hold the choices, the files read are the ones the rule declares.
     Every image without a mask is a row of CXLSeg-failed.csv.gz with its reason. CXLSeg-qc.csv.gz
     is `write_qc_table`'s. summary.json's `provenance` says which run the tables describe: `run` (config hash,
     code), and a hash of every manifest read and table written.
@@ -149,7 +158,7 @@ def merge_tables(
     with _step("read and validate manifests"):
         rows, duplicates = manifest_rows(manifest_paths)
     with _step("quality and review"):
-        images = masked_images(rows, settings)
+        images = masked_images(rows, settings, review_csv)
         images = images[images["in_tables"]].reset_index(drop=True)
 
     with _step("reports"):
@@ -168,7 +177,7 @@ def merge_tables(
             seed=settings.seed,
             official_split_csv=official_split_csv,
             split_unit=settings.split_unit,
-            cxlseg_split_csv=settings.cxlseg_split,
+            cxlseg_split_csv=cxlseg_split_csv,
             missing=settings.cxlseg_split_missing,
         )
     with _step("build tables"):
@@ -201,11 +210,11 @@ def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataF
     return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
 
 
-def masked_images(rows: pd.DataFrame, settings: TablesSettings) -> pd.DataFrame:
-    """The rows with a mask, with the review decisions of `settings.review_file`, `status` and `in_tables`."""
+def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file=None) -> pd.DataFrame:
+    """The rows with a mask, with the review decisions of `review_file` (None: no review), `status` and
+    `in_tables`."""
     good = rows["reason"] == ""
     masked = rows[good].reset_index(drop=True)
-    review_file = settings.review_file
     decisions = read_decisions(review_file, masked["dicom_id"], rows.loc[~good, "dicom_id"]) if review_file else None
     if decisions is not None:
         log.info("%s: %d decisions (%s)", review_file, len(decisions), decisions["decision"].value_counts().to_dict())
@@ -217,16 +226,18 @@ def masked_images(rows: pd.DataFrame, settings: TablesSettings) -> pd.DataFrame:
     return masked
 
 
-def write_qc_table(manifest_paths: Iterable[os.PathLike | str], out_path, settings: TablesSettings) -> dict:
+def write_qc_table(
+    manifest_paths: Iterable[os.PathLike | str], out_path, settings: TablesSettings, review_csv=None
+) -> dict:
     """Write CXLSeg-qc.csv.gz (one row per mask: quality, models, review); return its counts for the log.
 
     A rule of its own: applying a review rewrites this table (and the review page) but not the four tables,
     so nothing that reads them (the classifiers) reruns, unless the review can change them (drop_rejected, or
     include_flagged off, where an accepted flagged image comes back)."""
     rows, _ = manifest_rows(manifest_paths)
-    qc = quality.qc_table(masked_images(rows, settings))
+    qc = quality.qc_table(masked_images(rows, settings, review_csv))
     write_csv(qc, out_path)
-    counts = quality.quality_counts(qc, settings.review_file)
+    counts = quality.quality_counts(qc, review_csv)
     log.info("wrote %s: %d masks, %s", out_path, len(qc), counts)
     return counts
 

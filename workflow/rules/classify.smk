@@ -17,10 +17,7 @@ rule classify:
         "../../envs/segmentation.yaml"
     threads: resource("classify", "cpus")
     resources:
-        mem_mb=resource("classify", "mem_mb"),
-        runtime=resource("classify", "runtime"),
-        gpu=resource("classify", "gpu"),
-        cpus_per_task=resource("classify", "cpus"),
+        **stage_resources("classify"),
     params:
         **settings(ClassifyRunSettings),
         images_root=lambda wc: f"{R}/CXLSeg",  # what the segmented table's DicomPath is relative to (infer_shard's out_root)

@@ -119,6 +119,16 @@ def resource(stage, key):
     return lambda wildcards, attempt: int(math.ceil(base * growth ** (attempt - 1)))
 
 
+def stage_resources(stage):
+    """A rule's resources, all from `resources.<stage>` (the rule's threads: `resource(stage, "cpus")`)."""
+    return {
+        "mem_mb": resource(stage, "mem_mb"),
+        "runtime": resource(stage, "runtime"),
+        "gpu": resource(stage, "gpu"),
+        "cpus_per_task": resource(stage, "cpus"),
+    }
+
+
 def classify_run_names():
     """Every (classifier, input) run, as {model}_{kind}: none when classify is off."""
     if not config["classify"]["enabled"]:

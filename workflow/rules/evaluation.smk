@@ -16,10 +16,7 @@ rule evaluate:
         "../../envs/segmentation.yaml"
     threads: resource("evaluate", "cpus")
     resources:
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu=resource("evaluate", "gpu"),
-        cpus_per_task=resource("evaluate", "cpus"),
+        **stage_resources("evaluate"),
     params:
         **settings(EvaluateSettings),
     script:
@@ -68,10 +65,7 @@ rule evaluate_inference:
         "../../envs/segmentation.yaml"
     threads: resource("evaluate", "cpus")
     resources:
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu=resource("evaluate", "gpu"),
-        cpus_per_task=resource("evaluate", "cpus"),
+        **stage_resources("evaluate"),
     params:
         **settings(InferSettings),
     script:

@@ -17,10 +17,7 @@ rule select_images:
         "../../envs/segmentation.yaml"
     threads: resource("select_images", "cpus")
     resources:
-        mem_mb=resource("select_images", "mem_mb"),
-        runtime=resource("select_images", "runtime"),
-        gpu=resource("select_images", "gpu"),
-        cpus_per_task=resource("select_images", "cpus"),
+        **stage_resources("select_images"),
     params:
         **settings(SelectionSettings),
         mimic_root=lambda wc: mimic_root(),
@@ -45,10 +42,7 @@ rule infer_shard:
         "../../envs/segmentation.yaml"
     threads: resource("infer", "cpus")
     resources:
-        mem_mb=resource("infer", "mem_mb"),
-        runtime=resource("infer", "runtime"),
-        gpu=resource("infer", "gpu"),
-        cpus_per_task=resource("infer", "cpus"),
+        **stage_resources("infer"),
     params:
         **settings(InferSettings),
         mimic_root=lambda wc: mimic_root(),

@@ -31,10 +31,7 @@ rule view_phantoms:
         "../../envs/segmentation.yaml"
     threads: resource("view_check", "cpus")
     resources:
-        mem_mb=resource("view_check", "mem_mb"),
-        runtime=resource("view_check", "runtime"),
-        gpu=resource("view_check", "gpu"),
-        cpus_per_task=resource("view_check", "cpus"),
+        **stage_resources("view_check"),
     params:
         **settings(ViewPhantomSettings),
     script:

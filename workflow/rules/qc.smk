@@ -24,10 +24,7 @@ rule calibrate_qc:
         "../../envs/segmentation.yaml"
     threads: resource("infer", "cpus")
     resources:
-        mem_mb=resource("infer", "mem_mb"),
-        runtime=resource("infer", "runtime"),
-        gpu=resource("infer", "gpu"),
-        cpus_per_task=resource("infer", "cpus"),
+        **stage_resources("infer"),
     params:
         **settings(CalibrateSettings),
     script:

@@ -58,10 +58,7 @@ rule review_page:
         "../../envs/tables.yaml"
     threads: resource("tables", "cpus")
     resources:
-        mem_mb=resource("tables", "mem_mb"),
-        runtime=resource("tables", "runtime"),
-        gpu=resource("tables", "gpu"),
-        cpus_per_task=resource("tables", "cpus"),
+        **stage_resources("tables"),
     params:
         **settings(ReviewPageSettings),
         thumbs=lambda wc: f"{R}/review/thumbs",  # infer_shard's thumbs_dir, one folder per shard

@@ -24,10 +24,7 @@ rule merge_tables:
         "../../envs/tables.yaml"
     threads: resource("tables", "cpus")
     resources:
-        mem_mb=resource("tables", "mem_mb"),
-        runtime=resource("tables", "runtime"),
-        gpu=resource("tables", "gpu"),
-        cpus_per_task=resource("tables", "cpus"),
+        **stage_resources("tables"),
     params:
         **settings(MergeTablesSettings),
         reports_root=lambda wc: reports_root(),
@@ -48,10 +45,7 @@ rule quality_table:
         "../../envs/tables.yaml"
     threads: resource("tables", "cpus")
     resources:
-        mem_mb=resource("tables", "mem_mb"),
-        runtime=resource("tables", "runtime"),
-        gpu=resource("tables", "gpu"),
-        cpus_per_task=resource("tables", "cpus"),
+        **stage_resources("tables"),
     params:
         **settings(TablesSettings),
     script:

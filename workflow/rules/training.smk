@@ -40,10 +40,7 @@ rule augment:
         "../../envs/segmentation.yaml"
     threads: resource("augment", "cpus")
     resources:
-        mem_mb=resource("augment", "mem_mb"),
-        runtime=resource("augment", "runtime"),
-        gpu=resource("augment", "gpu"),
-        cpus_per_task=resource("augment", "cpus"),
+        **stage_resources("augment"),
     params:
         **settings(AugmentRunSettings),
         roots={d: dataset_root(d) for d in enabled_datasets()},
@@ -66,10 +63,7 @@ rule train:
         "../../envs/segmentation.yaml"
     threads: resource("train", "cpus")
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        cpus_per_task=resource("train", "cpus"),
+        **stage_resources("train"),
     params:
         **settings(TrainConfig, "arch"),
         # the resume state: not an output, which Snakemake would delete before a retried job runs

@@ -16,10 +16,7 @@ rule view_samples:
         "../../envs/segmentation.yaml"
     threads: resource("view_check", "cpus")
     resources:
-        mem_mb=resource("view_check", "mem_mb"),
-        runtime=resource("view_check", "runtime"),
-        gpu=resource("view_check", "gpu"),
-        cpus_per_task=resource("view_check", "cpus"),
+        **stage_resources("view_check"),
     params:
         **settings(ViewSamplesSettings),
     script:
@@ -42,10 +39,7 @@ rule train_view_check:
         "../../envs/segmentation.yaml"
     threads: resource("view_check", "cpus")
     resources:
-        mem_mb=resource("view_check", "mem_mb"),
-        runtime=resource("view_check", "runtime"),
-        gpu=resource("view_check", "gpu"),
-        cpus_per_task=resource("view_check", "cpus"),
+        **stage_resources("view_check"),
     params:
         **settings(ViewCheckSettings),
         mimic_root=lambda wc: mimic_root(),

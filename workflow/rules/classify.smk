@@ -3,8 +3,8 @@
 
 rule classify:
     input:
-        segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
-        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+        segmented=rules.merge_tables.output.segmented,
+        split=rules.merge_tables.output.split,
     output:
         metrics=f"{R}/classify/{{model}}_{{kind}}/metrics.json",
         predictions=f"{R}/classify/{{model}}_{{kind}}/predictions.csv",
@@ -20,7 +20,7 @@ rule classify:
         **stage_resources("classify"),
     params:
         **settings(ClassifyRunSettings),
-        images_root=lambda wc: f"{R}/CXLSeg",  # what the segmented table's DicomPath is relative to (infer_shard's out_root)
+        images_root=lambda wc: CXLSEG,
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/classify.py"

@@ -37,6 +37,12 @@ R = config["results"].rstrip("/")
 DEMO_OUT = config["demo"]["out"].rstrip("/")
 SHARDS = _shard_ids(config["mimic"]["shards"], config["mimic"]["chunks_per_shard"])
 
+# Paths several rules name that are declared as no rule's output (every other path is written once, as an
+# output, and referenced as `rules.<name>.output.<file>`).
+CXLSEG = f"{R}/CXLSeg"  # infer_shard's images and masks; what the manifests' and tables' paths are relative to
+THUMBS = f"{R}/review/thumbs"  # infer_shard writes <shard>/<dicom_id>.jpg here, the review page shows them
+SHARD_LIST = f"{R}/infer/lists/{{shard}}.parquet"  # one select_images output per shard
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
@@ -173,23 +179,23 @@ def benchmark_files():
 
 def get_final_output():
     outputs = [
-        f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
-        f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
-        f"{R}/CXLSeg/CXLSeg-split.csv.gz",
-        f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
-        f"{R}/qc/qc_report.md",
-        f"{R}/models/comparison.md",
-        f"{R}/training/counts.csv",
-        f"{R}/report/summary.html",
-        f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
-        f"{R}/review/index.html",
-        f"{R}/report/comparison.html",
-        f"{R}/qc/qc_report.html",
+        rules.merge_tables.output.metadata,
+        rules.merge_tables.output.segmented,
+        rules.merge_tables.output.split,
+        rules.merge_tables.output.mask,
+        rules.qc_report.output.markdown,
+        rules.select_model.output.markdown,
+        rules.augment.output.counts,
+        rules.run_report.output.summary,
+        rules.quality_table.output.qc,
+        rules.review_page.output.page,
+        rules.run_report.output.comparison,
+        rules.qc_report.output.html,
     ]
     if config["classify"]["enabled"]:
-        outputs += [f"{R}/classify/table3.md", f"{R}/report/table3.html"]
+        outputs += [rules.classify_summary.output.markdown, rules.table3_pages.output.table]
     if config["view_check"]["enabled"]:
-        outputs.append(f"{R}/models/view_check.json")
+        outputs.append(rules.train_view_check.output.metrics)
     return outputs + intermediate_outputs()
 
 
@@ -205,20 +211,24 @@ def intermediate_outputs():
     """
     outputs = [
         *demo_marker(),
-        *expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
-        f"{R}/training/dataset.parquet",
+        *expand(rules.ingest.output.manifest, dataset=enabled_datasets()),
+        rules.split_training.output.dataset,
         *rules.augment.output.store,
-        *expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
-        *expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
-        f"{R}/models/selected.json",
-        f"{R}/models/inference/test_summary.json",
-        f"{R}/models/qc_calibration.json",
-        f"{R}/infer/selection.parquet",
-        *expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
-        *expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
-        f"{R}/CXLSeg/summary.json",
+        *expand(rules.train.output.checkpoint, arch=ARCHS),
+        *expand(rules.evaluate.output.summary, arch=ARCHS),
+        rules.select_model.output.selected,
+        rules.evaluate_inference.output.summary,
+        rules.calibrate_qc.output.model,
+        rules.select_images.output.selection,
+        *expand(SHARD_LIST, shard=SHARDS),
+        *expand(rules.infer_shard.output.manifest, shard=SHARDS),
+        rules.merge_tables.output.summary,
         *classify_runs(),
     ]
     if config["view_check"]["enabled"]:
-        outputs += [f"{R}/models/view_samples.parquet", f"{R}/models/view_phantoms.npz", f"{R}/models/view_check.pt"]
+        outputs += [
+            rules.view_samples.output.samples,
+            rules.view_phantoms.output.films,
+            rules.train_view_check.output.checkpoint,
+        ]
     return outputs

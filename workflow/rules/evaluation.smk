@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        checkpoint=f"{R}/models/{{arch}}/checkpoint_best.pt",
+        checkpoint=rules.train.output.checkpoint,
         store=rules.augment.output.store,
     output:
         per_image=f"{R}/models/{{arch}}/test_per_image.csv",
@@ -25,8 +25,8 @@ rule evaluate:
 
 rule select_model:
     input:
-        summaries=expand(f"{R}/models/{{arch}}/test_summary.json", arch=ARCHS),
-        histories=expand(f"{R}/models/{{arch}}/history.csv", arch=ARCHS),
+        summaries=expand(rules.evaluate.output.summary, arch=ARCHS),
+        histories=expand(rules.train.output.history, arch=ARCHS),
     output:
         table=f"{R}/models/comparison.csv",
         markdown=f"{R}/models/comparison.md",
@@ -51,8 +51,8 @@ rule select_model:
 
 rule evaluate_inference:
     input:
-        selected=f"{R}/models/selected.json",
-        checkpoints=expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        selected=rules.select_model.output.selected,
+        checkpoints=expand(rules.train.output.checkpoint, arch=ARCHS),
         store=rules.augment.output.store,
     output:
         per_image=f"{R}/models/inference/test_per_image.csv",

@@ -8,7 +8,7 @@ rule select_images:
     output:
         selection=f"{R}/infer/selection.parquet",
         summary=f"{R}/infer/selection_summary.json",
-        lists=expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
+        lists=expand(SHARD_LIST, shard=SHARDS),
     log:
         f"{R}/logs/infer/select_images.log",
     benchmark:
@@ -28,10 +28,10 @@ rule select_images:
 
 rule infer_shard:
     input:
-        images=f"{R}/infer/lists/{{shard}}.parquet",
-        selected=f"{R}/models/selected.json",
-        qc_model=f"{R}/models/qc_calibration.json",
-        view_check=[f"{R}/models/view_check.pt"] if config["view_check"]["enabled"] else [],
+        images=SHARD_LIST,
+        selected=rules.select_model.output.selected,
+        qc_model=rules.calibrate_qc.output.model,
+        view_check=[rules.train_view_check.output.checkpoint] if config["view_check"]["enabled"] else [],
     output:
         manifest=f"{R}/infer/manifests/{{shard}}.parquet",
     log:
@@ -46,7 +46,7 @@ rule infer_shard:
     params:
         **settings(InferSettings),
         mimic_root=lambda wc: mimic_root(),
-        out_root=lambda wc: f"{R}/CXLSeg",
-        thumbs_dir=lambda wc: f"{R}/review/thumbs/{wc.shard}",
+        out_root=lambda wc: CXLSEG,
+        thumbs_dir=lambda wc: f"{THUMBS}/{wc.shard}",
     script:
         "../scripts/infer_shard.py"

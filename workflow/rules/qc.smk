@@ -4,8 +4,8 @@
 
 rule calibrate_qc:
     input:
-        selected=f"{R}/models/selected.json",
-        checkpoints=expand(f"{R}/models/{{arch}}/checkpoint_best.pt", arch=ARCHS),
+        selected=rules.select_model.output.selected,
+        checkpoints=expand(rules.train.output.checkpoint, arch=ARCHS),
         store=rules.augment.output.store,
     output:
         model=f"{R}/models/qc_calibration.json",

@@ -3,10 +3,10 @@
 
 rule qc_report:
     input:
-        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
-        selection_summary=f"{R}/infer/selection_summary.json",
-        qc_model=f"{R}/models/qc_calibration.json",
-        calibration=f"{R}/models/qc_calibration.csv",
+        manifests=expand(rules.infer_shard.output.manifest, shard=SHARDS),
+        selection_summary=rules.select_images.output.summary,
+        qc_model=rules.calibrate_qc.output.model,
+        calibration=rules.calibrate_qc.output.table,
     output:
         markdown=f"{R}/qc/qc_report.md",
         html=report(
@@ -36,7 +36,7 @@ rule qc_report:
         "../../envs/segmentation.yaml"
     params:
         **settings(QCReportSettings),
-        out_root=lambda wc: f"{R}/CXLSeg",
+        out_root=lambda wc: CXLSEG,
         mimic_root=lambda wc: mimic_root(),
         truth=lambda wc: f"{DEMO_OUT}/mimic-truth" if DEMO else None,
     script:
@@ -45,8 +45,8 @@ rule qc_report:
 
 rule review_page:
     input:
-        qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
-        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+        qc=rules.quality_table.output.qc,
+        split=rules.merge_tables.output.split,
     output:
         page=f"{R}/review/index.html",
         data=directory(f"{R}/review/data"),
@@ -61,7 +61,7 @@ rule review_page:
         **stage_resources("tables"),
     params:
         **settings(ReviewPageSettings),
-        thumbs=lambda wc: f"{R}/review/thumbs",  # infer_shard's thumbs_dir, one folder per shard
+        thumbs=lambda wc: THUMBS,
     script:
         "../scripts/review_page.py"
 
@@ -69,21 +69,21 @@ rule review_page:
 rule run_report:
     input:
         # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)
-        tables_summary=f"{R}/CXLSeg/summary.json",
-        metadata=f"{R}/CXLSeg/CXLSeg-metadata.csv.gz",
-        segmented=f"{R}/CXLSeg/CXLSeg-segmented.csv.gz",
-        split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
-        mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
-        failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
-        selection_summary=f"{R}/infer/selection_summary.json",
-        selected=f"{R}/models/selected.json",
-        used=f"{R}/models/inference/test_summary.json",
-        qc_model=f"{R}/models/qc_calibration.json",
-        qc_summary=f"{R}/qc/qc_summary.json",
-        comparison=f"{R}/models/comparison.csv",
-        counts=f"{R}/training/counts.csv",
+        tables_summary=rules.merge_tables.output.summary,
+        metadata=rules.merge_tables.output.metadata,
+        segmented=rules.merge_tables.output.segmented,
+        split=rules.merge_tables.output.split,
+        mask=rules.merge_tables.output.mask,
+        failed=rules.merge_tables.output.failed,
+        selection_summary=rules.select_images.output.summary,
+        selected=rules.select_model.output.selected,
+        used=rules.evaluate_inference.output.summary,
+        qc_model=rules.calibrate_qc.output.model,
+        qc_summary=rules.qc_report.output.summary,
+        comparison=rules.select_model.output.table,
+        counts=rules.augment.output.counts,
         store_images=store_file(f"{R}/training/store", "test", "images"),
-        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        manifests=expand(rules.infer_shard.output.manifest, shard=SHARDS),
         benchmarks=lambda wc: benchmark_files(),
     output:
         summary=report(
@@ -124,7 +124,7 @@ rule run_report:
         "../../envs/segmentation.yaml"
     params:
         **settings(RunReportSettings),
-        images_root=lambda wc: f"{R}/CXLSeg",  # what the manifests' mask paths are relative to (infer_shard's out_root)
+        images_root=lambda wc: CXLSEG,
         mimic_root=lambda wc: mimic_root(),
     script:
         "../scripts/run_report.py"
@@ -132,8 +132,8 @@ rule run_report:
 
 rule table3_pages:
     input:
-        table3=f"{R}/classify/table3.csv",
-        table3_all_labels=f"{R}/classify/table3_all_labels.csv",
+        table3=rules.classify_summary.output.table,
+        table3_all_labels=rules.classify_summary.output.all_labels,
     output:
         table=report(
             f"{R}/report/table3.html",

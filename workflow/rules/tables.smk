@@ -3,7 +3,7 @@
 
 rule merge_tables:
     input:
-        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        manifests=expand(rules.infer_shard.output.manifest, shard=SHARDS),
         metadata=mimic_file("metadata"),
         chexpert=mimic_file("chexpert"),
         split=mimic_file("split"),
@@ -35,7 +35,7 @@ rule merge_tables:
 
 rule quality_table:
     input:
-        manifests=expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        manifests=expand(rules.infer_shard.output.manifest, shard=SHARDS),
         review=review_file(),
     output:
         qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",

@@ -3,7 +3,7 @@
 
 rule split_training:
     input:
-        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
+        manifests=expand(rules.ingest.output.manifest, dataset=enabled_datasets()),
     output:
         dataset=f"{R}/training/dataset.parquet",
     log:
@@ -20,8 +20,8 @@ rule split_training:
 
 rule augment:
     input:
-        dataset=f"{R}/training/dataset.parquet",
-        manifests=expand(f"{R}/ingest/{{dataset}}/manifest.parquet", dataset=enabled_datasets()),
+        dataset=rules.split_training.output.dataset,
+        manifests=expand(rules.ingest.output.manifest, dataset=enabled_datasets()),
     output:
         store=store_files(f"{R}/training/store"),
         counts=f"{R}/training/counts.csv",

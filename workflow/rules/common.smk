@@ -22,6 +22,8 @@ from cxlseg.qc.settings import CalibrateSettings, ViewCheckSettings  # noqa: E40
 from cxlseg.qc.view_samples import ViewSamplesSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
 from cxlseg.splits import TrainingSplitSettings  # noqa: E402
+from cxlseg.tables.merge import check_review_file  # noqa: E402
+from cxlseg.tables.review import ReviewFileError  # noqa: E402
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
 from cxlseg.training.settings import AugmentRunSettings, TrainConfig  # noqa: E402
@@ -35,6 +37,22 @@ DEMO = config["demo"]["enabled"]
 R = config["results"].rstrip("/")
 DEMO_OUT = config["demo"]["out"].rstrip("/")
 SHARDS = _shard_ids(config["mimic"]["shards"], config["mimic"]["chunks_per_shard"])
+
+
+def refuse_a_bad_review_file():
+    """tables.review_file read at DAG build (by the controller, not again in each job), against the shard
+    manifests on disk: a bad file stops the run with one line before any output, the quality table above all,
+    is deleted."""
+    path = config["tables"]["review_file"]
+    if not path or workflow.remote_exec or workflow.subprocess_exec:
+        return
+    try:
+        check_review_file(path, [f"{R}/infer/manifests/{shard}.parquet" for shard in SHARDS])
+    except ReviewFileError as exc:
+        raise SystemExit(f"tables.review_file refused: {exc}")
+
+
+refuse_a_bad_review_file()
 
 
 wildcard_constraints:

@@ -25,7 +25,7 @@ from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import assign_split
 from cxlseg.tables import provenance, quality
 from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
-from cxlseg.tables.review import read_decisions
+from cxlseg.tables.review import ReviewFileError, read_decisions
 from cxlseg.tables.settings import TableFiles, TablesSettings
 from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
 
@@ -215,6 +215,19 @@ def masked_images(rows: pd.DataFrame, settings: TablesSettings) -> pd.DataFrame:
         masked["status"].to_numpy(), settings.include_flagged, settings.drop_rejected
     )
     return masked
+
+
+def check_review_file(review_file: os.PathLike | str, manifest_paths: Iterable[os.PathLike | str]) -> None:
+    """Read `review_file` as rule quality_table will, against the shard manifests on disk (the ids checked only
+    when every manifest is there): raises ReviewFileError. Why: run at DAG build, a typo stops the run before
+    Snakemake deletes the quality table it would rebuild, and with one line instead of a job's traceback."""
+    paths = [Path(p) for p in manifest_paths]
+    if paths and all(p.is_file() for p in paths):
+        rows, _ = manifest_rows(paths)
+        good = rows["reason"] == ""
+        read_decisions(review_file, rows.loc[good, "dicom_id"], rows.loc[~good, "dicom_id"])
+    else:
+        read_decisions(review_file, None)
 
 
 def write_qc_table(manifest_paths: Iterable[os.PathLike | str], out_path, settings: TablesSettings) -> dict:

@@ -25,7 +25,7 @@ from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.splits import assign_split
 from cxlseg.tables import provenance, quality
 from cxlseg.tables.report_text import REPORT_FILE_PROBLEMS
-from cxlseg.tables.review import ReviewFileError, read_decisions
+from cxlseg.tables.review import read_decisions
 from cxlseg.tables.settings import TableFiles, TablesSettings
 from cxlseg.tables.sources import extract_study_reports, read_chexpert, read_metadata
 

@@ -223,6 +223,7 @@ def intermediate_outputs():
         f"{R}/infer/selection.parquet",
         *expand(f"{R}/infer/lists/{{shard}}.parquet", shard=SHARDS),
         *expand(f"{R}/infer/manifests/{{shard}}.parquet", shard=SHARDS),
+        f"{R}/tables/merge_summary.json",
         f"{R}/CXLSeg/summary.json",
         *classify_runs(),
     ]

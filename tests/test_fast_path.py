@@ -51,8 +51,6 @@ def test_amp_dtype_reaches_the_predictor_and_cpu_stays_float32(toys, amp):
 
 
 def test_compile_wraps_the_networks(toys):
-    if not hasattr(torch, "compile"):
-        pytest.skip("torch.compile is not available")
     model = toys.DarkIsLung()
     predictor = Predictor([model], toys.spec(), compile=True)
     assert getattr(predictor.models[0], "_orig_mod", None) is model  # compiled lazily, on the first batch

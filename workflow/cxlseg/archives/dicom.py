@@ -20,12 +20,24 @@ MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 
 
-def read_header(path: Path, pixels: bool = True) -> pydicom.Dataset:
-    """The dataset (pixel data deferred when `pixels` is False), or PixelReadError saying why not."""
+def read_header(path: Path) -> pydicom.Dataset:
+    """The whole dataset, or PixelReadError saying why not."""
     try:
-        return pydicom.dcmread(path, force=True, stop_before_pixels=not pixels)
+        return pydicom.dcmread(path, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise PixelReadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+
+
+def read_tags(path: Path) -> pydicom.Dataset:
+    """The header with large values deferred, refused when it holds no PixelData: what an adapter checks
+    without decoding a film."""
+    try:
+        ds = pydicom.dcmread(path, force=True, defer_size="4 KB")
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise PixelReadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    if "PixelData" not in ds:
+        raise PixelReadError(path, "DICOM file has no PixelData")
+    return ds
 
 
 def read_dicom(path: Path) -> Pixels:
@@ -37,10 +49,13 @@ def read_dicom(path: Path) -> Pixels:
         raise PixelReadError(path, f"unsupported PhotometricInterpretation {photometric or '(none)'}")
     syntax = _transfer_syntax(ds, path)
     raw, bits = _decode(ds, syntax, path)
-    data = apply_modality_lut(raw, ds).astype(np.float64)
+    data = apply_modality_lut(raw, ds)
+    if np.issubdtype(data.dtype, np.floating) and np.array_equal(data, np.round(data)):
+        data = data.astype(np.int64)  # a VOI LUT indexes by integer values
     windowed = "VOILUTSequence" in ds or "WindowCenter" in ds
     if windowed and photometric in MONOCHROME:
-        data = np.asarray(apply_voi_lut(data, ds, index=0), np.float64)
+        data = apply_voi_lut(data, ds, index=0)
+    data = np.asarray(data, np.float64)
     if photometric == "MONOCHROME1":  # within its own range: 2**BitsStored - 1 - x breaks on a wrong BitsStored
         data = data.max() + data.min() - data
     return Pixels(data.astype(np.float32), bits, windowed, f"dicom:{syntax.name}")

@@ -87,9 +87,9 @@ def _file(root: Path, rel: str, given: dict, listing: Listing, n_shards: int) ->
 
 
 def _dicom_tags(path: Path) -> dict:
-    from cxlseg.archives.dicom import read_header
+    from cxlseg.archives.dicom import read_tags
 
-    ds = read_header(path, pixels=False)
+    ds = read_tags(path)
     return {
         "patient_id": str(ds.get("PatientID", "") or "").strip(),
         "study_id": str(ds.get("StudyInstanceUID", "") or "").strip(),

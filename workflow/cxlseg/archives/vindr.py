@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cxlseg.archives.pixels import PixelReadError
 from cxlseg.archives.records import ImageRecord, Listing, file_problem, read_table, shard_of
 
 KIND = "vindr"
@@ -51,12 +52,11 @@ def _image(root: Path, split: str, source: str, listing: Listing, image_id: str,
 
 
 def _pixel_data_problem(path: Path) -> str | None:
-    """Why a DICOM cannot hold a radiograph (unparsable, no PixelData), from its header; large values deferred."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    """Why a DICOM cannot hold a radiograph (unparsable, no PixelData), from its header alone."""
+    from cxlseg.archives.dicom import read_tags  # pydicom loads only for archives that hold DICOM
 
     try:
-        ds = pydicom.dcmread(path, force=True, defer_size="4 KB")
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        return f"not a readable DICOM file ({type(exc).__name__}: {exc})"
-    return None if "PixelData" in ds else "DICOM file has no PixelData"
+        read_tags(path)
+    except PixelReadError as exc:
+        return exc.reason
+    return None

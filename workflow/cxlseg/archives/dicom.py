@@ -17,6 +17,10 @@ from cxlseg.archives.pixels import PixelReadError, Pixels, gray_of
 log = logging.getLogger(__name__)
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+DECODABLE = (
+    "decodable here: native, Deflated, RLE (pydicom, pylibjpeg-rle), JPEG (Pillow, pylibjpeg-libjpeg), "
+    "JPEG-LS (pylibjpeg-libjpeg), JPEG 2000 and HTJ2K (Pillow, pylibjpeg-openjpeg)"
+)
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 
 
@@ -88,7 +92,9 @@ def _decode(ds: pydicom.Dataset, syntax: UID, path: Path) -> tuple[np.ndarray, i
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
-        raise PixelReadError(path, f"transfer syntax {syntax.name} ({syntax}) has no decoder in pydicom") from None
+        raise PixelReadError(
+            path, f"transfer syntax {syntax.name} ({syntax}) has no decoder in pydicom; {DECODABLE}"
+        ) from None
     if not decoder.is_available:
         needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
         raise PixelReadError(path, f"transfer syntax {syntax.name} ({syntax}) needs {needs}")

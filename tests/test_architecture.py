@@ -49,4 +49,5 @@ def test_rule_files_match_the_stages():
     """One .smk per stage subpackage (plus common.smk): a rule sits in the file of the stage whose code it runs."""
     rules = {p.stem for p in (ROOT / "workflow" / "rules").glob("*.smk")}
     stages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    assert rules - {"common"} == stages
+    unwired = {"archives"}  # #34: the archive adapters are a library until the lead adds rules/archives.smk
+    assert rules - {"common"} == stages - unwired

@@ -109,9 +109,9 @@ def qc_model():
 
 @pytest.fixture(scope="session")
 def toys():
-    """Toy models and images for inference tests (DarkIsLung, DarkerThanMean, Mirrored, radiograph_like,
-    spec(net_size, in_channels), SUBJECT, SHARD_CASES)."""
-    names = ("DarkIsLung", "DarkerThanMean", "Mirrored", "radiograph_like", "SUBJECT", "SHARD_CASES")
+    """Toy models and images for inference tests (DarkIsLung, DarkerThanMean, Mirrored, RecordsDtype,
+    radiograph_like, spec(net_size, in_channels), SUBJECT, SHARD_CASES)."""
+    names = ("DarkIsLung", "DarkerThanMean", "Mirrored", "RecordsDtype", "radiograph_like", "SUBJECT", "SHARD_CASES")
     return types.SimpleNamespace(spec=shard_helpers.toy_spec, **{n: getattr(shard_helpers, n) for n in names})
 
 

@@ -303,3 +303,38 @@ def test_every_speed_only_key_is_marked_only_where_it_cannot_change_outputs():
         "classify": {"num_workers", "device", "amp"},
         "infer": INFER_SPEED_ONLY,
     }
+
+
+def _changed(production: dict, defaults: dict, prefix: str = "") -> dict:
+    """Dotted key -> (schema default, production value) for every value `production` sets away from the default."""
+    out = {}
+    for key, value in production.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if isinstance(value, dict) and isinstance(default, dict):
+            out.update(_changed(value, default, f"{prefix}{key}."))
+        elif value != default:
+            out[f"{prefix}{key}"] = (default, value)
+    return out
+
+
+def test_the_readme_lists_what_the_production_config_changes_from_the_schema():
+    """README's "Defaults and the production config" table names every value config/config.yaml sets away from
+    the schema's default (site paths aside), with both values, so no doc has to call a production value "the
+    default"."""
+    root = Path(__file__).resolve().parents[1]
+    changed = _changed(load_config(root / "config" / "config.yaml"), default_config())
+    changed = {k: v for k, v in changed.items() if not k.endswith("root")}  # where the data lives, per site
+    readme = (root / "README.md").read_text()
+    section = readme.split("**Defaults and the production config.**", 1)[1].split("\n\n", 2)[1]
+    listed = {}
+    for row in section.splitlines()[2:]:
+        keys, defaults, production = (cell.strip() for cell in row.strip("|").split("|"))
+        for i, key in enumerate(keys.replace("`", "").split(", ")):
+            listed[key] = (defaults.split(", ")[i].split(" (")[0], production.split(", ")[i].split(" (")[0])
+
+    def shown(value) -> str:
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    assert set(listed) == set(changed), "README's table and config/config.yaml disagree on which keys differ"
+    for key, values in changed.items():
+        assert listed[key] == tuple(map(shown, values)), key

@@ -30,18 +30,27 @@ def test_speed_keys_validate_and_reach_infer_settings(make_config):
             make_config(infer=bad)
 
 
-def test_amp_dtype_reaches_the_predictor_and_cpu_stays_float32(toys):
-    spec = toys.spec()
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_amp_dtype_reaches_the_predictor_and_cpu_stays_float32(toys, amp):
+    """On the CPU the network computes in float32 whatever infer.amp_dtype says (autocast is for CUDA; the CUDA
+    side is tests/test_cuda.py), and gives exactly the float32 probabilities."""
+    spec = toys.spec(in_channels=3)
     x = spec.to_tensor(np.stack([spec.prepare(toys.radiograph_like(64, 56, seed=s)) for s in range(2)]))
-    fp16 = Predictor([toys.DarkIsLung()], spec, amp_dtype="fp16")
-    bf16 = Predictor([toys.DarkIsLung()], spec, amp_dtype="bf16")
-    assert (fp16.amp_dtype, bf16.amp_dtype) == (torch.float16, torch.bfloat16)
-    assert np.array_equal(fp16.forward(x), bf16.forward(x))  # autocast is CUDA-only
+    model = toys.RecordsDtype(channels=3)
+    predictor = Predictor([model], spec, amp_dtype=amp)
+    assert predictor.amp_dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+    with torch.no_grad():
+        want = torch.sigmoid(model(x))[:, 0].numpy()
+    model.dtypes.clear(), model.channels_last.clear()
+    assert np.array_equal(predictor.forward(x), want)
+    assert model.dtypes == [torch.float32] and model.channels_last == [False]
+    # the probe would see it if autocast ran here: CPU autocast does lower the convolution
+    with torch.no_grad(), torch.autocast("cpu", dtype=predictor.amp_dtype):
+        lowered = torch.sigmoid(model(x).float())[:, 0].numpy()
+    assert model.dtypes[-1] == predictor.amp_dtype and not np.array_equal(lowered, want)
 
 
 def test_compile_wraps_the_networks(toys):
-    if not hasattr(torch, "compile"):
-        pytest.skip("torch.compile is not available")
     model = toys.DarkIsLung()
     predictor = Predictor([model], toys.spec(), compile=True)
     assert getattr(predictor.models[0], "_orig_mod", None) is model  # compiled lazily, on the first batch

@@ -142,8 +142,16 @@ def test_temporary_names_are_unique_and_hidden(tmp_path):
     assert len(names) == 50
 
 
+def _blocked_on(path) -> bool:
+    """Whether the kernel lists a process waiting for a lock on `path` (a '->' line of /proc/locks)."""
+    st = os.stat(path)
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any("->" in line and file_id in line.split() for line in open("/proc/locks").read().splitlines())
+
+
 def test_exclusive_lock_makes_a_second_holder_wait(tmp_path):
-    """Two holders of one lock (two jobs of one shard) run one after the other, never together."""
+    """Two holders of one lock (two jobs of one shard) run one after the other, never together: the first lets go
+    only once the kernel shows the second blocked on the lock, so no timing decides the order."""
     lock, events = tmp_path / "locks" / "p10.lock", []
 
     def second():
@@ -153,9 +161,12 @@ def test_exclusive_lock_makes_a_second_holder_wait(tmp_path):
     with io.exclusive_lock(lock):
         waiter = threading.Thread(target=second)
         waiter.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not _blocked_on(lock):
+            assert time.monotonic() < deadline and waiter.is_alive(), f"the second holder never waited: {events}"
+            time.sleep(0.01)
         events.append("first out")
-    waiter.join(5)
-    assert events == ["first out", "second in"]
+    waiter.join(10)
+    assert not waiter.is_alive() and events == ["first out", "second in"]
     with io.exclusive_lock(lock):  # released by both: free again
         pass

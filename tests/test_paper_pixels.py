@@ -2,8 +2,8 @@
 mask), within JPEG noise, on a film of the published sample's size (3056 x 2544) through the real shard loop.
 
 The published sample itself (github.com/Wimukti/CXLSeg, sample images/) is a MIMIC-CXR image and cannot ship with
-the project; tests/bench/bench_sample_pixels.py measures against it where a user has it (1.5 grey levels inside
-the lungs, see docs/throughput.md).
+the project; `tests/bench/bench_interpolation.py --sample <folder>` measures against it where a user has it (1.48 grey
+levels inside the lungs under `interpolation: linear`, see docs/throughput.md).
 """
 
 from __future__ import annotations

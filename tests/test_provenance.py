@@ -18,6 +18,7 @@ from cxlseg.reporting.run_identity import identity_section
 from cxlseg.tables import provenance
 
 TABLES = ["CXLSeg-metadata.csv.gz", "CXLSeg-mask.csv.gz", "CXLSeg-failed.csv.gz"]
+QC = "CXLSeg-qc.csv.gz"
 OLD = 1_600_000_000  # seconds: files written before the tables
 
 
@@ -59,7 +60,11 @@ def build_results(root: Path, shards=(("p10", 2), ("p11", 3))) -> Path:
         tables.append(results / "CXLSeg" / name)
         tables[-1].write_bytes(name.encode())
     run = {"config_hash": "c0ffee", "code": {"version": "0.1.0", "git_commit": None, "fingerprint": "f"}}
-    write_json(results / "CXLSeg" / provenance.SUMMARY, {"provenance": provenance.provenance(run, manifests, tables)})
+    record = provenance.provenance(run, manifests, tables)
+    (results / "CXLSeg" / QC).write_bytes(b"quality")
+    (root / "review.csv").write_text("dicom_id,decision\np10-0,rejected\n")
+    record["quality"] = provenance.quality_record(results / "CXLSeg" / QC, root / "review.csv")
+    write_json(results / "CXLSeg" / provenance.SUMMARY, {"provenance": record})
     return results
 
 
@@ -111,6 +116,30 @@ def test_a_rewritten_manifest_or_table_is_caught(tmp_path):
     assert "p10.parquet differs from the manifest the tables were built from" in found
     assert f"{TABLES[1]} differs from the table summary.json describes" in found
     assert f"{TABLES[2]} is missing" in found
+
+
+def test_a_rewritten_quality_table_or_an_edited_review_file_is_caught(tmp_path, capsys):
+    """The quality table is rebuilt on its own (a new review file): summary.json records it and the review file it
+    applied, so check-run sees a quality table or a review file changed after the run."""
+    results = build_results(tmp_path)
+    (results / "CXLSeg" / QC).write_bytes(b"rebuilt by hand")
+    assert (
+        problems(results)
+        == f"{results / 'CXLSeg' / QC} differs from the table summary.json describes (rewritten since)"
+    )
+    (results / "CXLSeg" / QC).write_bytes(b"quality")
+    (tmp_path / "review.csv").write_text("dicom_id,decision\np10-0,accepted\n")
+    assert main(["check-run", "--results", str(results), "--skip-images"]) == 1
+    assert (
+        f"{tmp_path / 'review.csv'} differs from the review file the quality table applied" in capsys.readouterr().err
+    )
+    (tmp_path / "review.csv").unlink()
+    assert "review.csv, the review file the quality table applied, is missing" in problems(results)
+    summary = results / "CXLSeg" / provenance.SUMMARY
+    record = json.loads(summary.read_text())
+    del record["provenance"]["quality"]
+    write_json(summary, record)
+    assert "does not record the quality table or the review file it applied" in problems(results)
 
 
 def test_the_same_bytes_written_again_still_match(tmp_path):

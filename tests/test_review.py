@@ -1,6 +1,8 @@
 """Reading a person's review decisions (cxlseg.tables.review): what is accepted, and every way a file is refused
 with its line. Applying them to the tables is test_tables.py's; the review page test_review_page.py's."""
 
+import subprocess
+
 import pandas as pd
 import pytest
 from cxlseg.tables.review import ReviewFileError, read_decisions
@@ -57,3 +59,85 @@ def test_an_unreadable_file_is_named(tmp_path):
         read_decisions(tmp_path / "review.csv", MASKS)
     with pytest.raises(ReviewFileError, match="cannot read"):
         read_decisions(tmp_path / "missing.csv", MASKS)
+
+
+# ---------------------------------------------------------------- refused at DAG build, before any output is deleted
+
+SHARDS = [f"p{n}" for n in range(10, 20)]  # config/demo.yaml's
+
+
+def finished_run(workdir):
+    """A results folder (demo layout) whose shards have finished: a manifest per shard, and a quality table."""
+    from cxlseg.inference.manifest import write_manifest
+
+    for shard in SHARDS:
+        folder = f"files/{shard}/{shard}000001/s50000001"
+        row = {
+            "dicom_id": f"{shard}-0",
+            "subject_id": f"{shard[1:]}000001",
+            "study_id": "50000001",
+            "image_path": f"{folder}/{shard}-0.jpg",
+            "mask_path": f"{folder}/{shard}-0-mask.jpg",
+            "status": "ok",
+            "model_id": "unet-1",
+            "settings_id": "s1",
+        }
+        write_manifest([row], workdir / "results" / "infer" / "manifests" / f"{shard}.parquet")
+    qc = workdir / "results" / "CXLSeg" / "CXLSeg-qc.csv.gz"
+    qc.parent.mkdir(parents=True, exist_ok=True)
+    qc.write_bytes(b"the previous quality table")
+    return qc
+
+
+def build_dag(workdir, review, *args):
+    import yaml
+    from helpers.workflow import CONFIGS, snakemake_cmd, workflow_env
+
+    (workdir / "review.yaml").write_text(yaml.safe_dump({"tables": {"review_file": str(review)}}))
+    cmd = snakemake_cmd(workdir, *args, "results/CXLSeg/CXLSeg-qc.csv.gz", configs=[*CONFIGS, workdir / "review.yaml"])
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=workflow_env())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "dicom_id,decision\np10-0,accepted\nnope,rejected\n",
+            "review.csv:3: unknown dicom_id 'nope' (not in this run)",
+        ),
+        (
+            "dicom_id,decision\np10-0,accepted\np10-0,rejected\n",
+            "review.csv:3: dicom_id 'p10-0' already decided on line 2",
+        ),
+        (
+            "dicom_id,decision\np10-0,maybe\n",
+            "review.csv:2: unknown decision 'maybe' for 'p10-0' (allowed: accepted, rejected)",
+        ),
+        ("id,decision\np10-0,accepted\n", "review.csv:1: header lacks dicom_id (found: id, decision)"),
+    ],
+)
+def test_a_bad_review_file_stops_the_run_with_one_line_and_keeps_the_quality_table(tmp_path, text, message):
+    qc = finished_run(tmp_path)
+    review = tmp_path / "review.csv"
+    review.write_text(text)
+    proc = build_dag(tmp_path, review, "-c1", "--allowed-rules", "quality_table")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [f"tables.review_file refused: {tmp_path}/{message}"], proc.stderr
+    assert qc.read_bytes() == b"the previous quality table"
+
+
+def test_before_any_shard_finished_the_dag_build_checks_all_but_the_ids(tmp_path):
+    review = tmp_path / "review.csv"
+    review.write_text("dicom_id,decision\nnot-yet-segmented,accepted\n")
+    assert build_dag(tmp_path, review, "-n").returncode == 0  # the rule itself checks the ids
+    review.write_text("dicom_id,decision\nd1,accepted\nd1,accepted\n")
+    proc = build_dag(tmp_path, review, "-n")
+    assert proc.returncode != 0 and "review.csv:3: dicom_id 'd1' already decided on line 2" in proc.stderr
+
+
+def test_reading_without_ids_checks_everything_else(tmp_path):
+    path = tmp_path / "review.csv"
+    path.write_text("dicom_id,decision\nanything,rejected\n")
+    assert read_decisions(path, None).to_dict("records") == [
+        {"dicom_id": "anything", "decision": "rejected", "note": ""}
+    ]

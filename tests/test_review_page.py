@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from cxlseg import io
 from cxlseg.reporting.review_page import ReviewFiles, build_review_page, view_members, worst_first
-from cxlseg.tables.review import read_decisions
+from cxlseg.tables.review import ReviewFileError, read_decisions
 from helpers.browser import chromium_page, chromium_path
 
 FLAG_CYCLE = ["", "", "", "low_predicted_dice;low_soft_dice", "not_frontal", "empty_mask;low_predicted_dice"]
@@ -88,7 +88,7 @@ def test_every_filter_is_a_list_of_small_page_files(tmp_path):
     summary = build_review_page(qc_csv, split_csv, review_files(review), min_predicted_dice=0.9, page_size=60)
     data = tmp_path / "review" / "data"
     assert sorted(p.name for p in (data / "all.all").iterdir()) == ["1.js", "2.js", "3.js", "4.js", "5.js"]
-    assert summary["page_files"] == sum(-(-len(v) // 60) for v in views.values()) + 1
+    assert summary["page_files"] == sum(-(-len(v) // 60) for v in views.values()) + 2  # + run.js, ids.js
     assert summary["masks"] == 250 and summary["missing_thumbnails"] == 0
     # bounded: a page file holds page_size records whatever the run's size; the data grow linearly with images
     page_bytes = max(p.stat().st_size for p in data.rglob("*.js") if p.name != "run.js")
@@ -181,7 +181,9 @@ def test_filters_paging_and_a_clicked_decision_in_the_exported_csv(tmp_path):
         (tmp_path / "bad.csv").write_text("dicom_id,decision\nimg0001,maybe\n")
         page.set_input_files("#import", tmp_path / "bad.csv")
         page.wait_for_selector("#problem:not([hidden])")
-        assert page.locator("#problem").inner_text() == "bad.csv line 2: unknown decision 'maybe'"
+        assert page.locator("#problem").inner_text() == (
+            "bad.csv:2: unknown decision 'maybe' for 'img0001' (allowed: accepted, rejected)"
+        )
         assert page.locator("#decided").inner_text() == "3 decided: 1 accepted, 2 rejected"
         assert page.errors == []
     rows = list(csv.DictReader(_io.StringIO(text)))
@@ -194,3 +196,39 @@ def test_filters_paging_and_a_clicked_decision_in_the_exported_csv(tmp_path):
     exported = tmp_path / "decisions.csv"
     exported.write_text(text)
     assert len(read_decisions(exported, qc["dicom_id"])) == 3  # what the merge will read
+
+
+REFUSED = {
+    "unknown.csv": 'dicom_id,decision,note\nimg0001,accepted,\nimg0003,rejected,"two\nlines"\n\nnot-in-run,rejected,\n',
+    "twice.csv": "dicom_id,decision\r\nimg0001,accepted\r\nimg0004,rejected\r\nimg0001,rejected\r\n",
+    "failed.csv": "dicom_id,decision,note\nimg0001,accepted\nimg0003,rejected,\n",
+    "columns.csv": "dicom_id,decision,reviewer\nimg0001,accepted,me\n",
+}
+
+
+@needs_chromium
+def test_import_refuses_what_the_quality_table_would_refuse_naming_the_line(tmp_path):
+    """Import CSV reads a file as cxlseg.tables.review does, the same message (the file's name for its path):
+    an id of no mask of this run or one decided twice is refused, and none of the file's decisions is kept."""
+    qc_csv, split_csv, review = write_run(tmp_path, qc_frame(30))
+    build_review_page(qc_csv, split_csv, review_files(review), min_predicted_dice=0.9)
+    with chromium_page() as page:
+        page.goto((review / "index.html").as_uri())
+        page.wait_for_selector("#grid .card")
+        for name, text in REFUSED.items():
+            path = tmp_path / name
+            path.write_bytes(text.encode())
+            with pytest.raises(ReviewFileError) as refused:
+                read_decisions(path, pd.Series(qc_frame(30)["dicom_id"]))
+            page.set_input_files("#import", path)
+            page.wait_for_function(
+                "name => document.querySelector('#problem').textContent.startsWith(name)", arg=name + ":"
+            )
+            assert page.locator("#problem").inner_text() == str(refused.value).replace(str(path), name)
+            assert page.locator("#decided").inner_text() == "no decisions yet"  # none of the file kept
+            if name == "unknown.csv":
+                assert page.locator("#problem").inner_text() == (
+                    "unknown.csv:6: unknown dicom_id 'not-in-run' (not in this run)"
+                )
+                page.screenshot(path=str(tmp_path.parent / "review-import-refused.png"))
+        assert page.errors == []

@@ -178,7 +178,9 @@ def run_merge(tmp_path, manifests, out="out", **kw):
         settings,
         **kw,
     )
-    summary["qc"] = tables.write_qc_table(manifests, tmp_path / out / QC_TABLE, settings, kw["review_csv"])  # own rule
+    summary["qc"] = tables.write_qc_table(
+        manifests, tmp_path / out / QC_TABLE, settings, review_csv=kw["review_csv"]
+    )  # its own rule
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in TABLE_NAMES.items()}
 
 
@@ -712,3 +714,33 @@ def test_settings_from_the_tables_section(make_config):
     settings = TablesSettings.from_config(make_config(seed=3, tables={"split_unit": "image", "include_flagged": False}))
     assert settings.ratios == (0.8, 0.1, 0.1) and settings.seed == 3
     assert settings.split_unit == "image" and settings.include_flagged is False and settings.split_source == "random"
+
+
+def test_the_quality_table_completes_summary_json_with_itself_and_the_review_file(archive):
+    """Rule quality_table writes summary.json: the merge's, plus the quality table's hash and the review file's."""
+    from cxlseg.tables.provenance import file_sha256
+
+    tmp_path, manifests = archive
+    review = write_decisions(tmp_path / "decisions.csv", "dicom_id,decision,note\nd4,rejected,\n")
+    run_merge(tmp_path, manifests, out="merged")
+    merged = tmp_path / "merged" / SUMMARY
+    summary = tmp_path / "merged" / "completed.json"
+    tables.write_qc_table(
+        manifests,
+        tmp_path / "merged" / QC_TABLE,
+        tables_settings(review_file=review),
+        merged=merged,
+        summary=summary,
+        review_csv=review,
+    )
+    record = json.loads(summary.read_text())
+    assert record["rows"] == json.loads(merged.read_text())["rows"] and record["quality"]["review"]["rejected"] == 1
+    assert record["provenance"]["quality"] == {
+        "table": {
+            QC_TABLE: {
+                "sha256": file_sha256(tmp_path / "merged" / QC_TABLE),
+                "bytes": (tmp_path / "merged" / QC_TABLE).stat().st_size,
+            }
+        },
+        "review_file": {"path": str(review), "sha256": file_sha256(review)},
+    }

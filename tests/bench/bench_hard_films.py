@@ -11,7 +11,7 @@ path (`InputSpec.prepare_film` -> `Predictor.predict_batch` -> `outputs.mask_and
 Variants, one change at a time, all measured in this run:
   baseline         today's recipe: `strong` augmentation, no film check, QC without the new signals;
   +film            the same networks with the film check (border crop, polarity);
-  +film+hard       networks trained with the `hard` augmentation, film check on (the default recipe).
+  +film+hard       networks trained with the `hard` augmentation, film check on (the production recipe).
 Prints mean / p5 Dice on clean films and per kind of trouble, and for QC on clean + degraded masks (predicted
 Dice from a model fitted on other patients' masks, patient-grouped folds): Pearson, Spearman, MAE, bad masks
 (true Dice < 0.9) flagged, good masks flagged, with the kinds held out of the calibration (`--holdout`) apart.
@@ -92,7 +92,7 @@ def split(index: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
 
 
 def pipeline_config(args) -> dict:
-    """config/config.yaml (the default recipe a user runs), on this run's device and seed."""
+    """config/config.yaml (the production recipe a user runs), on this run's device and seed."""
     overrides = {"seed": args.seed, "infer": {"device": args.device, "num_workers": 0}}
     return load_config(Path(__file__).resolve().parents[2] / "config" / "config.yaml", overrides=overrides)
 

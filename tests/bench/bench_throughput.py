@@ -7,7 +7,7 @@ goes, and the ratio to the CXLSeg authors' path measured in the same run. The sa
 
 Writes N phantom radiographs (3056x2544 and 2544x3056, JPEG quality chosen per image for about 1.4 MB, like
 MIMIC-CXR-JPG) in MIMIC's layout plus the shard list infer_shard reads, cached in --work. The model is a freshly
-initialised checkpoint of the default recipe (config/config.yaml: attention_unet, 16 base channels, 160 px,
+initialised checkpoint of the production recipe (config/config.yaml: attention_unet, 16 base channels, 160 px,
 flip TTA): throughput does not depend on the weights. Prints:
   * end to end: one infer_shard run (decode, forward, clean-up, QC, two JPEG writes, manifest), images/s;
   * the stages measured one by one on the same images: decode (+ the network's resize and CLAHE), forward,
@@ -93,7 +93,7 @@ def make_archive(root: Path, n: int, size: str, listed: int | None = None, seed:
 
 
 def recipe_config(args) -> dict:
-    """config/config.yaml (the default recipe) with this run's speed-only infer keys."""
+    """config/config.yaml (the production recipe) with this run's speed-only infer keys."""
     keys = ("batch_size", "device", "write_threads", "amp_dtype", "compile", "decode_device")
     infer = {"num_workers": args.workers, **{k: getattr(args, k) for k in keys}}
     return load_config(REPO / "config" / "config.yaml", overrides={"infer": infer})

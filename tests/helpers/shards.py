@@ -87,6 +87,22 @@ class Mirrored(DarkIsLung):
         return super().forward(x) + ramp
 
 
+class RecordsDtype(DarkIsLung):
+    """DarkIsLung that records the dtype its convolution computed in and whether its input was channels_last:
+    what autocast and the CUDA memory format did to the forward pass, seen from inside the network."""
+
+    def __init__(self, channels: int = 1):
+        super().__init__(channels)
+        self.dtypes: list[torch.dtype] = []
+        self.channels_last: list[bool] = []
+
+    def forward(self, x):
+        self.channels_last.append(x.is_contiguous(memory_format=torch.channels_last))
+        logits = super().forward(x)
+        self.dtypes.append(logits.dtype)
+        return logits
+
+
 SUBJECT = "10000032"
 
 

@@ -20,7 +20,9 @@ from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
+from cxlseg.tables.merge import check_review_file  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
+from cxlseg.tables.review import ReviewFileError  # noqa: E402
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.training.settings import AugmentRunSettings, TrainConfig  # noqa: E402
 from cxlseg.training.splits import TrainingSplitSettings  # noqa: E402
@@ -42,6 +44,22 @@ SHARDS = _shard_ids(config["mimic"]["shards"], config["mimic"]["chunks_per_shard
 CXLSEG = f"{R}/CXLSeg"  # infer_shard's images and masks; what the manifests' and tables' paths are relative to
 THUMBS = f"{R}/review/thumbs"  # infer_shard writes <shard>/<dicom_id>.jpg here, the review page shows them
 SHARD_LIST = f"{R}/infer/lists/{{shard}}.parquet"  # one select_images output per shard
+
+
+def refuse_a_bad_review_file():
+    """tables.review_file read at DAG build (by the controller, not again in each job), against the shard
+    manifests on disk: a bad file stops the run with one line before any output, the quality table above all,
+    is deleted."""
+    path = config["tables"]["review_file"]
+    if not path or workflow.remote_exec or workflow.subprocess_exec:
+        return
+    try:
+        check_review_file(path, [f"{R}/infer/manifests/{shard}.parquet" for shard in SHARDS])
+    except ReviewFileError as exc:
+        raise SystemExit(f"tables.review_file refused: {exc}")
+
+
+refuse_a_bad_review_file()
 
 
 wildcard_constraints:
@@ -223,6 +241,7 @@ def intermediate_outputs():
         *expand(SHARD_LIST, shard=SHARDS),
         *expand(rules.infer_shard.output.manifest, shard=SHARDS),
         rules.merge_tables.output.summary,
+        rules.quality_table.output.summary,
         *classify_runs(),
     ]
     if config["view_check"]["enabled"]:

@@ -69,7 +69,7 @@ rule review_page:
 rule run_report:
     input:
         # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)
-        tables_summary=rules.merge_tables.output.summary,
+        tables_summary=rules.quality_table.output.summary,
         metadata=rules.merge_tables.output.metadata,
         segmented=rules.merge_tables.output.segmented,
         split=rules.merge_tables.output.split,

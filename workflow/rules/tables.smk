@@ -15,7 +15,7 @@ rule merge_tables:
         split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
         mask=f"{R}/CXLSeg/CXLSeg-mask.csv.gz",
         failed=f"{R}/CXLSeg/CXLSeg-failed.csv.gz",
-        summary=f"{R}/CXLSeg/summary.json",
+        summary=f"{R}/tables/merge_summary.json",  # quality_table completes it as CXLSeg/summary.json
     log:
         f"{R}/logs/tables/merge.log",
     benchmark:
@@ -37,8 +37,10 @@ rule quality_table:
     input:
         manifests=expand(rules.infer_shard.output.manifest, shard=SHARDS),
         review=review_file(),
+        merged=rules.merge_tables.output.summary,
     output:
         qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
+        summary=f"{R}/CXLSeg/summary.json",
     log:
         f"{R}/logs/tables/quality.log",
     conda:

@@ -1,4 +1,4 @@
-"""Rule quality_table: shard manifests (+ the review file) -> CXLSeg-qc.csv.gz."""
+"""Rule quality_table: shard manifests (+ the review file, the merge's summary) -> CXLSeg-qc.csv.gz, summary.json."""
 
 from cxlseg.io import log_to
 from cxlseg.tables.merge import write_qc_table
@@ -9,4 +9,6 @@ with log_to(snakemake.log[0]):
         snakemake.output.qc,
         snakemake.params.settings,
         review_csv=next(iter(snakemake.input.review), None),  # declared only when tables.review_file is set
+        merged=snakemake.input.merged,
+        summary=snakemake.output.summary,
     )

@@ -171,13 +171,15 @@ def build_review_page(
     }
     run_text = _script("run", run)
     io.write_text(data / "run.js", run_text)
+    ids_text = _script("ids", sorted(qc["dicom_id"]))  # what an imported CSV may decide on, loaded on import
+    io.write_text(data / "ids.js", ids_text)
     page = _template()
     io.write_text(files.page, page)
     summary = {
         "masks": run["masks"],
         "filters": len(views),
-        "page_files": n_files + 1,
-        "data_bytes": n_bytes + len(run_text.encode()),
+        "page_files": n_files + 2,
+        "data_bytes": n_bytes + len(run_text.encode()) + len(ids_text.encode()),
         "page_bytes": len(page.encode()),
         "missing_thumbnails": run["missing_thumbnails"],
     }

@@ -9,6 +9,7 @@ columns from segmented + split leaves DicomPath and the 14 CheXpert labels.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -226,19 +227,45 @@ def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file=None
     return masked
 
 
+def check_review_file(review_file: os.PathLike | str, manifest_paths: Iterable[os.PathLike | str]) -> None:
+    """Read `review_file` as rule quality_table will, against the shard manifests on disk (the ids checked only
+    when every manifest is there): raises ReviewFileError. Why: run at DAG build, a typo stops the run before
+    Snakemake deletes the quality table it would rebuild, and with one line instead of a job's traceback."""
+    paths = [Path(p) for p in manifest_paths]
+    if paths and all(p.is_file() for p in paths):
+        rows, _ = manifest_rows(paths)
+        good = rows["reason"] == ""
+        read_decisions(review_file, rows.loc[good, "dicom_id"], rows.loc[~good, "dicom_id"])
+    else:
+        read_decisions(review_file, None)
+
+
 def write_qc_table(
-    manifest_paths: Iterable[os.PathLike | str], out_path, settings: TablesSettings, review_csv=None
+    manifest_paths: Iterable[os.PathLike | str],
+    out_path,
+    settings: TablesSettings,
+    *,
+    merged: os.PathLike | str | None = None,
+    summary: os.PathLike | str | None = None,
+    review_csv: os.PathLike | str | None = None,
 ) -> dict:
     """Write CXLSeg-qc.csv.gz (one row per mask: quality, models, review); return its counts for the log.
 
     A rule of its own: applying a review rewrites this table (and the review page) but not the four tables,
     so nothing that reads them (the classifiers) reruns, unless the review can change them (drop_rejected, or
-    include_flagged off, where an accepted flagged image comes back)."""
+    include_flagged off, where an accepted flagged image comes back). With `merged` (the merge's summary) and
+    `summary`, it writes summary.json: the merge's, plus the quality counts and, in its provenance, the quality
+    table's hash and the review file's, so `cxlseg check-run` sees either change after the run."""
     rows, _ = manifest_rows(manifest_paths)
     qc = quality.qc_table(masked_images(rows, settings, review_csv))
     write_csv(qc, out_path)
     counts = quality.quality_counts(qc, review_csv)
     log.info("wrote %s: %d masks, %s", out_path, len(qc), counts)
+    if summary is not None:
+        record = json.loads(Path(merged).read_text())
+        record["quality"] = counts
+        record["provenance"]["quality"] = provenance.quality_record(out_path, review_csv)
+        write_json(summary, record)
     return counts
 
 

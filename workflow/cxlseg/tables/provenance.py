@@ -159,6 +159,15 @@ def provenance(run: dict | None, manifest_paths, table_paths) -> dict:
     }
 
 
+def quality_record(qc_table: os.PathLike | str, review_file: os.PathLike | str | None) -> dict:
+    """summary.json's `provenance.quality`: the quality table as written and the review file it applied (its
+    absolute path and hash; None without one)."""
+    review = None
+    if review_file:
+        review = {"path": os.path.abspath(review_file), "sha256": file_sha256(review_file)}
+    return {"table": file_records([qc_table]), "review_file": review}
+
+
 # ---------------------------------------------------------------- does the disk still match
 
 
@@ -214,7 +223,10 @@ def check_run(results: os.PathLike | str, *, scan_images: bool = True) -> RunChe
             except UnsafePathError:
                 continue  # check_tables names it
         tables = {Path(name).name: tables_dir / Path(name).name for name in record.get("tables", {})}
-    return check_tables(summary_path, manifests.values(), tables.values(), tables_dir, scan_images=scan_images)
+    check = check_tables(summary_path, manifests.values(), tables.values(), tables_dir, scan_images=scan_images)
+    if record is not None:
+        check.problems += _quality_problems(tables_dir, record)
+    return check
 
 
 def check_tables(
@@ -326,6 +338,30 @@ def _table_problems(tables: dict[str, Path], recorded: dict) -> list[str]:
             problems.append(f"{path} is missing")
         elif file_sha256(path) != want.get("sha256"):
             problems.append(f"{path} differs from the table summary.json describes (rewritten since)")
+    return problems
+
+
+def _quality_problems(tables_dir: Path, record: dict) -> list[str]:
+    """The quality table and the review file it applied, against summary.json's `provenance.quality`."""
+    quality = record.get("quality")
+    if not isinstance(quality, dict):
+        return [
+            f"{tables_dir / SUMMARY} does not record the quality table or the review file it applied (written by "
+            "an older cxlseg); rebuild it with --forcerun quality_table"
+        ]
+    problems = _table_problems(
+        {Path(n).name: tables_dir / Path(n).name for n in quality.get("table", {})}, quality.get("table", {})
+    )
+    review = quality.get("review_file")
+    if review:
+        path = Path(review.get("path", ""))
+        if not path.is_file():
+            problems.append(f"{path}, the review file the quality table applied, is missing")
+        elif file_sha256(path) != review.get("sha256"):
+            problems.append(
+                f"{path} differs from the review file the quality table applied (edited since): run the workflow "
+                "again to apply it"
+            )
     return problems
 
 

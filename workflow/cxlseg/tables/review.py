@@ -23,10 +23,11 @@ class ReviewFileError(ValueError):
     """A decisions file that cannot be applied as written; the message names the file and the line."""
 
 
-def read_decisions(path: os.PathLike | str, masks: pd.Series, failed: pd.Series | None = None) -> pd.DataFrame:
+def read_decisions(path: os.PathLike | str, masks: pd.Series | None, failed: pd.Series | None = None) -> pd.DataFrame:
     """The decisions of `path` as (dicom_id, decision, note), in file order.
 
-    `masks`: the dicom_ids that have a mask in this run (the only ones a decision can apply to);
+    `masks`: the dicom_ids that have a mask in this run (the only ones a decision can apply to), or None before
+    any shard has finished (the DAG build of a first run): every check but the ids';
     `failed`: dicom_ids whose segmentation failed, so that the error says why such an id has no mask.
     """
     path = Path(path)
@@ -48,7 +49,7 @@ def read_decisions(path: os.PathLike | str, masks: pd.Series, failed: pd.Series 
             f"{path}:1: unknown column(s) {', '.join(unknown_columns)} (allowed: {', '.join(COLUMNS)})"
         )
     at = {name: header.index(name) for name in COLUMNS if name in header}
-    known, failed_ids = set(masks), set(failed if failed is not None else [])
+    known, failed_ids = (None if masks is None else set(masks)), set(failed if failed is not None else [])
     rows, seen = [], {}
     line = reader.line_num
     for record in reader:
@@ -65,7 +66,7 @@ def read_decisions(path: os.PathLike | str, masks: pd.Series, failed: pd.Series 
             raise ReviewFileError(
                 f"{where}: unknown decision {decision!r} for {dicom_id!r} (allowed: accepted, rejected)"
             )
-        if dicom_id not in known:
+        if known is not None and dicom_id not in known:
             why = "its segmentation failed, there is no mask to review" if dicom_id in failed_ids else "not in this run"
             raise ReviewFileError(f"{where}: unknown dicom_id {dicom_id!r} ({why})")
         if dicom_id in seen:

@@ -8,6 +8,7 @@
   const waiting = new Map();
   const applied = new Map();
   let local = {};
+  let runIds = null; // every dicom_id of the run, from data/ids.js when a CSV is first imported
   let storage = null;
   let storageKey = "";
   const view = { shard: "all", flag: "all", page: 1 };
@@ -29,6 +30,7 @@
       const w = waiting.get(id);
       if (w) { waiting.delete(id); w.resolve(records); }
     },
+    ids(list) { runIds = new Set(list); },
   };
 
   function problem(text) {
@@ -105,35 +107,71 @@
     setTimeout(() => URL.revokeObjectURL(link.href), 1000);
   }
 
+  // rows of a CSV text, each with the line it starts on (a quoted note may span lines)
   function parseCsv(text) {
     const rows = [];
-    let row = [], field = "", quoted = false;
+    let row = [], field = "", quoted = false, line = 1, start = 1;
+    const end = () => { row.push(field); row.line = start; rows.push(row); row = []; field = ""; };
     for (let i = 0; i < text.length; i++) {
       const c = text[i];
+      if (c === "\n" || (c === "\r" && text[i + 1] !== "\n")) line++;
       if (quoted) {
         if (c === '"' && text[i + 1] === '"') { field += '"'; i++; } else if (c === '"') quoted = false; else field += c;
       } else if (c === '"') quoted = true;
       else if (c === ",") { row.push(field); field = ""; }
       else if (c === "\n" || c === "\r") {
-        if (c === "\r" && text[i + 1] === "\n") i++;
-        row.push(field); rows.push(row); row = []; field = "";
+        if (c === "\r" && text[i + 1] === "\n") { i++; line++; }
+        end();
+        start = line;
       } else field += c;
     }
-    if (field || row.length) { row.push(field); rows.push(row); }
+    if (field || row.length) end();
     return rows;
   }
 
+  function loadIds() {
+    if (runIds) return Promise.resolve(runIds);
+    return new Promise((resolve, reject) => {
+      const tag = document.createElement("script");
+      tag.src = "data/ids.js";
+      tag.onload = () => { tag.remove(); runIds ? resolve(runIds) : reject(new Error(tag.src + " holds no ids")); };
+      tag.onerror = () => { tag.remove(); reject(new Error("cannot load " + tag.src)); };
+      document.head.appendChild(tag);
+    });
+  }
+
+  // A decisions file read as cxlseg.tables.review reads it for the quality table: every decision applies as
+  // written or the file is refused with its line, so no decision is dropped or silently overridden.
+  const quote = (text) => "'" + text + "'";
+  function readDecisions(name, text, known) {
+    const rows = parseCsv(text.replace(/^\ufeff/, ""));
+    const first = rows.shift();
+    if (!first) throw new Error(name + ": empty review file (expected a header: dicom_id,decision,note)");
+    const header = first.map((h) => h.trim().toLowerCase());
+    const missing = ["dicom_id", "decision"].filter((c) => !header.includes(c));
+    if (missing.length) throw new Error(name + ":1: header lacks " + missing.join(", ") + " (found: " + header.join(", ") + ")");
+    const extra = header.filter((h) => !["dicom_id", "decision", "note"].includes(h));
+    if (extra.length) throw new Error(name + ":1: unknown column(s) " + extra.join(", ") + " (allowed: dicom_id, decision, note)");
+    const at = { id: header.indexOf("dicom_id"), d: header.indexOf("decision"), n: header.indexOf("note") };
+    const seen = new Map(), out = [];
+    for (const r of rows) {
+      if (!r.some((f) => f.trim())) continue; // a blank line holds no decision
+      const where = name + ":" + r.line;
+      if (r.length !== header.length) throw new Error(where + ": " + r.length + " fields, the header has " + header.length);
+      const id = r[at.id].trim(), d = r[at.d].trim().toLowerCase();
+      if (d !== "accepted" && d !== "rejected") throw new Error(where + ": unknown decision " + quote(d) + " for " + quote(id) + " (allowed: accepted, rejected)");
+      if (!known.has(id)) throw new Error(where + ": unknown dicom_id " + quote(id) + " (not in this run)");
+      if (seen.has(id)) throw new Error(where + ": dicom_id " + quote(id) + " already decided on line " + seen.get(id));
+      seen.set(id, r.line);
+      out.push([id, { d, n: at.n >= 0 ? r[at.n].trim() : "" }]);
+    }
+    return out;
+  }
+
   function importCsv(file) {
-    file.text().then((text) => {
-      const rows = parseCsv(text.replace(/^\ufeff/, "")).filter((r) => r.some((f) => f.trim()));
-      const header = (rows.shift() || []).map((h) => h.trim().toLowerCase());
-      const at = { id: header.indexOf("dicom_id"), d: header.indexOf("decision"), n: header.indexOf("note") };
-      if (at.id < 0 || at.d < 0) throw new Error(file.name + ": the header needs dicom_id and decision");
-      rows.forEach((r, i) => {
-        const d = (r[at.d] || "").trim().toLowerCase();
-        if (d !== "accepted" && d !== "rejected") throw new Error(file.name + " line " + (i + 2) + ": unknown decision '" + d + "'");
-      });
-      rows.forEach((r) => { local[r[at.id].trim()] = { d: r[at.d].trim().toLowerCase(), n: at.n >= 0 ? (r[at.n] || "") : "" }; });
+    Promise.all([file.text(), loadIds()]).then(([text, known]) => {
+      const decisions = readDecisions(file.name, text, known); // all or nothing: refused before any is kept
+      decisions.forEach(([id, decision]) => { local[id] = decision; });
       save();
       problem("");
       render();

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import record
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

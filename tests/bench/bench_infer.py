@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import record
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 from cxlseg import preprocess  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
 from cxlseg.inference.outputs import finish_image  # noqa: E402

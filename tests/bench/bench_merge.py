@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import record
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 from cxlseg.config import default_config  # noqa: E402
 from cxlseg.mimic import CHEXPERT_LABELS  # noqa: E402
 from cxlseg.tables.merge import merge_tables  # noqa: E402

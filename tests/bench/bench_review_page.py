@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 from cxlseg import io  # noqa: E402
 from cxlseg.reporting.review_page import ReviewFiles, build_review_page  # noqa: E402
 

@@ -71,6 +71,24 @@ def test_every_stored_json_names_its_command_and_is_cited(path):
     assert name in cited(BENCH_JSON), f"{name} is stored but no doc cites it: cite it beside its figure or remove it"
 
 
+def benchmark_rows(readme: str) -> list[list[str]]:
+    """The cells of each row of README's "## Benchmarks" table (header and rule left out)."""
+    section = readme.split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_every_benchmark_row_of_the_readme_names_its_stored_json():
+    rows = benchmark_rows((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert rows, "README.md has no benchmark rows: this test would check nothing"
+    for row in rows:
+        assert BENCH_SCRIPT.search(row[0]), f"README benchmark row names no tests/bench script: {row[0]}"
+        result = row[-1]
+        assert BENCH_JSON.search(result) or "no stored result" in result, (
+            f"README benchmark row {row[0]} gives figures without the docs/bench/*.json that backs them"
+        )
+
+
 def test_the_checks_fail_on_a_missing_json_and_a_json_without_command(tmp_path):
     (tmp_path / "docs" / "bench").mkdir(parents=True)
     (tmp_path / "README.md").write_text("0.95 (`docs/bench/gone.json`), 2 s (`tests/bench/bench_gone.py`)\n")

@@ -80,6 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path, default=None, help="also copy summary.json here (e.g. docs/bench/...)")
     p.add_argument(
         "--perturbation", action="store_true", help="infer.qc.perturbation on (the perturb_agreement feature)"
     )
@@ -312,6 +313,8 @@ def main(argv=None) -> dict:
     summary["seconds"] = round(time.perf_counter() - started, 1)
     pd.concat(tables).to_csv(args.out / "masks.csv", index=False)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    if args.json:
+        record.copy(args.out / "summary.json", args.json)
     (args.out / "table.md").write_text(markdown(summary, args))
     print(markdown(summary, args))
     print(f"wrote {args.out} in {summary['seconds'] / 60:.1f} min")

@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=5, help="patient-wise folds")
     p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these fold numbers (0-based)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-v7")
+    p.add_argument("--json", type=Path, default=None, help="also copy summary.json here (e.g. docs/bench/...)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per fold (the CPU is shared: keep it low)")
     p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (a GPU only speeds up recipe sweeps)")
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> dict:
     print_summary(summary, args.headline)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        record.copy(args.out / "summary.json", args.json)
     return summary
 
 

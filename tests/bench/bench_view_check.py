@@ -12,7 +12,7 @@ and prints, per training seed: the share of real frontal films flagged (target <
 lateral / CT films flagged on unseen seeds (target >= 95 %), and the four mislabelled views of the demo MIMIC
 archive (lateral/CT renders labelled PA/AP, rendered as the demo generator does) with its true frontals:
 
-    python tests/bench/bench_view_check.py --data ../shared/data/v7-real --seeds 42 1 2
+    python tests/bench/bench_view_check.py --data ../shared/data/v7-real --seeds 42 1 2 [--json PATH]
 """
 
 from __future__ import annotations

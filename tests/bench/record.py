@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,14 @@ def write(path: os.PathLike | str, result: dict, script: str, argv: list[str] | 
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"command": command(script, argv), "machine": machine(), **result}
     path.write_text(json.dumps(record, indent=2, sort_keys=True, default=_plain) + "\n")
+    print(f"wrote {path}")
+
+
+def copy(summary: Path, path: os.PathLike | str) -> None:
+    """Store a long bench's summary.json (which already names its command and machine) at path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(summary, path)
     print(f"wrote {path}")
 
 

@@ -69,6 +69,8 @@ def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_pa
         "4",
         "--out",
         str(tmp_path),
+        "--json",
+        str(tmp_path / "stored" / "v7.json"),
     ]
     summary = bench.main(args)
     err = capsys.readouterr().err
@@ -77,6 +79,12 @@ def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_pa
     tta_post = summary["variants"]["tta+post"]
     assert tta_post["dice"]["n"] == 11 and 0 <= tta_post["dice"]["mean"] <= 1
     assert json.loads((tmp_path / "summary.json").read_text())["variants"]["raw"]["dice"]["n"] == 11
+    stored = json.loads((tmp_path / "stored" / "v7.json").read_text())  # what docs/bench keeps: the command too
+    assert stored == json.loads((tmp_path / "summary.json").read_text())
+    assert (
+        stored["command"].startswith("python tests/bench/bench_real_v7.py --data ") and "--folds 2" in stored["command"]
+    )
+    assert stored["machine"]["nproc"] >= 1 and stored["machine"]["date"]
     assert summary["postprocess"] == default_config()["infer"]["postprocess"]  # the pipeline's clean-up
     assert summary["recipe"]["size"] == 32 and summary["recipe"]["architecture"] == "attention_unet"
 

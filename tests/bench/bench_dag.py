@@ -4,7 +4,7 @@ Writes a full-size MIMIC-CXR-JPG metadata file (243,334 frontal rows across p10.
 times `snakemake -n` on it, against a baseline dry-run on a 100-row archive measured in the same run.
 The DAG must not read per-image data: targets are <= 30 s and <= 40 inference jobs.
 
-    python tests/bench/bench_dag.py [--frontal 243334] [--chunks 1]
+    python tests/bench/bench_dag.py [--frontal 243334] [--chunks 1] [--json docs/bench/dag.json]
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,11 +95,12 @@ def dry_run(workdir: Path, archive: Path, chunks: int) -> tuple[float, int]:
     return seconds, jobs
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frontal", type=int, default=243_334)
     parser.add_argument("--chunks", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="write the numbers, the command and the machine here")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_archive(tmp / "small", 100)
@@ -109,6 +113,16 @@ def main() -> int:
     print(f"ratio full / baseline: {full_s / base_s:.2f}")
     ok = full_s <= 30 and full_jobs <= 40
     print(f"targets (<= 30 s, <= 40 inference jobs): {'PASS' if ok else 'FAIL'}")
+    if args.json:
+        result = {
+            "frontal_rows": args.frontal,
+            "chunks": args.chunks,
+            "baseline_100_rows": {"seconds": round(base_s, 3), "inference_jobs": base_jobs},
+            "full_size": {"seconds": round(full_s, 3), "inference_jobs": full_jobs},
+            "ratio_full_over_baseline": round(full_s / base_s, 3),
+            "targets": {"seconds": 30, "inference_jobs": 40, "pass": ok},
+        }
+        record.write(args.json, result, __file__, argv)
     return 0 if ok else 1
 
 

@@ -1,8 +1,8 @@
 """Benchmark (not a CI test): masks and QC on hard films, the trouble real archives hold, on real radiographs.
 
 The V7-labs COVID-19 lung masks (99 real radiographs, 61 patients) are split by patient: one third is the test
-set, never trained on; the rest trains the default ensemble (the schema's recipe; by default U-Net + Attention
-U-Net). Every test film is segmented clean and once more per kind of trouble (`cxlseg.qc.degradations`, the truth
+set, never trained on; the rest trains the ensemble of config/config.yaml (its recipe: `strong` on-the-fly
+augmentation; by default U-Net + Attention U-Net). Every test film is segmented clean and once more per kind of trouble (`cxlseg.qc.degradations`, the truth
 mask moved to match), made at twice the pipeline's size and resized as the decode would, through inference's own
 path (`InputSpec.prepare_film` -> `Predictor.predict_batch` -> `outputs.mask_and_qc`):
 
@@ -10,8 +10,10 @@ path (`InputSpec.prepare_film` -> `Predictor.predict_batch` -> `outputs.mask_and
 
 Variants, one change at a time, all measured in this run:
   baseline         today's recipe: `strong` augmentation, no film check, QC without the new signals;
-  +film            the same networks with the film check (border crop, polarity);
-  +film+hard       networks trained with the `hard` augmentation, film check on (the production recipe).
+  +film            the same networks with the film check (border crop, polarity): config/config.yaml's recipe;
+  +film+hard       networks trained with the opt-in `hard` augmentation, film check on.
+QC's `perturb_agreement` needs `--perturbation` (infer.qc.perturbation, off by default: without it the feature is
+NaN).
 Prints mean / p5 Dice on clean films and per kind of trouble, and for QC on clean + degraded masks (predicted
 Dice from a model fitted on other patients' masks, patient-grouped folds): Pearson, Spearman, MAE, bad masks
 (true Dice < 0.9) flagged, good masks flagged, with the kinds held out of the calibration (`--holdout`) apart.
@@ -34,10 +36,10 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import record  # noqa: E402
 import torch  # noqa: E402
 from bench_real_v7 import load_v7, model_files, patient_folds, write_store  # noqa: E402
 from cxlseg.config import load_config  # noqa: E402
@@ -78,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path, default=None, help="also copy summary.json here (e.g. docs/bench/...)")
+    p.add_argument(
+        "--perturbation", action="store_true", help="infer.qc.perturbation on (the perturb_agreement feature)"
+    )
     return p.parse_args(argv)
 
 
@@ -94,6 +100,8 @@ def split(index: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
 def pipeline_config(args) -> dict:
     """config/config.yaml (the production recipe a user runs), on this run's device and seed."""
     overrides = {"seed": args.seed, "infer": {"device": args.device, "num_workers": 0}}
+    if args.perturbation:
+        overrides["infer"]["qc"] = {"perturbation": True}
     return load_config(Path(__file__).resolve().parents[2] / "config" / "config.yaml", overrides=overrides)
 
 
@@ -301,9 +309,12 @@ def main(argv=None) -> dict:
     else:
         tables = segment(args)
     summary = {**summarise(tables, args, settings), "archs": args.archs, "seconds": 0.0}
+    summary.update(command=record.command(__file__, argv), machine=record.machine())
     summary["seconds"] = round(time.perf_counter() - started, 1)
     pd.concat(tables).to_csv(args.out / "masks.csv", index=False)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    if args.json:
+        record.copy(args.out / "summary.json", args.json)
     (args.out / "table.md").write_text(markdown(summary, args))
     print(markdown(summary, args))
     print(f"wrote {args.out} in {summary['seconds'] / 60:.1f} min")

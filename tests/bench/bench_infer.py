@@ -1,7 +1,7 @@
 """Benchmark of MIMIC-scale inference (not a test): where the per-image time goes, and whether the
 end-to-end shard run adds hidden overhead.
 
-    python tests/bench/bench_infer.py --n 20
+    python tests/bench/bench_infer.py --n 20 [--json docs/bench/infer.json]
 
 Makes MIMIC-sized radiograph-like JPEGs (about 3k x 2.5k, about 1.5 MB) in a temporary MIMIC layout and
 prints per-image milliseconds of
@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 from cxlseg import preprocess  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
 from cxlseg.inference.outputs import finish_image  # noqa: E402
@@ -150,6 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality of the generated images")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="write the numbers, the command and the machine here")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -269,9 +271,35 @@ def main(argv=None) -> int:
         ("PSNR (b) vs full-decode INTER_AREA [dB], min", min(psnr), ">=", 37.0),
         ("overhead end-to-end / (b+c+d)", e / (b + c + d), "<=", 1.15),
     ]
+    results = []
     for name, value, op, target in checks:
         ok = value >= target if op == ">=" else value <= target
         print(f"{name:46s} {value:7.2f}  target {op} {target}  {'PASS' if ok else 'FAIL'}")
+        results.append({"check": name, "value": round(value, 3), "target": f"{op} {target}", "pass": ok})
+    if args.json:
+        result = {
+            "images": args.n,
+            "mean_jpeg_mb": round(float(np.mean(sizes)) / 1e6, 3),
+            "settings": {
+                "threads": args.threads,
+                "batch_size": args.batch_size,
+                "workers": args.workers,
+                "write_threads": args.write_threads,
+                "model": f"{args.arch}/{args.encoder}",
+                "clock": CLOCK.__name__,
+            },
+            "ms_per_image": {
+                "naive_decode": round(a, 2),
+                "reduced_decode": round(b, 2),
+                "forward": round(c, 2),
+                "post_and_writes": round(d, 2),
+                "end_to_end": round(e, 2),
+            },
+            "images_per_s_end_to_end": round(1000 / e, 3),
+            "psnr_min_db": round(min(psnr), 2),
+            "checks": results,
+        }
+        record.write(args.json, result, __file__, argv)
     return 0
 
 

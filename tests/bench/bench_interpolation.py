@@ -2,7 +2,7 @@
 and how close each resize comes to CXLSeg's published pixels.
 
     python tests/bench/bench_interpolation.py --n 8
-    python tests/bench/bench_interpolation.py --n 8 --sample "path/to/CXLSeg/sample images"
+    python tests/bench/bench_interpolation.py --n 8 --sample "path/to/CXLSeg/sample images" [--json PATH]
 
 (a) Decode cost: MIMIC-sized radiograph-like JPEGs (3056 x 2544, quality 95) decoded to 224 px by
 `preprocess.decode_for_inference` with `area` (reduced-DCT 1/8 decode + INTER_AREA, the default) and `linear`
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+import record  # noqa: E402
 from bench_infer import radiograph  # noqa: E402
 from cxlseg import preprocess  # noqa: E402
 from cxlseg.inference.outputs import segmented_image  # noqa: E402
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sample", type=Path, default=None, help="folder with the authors' published sample images")
+    ap.add_argument("--json", type=Path, help="write the numbers, the command and the machine here")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)  # one decode worker's cost, as a DataLoader worker runs it
     rng = np.random.default_rng(0)
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
                     f"{e['vs_published']:.2f} from the published image; resize differs up to "
                     f"{e['max_resize_difference']} levels"
                 )
+    if args.json:
+        record.write(args.json, result, __file__, argv)
     return result
 
 

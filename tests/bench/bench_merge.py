@@ -1,6 +1,6 @@
 """Benchmark merge_tables on a generated full-size CXLSeg input (243,324 images by default).
 
-    python tests/bench/bench_merge.py --rows 243324 --manifests 10
+    python tests/bench/bench_merge.py --rows 243324 --manifests 10 [--json docs/bench/merge.json]
 
 Generates shard manifests, MIMIC metadata / CheXpert / split CSVs and one report
 file per study in a temporary folder, then times, each in a fresh process so
@@ -26,6 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 from cxlseg.config import default_config  # noqa: E402
 from cxlseg.mimic import CHEXPERT_LABELS  # noqa: E402
 from cxlseg.tables.merge import merge_tables  # noqa: E402
@@ -211,6 +213,7 @@ def main(argv=None) -> int:
     parser.add_argument("--studies", type=int, default=None, help="studies, one report file each (default rows * 0.9)")
     parser.add_argument("--workers", type=int, default=8, help="report-reading threads of merge_tables")
     parser.add_argument("--keep", type=Path, default=None, help="generate into this folder and keep it")
+    parser.add_argument("--json", type=Path, help="write the numbers, the command and the machine here")
     args = parser.parse_args(argv)
     subjects = args.subjects or max(1, round(args.rows * 65_379 / 243_324))
     studies = args.studies or max(subjects, round(args.rows * 0.9))
@@ -234,6 +237,19 @@ def main(argv=None) -> int:
             f"target < {TARGET_SECONDS:.0f} s: {'PASS' if ok_time else 'FAIL'}; "
             f"target < {TARGET_RSS_GB:.0f} GB: {'PASS' if ok_rss else 'FAIL'}"
         )
+        if args.json:
+            result = {
+                "rows": args.rows,
+                "manifests": args.manifests,
+                "subjects": subjects,
+                "studies": studies,
+                "workers": args.workers,
+                "baseline_plain_read": {"seconds": round(base_s, 2), "peak_rss_gb": round(base_gb, 3)},
+                "merge_tables": {"seconds": round(merge_s, 2), "peak_rss_gb": round(merge_gb, 3)},
+                "ratio_merge_over_baseline": round(merge_s / base_s, 3),
+                "targets": {"seconds": TARGET_SECONDS, "peak_rss_gb": TARGET_RSS_GB, "pass": ok_time and ok_rss},
+            }
+            record.write(args.json, result, __file__, argv)
         return 0 if ok_time and ok_rss else 1
     finally:
         if args.keep is None:

@@ -32,9 +32,9 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import record  # noqa: E402
 import torch  # noqa: E402
 from bench_real_v7 import (  # noqa: E402
     fold_splits,
@@ -67,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--table", type=Path, default=None, help="re-summarise a masks.csv of an earlier run (no training)")
     p.add_argument("--jobs", type=int, default=1, help="(fold, architecture) trainings at once")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-qc-v7")
+    p.add_argument("--json", type=Path, default=None, help="also copy summary.json here (e.g. docs/bench/...)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
@@ -206,8 +207,11 @@ def main(argv=None) -> dict:
     if args.table is None:
         table.to_csv(args.out / "masks.csv", index=False)
     result = {"folds": args.folds, "epochs": args.epochs, "degraded": args.degraded, "by_ensemble": summary,
-              "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+              "seconds": round(time.perf_counter() - started, 1), "command": record.command(__file__, argv),
+              "machine": record.machine()}  # fmt: skip
     (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if args.json:
+        record.copy(args.out / "summary.json", args.json)
     return result
 
 

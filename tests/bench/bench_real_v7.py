@@ -29,10 +29,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch lines below are enough in a benchmark log
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import record  # noqa: E402
 import torch  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
 from cxlseg.evaluation.evaluate import score_predictions  # noqa: E402
@@ -77,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=5, help="patient-wise folds")
     p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these fold numbers (0-based)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-v7")
+    p.add_argument("--json", type=Path, default=None, help="also copy summary.json here (e.g. docs/bench/...)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per fold (the CPU is shared: keep it low)")
     p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (a GPU only speeds up recipe sweeps)")
@@ -297,9 +300,12 @@ def main(argv: list[str] | None = None) -> dict:
         line = "  ".join(f"{name} {tables[name]['dice'].mean():.4f}" for name in VARIANTS)
         print(f"fold {fold} mean Dice: {line}  ({seconds:.0f}s)", flush=True)
     summary = summarise_runs(per_variant, cfg, args, fold_seconds, time.perf_counter() - started)
+    summary.update(command=record.command(__file__, argv), machine=record.machine())
     print_summary(summary, args.headline)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        record.copy(args.out / "summary.json", args.json)
     return summary
 
 

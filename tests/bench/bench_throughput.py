@@ -39,7 +39,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 from cxlseg import io  # noqa: E402
 from cxlseg.config import load_config  # noqa: E402
 from cxlseg.inference import mask_qc as qc  # noqa: E402
@@ -402,7 +403,7 @@ def main(argv=None) -> dict:
         result = throughput(args)
         print_throughput(result)
     if args.json:
-        io.write_json(args.json, result)
+        record.write(args.json, result, __file__, argv)
     return result
 
 

@@ -12,7 +12,7 @@ and prints, per training seed: the share of real frontal films flagged (target <
 lateral / CT films flagged on unseen seeds (target >= 95 %), and the four mislabelled views of the demo MIMIC
 archive (lateral/CT renders labelled PA/AP, rendered as the demo generator does) with its true frontals:
 
-    python tests/bench/bench_view_check.py --data ../shared/data/v7-real --seeds 42 1 2
+    python tests/bench/bench_view_check.py --data ../shared/data/v7-real --seeds 42 1 2 [--json PATH]
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from cxlseg.view_check.settings import ViewCheckSettings
 from cxlseg.view_check.training import train_view_check
 
 STORE_SIZE = 224  # preprocess.size: what the augment stage writes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
 
 
 def _fit(image: np.ndarray) -> np.ndarray:
@@ -138,7 +141,7 @@ def main(argv=None) -> None:
     parser.add_argument("--archive", type=Path, default=None, help="MIMIC-layout root: also train with its view sample")
     parser.add_argument("--phantoms", type=int, default=100, help="unseen phantoms per view to score")
     parser.add_argument("--set", nargs="*", default=[], help="view_check overrides, key=json (e.g. epochs=15)")
-    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows, the command and the machine here")
     args = parser.parse_args(argv)
     args.overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     torch.set_num_threads(1)
@@ -148,8 +151,8 @@ def main(argv=None) -> None:
     table = pd.DataFrame(rows).set_index("seed").T
     print(f"{len(films)} real frontal films, {len(np.unique(patients))} patients; overrides {args.overrides}")
     print(table.to_string())
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+    if args.json:
+        record.write(args.json, {"films": len(films), "overrides": args.overrides, "rows": rows}, __file__, argv)
 
 
 if __name__ == "__main__":

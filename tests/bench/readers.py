@@ -204,3 +204,21 @@ def qc_lines(result: dict) -> list[str]:
             f"{p[f'auroc_dice_below_{FAILED}']:10.3f}  {p[f'auroc_dice_below_{GOOD}']:9.3f}  {caught}"
         )
     return lines
+
+
+def anatomy_flagged(table: pd.DataFrame, qc_settings) -> np.ndarray:
+    """Which masks the anatomy rules (`infer.qc`) flag whatever the predicted Dice: empty, too small, ..."""
+    from cxlseg.qc.assess import anatomy_flags
+
+    return np.array([bool(anatomy_flags(rec, qc_settings)) for rec in table.to_dict("records")], bool)
+
+
+def kind_parts(table: pd.DataFrame, holdout) -> dict[str, np.ndarray]:
+    """The parts QC is judged on: every mask, clean films, the kinds held out of calibration together and each
+    apart (`holdout`: kinds of `degradation`)."""
+    kind = table["degradation"].to_numpy()
+    parts = {"all": np.ones(len(table), bool), "clean": kind == "clean"}
+    if holdout:
+        parts["held_out_kinds"] = np.isin(kind, list(holdout))
+        parts.update({f"held_out: {k}": kind == k for k in holdout})
+    return parts

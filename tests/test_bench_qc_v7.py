@@ -136,3 +136,8 @@ def test_new_definition_and_readers_from_a_masks_table(load_bench, tmp_path, mon
     assert pooled["reader1_vs_reader2"]["mean"] == pytest.approx(on_k2["human"].mean())
     assert pooled["model_vs_reader2"]["mean"] == pytest.approx(on_k2["dice"].mean() - 0.02)
     assert pooled["model_vs_reader1"]["n"] == 90 and set(two["readers"]["per_fold"]) == {0, 1, 2}
+
+
+def test_no_good_mask_no_operating_point(readers):
+    result = readers.qc_at_definition([0.5, 0.6], [0.4, 0.7], [False, False], {"all": np.ones(2, bool)})
+    assert np.isnan(result["parts"]["all"]["at_rate"]["0.03"]["failed_caught"])  # not "all caught"

@@ -1,7 +1,6 @@
 """The real-image benchmark's protocol on a tiny phantom stand-in for ../shared/data/v7-real (never needed here)."""
 
 import json
-
 import shutil
 
 import cv2
@@ -12,7 +11,7 @@ from cxlseg.config import default_config
 from cxlseg.io import UnsafePathError, read_mask
 from cxlseg.metrics import dice
 from cxlseg.preprocess import resize_mask
-from cxlseg.phantoms.render import render_phantom
+from helpers.bench import reader2, write_v7_like
 
 
 @pytest.fixture(scope="module")
@@ -22,44 +21,7 @@ def bench(load_bench):
 
 @pytest.fixture(scope="module")
 def v7_like(tmp_path_factory):
-    """index.csv + images/ + masks/ + second-reader/ in the v7-real layout: 12 images of 7 patients, one unreadable
-    pair; releases 1 (images 0-7) and 2; reader 2 outlined images 0-5 (`reader2`), image 6 with an unreadable
-    file."""
-    root = tmp_path_factory.mktemp("v7-real")
-    for folder in ("images", "masks", "second-reader"):
-        (root / folder).mkdir()
-    rng = np.random.default_rng(3)
-    rows = []
-    for i in range(12):
-        ph = render_phantom(rng, 96, 88)
-        cv2.imwrite(str(root / "images" / f"img{i}.jpg"), ph.image)
-        cv2.imwrite(str(root / "masks" / f"img{i}.png"), ph.mask * 255)
-        if i < 6:
-            cv2.imwrite(str(root / "second-reader" / f"img{i}.png"), reader2(ph.mask, i) * 255)
-        rows.append(
-            {
-                "image": f"images/img{i}.jpg",
-                "mask": f"masks/img{i}.png",
-                "patient_id": i % 7,
-                "view": "PA",
-                "finding": "COVID-19",
-                "release": 1 if i < 8 else 2,
-                "second_mask": f"second-reader/img{i}.png" if i < 7 else "",
-            }
-        )
-    (root / "images" / "img11.jpg").write_bytes(b"not an image")
-    (root / "second-reader" / "img6.png").write_bytes(b"not a mask")
-    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
-    return root
-
-
-def reader2(mask: np.ndarray, i: int) -> np.ndarray:
-    """A second reader who stops a third of the image above the first (the human band is well below 1), and who
-    outlines nothing on image 5: the model's Dice against reader 2 differs from that against reader 1 even where
-    the tiny model outlines nothing at all."""
-    out = mask.copy()
-    out[2 * mask.shape[0] // 3 :] = 0
-    return out * (i != 5)
+    return write_v7_like(tmp_path_factory.mktemp("v7-real"))
 
 
 def test_load_v7_reads_the_second_reader_and_releases(bench, v7_like, capsys):

@@ -167,7 +167,8 @@ def qc_at_definition(predicted, true_dice, always, parts: dict[str, np.ndarray],
 
     One bar per rate, picked on every mask (as the pipeline has one bar); then per part (`parts`: name -> rows;
     the kinds held out of calibration among them): AUROC of predicted Dice for Dice < FAILED and < GOOD, and at
-    each rate the share of failed masks caught and of good masks flagged. A bar picked on the masks it is judged
+    each rate the share of failed masks caught and of good masks flagged (NaN without a good mask to pick the bar
+    on). A bar picked on the masks it is judged
     on is an operating point of the ranking, not a calibrated bar: the calibrated one is reported apart."""
     predicted, true_dice = np.asarray(predicted, np.float64), np.asarray(true_dice, np.float64)
     always = np.asarray(always, bool)
@@ -187,7 +188,8 @@ def qc_at_definition(predicted, true_dice, always, parts: dict[str, np.ndarray],
         }
         for r, bar in bars.items():
             flags = flagged_at(bar, p, a)
-            part["at_rate"][str(r)] = {"failed_caught": _share(flags[failed]), "good_flagged": _share(flags[good])}
+            shares = (_share(flags[failed]), _share(flags[good])) if not math.isnan(bar) else (math.nan, math.nan)
+            part["at_rate"][str(r)] = dict(zip(("failed_caught", "good_flagged"), shares))
         out["parts"][name] = part
     return out
 
@@ -213,11 +215,11 @@ def anatomy_flagged(table: pd.DataFrame, qc_settings) -> np.ndarray:
     return np.array([bool(anatomy_flags(rec, qc_settings)) for rec in table.to_dict("records")], bool)
 
 
-def kind_parts(table: pd.DataFrame, holdout) -> dict[str, np.ndarray]:
-    """The parts QC is judged on: every mask, clean films, the kinds held out of calibration together and each
-    apart (`holdout`: kinds of `degradation`)."""
+def kind_parts(table: pd.DataFrame, holdout, everything: str = "all") -> dict[str, np.ndarray]:
+    """The parts QC is judged on: every mask (named `everything`), clean films, the kinds held out of calibration
+    together and each apart (`holdout`: kinds of `degradation`)."""
     kind = table["degradation"].to_numpy()
-    parts = {"all": np.ones(len(table), bool), "clean": kind == "clean"}
+    parts = {everything: np.ones(len(table), bool), "clean": kind == "clean"}
     if holdout:
         parts["held_out_kinds"] = np.isin(kind, list(holdout))
         parts.update({f"held_out: {k}": kind == k for k in holdout})

@@ -1,13 +1,17 @@
 """The real-image benchmark's protocol on a tiny phantom stand-in for ../shared/data/v7-real (never needed here)."""
 
 import json
+import shutil
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from cxlseg.config import default_config
-from cxlseg.phantoms.render import render_phantom
+from cxlseg.io import UnsafePathError, read_mask
+from cxlseg.metrics import dice
+from cxlseg.preprocess import resize_mask
+from helpers.bench import reader2, write_v7_like
 
 
 @pytest.fixture(scope="module")
@@ -17,28 +21,30 @@ def bench(load_bench):
 
 @pytest.fixture(scope="module")
 def v7_like(tmp_path_factory):
-    """index.csv + images/ + masks/ in the v7-real layout: 12 images of 7 patients, one unreadable pair."""
-    root = tmp_path_factory.mktemp("v7-real")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(3)
-    rows = []
-    for i in range(12):
-        ph = render_phantom(rng, 96, 88)
-        cv2.imwrite(str(root / "images" / f"img{i}.jpg"), ph.image)
-        cv2.imwrite(str(root / "masks" / f"img{i}.png"), ph.mask * 255)
-        rows.append(
-            {
-                "image": f"images/img{i}.jpg",
-                "mask": f"masks/img{i}.png",
-                "patient_id": i % 7,
-                "view": "PA",
-                "finding": "COVID-19",
-            }
-        )
-    (root / "images" / "img11.jpg").write_bytes(b"not an image")
-    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
-    return root
+    return write_v7_like(tmp_path_factory.mktemp("v7-real"))
+
+
+def test_load_v7_reads_the_second_reader_and_releases(bench, v7_like, capsys):
+    images, masks, index, second = bench.load_v7(v7_like, 48)
+    assert len(index) == 11 and len(second) == 11  # img11 unreadable
+    assert "img6.png" in capsys.readouterr().err  # its unreadable outline is named and dropped
+    assert [o is not None for o in second] == [True] * 6 + [False] * 5
+    assert not np.array_equal(second[0], masks[0]) and second[0].sum() < masks[0].sum()  # reader 2's own outline
+    one = bench.load_v7(v7_like, 48, release=1)[2]
+    assert list(one["image_id"]) == [f"img{i}" for i in range(8)]
+    with pytest.raises(ValueError, match="release 3"):
+        bench.load_v7(v7_like, 48, release=3)
+
+
+def test_a_second_reader_path_leaving_the_data_folder_is_refused(bench, v7_like, tmp_path):
+    root = tmp_path / "v7"
+    shutil.copytree(v7_like, root)
+    index = pd.read_csv(root / "index.csv")
+    index.loc[0, "second_mask"] = "../outside.png"
+    index.to_csv(root / "index.csv", index=False)
+    cv2.imwrite(str(tmp_path / "outside.png"), np.full((96, 88), 255, np.uint8))
+    with pytest.raises(UnsafePathError, match="outside.png"):
+        bench.load_v7(root, 48)
 
 
 def test_patient_folds_are_balanced_and_order_independent(bench):
@@ -87,6 +93,24 @@ def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_pa
     assert stored["machine"]["nproc"] >= 1 and stored["machine"]["date"]
     assert summary["postprocess"] == default_config()["infer"]["postprocess"]  # the pipeline's clean-up
     assert summary["recipe"]["size"] == 32 and summary["recipe"]["architecture"] == "attention_unet"
+
+    # reader 1 vs reader 2: the Dice of the two outlines at the store size, on the films reader 2 outlined
+    band = [
+        dice(
+            resize_mask(read_mask(v7_like / f"masks/img{i}.png"), 48),
+            resize_mask(reader2(read_mask(v7_like / f"masks/img{i}.png"), i), 48),
+        )
+        for i in range(6)
+    ]
+    pooled = tta_post["readers"]["pooled"]
+    assert pooled["reader1_vs_reader2"]["n"] == 6 and pooled["model_vs_reader1"]["n"] == 11
+    assert pooled["reader1_vs_reader2"]["mean"] == pytest.approx(np.mean(band))
+    assert pooled["reader1_vs_reader2"]["min"] == pytest.approx(min(band))
+    # the model against reader 2 is scored on reader 2's outline, not reader 1's on the same films
+    assert pooled["model_vs_reader2"]["n"] == 6
+    assert pooled["model_vs_reader2"]["mean"] != pytest.approx(pooled["model_vs_reader1_on_reader2_films"]["mean"])
+    per_fold = tta_post["readers"]["per_fold"]
+    assert set(per_fold) == {0, 1} and sum(f["reader1_vs_reader2"]["n"] for f in per_fold.values()) == 6
 
     fold_dirs = sorted(p for p in tmp_path.iterdir() if p.name.startswith("fold"))
     assert len(fold_dirs) == 2

@@ -1,12 +1,14 @@
 """Benchmark (not a CI test): masks and QC on hard films, the trouble real archives hold, on real radiographs.
 
-The V7-labs COVID-19 lung masks (99 real radiographs, 61 patients) are split by patient: one third is the test
-set, never trained on; the rest trains the ensemble of config/config.yaml (its recipe: `strong` on-the-fly
-augmentation; by default U-Net + Attention U-Net). Every test film is segmented clean and once more per kind of trouble (`cxlseg.qc.degradations`, the truth
+The V7-labs COVID-19 lung masks (v7-real: 224 films of 127 patients; `--release 1`: the 99 films of 61 patients
+of the figures before #33) are split by patient into `--folds` folds; each fold in turn is the test set, never
+trained on, and the rest trains the ensemble of config/config.yaml (its recipe: `strong` on-the-fly augmentation;
+by default U-Net + Attention U-Net). Every test film is segmented clean and once more per kind of trouble (`cxlseg.qc.degradations`, the truth
 mask moved to match), made at twice the pipeline's size and resized as the decode would, through inference's own
 path (`InputSpec.prepare_film` -> `Predictor.predict_batch` -> `outputs.mask_and_qc`):
 
-    python tests/bench/bench_hard_films.py --data ../shared/data/v7-real --jobs 2
+    python tests/bench/bench_hard_films.py --data ../shared/data/v7-real --folds 5 --jobs 2 \
+        --json docs/bench/hard-films-224-5fold-cpu.json
 
 Variants, one change at a time, all measured in this run:
   baseline         today's recipe: `strong` augmentation, no film check, QC without the new signals;
@@ -16,8 +18,10 @@ QC's `perturb_agreement` needs `--perturbation` (infer.qc.perturbation, off by d
 NaN).
 Prints mean / p5 Dice on clean films and per kind of trouble, and for QC on clean + degraded masks (predicted
 Dice from a model fitted on other patients' masks, patient-grouped folds): Pearson, Spearman, MAE, bad masks
-(true Dice < 0.9) flagged, good masks flagged, with the kinds held out of the calibration (`--holdout`) apart.
-Writes summary.json, masks.csv and a markdown table to --out.
+(true Dice < 0.9) flagged, good masks flagged, with the kinds held out of the calibration (`--holdout`) apart;
+the clean masks against reader 1 and reader 2 beside the human band; and, on clean + hard films, QC where humans
+agree (`readers.qc_at_definition`: failed = Dice < 0.85; AUROC, failed masks caught at 1 / 3 / 5 % of good masks
+flagged), today's QC beside the new one. Writes summary.json, masks.csv and a markdown table to --out.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import readers  # noqa: E402
 import record  # noqa: E402
 import torch  # noqa: E402
 from bench_real_v7 import load_v7, model_files, patient_folds, write_store  # noqa: E402
@@ -68,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="v7-real folder holding index.csv, images/, masks/")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-hard-films")
+    p.add_argument("--folds", type=int, default=5, help="patient-wise folds; each is the test set once")
+    p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these fold numbers (0-based)")
+    p.add_argument("--release", type=int, default=None, help="only this release of index.csv (1: the first 99 films)")
     p.add_argument("--archs", nargs="+", default=["unet", "attention_unet"])
     p.add_argument("--epochs", type=int, default=None, help="default: the schema's train.epochs")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -87,12 +95,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def split(index: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
-    """Test: one of three patient folds; of the rest, 15 % of patients validate (pick the epoch), the rest train."""
-    folds = patient_folds(index["patient_id"], 3, seed)
-    test, pool = np.flatnonzero(folds == 0), np.flatnonzero(folds != 0)
+def split(index: pd.DataFrame, folds: np.ndarray, fold: int, seed: int) -> dict[str, np.ndarray]:
+    """Test: the patients of one fold; of the rest, 15 % of patients validate (pick the epoch), the rest train."""
+    test, pool = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
     patients = np.array(sorted(index["patient_id"].iloc[pool].unique()))
-    val = set(np.random.default_rng(seed).choice(patients, max(1, round(0.15 * len(patients))), replace=False))
+    val = set(np.random.default_rng(seed + fold).choice(patients, max(1, round(0.15 * len(patients))), replace=False))
     in_val = index["patient_id"].iloc[pool].isin(val).to_numpy()
     return {"train": pool[~in_val], "validate": pool[in_val], "test": test}
 
@@ -121,9 +128,9 @@ def _train(store: Path, out: Path, cfg: TrainConfig) -> str:
     return f"{out}: {time.perf_counter() - t0:.0f}s"
 
 
-def train_all(args, store: Path, presets: set[str]) -> dict[str, list[Path]]:
+def train_all(args, where: Path, store: Path, presets: set[str]) -> dict[str, list[Path]]:
     """Checkpoints per preset (one per architecture); a finished training is reused (train_model skips it)."""
-    jobs = {(p, a): args.out / "models" / p / a for p in sorted(presets) for a in args.archs}
+    jobs = {(p, a): where / "models" / p / a for p in sorted(presets) for a in args.archs}
     work = [(store, out, train_config(args, a, p)) for (p, a), out in jobs.items()]
     if args.jobs <= 1:
         for w in work:
@@ -153,7 +160,9 @@ def test_films(images, masks, index, test_rows, args):
                 )
 
 
-def measure_variant(name, checkpoints, films, args) -> pd.DataFrame:
+def measure_variant(name, checkpoints, films, args, outlines=None) -> pd.DataFrame:
+    """The variant's masks of `films`; with `outlines` ((reader 1, reader 2 or None) at 224 per test film, in the
+    order of the clean films), the clean masks also against reader 2 and the human band (`readers`)."""
     _, film_check, _ = VARIANTS[name]
     base = InferSettings.from_config(pipeline_config(args))
     film = dataclasses.replace(base.film, crop_border=film_check, polarity=film_check)
@@ -164,7 +173,25 @@ def measure_variant(name, checkpoints, films, args) -> pd.DataFrame:
     t0 = time.perf_counter()
     table = measure_films(iter(films), predictor, settings)
     print(f"{name}: {len(table)} masks in {time.perf_counter() - t0:.0f}s", flush=True)
+    if outlines is not None:
+        table = with_readers(table, films, outlines, predictor, settings)
     return table.assign(variant=name)
+
+
+def with_readers(table: pd.DataFrame, films: list, outlines: list, predictor, settings) -> pd.DataFrame:
+    """`dice_reader2` and `human` on the clean films reader 2 outlined (NaN elsewhere), through the same
+    `measure_films` as against reader 1."""
+    clean = [i for i, (meta, _, _) in enumerate(films) if meta["degradation"] == "clean"]
+
+    def against(rows, second):
+        return measure_films(((films[clean[r]][0], films[clean[r]][1], o) for r, o in zip(rows, second)),
+                             predictor, settings)["dice"].to_numpy()  # fmt: skip
+
+    scored = readers.add_second_reader(
+        table.iloc[clean][["dice"]], [o[0] for o in outlines], [o[1] for o in outlines], against
+    )
+    scored.index = table.index[clean]
+    return table.join(scored[["dice_reader2", "human"]])
 
 
 def qc_predictions(table: pd.DataFrame, today: bool, args, settings) -> np.ndarray:
@@ -208,7 +235,8 @@ def dice_summary(table: pd.DataFrame) -> dict:
         d = group["dice"].to_numpy()
         out[kind] = {"mean": float(d.mean()), "p5": float(np.percentile(d, 5)), "n": int(len(d))}
     hard = table[table["degradation"].isin(HARD)]["dice"].to_numpy()
-    out["hard (mean of the issue's kinds)"] = {"mean": float(hard.mean()), "p5": float(np.percentile(hard, 5))}
+    if hard.size:  # none with --copies 0
+        out["hard (mean of the issue's kinds)"] = {"mean": float(hard.mean()), "p5": float(np.percentile(hard, 5))}
     return out
 
 
@@ -275,6 +303,13 @@ def markdown(summary: dict, args) -> str:
         ]
     lines.append("")
     lines.append(f"Held out of the QC calibration: {', '.join(args.holdout)}.")
+    for name, v in summary["variants"].items():
+        lines += ["", f"{name}: clean masks against each reader (Dice at 224 px)", "", "```"]
+        lines += [*readers.reader_lines(v["readers"]), "```"]
+    for name, result in summary.get("at_new_definition_on_last_masks", {}).items():
+        lines += ["", f"{name} on the {summary['qc_compared_on']} masks, where humans agree "
+                  f"(failed: Dice < {readers.FAILED}, good: >= {readers.GOOD})", "", "```"]  # fmt: skip
+        lines += [*readers.qc_lines(result), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +320,12 @@ def summarise(tables: list[pd.DataFrame], args, settings) -> dict:
         name = table["variant"].iloc[0]
         table["qc_predicted"] = qc_predictions(table, VARIANTS[name][2], args, settings)
         qc = qc_summary(table, table["qc_predicted"].to_numpy(), args, settings)
-        summary["variants"][name] = {"dice": dice_summary(table), "qc": qc}
+        summary["variants"][name] = {
+            "dice": dice_summary(table),
+            "qc": qc,
+            "readers": readers.reader_summary(table[table["degradation"] == "clean"]),
+            "at_new_definition": at_new_definition(table, table["qc_predicted"].to_numpy(), args, settings),
+        }
     by_name = {t["variant"].iloc[0]: t for t in tables}
     last = by_name.get(DEFAULT, tables[-1])
     today = qc_predictions(last, True, args, settings)
@@ -295,7 +335,23 @@ def summarise(tables: list[pd.DataFrame], args, settings) -> dict:
         "today's QC": qc_summary(last, today, args, settings),
         "new QC": summary["variants"][last["variant"].iloc[0]]["qc"],
     }
+    summary["at_new_definition_on_last_masks"] = {
+        "today's QC": at_new_definition(last, today, args, settings),
+        "new QC": summary["variants"][last["variant"].iloc[0]]["at_new_definition"],
+    }
     return summary
+
+
+def at_new_definition(table: pd.DataFrame, predicted: np.ndarray, args, settings) -> dict:
+    """QC where humans agree on clean + hard films (the issue's kinds), the held-out kinds apart."""
+    rows = table["degradation"].isin(["clean", *HARD]).to_numpy()
+    part = table[rows].reset_index(drop=True)
+    parts = readers.kind_parts(part, args.holdout, everything="clean + hard")
+    parts["hard"] = part["degradation"].isin(HARD).to_numpy()
+    return {
+        "holdout": list(args.holdout),
+        **readers.qc_at_definition(predicted[rows], part["dice"], readers.anatomy_flagged(part, settings.qc), parts),
+    }
 
 
 def main(argv=None) -> dict:
@@ -308,7 +364,9 @@ def main(argv=None) -> dict:
         args.out = args.table.parent
     else:
         tables = segment(args)
+    args.out.mkdir(parents=True, exist_ok=True)
     summary = {**summarise(tables, args, settings), "archs": args.archs, "seconds": 0.0}
+    summary.update(folds=args.folds, release=args.release)
     summary.update(command=record.command(__file__, argv), machine=record.machine())
     summary["seconds"] = round(time.perf_counter() - started, 1)
     pd.concat(tables).to_csv(args.out / "masks.csv", index=False)
@@ -322,22 +380,31 @@ def main(argv=None) -> dict:
 
 
 def segment(args) -> list[pd.DataFrame]:
-    """Train (or reuse) the networks of every variant and segment the test films, clean and degraded."""
-    images, masks, index = load_v7(args.data, 448)
-    rows = split(index, args.seed)
-    membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in rows.items()}, sort_keys=True)
-    args.out = args.out / hashlib.sha256(membership.encode()).hexdigest()[:8]
-    store = args.out / "store"
+    """Per fold: train (or reuse) the networks of every variant on the other folds' patients and segment the
+    fold's films, clean and degraded; one table per variant over the folds run."""
+    images, masks, index, second = load_v7(args.data, 448, args.release)
+    folds = patient_folds(index["patient_id"], args.folds, args.seed)
+    chosen = list(range(args.folds)) if args.only_folds is None else args.only_folds
+    print(f"{len(index)} films, {index['patient_id'].nunique()} patients, {args.folds} folds; running {chosen}")
     small = np.stack([resize(i, 224) for i in images]), np.stack([resize_mask(m, 224) for m in masks])
-    write_store(store, *small, index, rows)
-    print(
-        f"train {len(rows['train'])}, validate {len(rows['validate'])}, test {len(rows['test'])} films "
-        f"({index['patient_id'].iloc[rows['test']].nunique()} unseen patients)",
-        flush=True,
-    )
-    checkpoints = train_all(args, store, {VARIANTS[v][0] for v in args.variants})
-    films = list(test_films(images, masks, index, rows["test"], args))
-    return [measure_variant(name, checkpoints[VARIANTS[name][0]], films, args) for name in args.variants]
+    tables = {name: [] for name in args.variants}
+    for fold in chosen:
+        rows = split(index, folds, fold, args.seed)
+        membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in rows.items()}, sort_keys=True)
+        where = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
+        write_store(where / "store", *small, index, rows)
+        print(
+            f"fold {fold}: train {len(rows['train'])}, validate {len(rows['validate'])}, test {len(rows['test'])} "
+            f"films ({index['patient_id'].iloc[rows['test']].nunique()} unseen patients)",
+            flush=True,
+        )
+        checkpoints = train_all(args, where, where / "store", {VARIANTS[v][0] for v in args.variants})
+        films = list(test_films(images, masks, index, rows["test"], args))
+        outlines = [(small[1][r], None if second[r] is None else resize_mask(second[r], 224)) for r in rows["test"]]
+        for name in args.variants:
+            table = measure_variant(name, checkpoints[VARIANTS[name][0]], films, args, outlines)
+            tables[name].append(table.assign(fold=fold))
+    return [pd.concat(t, ignore_index=True) for t in tables.values()]
 
 
 if __name__ == "__main__":

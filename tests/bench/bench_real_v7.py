@@ -1,15 +1,20 @@
 """Benchmark (not a CI test): lung segmentation quality on real radiographs, patient-wise k-fold.
 
-Trains the recipe on the V7-labs COVID-19 lung masks (99 real radiographs, 61 patients) with
-cxlseg's own training loop, and scores the images of patients it never saw, exactly as the pipeline
-would (224 px store -> model -> probabilities back at 224 px -> threshold -> optional clean-up):
+Trains the recipe on the V7-labs COVID-19 lung masks (v7-real: 224 films of 127 patients; `--release 1`: the 99
+films of 61 patients of the figures published before #33) with cxlseg's own training loop, and scores the images
+of patients it never saw, exactly as the pipeline would (224 px store -> model -> probabilities back at 224 px ->
+threshold -> optional clean-up):
 
-    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --jobs 2
+    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --jobs 2 \
+        --json docs/bench/segmentation-224-5fold-cpu.json
+    python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --release 1
     python tests/bench/bench_real_v7.py --data ../shared/data/v7-real --folds 5 --only-folds 0 --epochs 20
 
 Prints per-fold and pooled mean and 5th-percentile Dice for raw masks, test-time flips and
 the pipeline's clean-up (infer.postprocess), scored by cxlseg.evaluation.evaluate.score_predictions with the pipeline's
-Predictor, and writes summary.json under --out.
+Predictor, against reader 1 (every film) and reader 2 (index.csv `second_mask`, the films a second reader
+outlined), beside reader 1 against reader 2 on the same films (the human band: `readers`), and writes
+summary.json under --out.
 Re-running with the same recipe reuses the trained folds (train_model resumes or skips).
 """
 
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import readers  # noqa: E402
 import record  # noqa: E402
 import torch  # noqa: E402
 from cxlseg.config import deep_update, default_config, validate_config  # noqa: E402
@@ -77,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="v7-real folder holding index.csv, images/, masks/")
     p.add_argument("--folds", type=int, default=5, help="patient-wise folds")
+    p.add_argument("--release", type=int, default=None, help="only this release of index.csv (1: the first 99 films)")
     p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these fold numbers (0-based)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cxlseg-bench-v7")
     p.add_argument("--json", type=Path, default=None, help="also copy summary.json here (e.g. docs/bench/...)")
@@ -152,31 +159,36 @@ def variant_settings(args: argparse.Namespace, tta: bool, post: bool) -> InferSe
 # --------------------------------------------------------------------------- data
 
 
-def load_v7(data_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Images and masks at the pipeline's store size, by index.csv; unreadable pairs are reported and skipped."""
-    index = pd.read_csv(data_dir / "index.csv")
-    images, masks, rows = [], [], []
-    for row in index.itertuples(index=False):
+def load_v7(
+    data_dir: Path, size: int, release: int | None = None
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[np.ndarray | None]]:
+    """Images, reader-1 masks, their index and reader 2's outlines (None where there is none), all at the
+    pipeline's store size, by index.csv (`release`: only that release); unreadable pairs are reported and skipped."""
+    index = readers.read_index(data_dir, release)
+    images, masks, rows, second = [], [], [], []
+    for row in index.to_dict("records"):
         try:
-            image = read_gray(safe_join(data_dir, row.image))
-            mask = read_mask(safe_join(data_dir, row.mask))
+            image = read_gray(safe_join(data_dir, row["image"]))
+            mask = read_mask(safe_join(data_dir, row["mask"]))
             if mask.shape != image.shape:
-                raise ImageReadError(row.mask, f"mask {mask.shape} does not match image {image.shape}")
+                raise ImageReadError(row["mask"], f"mask {mask.shape} does not match image {image.shape}")
         except (ImageReadError, ValueError) as exc:
-            print(f"skipped {row.image}: {exc}", file=sys.stderr)
+            print(f"skipped {row['image']}: {exc}", file=sys.stderr)
             continue
+        outline = readers.read_second(data_dir, row.get("second_mask"), image.shape)
         images.append(resize(image, size))
         masks.append(resize_mask(mask, size))
+        second.append(None if outline is None else resize_mask(outline, size))
         rows.append(
             {
                 "dataset": "v7-real",
-                "image_id": Path(row.image).stem,
-                "patient_id": str(row.patient_id),
-                "label": str(row.finding),
-                "view": str(row.view),
+                "image_id": Path(row["image"]).stem,
+                "patient_id": str(row["patient_id"]),
+                "label": str(row["finding"]),
+                "view": str(row["view"]),
             }
         )
-    return np.stack(images), np.stack(masks), pd.DataFrame(rows)
+    return np.stack(images), np.stack(masks), pd.DataFrame(rows), second
 
 
 def patient_folds(patients: pd.Series, k: int, seed: int) -> np.ndarray:
@@ -231,7 +243,9 @@ def print_epoch(trainer, row: dict) -> None:
     )
 
 
-def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> dict[str, pd.DataFrame]:
+def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds, second) -> dict[str, pd.DataFrame]:
+    """Train (or reuse) the fold's model; per variant, its test films scored against reader 1 and, where reader 2
+    outlined them, against reader 2 with the very same probabilities and clean-up."""
     splits = fold_splits(index, folds, fold, args.val_fraction, args.seed)
     # Trained folds are reused on a rerun only for the very same split: a changed split must never be scored
     # by a model that trained on its test images.
@@ -246,6 +260,7 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> 
     train_model(fold_dir / "store", model_files(fold_dir / "model"), cfg, callbacks=[print_epoch])
     # The pipeline's predictor and scoring (evaluate_model's), once per TTA setting; clean-up variants share it.
     test_images, test_masks, test_index = load_split(fold_dir / "store", "test")
+    test_second = [second[i] for i in splits["test"]]
     probs = {}
     results = {}
     for name, (tta, post) in VARIANTS.items():
@@ -255,21 +270,26 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> 
                 fold_dir / "model" / "checkpoint_best.pt", device=args.device, tta_flip=tta
             )
             probs[tta] = predictor.predict(test_images, out_size=test_images.shape[-1], batch_size=settings.batch_size)
-        results[name] = score_predictions(probs[tta], test_masks, test_index, settings).assign(fold=fold)
+        table = score_predictions(probs[tta], test_masks, test_index, settings)
+
+        def against(rows, outlines, prob=probs[tta], settings=settings):
+            return score_predictions(prob[rows], outlines, test_index.iloc[rows], settings)["dice"].to_numpy()
+
+        results[name] = readers.add_second_reader(table, test_masks, test_second, against).assign(fold=fold)
     return results
 
 
-def timed_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds) -> tuple[dict, float]:
+def timed_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds, second) -> tuple[dict, float]:
     torch.set_num_threads(args.threads)  # worker processes start with torch's default (all cores)
     cv2.setNumThreads(1)
     t0 = time.perf_counter()
-    tables = run_fold(fold, args, cfg, images, masks, index, folds)
+    tables = run_fold(fold, args, cfg, images, masks, index, folds, second)
     return tables, round(time.perf_counter() - t0, 1)
 
 
-def run_folds(chosen: list[int], args, cfg: TrainConfig, images, masks, index, folds):
+def run_folds(chosen: list[int], args, cfg: TrainConfig, images, masks, index, folds, second):
     """(fold, (tables, seconds)) in fold order; --jobs > 1 trains folds side by side in spawned processes."""
-    work = (args, cfg, images, masks, index, folds)
+    work = (args, cfg, images, masks, index, folds, second)
     if args.jobs <= 1:
         for fold in chosen:
             yield fold, timed_fold(fold, *work)
@@ -286,14 +306,17 @@ def main(argv: list[str] | None = None) -> dict:
     cv2.setNumThreads(1)
     started = time.perf_counter()
     cfg = recipe_config(args)
-    images, masks, index = load_v7(args.data, args.store_size)
+    images, masks, index, second = load_v7(args.data, args.store_size, args.release)
     folds = patient_folds(index["patient_id"], args.folds, args.seed)
     chosen = args.only_folds if args.only_folds is not None else list(range(args.folds))
-    print(f"{len(index)} images, {index['patient_id'].nunique()} patients, {args.folds} folds; running {chosen}")
+    print(
+        f"{len(index)} images ({sum(o is not None for o in second)} outlined by reader 2), "
+        f"{index['patient_id'].nunique()} patients, {args.folds} folds; running {chosen}"
+    )
     print(f"recipe: {json.dumps(asdict(cfg))}", flush=True)
     per_variant: dict[str, list[pd.DataFrame]] = {name: [] for name in VARIANTS}
     fold_seconds = {}
-    for fold, (tables, seconds) in run_folds(chosen, args, cfg, images, masks, index, folds):
+    for fold, (tables, seconds) in run_folds(chosen, args, cfg, images, masks, index, folds, second):
         for name, table in tables.items():
             per_variant[name].append(table)
         fold_seconds[fold] = seconds
@@ -318,15 +341,18 @@ def summarise_runs(per_variant: dict, cfg: TrainConfig, args, fold_seconds: dict
             "hd95": summarise(pooled["hd95"].to_numpy()),
             "per_fold_dice": {int(f): float(g["dice"].mean()) for f, g in pooled.groupby("fold")},
             "worst": pooled.nsmallest(3, "dice")[["image_id", "dice"]].to_dict("records"),
+            "readers": readers.reader_summary(pooled),
         }
     return {
         "recipe": asdict(cfg),
         "folds": args.folds,
+        "release": args.release,
         "folds_run": sorted(fold_seconds),
         "postprocess": dataclasses.asdict(variant_settings(args, True, True).postprocess),
         "fold_seconds": fold_seconds,
         "seconds": round(seconds, 1),
         "threads": args.threads,
+        "store_size": args.store_size,
         "jobs": args.jobs,
         "variants": variants,
     }
@@ -338,6 +364,8 @@ def print_summary(summary: dict, headline: str) -> None:
         folds = " ".join(f"{d:.4f}" for d in v["per_fold_dice"].values())
         print(f"{name:<10}  {v['dice']['mean']:.4f}     {v['dice']['p5']:.4f}    {v['hd95']['mean']:7.2f}    {folds}")
     h = summary["variants"][headline]
+    print(f"\n{headline} against each reader (pooled over the folds run; Dice at {summary['store_size']} px):")
+    print("\n".join(readers.reader_lines(h["readers"])))
     print(
         f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
         f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x "

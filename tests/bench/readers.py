@@ -210,7 +210,7 @@ def qc_lines(result: dict) -> list[str]:
 
 def anatomy_flagged(table: pd.DataFrame, qc_settings) -> np.ndarray:
     """Which masks the anatomy rules (`infer.qc`) flag whatever the predicted Dice: empty, too small, ..."""
-    from cxlseg.qc.assess import anatomy_flags
+    from cxlseg.inference.mask_qc import anatomy_flags
 
     return np.array([bool(anatomy_flags(rec, qc_settings)) for rec in table.to_dict("records")], bool)
 

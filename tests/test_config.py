@@ -303,3 +303,14 @@ def test_every_speed_only_key_is_marked_only_where_it_cannot_change_outputs():
         "classify": {"num_workers", "device", "amp"},
         "infer": INFER_SPEED_ONLY,
     }
+
+
+def test_the_flag_bar_is_calibrated_or_a_fixed_dice():
+    qc = default_config()["infer"]["qc"]
+    assert qc["min_predicted_dice"] == "calibrated" and qc["good_flag_rate"] == 0.03  # the schema's defaults
+    assert validate_config({"infer": {"qc": {"min_predicted_dice": 0.85}}})["infer"]["qc"]["min_predicted_dice"] == 0.85
+    for bad in ({"min_predicted_dice": "auto"}, {"min_predicted_dice": 1.5}, {"good_flag_rate": 1.0}):
+        with pytest.raises(ConfigError, match=r"infer\.qc"):
+            validate_config({"infer": {"qc": bad}})
+    with pytest.raises(ConfigError, match=r"infer\.qc\.calibration_max_images"):  # every held-out film is used
+        validate_config({"infer": {"qc": {"calibration_max_images": 20}}})

@@ -47,6 +47,7 @@ rule review_page:
     input:
         qc=f"{R}/CXLSeg/CXLSeg-qc.csv.gz",
         split=f"{R}/CXLSeg/CXLSeg-split.csv.gz",
+        qc_model=f"{R}/models/qc_calibration.json",
     output:
         page=f"{R}/review/index.html",
         data=directory(f"{R}/review/data"),

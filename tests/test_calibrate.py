@@ -58,8 +58,7 @@ def test_the_bar_flags_the_configured_share_of_good_masks():
     bar = pick_bar(dice, predicted, good_dice=0.9, rate=0.03)
     assert (predicted[:100] < bar).sum() == 3 and bar == pytest.approx(predicted[3])
     assert pick_bar(dice, predicted, good_dice=0.9, rate=0.0) == pytest.approx(0.80)  # none flagged
-    with pytest.raises(ValueError, match="min_predicted_dice"):
-        pick_bar(dice[100:], predicted[100:], good_dice=0.9, rate=0.03)  # no good mask to pick it from
+    assert pick_bar(dice[100:], predicted[100:], good_dice=0.9, rate=0.03) == 1.0  # no good mask: vouch for none
 
 
 def test_flag_bar_is_picked_or_fixed_as_configured(infer_settings):

@@ -127,14 +127,13 @@ def held_out_predictions(table: pd.DataFrame, splits, *, good_dice: float) -> tu
 def pick_bar(dice, predicted, *, good_dice: float, rate: float) -> float:
     """The flag bar under which `rate` of the good masks' (true Dice >= good_dice) predicted Dice lie, at most:
     the predicted Dice of the good mask at that rank. Picked on cross-validated predictions, so that the share
-    holds for masks the model has not seen."""
+    holds for masks the model has not seen. Without any good mask (a barely trained segmenter) QC can vouch for
+    no mask: the bar is 1, every mask is flagged, and the log says why."""
     dice, predicted = np.asarray(dice, np.float64), np.asarray(predicted, np.float64)
     good = np.sort(predicted[(dice >= good_dice) & np.isfinite(predicted)])
     if not len(good):
-        raise ValueError(
-            f"no good calibration mask (Dice >= {good_dice}) with a cross-validated predicted Dice to pick the flag "
-            "bar from: set infer.qc.min_predicted_dice to a fixed bar"
-        )
+        log.warning("no good calibration mask (Dice >= %g): flag bar 1, every mask is flagged", good_dice)
+        return 1.0
     return float(good[min(int(np.floor(rate * len(good))), len(good) - 1)])
 
 

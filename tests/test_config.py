@@ -338,3 +338,14 @@ def test_the_readme_lists_what_the_production_config_changes_from_the_schema():
     assert set(listed) == set(changed), "README's table and config/config.yaml disagree on which keys differ"
     for key, values in changed.items():
         assert listed[key] == tuple(map(shown, values)), key
+
+
+def test_the_flag_bar_is_calibrated_or_a_fixed_dice():
+    qc = default_config()["infer"]["qc"]
+    assert qc["min_predicted_dice"] == "calibrated" and qc["good_flag_rate"] == 0.03  # the schema's defaults
+    assert validate_config({"infer": {"qc": {"min_predicted_dice": 0.85}}})["infer"]["qc"]["min_predicted_dice"] == 0.85
+    for bad in ({"min_predicted_dice": "auto"}, {"min_predicted_dice": 1.5}, {"good_flag_rate": 1.0}):
+        with pytest.raises(ConfigError, match=r"infer\.qc"):
+            validate_config({"infer": {"qc": bad}})
+    with pytest.raises(ConfigError, match=r"infer\.qc\.calibration_max_images"):  # every held-out film is used
+        validate_config({"infer": {"qc": {"calibration_max_images": 20}}})

@@ -205,6 +205,7 @@ def test_settings_id_ignores_exactly_the_speed_only_keys(infer_settings, toys):
         dict(output_size=256),
         dict(postprocess={"closing": 3}),
         dict(qc={"min_predicted_dice": 0.8}),
+        dict(qc={"good_flag_rate": 0.05}),
         dict(ensemble=2),
         dict(mask_format="jpg"),
         dict(reduce_min_ratio=2.0),
@@ -324,7 +325,9 @@ def test_infer_settings_from_the_config(make_config):
     config = make_config(preprocess={"size": 256}, infer={"threshold": 0.4, "postprocess": {"closing": 7}})
     settings = InferSettings.from_config(config)
     assert settings.output_size == 256 and settings.threshold == 0.4 and settings.postprocess.closing == 7
-    assert settings.postprocess.opening == 3 and settings.qc.min_predicted_dice == 0.9  # the rest: schema defaults
+    assert (
+        settings.postprocess.opening == 3 and settings.qc.min_predicted_dice == "calibrated"
+    )  # the rest: schema defaults
     assert InferSettings.from_config(config, num_workers=1).num_workers == 1
     outputs = settings.outputs
     assert isinstance(outputs, OutputSettings) and outputs.postprocess == settings.postprocess

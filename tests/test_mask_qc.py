@@ -52,7 +52,7 @@ def test_qc_metrics_of_a_good_mask(thresholds, lung_fields):
 
 def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
     empty = np.zeros((224, 224), np.uint8)
-    assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds) == ["empty_mask"]
+    assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds)[0] == "empty_mask"
     metrics, flags = assess(np.full((224, 224), 0.1, np.float32), empty, None, thresholds, qc_model, 0.5)
     assert metrics["qc_predicted_dice"] == 0.0  # no lung, no Dice
     assert flags == ["empty_mask", "low_predicted_dice"]  # found by the low_predicted_dice filter too
@@ -79,6 +79,22 @@ def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
     assert {"low_soft_dice", "low_flip_agreement"} <= set(reasons)  # the features that explain it
 
 
+@pytest.mark.parametrize("bar", [0.0, 0.5, 1.0])
+def test_an_empty_mask_is_low_predicted_dice_under_every_bar_with_or_without_a_model(thresholds, qc_model, bar):
+    empty = qc_metrics(np.full((64, 64), 0.1, np.float32), np.zeros((64, 64), np.uint8))
+    both = ["empty_mask", "low_predicted_dice"]  # docs/qc.md: the low_predicted_dice filter finds it
+    assert qc_flags(empty, thresholds) == both  # no QC model loaded
+    for predicted in (0.0, math.nan):
+        assert qc_flags({**empty, "qc_predicted_dice": predicted}, thresholds, qc_model.with_bar(bar)) == both
+
+
+def test_a_nan_predicted_dice_is_no_evidence_of_a_good_mask(thresholds, qc_model, lung_fields):
+    metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask())
+    assert qc_flags({**metrics, "qc_predicted_dice": 0.95}, thresholds, qc_model) == []
+    assert "low_predicted_dice" in qc_flags({**metrics, "qc_predicted_dice": math.nan}, thresholds, qc_model)
+    assert qc_flags(metrics, thresholds) == []  # no model, no prediction: anatomy rules only
+
+
 def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_model, lung_fields):
     metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask())
     replace = dataclasses.replace
@@ -87,8 +103,8 @@ def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_m
     assert qc_flags(metrics, replace(thresholds, max_left_right_ratio=1.0)) == ["left_right_imbalance"]
     assert qc_flags(metrics, replace(thresholds, max_components=1)) == ["fragmented"]
     metrics["qc_predicted_dice"] = 0.93
-    assert qc_flags(metrics, thresholds, qc_model) == []  # 0.93 >= the default 0.9
-    assert qc_flags(metrics, replace(thresholds, min_predicted_dice=0.95), qc_model)[0] == "low_predicted_dice"
+    assert qc_flags(metrics, thresholds, qc_model) == []  # 0.93 >= the model's bar 0.9
+    assert qc_flags(metrics, thresholds, qc_model.with_bar(0.95))[0] == "low_predicted_dice"  # the model's bar
     configured = build_settings(QCSettings, make_config(infer={"qc": {"min_lung_area_fraction": 0.5}})["infer"]["qc"])
     assert qc_flags(metrics, configured) == ["small_lung_area"]
 
@@ -151,7 +167,7 @@ def test_qc_vs_truth_tracks_dice(shard, infer_run):
 
 
 def test_flagged_overlays_lowest_score_first(shard, infer_run, qc_model):
-    run = infer_run(shard, qc={"min_predicted_dice": 1.0}, qc_model=qc_model)  # every ok image is flagged
+    run = infer_run(shard, qc_model=qc_model.with_bar(1.0))  # every ok image is flagged
     manifest = pd.read_parquet(run.manifest)
     overlays = flagged_overlays(manifest, shard.mimic, run.out_root, size=224, max_images=2)
     assert len(overlays) == 2
@@ -177,7 +193,6 @@ def _calibration_files(tmp_path, qc_model):
         qc_model_path=tmp_path / "qc_calibration.json",
         calibration_table=tmp_path / "qc_calibration.csv",
         dice_plot_path=tmp_path / "dice.png",
-        min_predicted_dice=0.9,
     )
 
 
@@ -197,7 +212,7 @@ def _shard_qc_report(run, shard, qc_model, **options) -> dict:
 
 
 def test_qc_report_lists_failed_and_flagged(shard, infer_run, qc_model):
-    run = infer_run(shard, qc={"min_predicted_dice": 1.0}, qc_model=qc_model)
+    run = infer_run(shard, qc_model=qc_model.with_bar(1.0))
     io.write_json(
         shard.root / "selection.json",
         {

@@ -54,6 +54,10 @@ def test_save_and_load_round_trip_and_reject_bad_files(qc_model, tmp_path):
         "lengths": {**data, "coef": data["coef"][:-1]},
         "unknown feature": {**data, "features": ["soft_dice", "rm -rf", "lung_area_fraction"]},
         "extra key": {**data, "surprise": 1},
+        "no bar": {**data, "min_predicted_dice": None},
+        "bar above 1": {**data, "min_predicted_dice": 1.5},
+        "rate of 1": {**data, "good_flag_rate": 1.0},
+        "old format, no bar": {k: v for k, v in data.items() if k not in ("min_predicted_dice", "good_flag_rate")},
     }
     for bad in bad_cases.values():
         (tmp_path / "bad.json").write_text(json.dumps(bad))
@@ -62,6 +66,19 @@ def test_save_and_load_round_trip_and_reject_bad_files(qc_model, tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a cxlseg predicted-Dice model"):
         QCModel.load(tmp_path / "list.json")
+
+
+def test_the_flag_bar_is_saved_with_the_rate_it_was_picked_for(qc_model, tmp_path):
+    unfitted_bar = QCModel.fit(*fit_toy_qc_model()[1:])
+    assert math.isnan(unfitted_bar.min_predicted_dice)
+    with pytest.raises(ValueError, match="no flag bar"):
+        unfitted_bar.save(tmp_path / "none.json")
+    qc_model.with_bar(0.8731, 0.03).save(tmp_path / "qc.json")
+    saved = json.loads((tmp_path / "qc.json").read_text())  # top-level fields, beside info
+    assert (saved["min_predicted_dice"], saved["good_flag_rate"], saved["good_dice"]) == (0.8731, 0.03, 0.9)
+    loaded = QCModel.load(tmp_path / "qc.json")
+    assert (loaded.min_predicted_dice, loaded.good_flag_rate) == (0.8731, 0.03)
+    assert qc_model.good_flag_rate is None  # the fixture's bar is fixed
 
 
 def test_fit_refuses_too_little_or_flat_data():

@@ -12,9 +12,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from cxlseg.inference.qc_model import QCModel
 from cxlseg.reporting import pages, run_report, run_stats
 from cxlseg.reporting.inputs import DATASET_TABLES
 from helpers.reporting import report_files
+from helpers.shards import fit_toy_qc_model
 
 IDS = [f"d{i:02d}aaaaaa" for i in range(6)]
 RAW_HEADERS = ("peak_rss_mb", "images_per_s", "dice_p5", "n_test", "bad_caught", "good_flagged")
@@ -120,21 +122,18 @@ def results(tmp_path):
             }
         )
     )
-    (r / "models/qc_calibration.json").write_text(
-        json.dumps(
-            {
-                "info": {
-                    "model_id": "unet-1+sa_unet-2",
-                    "n_masks": 54,
-                    "good_dice": 0.9,
-                    "cross_validated": {
-                        "clean": {"n": 6, "pearson": 0.266, "mae": 0.021},
-                        "all": {"n": 54, "n_bad": 23, "n_good": 31, "bad_caught": 0.696, "good_flagged": 0.194},
-                    },
-                }
-            }
-        )
-    )
+    # written by the real writer, fitted with good Dice 0.85 (not the 0.9 a reader might assume) and a picked bar
+    table, dice = fit_toy_qc_model()[1:]
+    info = {
+        "model_id": "unet-1+sa_unet-2",
+        "n_masks": 54,
+        "cross_validated": {
+            "clean": {"n": 6, "pearson": 0.266, "mae": 0.021},
+            "all": {"n": 54, "n_bad": 23, "n_good": 31, "bad_caught": 0.696, "good_flagged": 0.194},
+        },
+    }
+    model = QCModel.fit(table, dice, good_dice=0.85, info=info).with_bar(0.8734, 0.03)
+    model.save(r / "models/qc_calibration.json")
     (r / "qc").mkdir()
     (r / "qc/qc_summary.json").write_text(
         json.dumps({"truth": {"n": 49, "mean_dice": 0.9661, "n_good": 49, "n_bad": 0, "good_flagged": 0.0}})
@@ -192,8 +191,9 @@ def test_the_first_page_answers(results):
     assert "masks made by<b>unet + sa_unet</b>" in glance
     assert "test Dice<b>0.951</b><small>n = 6 test images</small>" in glance
     assert "Dice vs demo truth<b>0.966</b><small>n = 49 masks</small>" in glance
-    assert "QC catches bad masks<b>70 %</b><small>of 23 calibration masks" in glance
-    assert "QC flags good masks<b>19 %</b><small>of 31 calibration masks" in glance
+    assert "QC catches bad masks<b>70 %</b><small>of 23 calibration masks, Dice &lt; 0.85</small>" in glance
+    assert "QC flags good masks<b>19 %</b><small>of 31 calibration masks, Dice ≥ 0.85</small>" in glance
+    assert "flag bar<b>predicted Dice &lt; 0.873</b><small>picked to flag 3 % of good calibration masks" in glance
     assert "wall clock<b>1:02:26</b>" in glance  # time with a job running: the pause before the merge excluded
     assert all(link.startswith("#") for link in _links(page))  # only anchors work inside the report's frames
     for anchor in ("images", "segmenter", "qc", "time"):
@@ -208,7 +208,8 @@ def test_summary_details_with_their_n(results):
     assert "test Dice, 5th percentile<b>0.9011</b><small>n = 6</small>" in page
     assert "selected on validation<b>unet</b><small>validation dice 0.9334</small>" in page
     assert "Pearson r, clean<b>0.266</b><small>n = 6 clean masks</small>" in page
-    assert "good masks flagged<b>0 %</b><small>n = 49 masks with Dice ≥ 0.9</small>" in page
+    assert "good masks flagged<b>0 %</b><small>n = 49 masks with Dice ≥ 0.85</small>" in page  # the model's level
+    assert page.split("id='qc'")[1].count("flag bar<b>predicted Dice &lt; 0.873</b>") == 1  # stated in the QC section
     assert "<td>merge_tables</td>" in page and "<td>demo</td>" in page  # every rule with a benchmark file
     assert "<td>3,725.0</td>" in page and "<td>1:02:05</td>" in page  # seconds as seconds, and h:mm:ss beside
     assert "Peak memory (MB)" in page and "Images per second" in page and "Time (s)" in page

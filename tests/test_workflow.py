@@ -228,6 +228,13 @@ def test_qc_predicts_dice_and_flags_mislabelled_views(demo_run):
     assert not_frontal.drop(list(mislabelled)).mean() <= 0.1
     text = (results / "qc" / "qc_report.md").read_text()
     assert "## Predicted Dice model" in text and "## Predicted vs true Dice" in text
+    # the bar calibration picked (infer.qc.good_flag_rate) flags few good masks on the demo too (issue #35)
+    summary = json.loads((results / "qc" / "qc_summary.json").read_text())
+    model = json.loads((results / "models" / "qc_calibration.json").read_text())
+    assert summary["flag_bar"] == {"min_predicted_dice": model["min_predicted_dice"], "good_flag_rate": 0.03}
+    truth = summary["truth"]  # the tiny demo's one-epoch models may make no good mask at all
+    assert truth["n_good"] == 0 or truth["good_flagged"] <= 0.10
+    assert f"predicted Dice < {model['min_predicted_dice']:.3f}, picked to flag 3 %" in text
     assert cv2.imread(str(results / "qc" / "predicted_vs_true_dice.png")) is not None
     assert cv2.imread(str(results / "models" / "qc_calibration.png")) is not None
 

@@ -221,8 +221,9 @@ def summarise(table: pd.DataFrame, settings: InferSettings, holdout=()) -> dict:
     return out
 
 
-def print_summary(summary: dict, bar: float) -> None:
-    print(f"\nflag bar: predicted Dice < {bar:.2f} (plus anatomy rules); good = true Dice >= 0.90")
+def print_summary(summary: dict, bar: float | str) -> None:
+    shown = bar if isinstance(bar, str) else f"{bar:.2f}"  # "calibrated": picked per k on its cross-fold predictions
+    print(f"\nflag bar: predicted Dice < {shown} (plus anatomy rules); good = true Dice >= 0.90")
     print("k  members                         Dice   p5     | clean: r     rho    MAE    good-flag | "
           "all: r     rho    MAE    good-flag bad-caught | ms/mask")  # fmt: skip
     for k, s in summary.items():

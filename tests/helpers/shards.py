@@ -233,7 +233,7 @@ def fit_toy_qc_model(n: int = 80, seed: int = 0):
         }
     )
     dice = np.clip(0.6 * table.soft_dice + 0.4 * table.flip_agreement + rng.normal(0, 0.01, n), 0, 1)
-    return QCModel.fit(table, dice, good_dice=0.9), table, dice
+    return QCModel.fit(table, dice, good_dice=0.9).with_bar(0.9), table, dice  # a fixed bar, as calibrate stores it
 
 
 def two_lung_mask(size: int = 224, hole: bool = False) -> np.ndarray:

@@ -47,6 +47,7 @@ rule review_page:
     input:
         qc=rules.quality_table.output.qc,
         split=rules.merge_tables.output.split,
+        qc_model=rules.calibrate_qc.output.model,
     output:
         page=f"{R}/review/index.html",
         data=directory(f"{R}/review/data"),

@@ -14,7 +14,6 @@ with log_to(snakemake.log[0]):
         qc_model_path=snakemake.input.qc_model,
         calibration_table=snakemake.input.calibration,
         dice_plot_path=snakemake.output.dice_plot,
-        min_predicted_dice=snakemake.params.settings.min_predicted_dice,
         truth_dir=snakemake.params.truth,
         size=snakemake.params.settings.size,
         interpolation=snakemake.params.settings.interpolation,

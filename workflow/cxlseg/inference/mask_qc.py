@@ -41,11 +41,11 @@ class QCSettings:
     max_components: int
     min_left_right_ratio: float
     max_left_right_ratio: float
-    min_predicted_dice: float
+    min_predicted_dice: float | str  # a fixed bar, or "calibrated": calibrate_qc picks it from good_flag_rate
+    good_flag_rate: float
     perturbation: bool
     good_dice: float
     calibration_degraded: int
-    calibration_max_images: int
 
 
 def _binary_entropy(prob: np.ndarray) -> np.ndarray:
@@ -143,16 +143,17 @@ def anatomy_flags(metrics: dict, thresholds: QCSettings) -> list[str]:
 
 
 def qc_flags(metrics: dict, thresholds: QCSettings, model=None) -> list[str]:
-    """Anatomy flags, then `low_predicted_dice` and its reasons when the predicted Dice is under the bar.
+    """Anatomy flags, then `low_predicted_dice` and its reasons when the predicted Dice is under the model's bar.
 
-    An empty mask (predicted Dice 0) is `low_predicted_dice` too, so that filtering on that flag finds every
-    mask QC expects to be poor; `empty_mask` is its reason, the features of an empty mask explain nothing more.
-    `metrics` must hold `qc_predicted_dice` when a model (`qc_model.QCModel`) is given."""
+    An empty mask is `low_predicted_dice` whatever the bar, with or without a model, so that filtering on that
+    flag finds every mask QC expects to be poor; `empty_mask` is its reason, the features of an empty mask explain
+    nothing more. With a model, a NaN prediction is no evidence the mask is good: flagged too. `metrics` must hold
+    `qc_predicted_dice` when a model (`qc_model.QCModel`, which stores the bar) is given."""
     flags = anatomy_flags(metrics, thresholds)
-    if model is None or not metrics["qc_predicted_dice"] < thresholds.min_predicted_dice:
-        return flags
     if flags == ["empty_mask"]:
         return [*flags, "low_predicted_dice"]
+    if model is None or metrics["qc_predicted_dice"] >= model.min_predicted_dice:
+        return flags
     return flags + ["low_predicted_dice", *(r for r in model.reasons(metrics) if r not in flags)]
 
 

@@ -10,7 +10,7 @@ numpy, so a shard of 24,000 images pays microseconds per image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,7 @@ NEAR_ONE = frozenset(
         "cleanup_agreement",
     }
 )
-FORMAT = "cxlseg-qc-model/1"
+FORMAT = "cxlseg-qc-model/2"  # /2: the flag bar and the rate it was picked for
 
 
 def _transform(name: str, values: np.ndarray) -> np.ndarray:
@@ -65,7 +65,11 @@ def _transform(name: str, values: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class QCModel:
     """Predicted Dice = isotonic(ridge(standardised features)), the ridge fitted to -log(1 - Dice) and the
-    isotonic map taking its score back to Dice; `good_lo/hi` bound each feature on good masks."""
+    isotonic map taking its score back to Dice; `good_lo/hi` bound each feature on good masks.
+
+    The flag bar lives here, not in the config, so that inference and the reports read the one bar calibration
+    chose: `min_predicted_dice` (NaN until `with_bar`; a saved model always has one) and `good_flag_rate`, the share
+    of good calibration masks it was picked to flag (None: a fixed bar from the config)."""
 
     features: tuple[str, ...]
     fill: tuple[float, ...]  # median of each feature: stands in for a NaN
@@ -78,6 +82,8 @@ class QCModel:
     good_lo: tuple[float, ...]  # 1st percentile of the feature over masks with Dice >= good_dice
     good_hi: tuple[float, ...]  # 99th percentile
     good_dice: float
+    min_predicted_dice: float
+    good_flag_rate: float | None
     info: dict = field(default_factory=dict)
 
     # --- fit ---------------------------------------------------------------------------------------
@@ -119,7 +125,17 @@ class QCModel:
             good_lo=_floats(np.percentile(ref, 1, axis=0)),
             good_hi=_floats(np.percentile(ref, 99, axis=0)),
             good_dice=float(good_dice),
+            min_predicted_dice=math.nan,
+            good_flag_rate=None,
             info={"n_masks": int(len(dice)), "alpha": float(ridge.alpha_), **choice, **(info or {})},
+        )
+
+    def with_bar(self, min_predicted_dice: float, good_flag_rate: float | None = None) -> "QCModel":
+        """The model with its flag bar: picked to flag `good_flag_rate` of good masks, or fixed (rate None)."""
+        return replace(
+            self,
+            min_predicted_dice=float(min_predicted_dice),
+            good_flag_rate=None if good_flag_rate is None else float(good_flag_rate),
         )
 
     # --- apply -------------------------------------------------------------------------------------
@@ -173,7 +189,9 @@ class QCModel:
     # --- files -------------------------------------------------------------------------------------
 
     def save(self, path: Path | str) -> None:
-        """Plain JSON (NaN written as null, so any JSON reader takes it)."""
+        """Plain JSON (NaN written as null, so any JSON reader takes it); a model without its flag bar is refused."""
+        if not _is_bar(self.min_predicted_dice):
+            raise ValueError(f"{path}: the predicted-Dice model has no flag bar (QCModel.with_bar)")
         write_json(path, _json_safe({"format": FORMAT, **asdict(self)}))
 
     @classmethod
@@ -192,6 +210,10 @@ class QCModel:
         unknown = set(model.features) - set(FEATURES)
         if lengths != {n} or len(model.iso_x) != len(model.iso_y) or not model.iso_x or unknown:
             raise ValueError(f"{path}: inconsistent predicted-Dice model (features {model.features})")
+        if not _is_bar(model.min_predicted_dice) or not _is_rate(model.good_flag_rate):
+            raise ValueError(
+                f"{path}: flag bar {model.min_predicted_dice!r} (rate {model.good_flag_rate!r}) is not a Dice in [0, 1]"
+            )
         return model
 
 
@@ -233,6 +255,14 @@ def _design(names, raw: np.ndarray, fill: np.ndarray) -> np.ndarray:
     return np.column_stack([_transform(n, filled[:, i]) for i, n in enumerate(names)])
 
 
+def _is_bar(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+def _is_rate(value) -> bool:
+    return value is None or (_is_bar(value) and value < 1.0)
+
+
 def _json_safe(value):
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
@@ -243,6 +273,18 @@ def _json_safe(value):
 
 def _floats(values) -> tuple[float, ...]:
     return tuple(float(v) for v in np.asarray(values).ravel())
+
+
+def bar_text(bar, rate, good_dice) -> str:
+    """The flag bar and where it came from, in words (the log and both reports quote it)."""
+    if bar is None:
+        return "none (no QC model)"
+    if rate is None:
+        return f"predicted Dice < {bar:.3f}, a fixed bar (infer.qc.min_predicted_dice)"
+    return (
+        f"predicted Dice < {bar:.3f}, picked to flag {100 * rate:g} % of good calibration masks "
+        f"(Dice ≥ {good_dice:g}, cross-validated predictions)"
+    )
 
 
 def describe(model: QCModel) -> list[tuple[str, float]]:

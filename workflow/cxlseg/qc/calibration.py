@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from cxlseg.inference import mask_qc as qc
 from cxlseg.inference.outputs import mask_and_qc
-from cxlseg.inference.qc_model import QCModel, tracking
+from cxlseg.inference.qc_model import QCModel, bar_text, tracking
 from cxlseg.io import atomic_path, write_csv
 from cxlseg.metrics import dice
 from cxlseg.qc.degradations import DEGRADATIONS, degrade
@@ -40,19 +40,33 @@ def _variants(n_images: int, degraded: int, seed: int, kinds=KINDS) -> list[tupl
 
 
 def measure(
-    images, masks, ids, predictor, settings, *, degraded: int, seed: int, kinds=KINDS, progress: bool = True
+    images,
+    masks,
+    ids,
+    predictor,
+    settings,
+    *,
+    degraded: int,
+    seed: int,
+    kinds=KINDS,
+    progress: bool = True,
+    patients=None,
 ) -> pd.DataFrame:
-    """One row per calibration mask: id, degradation, severity, QC features and the true Dice.
+    """One row per calibration mask: id, patient, degradation, severity, QC features and the true Dice.
 
     `settings` is the InferSettings of inference (film check, threshold, clean-up); the predictor is inference's.
+    `patients` (one per image; default: the image id) groups the cross-validation, so no patient's film is
+    predicted by a model fitted on another film of that patient.
     """
+    patients = list(ids) if patients is None else list(patients)
 
     def films():
         for i, name, severity, variant_seed in _variants(len(images), degraded, seed, kinds):
             image, truth = np.asarray(images[i]), (np.asarray(masks[i]) > 0).astype(np.uint8)
             if name != "clean":
                 image, truth = degrade(image, truth, name, severity, variant_seed)
-            yield {"image_id": ids[i], "degradation": name, "severity": round(severity, 3)}, image, truth
+            meta = {"image_id": ids[i], "patient": patients[i], "degradation": name, "severity": round(severity, 3)}
+            yield meta, image, truth
 
     total = len(images) * (1 + degraded)
     bar = tqdm(films(), total=total, desc="calibrate QC", unit="mask", disable=not progress)
@@ -81,11 +95,17 @@ def measure_films(films, predictor, settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _groups(table: pd.DataFrame) -> pd.Series:
+    """What a cross-validation holds out together: the patient where known, else the source image."""
+    return table["patient" if "patient" in table else "image_id"].astype(str)
+
+
 def cross_validated(table: pd.DataFrame, *, good_dice: float, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Predicted Dice of every row by a model fitted without its image (any variant of it): honest numbers."""
+    """Predicted Dice of every row by a model fitted without its patient (any film or variant of it): honest
+    numbers."""
     from sklearn.model_selection import GroupKFold
 
-    groups = table["image_id"].astype(str).to_numpy()
+    groups = _groups(table).to_numpy()
     k = min(folds, len(set(groups)))
     if k < 2:
         return np.full(len(table), np.nan)
@@ -95,26 +115,50 @@ def cross_validated(table: pd.DataFrame, *, good_dice: float, folds: int = 5, se
 
 def held_out_predictions(table: pd.DataFrame, splits, *, good_dice: float) -> tuple[np.ndarray, list[QCModel]]:
     """Each held-out part's predicted Dice from a model fitted on its (fit_rows, held_rows) complement, and the
-    models in split order; every fit groups its own cross-validation by source image."""
+    models in split order; every fit groups its own cross-validation by patient (or source image)."""
     predicted, models = np.full(len(table), np.nan), []
     for fit_rows, held_rows in splits:
         fit = table.iloc[fit_rows]
-        models.append(QCModel.fit(fit, fit["dice"], good_dice=good_dice, groups=fit["image_id"].astype(str)))
+        models.append(QCModel.fit(fit, fit["dice"], good_dice=good_dice, groups=_groups(fit)))
         predicted[held_rows] = models[-1].predict(table.iloc[held_rows])
     return predicted, models
 
 
-def flagged_by(table: pd.DataFrame, predicted: np.ndarray, settings) -> np.ndarray:
-    """Which rows inference would flag, given their predicted Dice (anatomy rules included)."""
+def pick_bar(dice, predicted, *, good_dice: float, rate: float) -> float:
+    """The flag bar under which `rate` of the good masks' (true Dice >= good_dice) predicted Dice lie, at most:
+    the predicted Dice of the good mask at that rank. Picked on cross-validated predictions, so that the share
+    holds for masks the model has not seen. Without any good mask (a barely trained segmenter) QC can vouch for
+    no mask: the bar is 1, every mask is flagged, and the log says why."""
+    dice, predicted = np.asarray(dice, np.float64), np.asarray(predicted, np.float64)
+    good = np.sort(predicted[(dice >= good_dice) & np.isfinite(predicted)])
+    if not len(good):
+        log.warning("no good calibration mask (Dice >= %g): flag bar 1, every mask is flagged", good_dice)
+        return 1.0
+    return float(good[min(int(np.floor(rate * len(good))), len(good) - 1)])
+
+
+def flag_bar(table: pd.DataFrame, predicted: np.ndarray, qc_settings) -> tuple[float, float | None]:
+    """(bar, the good-flag rate it was picked for): the configured fixed bar (rate None), or the bar picked on
+    the calibration masks' cross-validated predictions (`infer.qc.min_predicted_dice: calibrated`)."""
+    if qc_settings.min_predicted_dice != "calibrated":
+        return float(qc_settings.min_predicted_dice), None
+    rate = qc_settings.good_flag_rate
+    return pick_bar(table["dice"], predicted, good_dice=qc_settings.good_dice, rate=rate), float(rate)
+
+
+def flagged_by(table: pd.DataFrame, predicted: np.ndarray, settings, bar: float | None = None) -> np.ndarray:
+    """Which rows inference would flag, given their predicted Dice (anatomy rules included) and the flag bar
+    (default: `flag_bar` of the settings on these rows)."""
+    bar = flag_bar(table, predicted, settings.qc)[0] if bar is None else bar
     out = []
     for rec, p in zip(table.to_dict("records"), predicted):
-        out.append(bool(qc.anatomy_flags(rec, settings.qc)) or p < settings.qc.min_predicted_dice)
+        out.append(bool(qc.anatomy_flags(rec, settings.qc)) or not p >= bar)
     return np.array(out, bool)
 
 
-def summarise(table: pd.DataFrame, predicted: np.ndarray, settings) -> dict:
+def summarise(table: pd.DataFrame, predicted: np.ndarray, settings, bar: float | None = None) -> dict:
     """Cross-validated tracking on clean masks (what inference mostly sees) and on all masks."""
-    flagged = flagged_by(table, predicted, settings)
+    flagged = flagged_by(table, predicted, settings, bar)
     good_dice = settings.qc.good_dice
     clean = (table["degradation"] == "clean").to_numpy()
     return {
@@ -123,39 +167,54 @@ def summarise(table: pd.DataFrame, predicted: np.ndarray, settings) -> dict:
     }
 
 
-def calibrate(store_dir, predictor, settings, out_json, out_csv, out_plot, *, seed: int) -> QCModel:
-    """Fit the predicted-Dice model on the store's validate + test splits; write model, table and plot."""
+def held_out_films(store) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Every film the training split holds out (the store's validate and test splits): images, masks, ids
+    ("<split>/<image_id>") and patients ("<dataset>/<patient_id>" where the index has them)."""
     from cxlseg.training.store import load_split
 
-    images, masks, ids = [], [], []
+    images, masks, ids, patients = [], [], [], []
     for split in SPLITS:
-        split_images, split_masks, index = load_split(store_dir, split)
+        split_images, split_masks, index = load_split(store, split)
         names = index["image_id"].astype(str) if "image_id" in index else pd.Series(range(len(split_images)))
+        names = [f"{split}/{n}" for n in names]
+        if "patient_id" in index:
+            dataset = index["dataset"].astype(str) if "dataset" in index else pd.Series([""] * len(index))
+            patients += [f"{d}/{p}" for d, p in zip(dataset, index["patient_id"].astype(str))]
+        else:
+            patients += names
         images.append(np.asarray(split_images))
         masks.append(np.asarray(split_masks))
-        ids += [f"{split}/{n}" for n in names]
-    images, masks = np.concatenate(images), np.concatenate(masks)
-    keep = np.sort(np.random.default_rng(seed).permutation(len(images))[: settings.qc.calibration_max_images])
+        ids += names
+    return np.concatenate(images), np.concatenate(masks), ids, patients
+
+
+def calibrate(store_dir, predictor, settings, out_json, out_csv, out_plot, *, seed: int) -> QCModel:
+    """Fit the predicted-Dice model on every held-out film of the store, clean and degraded, and store in it the
+    flag bar (`flag_bar`); write model, table and plot."""
+    images, masks, ids, patients = held_out_films(store_dir)
     table = measure(
-        images[keep], masks[keep], [ids[i] for i in keep], predictor, settings,
-        degraded=settings.qc.calibration_degraded, seed=seed,
+        images, masks, ids, predictor, settings,
+        degraded=settings.qc.calibration_degraded, seed=seed, patients=patients,
     )  # fmt: skip
     table["predicted_cv"] = cross_validated(table, good_dice=settings.qc.good_dice, seed=seed)
+    bar, rate = flag_bar(table, table["predicted_cv"].to_numpy(), settings.qc)
     info = {
         "model_id": predictor.model_id,
         "tta_flip": predictor.tta_flip,
-        "n_images": int(len(keep)),
+        "n_images": int(len(images)),
+        "n_patients": int(len(set(patients))),
         "degraded_per_image": settings.qc.calibration_degraded,
-        "cross_validated": summarise(table, table["predicted_cv"].to_numpy(), settings),
+        "cross_validated": summarise(table, table["predicted_cv"].to_numpy(), settings, bar),
     }
     model = QCModel.fit(
-        table, table["dice"], good_dice=settings.qc.good_dice, groups=table["image_id"].astype(str), info=info
-    )
+        table, table["dice"], good_dice=settings.qc.good_dice, groups=_groups(table), info=info
+    ).with_bar(bar, rate)
     model.save(out_json)
     write_csv(table, out_csv)
-    plot_calibration(table, settings.qc.min_predicted_dice, out_plot)
+    plot_calibration(table, bar, out_plot)
     clean = info["cross_validated"]["clean"]
     log.info("predicted Dice (cross-validated, clean masks): Pearson %.3f, MAE %.4f", clean["pearson"], clean["mae"])
+    log.info("flag bar: %s", bar_text(bar, rate, settings.qc.good_dice))
     return model
 
 

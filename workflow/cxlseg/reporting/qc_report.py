@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from cxlseg import io
 from cxlseg.inference.manifest import read_manifests, split_flags
 from cxlseg.inference.mask_qc import flagged_overlays, qc_tracking, qc_vs_truth
-from cxlseg.inference.qc_model import QCModel, describe
+from cxlseg.inference.qc_model import QCModel, bar_text, describe
 from cxlseg.qc.calibration import calibration_curve
 
 
@@ -75,7 +75,10 @@ def _model_sections(model: QCModel) -> list[tuple[str, str, pd.DataFrame | None]
         f"Predicted Dice model ({model.info.get('n_masks', '?')} calibration masks, model "
         f"{model.info.get('model_id', '?')})"
     )
-    text = "Fitted on the training store's validate and test images, clean and degraded; cross-validated by image."
+    text = (
+        "Fitted on every film the training split holds out (validate and test), clean and degraded; "
+        f"cross-validated by patient. Flag bar: {bar_text(model.min_predicted_dice, model.good_flag_rate, model.good_dice)}."
+    )
     return [(title, text, _readable(rows, model.good_dice)), ("Features of the predicted Dice", "", weights)]
 
 
@@ -189,7 +192,6 @@ def write_qc_report(
     qc_model_path,
     calibration_table,
     dice_plot_path,
-    min_predicted_dice: float,
     truth_dir=None,
     size: int,
     interpolation: str = "area",
@@ -198,7 +200,7 @@ def write_qc_report(
     demo: bool = False,
 ) -> dict:
     """The QC report as Markdown (and as an HTML page), the flagged overlays, the Dice plot, and a JSON summary
-    of how QC did against ground truth (the run summary quotes it)."""
+    of how QC did against ground truth (the run summary quotes it); the flag bar is the QC model's."""
     manifest = read_manifests(manifest_paths)
     selection = io.read_json(selection_summary)
     status = manifest.groupby("status").size().rename("images").reset_index()
@@ -231,15 +233,15 @@ def write_qc_report(
             )
         )
     calibration = pd.read_csv(calibration_table)
-    plot_predicted_vs_true(validation, calibration, min_predicted_dice, dice_plot_path)
+    plot_predicted_vs_true(validation, calibration, model.min_predicted_dice, dice_plot_path)
     io.write_text(markdown_path, render_markdown(sections))
     if html_path:
         io.write_text(html_path, render_html(sections, demo=demo))
-    result = {"images": int(len(manifest)), "flagged": int(len(flagged)), "tracking": tracking}
+    bar = {"min_predicted_dice": model.min_predicted_dice, "good_flag_rate": model.good_flag_rate}
+    result = {"images": int(len(manifest)), "flagged": int(len(flagged)), "tracking": tracking, "flag_bar": bar}
     if summary_path:
-        io.write_json(
-            summary_path, _finite({"images": result["images"], "flagged": result["flagged"], "truth": tracking})
-        )
+        summary = {"images": result["images"], "flagged": result["flagged"], "flag_bar": bar, "truth": tracking}
+        io.write_json(summary_path, _finite(summary))
     return result
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from cxlseg import io
 from cxlseg.inference.manifest import read_manifest_table, shard_of, split_flags
+from cxlseg.inference.qc_model import bar_text
 from cxlseg.inference.select_images import DROP_CAUSES
 from cxlseg.reporting import pages
 from cxlseg.reporting.html import count, esc, fixed, hms, kpi, note, page, percent, section, table, toc
@@ -132,14 +133,31 @@ def _rate(rate, n, what: str) -> tuple[str, str]:
     return percent(rate), f"n = {count(n)} {what}"
 
 
+def qc_model_fields(files: ReportFiles) -> tuple[dict, float | None, dict]:
+    """(info, good-Dice level, flag bar) of the run's QC model file as `QCModel.save` writes it: the level and the
+    bar are top-level fields, beside `info`; (empty, None, empty) without a model."""
+    saved = read_json(files.qc_model)
+    bar = {"bar": saved.get("min_predicted_dice"), "rate": saved.get("good_flag_rate")}
+    return saved.get("info", {}), saved.get("good_dice"), bar if bar["bar"] is not None else {}
+
+
+def bar_kpi(bar: dict, good) -> str:
+    """The flag bar and the good-flag rate it was picked for (or that it is fixed)."""
+    if not bar:
+        return note("No flag bar: this run has no QC model.")
+    how = bar_text(bar["bar"], bar["rate"], good).split(", ", 1)[1]
+    return kpi("flag bar", f"predicted Dice < {fixed(3)(bar['bar'])}", how)
+
+
 def qc_section(files: ReportFiles) -> list[str]:
-    """How well QC separates good from bad masks: catch and false-flag rates with their n, and its tracking."""
-    info = read_json(files.qc_model).get("info", {})
+    """How well QC separates good from bad masks: the flag bar, catch and false-flag rates with their n, and its
+    tracking."""
+    info, good, bar = qc_model_fields(files)
     truth = read_json(files.qc_summary).get("truth", {})
     out = [section("qc", "Quality control")]
     if not info and not truth:
         return out + [note("No QC calibration in this run.")]
-    good = info.get("good_dice", 0.9)
+    out.append(bar_kpi(bar, good))
     cv = info.get("cross_validated", {})
     every = cv.get("all", {})
     if every:
@@ -174,8 +192,8 @@ def qc_section(files: ReportFiles) -> list[str]:
     out.append(
         note(
             f"Each mask's predicted Dice comes from the QC model ({count(info.get('n_masks'))} calibration masks, "
-            f"segmenter {info.get('model_id', '–')}); a mask is flagged when its predicted Dice is low or a "
-            "feature is out of range. Details: menu 3. CXLSeg dataset → QC report."
+            f"segmenter {info.get('model_id', '–')}); a mask is flagged when its predicted Dice is under the flag "
+            "bar or an anatomy rule fails. Details: menu 3. CXLSeg dataset → QC report."
         )
     )
     return out
@@ -215,9 +233,8 @@ def at_a_glance(files: ReportFiles, manifest: pd.DataFrame, *, demo: bool) -> li
     ok = manifest["status"] == "ok"
     used = segmenter(files)
     truth = read_json(files.qc_summary).get("truth", {})
-    calibration = read_json(files.qc_model).get("info", {})
+    calibration, good, bar = qc_model_fields(files)
     every = calibration.get("cross_validated", {}).get("all", {})
-    good = calibration.get("good_dice", 0.9)
     boxes = [
         kpi("selected", count(selection.get("images_in_shards", len(manifest))), "frontal, with a report"),
         kpi(
@@ -233,6 +250,8 @@ def at_a_glance(files: ReportFiles, manifest: pd.DataFrame, *, demo: bool) -> li
     if truth.get("n"):
         label = "Dice vs demo truth" if demo else "Dice vs ground truth"
         boxes.append(kpi(label, fixed(3)(truth.get("mean_dice")), f"n = {count(truth['n'])} masks"))
+    if bar:
+        boxes.append(bar_kpi(bar, good))
     if every:
         boxes.append(
             kpi(

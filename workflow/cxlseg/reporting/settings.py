@@ -9,18 +9,17 @@ from cxlseg.config import RuleSettings
 
 @dataclass(frozen=True)
 class QCReportSettings(RuleSettings):
-    """Rule qc_report: the masks' size and resize (`preprocess.size`, `.interpolation`) and the predicted-Dice
-    bar a mask is flagged under; whether the run is the synthetic demo (its pages say so)."""
+    """Rule qc_report: the masks' size and resize (`preprocess.size`, `.interpolation`); whether the run is the
+    synthetic demo (its pages say so). The flag bar is the QC model's (calibrate_qc stores it)."""
 
     size: int
     interpolation: str
-    min_predicted_dice: float
     demo: bool
 
     @classmethod
     def from_config(cls, config: dict) -> "QCReportSettings":
         prep, demo = config["preprocess"], config["demo"]["enabled"]
-        return cls(prep["size"], prep["interpolation"], config["infer"]["qc"]["min_predicted_dice"], demo)
+        return cls(prep["size"], prep["interpolation"], demo)
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,10 @@ class RunReportSettings(RuleSettings):
 
 @dataclass(frozen=True)
 class ReviewPageSettings(RuleSettings):
-    """Rule review_page: the predicted-Dice bar the gallery marks, and whether the run is the synthetic demo."""
+    """Rule review_page: whether the run is the synthetic demo; the bar the gallery marks is the QC model's."""
 
-    min_predicted_dice: float
     demo: bool
 
     @classmethod
     def from_config(cls, config: dict) -> "ReviewPageSettings":
-        return cls(config["infer"]["qc"]["min_predicted_dice"], config["demo"]["enabled"])
+        return cls(config["demo"]["enabled"])

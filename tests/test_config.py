@@ -1,8 +1,11 @@
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 import re
 from pathlib import Path
 
+import cxlseg
 import pytest
 import yaml
 from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings
@@ -18,9 +21,9 @@ from cxlseg.config import (
     validate_config,
 )
 from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings
-from cxlseg.inference.mask_qc import QCSettings, qc_metrics
+from cxlseg.inference.mask_qc import QCSettings
 from cxlseg.inference.outputs import OutputSettings
-from cxlseg.inference.postprocess import CleanupSettings, clean_mask
+from cxlseg.inference.postprocess import CleanupSettings
 from cxlseg.inference.predictor import InputSpec
 from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.settings import InferSettings
@@ -32,7 +35,7 @@ from cxlseg.tables.settings import MergeTablesSettings, TablesSettings
 from cxlseg.training.dataset import AUGMENT_RANGES
 from cxlseg.training.models import MODELS
 from cxlseg.training.settings import AUGMENT_PRESETS, SELECT_METRICS, AugmentRunSettings, AugmentSettings, TrainConfig
-from cxlseg.training.splits import TrainingSplitSettings, assign_split, split_by_image, split_by_subject
+from cxlseg.training.splits import TrainingSplitSettings
 from cxlseg.training.trainer import HISTORY_COLUMNS
 from cxlseg.view_check.samples import ViewSamplesSettings
 from cxlseg.view_check.settings import ViewCheckSettings
@@ -194,20 +197,64 @@ def test_no_default_in_code_differs_from_the_schema(cls):
         assert field.default_factory is dataclasses.MISSING, f"{cls.__name__}.{field.name}"
 
 
-def _keyword_defaults(fn) -> dict:
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+# Schema sections whose values travel as settings objects into package functions: a function parameter named like
+# one of their leaves takes the value from its caller, never from a default of its own.
+TRAVELLING = ("infer.threshold", "infer.postprocess.", "infer.qc.", "tables.", "seed")
 
 
-def test_function_defaults_agree_with_the_schema():
-    cfg = default_config()
-    cleanup = _keyword_defaults(clean_mask)
-    assert cleanup == {"threshold": cfg["infer"]["threshold"], **cfg["infer"]["postprocess"]}
-    assert _keyword_defaults(qc_metrics)["threshold"] == cfg["infer"]["threshold"]
-    tables = cfg["tables"]
-    ratios = (tables["train"], tables["validate"], tables["test"])
-    for fn in (split_by_subject, split_by_image):
-        assert _keyword_defaults(fn) == {"ratios": ratios, "seed": cfg["seed"]}, fn.__name__
-    assert _keyword_defaults(assign_split)["split_unit"] == tables["split_unit"]
+def _schema_leaves(node: dict, prefix: str = "") -> dict:
+    """Every schema default by dotted key."""
+    leaves = {}
+    for key, value in node.items():
+        leaves |= _schema_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return leaves
+
+
+def _package_functions():
+    """(qualified name, function) for every function and method defined in the package (a settings dataclass's
+    generated __init__ is the check above's)."""
+    for info in pkgutil.walk_packages(cxlseg.__path__, "cxlseg."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj):
+                yield f"{module.__name__}.{name}", obj
+            elif inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    fn = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+                    if inspect.isfunction(fn) and not (attr == "__init__" and dataclasses.is_dataclass(obj)):
+                        yield f"{module.__name__}.{name}.{attr}", fn
+
+
+def restated_defaults(functions, config: dict) -> list[str]:
+    """Parameters named like a travelling schema leaf whose default restates that leaf's default."""
+    travelling = {k: v for k, v in _schema_leaves(config).items() if k.startswith(TRAVELLING)}
+    found = []
+    for qualname, fn in functions:
+        for param in inspect.signature(fn).parameters.values():
+            if param.default is param.empty:
+                continue
+            keys = [k for k, v in travelling.items() if k.rsplit(".", 1)[-1] == param.name and v == param.default]
+            found += [f"{qualname}({param.name}={param.default!r}) restates {key}" for key in keys]
+    return found
+
+
+def test_no_function_default_restates_a_schema_default():
+    """Settings travel whole: `infer.threshold` reaches the clean-up, the agreement and the QC features from the
+    rule's settings, not from an `= 0.5` in each signature (which would silently win when a caller forgets it)."""
+    assert restated_defaults(_package_functions(), default_config()) == []
+
+
+def test_the_restated_default_check_finds_one():
+    def clean(prob, *, threshold=0.5, closing=5, seed=7, good_dice=None):
+        return prob
+
+    found = restated_defaults([("clean", clean)], default_config())
+    assert found == [
+        "clean(threshold=0.5) restates infer.threshold",
+        "clean(closing=5) restates infer.postprocess.closing",
+    ]
 
 
 def test_build_settings_needs_every_field_and_converts_values():

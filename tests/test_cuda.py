@@ -42,7 +42,7 @@ def test_the_predictor_on_cuda_gives_the_cpu_probabilities(trained, toys, amp):
     gpu = Predictor.from_checkpoints(checkpoints, device=CUDA, tta_flip=True, amp_dtype=amp)
     assert gpu.device.type == "cuda" and all(p.is_cuda for m in gpu.models for p in m.parameters())
     x = _films(toys, cpu.spec)
-    want, got = cpu.predict_batch(x, out_size=48), gpu.predict_batch(x, out_size=48)
+    want, got = cpu.predict_batch(x, 48, 0.5), gpu.predict_batch(x, 48, 0.5)
     assert got.prob.dtype == np.float32 and got.prob.shape == want.prob.shape == (4, 48, 48)
     error = np.abs(got.prob - want.prob)
     assert error.max() < 0.05 and error.mean() < 0.01, (error.max(), error.mean())

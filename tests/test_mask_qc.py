@@ -34,7 +34,7 @@ def thresholds():
 
 def test_qc_metrics_of_a_good_mask(thresholds, lung_fields):
     mask = lung_fields.mask()
-    metrics = qc_metrics(lung_fields.prob(mask), mask)
+    metrics = qc_metrics(lung_fields.prob(mask), mask, threshold=0.5)
     assert 0.1 < metrics["lung_area_fraction"] < 0.4
     assert metrics["n_components"] == 2
     assert 1.0 < metrics["left_right_ratio"] < 1.5 and metrics["lr_log_ratio"] == pytest.approx(
@@ -45,21 +45,25 @@ def test_qc_metrics_of_a_good_mask(thresholds, lung_fields):
     assert 0.45 < metrics["centroid_x"] < 0.55 and 0.45 < metrics["centroid_y"] < 0.55
     assert 0.55 < metrics["height_fraction"] < 0.7
     assert math.isnan(metrics["member_agreement"]) and math.isnan(metrics["flip_agreement"])  # none given
-    with_agreement = qc_metrics(lung_fields.prob(mask), mask, {"member_agreement": 0.9, "flip_agreement": 0.95})
+    with_agreement = qc_metrics(
+        lung_fields.prob(mask), mask, {"member_agreement": 0.9, "flip_agreement": 0.95}, threshold=0.5
+    )
     assert with_agreement["member_agreement"] == 0.9 and with_agreement["flip_agreement"] == 0.95
     assert qc_flags(metrics, thresholds) == []
 
 
 def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
     empty = np.zeros((224, 224), np.uint8)
-    assert qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty), thresholds)[0] == "empty_mask"
+    assert (
+        qc_flags(qc_metrics(np.full((224, 224), 0.1, np.float32), empty, threshold=0.5), thresholds)[0] == "empty_mask"
+    )
     metrics, flags = assess(np.full((224, 224), 0.1, np.float32), empty, None, thresholds, qc_model, 0.5)
     assert metrics["qc_predicted_dice"] == 0.0  # no lung, no Dice
     assert flags == ["empty_mask", "low_predicted_dice"]  # found by the low_predicted_dice filter too
 
     one_lung = lung_fields.mask()
     one_lung[:, 112:] = 0
-    m = qc_metrics(lung_fields.prob(one_lung), one_lung)
+    m = qc_metrics(lung_fields.prob(one_lung), one_lung, threshold=0.5)
     assert math.isinf(m["left_right_ratio"]) and m["lr_log_ratio"] > 5
     assert "left_right_imbalance" in qc_flags(m, thresholds)
 
@@ -67,7 +71,9 @@ def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
     noisy_prob = np.clip(lung_fields.prob(lung_fields.mask(), 0.6) + rng.normal(0, 0.25, (224, 224)), 0, 1).astype(
         np.float32
     )
-    cleaned = pp.clean_mask(noisy_prob)
+    cleaned = pp.clean_mask(
+        noisy_prob, build_settings(pp.CleanupSettings, default_config()["infer"]["postprocess"]), threshold=0.5
+    )
     m, flags = assess(noisy_prob, cleaned, {"flip_agreement": 0.62}, thresholds, qc_model, 0.5)
     good, good_flags = assess(
         lung_fields.prob(lung_fields.mask()), lung_fields.mask(), {"flip_agreement": 0.99}, thresholds, qc_model, 0.5
@@ -81,7 +87,7 @@ def test_qc_flags_fire_on_bad_masks(thresholds, qc_model, lung_fields):
 
 @pytest.mark.parametrize("bar", [0.0, 0.5, 1.0])
 def test_an_empty_mask_is_low_predicted_dice_under_every_bar_with_or_without_a_model(thresholds, qc_model, bar):
-    empty = qc_metrics(np.full((64, 64), 0.1, np.float32), np.zeros((64, 64), np.uint8))
+    empty = qc_metrics(np.full((64, 64), 0.1, np.float32), np.zeros((64, 64), np.uint8), threshold=0.5)
     both = ["empty_mask", "low_predicted_dice"]  # docs/qc.md: the low_predicted_dice filter finds it
     assert qc_flags(empty, thresholds) == both  # no QC model loaded
     for predicted in (0.0, math.nan):
@@ -89,14 +95,14 @@ def test_an_empty_mask_is_low_predicted_dice_under_every_bar_with_or_without_a_m
 
 
 def test_a_nan_predicted_dice_is_no_evidence_of_a_good_mask(thresholds, qc_model, lung_fields):
-    metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask())
+    metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask(), threshold=0.5)
     assert qc_flags({**metrics, "qc_predicted_dice": 0.95}, thresholds, qc_model) == []
     assert "low_predicted_dice" in qc_flags({**metrics, "qc_predicted_dice": math.nan}, thresholds, qc_model)
     assert qc_flags(metrics, thresholds) == []  # no model, no prediction: anatomy rules only
 
 
 def test_qc_flags_follow_the_configured_thresholds(thresholds, make_config, qc_model, lung_fields):
-    metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask())
+    metrics = qc_metrics(lung_fields.prob(lung_fields.mask()), lung_fields.mask(), threshold=0.5)
     replace = dataclasses.replace
     assert qc_flags(metrics, replace(thresholds, min_lung_area_fraction=0.5)) == ["small_lung_area"]
     assert qc_flags(metrics, replace(thresholds, max_lung_area_fraction=0.1)) == ["large_lung_area"]
@@ -143,7 +149,7 @@ def test_qc_vs_truth_tracks_dice(shard, infer_run):
     validation = qc_vs_truth(manifest, truth_dir, run.out_root, size=224)
     assert list(validation.columns) == ["dicom_id", "qc_predicted_dice", "qc_flags", "dice"]
     assert len(validation) == 5 and (validation.dice > 0.85).all()
-    tracking = qc_tracking(validation)
+    tracking = qc_tracking(validation, good_dice=0.9)
     assert tracking["n"] == 5 and tracking["mean_dice"] > 0.85
     # preprocess.interpolation linear: the truth is resized as the authors resized masks (linear, > 0.5)
     linear = qc_vs_truth(manifest, truth_dir, run.out_root, size=224, interpolation="linear")
@@ -158,12 +164,12 @@ def test_qc_vs_truth_tracks_dice(shard, infer_run):
             "dice": [0.96, 0.91, 0.52, 0.2],
         }
     )
-    result = qc_tracking(poor)
+    result = qc_tracking(poor, good_dice=0.9)
     assert result["spearman"] == pytest.approx(1.0) and result["pearson"] > 0.99
     assert result["mae"] == pytest.approx(0.01)
     assert result["good_flagged"] == 0.5 and result["bad_caught"] == 1.0
     assert result["mean_dice_flagged"] < result["mean_dice_unflagged"]
-    assert math.isnan(qc_tracking(poor.head(2))["spearman"])
+    assert math.isnan(qc_tracking(poor.head(2), good_dice=0.9)["spearman"])
 
 
 def test_flagged_overlays_lowest_score_first(shard, infer_run, qc_model):

@@ -118,7 +118,7 @@ def test_batch_metrics_agree_with_numpy():
     logits = rng.normal(size=(4, 1, 16, 16)).astype(np.float32)
     target[3] = 0
     logits[3] = -5  # both empty
-    got = batch_metrics(torch.from_numpy(logits), torch.from_numpy(target))
+    got = batch_metrics(torch.from_numpy(logits), torch.from_numpy(target), 0.5)
     for i in range(4):
         expected = image_metrics(logits[i, 0] >= 0, target[i, 0])
         for name in ("dice", "iou", "precision", "recall"):

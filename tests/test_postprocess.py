@@ -2,15 +2,24 @@ import dataclasses
 
 import cv2
 import numpy as np
+from cxlseg.config import build_settings, section_defaults
 from cxlseg.inference import postprocess as pp
 from cxlseg.inference.postprocess import CleanupSettings
+
+THRESHOLD = section_defaults("infer")["threshold"]
+CLEANUP = build_settings(CleanupSettings, section_defaults("infer")["postprocess"])
+
+
+def clean(prob, threshold=THRESHOLD, **changes):
+    """clean_mask with the schema's clean-up section, some keys changed."""
+    return pp.clean_mask(prob, dataclasses.replace(CLEANUP, **changes), threshold=threshold)
 
 
 def test_clean_mask_keeps_two_largest_components_and_fills_holes(lung_fields):
     mask = lung_fields.mask(hole=True)
     cv2.circle(mask, (200, 20), 6, 1, -1)  # a spurious blob, smaller than either lung
     cv2.circle(mask, (20, 200), 1, 1, -1)  # a speck
-    cleaned = pp.clean_mask(lung_fields.prob(mask))
+    cleaned = clean(lung_fields.prob(mask))
     n, _, _, _ = cv2.connectedComponentsWithStats(cleaned, connectivity=8)
     assert n - 1 == 2
     assert cleaned[110, 68] == 1  # the hole is filled
@@ -22,14 +31,14 @@ def test_clean_mask_drops_components_below_min_fraction(lung_fields):
     mask = np.zeros((100, 100), np.uint8)
     cv2.circle(mask, (30, 50), 20, 1, -1)
     cv2.circle(mask, (80, 50), 3, 1, -1)  # ~29 px < 1% of 10,000
-    cleaned = pp.clean_mask(lung_fields.prob(mask), min_component_fraction=0.01, closing=0, opening=0)
+    cleaned = clean(lung_fields.prob(mask), min_component_fraction=0.01, closing=0, opening=0)
     assert cleaned[50, 80] == 0 and cleaned[50, 30] == 1
 
 
 def test_clean_mask_threshold_and_empty():
     prob = np.full((50, 50), 0.4, np.float32)
-    assert pp.clean_mask(prob).sum() == 0
-    assert pp.clean_mask(prob, threshold=0.3, keep_components=0).all()
+    assert clean(prob).sum() == 0
+    assert clean(prob, threshold=0.3, keep_components=0).all()
 
 
 def test_label_lungs_uses_patient_left_on_image_right(lung_fields):
@@ -44,7 +53,7 @@ def test_cleanup_settings_clean_is_clean_mask_with_the_section(make_config, lung
     mask = lung_fields.mask()
     prob = lung_fields.prob(mask)
     one = settings.clean(prob, 0.5)
-    assert np.array_equal(one, pp.clean_mask(prob, threshold=0.5, **dataclasses.asdict(settings)))
+    assert np.array_equal(one, pp.clean_mask(prob, settings, threshold=0.5))
     assert cv2.connectedComponents(one)[0] - 1 == 1
     assert cv2.connectedComponents(dataclasses.replace(settings, keep_components=2).clean(prob, 0.5))[0] - 1 == 2
     assert settings.clean(prob, 0.99).sum() == 0
@@ -55,7 +64,7 @@ def test_keep_largest_and_side_areas(lung_fields):
     cv2.circle(mask, (200, 20), 6, 1, -1)
     assert np.array_equal(pp.keep_largest(mask, 2), lung_fields.mask())
     assert pp.keep_largest(mask, 2, min_area=10**6).sum() == 0
-    assert pp.keep_largest(np.zeros((5, 5), np.uint8)).sum() == 0
+    assert pp.keep_largest(np.zeros((5, 5), np.uint8), 2).sum() == 0
     n, left, right = pp.side_areas(lung_fields.mask())
     assert n == 2 and left > right > 0  # the image-left lung is the larger one
     assert left + right == lung_fields.mask().sum()
@@ -75,5 +84,5 @@ def test_clean_mask_neither_grows_nor_shrinks_lungs_at_the_image_edge(lung_field
     cv2.ellipse(cut, (12, 60), (30, 45), 0, 0, 360, 1, -1)  # runs off the left edge
     for mask in (near, cut):
         for closing, opening in ((5, 0), (0, 5), (7, 3)):
-            cleaned = pp.clean_mask(lung_fields.prob(mask), closing=closing, opening=opening)
+            cleaned = clean(lung_fields.prob(mask), closing=closing, opening=opening)
             assert np.array_equal(cleaned[:, :4], mask[:, :4]), (closing, opening)

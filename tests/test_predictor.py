@@ -106,13 +106,15 @@ def test_predict_batch_reports_member_and_flip_agreement(toys):
     spec = toys.spec(32)
     ramp = torch.linspace(0, 1, 32).expand(32, 32)  # every gray level, so a shifted threshold moves the mask
     x = torch.stack([ramp, ramp.T, 1 - ramp])[:, None].contiguous()
-    same = Predictor([toys.DarkIsLung(), toys.DarkIsLung()], spec, tta_flip=True).predict_batch(x)
+    same = Predictor([toys.DarkIsLung(), toys.DarkIsLung()], spec, tta_flip=True).predict_batch(x, threshold=0.5)
     assert np.allclose(same.member_agreement, 1.0) and np.allclose(same.member_agreement_min, 1.0)
     assert same.prob.shape == (3, 32, 32) and same.flip_agreement.shape == (3,)
-    mixed = Predictor([toys.DarkIsLung(), toys.Mirrored()], spec).predict_batch(x)  # (flips would cancel the ramp)
+    mixed = Predictor([toys.DarkIsLung(), toys.Mirrored()], spec).predict_batch(
+        x, threshold=0.5
+    )  # (flips would cancel the ramp)
     assert (mixed.member_agreement[:2] < 1).all() and (mixed.member_agreement_min <= mixed.member_agreement).all()
-    assert (Predictor([toys.Mirrored()], spec, tta_flip=True).predict_batch(x).flip_agreement < 1).all()
-    single = Predictor([toys.DarkIsLung()], spec).predict_batch(x)
+    assert (Predictor([toys.Mirrored()], spec, tta_flip=True).predict_batch(x, threshold=0.5).flip_agreement < 1).all()
+    single = Predictor([toys.DarkIsLung()], spec).predict_batch(x, threshold=0.5)
     assert np.isnan(single.member_agreement).all() and np.isnan(single.flip_agreement).all()  # nothing to compare
     assert np.array_equal(single.prob, Predictor([toys.DarkIsLung()], spec).forward(x))
     assert set(mixed.agreement(0)) == {
@@ -133,10 +135,10 @@ def test_the_perturbed_pass_agrees_with_a_sure_network_and_not_with_a_guessing_o
     sure = torch.zeros(1, 1, 32, 32)
     sure[..., 8:24, 4:14] = 1.0  # a crisp dark/bright layout: the perturbed copy keeps it
     x = 1 - sure
-    steady = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(x)
+    steady = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(x, threshold=0.5)
     assert steady.perturb_agreement[0] > 0.9
     noise = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.3
-    shaky = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(noise)
+    shaky = Predictor([toys.DarkIsLung()], spec, perturb=True).predict_batch(noise, threshold=0.5)
     assert shaky.perturb_agreement[0] < steady.perturb_agreement[0]
     assert perturbed(x).shape == x.shape and 0 <= float(perturbed(x).min()) <= float(perturbed(x).max()) <= 1
 

@@ -69,7 +69,7 @@ def test_save_and_load_round_trip_and_reject_bad_files(qc_model, tmp_path):
 
 
 def test_the_flag_bar_is_saved_with_the_rate_it_was_picked_for(qc_model, tmp_path):
-    unfitted_bar = QCModel.fit(*fit_toy_qc_model()[1:])
+    unfitted_bar = QCModel.fit(*fit_toy_qc_model()[1:], good_dice=0.9)
     assert math.isnan(unfitted_bar.min_predicted_dice)
     with pytest.raises(ValueError, match="no flag bar"):
         unfitted_bar.save(tmp_path / "none.json")
@@ -84,9 +84,9 @@ def test_the_flag_bar_is_saved_with_the_rate_it_was_picked_for(qc_model, tmp_pat
 def test_fit_refuses_too_little_or_flat_data():
     table = pd.DataFrame({"soft_dice": [0.9] * 10})
     with pytest.raises(ValueError, match="no QC feature varies"):
-        QCModel.fit(table, np.linspace(0.5, 1, 10))
+        QCModel.fit(table, np.linspace(0.5, 1, 10), good_dice=0.9)
     with pytest.raises(ValueError, match="at least 5"):
-        QCModel.fit(pd.DataFrame({"soft_dice": [0.1, 0.5]}), [0.2, 0.6])
+        QCModel.fit(pd.DataFrame({"soft_dice": [0.1, 0.5]}), [0.2, 0.6], good_dice=0.9)
     with pytest.raises(ValueError, match="missing"):
         fit_toy_qc_model()[0].predict(pd.DataFrame({"soft_dice": [0.9]}))
 
@@ -96,7 +96,7 @@ def test_tracking_numbers():
     assert result["pearson"] > 0.99 and result["spearman"] == pytest.approx(1.0)
     assert result["mae"] == pytest.approx(0.01) and result["n"] == 4
     assert result["n_good"] == 2 and result["good_flagged"] == 0.5 and result["bad_caught"] == 1.0
-    flat = tracking([0.9, 0.9, 0.9], [0.8, 0.9, 0.95])
+    flat = tracking([0.9, 0.9, 0.9], [0.8, 0.9, 0.95], good_dice=0.9)
     assert math.isnan(flat["pearson"]) and "good_flagged" not in flat
     assert set(FEATURES) >= {"member_agreement", "flip_agreement", "solidity", "centroid_y"}
 
@@ -104,10 +104,12 @@ def test_tracking_numbers():
 def test_the_ridge_target_is_chosen_by_grouped_cross_validation():
     _, table, dice = fit_toy_qc_model(n=60)
     groups = [f"img{i // 3}" for i in range(len(table))]
-    chosen = QCModel.fit(table, dice, groups=groups)
+    chosen = QCModel.fit(table, dice, good_dice=0.9, groups=groups)
     assert chosen.info["target"] in ("dice", "log") and set(chosen.info["cv_mae_good"]) == {"dice", "log"}
     errors = chosen.info["cv_mae_good"]
     assert chosen.info["target"] == min(errors, key=errors.get)
-    forced = QCModel.fit(table, dice, groups=groups, target="log")
+    forced = QCModel.fit(table, dice, good_dice=0.9, groups=groups, target="log")
     assert forced.info["target"] == "log" and "cv_mae_good" not in forced.info
-    assert QCModel.fit(table, dice).info["target"] == "dice"  # no groups: no honest comparison, the plain target
+    assert (
+        QCModel.fit(table, dice, good_dice=0.9).info["target"] == "dice"
+    )  # no groups: no honest comparison, the plain target

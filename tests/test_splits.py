@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from cxlseg.config import section_defaults
 from cxlseg.mimic import SPLITS
 from cxlseg.training.splits import (
     SPLIT_UNITS,
@@ -90,15 +91,15 @@ def test_split_by_subject_is_seeded_and_order_free():
     c = split_by_subject(subjects, (0.8, 0.1, 0.1), seed=7)
     assert a.equals(b) and not a.equals(c)
     assert a.value_counts().to_dict() == {"train": 800, "validate": 100, "test": 100}
-    assert split_by_subject(subjects, (1.0, 0.0, 0.0)).eq("train").all()
+    assert split_by_subject(subjects, (1.0, 0.0, 0.0), 42).eq("train").all()
 
 
 @pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.9, 0.1, 0.1), (1.2, -0.1, -0.1)])
 def test_split_ratios_validated(ratios):
     with pytest.raises(ValueError, match="ratios"):
-        split_by_subject([1, 2, 3], ratios)
+        split_by_subject([1, 2, 3], ratios, 42)
     with pytest.raises(ValueError, match="ratios"):
-        split_by_image(["a", "b", "c"], ratios)
+        split_by_image(["a", "b", "c"], ratios, 42)
 
 
 def synthetic_images(n: int, images_per_subject: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -118,7 +119,9 @@ def synthetic_images(n: int, images_per_subject: int = 3, seed: int = 0) -> pd.D
 def test_image_split_reproduces_the_published_counts():
     """CXLSeg-split: 194,660 / 24,332 / 24,332 of 243,324 (rounding 80% would give train 194,659)."""
     images = synthetic_images(243_324)
-    split, info = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
+    split, info = assign_split(
+        images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image", missing="omit"
+    )
     assert pd.Series(split).value_counts().to_dict() == {"train": 194_660, "validate": 24_332, "test": 24_332}
     assert info["images"] == {"train": 194_660, "validate": 24_332, "test": 24_332} and info["unit"] == "image"
     assert image_split_sizes(243_324) == (194_660, 24_332, 24_332)
@@ -133,13 +136,17 @@ def test_image_split_sizes_add_up(n):
 
 def test_image_split_is_seeded_and_order_free():
     images = synthetic_images(5_000)
-    a = split_by_image(images["dicom_id"], seed=42)
-    b = split_by_image(images["dicom_id"][::-1], seed=42)
-    c = split_by_image(images["dicom_id"], seed=7)
+    a = split_by_image(images["dicom_id"], (0.8, 0.1, 0.1), seed=42)
+    b = split_by_image(images["dicom_id"][::-1], (0.8, 0.1, 0.1), seed=42)
+    c = split_by_image(images["dicom_id"], (0.8, 0.1, 0.1), seed=7)
     assert a.equals(b) and not a.equals(c)
-    first, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
+    first, _ = assign_split(
+        images, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image", missing="omit"
+    )
     shuffled = images.sample(frac=1, random_state=1)
-    second, _ = assign_split(shuffled, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image")
+    second, _ = assign_split(
+        shuffled, source="random", ratios=(0.8, 0.1, 0.1), seed=42, split_unit="image", missing="omit"
+    )
     by_id = dict(zip(shuffled["dicom_id"], second))
     assert [by_id[d] for d in images["dicom_id"]] == list(first)
 
@@ -147,7 +154,9 @@ def test_image_split_is_seeded_and_order_free():
 def test_subject_unit_never_puts_a_subject_in_two_splits_and_image_unit_may():
     images = synthetic_images(6_000, images_per_subject=4)
     for unit in ("subject", "image"):
-        split, info = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit=unit)
+        split, info = assign_split(
+            images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit=unit, missing="omit"
+        )
         sides = images.assign(split=split).groupby("subject_id")["split"].nunique()
         assert info["unit"] == unit and info["subjects_on_several_sides"] == int((sides > 1).sum())
         if unit == "subject":
@@ -156,13 +165,17 @@ def test_subject_unit_never_puts_a_subject_in_two_splits_and_image_unit_may():
             assert sides.max() > 1
 
 
-def test_subject_unit_is_the_default():
+def test_subject_unit_is_the_schema_default():
+    """The default lives in the schema only (assign_split has none): whole subjects on one side."""
     images = synthetic_images(600)
-    default, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3)
-    subject, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="subject")
-    assert list(default) == list(subject)
+    unit = section_defaults("tables")["split_unit"]
+    assert unit == "subject"
+    split, _ = assign_split(images, source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit=unit, missing="omit")
+    assert images.assign(split=split).groupby("subject_id")["split"].nunique().max() == 1
 
 
 def test_unknown_split_unit_rejected():
     with pytest.raises(ValueError, match="split_unit"):
-        assign_split(synthetic_images(10), source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="study")
+        assign_split(
+            synthetic_images(10), source="random", ratios=(0.8, 0.1, 0.1), seed=3, split_unit="study", missing="omit"
+        )

@@ -196,7 +196,7 @@ def stages(items: list[dict], mimic: Path, out: Path, predictor: Predictor, sett
     assert all(s["ok"] for s in samples), [s["error"] for s in samples if not s["ok"]]
     x = predictor.spec.to_tensor(np.stack([s["model_image"] for s in samples]))
     size = settings.output_size
-    forward = lambda: [predictor.predict_batch(x[k : k + bs], size) for k in idx[::bs]]  # noqa: E731
+    forward = lambda: [predictor.predict_batch(x[k : k + bs], size, settings.threshold) for k in idx[::bs]]  # noqa: E731
     batches, t_forward = _timed(forward)
     probs = [(b.prob[j], b.agreement(j)) for b in batches for j in range(len(b.prob))]
     s = settings.outputs

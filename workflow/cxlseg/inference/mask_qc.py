@@ -80,7 +80,7 @@ def edge_touch(mask: np.ndarray) -> float:
 
 
 def qc_metrics(
-    prob: np.ndarray, mask: np.ndarray, signals: dict | None = None, *, threshold: float = 0.5, band: int = 3
+    prob: np.ndarray, mask: np.ndarray, signals: dict | None = None, *, threshold: float, band: int = 3
 ) -> dict:
     """Ground-truth-free features of one predicted mask (the manifest's QC columns).
 
@@ -216,7 +216,7 @@ def qc_vs_truth(manifest: pd.DataFrame, truth_dir, out_root, *, size: int, inter
     return pd.DataFrame(rows, columns=["dicom_id", "qc_predicted_dice", "qc_flags", "dice"])
 
 
-def qc_tracking(validation: pd.DataFrame, good_dice: float = 0.9) -> dict:
+def qc_tracking(validation: pd.DataFrame, *, good_dice: float) -> dict:
     """How well the predicted Dice tracks the true Dice (see `qc_model.tracking`), and Dice of flagged vs not."""
     flagged = validation.qc_flags.fillna("") != ""
     result = tracking(validation.qc_predicted_dice, validation.dice, flagged, good_dice=good_dice)

@@ -12,7 +12,7 @@ the QC metrics is purely image-based (image-left area / image-right area).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ class CleanupSettings:
     min_component_fraction: float
 
     def clean(self, prob: np.ndarray, threshold: float) -> np.ndarray:
-        return clean_mask(prob, threshold=threshold, **asdict(self))
+        return clean_mask(prob, self, threshold=threshold)
 
 
 def kernel(size: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def _component_stats(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.
     return n - 1, labels, stats[1:, cv2.CC_STAT_AREA], centroids[1:, 0]
 
 
-def keep_largest(mask: np.ndarray, keep_components: int = 2, min_area: int = 0) -> np.ndarray:
+def keep_largest(mask: np.ndarray, keep_components: int, min_area: int = 0) -> np.ndarray:
     """Keep the `keep_components` largest components of at least `min_area` pixels (ties: lower label)."""
     n, labels, areas, _ = _component_stats(mask)
     if n == 0:
@@ -77,21 +77,14 @@ def keep_largest(mask: np.ndarray, keep_components: int = 2, min_area: int = 0) 
     return np.isin(labels, kept).astype(np.uint8)
 
 
-def clean_mask(
-    prob: np.ndarray,
-    *,
-    threshold: float = 0.5,
-    closing: int = 5,
-    opening: int = 3,
-    keep_components: int = 2,
-    fill_holes: bool = True,
-    min_component_fraction: float = 0.005,
-) -> np.ndarray:
-    """Probability map (H, W) -> 0/1 uint8 lung mask.
+def clean_mask(prob: np.ndarray, settings: CleanupSettings, *, threshold: float) -> np.ndarray:
+    """Probability map (H, W) -> 0/1 uint8 lung mask, by the `infer.postprocess` section and `infer.threshold`
+    (no defaults here: the schema holds them).
 
     Closing bridges small gaps along the lung border before opening removes specks, so a lung is
     not split into pieces that the component filter would then drop. Kernel size 0 or 1 skips a step.
     """
+    closing, opening, keep_components = settings.closing, settings.opening, settings.keep_components
     mask = (np.asarray(prob) >= threshold).astype(np.uint8)
     if closing and closing > 1:
         mask = _close(mask, int(closing))
@@ -100,9 +93,9 @@ def clean_mask(
         # a lung that touches it, and opening can only remove pixels, never grow into the edge
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel(opening))
     if keep_components and keep_components > 0:
-        min_area = int(math.ceil(min_component_fraction * mask.size))
+        min_area = int(math.ceil(settings.min_component_fraction * mask.size))
         mask = keep_largest(mask, keep_components, min_area)
-    if fill_holes:
+    if settings.fill_holes:
         mask = _fill_holes(mask)
     return mask
 

@@ -180,8 +180,11 @@ class Predictor:
         """Probabilities (N, out_size, out_size) float32 for a prepared batch (default: the network's size)."""
         return self.predict_batch(x, out_size).prob
 
-    def predict_batch(self, x: torch.Tensor, out_size: int | None = None, threshold: float = 0.5) -> "Prediction":
-        """Probabilities plus how much the ensemble members and the flip passes agree, per image.
+    def predict_batch(
+        self, x: torch.Tensor, out_size: int | None = None, threshold: float | None = None
+    ) -> "Prediction":
+        """Probabilities plus how much the ensemble members and the flip passes agree, per image (agreement needs
+        the mask threshold, `infer.threshold`; without one, NaN: probabilities only).
 
         Agreement is the Dice between thresholded masks at the network's size, computed on the device: a member
         (or the mirrored pass) that draws a different lung is the cheapest sign that the mask is doubtful.
@@ -200,9 +203,10 @@ class Predictor:
                     member, passes[k] = member + p, passes[k] + p
                 members.append(member / len(flips))
             prob = torch.stack(members).mean(0)
+            agree = threshold is not None
             member_dice = (
                 torch.stack([_mask_dice(m >= threshold, prob >= threshold) for m in members])
-                if len(members) > 1
+                if agree and len(members) > 1
                 else None  # one model: nothing to agree with
             )
             agreement = {
@@ -211,9 +215,9 @@ class Predictor:
                 "flip_agreement": _mask_dice(
                     passes[0] >= threshold * len(self.models), passes[-1] >= threshold * len(self.models)
                 )
-                if self.tta_flip
+                if agree and self.tta_flip
                 else None,
-                "perturb_agreement": self._perturb_agreement(x, prob, threshold) if self.perturb else None,
+                "perturb_agreement": self._perturb_agreement(x, prob, threshold) if agree and self.perturb else None,
             }
             if out_size and prob.shape[-1] != out_size:
                 prob = F.interpolate(prob, size=(out_size, out_size), mode="bilinear", align_corners=False)

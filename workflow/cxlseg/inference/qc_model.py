@@ -90,7 +90,7 @@ class QCModel:
 
     @classmethod
     def fit(
-        cls, table: pd.DataFrame, dice, *, good_dice: float = 0.9, groups=None, target: str | None = None, info=None
+        cls, table: pd.DataFrame, dice, *, good_dice: float, groups=None, target: str | None = None, info=None
     ) -> "QCModel":
         """Fit on one row of features per mask and its true Dice; uninformative features are left out.
 
@@ -292,7 +292,7 @@ def describe(model: QCModel) -> list[tuple[str, float]]:
     return sorted(zip(model.features, model.coef), key=lambda t: -abs(t[1]))
 
 
-def tracking(predicted, true, flagged=None, *, good_dice: float = 0.9) -> dict:
+def tracking(predicted, true, flagged=None, *, good_dice: float) -> dict:
     """How well predicted Dice tracks true Dice: Pearson, Spearman, mean absolute error, and (given flags)
     the share of good masks (true Dice >= good_dice) flagged and of bad masks caught."""
     from scipy.stats import pearsonr, spearmanr

@@ -211,7 +211,7 @@ def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataF
     return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
 
 
-def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file=None) -> pd.DataFrame:
+def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file) -> pd.DataFrame:
     """The rows with a mask, with the review decisions of `review_file` (None: no review), `status` and
     `in_tables`."""
     good = rows["reason"] == ""

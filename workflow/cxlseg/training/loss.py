@@ -39,7 +39,7 @@ class BCEDiceLoss(nn.Module):
 
 
 @torch.no_grad()
-def batch_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> dict[str, torch.Tensor]:
+def batch_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> dict[str, torch.Tensor]:
     """Per-image Dice, IoU, precision, recall of thresholded probabilities, same empty-mask rules as numpy."""
     pred = (torch.sigmoid(logits.float()) >= threshold).flatten(1)
     truth = (target > 0.5).flatten(1)

@@ -139,9 +139,7 @@ def combine_and_split(
 # --- the CXLSeg tables: by subject or by image ----------------------------------------------
 
 
-def split_by_subject(
-    subject_ids: Iterable[int], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
-) -> pd.Series:
+def split_by_subject(subject_ids: Iterable[int], ratios: Sequence[float], seed: int) -> pd.Series:
     """Seeded train/validate/test assignment of whole patients, so no subject is on two sides.
 
     Subjects are sorted before shuffling, so the result depends only on the set
@@ -171,7 +169,7 @@ def image_split_sizes(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tupl
     return n - validate - test, validate, test
 
 
-def split_by_image(dicom_ids: Iterable[str], ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> pd.Series:
+def split_by_image(dicom_ids: Iterable[str], ratios: Sequence[float], seed: int) -> pd.Series:
     """Seeded train/validate/test assignment of single images, as the published CXLSeg split is.
 
     A patient's images may fall into different splits (the published split has that too). Images are
@@ -196,10 +194,10 @@ def assign_split(
     source: str,
     ratios: Sequence[float],
     seed: int,
+    split_unit: str,
+    missing: str,
     official_split_csv=None,
-    split_unit: str = "subject",
     cxlseg_split_csv=None,
-    missing: str = "omit",
 ) -> tuple[pd.Series, dict]:
     """Split label per image row (NaN: no split row), and counts for the summary.
 

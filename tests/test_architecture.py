@@ -190,3 +190,15 @@ def test_every_declared_input_is_read_by_its_script():
             if f"input.{name}" not in text and not whole and (rule, name) not in FOUND_THROUGH
         ]
     assert unread == []
+
+
+def test_the_demo_archive_names_its_mimic_tables_by_the_schema_only():
+    """MIMIC-CXR-JPG's table names are the schema's `mimic.*` defaults: rule demo's outputs (common.smk's
+    `demo_mimic_file`) and the archive writer (phantoms/mimic_archive) read them there, never spell them."""
+    schema = PACKAGE / "schemas" / "config.schema.yaml"
+    spelled = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "workflow").rglob("*")
+        if path.suffix in {".py", ".smk"} and path != schema and "mimic-cxr-2.0.0-" in path.read_text()
+    )
+    assert spelled == []

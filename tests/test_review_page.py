@@ -7,13 +7,16 @@ from __future__ import annotations
 import csv
 import io as _io
 import re
+from pathlib import Path
 
 import cv2
+import cxlseg
 import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.reporting.review_page import ReviewFiles, build_review_page, view_members, worst_first
+from cxlseg.inference.outputs import thumbnail_dir, thumbnail_path
+from cxlseg.reporting.review_page import ReviewFiles, build_review_page, thumb_url, view_members, worst_first
 from cxlseg.tables.review import ReviewFileError, read_decisions
 from helpers.browser import chromium_page, chromium_path
 
@@ -63,7 +66,7 @@ def write_run(root, qc: pd.DataFrame, thumbs: bool = True):
         film = np.full((128, 104, 3), 90, np.uint8)
         cv2.rectangle(film, (20, 20), (80, 100), (40, 230, 60), 1)
         for rec in qc.itertuples():
-            io.write_image(review / "thumbs" / rec.shard / f"{rec.dicom_id}.jpg", film)
+            io.write_image(thumbnail_path(thumbnail_dir(review / "thumbs", rec.shard), rec.dicom_id), film)
     return root / "CXLSeg" / "CXLSeg-qc.csv.gz", root / "CXLSeg" / "CXLSeg-split.csv.gz", review
 
 
@@ -99,6 +102,19 @@ def test_every_filter_is_a_list_of_small_page_files(tmp_path):
     html = (tmp_path / "review" / "index.html").read_text()
     assert "/*SCRIPT*/" not in html and "CXLSEG_REVIEW" in html and 'src="data/run.js"' in html
     assert not re.search(r"https?://", html)  # no network: works from file://
+
+
+def test_the_page_finds_each_thumbnail_where_inference_wrote_it(tmp_path):
+    """A thumbnail's name is decided once (inference.outputs): the page's script fills `thumb_url` from run.js, and
+    review.js spells no path of its own."""
+    files = review_files(tmp_path / "review")
+    url = thumb_url(files).replace("{shard}", "p12").replace("{dicom_id}", "ab-cd")
+    assert files.page.parent / url == thumbnail_path(thumbnail_dir(files.thumbs, "p12"), "ab-cd")
+    qc_csv, split_csv, review = write_run(tmp_path, qc_frame(12))
+    build_review_page(qc_csv, split_csv, files, min_predicted_dice=0.9)
+    assert f'"thumb_url":"{thumb_url(files)}"' in (review / "data" / "run.js").read_text()
+    script = (Path(cxlseg.__file__).parent / "data" / "review" / "review.js").read_text()
+    assert ".jpg" not in script and "RUN.thumb_url" in script
 
 
 def test_a_rebuild_leaves_no_stale_page(tmp_path):

@@ -12,7 +12,7 @@ _ENV = dict(os.environ)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_DIR, _ENV.get("PYTHONPATH", "")) if p))
 
 from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings  # noqa: E402
-from cxlseg.config import shard_ids as _shard_ids, validate_config  # noqa: E402
+from cxlseg.config import section_defaults, shard_ids as _shard_ids, validate_config  # noqa: E402
 from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings  # noqa: E402
 from cxlseg.inference.select_images import SelectionSettings  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
@@ -95,8 +95,15 @@ def reports_root():
     return mimic_root() if DEMO or not config["mimic"]["reports_root"] else config["mimic"]["reports_root"]
 
 
+def demo_mimic_file(key):
+    """A table of the demo's MIMIC archive (rule demo writes it): MIMIC-CXR-JPG's own name, the schema's default
+    for `mimic.<key>`, whatever the config says (phantoms/mimic_archive writes the same)."""
+    return f"{DEMO_OUT}/mimic-cxr-jpg/{section_defaults('mimic')[key]}"
+
+
 def mimic_file(key):
-    return f"{mimic_root()}/{config['mimic'][key]}"
+    """The MIMIC table `mimic.<key>` the rules read: the demo's, or the one under `mimic.root`."""
+    return demo_mimic_file(key) if DEMO else f"{mimic_root()}/{config['mimic'][key]}"
 
 
 def cxlseg_split_file():

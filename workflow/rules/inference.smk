@@ -47,6 +47,6 @@ rule infer_shard:
         **settings(InferSettings),
         mimic_root=lambda wc: mimic_root(),
         out_root=lambda wc: CXLSEG,
-        thumbs_dir=lambda wc: f"{THUMBS}/{wc.shard}",
+        thumbs=lambda wc: THUMBS,
     script:
         "../scripts/infer_shard.py"

@@ -5,9 +5,9 @@
 rule demo:
     output:
         summary=f"{DEMO_OUT}/demo.json",
-        metadata=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-metadata.csv.gz",
-        chexpert=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-chexpert.csv.gz",
-        split=f"{DEMO_OUT}/mimic-cxr-jpg/mimic-cxr-2.0.0-split.csv.gz",
+        metadata=demo_mimic_file("metadata"),
+        chexpert=demo_mimic_file("chexpert"),
+        split=demo_mimic_file("split"),
     log:
         f"{R}/logs/demo.log",
     benchmark:

@@ -1,6 +1,7 @@
 """Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
 check; resumable."""
 
+from cxlseg.inference.outputs import thumbnail_dir
 from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.shard import infer_shard, inference_predictor
 from cxlseg.inference.view_check import ViewChecker
@@ -22,5 +23,5 @@ with log_to(snakemake.log[0]):
         qc_model=QCModel.load(snakemake.input.qc_model),
         view_checker=ViewChecker.from_checkpoint(view_check[0], predictor.device) if view_check else None,
         code=code_fingerprint(),  # a partial manifest of another version of the code is not resumed
-        thumbs_dir=snakemake.params.thumbs_dir,
+        thumbs_dir=thumbnail_dir(snakemake.params.thumbs, snakemake.wildcards.shard),
     )

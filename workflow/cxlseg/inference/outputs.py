@@ -92,6 +92,11 @@ _THUMB_QUALITY = 80
 _OUTLINE_BGR = (40, 230, 60)
 
 
+def thumbnail_dir(thumbs_root, shard: str):
+    """A shard's review thumbnails: <thumbs_root>/<shard> (infer_shard writes them, the review page shows them)."""
+    return io.safe_join(thumbs_root, shard)
+
+
 def thumbnail_path(thumbs_dir, dicom_id: str):
     """Where the review thumbnail of one image lives: <thumbs_dir>/<dicom_id>.jpg (never outside thumbs_dir)."""
     return io.safe_join(thumbs_dir, f"{dicom_id}.jpg")

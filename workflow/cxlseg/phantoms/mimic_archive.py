@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxlseg import io
+from cxlseg.config import section_defaults
 from cxlseg.mimic import CHEXPERT_LABELS, FRONTAL_VIEWS, image_relpath, report_relpath
 from cxlseg.phantoms.layouts import write_mask
 from cxlseg.phantoms.mimic_plan import DRAWN_CLASSES, plan_mimic
@@ -119,17 +120,19 @@ def _write_report(root: Path, spec: DemoSpec, st: dict, sites: dict[str, str]) -
 
 
 def _write_tables(root: Path, meta: list[dict], chexpert: list[dict], studies: list[dict]) -> None:
-    io.write_csv(pd.DataFrame(meta, columns=METADATA_COLUMNS), root / "mimic-cxr-2.0.0-metadata.csv.gz")
+    """MIMIC-CXR-JPG's three tables under their own names, the schema's `mimic.*` defaults (decided there)."""
+    names = section_defaults("mimic")
+    io.write_csv(pd.DataFrame(meta, columns=METADATA_COLUMNS), root / names["metadata"])
     io.write_csv(
         pd.DataFrame(chexpert, columns=["subject_id", "study_id", *CHEXPERT_LABELS]),
-        root / "mimic-cxr-2.0.0-chexpert.csv.gz",
+        root / names["chexpert"],
     )
     split = [
         {"dicom_id": im["dicom_id"], "study_id": st["study_id"], "subject_id": st["subject_id"], "split": st["split"]}
         for st in studies
         for im in st["images"]
     ]
-    io.write_csv(pd.DataFrame(split, columns=SPLIT_COLUMNS), root / "mimic-cxr-2.0.0-split.csv.gz")
+    io.write_csv(pd.DataFrame(split, columns=SPLIT_COLUMNS), root / names["split"])
 
 
 def _labelled(st: dict) -> bool:

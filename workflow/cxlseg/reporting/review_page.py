@@ -26,6 +26,7 @@ import pandas as pd
 
 from cxlseg import io
 from cxlseg.inference.manifest import split_flags
+from cxlseg.inference.outputs import thumbnail_dir, thumbnail_path
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,8 @@ def _flags(text: str) -> list[str]:
 
 def _records(qc: pd.DataFrame, thumbs_root: Path) -> list[list]:
     """The page records; `thumb` is False where inference wrote no thumbnail (a run older than thumbnails)."""
-    present = {
-        shard: {e.name for e in os.scandir(thumbs_root / shard)} if (thumbs_root / shard).is_dir() else set()
-        for shard in qc["shard"].unique()
-    }
+    folders = {shard: thumbnail_dir(thumbs_root, shard) for shard in qc["shard"].unique()}
+    present = {shard: {e.name for e in os.scandir(d)} if d.is_dir() else set() for shard, d in folders.items()}
     rows = []
     for rec in qc.itertuples(index=False):
         dice, frontal = rec.qc_predicted_dice, rec.p_not_frontal
@@ -73,7 +72,7 @@ def _records(qc: pd.DataFrame, thumbs_root: Path) -> list[list]:
                 rec.status,
                 rec.review,
                 rec.review_note,
-                f"{rec.dicom_id}.jpg" in present[rec.shard],
+                thumbnail_path(folders[rec.shard], rec.dicom_id).name in present[rec.shard],
             ]
         )
     return rows
@@ -127,6 +126,13 @@ class ReviewFiles:
                 )
 
 
+def thumb_url(files: ReviewFiles) -> str:
+    """A thumbnail's address relative to the page, `{shard}` and `{dicom_id}` for the script to fill in: the
+    file name is decided once, by `inference.outputs` (which writes the thumbnails)."""
+    relative = Path(os.path.relpath(files.thumbs, files.page.parent))
+    return thumbnail_path(thumbnail_dir(relative, "{shard}"), "{dicom_id}").as_posix()
+
+
 def build_review_page(
     qc_csv,
     split_csv,
@@ -168,6 +174,7 @@ def build_review_page(
         "status": {k: int(v) for k, v in qc["status"].value_counts().sort_index().items()},
         "applied": [[r.dicom_id, r.review, r.review_note] for r in qc[qc["review"] != ""].itertuples(index=False)],
         "missing_thumbnails": int(sum(not r[-1] for r in records)),
+        "thumb_url": thumb_url(files),
     }
     run_text = _script("run", run)
     io.write_text(data / "run.js", run_text)

@@ -216,7 +216,7 @@ def assign_split(
         split = images["subject_id"].map(split_by_subject(images["subject_id"], ratios, seed))
     elif source == "official":
         if official_split_csv is None:
-            raise ValueError("split_source 'official' needs official_split_csv (mimic-cxr-2.0.0-split.csv.gz)")
+            raise ValueError("split_source 'official' needs official_split_csv (the mimic.split table)")
         official = read_official_split(official_split_csv).set_index("dicom_id")["split"]
         split = images["dicom_id"].map(official)
         # an image missing from the official file follows its patient, else a seeded patient split

@@ -230,7 +230,7 @@
     thumb.className = "thumb";
     if (rec[F.thumb]) {
       const img = document.createElement("img");
-      img.src = "thumbs/" + rec[F.shard] + "/" + id + ".jpg";
+      img.src = RUN.thumb_url.replace("{shard}", rec[F.shard]).replace("{dicom_id}", id);
       img.alt = "film " + id + " with its mask outlined";
       img.loading = "lazy";
       thumb.appendChild(img);

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "workflow" / "cxlseg"
 # The package's layers, bottom first: a module imports only from its own subpackage and the layers below it, so
 # no stage imports a stage above it and no two stages import each other. docs/architecture.md draws the same.
 LAYERS = (
-    {"config", "io", "device", "metrics", "preprocess", "film", "cluster"},  # shared basics (top-level modules)
+    {"config", "io", "device", "metrics", "preprocess", "film", "cluster", "fingerprint"},  # shared basics (top-level)
     {"mimic"},  # MIMIC-CXR's own conventions and files: radiology text, metadata, CheXpert, official split
     {"ingest", "archives"},  # training sets' native layouts; other archives' layouts (#34)
     {"training"},
@@ -102,6 +102,20 @@ def test_no_stage_imports_a_stage_above_it_or_beside_it():
         and (layer_of(other) > layer_of(stage) or layer_of(other) == layer_of(stage) > 0)
     )
     assert wrong == []
+
+
+def test_no_rule_script_imports_a_stage_above_its_rule():
+    """A script belongs to the stage of the rule file that runs it (`workflow/rules/<stage>.smk`), and imports
+    that stage and the layers below only (rule `demo`'s script may read anything below `phantoms`)."""
+    scripts = ROOT / "workflow" / "scripts"
+    wrong = sorted(
+        f"{script}.py ({smk}) imports {other}"
+        for smk, script in set(rule_scripts().values())
+        if script
+        for other in imported_stages(scripts / f"{script}.py")
+        if other != smk and (layer_of(other) > layer_of(smk) or layer_of(other) == layer_of(smk) > 0)
+    )
+    assert len(rule_scripts()) > 20 and wrong == []
 
 
 def test_the_layer_check_sees_an_upward_import(tmp_path):

@@ -1,12 +1,12 @@
 """Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
 check; resumable."""
 
+from cxlseg.fingerprint import code_fingerprint
 from cxlseg.inference.outputs import thumbnail_dir
 from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.shard import infer_shard, inference_predictor
 from cxlseg.inference.view_check import ViewChecker
 from cxlseg.io import log_to, read_json
-from cxlseg.tables.provenance import code_fingerprint
 
 with log_to(snakemake.log[0]):
     # decode workers follow the job's cpus, one core left to the forward pass, clean-up and writes

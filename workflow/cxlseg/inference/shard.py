@@ -204,7 +204,7 @@ def infer_shard(
     that are not frontal films (None: no view check); `thumbs_dir` receives each mask's review thumbnail
     (None: none), and an image whose thumbnail is missing is not done.
     `on_flush(n_rows_in_partial)` runs after each partial-manifest flush (tests use it to simulate a kill).
-    `code` (tables.provenance.code_fingerprint()) joins the settings id, so a partial manifest written by another
+    `code` (fingerprint.code_fingerprint()) joins the settings id, so a partial manifest written by another
     version of the code is recomputed, never resumed: a shard is made by one version.
     """
     started = time.perf_counter()

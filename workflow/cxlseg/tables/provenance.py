@@ -20,6 +20,7 @@ from typing import Iterable
 import pyarrow.parquet as pq
 
 import cxlseg
+from cxlseg.fingerprint import code_fingerprint
 from cxlseg.inference.manifest import partial_path
 from cxlseg.io import UnsafePathError, safe_join
 
@@ -28,7 +29,6 @@ SUMMARY = "summary.json"
 TABLES_DIR = "CXLSeg"  # results/CXLSeg: the tables, summary.json and files/ (masks, segmented images)
 MANIFESTS_DIR = Path("infer") / "manifests"
 _NOT_HASHED = ("results", "resources")  # where outputs go and how many cores they take: not what they hold
-_CODE_SUFFIXES = (".py", ".yaml", ".csv")
 _EXAMPLES = 3
 
 
@@ -50,30 +50,6 @@ def config_hash(config: dict) -> str:
             value = {k: v for k, v in value.items() if not props.get(k, {}).get("speed_only")}
         outcome[section] = value
     return _sha256(json.dumps(outcome, sort_keys=True, default=str).encode())[:16]
-
-
-def _code_files(package: Path | None = None) -> list[tuple[str, Path]]:
-    """The package's sources (and, in a checkout, the rule scripts beside it) as (name, path), sorted."""
-    package = Path(package) if package else Path(cxlseg.__file__).resolve().parent
-    roots = [("cxlseg", package)]
-    scripts = package.parent / "scripts"
-    if package.parent.name == "workflow" and scripts.is_dir():
-        roots.append(("scripts", scripts))
-    files = []
-    for label, root in roots:
-        for path in root.rglob("*"):
-            if path.suffix in _CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
-                files.append((f"{label}/{path.relative_to(root).as_posix()}", path))
-    return sorted(files)
-
-
-def code_fingerprint(package: os.PathLike | str | None = None) -> str:
-    """sha256 (16 hex) of every source file of the package (this one by default) and the rule scripts, by content:
-    the same code in another checkout (or outside git) gives the same fingerprint, any edit a new one."""
-    digest = hashlib.sha256()
-    for name, path in _code_files(package):
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def git_commit(folder: os.PathLike | str | None = None) -> dict:

@@ -107,7 +107,7 @@ def archive_table(files: ArchiveTableFiles, out_root: os.PathLike | str, kind: s
     manifest = read_manifests(files.manifests)
     done = {r["dicom_id"]: r for r in manifest.astype(object).where(manifest.notna(), None).to_dict("records")}
     rows = [_row(r, done.get(r["image_id"]), Path(out_root)) for r in records.to_dict("records")]
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"Height": "Int64", "Width": "Int64"})
     io.write_csv(table, files.table)
     ok = table[table.status == "ok"]
     summary = {

@@ -54,6 +54,8 @@ A = f"{R}/archives/{ARCHIVE.kind}"
 ARCHIVE_IMAGES = f"{A}/images"  # infer_archive_shard's images and masks, mirroring the archive's folders
 ARCHIVE_LIST = f"{A}/lists/{{ashard}}.parquet"  # one list_archive output per shard
 DEMO_ARCHIVE = f"{DEMO_OUT}-archives/{ARCHIVE.kind}"  # demo_archive's synthetic archive of that kind
+if ARCHIVE.other and not DEMO and not config["archive"]["root"]:
+    raise ValueError(f"config key archive.root is required for archive.kind {ARCHIVE.kind} (or demo.enabled: true)")
 
 
 def refuse_a_bad_review_file():
@@ -127,11 +129,7 @@ def review_file(tables_only=False):
 
 def archive_root():
     """Another archive's root: the demo's synthetic archive of that kind, or archive.root."""
-    if DEMO:
-        return DEMO_ARCHIVE
-    if not config["archive"]["root"]:
-        raise ValueError(f"config key archive.root is required for archive.kind {ARCHIVE.kind} (or demo.enabled)")
-    return config["archive"]["root"]
+    return DEMO_ARCHIVE if DEMO else config["archive"]["root"]
 
 
 def archive_metadata():

@@ -40,7 +40,7 @@ rule view_phantoms:
 
 rule demo_archive:
     output:
-        summary=f"{DEMO_ARCHIVE}/synthetic.json",
+        summary=f"{DEMO_ARCHIVE}.json",  # beside the archive: a folder archive would list a file inside it
     log:
         f"{R}/logs/demo_archive/{ARCHIVE.kind}.log",
     conda:

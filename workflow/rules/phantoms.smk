@@ -47,6 +47,6 @@ rule demo_archive:
         "../../envs/demo.yaml"
     params:
         **settings(DemoArchiveSpec),
-        root=DEMO_ARCHIVE,
+        root=lambda wc: DEMO_ARCHIVE,
     script:
         "../scripts/demo_archive.py"

@@ -172,8 +172,7 @@ def test_rule_files_match_the_stages():
     """One .smk per stage subpackage that runs jobs (plus common.smk; mimic/ is a layer of files, no jobs)."""
     rules = {p.stem for p in (ROOT / "workflow" / "rules").glob("*.smk")}
     stages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    unwired = {"archives"}  # #34: the archive adapters are a library until the lead adds rules/archives.smk
-    assert rules - {"common"} == stages - {"mimic"} - unwired
+    assert rules - {"common"} == stages - {"mimic"}
 
 
 def test_each_rule_sits_in_the_file_of_the_stage_whose_code_it_runs():

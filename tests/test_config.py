@@ -8,6 +8,8 @@ from pathlib import Path
 import cxlseg
 import pytest
 import yaml
+from cxlseg.archives.registry import kinds as archive_kinds
+from cxlseg.archives.settings import ArchiveSettings
 from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings
 from cxlseg.config import (
     ConfigError,
@@ -28,7 +30,7 @@ from cxlseg.inference.predictor import InputSpec
 from cxlseg.inference.select_images import SelectionSettings
 from cxlseg.inference.settings import InferSettings
 from cxlseg.ingest.readers import IngestSettings
-from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings
+from cxlseg.phantoms.spec import DemoArchiveSpec, DemoSpec, ViewPhantomSettings
 from cxlseg.qc.settings import CalibrateSettings
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings
@@ -55,6 +57,8 @@ RULE_SETTINGS = (
     ViewPhantomSettings,
     MergeTablesSettings,
     ReviewPageSettings,
+    ArchiveSettings,
+    DemoArchiveSpec,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +183,8 @@ def common_rules():
 
 def test_schema_enums_match_the_code():
     """The schema's enums (which the settings check names against) are the model registry, the augmentation
-    presets and the validation columns the trainer writes."""
+    presets, the validation columns the trainer writes and the archive adapters."""
+    assert tuple(load_schema()["properties"]["archive"]["properties"]["kind"]["enum"]) == archive_kinds()
     models = load_schema()["properties"]["models"]["properties"]
     assert set(models["architectures"]["items"]["enum"]) == set(MODELS)
     assert set(models["inference_model"]["enum"]) - {None} == set(MODELS)

@@ -11,13 +11,14 @@ sys.path.insert(0, _PACKAGE_DIR)
 _ENV = dict(os.environ)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_DIR, _ENV.get("PYTHONPATH", "")) if p))
 
+from cxlseg.archives.settings import ArchiveSettings  # noqa: E402
 from cxlseg.classify.settings import ClassifyRunSettings, ClassifySummarySettings  # noqa: E402
 from cxlseg.config import section_defaults, shard_ids as _shard_ids, validate_config  # noqa: E402
 from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings  # noqa: E402
 from cxlseg.inference.select_images import SelectionSettings  # noqa: E402
 from cxlseg.inference.settings import InferSettings  # noqa: E402
 from cxlseg.ingest.readers import IngestSettings  # noqa: E402
-from cxlseg.phantoms.spec import DemoSpec, ViewPhantomSettings  # noqa: E402
+from cxlseg.phantoms.spec import DemoArchiveSpec, DemoSpec, ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
 from cxlseg.tables.merge import check_review_file  # noqa: E402
@@ -45,6 +46,17 @@ CXLSEG = f"{R}/CXLSeg"  # infer_shard's images and masks; what the manifests' an
 THUMBS = f"{R}/review/thumbs"  # infer_shard writes <shard>/<dicom_id>.jpg here, the review page shows them
 SHARD_LIST = f"{R}/infer/lists/{{shard}}.parquet"  # one select_images output per shard
 
+# Another archive than MIMIC (archive.kind, #34): its own folder, so switching kinds in one results folder reuses
+# the trained models and never touches MIMIC's outputs or another archive's.
+ARCHIVE = ArchiveSettings.from_config(config)
+ARCHIVE_SHARDS = ARCHIVE.shard_ids()
+A = f"{R}/archives/{ARCHIVE.kind}"
+ARCHIVE_IMAGES = f"{A}/images"  # infer_archive_shard's images and masks, mirroring the archive's folders
+ARCHIVE_LIST = f"{A}/lists/{{ashard}}.parquet"  # one list_archive output per shard
+DEMO_ARCHIVE = f"{DEMO_OUT}-archives/{ARCHIVE.kind}"  # demo_archive's synthetic archive of that kind
+if ARCHIVE.other and not DEMO and not config["archive"]["root"]:
+    raise ValueError(f"config key archive.root is required for archive.kind {ARCHIVE.kind} (or demo.enabled: true)")
+
 
 def refuse_a_bad_review_file():
     """tables.review_file read at DAG build (by the controller, not again in each job), against the shard
@@ -66,6 +78,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     arch="|".join(ARCHS),
     shard="|".join(SHARDS),
+    ashard="|".join(ARCHIVE_SHARDS),
     model="[a-z0-9_]+",
     kind="original|segmented",
 
@@ -119,6 +132,21 @@ def review_file(tables_only=False):
     path = config["tables"]["review_file"]
     changes_tables = MergeTablesSettings.from_config(config).review_file is not None
     return [path] if path and (not tables_only or changes_tables) else []
+
+
+def archive_root():
+    """Another archive's root: the demo's synthetic archive of that kind, or archive.root."""
+    return DEMO_ARCHIVE if DEMO else config["archive"]["root"]
+
+
+def archive_metadata():
+    """archive.metadata (kind folder: the CSV naming patient, study and view), an input when set."""
+    return [config["archive"]["metadata"]] if config["archive"]["metadata"] else []
+
+
+def demo_archive_marker():
+    """list_archive waits for the synthetic archive when the demo writes it."""
+    return [rules.demo_archive.output.summary] if DEMO else []
 
 
 def demo_marker():
@@ -203,6 +231,8 @@ def benchmark_files():
 
 
 def get_final_output():
+    if ARCHIVE.other:
+        return archive_final_output()
     outputs = [
         rules.merge_tables.output.metadata,
         rules.merge_tables.output.segmented,
@@ -252,6 +282,38 @@ def intermediate_outputs():
         *classify_runs(),
     ]
     if config["view_check"]["enabled"]:
+        outputs += [
+            rules.view_samples.output.samples,
+            rules.view_phantoms.output.films,
+            rules.train_view_check.output.checkpoint,
+        ]
+    return outputs
+
+
+def archive_final_output():
+    """archive.kind not mimic: the archive's table, its listing and shards, and the models they need (training,
+    selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
+    view_check = config["view_check"]["enabled"]
+    outputs = [
+        rules.archive_table.output.table,
+        rules.list_archive.output.summary,
+        rules.select_model.output.markdown,
+        rules.augment.output.counts,
+        *([rules.train_view_check.output.metrics] if view_check else []),
+        *demo_marker(),
+        *demo_archive_marker(),
+        *expand(rules.ingest.output.manifest, dataset=enabled_datasets()),
+        rules.split_training.output.dataset,
+        *rules.augment.output.store,
+        *expand(rules.train.output.checkpoint, arch=ARCHS),
+        *expand(rules.evaluate.output.summary, arch=ARCHS),
+        rules.select_model.output.selected,
+        rules.calibrate_qc.output.model,
+        *expand(ARCHIVE_LIST, ashard=ARCHIVE_SHARDS),
+        *expand(rules.infer_archive_shard.output.manifest, ashard=ARCHIVE_SHARDS),
+        rules.archive_table.output.summary,
+    ]
+    if view_check:
         outputs += [
             rules.view_samples.output.samples,
             rules.view_phantoms.output.films,

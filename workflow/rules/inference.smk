@@ -50,3 +50,29 @@ rule infer_shard:
         thumbs=lambda wc: THUMBS,
     script:
         "../scripts/infer_shard.py"
+
+
+rule infer_archive_shard:
+    input:
+        images=ARCHIVE_LIST,
+        selected=rules.select_model.output.selected,
+        qc_model=rules.calibrate_qc.output.model,
+        view_check=[rules.train_view_check.output.checkpoint] if config["view_check"]["enabled"] else [],
+    output:
+        manifest=f"{A}/manifests/{{ashard}}.parquet",
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/{{ashard}}.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/{{ashard}}.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("infer", "cpus")
+    resources:
+        **stage_resources("infer"),
+    params:
+        **settings(InferSettings),
+        images_root=lambda wc: archive_root(),
+        out_root=lambda wc: ARCHIVE_IMAGES,
+        thumbs_dir=lambda wc: f"{A}/review/thumbs/{wc.ashard}",
+    script:
+        "../scripts/infer_archive_shard.py"

@@ -36,3 +36,17 @@ rule view_phantoms:
         **settings(ViewPhantomSettings),
     script:
         "../scripts/view_phantoms.py"
+
+
+rule demo_archive:
+    output:
+        summary=f"{DEMO_ARCHIVE}.json",  # beside the archive: a folder archive would list a file inside it
+    log:
+        f"{R}/logs/demo_archive/{ARCHIVE.kind}.log",
+    conda:
+        "../../envs/demo.yaml"
+    params:
+        **settings(DemoArchiveSpec),
+        root=lambda wc: DEMO_ARCHIVE,
+    script:
+        "../scripts/demo_archive.py"

@@ -52,3 +52,26 @@ rule quality_table:
         **settings(TablesSettings),
     script:
         "../scripts/quality_table.py"
+
+
+rule archive_table:
+    input:
+        records=rules.list_archive.output.records,
+        manifests=expand(rules.infer_archive_shard.output.manifest, ashard=ARCHIVE_SHARDS),
+    output:
+        table=f"{A}/{ARCHIVE.kind}-masks.csv.gz",
+        summary=f"{A}/summary.json",
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/table.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/table.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        **stage_resources("tables"),
+    params:
+        **settings(ArchiveSettings),
+        out_root=lambda wc: ARCHIVE_IMAGES,
+    script:
+        "../scripts/archive_table.py"

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from cxlseg.io import ImageReadError, read_image
+from cxlseg.preprocess import resize
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -118,3 +119,14 @@ def to_uint8(pixels: Pixels) -> np.ndarray:
 def read_uint8(path: os.PathLike | str) -> np.ndarray:
     """`read_pixels` then `to_uint8`: what inference feeds the network for any archive's file."""
     return to_uint8(read_pixels(path))
+
+
+def decode_for_inference(
+    path: os.PathLike | str, size: int, interpolation: str = "area"
+) -> tuple[np.ndarray, tuple[int, int], int, str]:
+    """`preprocess.decode_for_inference` for any archive's file: read at full depth, windowed to 8 bit, resized
+    as the MIMIC path resizes. Returns (resized uint8 gray, true (height, width), 1, note: the windowing used)."""
+    pixels = read_pixels(path)
+    full = to_uint8(pixels)
+    note = "" if pixels.bits == 8 and not pixels.windowed else f"{pixels.source} {pixels.bits}-bit windowed to 8 bit"
+    return resize(full, size, interpolation), (int(full.shape[0]), int(full.shape[1])), 1, note

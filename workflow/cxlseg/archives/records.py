@@ -19,6 +19,11 @@ RECORD_COLUMNS = ["image_id", "patient_id", "study_id", "view", "path", "shard",
 SKIP_COLUMNS = ["path", "reason"]
 
 
+def image_id_problem(image_id: str) -> str:
+    """Why an image id cannot name a file ('' when it can)."""
+    return "" if ID_PATTERN.fullmatch(str(image_id)) else f"image id {image_id!r} is not safe as a file name"
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One frontal image to segment. `path` is relative to the archive root (POSIX form); `source_id` is the
@@ -33,8 +38,8 @@ class ImageRecord:
     source_id: str
 
     def __post_init__(self):
-        if not ID_PATTERN.fullmatch(self.image_id):
-            raise ValueError(f"image id {self.image_id!r} is not safe as a file name")
+        if problem := image_id_problem(self.image_id):
+            raise ValueError(problem)
         for name in ("patient_id", "study_id", "view"):
             if not getattr(self, name):
                 raise ValueError(f"{self.path}: empty {name}")

@@ -44,7 +44,10 @@ class OutputSettings:
 
 
 def output_paths(item: dict, mask_format: str) -> tuple[str, str]:
-    """Outputs mirror the source's folder: files/pXX/pNNNNNNNN/sNNNNNNNN/<dicom_id>.jpg and <dicom_id>-mask.*"""
+    """Outputs mirror the source's folder: files/pXX/pNNNNNNNN/sNNNNNNNN/<dicom_id>.jpg and <dicom_id>-mask.*;
+    another archive's image names its own (`out_stem`: its folder in the archive and its id)."""
+    if "out_stem" in item:
+        return f"{item['out_stem']}.jpg", f"{item['out_stem']}-mask.{mask_format}"
     ids = item["subject_id"], item["study_id"], item["dicom_id"]
     return image_relpath(*ids, ".jpg"), image_relpath(*ids, f"-mask.{mask_format}")
 

@@ -27,6 +27,8 @@ import torch
 from tqdm import tqdm
 
 from cxlseg import io, preprocess
+from cxlseg.archives import pixels
+from cxlseg.archives.records import image_id_problem
 from cxlseg.film import FilmSettings
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
@@ -108,13 +110,17 @@ class ShardDataset(torch.utils.data.Dataset):
             "note": "",
         }
         try:
-            problem = id_problem(item["dicom_id"], item["subject_id"], item["study_id"])
+            ids = item["dicom_id"], item["subject_id"], item["study_id"]  # another archive's: its image id only
+            problem = image_id_problem(ids[0]) if "out_stem" in item else id_problem(*ids)
             if problem:
                 raise ValueError(f"unsafe id: {problem}")
             path = io.safe_join(self.root, item["image_path"])
-            resized, true_hw, factor, note = preprocess.decode_for_inference(
-                path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio, self.spec.interpolation
-            )
+            if "out_stem" in item:  # another archive's file (#34): any format, read at full depth
+                resized, true_hw, factor, note = pixels.decode_for_inference(path, size, self.spec.interpolation)
+            else:
+                resized, true_hw, factor, note = preprocess.decode_for_inference(
+                    path, size, item.get("rows"), item.get("columns"), self.reduce_min_ratio, self.spec.interpolation
+                )
             sample = self.decoded(index, resized, true_hw, factor, note)
         except Exception as exc:  # noqa: BLE001 - one bad image must never kill the loader
             sample["error"] = _reason(exc)
@@ -137,13 +143,14 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def _list_items(list_parquet) -> list[dict]:
+    """A shard list's rows; another archive's list (`archives/listing`) also names each image's output stem."""
     rows = pd.read_parquet(list_parquet)
     missing = [c for c in LIST_COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"{list_parquet}: missing column(s) {missing}")
     items = []
     for rec in rows.to_dict("records"):
-        item = {k: str(rec[k]) for k in LIST_COLUMNS}
+        item = {k: str(rec[k]) for k in (*LIST_COLUMNS, *(["out_stem"] if "out_stem" in rec else []))}
         for k in ("rows", "columns"):
             v = rec.get(k)
             item[k] = None if v is None or pd.isna(v) else int(v)

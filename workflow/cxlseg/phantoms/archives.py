@@ -9,6 +9,7 @@ skip with a reason; `write_archive` returns what the adapter should find (`expec
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import cv2
@@ -214,3 +215,15 @@ def write_archive(kind: str, root: Path, seed: int, n_patients: int, side: tuple
     if n_patients < 3:
         raise ValueError(f"a synthetic archive needs >= 3 patients (its special cases), got {n_patients}")
     return writers[kind](Path(root), seed, n_patients, side)
+
+
+def write_demo_archive(root: Path, summary_path: Path, spec) -> dict:
+    """Rule demo_archive: the synthetic archive of `spec.kind` under root (cleared first, so a smaller archive
+    leaves no stale files), and what its adapter should find, saved as `summary_path` (JSON)."""
+    root = Path(root)
+    if root.is_dir():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    expected = write_archive(spec.kind, root, spec.seed, spec.archive_patients, tuple(spec.archive_side))
+    io.write_json(summary_path, {"kind": spec.kind, "expected": expected})
+    return expected

@@ -98,3 +98,19 @@ class ViewPhantomSettings(RuleSettings):
         view = config["view_check"]
         keys = ("size", "samples_per_view", "validate_per_view", "abdomen_negatives")
         return cls(**{k: view[k] for k in keys}, seed=config["seed"])
+
+
+@dataclass(frozen=True)
+class DemoArchiveSpec(RuleSettings):
+    """Rule demo_archive: the synthetic archive of `archive.kind` (another archive than MIMIC) the demo segments."""
+
+    SECTIONS = ("demo",)
+
+    kind: str
+    seed: int
+    archive_patients: int
+    archive_side: tuple[int, int]
+
+    @classmethod
+    def from_config(cls, config: Mapping, **overrides) -> "DemoArchiveSpec":
+        return build_settings(cls, dict(config["demo"]), **{"kind": config["archive"]["kind"], **overrides})

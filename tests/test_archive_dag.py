@@ -1,0 +1,121 @@
+"""Other archives in the DAG (#34): a dry-run of each kind plans its listing, shards and table on the shared
+models and none of MIMIC's jobs; with the default kind the MIMIC DAG is exactly what it was; and one integration
+run segments every kind's synthetic archive in one results folder after one training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from cxlseg.archives import pixels, rle
+from cxlseg.config import default_config
+from helpers.workflow import CONFIGS, TINY, snakemake, snakemake_cmd, workflow_env
+
+KINDS = ("chexpert", "chestxray14", "padchest", "vindr", "folder")
+ARCHIVE_RULES = {"demo_archive", "list_archive", "infer_archive_shard", "archive_table"}
+MIMIC_ONLY = {"select_images", "infer_shard", "merge_tables", "quality_table", "evaluate_inference", "qc_report"}
+# The demo's MIMIC DAG as it was before other archives were wired in (main at 3a0c828), job counts per rule.
+MIMIC_DEMO_JOBS = {
+    "demo": 1, "view_phantoms": 1, "ingest": 3, "select_images": 1, "view_samples": 1, "split_training": 1,
+    "augment": 1, "train": 4, "train_view_check": 1, "evaluate": 4, "select_model": 1, "calibrate_qc": 1,
+    "evaluate_inference": 1, "infer_shard": 10, "merge_tables": 1, "qc_report": 1, "classify": 8,
+    "quality_table": 1, "classify_summary": 1, "review_page": 1, "table3_pages": 1, "run_report": 1, "all": 1,
+}  # fmt: skip
+
+
+def planned_jobs(text: str) -> dict[str, int]:
+    """The rule -> count table of a dry-run ('Job stats')."""
+    stats, in_table = {}, False
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("Job stats"):
+            in_table = True
+        elif in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            stats[parts[0]] = int(parts[1])
+        elif in_table and parts and parts[0] == "total":
+            break
+    return stats
+
+
+def dry_run(tmp_path: Path, change: dict) -> subprocess.CompletedProcess:
+    (tmp_path / "change.yaml").write_text(yaml.safe_dump(change))
+    cmd = snakemake_cmd(tmp_path, "-n", "-F", configs=[*CONFIGS, tmp_path / "change.yaml"])
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=workflow_env())
+
+
+def test_the_mimic_dag_is_unchanged(tmp_path):
+    proc = dry_run(tmp_path, {"archive": {"kind": "mimic"}})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_jobs(proc.stdout + proc.stderr) == MIMIC_DEMO_JOBS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_dry_run_of_each_kind_plans_its_listing_shards_and_table(tmp_path, kind):
+    shards = default_config()["archive"]["shards"]
+    proc = dry_run(tmp_path, {"archive": {"kind": kind}})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert {r: jobs.get(r) for r in ARCHIVE_RULES} == {
+        "demo_archive": 1,
+        "list_archive": 1,
+        "infer_archive_shard": shards,
+        "archive_table": 1,
+    }
+    assert jobs["train"] == 4 and jobs["calibrate_qc"] == 1 and jobs["train_view_check"] == 1  # the shared models
+    assert MIMIC_ONLY.isdisjoint(jobs) and "classify" not in jobs
+    text = proc.stdout + proc.stderr
+    assert f"results/archives/{kind}/{kind}-masks.csv.gz" in text
+    assert f"resources/demo-archives/{kind}.json" in text
+
+
+def test_another_archive_without_a_root_stops_the_dag_naming_the_key(tmp_path):
+    proc = dry_run(tmp_path, {"demo": {"enabled": False}, "archive": {"kind": "padchest"}})
+    assert proc.returncode != 0 and "archive.root" in proc.stdout + proc.stderr
+
+
+def test_an_unknown_kind_stops_the_dag(tmp_path):
+    proc = dry_run(tmp_path, {"archive": {"kind": "mimic-iv"}})
+    assert proc.returncode != 0 and "mimic-iv" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def every_archive(tmp_path_factory):
+    """One results folder: the models trained once (with the first kind), then each other kind's archive."""
+    workdir = tmp_path_factory.mktemp("archives")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "classify": {"enabled": False}}))
+    for kind in KINDS:
+        (workdir / "kind.yaml").write_text(yaml.safe_dump({"archive": {"kind": kind}}))
+        snakemake(workdir, "-c2", configs=[*CONFIGS, workdir / "tiny.yaml", workdir / "kind.yaml"], timeout=1500)
+    return workdir
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_archive_goes_through_the_whole_dag(every_archive, kind):
+    out = every_archive / "results" / "archives" / kind
+    expected = json.loads((every_archive / "resources" / "demo-archives" / f"{kind}.json").read_text())
+    expected = expected["expected"]
+    table = pd.read_csv(out / f"{kind}-masks.csv.gz", dtype=str, keep_default_na=False)
+    skipped = pd.read_csv(out / "listing" / "skipped.csv", dtype=str, keep_default_na=False)
+    listing = json.loads((out / "listing" / "summary.json").read_text())
+    assert len(table) == len(expected["kept"]) and table.image_id.is_unique
+    assert sum(listing["not_frontal"].values()) == expected["dropped"]  # laterals dropped, counted by view
+    assert set(expected["skipped"]) <= set(skipped.path) and (skipped.reason != "").all()
+    ok = table[table.status == "ok"]
+    assert len(ok) >= len(table) - 1 and set(ok.split) <= {"train", "validate", "test"}
+    root = every_archive / "resources" / "demo-archives" / kind
+    for row in ok.to_dict("records"):
+        image = pixels.read_pixels(root / row["path"]).data
+        height, width = int(row["Height"]), int(row["Width"])
+        rle.check_shape(height, width, image.shape, row["path"])  # the RLE's size is the original image's
+        lungs = rle.decode(row["Left Lung"], height, width) | rle.decode(row["Right Lung"], height, width)
+        assert lungs.any() and (out / "images" / row["mask_path"]).is_file()
+        assert Path(row["mask_path"]).parent == Path(row["path"]).parent  # mirrors the archive's folders
+        assert np.isfinite(float(row["qc_predicted_dice"])) and np.isfinite(float(row["p_not_frontal"]))
+    assert (every_archive / "results" / "models" / "selected.json").is_file()
+    assert not (every_archive / "results" / "CXLSeg").exists()  # MIMIC's outputs untouched by other archives

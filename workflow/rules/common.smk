@@ -109,7 +109,7 @@ def reports_root():
 
 
 def demo_mimic_file(key):
-    """A table of the demo's MIMIC archive (rule demo writes it): MIMIC-CXR-JPG's own name, the schema's default
+    """A table of the demo's MIMIC archive, which the demo rule writes, by MIMIC-CXR-JPG's own name, the schema's default
     for `mimic.<key>`, whatever the config says (phantoms/mimic_archive writes the same)."""
     return f"{DEMO_OUT}/mimic-cxr-jpg/{section_defaults('mimic')[key]}"
 

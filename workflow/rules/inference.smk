@@ -45,9 +45,10 @@ rule infer_shard:
         **stage_resources("infer"),
     params:
         **settings(InferSettings),
-        mimic_root=lambda wc: mimic_root(),
+        images_root=lambda wc: mimic_root(),
         out_root=lambda wc: CXLSEG,
         thumbs=lambda wc: THUMBS,
+        shard=lambda wc: wc.shard,
     script:
         "../scripts/infer_shard.py"
 
@@ -73,6 +74,7 @@ rule infer_archive_shard:
         **settings(InferSettings),
         images_root=lambda wc: archive_root(),
         out_root=lambda wc: ARCHIVE_IMAGES,
-        thumbs_dir=lambda wc: f"{A}/review/thumbs/{wc.ashard}",
+        thumbs=lambda wc: f"{A}/review/thumbs",
+        shard=lambda wc: wc.ashard,
     script:
-        "../scripts/infer_archive_shard.py"
+        "../scripts/infer_shard.py"

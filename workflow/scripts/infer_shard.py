@@ -1,5 +1,6 @@
-"""Rule infer_shard: segment one shard with the selected model (or ensemble), the calibrated QC and the view
-check; resumable."""
+"""Rules infer_shard (MIMIC) and infer_archive_shard (another archive, #34): segment one shard with the selected
+model (or ensemble), the calibrated QC and the view check; resumable. The shard list says where each image is read
+(under params.images_root) and written."""
 
 from cxlseg.fingerprint import code_fingerprint
 from cxlseg.inference.outputs import thumbnail_dir
@@ -15,7 +16,7 @@ with log_to(snakemake.log[0]):
     view_check = snakemake.input.view_check
     infer_shard(
         snakemake.input.images,
-        snakemake.params.mimic_root,
+        snakemake.params.images_root,
         snakemake.params.out_root,
         snakemake.output.manifest,
         predictor,
@@ -23,5 +24,5 @@ with log_to(snakemake.log[0]):
         qc_model=QCModel.load(snakemake.input.qc_model),
         view_checker=ViewChecker.from_checkpoint(view_check[0], predictor.device) if view_check else None,
         code=code_fingerprint(),  # a partial manifest of another version of the code is not resumed
-        thumbs_dir=thumbnail_dir(snakemake.params.thumbs, snakemake.wildcards.shard),
+        thumbs_dir=thumbnail_dir(snakemake.params.thumbs, snakemake.params.shard),
     )

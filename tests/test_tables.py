@@ -1,10 +1,9 @@
-"""The four CXLSeg tables, the quality (CXLSeg-qc) and failed tables, review decisions applied, and the summary
-(merge_tables); the split functions are test_splits.py's, the source readers test_sources.py's, reading a
-decisions file test_review.py's."""
+"""The four CXLSeg tables, the failed table, review decisions applied, and the summary (merge_tables); the quality
+table (CXLSeg-qc, rule quality_table) is test_quality.py's, the split functions test_splits.py's, the source
+readers test_sources.py's, reading a decisions file test_review.py's."""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cxlseg.config import ConfigError, default_config
+from cxlseg.config import ConfigError
 from cxlseg.inference import manifest
 from cxlseg.inference.manifest import read_manifests
 from cxlseg.io import UnsafePathError, safe_join
@@ -24,45 +23,25 @@ from cxlseg.mimic import radiology_text as reports
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS  # the columns of MIMIC-CXR-JPG's metadata CSV
 from cxlseg.tables import merge as tables
 from cxlseg.tables.merge import merge_tables
+from cxlseg.tables.quality import write_qc_table
 from cxlseg.tables.settings import TablesSettings
 from cxlseg.training.splits import split_by_image
-from helpers.tables import FAILED_TABLE, QC_TABLE, SUMMARY, TABLE_NAMES, table_files
+from helpers.tables import (
+    FAILED_TABLE,
+    QC_TABLE,
+    SUMMARY,
+    TABLE_NAMES,
+    archive_rows,
+    image_row,
+    table_files,
+    tables_settings,
+    write_decisions,
+    write_manifest,
+)
 
 REPORT_FULL = " FINAL REPORT\n INDICATION:  Cough.\n \n FINDINGS:  Lungs clear.\n \n IMPRESSION:  Normal.\n"
 REPORT_COMPARISON = " FINAL REPORT\n COMPARISON:  Stable since ___.\n"
 REPORT_EMPTY = " FINAL REPORT\n Cancelled.\n"
-
-
-def image_row(subject, study, dicom, status="ok", error="", flags=()):
-    folder = f"files/p{str(subject)[:2]}/p{subject}/s{study}"
-    return {
-        "dicom_id": dicom,
-        "subject_id": subject,
-        "study_id": study,
-        "source_path": f"{folder}/{dicom}.jpg",
-        "image_path": f"{folder}/{dicom}.jpg",
-        "mask_path": f"{folder}/{dicom}-mask.jpg",
-        "orig_height": 3056,
-        "orig_width": 2544,
-        "lung_area_fraction": 0.3,
-        "n_components": 2,
-        "left_right_ratio": 1.1,
-        "mean_fg_prob": 0.95,
-        "qc_predicted_dice": 0.9,
-        "qc_flags": list(flags),
-        "status": status,
-        "error": error,
-        "model_id": "unet",
-    }
-
-
-def write_manifest(path, rows, flags_as_string=False):
-    frame = pd.DataFrame(rows)
-    if flags_as_string:
-        frame["qc_flags"] = frame["qc_flags"].map(";".join)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
-    return path
 
 
 def write_mimic(root, rows, reports_text, chexpert_rows, *, skip_metadata=()):
@@ -106,18 +85,7 @@ def write_mimic(root, rows, reports_text, chexpert_rows, *, skip_metadata=()):
 @pytest.fixture
 def archive(tmp_path):
     """Three subjects in three pXX prefixes; one failed, one flagged, one unsafe, one study without a report file."""
-    rows_a = [
-        image_row(10000032, 50414267, "d1"),
-        image_row(10000032, 50414267, "d2", flags=["low_lung_area", "one_component"]),
-        dict(image_row(10000032, 53189527, "d3"), film_inverted=True, film_cropped=False),  # the film check undid it
-    ]
-    rows_b = [
-        image_row(11000011, 51000001, "d4"),
-        image_row(11000011, 51000001, "d5", status="failed", error="truncated JPEG (no end-of-image marker)"),
-        image_row(12000022, 52000002, "d6"),
-        image_row(12000022, 52000003, "d7"),
-        dict(image_row(12000022, 52000003, "d8"), image_path="../../etc/passwd"),
-    ]
+    rows_a, rows_b = archive_rows()
     manifests = [
         write_manifest(tmp_path / "manifests/p10.parquet", rows_a),
         write_manifest(tmp_path / "manifests/p11.parquet", rows_b, flags_as_string=True),
@@ -157,12 +125,6 @@ SETTING_KEYS = {
 }
 
 
-def tables_settings(**changes) -> TablesSettings:
-    """The tables section at its schema defaults (as the merge rule builds it), with `changes` (unvalidated, so
-    merge_tables' own checks are what a bad value meets)."""
-    return dataclasses.replace(TablesSettings.from_config(default_config()), **changes)
-
-
 def run_merge(tmp_path, manifests, out="out", **kw):
     kw.setdefault("progress", False)
     settings = tables_settings(**{k: kw.pop(k) for k in list(kw) if k in SETTING_KEYS})
@@ -178,7 +140,7 @@ def run_merge(tmp_path, manifests, out="out", **kw):
         settings,
         **kw,
     )
-    summary["qc"] = tables.write_qc_table(
+    summary["qc"] = write_qc_table(
         manifests, tmp_path / out / QC_TABLE, settings, review_csv=kw["review_csv"]
     )  # its own rule
     return summary, {k: pd.read_csv(tmp_path / out / name) for k, name in TABLE_NAMES.items()}
@@ -260,44 +222,24 @@ def read_qc(tmp_path, out="out") -> pd.DataFrame:
     return pd.read_csv(tmp_path / out / QC_TABLE, keep_default_na=False).set_index("dicom_id")
 
 
-def test_qc_table_lists_every_mask_with_its_quality(archive):
+def test_the_qc_table_lists_the_masked_images_and_joins_the_four_tables(archive):
+    """Run as the two rules run: the quality table has a row per image of the four tables, joined on the ids (its
+    own columns are test_quality.py's)."""
     tmp_path, manifests = archive
     summary, t = run_merge(tmp_path, manifests)
     qc = read_qc(tmp_path)
-    assert list(qc.reset_index().columns) == tables.quality.QC_COLUMNS
     assert qc.index.tolist() == t["segmented"]["dicom_id"].tolist() == ["d1", "d2", "d3", "d4", "d6", "d7"]
-    assert qc.at["d2", "status"] == "flagged" and qc.at["d2", "qc_flags"] == "low_lung_area;one_component"
-    assert (qc.drop(index="d2")["status"] == "ok").all() and qc["in_tables"].all()
-    assert qc.at["d1", "shard"] == "p10" and qc.at["d4", "shard"] == "p11"
-    assert qc["qc_predicted_dice"].tolist() == [0.9] * 6 and (qc["review"] == "").all()
-    assert (qc["models"] == "unet").all()
-    # the film check's undoings, False where a manifest predates the check (p11) or left the film as it was
-    assert qc["film_inverted"].tolist() == [False, False, True, False, False, False] and not qc["film_cropped"].any()
-    # the four tables join it on the ids, as they join each other
     assert len(pd.merge(t["segmented"], qc.reset_index(), on=["dicom_id", "subject_id", "study_id"])) == 6
     failed = pd.read_csv(tmp_path / "out" / FAILED_TABLE, keep_default_na=False)
     assert set(failed["status"]) == {"failed"} and "d2" not in failed["dicom_id"].tolist()  # failures only
     assert summary["flagged"] == summary["qc"]["flagged"] == 1
-    assert summary["qc"]["by_status"] == {"rejected": 0, "accepted": 0, "flagged": 1, "ok": 5}
 
     summary, t = run_merge(tmp_path, manifests, out="strict", include_flagged=False)
     assert "d2" not in t["segmented"]["dicom_id"].tolist()
     assert summary["rows"]["segmented"] == 5
-    strict = read_qc(tmp_path, "strict")
-    assert strict.at["d2", "status"] == "flagged" and not strict.at["d2", "in_tables"]
 
 
-def test_model_names_drop_the_weight_digests():
-    ids = pd.Series(["unetplusplus-0123abcd4567+sa_unet-89abcdef0123", "unet-a1b2c3d4e5f6", None, "my-net"])
-    assert tables.quality.model_names(ids).tolist() == ["unetplusplus+sa_unet", "unet", "", "my-net"]
-
-
-def write_decisions(path, text: str):
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def test_review_decisions_reach_the_qc_table_and_tables_stay_as_published(archive):
+def test_review_decisions_leave_the_tables_as_published_unless_they_drop_rejected(archive):
     tmp_path, manifests = archive
     run_merge(tmp_path, manifests, out="plain")
     review = write_decisions(
@@ -305,17 +247,8 @@ def test_review_decisions_reach_the_qc_table_and_tables_stay_as_published(archiv
         'dicom_id,decision,note\nd2,accepted,"fine, QC was wrong"\nd4,rejected,clavicle in the mask\n',
     )
     summary, t = run_merge(tmp_path, manifests, review_file=review)
-    qc = read_qc(tmp_path)
-    assert (qc.at["d2", "status"], qc.at["d2", "review"], qc.at["d2", "review_note"]) == (
-        "accepted",
-        "accepted",
-        "fine, QC was wrong",
-    )
-    assert qc.at["d2", "qc_flags"] == "low_lung_area;one_component"  # QC's verdict stays visible
-    assert (qc.at["d4", "status"], qc.at["d4", "review"]) == ("rejected", "rejected") and qc.at["d4", "in_tables"]
     for name in TABLE_NAMES.values():  # without drop_rejected the four tables are byte for byte as before
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
-    assert summary["qc"]["review"] == {"file": review, "accepted": 1, "rejected": 1, "rejected_in_tables": 1}
 
     summary, t = run_merge(tmp_path, manifests, out="dropped", review_file=review, drop_rejected=True)
     assert "d4" not in t["segmented"]["dicom_id"].tolist() and summary["rows"]["segmented"] == 5
@@ -714,33 +647,3 @@ def test_settings_from_the_tables_section(make_config):
     settings = TablesSettings.from_config(make_config(seed=3, tables={"split_unit": "image", "include_flagged": False}))
     assert settings.ratios == (0.8, 0.1, 0.1) and settings.seed == 3
     assert settings.split_unit == "image" and settings.include_flagged is False and settings.split_source == "random"
-
-
-def test_the_quality_table_completes_summary_json_with_itself_and_the_review_file(archive):
-    """Rule quality_table writes summary.json: the merge's, plus the quality table's hash and the review file's."""
-    from cxlseg.tables.provenance import file_sha256
-
-    tmp_path, manifests = archive
-    review = write_decisions(tmp_path / "decisions.csv", "dicom_id,decision,note\nd4,rejected,\n")
-    run_merge(tmp_path, manifests, out="merged")
-    merged = tmp_path / "merged" / SUMMARY
-    summary = tmp_path / "merged" / "completed.json"
-    tables.write_qc_table(
-        manifests,
-        tmp_path / "merged" / QC_TABLE,
-        tables_settings(review_file=review),
-        merged=merged,
-        summary=summary,
-        review_csv=review,
-    )
-    record = json.loads(summary.read_text())
-    assert record["rows"] == json.loads(merged.read_text())["rows"] and record["quality"]["review"]["rejected"] == 1
-    assert record["provenance"]["quality"] == {
-        "table": {
-            QC_TABLE: {
-                "sha256": file_sha256(tmp_path / "merged" / QC_TABLE),
-                "bytes": (tmp_path / "merged" / QC_TABLE).stat().st_size,
-            }
-        },
-        "review_file": {"path": str(review), "sha256": file_sha256(review)},
-    }

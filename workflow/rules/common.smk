@@ -21,8 +21,8 @@ from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.phantoms.spec import DemoArchiveSpec, DemoSpec, ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
-from cxlseg.tables.merge import check_review_file  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
+from cxlseg.tables.quality import check_review_file  # noqa: E402
 from cxlseg.tables.review import ReviewFileError  # noqa: E402
 from cxlseg.tables.settings import MergeTablesSettings, TablesSettings  # noqa: E402
 from cxlseg.training.settings import AugmentRunSettings, TrainConfig  # noqa: E402

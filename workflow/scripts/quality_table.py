@@ -1,7 +1,7 @@
 """Rule quality_table: shard manifests (+ the review file, the merge's summary) -> CXLSeg-qc.csv.gz, summary.json."""
 
 from cxlseg.io import log_to
-from cxlseg.tables.merge import write_qc_table
+from cxlseg.tables.quality import write_qc_table
 
 with log_to(snakemake.log[0]):
     write_qc_table(

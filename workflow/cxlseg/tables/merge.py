@@ -1,4 +1,5 @@
-"""Merge the shard manifests into the four CXLSeg tables, the quality and failed tables and the summary.
+"""Merge the shard manifests into the four CXLSeg tables, the failed table and the merge's summary (the quality
+table is `tables.quality`'s, a rule of its own).
 
 The tables are laid out so that the CXLSeg authors' scripts work unchanged:
 ``pd.merge(segmented, split)`` and ``pd.merge(.., mask.rename(DicomPath=DicomPathMask))``
@@ -9,7 +10,6 @@ columns from segmented + split leaves DicomPath and the 14 CheXpert labels.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -17,22 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
-from cxlseg.inference.manifest import PATH_COLUMNS, read_manifests
-from cxlseg.io import UnsafePathError, safe_join, write_csv, write_json
+from cxlseg.io import write_csv, write_json
 from cxlseg.mimic import CHEXPERT_LABELS
 from cxlseg.mimic.radiology_text import REPORT_FILE_PROBLEMS
 from cxlseg.mimic.sources import extract_study_reports, read_chexpert, read_metadata
 from cxlseg.tables import provenance, quality
-from cxlseg.tables.review import read_decisions
 from cxlseg.tables.settings import TableFiles, TablesSettings
 from cxlseg.training.splits import assign_split
 
 log = logging.getLogger(__name__)
 
-IDS = ["dicom_id", "subject_id", "study_id"]
+IDS = quality.IDS
 
 _METADATA_LEADING = ["PatientOrientation", "ViewPosition", "StudyDate", "StudyTime"]
 _ORIENTATION_SOURCE = "PatientOrientationCodeSequence_CodeMeaning"
@@ -44,58 +41,12 @@ REPORT_WORKERS = 8
 WRITE_WORKERS = len(TableFiles.TABLES) + 1  # the four CXLSeg tables and the failed table
 
 
-# ---------------------------------------------------------------- manifests
-
-
 @contextlib.contextmanager
 def _step(name: str):
     """Log each merge step's duration, so a slow archive shows where the minute goes."""
     start = time.perf_counter()
     yield
     log.info("%s: %.1f s", name, time.perf_counter() - start)
-
-
-def _path_errors(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Reason per row whose path would leave the output root, '' for the others.
-
-    The root is a fixed label so the failed table does not depend on where it is written.
-    """
-    reasons = pd.Series("", index=frame.index, dtype=object)
-    for idx in frame.index[frame[f"{column}_suspect"].to_numpy()]:
-        try:
-            safe_join("<output root>", frame.at[idx, column])
-        except UnsafePathError as exc:
-            reasons.at[idx] = f"unsafe {column}: {exc}"
-    return reasons
-
-
-def validate_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add a `reason` column: non-empty, with the first problem found, for rows that cannot go into the tables."""
-    reason = np.full(len(frame), "", dtype=object)
-
-    def note(mask, text) -> None:
-        mask = np.asarray(mask, dtype=bool) & (reason == "")
-        reason[mask] = text[mask] if isinstance(text, np.ndarray) else text
-
-    for column in ["subject_id", "study_id"]:
-        note(~frame[f"{column}_valid"].to_numpy(), f"invalid {column}")
-    note(frame["dicom_id"].to_numpy() == "", "empty dicom_id")
-    status = frame["status"].to_numpy()
-    error = frame["error"].to_numpy()
-    note(status == "failed", "segmentation failed: " + np.where(error == "", "no error recorded", error).astype(object))
-    note(~np.isin(status, ["ok", "failed"]), "unknown status " + status.astype(object))
-    for column in PATH_COLUMNS:
-        path_reason = _path_errors(frame, column).to_numpy()
-        note(path_reason != "", path_reason)
-    helper = [c for c in frame.columns if c.endswith(("_valid", "_suspect"))]
-    return frame.drop(columns=helper).assign(reason=reason)
-
-
-def _drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """A re-run shard can list an image twice: keep the first usable row per dicom_id."""
-    order = frame.assign(_bad=frame["reason"] != "").sort_values(["_bad"], kind="stable")
-    kept = order.drop_duplicates("dicom_id", keep="first").drop(columns="_bad").sort_index()
-    return kept, len(frame) - len(kept)
 
 
 # ---------------------------------------------------------------- tables
@@ -152,14 +103,14 @@ def merge_tables(
     input `review`). `cxlseg_split_csv` is the published split that `split_source: cxlseg` copies (input
     `cxlseg_split`); the settings hold the choices, the files read are the ones the rule declares.
     Every image without a mask is a row of CXLSeg-failed.csv.gz with its reason. CXLSeg-qc.csv.gz
-    is `write_qc_table`'s. summary.json's `provenance` says which run the tables describe: `run` (config hash,
+    is `quality.write_qc_table`'s. summary.json's `provenance` says which run the tables describe: `run` (config hash,
     code), and a hash of every manifest read and table written.
     """
     manifest_paths = [Path(p) for p in manifest_paths]
     with _step("read and validate manifests"):
-        rows, duplicates = manifest_rows(manifest_paths)
+        rows, duplicates = quality.manifest_rows(manifest_paths)
     with _step("quality and review"):
-        images = masked_images(rows, settings, review_csv)
+        images = quality.masked_images(rows, settings, review_csv)
         images = images[images["in_tables"]].reset_index(drop=True)
 
     with _step("reports"):
@@ -202,71 +153,6 @@ def merge_tables(
         summary["flagged"],
     )
     return summary
-
-
-def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataFrame, int]:
-    """Validated rows of the shard manifests (`reason` says why a row has no usable mask), one per dicom_id in
-    (subject_id, study_id, dicom_id) order, and how many duplicate rows were dropped."""
-    rows, duplicates = _drop_duplicates(validate_rows(read_manifests(manifest_paths, normalised=True)))
-    return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
-
-
-def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file) -> pd.DataFrame:
-    """The rows with a mask, with the review decisions of `review_file` (None: no review), `status` and
-    `in_tables`."""
-    good = rows["reason"] == ""
-    masked = rows[good].reset_index(drop=True)
-    decisions = read_decisions(review_file, masked["dicom_id"], rows.loc[~good, "dicom_id"]) if review_file else None
-    if decisions is not None:
-        log.info("%s: %d decisions (%s)", review_file, len(decisions), decisions["decision"].value_counts().to_dict())
-    masked = quality.apply_review(masked, decisions)
-    masked["status"] = quality.image_status(masked)
-    masked["in_tables"] = quality.in_tables(
-        masked["status"].to_numpy(), settings.include_flagged, settings.drop_rejected
-    )
-    return masked
-
-
-def check_review_file(review_file: os.PathLike | str, manifest_paths: Iterable[os.PathLike | str]) -> None:
-    """Read `review_file` as rule quality_table will, against the shard manifests on disk (the ids checked only
-    when every manifest is there): raises ReviewFileError. Why: run at DAG build, a typo stops the run before
-    Snakemake deletes the quality table it would rebuild, and with one line instead of a job's traceback."""
-    paths = [Path(p) for p in manifest_paths]
-    if paths and all(p.is_file() for p in paths):
-        rows, _ = manifest_rows(paths)
-        good = rows["reason"] == ""
-        read_decisions(review_file, rows.loc[good, "dicom_id"], rows.loc[~good, "dicom_id"])
-    else:
-        read_decisions(review_file, None)
-
-
-def write_qc_table(
-    manifest_paths: Iterable[os.PathLike | str],
-    out_path,
-    settings: TablesSettings,
-    *,
-    merged: os.PathLike | str | None = None,
-    summary: os.PathLike | str | None = None,
-    review_csv: os.PathLike | str | None = None,
-) -> dict:
-    """Write CXLSeg-qc.csv.gz (one row per mask: quality, models, review); return its counts for the log.
-
-    A rule of its own: applying a review rewrites this table (and the review page) but not the four tables,
-    so nothing that reads them (the classifiers) reruns, unless the review can change them (drop_rejected, or
-    include_flagged off, where an accepted flagged image comes back). With `merged` (the merge's summary) and
-    `summary`, it writes summary.json: the merge's, plus the quality counts and, in its provenance, the quality
-    table's hash and the review file's, so `cxlseg check-run` sees either change after the run."""
-    rows, _ = manifest_rows(manifest_paths)
-    qc = quality.qc_table(masked_images(rows, settings, review_csv))
-    write_csv(qc, out_path)
-    counts = quality.quality_counts(qc, review_csv)
-    log.info("wrote %s: %d masks, %s", out_path, len(qc), counts)
-    if summary is not None:
-        record = json.loads(Path(merged).read_text())
-        record["quality"] = counts
-        record["provenance"]["quality"] = provenance.quality_record(out_path, review_csv)
-        write_json(summary, record)
-    return counts
 
 
 def _write_all(outputs: list[tuple[pd.DataFrame, Path]], workers: int) -> None:

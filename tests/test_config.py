@@ -24,7 +24,6 @@ from cxlseg.config import (
 )
 from cxlseg.evaluation.settings import EvaluateSettings, SelectModelSettings
 from cxlseg.inference.mask_qc import QCSettings
-from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.postprocess import CleanupSettings
 from cxlseg.inference.predictor import InputSpec
 from cxlseg.inference.select_images import SelectionSettings
@@ -154,7 +153,6 @@ def _settings_from_defaults() -> dict:
     return {
         TrainConfig: TrainConfig.from_config(cfg, "sa_unet"),
         InferSettings: infer,
-        OutputSettings: infer.outputs,
         CleanupSettings: build_settings(CleanupSettings, cfg["infer"]["postprocess"]),
         QCSettings: build_settings(QCSettings, cfg["infer"]["qc"]),
         SelectionSettings: SelectionSettings.from_config(cfg),

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import torch
 from cxlseg import io, preprocess
-from cxlseg.config import ConfigError, speed_only_keys
+from cxlseg.config import ConfigError, RuleSettings, speed_only_keys
 from cxlseg.evaluation.evaluate import evaluate_model
 from cxlseg.film import FilmSettings
 from cxlseg.inference.manifest import MANIFEST_DTYPES, partial_path
-from cxlseg.inference.outputs import OutputSettings
 from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
 from cxlseg.inference.settings import InferSettings
@@ -329,9 +328,14 @@ def test_infer_settings_from_the_config(make_config):
         settings.postprocess.opening == 3 and settings.qc.min_predicted_dice == "calibrated"
     )  # the rest: schema defaults
     assert InferSettings.from_config(config, num_workers=1).num_workers == 1
-    outputs = settings.outputs
-    assert isinstance(outputs, OutputSettings) and outputs.postprocess == settings.postprocess
-    assert outputs.threshold == 0.4 and outputs.segmented_source == "original"
+    assert settings.segmented_source == "original" and settings.mask_format == "jpg"
+
+
+def test_infer_settings_are_one_plain_object():
+    """No OutputSettings view of itself (#36): the keys that shape each image are plain fields of InferSettings."""
+    assert InferSettings.__mro__[1:] == (RuleSettings, object) and not hasattr(InferSettings, "outputs")
+    names = {f.name for f in dataclasses.fields(InferSettings)}
+    assert {"threshold", "film", "postprocess", "qc", "separate_lungs"} <= names
 
 
 # --------------------------------------------------------------------------- one predictor

@@ -61,7 +61,7 @@ def test_finish_image_writes_both_files_and_returns_the_manifest_fields(tmp_path
     resized = preprocess.resize(toys.radiograph_like(300, 260), 224)
     prob = np.where(_lungs() > 0, 0.95, 0.05).astype(np.float32)
     item = {"subject_id": "10000032", "study_id": "50414267", "dicom_id": "0c-01", "orig_hw": (300, 260)}
-    fields = finish_image(item, resized, prob, None, None, tmp_path, settings.outputs, toys.spec())
+    fields = finish_image(item, resized, prob, None, None, tmp_path, settings, toys.spec())
     assert fields["image_path"] == "files/p10/p10000032/s50414267/0c-01.jpg"
     assert fields["mask_path"] == "files/p10/p10000032/s50414267/0c-01-mask.png"
     mask = settings.postprocess.clean(prob, settings.threshold)
@@ -82,7 +82,7 @@ def test_finish_image_writes_an_inverted_film_upright_and_maps_a_cropped_mask_ba
     prob = np.where(_lungs() > 0, 0.95, 0.05).astype(np.float32)
     item = {"subject_id": "10000032", "study_id": "50414267", "dicom_id": "0c-02", "orig_hw": (300, 260)}
     check = film.FilmCheck(box=(20, 200, 30, 210), shape=(224, 224), inverted=True, polarity_score=0.8)
-    fields = finish_image(item, 255 - resized, prob, None, check, tmp_path, settings.outputs, toys.spec())
+    fields = finish_image(item, 255 - resized, prob, None, check, tmp_path, settings, toys.spec())
     assert fields["film_inverted"] and fields["film_cropped"] and fields["film_fraction"] == (180 * 180) / 224**2
     mask = io.read_mask(tmp_path / fields["mask_path"])
     assert mask[:20].sum() == 0 and mask[200:].sum() == 0 and mask[:, :30].sum() == 0 and mask.sum() > 0

@@ -230,11 +230,7 @@ def main(argv=None) -> int:
             for r in rows
         ]
         d = per_image_ms(
-            {
-                "d": lambda i: finish_image(
-                    items[i], resized[i], probs[i], None, None, tmp / "post", settings.outputs, spec
-                )
-            },
+            {"d": lambda i: finish_image(items[i], resized[i], probs[i], None, None, tmp / "post", settings, spec)},
             list(range(len(rows))),
             args.repeats,
         )["d"]

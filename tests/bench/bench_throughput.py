@@ -199,7 +199,7 @@ def stages(items: list[dict], mimic: Path, out: Path, predictor: Predictor, sett
     forward = lambda: [predictor.predict_batch(x[k : k + bs], size, settings.threshold) for k in idx[::bs]]  # noqa: E731
     batches, t_forward = _timed(forward)
     probs = [(b.prob[j], b.agreement(j)) for b in batches for j in range(len(b.prob))]
-    s = settings.outputs
+    s = settings
 
     def clean_and_qc(prob, signals):
         mask = s.postprocess.clean(prob, s.threshold)
@@ -228,7 +228,7 @@ def authors_image(path: Path, item: dict, out: Path, predictor: Predictor, setti
     gray = cv2.cvtColor(cv2.cvtColor(lab, cv2.COLOR_LAB2BGR), cv2.COLOR_BGR2GRAY)
     prob = predictor.forward(spec.to_tensor(gray[None]), size)[0]
     resized = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (size, size))
-    finish_image({**item, "orig_hw": image.shape[:2]}, resized, prob, None, None, out, settings.outputs, spec)
+    finish_image({**item, "orig_hw": image.shape[:2]}, resized, prob, None, None, out, settings, spec)
 
 
 def authors_path(items: list[dict], mimic: Path, out: Path, predictor: Predictor, settings: InferSettings) -> dict:

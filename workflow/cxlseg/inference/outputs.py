@@ -10,7 +10,6 @@ The segmented image is CXLSeg's: the ORIGINAL image resized to the output size, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -25,22 +24,7 @@ from cxlseg.mimic import image_relpath
 
 if TYPE_CHECKING:  # annotation only: the DAG build imports this module and should not load torch
     from cxlseg.inference.predictor import InputSpec
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """The outcome keys of the `infer` config section that shape each image's outputs."""
-
-    threshold: float
-    film: films.FilmSettings
-    postprocess: post.CleanupSettings
-    qc: qc.QCSettings
-    segmented_source: str
-    segmented_channels: int
-    mask_format: str
-    jpeg_quality: int
-    save_full_res_rle: bool
-    separate_lungs: bool
+    from cxlseg.inference.settings import InferSettings
 
 
 def output_paths(item: dict, mask_format: str) -> tuple[str, str]:
@@ -119,9 +103,7 @@ def review_thumbnail(resized: np.ndarray, mask: np.ndarray, orig_hw, size: int =
     return out
 
 
-def mask_and_qc(
-    prob: np.ndarray, check: films.FilmCheck | None, signals: dict | None, s: OutputSettings, qc_model=None
-):
+def mask_and_qc(prob: np.ndarray, check: films.FilmCheck | None, signals: dict | None, s: InferSettings, qc_model=None):
     """The cleaned mask of one image, its QC features and flags: cleaned and assessed on the film (what the
     network saw), then mapped back onto the whole image. Inference and QC calibration share it."""
     mask = s.postprocess.clean(prob, s.threshold)
@@ -138,7 +120,7 @@ def finish_image(
     signals: dict | None,
     check: films.FilmCheck | None,
     out_root,
-    s: OutputSettings,
+    s: InferSettings,
     spec: InputSpec,
     qc_model=None,
     thumbs_dir=None,

@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from cxlseg.config import RuleSettings, build_settings
-from cxlseg.inference.outputs import OutputSettings
+from cxlseg.film import FilmSettings
+from cxlseg.inference.mask_qc import QCSettings
+from cxlseg.inference.postprocess import CleanupSettings
 from cxlseg.inference.qc_model import QCModel
 
 if TYPE_CHECKING:  # annotation only: the DAG build imports this module and should not load torch
@@ -16,12 +18,24 @@ if TYPE_CHECKING:  # annotation only: the DAG build imports this module and shou
 
 
 @dataclass(frozen=True)
-class InferSettings(OutputSettings, RuleSettings):
-    """Rule infer_shard: the validated `infer` config section in one object (defaults live in the schema); the
-    keys that shape each image's outputs are its `OutputSettings` part."""
+class InferSettings(RuleSettings):
+    """Rule infer_shard: the validated `infer` config section in one object (defaults live in the schema). One
+    object because the shard loop, evaluation and QC calibration all read both kinds of key: those that shape
+    each image's outputs (threshold .. separate_lungs, what `outputs.finish_image` reads) and those that run the
+    loop."""
 
     SECTIONS = ("infer",)
 
+    threshold: float
+    film: FilmSettings
+    postprocess: CleanupSettings
+    qc: QCSettings
+    segmented_source: str
+    segmented_channels: int
+    mask_format: str
+    jpeg_quality: int
+    save_full_res_rle: bool
+    separate_lungs: bool
     batch_size: int
     num_workers: int
     device: str
@@ -38,11 +52,6 @@ class InferSettings(OutputSettings, RuleSettings):
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "InferSettings":
         return build_settings(cls, config["infer"], **{"output_size": config["preprocess"]["size"], **overrides})
-
-    @property
-    def outputs(self) -> OutputSettings:
-        """What shapes each image's outputs: this object seen as its OutputSettings part."""
-        return self
 
     def settings_id(
         self, spec: InputSpec, qc_model: QCModel | None = None, view_checker=None, code: str | None = None

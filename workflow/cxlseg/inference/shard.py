@@ -32,7 +32,7 @@ from cxlseg.archives.records import image_id_problem
 from cxlseg.film import FilmSettings
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
-from cxlseg.inference.outputs import OutputSettings, finish_image
+from cxlseg.inference.outputs import finish_image
 from cxlseg.inference.predictor import InputSpec, Predictor, ensemble_checkpoints
 from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.select_images import LIST_COLUMNS
@@ -232,7 +232,7 @@ def infer_shard(
     job = _Job(
         pending,
         out_root,
-        settings.outputs,
+        settings,
         predictor,
         qc_model,
         view_checker,
@@ -298,7 +298,7 @@ class _Job:
 
     pending: list[dict]
     out_root: object
-    outputs: OutputSettings
+    settings: InferSettings
     predictor: Predictor
     qc_model: QCModel | None
     view_checker: ViewChecker | None
@@ -312,7 +312,7 @@ class _Job:
         ok = [i for i, m in enumerate(meta) if m["ok"]]
         x = batch["x"] if len(ok) == len(meta) else batch["x"][ok]  # keep the pinned tensor when all decoded
         out_size = int(batch["images"].shape[-1])
-        pred = self.predictor.predict_batch(x, out_size, self.outputs.threshold) if ok else None
+        pred = self.predictor.predict_batch(x, out_size, self.settings.threshold) if ok else None
         at = {i: j for j, i in enumerate(ok)}
         not_frontal = self.view_checker.p_not_frontal(self._films(batch, ok)) if ok and self.view_checker else None
         return [
@@ -352,7 +352,7 @@ class _Job:
                         *prediction,
                         sample["film"],
                         self.out_root,
-                        self.outputs,
+                        self.settings,
                         self.predictor.spec,
                         self.qc_model,
                         self.thumbs_dir,

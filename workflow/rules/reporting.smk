@@ -67,6 +67,29 @@ rule review_page:
         "../scripts/review_page.py"
 
 
+rule archive_review_page:
+    input:
+        table=rules.archive_table.output.table,
+        qc_model=rules.calibrate_qc.output.model,
+    output:
+        page=f"{A}/review/index.html",
+        data=directory(f"{A}/review/data"),
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/review_page.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/review_page.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        **stage_resources("tables"),
+    params:
+        **settings(ReviewPageSettings),
+        thumbs=lambda wc: ARCHIVE_THUMBS,
+    script:
+        "../scripts/review_page.py"
+
+
 rule run_report:
     input:
         # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)

@@ -292,12 +292,13 @@ def intermediate_outputs():
 
 
 def archive_final_output():
-    """archive.kind not mimic: the archive's table and review page, its listing and shards, and the models they
-    need (training, selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
+    """archive.kind not mimic: the archive's table, review page and run summary, its listing and shards,
+    and the models they need (training, selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
     view_check = config["view_check"]["enabled"]
     outputs = [
         rules.archive_table.output.table,
         rules.archive_review_page.output.page,
+        rules.archive_run_summary.output.summary,
         rules.list_archive.output.summary,
         rules.select_model.output.markdown,
         rules.augment.output.counts,

@@ -90,6 +90,26 @@ rule archive_review_page:
         "../scripts/review_page.py"
 
 
+rule archive_run_summary:
+    input:
+        listing=rules.list_archive.output.summary,
+        table=rules.archive_table.output.table,
+        qc_model=rules.calibrate_qc.output.model,
+    output:
+        summary=f"{A}/report/run_summary.json",
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/run_summary.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/run_summary.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        **stage_resources("tables"),
+    script:
+        "../scripts/archive_run_summary.py"
+
+
 rule run_report:
     input:
         # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)

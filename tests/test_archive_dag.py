@@ -17,7 +17,14 @@ from cxlseg.config import default_config
 from helpers.workflow import CONFIGS, TINY, snakemake, snakemake_cmd, workflow_env
 
 KINDS = ("chexpert", "chestxray14", "padchest", "vindr", "folder")
-ARCHIVE_RULES = {"demo_archive", "list_archive", "infer_archive_shard", "archive_table"}
+ARCHIVE_RULES = {
+    "demo_archive",
+    "list_archive",
+    "infer_archive_shard",
+    "archive_table",
+    "archive_review_page",
+    "archive_run_summary",
+}
 MIMIC_ONLY = {"select_images", "infer_shard", "merge_tables", "quality_table", "evaluate_inference", "qc_report"}
 # The demo's MIMIC DAG as it was before other archives were wired in (main at 3a0c828), job counts per rule.
 MIMIC_DEMO_JOBS = {
@@ -65,11 +72,15 @@ def test_a_dry_run_of_each_kind_plans_its_listing_shards_and_table(tmp_path, kin
         "list_archive": 1,
         "infer_archive_shard": shards,
         "archive_table": 1,
+        "archive_review_page": 1,
+        "archive_run_summary": 1,
     }
     assert jobs["train"] == 4 and jobs["calibrate_qc"] == 1 and jobs["train_view_check"] == 1  # the shared models
     assert MIMIC_ONLY.isdisjoint(jobs) and "classify" not in jobs
     text = proc.stdout + proc.stderr
     assert f"results/archives/{kind}/{kind}-masks.csv.gz" in text
+    assert f"results/archives/{kind}/review/index.html" in text
+    assert f"results/archives/{kind}/report/run_summary.json" in text
     assert f"resources/demo-archives/{kind}.json" in text
 
 
@@ -118,4 +129,10 @@ def test_every_archive_goes_through_the_whole_dag(every_archive, kind):
         assert Path(row["mask_path"]).parent == Path(row["path"]).parent  # mirrors the archive's folders
         assert np.isfinite(float(row["qc_predicted_dice"])) and np.isfinite(float(row["p_not_frontal"]))
     assert (every_archive / "results" / "models" / "selected.json").is_file()
+    run = json.loads((out / "review" / "data" / "run.js").read_text().split("(", 1)[1].rsplit(")", 1)[0])
+    assert (out / "review" / "index.html").stat().st_size > 0  # the review page, with a thumbnail for every mask
+    assert run["masks"] == len(ok) and run["missing_thumbnails"] == 0
+    summary = json.loads((out / "report" / "run_summary.json").read_text())
+    assert (summary["kind"], summary["listed"], summary["segmented"]) == (kind, len(table), len(ok))
+    assert summary["skipped"] == len(skipped) and sum(s["listed"] for s in summary["per_shard"].values()) == len(table)
     assert not (every_archive / "results" / "CXLSeg").exists()  # MIMIC's outputs untouched by other archives

@@ -17,6 +17,7 @@ from cxlseg.inference.manifest import write_manifest
 from cxlseg.inference.outputs import output_paths
 from cxlseg.inference.shard import _list_items
 from cxlseg.phantoms.archives import write_archive
+from cxlseg.reporting.archive_summary import archive_run_summary, write_archive_run_summary
 from cxlseg.tables.archive import COLUMNS, ArchiveTableFiles, archive_table, lungs_at_original_size, patient_split
 
 
@@ -120,3 +121,39 @@ def test_the_table_keeps_a_failed_file_with_its_reason(tmp_path):
     assert row.loc["b1", "error"] == "DICOM: the codec is unknown" and row.loc["b1", "Left Lung"] == ""
     assert rle.decode(row.loc["a1", "Left Lung"], 90, 70).sum() > 0 and row.loc["a1", "Height"] == "90"
     assert row.loc["a1", "split"] == patient_split("pa")
+
+
+def test_the_run_summary_counts_kept_skipped_failed_and_flagged_per_shard(tmp_path):
+    """Rule archive_run_summary: what list_archive kept and skipped (with reasons) and what archive_table segmented,
+    failed (with reasons) and flagged, in total and per shard, with the QC model's bar."""
+    write_archive("padchest", tmp_path / "archive", seed=3, n_patients=4, side=(80, 96))
+    files = listing_files(tmp_path, 3)
+    listing = write_listing("padchest", tmp_path / "archive", None, files)
+    records = pd.read_parquet(files.records)
+    table = records.assign(status="ok", error="", qc_flags="").reindex(columns=COLUMNS, fill_value="")
+    table.loc[0, ["status", "error"]] = ["failed", "unreadable image"]
+    table.loc[1:2, "qc_flags"] = "low_predicted_dice;not_frontal"
+    io.write_csv(table, tmp_path / "padchest-masks.csv.gz")
+    summary = write_archive_run_summary(
+        files.summary, tmp_path / "padchest-masks.csv.gz", tmp_path / "run_summary.json", min_predicted_dice=0.83
+    )
+    assert io.read_json(tmp_path / "run_summary.json") == summary
+    assert summary["listed"] == len(records) >= 3 and summary["skipped"] == listing["skipped"] > 0
+    assert summary["skip_reasons"] == listing["skip_reasons"] and summary["not_frontal"] == listing["not_frontal"]
+    assert (summary["segmented"], summary["failed"], summary["flagged"]) == (len(records) - 1, 1, 2)
+    assert summary["failure_reasons"] == {"unreadable image": 1}
+    assert summary["flag_counts"] == {"low_predicted_dice": 2, "not_frontal": 2}
+    assert summary["flag_bar"] == {"min_predicted_dice": 0.83}
+    assert set(summary["per_shard"]) == set(files.lists)
+    for shard, counts in summary["per_shard"].items():
+        in_shard = table[table.shard == shard]
+        assert counts["listed"] == len(in_shard) == counts["segmented"] + counts["failed"]
+        assert counts["flagged"] == int((in_shard.qc_flags != "").sum())
+    assert sum(c["failed"] for c in summary["per_shard"].values()) == 1
+
+
+def test_the_run_summary_names_a_file_that_is_no_archive_table(tmp_path):
+    io.write_json(tmp_path / "summary.json", {"kind": "padchest", "images": 1, "per_shard": {"p00": 1}})
+    io.write_csv(pd.DataFrame({"dicom_id": ["a"], "status": ["ok"]}), tmp_path / "CXLSeg-qc.csv.gz")
+    with pytest.raises(ValueError, match=r"CXLSeg-qc\.csv\.gz: not an archive table, no column image_id, shard"):
+        archive_run_summary(tmp_path / "summary.json", tmp_path / "CXLSeg-qc.csv.gz", min_predicted_dice=0.8)

@@ -16,7 +16,16 @@ import pandas as pd
 import pytest
 from cxlseg import io
 from cxlseg.inference.outputs import thumbnail_dir, thumbnail_path
-from cxlseg.reporting.review_page import ReviewFiles, build_review_page, thumb_url, view_members, worst_first
+from cxlseg.reporting.review_page import (
+    ReviewFiles,
+    archive_review_frame,
+    build_archive_review_page,
+    build_review_page,
+    thumb_url,
+    view_members,
+    worst_first,
+)
+from cxlseg.tables.archive import COLUMNS as ARCHIVE_COLUMNS
 from cxlseg.tables.review import ReviewFileError, read_decisions
 from helpers.browser import chromium_page, chromium_path
 
@@ -248,3 +257,71 @@ def test_import_refuses_what_the_quality_table_would_refuse_naming_the_line(tmp_
                 )
                 page.screenshot(path=str(tmp_path.parent / "review-import-refused.png"))
         assert page.errors == []
+
+
+def archive_table_rows() -> pd.DataFrame:
+    """Another archive's table (cxlseg.tables.archive) as archive_table writes it: text ids, one failed image."""
+    rows = []
+    for i in range(7):
+        flags = FLAG_CYCLE[i % len(FLAG_CYCLE)]
+        rows.append(
+            {
+                **{c: "" for c in ARCHIVE_COLUMNS},
+                "image_id": f"patient{i:05d}_study1_view1_frontal",
+                "patient_id": f"patient{i:05d}",
+                "study_id": "study1",
+                "view": "PA",
+                "path": f"train/patient{i:05d}/study1/view1_frontal.jpg",
+                "shard": f"{i % 2:02d}",
+                "split": "test" if i == 3 else "train",
+                "status": "ok",
+                "qc_predicted_dice": round(0.95 - 0.05 * i, 3),
+                "p_not_frontal": 0.9 if "not_frontal" in flags else 0.02,
+                "qc_flags": flags,
+            }
+        )
+    rows[-1].update(status="failed", error="unreadable image", qc_predicted_dice="", p_not_frontal="")
+    return pd.DataFrame(rows, columns=ARCHIVE_COLUMNS)
+
+
+@needs_chromium
+def test_another_archive_gets_the_same_page_from_its_own_table(tmp_path):
+    """archive.kind other than mimic (#34): the page of archive_review_page, built from the archive's table, shows
+    its masked images worst first with the thumbnails infer_archive_shard wrote, its text ids where MIMIC's
+    numbers go, and exports the same decisions CSV; a failed image (no mask) is not on it."""
+    table = archive_table_rows()
+    io.write_csv(table, tmp_path / "archives" / "chexpert" / "chexpert-masks.csv.gz")
+    review = tmp_path / "archives" / "chexpert" / "review"
+    film = np.full((120, 100, 3), 70, np.uint8)
+    cv2.ellipse(film, (50, 60), (30, 45), 0, 0, 360, (40, 230, 60), 2)
+    masked = table[table.status == "ok"]
+    for rec in masked.itertuples():
+        io.write_image(thumbnail_path(thumbnail_dir(review / "thumbs", rec.shard), rec.image_id), film)
+    summary = build_archive_review_page(
+        tmp_path / "archives" / "chexpert" / "chexpert-masks.csv.gz", review_files(review), min_predicted_dice=0.9
+    )
+    assert summary["masks"] == 6 and summary["missing_thumbnails"] == 0
+    frame = archive_review_frame(tmp_path / "archives" / "chexpert" / "chexpert-masks.csv.gz")
+    order = worst_first(frame)["dicom_id"].tolist()
+    assert set(order) == set(masked.image_id) and order[0] == "patient00005_study1_view1_frontal"  # flagged, lowest
+    with chromium_page() as page:
+        page.goto((review / "index.html").as_uri())
+        page.wait_for_selector("#grid .card")
+        assert card_ids(page) == order
+        images = page.locator(".card img")
+        assert images.count() == 6
+        for n in range(6):
+            assert images.nth(n).evaluate("img => img.complete && img.naturalWidth") == 100
+        assert page.locator("#counts").inner_text().startswith("6 masks (")
+        first = page.locator(f'.card[data-id="{order[0]}"]')
+        assert "subject patient00005, study study1" in first.inner_html()
+        page.select_option("#shard", "01")
+        page.wait_for_function("document.querySelector('#grid').dataset.view === '01.all/1'")
+        assert card_ids(page) == [d for d in order if masked.set_index("image_id").at[d, "shard"] == "01"]
+        page.screenshot(path=str(tmp_path.parent / "review-archive.png"), full_page=True)
+        page.locator(f'.card[data-id="{order[0]}"] button.reject').click()
+        with page.expect_download() as download:
+            page.click("#export")
+        text = download.value.path().read_text()
+        assert page.errors == []
+    assert text == f"dicom_id,decision,note\n{order[0]},rejected,\n"

@@ -53,6 +53,7 @@ ARCHIVE_SHARDS = ARCHIVE.shard_ids()
 A = f"{R}/archives/{ARCHIVE.kind}"
 ARCHIVE_IMAGES = f"{A}/images"  # infer_archive_shard's images and masks, mirroring the archive's folders
 ARCHIVE_LIST = f"{A}/lists/{{ashard}}.parquet"  # one list_archive output per shard
+ARCHIVE_THUMBS = f"{A}/review/thumbs"  # as THUMBS: infer_archive_shard writes, archive_review_page shows
 DEMO_ARCHIVE = f"{DEMO_OUT}-archives/{ARCHIVE.kind}"  # demo_archive's synthetic archive of that kind
 if ARCHIVE.other and not DEMO and not config["archive"]["root"]:
     raise ValueError(f"config key archive.root is required for archive.kind {ARCHIVE.kind} (or demo.enabled: true)")
@@ -291,11 +292,13 @@ def intermediate_outputs():
 
 
 def archive_final_output():
-    """archive.kind not mimic: the archive's table, its listing and shards, and the models they need (training,
-    selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
+    """archive.kind not mimic: the archive's table, review page and run summary, its listing and shards,
+    and the models they need (training, selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
     view_check = config["view_check"]["enabled"]
     outputs = [
         rules.archive_table.output.table,
+        rules.archive_review_page.output.page,
+        rules.archive_run_summary.output.summary,
         rules.list_archive.output.summary,
         rules.select_model.output.markdown,
         rules.augment.output.counts,

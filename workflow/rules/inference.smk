@@ -74,7 +74,7 @@ rule infer_archive_shard:
         **settings(InferSettings),
         images_root=lambda wc: archive_root(),
         out_root=lambda wc: ARCHIVE_IMAGES,
-        thumbs=lambda wc: f"{A}/review/thumbs",
+        thumbs=lambda wc: ARCHIVE_THUMBS,
         shard=lambda wc: wc.ashard,
     script:
         "../scripts/infer_shard.py"

@@ -67,6 +67,49 @@ rule review_page:
         "../scripts/review_page.py"
 
 
+rule archive_review_page:
+    input:
+        table=rules.archive_table.output.table,
+        qc_model=rules.calibrate_qc.output.model,
+    output:
+        page=f"{A}/review/index.html",
+        data=directory(f"{A}/review/data"),
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/review_page.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/review_page.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        **stage_resources("tables"),
+    params:
+        **settings(ReviewPageSettings),
+        thumbs=lambda wc: ARCHIVE_THUMBS,
+    script:
+        "../scripts/review_page.py"
+
+
+rule archive_run_summary:
+    input:
+        listing=rules.list_archive.output.summary,
+        table=rules.archive_table.output.table,
+        qc_model=rules.calibrate_qc.output.model,
+    output:
+        summary=f"{A}/report/run_summary.json",
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/run_summary.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/run_summary.tsv"
+    conda:
+        "../../envs/tables.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        **stage_resources("tables"),
+    script:
+        "../scripts/archive_run_summary.py"
+
+
 rule run_report:
     input:
         # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)

@@ -8,6 +8,10 @@ list, for every filter it matches, so the data grow linearly with the images (ab
 filter) and never with what the browser has to hold. Thumbnails are the inference job's
 (review/thumbs/<shard>/<dicom_id>.jpg, `outputs.review_thumbnail`); decisions stay in the browser
 (localStorage) until exported as the CSV that `tables.review_file` applies.
+
+Another archive (archive.kind, #34) gets the same page from its own table (`build_archive_review_page`):
+its image, patient and study ids stand where MIMIC's dicom, subject and study ids do, so the page and its
+exported CSV (`dicom_id,decision,note`) are the same.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pandas as pd
 from cxlseg import io
 from cxlseg.inference.manifest import split_flags
 from cxlseg.inference.outputs import thumbnail_dir, thumbnail_path
+from cxlseg.tables.quality import image_status
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,11 @@ def _flags(text: str) -> list[str]:
     return split_flags(text)
 
 
+def _identifier(value):
+    """MIMIC's subject and study ids are numbers; another archive's are text ('patient00001', 'study1')."""
+    return int(value) if isinstance(value, (int, np.integer)) else str(value)
+
+
 def _records(qc: pd.DataFrame, thumbs_root: Path) -> list[list]:
     """The page records; `thumb` is False where inference wrote no thumbnail (a run older than thumbnails)."""
     folders = {shard: thumbnail_dir(thumbs_root, shard) for shard in qc["shard"].unique()}
@@ -62,8 +72,8 @@ def _records(qc: pd.DataFrame, thumbs_root: Path) -> list[list]:
         rows.append(
             [
                 rec.dicom_id,
-                int(rec.subject_id),
-                int(rec.study_id),
+                _identifier(rec.subject_id),
+                _identifier(rec.study_id),
                 rec.shard,
                 None if pd.isna(dice) else round(float(dice), 3),
                 None if pd.isna(frontal) else round(float(frontal), 3),
@@ -142,12 +152,53 @@ def build_review_page(
     demo: bool = False,
     page_size: int = PAGE_SIZE,
 ) -> dict:
-    """Write the page and its data folder; thumbnails are read from `files.thumbs`. Returns the page's summary
-    (masks, filters, page files, bytes of data)."""
+    """The page of a MIMIC run, from its CXLSeg-qc and -split tables (see `write_review_page`)."""
     qc = pd.read_csv(qc_csv, dtype={"dicom_id": str}, keep_default_na=False, na_values={"qc_predicted_dice": [""]})
     qc["p_not_frontal"] = pd.to_numeric(qc["p_not_frontal"], errors="coerce")
     split = pd.read_csv(split_csv, dtype={"dicom_id": str}, usecols=["dicom_id", "split"])
-    qc = worst_first(qc.merge(split, on="dicom_id", how="left").fillna({"split": ""}))
+    qc = qc.merge(split, on="dicom_id", how="left").fillna({"split": ""})
+    return write_review_page(qc, files, min_predicted_dice=min_predicted_dice, demo=demo, page_size=page_size)
+
+
+def archive_review_frame(table_csv) -> pd.DataFrame:
+    """Another archive's table (`tables.archive`) -> the page's rows: its masked images (a failed one has no mask
+    to judge), each id under MIMIC's name, no decision yet (nothing applies a review file to an archive)."""
+    table = pd.read_csv(table_csv, dtype=str, keep_default_na=False)
+    missing = sorted({"image_id", "patient_id", "study_id", "shard", "split", "status"} - set(table.columns))
+    if missing:
+        raise ValueError(f"{table_csv}: not an archive table, no column {', '.join(missing)}")
+    masked = table[table["status"] == "ok"]
+    qc = pd.DataFrame(
+        {
+            "dicom_id": masked["image_id"],
+            "subject_id": masked["patient_id"],
+            "study_id": masked["study_id"],
+            "shard": masked["shard"],
+            "qc_predicted_dice": pd.to_numeric(masked["qc_predicted_dice"], errors="coerce"),
+            "p_not_frontal": pd.to_numeric(masked["p_not_frontal"], errors="coerce"),
+            "qc_flags": masked["qc_flags"],
+            "split": masked["split"],
+            "review": "",
+            "review_note": "",
+        }
+    ).reset_index(drop=True)
+    return qc.assign(status=image_status(qc))
+
+
+def build_archive_review_page(
+    table_csv, files: ReviewFiles, *, min_predicted_dice: float, demo: bool = False, page_size: int = PAGE_SIZE
+) -> dict:
+    """The page of another archive, from its table (see `write_review_page`)."""
+    qc = archive_review_frame(table_csv)
+    return write_review_page(qc, files, min_predicted_dice=min_predicted_dice, demo=demo, page_size=page_size)
+
+
+def write_review_page(
+    qc: pd.DataFrame, files: ReviewFiles, *, min_predicted_dice: float, demo: bool = False, page_size: int = PAGE_SIZE
+) -> dict:
+    """Write the page and its data folder for `qc` (one row per mask, RECORD's columns but `thumb`); thumbnails
+    are read from `files.thumbs`. Returns the page's summary (masks, filters, page files, bytes of data)."""
+    qc = worst_first(qc)
     records = _records(qc, files.thumbs)
     views = view_members(qc)
 

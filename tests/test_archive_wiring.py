@@ -135,7 +135,11 @@ def test_the_run_summary_counts_kept_skipped_failed_and_flagged_per_shard(tmp_pa
     table.loc[1:2, "qc_flags"] = "low_predicted_dice;not_frontal"
     io.write_csv(table, tmp_path / "padchest-masks.csv.gz")
     summary = write_archive_run_summary(
-        files.summary, tmp_path / "padchest-masks.csv.gz", tmp_path / "run_summary.json", min_predicted_dice=0.83
+        files.summary,
+        tmp_path / "padchest-masks.csv.gz",
+        tmp_path / "run_summary.json",
+        ArchiveSettings(kind="padchest", shards=4),  # one shard more than listed: it is counted, empty
+        min_predicted_dice=0.83,
     )
     assert io.read_json(tmp_path / "run_summary.json") == summary
     assert summary["listed"] == len(records) >= 3 and summary["skipped"] == listing["skipped"] > 0
@@ -144,7 +148,8 @@ def test_the_run_summary_counts_kept_skipped_failed_and_flagged_per_shard(tmp_pa
     assert summary["failure_reasons"] == {"unreadable image": 1}
     assert summary["flag_counts"] == {"low_predicted_dice": 2, "not_frontal": 2}
     assert summary["flag_bar"] == {"min_predicted_dice": 0.83}
-    assert set(summary["per_shard"]) == set(files.lists)
+    assert summary["kind"] == "padchest" and set(summary["per_shard"]) == set(files.lists) | {"p03"}
+    assert summary["per_shard"]["p03"] == {"listed": 0, "segmented": 0, "failed": 0, "flagged": 0}
     for shard, counts in summary["per_shard"].items():
         in_shard = table[table.shard == shard]
         assert counts["listed"] == len(in_shard) == counts["segmented"] + counts["failed"]
@@ -156,4 +161,9 @@ def test_the_run_summary_names_a_file_that_is_no_archive_table(tmp_path):
     io.write_json(tmp_path / "summary.json", {"kind": "padchest", "images": 1, "per_shard": {"p00": 1}})
     io.write_csv(pd.DataFrame({"dicom_id": ["a"], "status": ["ok"]}), tmp_path / "CXLSeg-qc.csv.gz")
     with pytest.raises(ValueError, match=r"CXLSeg-qc\.csv\.gz: not an archive table, no column image_id, shard"):
-        archive_run_summary(tmp_path / "summary.json", tmp_path / "CXLSeg-qc.csv.gz", min_predicted_dice=0.8)
+        archive_run_summary(
+            tmp_path / "summary.json",
+            tmp_path / "CXLSeg-qc.csv.gz",
+            ArchiveSettings(kind="padchest", shards=1),
+            min_predicted_dice=0.8,
+        )

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxlseg import io
-from cxlseg.config import ConfigError, section_defaults, validate_config
+from cxlseg.config import ConfigError, default_config, section_defaults, validate_config
 from cxlseg.mimic import CHEXPERT_LABELS as CHEXPERT_COLUMNS
 from cxlseg.mimic import image_relpath, report_relpath
 from cxlseg.mimic.radiology_text import extract_report
 from cxlseg.phantoms.generate import generate_demo
 from cxlseg.phantoms.layouts import V7_INDEX_COLUMNS, paths_to_mask
 from cxlseg.phantoms.mimic_archive import METADATA_COLUMNS, SPLIT_COLUMNS
-from cxlseg.phantoms.spec import DemoSpec
+from cxlseg.phantoms.spec import DemoArchiveSpec, DemoSpec
 
 TINY = dict(
     n_shenzhen=4,
@@ -379,15 +379,24 @@ def test_spec_from_config_section():
 
 
 def test_every_spec_field_is_a_schema_key_with_its_default():
-    """Defaults live in the schema only: DemoSpec has none of its own, and the schema has no key DemoSpec lacks."""
+    """Defaults live in the schema only: DemoSpec (the MIMIC-shaped demo) and DemoArchiveSpec (the synthetic archive
+    of another kind, #34) have none of their own, and the schema has no `demo` key that neither of them holds."""
     section = section_defaults("demo")
     spec = DemoSpec.default()
-    assert set(section) - {"enabled", "out"} == set(spec.__dataclass_fields__)
+    archive = DemoArchiveSpec.from_config(default_config())
+    archive_keys = set(archive.__dataclass_fields__) - {"kind", "seed"}  # kind is archive.kind; seed is shared
+    assert set(section) - {"enabled", "out"} == set(spec.__dataclass_fields__) | archive_keys
+    assert not archive_keys & set(spec.__dataclass_fields__)
+    expected = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ("enabled", "out")}
     assert {k: getattr(spec, k) for k in spec.__dataclass_fields__} == {
-        k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k not in ("enabled", "out")
+        k: expected[k] for k in spec.__dataclass_fields__
     }
+    assert {k: getattr(archive, k) for k in archive_keys} == {k: expected[k] for k in archive_keys}
+    assert archive.seed == spec.seed
     with pytest.raises(TypeError):
         DemoSpec()  # no hidden defaults
+    with pytest.raises(TypeError):
+        DemoArchiveSpec()
 
 
 def test_regenerating_replaces_the_old_demo_but_not_foreign_data(tmp_path):

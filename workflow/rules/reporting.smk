@@ -106,6 +106,8 @@ rule archive_run_summary:
     threads: resource("tables", "cpus")
     resources:
         **stage_resources("tables"),
+    params:
+        **settings(ArchiveSettings),
     script:
         "../scripts/archive_run_summary.py"
 

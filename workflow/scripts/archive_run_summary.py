@@ -9,5 +9,6 @@ with log_to(snakemake.log[0]):
         snakemake.input.listing,
         snakemake.input.table,
         snakemake.output.summary,
+        snakemake.params.settings,
         min_predicted_dice=QCModel.load(snakemake.input.qc_model).min_predicted_dice,  # the bar inference used
     )

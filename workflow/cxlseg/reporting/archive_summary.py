@@ -12,6 +12,7 @@ from collections import Counter
 import pandas as pd
 
 from cxlseg import io
+from cxlseg.archives.settings import ArchiveSettings
 from cxlseg.inference.manifest import split_flags
 
 TABLE_COLUMNS = ("image_id", "shard", "status", "error", "qc_flags")
@@ -34,14 +35,14 @@ def _counts(table: pd.DataFrame) -> dict:
     }
 
 
-def archive_run_summary(listing_summary, table_csv, *, min_predicted_dice: float) -> dict:
-    """The summary: totals, reasons and per-shard counts (every listed shard, an empty one too)."""
+def archive_run_summary(listing_summary, table_csv, settings: ArchiveSettings, *, min_predicted_dice: float) -> dict:
+    """The summary: totals, reasons and per-shard counts (every configured shard, an empty one too)."""
     listing = io.read_json(listing_summary)
     table = _read_table(table_csv)
     ok = table[table["status"] == "ok"]
-    shards = listing["per_shard"]
+    listed = listing["per_shard"]
     return {
-        "kind": listing["kind"],
+        "kind": settings.kind,
         "listed": int(listing["images"]),
         "skipped": int(listing["skipped"]),
         "skip_reasons": listing["skip_reasons"],
@@ -51,14 +52,16 @@ def archive_run_summary(listing_summary, table_csv, *, min_predicted_dice: float
         "flag_counts": dict(sorted(Counter(f for fl in ok["qc_flags"] for f in split_flags(fl)).items())),
         "flag_bar": {"min_predicted_dice": float(min_predicted_dice)},
         "per_shard": {
-            shard: {"listed": int(listed), **_counts(table[table["shard"] == shard])}
-            for shard, listed in shards.items()
+            shard: {"listed": int(listed.get(shard, 0)), **_counts(table[table["shard"] == shard])}
+            for shard in settings.shard_ids()
         },
     }
 
 
-def write_archive_run_summary(listing_summary, table_csv, out_json, *, min_predicted_dice: float) -> dict:
+def write_archive_run_summary(
+    listing_summary, table_csv, out_json, settings: ArchiveSettings, *, min_predicted_dice: float
+) -> dict:
     """Rule archive_run_summary's JSON; returns what it wrote."""
-    summary = archive_run_summary(listing_summary, table_csv, min_predicted_dice=min_predicted_dice)
+    summary = archive_run_summary(listing_summary, table_csv, settings, min_predicted_dice=min_predicted_dice)
     io.write_json(out_json, summary)
     return summary

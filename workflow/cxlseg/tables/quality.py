@@ -166,12 +166,18 @@ def manifest_rows(manifest_paths: Iterable[os.PathLike | str]) -> tuple[pd.DataF
     return rows.sort_values(IDS, kind="stable").reset_index(drop=True), duplicates
 
 
+def review_decisions(rows: pd.DataFrame, review_file) -> pd.DataFrame:
+    """`review_file` read against the manifest rows: only an id with a mask can be decided, and a failed id is
+    refused as such (one reading for rule quality_table and for the check at DAG build)."""
+    good = rows["reason"] == ""
+    return read_decisions(review_file, rows.loc[good, "dicom_id"], rows.loc[~good, "dicom_id"])
+
+
 def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file) -> pd.DataFrame:
     """The rows with a mask, with the review decisions of `review_file` (None: no review), `status` and
     `in_tables`."""
-    good = rows["reason"] == ""
-    masked = rows[good].reset_index(drop=True)
-    decisions = read_decisions(review_file, masked["dicom_id"], rows.loc[~good, "dicom_id"]) if review_file else None
+    masked = rows[rows["reason"] == ""].reset_index(drop=True)
+    decisions = review_decisions(rows, review_file) if review_file else None
     if decisions is not None:
         log.info("%s: %d decisions (%s)", review_file, len(decisions), decisions["decision"].value_counts().to_dict())
     masked = apply_review(masked, decisions)
@@ -186,9 +192,7 @@ def check_review_file(review_file: os.PathLike | str, manifest_paths: Iterable[o
     Snakemake deletes the quality table it would rebuild, and with one line instead of a job's traceback."""
     paths = [Path(p) for p in manifest_paths]
     if paths and all(p.is_file() for p in paths):
-        rows, _ = manifest_rows(paths)
-        good = rows["reason"] == ""
-        read_decisions(review_file, rows.loc[good, "dicom_id"], rows.loc[~good, "dicom_id"])
+        review_decisions(manifest_rows(paths)[0], review_file)
     else:
         read_decisions(review_file, None)
 

@@ -36,13 +36,19 @@ def output_paths(item: dict, mask_format: str) -> tuple[str, str]:
     return image_relpath(*ids, ".jpg"), image_relpath(*ids, f"-mask.{mask_format}")
 
 
+def at_original_size(mask: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """A 0/1 mask at the output size back at the original resolution (inverse stretch), 0/1 uint8: what every
+    full-resolution RLE encodes (MIMIC's CXLSeg-mask, another archive's CheXmask columns)."""
+    height, width = int(orig_hw[0]), int(orig_hw[1])
+    full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return full.astype(np.uint8)
+
+
 def _rle(mask: np.ndarray, orig_hw: tuple[int, int]) -> str:
-    """The mask back at the original resolution (inverse stretch), COCO run-length encoded."""
+    """The mask back at the original resolution, COCO run-length encoded."""
     from pycocotools import mask as mask_utils
 
-    height, width = orig_hw
-    full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
-    return mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))["counts"].decode("ascii")
+    return mask_utils.encode(np.asfortranarray(at_original_size(mask, orig_hw)))["counts"].decode("ascii")
 
 
 def mask_file(mask: np.ndarray, separate_lungs: bool) -> np.ndarray:

@@ -14,13 +14,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from cxlseg import io
 from cxlseg.archives import rle
 from cxlseg.inference.manifest import read_manifests, split_flags
+from cxlseg.inference.outputs import at_original_size
 from cxlseg.inference.postprocess import LEFT_LUNG, RIGHT_LUNG, label_lungs
 
 COLUMNS = [
@@ -78,11 +78,7 @@ def lungs_at_original_size(mask_file: os.PathLike | str, height: int, width: int
     mask = (io.read_gray(mask_file) >= _MASK_LEVEL).astype(np.uint8)
     labels = label_lungs(mask)
 
-    def full(label: int) -> np.ndarray:
-        lung = (labels == label).astype(np.float32)
-        return (cv2.resize(lung, (int(width), int(height)), interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.uint8)
-
-    left, right = full(LEFT_LUNG), full(RIGHT_LUNG)
+    left, right = (at_original_size(labels == label, (height, width)) for label in (LEFT_LUNG, RIGHT_LUNG))
     rle.check_shape(*left.shape, (height, width), str(mask_file))
     return rle.lung_columns(left, right)
 

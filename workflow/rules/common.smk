@@ -21,6 +21,7 @@ from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.phantoms.spec import DemoArchiveSpec, DemoSpec, ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
+from cxlseg.tables.archive import manifest_review_rows  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
 from cxlseg.tables.quality import check_review_file  # noqa: E402
 from cxlseg.tables.review import ReviewFileError  # noqa: E402
@@ -60,16 +61,23 @@ if ARCHIVE.other and not DEMO and not config["archive"]["root"]:
 
 
 def refuse_a_bad_review_file():
-    """tables.review_file read at DAG build (by the controller, not again in each job), against the shard
-    manifests on disk: a bad file stops the run with one line before any output, the quality table above all,
-    is deleted."""
-    path = config["tables"]["review_file"]
-    if not path or workflow.remote_exec or workflow.subprocess_exec:
+    """tables.review_file (MIMIC) or archive.review_file (another archive) read at DAG build (by the controller,
+    not again in each job), against the shard manifests on disk: a bad file stops the run with one line before
+    any output, the quality table or the archive's table above all, is deleted."""
+    if workflow.remote_exec or workflow.subprocess_exec:
+        return
+    if ARCHIVE.other:
+        key, path = "archive.review_file", config["archive"]["review_file"]
+        manifests, rows = [f"{A}/manifests/{s}.parquet" for s in ARCHIVE_SHARDS], manifest_review_rows
+    else:
+        key, path = "tables.review_file", config["tables"]["review_file"]
+        manifests, rows = [f"{R}/infer/manifests/{shard}.parquet" for shard in SHARDS], None
+    if not path:
         return
     try:
-        check_review_file(path, [f"{R}/infer/manifests/{shard}.parquet" for shard in SHARDS])
+        check_review_file(path, manifests, rows=rows)
     except ReviewFileError as exc:
-        raise SystemExit(f"tables.review_file refused: {exc}")
+        raise SystemExit(f"{key} refused: {exc}")
 
 
 refuse_a_bad_review_file()
@@ -138,6 +146,11 @@ def review_file(tables_only=False):
 def archive_root():
     """Another archive's root: the demo's synthetic archive of that kind, or archive.root."""
     return DEMO_ARCHIVE if DEMO else config["archive"]["root"]
+
+
+def archive_review_file():
+    """archive.review_file, an input of the archive's table only when set: applying it never reruns inference."""
+    return [config["archive"]["review_file"]] if config["archive"]["review_file"] else []
 
 
 def archive_metadata():

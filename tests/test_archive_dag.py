@@ -18,6 +18,8 @@ from helpers.workflow import CONFIGS, TINY, snakemake, snakemake_cmd, workflow_e
 
 KINDS = ("chexpert", "chestxray14", "padchest", "vindr", "folder")
 ARCHIVE_RULES = {
+    "archive_qc_report",
+    "archive_run_report",
     "demo_archive",
     "list_archive",
     "infer_archive_shard",
@@ -74,6 +76,8 @@ def test_a_dry_run_of_each_kind_plans_its_listing_shards_and_table(tmp_path, kin
         "archive_table": 1,
         "archive_review_page": 1,
         "archive_run_summary": 1,
+        "archive_qc_report": 1,
+        "archive_run_report": 1,
     }
     assert jobs["train"] == 4 and jobs["calibrate_qc"] == 1 and jobs["train_view_check"] == 1  # the shared models
     assert MIMIC_ONLY.isdisjoint(jobs) and "classify" not in jobs
@@ -81,6 +85,8 @@ def test_a_dry_run_of_each_kind_plans_its_listing_shards_and_table(tmp_path, kin
     assert f"results/archives/{kind}/{kind}-masks.csv.gz" in text
     assert f"results/archives/{kind}/review/index.html" in text
     assert f"results/archives/{kind}/report/run_summary.json" in text
+    assert f"results/archives/{kind}/report/summary.html" in text
+    assert f"results/archives/{kind}/qc/qc_report.html" in text
     assert f"resources/demo-archives/{kind}.json" in text
 
 

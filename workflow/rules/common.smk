@@ -244,6 +244,28 @@ def benchmark_files():
     return files
 
 
+def archive_benchmark_files():
+    """Another archive's run report times every job of its DAG but its own (as benchmark_files does MIMIC's)."""
+    view_check = ["view_samples", "view_phantoms", "train_view_check"] if config["view_check"]["enabled"] else []
+    single = [
+        *(["demo"] if DEMO else []),
+        "split_training",
+        "augment",
+        "select_model",
+        "calibrate_qc",
+        *view_check,
+        "list_archive",
+        "archive_table",
+        "archive_review_page",
+        "archive_run_summary",
+        "archive_qc_report",
+    ]
+    files = [str(getattr(rules, name).benchmark) for name in single]
+    files += expand(str(rules.ingest.benchmark), dataset=enabled_datasets())
+    files += expand(str(rules.train.benchmark), arch=ARCHS) + expand(str(rules.evaluate.benchmark), arch=ARCHS)
+    return files + expand(str(rules.infer_archive_shard.benchmark), ashard=ARCHIVE_SHARDS)
+
+
 def get_final_output():
     if ARCHIVE.other:
         return archive_final_output()
@@ -305,13 +327,16 @@ def intermediate_outputs():
 
 
 def archive_final_output():
-    """archive.kind not mimic: the archive's table, review page and run summary, its listing and shards,
+    """archive.kind not mimic: the archive's table, review page, run summary, run report and QC report, its listing and shards,
     and the models they need (training, selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
     view_check = config["view_check"]["enabled"]
     outputs = [
         rules.archive_table.output.table,
         rules.archive_review_page.output.page,
         rules.archive_run_summary.output.summary,
+        rules.archive_run_report.output.page,
+        rules.archive_qc_report.output.html,
+        rules.archive_qc_report.output.overlays,
         rules.list_archive.output.summary,
         rules.select_model.output.markdown,
         rules.augment.output.counts,

@@ -217,7 +217,12 @@ def test_an_interrupted_archive_shard_resumes_without_segmenting_finished_images
     stamp = {p: (out / "images" / p).stat().st_mtime_ns for p in rows.mask_path.dropna()}
     run_kind(every_archive, kind)
     again = pd.read_csv(out / f"{kind}-masks.csv.gz", dtype=str, keep_default_na=False)
-    pd.testing.assert_frame_equal(again, first)
+    # the resumed shard batches fewer films together: float32 sums in another order move the networks' scores
+    # in the 7th digit, nothing else (masks, flags and every other column are the same)
+    scores = ["qc_predicted_dice", "p_not_frontal"]
+    pd.testing.assert_frame_equal(again.drop(columns=scores), first.drop(columns=scores))
+    for column in scores:
+        np.testing.assert_allclose(pd.to_numeric(again[column]), pd.to_numeric(first[column]), rtol=1e-5)
     for path in kept.mask_path:  # finished before the cut: not segmented again
         assert (out / "images" / path).stat().st_mtime_ns == stamp[path]
     for path in redone.mask_path.dropna():

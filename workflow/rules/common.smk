@@ -21,6 +21,7 @@ from cxlseg.ingest.readers import IngestSettings  # noqa: E402
 from cxlseg.phantoms.spec import DemoArchiveSpec, DemoSpec, ViewPhantomSettings  # noqa: E402
 from cxlseg.qc.settings import CalibrateSettings  # noqa: E402
 from cxlseg.reporting.settings import QCReportSettings, ReviewPageSettings, RunReportSettings  # noqa: E402
+from cxlseg.tables.archive import manifest_review_rows  # noqa: E402
 from cxlseg.tables.provenance import RunRecord  # noqa: E402
 from cxlseg.tables.quality import check_review_file  # noqa: E402
 from cxlseg.tables.review import ReviewFileError  # noqa: E402
@@ -60,16 +61,23 @@ if ARCHIVE.other and not DEMO and not config["archive"]["root"]:
 
 
 def refuse_a_bad_review_file():
-    """tables.review_file read at DAG build (by the controller, not again in each job), against the shard
-    manifests on disk: a bad file stops the run with one line before any output, the quality table above all,
-    is deleted."""
-    path = config["tables"]["review_file"]
-    if not path or workflow.remote_exec or workflow.subprocess_exec:
+    """tables.review_file (MIMIC) or archive.review_file (another archive) read at DAG build (by the controller,
+    not again in each job), against the shard manifests on disk: a bad file stops the run with one line before
+    any output, the quality table or the archive's table above all, is deleted."""
+    if workflow.remote_exec or workflow.subprocess_exec:
+        return
+    if ARCHIVE.other:
+        key, path = "archive.review_file", config["archive"]["review_file"]
+        manifests, rows = [f"{A}/manifests/{s}.parquet" for s in ARCHIVE_SHARDS], manifest_review_rows
+    else:
+        key, path = "tables.review_file", config["tables"]["review_file"]
+        manifests, rows = [f"{R}/infer/manifests/{shard}.parquet" for shard in SHARDS], None
+    if not path:
         return
     try:
-        check_review_file(path, [f"{R}/infer/manifests/{shard}.parquet" for shard in SHARDS])
+        check_review_file(path, manifests, rows=rows)
     except ReviewFileError as exc:
-        raise SystemExit(f"tables.review_file refused: {exc}")
+        raise SystemExit(f"{key} refused: {exc}")
 
 
 refuse_a_bad_review_file()
@@ -138,6 +146,11 @@ def review_file(tables_only=False):
 def archive_root():
     """Another archive's root: the demo's synthetic archive of that kind, or archive.root."""
     return DEMO_ARCHIVE if DEMO else config["archive"]["root"]
+
+
+def archive_review_file():
+    """archive.review_file, an input of the archive's table only when set: applying it never reruns inference."""
+    return [config["archive"]["review_file"]] if config["archive"]["review_file"] else []
 
 
 def archive_metadata():
@@ -231,6 +244,28 @@ def benchmark_files():
     return files
 
 
+def archive_benchmark_files():
+    """Another archive's run report times every job of its DAG but its own (as benchmark_files does MIMIC's)."""
+    view_check = ["view_samples", "view_phantoms", "train_view_check"] if config["view_check"]["enabled"] else []
+    single = [
+        *(["demo"] if DEMO else []),
+        "split_training",
+        "augment",
+        "select_model",
+        "calibrate_qc",
+        *view_check,
+        "list_archive",
+        "archive_table",
+        "archive_review_page",
+        "archive_run_summary",
+        "archive_qc_report",
+    ]
+    files = [str(getattr(rules, name).benchmark) for name in single]
+    files += expand(str(rules.ingest.benchmark), dataset=enabled_datasets())
+    files += expand(str(rules.train.benchmark), arch=ARCHS) + expand(str(rules.evaluate.benchmark), arch=ARCHS)
+    return files + expand(str(rules.infer_archive_shard.benchmark), ashard=ARCHIVE_SHARDS)
+
+
 def get_final_output():
     if ARCHIVE.other:
         return archive_final_output()
@@ -292,13 +327,16 @@ def intermediate_outputs():
 
 
 def archive_final_output():
-    """archive.kind not mimic: the archive's table, review page and run summary, its listing and shards,
+    """archive.kind not mimic: the archive's table, review page, run summary, run report and QC report, its listing and shards,
     and the models they need (training, selection, QC, view check); none of MIMIC's jobs, which need MIMIC's files."""
     view_check = config["view_check"]["enabled"]
     outputs = [
         rules.archive_table.output.table,
         rules.archive_review_page.output.page,
         rules.archive_run_summary.output.summary,
+        rules.archive_run_report.output.page,
+        rules.archive_qc_report.output.html,
+        rules.archive_qc_report.output.overlays,
         rules.list_archive.output.summary,
         rules.select_model.output.markdown,
         rules.augment.output.counts,

@@ -112,6 +112,73 @@ rule archive_run_summary:
         "../scripts/archive_run_summary.py"
 
 
+rule archive_qc_report:
+    input:
+        table=rules.archive_table.output.table,
+        qc_model=rules.calibrate_qc.output.model,
+    output:
+        html=report(
+            f"{A}/qc/qc_report.html",
+            caption="../report/archive_qc.rst",
+            category=f"5. Archive {ARCHIVE.kind}",
+            labels={"page": "2. QC report: failed and flagged images, QC model"},
+        ),
+        overlays=report(
+            f"{A}/qc/flagged_overlays.jpg",
+            caption="../report/overlays.rst",
+            category=f"5. Archive {ARCHIVE.kind}",
+            labels={"page": "3. Flagged masks (lowest predicted Dice)"},
+        ),
+        histogram=report(
+            f"{A}/qc/predicted_dice.png",
+            caption="../report/archive_dice.rst",
+            category=f"5. Archive {ARCHIVE.kind}",
+            labels={"page": "4. Predicted Dice of every mask"},
+        ),
+        summary=f"{A}/qc/qc_summary.json",
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/qc_report.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/qc_report.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    threads: resource("tables", "cpus")
+    resources:
+        **stage_resources("tables"),
+    params:
+        **settings(RunReportSettings),
+        thumbs=lambda wc: ARCHIVE_THUMBS,
+    script:
+        "../scripts/archive_qc_report.py"
+
+
+rule archive_run_report:
+    input:
+        # ReportFiles' names (the segmenter, the QC model, the manifests, every job's benchmark) and the summary
+        summary=rules.archive_run_summary.output.summary,
+        selected=rules.select_model.output.selected,
+        qc_model=rules.calibrate_qc.output.model,
+        manifests=expand(rules.infer_archive_shard.output.manifest, ashard=ARCHIVE_SHARDS),
+        benchmarks=lambda wc: archive_benchmark_files(),
+    output:
+        page=report(
+            f"{A}/report/summary.html",
+            caption="../report/archive_run.rst",
+            category=f"5. Archive {ARCHIVE.kind}",
+            labels={"page": "1. Run summary: images, segmenter, QC, time"},
+        ),
+    log:
+        f"{R}/logs/archives/{ARCHIVE.kind}/run_report.log",
+    benchmark:
+        f"{R}/benchmarks/archives/{ARCHIVE.kind}/run_report.tsv"
+    conda:
+        "../../envs/segmentation.yaml"
+    params:
+        **settings(RunReportSettings),
+    script:
+        "../scripts/archive_run_report.py"
+
+
 rule run_report:
     input:
         # every file the pages read (cxlseg.reporting.inputs.ReportFiles; a test checks the names)

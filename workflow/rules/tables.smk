@@ -58,6 +58,7 @@ rule archive_table:
     input:
         records=rules.list_archive.output.records,
         manifests=expand(rules.infer_archive_shard.output.manifest, ashard=ARCHIVE_SHARDS),
+        review=archive_review_file(),
     output:
         table=f"{A}/{ARCHIVE.kind}-masks.csv.gz",
         summary=f"{A}/summary.json",

@@ -1,4 +1,5 @@
-"""Rule archive_table: another archive's table (CheXmask's lung RLEs, QC, view check, split by patient)."""
+"""Rule archive_table: another archive's table (CheXmask's lung RLEs, QC, view check, split by patient, the review
+file applied when archive.review_file is set)."""
 
 from cxlseg.io import log_to
 from cxlseg.tables.archive import ArchiveTableFiles, archive_table

@@ -66,7 +66,7 @@ def _selection_rows(selection: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "value"])
 
 
-def _model_sections(model: QCModel) -> list[tuple[str, str, pd.DataFrame | None]]:
+def model_sections(model: QCModel) -> list[tuple[str, str, pd.DataFrame | None]]:
     """What the predicted Dice reads (strongest weights first) and how it did, cross-validated, on calibration."""
     cv = model.info.get("cross_validated", {})
     rows = pd.DataFrame([{"masks": name, **cv[name]} for name in ("clean", "all") if name in cv])
@@ -115,7 +115,7 @@ def render_markdown(sections) -> str:
     return "".join(lines)
 
 
-def render_html(sections, *, demo: bool = False) -> str:
+def render_html(sections, *, demo: bool = False, title: str = "Inference quality control") -> str:
     """The same sections as a page the report shows inline (the Markdown file downloads instead)."""
     from cxlseg.reporting.html import esc, page, table
 
@@ -131,7 +131,7 @@ def render_html(sections, *, demo: bool = False) -> str:
                 df = df.assign(flags=df["flags"].fillna("").astype(str).str.replace(";", ", "))
             floats = {c: (lambda v: "–" if pd.isna(v) else f"{v:.3f}") for c in df if df[c].dtype.kind == "f"}
             body.append(table(df, floats, headers={c: c for c in df.columns}))
-    return page("Inference quality control", "".join(body), demo=demo)
+    return page(title, "".join(body), demo=demo)
 
 
 def plot_predicted_vs_true(validation: pd.DataFrame | None, calibration: pd.DataFrame, flag_below: float, path):
@@ -168,7 +168,7 @@ def _listed(frame: pd.DataFrame) -> str:
 FILM_COLUMNS = ["dicom_id", "film_inverted", "film_cropped", "film_fraction", "polarity_score"]
 
 
-def _film_section(manifest: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+def film_section(manifest: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
     """Films segmented after undoing an inversion or a light-box border, then the least chest-like films."""
     ok = manifest[manifest["status"] == "ok"].reindex(columns=FILM_COLUMNS)
     undone = ok[ok["film_inverted"].fillna(False).astype(bool) | ok["film_cropped"].fillna(False).astype(bool)]
@@ -218,9 +218,9 @@ def write_qc_report(
         (f"Failed images ({len(failed)})", _listed(failed), failed.head(LISTED)),
         (f"QC-flagged images ({len(flagged)})", "Lowest predicted Dice first. " + _listed(shown), shown.head(LISTED)),
     ]
-    sections.append(_film_section(manifest))
+    sections.append(film_section(manifest))
     model = QCModel.load(qc_model_path)
-    sections += _model_sections(model)
+    sections += model_sections(model)
     tracking, validation = {}, None
     if truth_dir and Path(truth_dir).is_dir() and len(manifest):
         validation = qc_vs_truth(manifest, truth_dir, out_root, size=size, interpolation=interpolation)

@@ -162,7 +162,7 @@ def build_review_page(
 
 def archive_review_frame(table_csv) -> pd.DataFrame:
     """Another archive's table (`tables.archive`) -> the page's rows: its masked images (a failed one has no mask
-    to judge), each id under MIMIC's name, no decision yet (nothing applies a review file to an archive)."""
+    to judge), each id under MIMIC's name, with the decisions the table applied (archive.review_file)."""
     table = pd.read_csv(table_csv, dtype=str, keep_default_na=False)
     missing = sorted({"image_id", "patient_id", "study_id", "shard", "split", "status"} - set(table.columns))
     if missing:
@@ -178,8 +178,8 @@ def archive_review_frame(table_csv) -> pd.DataFrame:
             "p_not_frontal": pd.to_numeric(masked["p_not_frontal"], errors="coerce"),
             "qc_flags": masked["qc_flags"],
             "split": masked["split"],
-            "review": "",
-            "review_note": "",
+            "review": masked["review"] if "review" in masked else "",
+            "review_note": masked["review_note"] if "review_note" in masked else "",
         }
     ).reset_index(drop=True)
     return qc.assign(status=image_status(qc))

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+ARCHIVE_SHARD = re.compile(r"p\d\d")  # another archive's shard ids (archives.settings.ArchiveSettings.shard_ids)
+
 
 def _stage(tsv: Path, root: Path) -> str:
-    """A job's rule: the benchmark's folder under the benchmarks folder (one file per job), else its name."""
+    """A job's rule: the benchmark's folder under the benchmarks folder (one file per job), else its name.
+    Another archive's jobs sit in archives/<kind>/: its shards count as `infer`, as MIMIC's do, the rest by name."""
     rel = tsv.relative_to(root)
+    if rel.parts[0] == "archives" and len(rel.parts) == 3:
+        return "infer" if ARCHIVE_SHARD.fullmatch(tsv.stem) else tsv.stem
     return rel.parts[0] if len(rel.parts) > 1 else tsv.stem
 
 

@@ -186,13 +186,14 @@ def masked_images(rows: pd.DataFrame, settings: TablesSettings, review_file) -> 
     return masked
 
 
-def check_review_file(review_file: os.PathLike | str, manifest_paths: Iterable[os.PathLike | str]) -> None:
+def check_review_file(review_file: os.PathLike | str, manifest_paths: Iterable[os.PathLike | str], rows=None) -> None:
     """Read `review_file` as rule quality_table will, against the shard manifests on disk (the ids checked only
     when every manifest is there): raises ReviewFileError. Why: run at DAG build, a typo stops the run before
-    Snakemake deletes the quality table it would rebuild, and with one line instead of a job's traceback."""
+    Snakemake deletes the quality table it would rebuild, and with one line instead of a job's traceback.
+    `rows`: manifest paths -> (dicom_id, reason) rows, for another archive's manifests (default: MIMIC's)."""
     paths = [Path(p) for p in manifest_paths]
     if paths and all(p.is_file() for p in paths):
-        review_decisions(manifest_rows(paths)[0], review_file)
+        review_decisions(rows(paths) if rows else manifest_rows(paths)[0], review_file)
     else:
         read_decisions(review_file, None)
 

@@ -246,6 +246,36 @@ def test_out_of_memory_names_the_key_then_a_retry_gets_more_memory(reference, tm
     sf.assert_same_results(run_dir, reference[0])
 
 
+@pytest.mark.skipif(len(NODES) < 3, reason="needs the three nodes of .ci/slurm-up")
+def test_another_archive_runs_through_the_slurm_profile_on_the_trained_models(reference, tmp_path):
+    """#34: a hospital's DICOM folder (archive.kind folder) on the reference run's models: its shards are GPU jobs
+    spread over the nodes, its tables and pages one CPU job, nothing trained again, and a second run does nothing."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference[0], workdir, symlinks=True, ignore=shutil.ignore_patterns("slurm_logs", "*.out"))
+    tiny = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump({**tiny, "archive": {"kind": "folder", "shards": 3}}))
+    log = sf.run(workdir, name="folder")
+    assert not sf.job_ids(log, "train") and not sf.job_ids(log, "infer_shard"), log[-3000:]
+    shard_jobs = sf.job_ids(log, "infer_archive_shard")
+    assert len(shard_jobs) == 3, log[-3000:]
+    nodes = {shard: sf.scontrol_job(ids[-1])["NodeList"] for shard, ids in shard_jobs.items()}
+    assert len(set(nodes.values())) > 1, nodes
+    for ids in shard_jobs.values():
+        assert "gpu" in _job_text(ids[-1]), f"an archive shard did not request a GPU:\n{_job_text(ids[-1])}"
+    report_jobs = sf.group_job_ids(log, "report")
+    assert len(report_jobs) == 1 and "gpu" not in _job_text(report_jobs[0]).replace("GresTypes", "")
+    out = workdir / "results" / "archives" / "folder"
+    table = pd.read_csv(out / "folder-masks.csv.gz", dtype=str, keep_default_na=False)
+    assert (table.status == "ok").sum() >= len(table) - 1 and len(table) > 0
+    assert (out / "report" / "summary.html").is_file() and (out / "qc" / "qc_report.html").is_file()
+    assert (out / "review" / "index.html").is_file()
+    assert "Nothing to be done" in sf.run(workdir, "-n", name="folder-dry")
+
+
+def _job_text(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+
+
 def test_slurm_tests_leave_the_cluster_whole():
     """Runs last: every node is back in service for whoever uses the cluster next."""
     states = {n: sf.node_state(n) for n in NODES}

@@ -21,7 +21,7 @@ from cxlseg.training.checkpoint import payload, write_checkpoint
 from cxlseg.training.models import create_model
 from cxlseg.view_check.samples import VIEW_SAMPLE_COLUMNS, pick_view_samples, write_view_samples
 from cxlseg.view_check.settings import ViewCheckSettings
-from cxlseg.view_check.training import train_view_check
+from cxlseg.view_check.training import train_view_check, view_bar
 
 TINY = dict(size=32, samples_per_view=12, validate_per_view=4, epochs=6, batch_size=16)
 
@@ -67,6 +67,7 @@ def trained(tmp_path_factory):
 def test_settings_come_from_the_schema():
     settings = ViewCheckSettings.from_config(default_config())
     assert settings.enabled and settings.size == 64 and settings.threshold == 0.5
+    assert settings.frontal_flag_rate == 0.01
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.size = 32
 
@@ -80,6 +81,53 @@ def test_checkpoint_is_self_describing_and_loads_with_weights_only(trained):
     saved = read_json(root / "vc.json")
     assert saved["flagged_store"] == metrics["flagged_store"] and saved["n_store"] == 6
     assert {"flagged_frontal", "flagged_lateral", "flagged_ct", "flagged_not_frontal"} <= set(saved)
+
+
+@pytest.mark.parametrize(
+    ("p", "rate", "bar", "flagged"),
+    [
+        (np.r_[np.linspace(0.0, 0.02, 198), 0.2, 0.3], 0.01, None, 2),  # the two unsure films, nothing else
+        (
+            np.r_[np.linspace(0.0, 0.02, 197), 0.7, 0.8, 0.9],
+            0.01,
+            0.5,
+            3,
+        ),  # never above 0.5: all three flagged, as before
+        (np.r_[np.zeros(150), np.full(50, 0.4)], 0.01, None, 0),  # ties at the rank: none flagged, not 50
+        (np.linspace(0.0, 0.6, 99), 0.01, 0.5, None),  # fewer than 1 / rate films: unmeasurable, bar 0.5
+    ],
+)
+def test_the_calibrated_view_bar_flags_the_rate_of_frontal_films_or_what_05_flags(p, rate, bar, flagged, caplog):
+    settings = _settings(threshold="calibrated", frontal_flag_rate=rate)
+    with caplog.at_level(logging.WARNING):
+        picked, picked_rate = view_bar(p, settings)
+    assert picked <= 0.5 and (bar is None or picked == bar)
+    if flagged is None:
+        assert picked_rate is None and "fewer than 1 / frontal_flag_rate" in caplog.text
+    else:
+        assert picked_rate == rate and int((p >= picked).sum()) == flagged
+
+
+def test_a_fixed_view_bar_is_kept():
+    assert view_bar(np.linspace(0, 1, 500), _settings(threshold=0.7)) == (0.7, None)
+
+
+def test_training_stores_the_bar_picked_on_the_held_out_frontal_films(tmp_path):
+    """100 held-out store films: the checkpoint's bar is the calibrated one, and it flags at most 1 of them."""
+    torch.set_num_threads(1)
+    images, labels = render_view_samples(130, 48, 11)
+    frontal = images[np.asarray(labels) == "frontal"]
+    store = tmp_path / "store"
+    store.mkdir()
+    for split, films in (("train", frontal[:8]), ("validate", np.concatenate([frontal] * 4)[:100])):
+        np.save(store / f"{split}_images.npy", films)
+        np.save(store / f"{split}_masks.npy", np.zeros_like(films))
+    settings = _settings(samples_per_view=4, epochs=1, validate_per_view=2, threshold="calibrated")
+    metrics = train_view_check(tmp_path / "vc.pt", settings, _films(tmp_path, settings, 1), seed=1, store_dir=store)
+    checker = ViewChecker.from_checkpoint(tmp_path / "vc.pt")
+    p = checker.p_not_frontal(np.load(store / "validate_images.npy"))
+    assert checker.threshold == view_bar(p, settings)[0] <= 0.5 and checker.config["threshold_rate"] == 0.01
+    assert metrics["threshold_films"] == 100 and int(checker.flag(np.load(store / "validate_images.npy")).sum()) <= 1
 
 
 def test_p_not_frontal_shapes_and_range(trained):

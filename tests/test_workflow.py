@@ -202,6 +202,17 @@ def test_performance_knobs_rerun_nothing(demo_run, tmp_path):
 
 
 @pytest.mark.integration
+def test_other_archives_settings_leave_every_mimic_output_as_it_is(demo_run, tmp_path):
+    """#34: with archive.kind mimic, every archive key (and the demo's archive keys) may change and no MIMIC job
+    reruns: the finished MIMIC outputs are what the code before other archives made (its DAG: test_archive_dag)."""
+    change = {
+        "archive": {"kind": "mimic", "root": "elsewhere", "shards": 7, "metadata": "meta.csv", "review_file": "r.csv"},
+        "demo": {"archive_patients": 3, "archive_side": [96, 128]},
+    }
+    assert dry_run_with(demo_run, tmp_path, change) == {}
+
+
+@pytest.mark.integration
 def test_training_change_reruns_training_and_downstream(demo_run, tmp_path):
     jobs = dry_run_with(demo_run, tmp_path, {"train": {"lr": 0.0005}})
     assert jobs.get("train") == len(

@@ -23,7 +23,8 @@ class ViewCheckSettings(RuleSettings):
     epochs: int
     batch_size: int
     lr: float
-    threshold: float
+    threshold: float | str  # a fixed bar, or "calibrated" (view_check.training.pick_view_bar)
+    frontal_flag_rate: float
     seed: int
 
     @classmethod

@@ -202,16 +202,50 @@ def train_view_check(
     data = _Epochs(groups, real, work, settings.size, seed)
     model = ViewNet().to(torch_device)
     losses = _fit(model, data, settings, torch_device)
-    config = {"architecture": ARCHITECTURE, "size": settings.size, "threshold": settings.threshold, "seed": seed}
+    config = {"architecture": ARCHITECTURE, "size": settings.size, "threshold": 0.5, "seed": seed}
     config["settings"] = asdict(settings)
     checker = ViewChecker(model.eval(), config, torch_device)
-    metrics = {"final_loss": losses[-1], "losses": losses}
+    held_out = _held_out_frontals(store_dir, archive["validate"])
+    bar, rate = view_bar(checker.p_not_frontal(held_out) if len(held_out) else np.zeros(0), settings)
+    config.update(threshold=bar, threshold_rate=rate, threshold_films=len(held_out))
+    checker = ViewChecker(model.eval(), config, torch_device)
+    metrics = {"final_loss": losses[-1], "losses": losses, "threshold_rate": rate, "threshold_films": len(held_out)}
     metrics.update(validate(checker, films["validate"], store_dir, archive["validate"]))
     write_checkpoint(checkpoint_path, payload(model, config, epoch=settings.epochs, metrics=metrics))
     if metrics_path is not None:
         io.write_json(metrics_path, metrics)
     log.info("view check validation: %s", {k: v for k, v in metrics.items() if k != "losses"})
     return metrics
+
+
+def _held_out_frontals(store_dir, archive_validate: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The real frontal films training never saw: the store's validate split and the archive sample's held-out
+    PA/AP films (phantoms are too easy to set a bar on)."""
+    store = store_frontals(store_dir, "validate")
+    return [*(store if store is not None else []), *archive_validate.get("archive_frontal", [])]
+
+
+def view_bar(p_frontal: np.ndarray, settings: ViewCheckSettings) -> tuple[float, float | None]:
+    """(bar, the frontal flag rate it was picked for; None for a fixed bar). Calibrated: the lowest bar that flags
+    at most `frontal_flag_rate` of these frontal films, never above 0.5 (the classifier's own decision point: a
+    bar above it would let through films the network calls lateral, so films above 0.5 stay flagged as before). Why not a fixed 0.5: real side views the
+    network was unsure of (0.1-0.43) passed while nearly every real frontal film scored far lower. With fewer
+    than 1 / rate films no film may be flagged, the share is unmeasurable, and the bar stays 0.5 (logged)."""
+    if settings.threshold != "calibrated":
+        return float(settings.threshold), None
+    rate, p = float(settings.frontal_flag_rate), np.sort(np.asarray(p_frontal, np.float32))[::-1]
+    allowed = int(np.floor(rate * len(p)))
+    if allowed < 1:
+        log.warning(
+            "view check: %d held-out frontal films, fewer than 1 / frontal_flag_rate (%g): bar 0.5",
+            len(p),
+            rate,
+        )
+        return 0.5, None
+    # the next float32 above the (allowed+1)-th highest: P(not frontal) is float32, compared as float32
+    bar = min(0.5, float(np.nextafter(p[allowed], np.float32(1.0))))
+    log.info("view check: bar %.4g flags %d of %d held-out frontal films (rate %g)", bar, allowed, len(p), rate)
+    return bar, rate
 
 
 def _log_archive(films: dict[str, np.ndarray], wanted: int) -> None:

@@ -119,9 +119,9 @@ def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_pa
         seen = pd.concat(pd.read_parquet(fold_dir / "store" / f"{s}_index.parquet") for s in ("train", "validate"))
         assert not set(test.patient_id) & set(seen.patient_id)
 
-    stamp = {d: (d / "model" / "checkpoint_best.pt").stat().st_mtime_ns for d in fold_dirs}
+    stamp = {d: (d / "attention_unet" / "checkpoint_best.pt").stat().st_mtime_ns for d in fold_dirs}
     assert bench.main(args)["variants"]["raw"]["dice"] == summary["variants"]["raw"]["dice"]
-    assert {d: (d / "model" / "checkpoint_best.pt").stat().st_mtime_ns for d in fold_dirs} == stamp  # reused
+    assert {d: (d / "attention_unet" / "checkpoint_best.pt").stat().st_mtime_ns for d in fold_dirs} == stamp  # reused
 
     bench.main([*args, "--seed", "5"])  # other folds: new fold folders, never the models trained on them
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("fold")]) > 2

@@ -15,7 +15,8 @@ the pipeline's clean-up (infer.postprocess), scored by cxlseg.evaluation.evaluat
 Predictor, against reader 1 (every film) and reader 2 (index.csv `second_mask`, the films a second reader
 outlined), beside reader 1 against reader 2 on the same films (the human band: `readers`), and writes
 summary.json under --out.
-Re-running with the same recipe reuses the trained folds (train_model resumes or skips).
+Re-running with the same recipe reuses the trained folds (train_model resumes or skips); so does bench_qc_v7 with
+the same --out (its attention_unet folds are these).
 """
 
 from __future__ import annotations
@@ -257,7 +258,8 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds, sec
         f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)",
         flush=True,
     )
-    train_model(fold_dir / "store", model_files(fold_dir / "model"), cfg, callbacks=[print_epoch])
+    # named by architecture, as bench_qc_v7 names its models: with the same --out it reuses these folds
+    train_model(fold_dir / "store", model_files(fold_dir / cfg.architecture), cfg, callbacks=[print_epoch])
     # The pipeline's predictor and scoring (evaluate_model's), once per TTA setting; clean-up variants share it.
     test_images, test_masks, test_index = load_split(fold_dir / "store", "test")
     test_second = [second[i] for i in splits["test"]]
@@ -267,7 +269,7 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds, sec
         settings = variant_settings(args, tta, post)
         if tta not in probs:
             predictor = Predictor.from_checkpoints(
-                fold_dir / "model" / "checkpoint_best.pt", device=args.device, tta_flip=tta
+                fold_dir / cfg.architecture / "checkpoint_best.pt", device=args.device, tta_flip=tta
             )
             probs[tta] = predictor.predict(test_images, out_size=test_images.shape[-1], batch_size=settings.batch_size)
         table = score_predictions(probs[tta], test_masks, test_index, settings)

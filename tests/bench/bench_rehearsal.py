@@ -25,6 +25,7 @@ polling the snakemake process (psutil).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import glob
 import json
@@ -331,7 +332,8 @@ def stand_in_cost(run: Path, archive: Path, repeats: int = 6) -> dict:
 
     config = load_config(*configs(run))
     settings = InferSettings.from_config(config)
-    predictor = inference_predictor(io.read_json(run / "results" / "models" / "selected.json"), settings)
+    with contextlib.chdir(run):  # selected.json names the checkpoints relative to the run's folder
+        predictor = inference_predictor(io.read_json("results/models/selected.json"), settings)
     image = cv2.imread(str(next((archive.parent / "pool").glob("*.jpg"))), cv2.IMREAD_GRAYSCALE)
     batch = predictor.spec.to_tensor(np.stack([predictor.spec.prepare(image)] * settings.batch_size))
     predictor.forward(batch)  # warm up
@@ -444,7 +446,7 @@ def rehearse(work: Path, n: int, pool_size: int, timeout: float) -> dict:
             "run_report_s": stages.get("run_report", {}).get("job_s_max"),
             "check_run_s": round(check_s, 1),
             "check_run_peak_rss_mb": check_rss,
-            "check_run_ok": "ok" in check_out.lower(),
+            "check_run_ok": check_out.startswith("OK"),
         },
         "workdir": str(run),
     }

@@ -425,6 +425,7 @@ def rehearse(work: Path, n: int, pool_size: int, timeout: float) -> dict:
         "jobs_submitted": len(jobs),
         "jobs_per_rule": {r: sum(j["rule"] == r for j in jobs) for r in sorted({j["rule"] for j in jobs})},
         "jobs": [{k: v for k, v in j.items()} for j in jobs],
+        "job_s": {r["job"]: round(r["s"], 2) for r in new_bench.to_dict("records")},
         "job_peak_rss_mb": {r["job"]: round(r["max_rss_mb"], 1) for r in new_bench.to_dict("records")},
         "files": {
             "written": len(new),
@@ -483,18 +484,34 @@ def fit(ns: list[int], ys: list[float]) -> dict:
 
 
 def production_cost() -> dict:
-    """The production network's measured forward cost (bench_throughput, CPU; no GPU was measured)."""
-    path = REPO / "docs" / "bench" / "throughput-cpu-48-1thread.json"
+    """The production network's measured forward cost per image: bench_throughput's one-thread CPU run of the
+    production recipe (one model, flip TTA, batch 2) times config.yaml's infer.ensemble. No GPU was measured."""
+    path = REPO / "docs" / "bench" / "throughput-cpu-192-1thread-batch2.json"
     t = json.loads(path.read_text())
+    ensemble = int(load_config(REPO / "config" / "config.yaml")["infer"]["ensemble"])
+    per_model = t["stage_ms_per_image"]["cpu"]["forward"] / 1000
     return {
         "source": str(path.relative_to(REPO)),
-        "forward_s_per_image": t["stage_ms_per_image"]["wall"]["forward"] / 1000,
-        "end_to_end_core_s_per_image": t["core_seconds_per_image"],
         "device": t["device"],
+        "forward_core_s_per_model": round(per_model, 4),
+        "ensemble": ensemble,
+        "forward_s_per_image": round(per_model * ensemble, 4),
     }
 
 
+def infer_line(runs: list[dict]) -> dict:
+    """infer_shard job seconds = startup + per_image x images a shard, fitted over the N measured (mean job)."""
+    xs = [r["n"] / r["stages"]["infer_shard"]["jobs"] for r in runs]
+    ys = [r["stages"]["infer_shard"]["job_s_sum"] / r["stages"]["infer_shard"]["jobs"] for r in runs]
+    per_image, startup = np.polyfit(xs, ys, 1)
+    return {"startup_s": round(float(max(startup, 0.0)), 2), "s_per_image": round(float(per_image), 5)}
+
+
 def project(paths: list[str], nodes=(1, 4, 10)) -> dict:
+    """Each figure's log-log growth over the N measured, and hours per stage for 243,324 films on 1, 4 and 10
+    GPU nodes: shard jobs run one per node (10 shards, so ceil(10 / nodes) rounds), each costing the rehearsal's
+    startup plus, per image, what the rehearsal spent besides the stand-in's forward plus the production forward;
+    every other stage is one job that cannot be split, projected on its fitted growth."""
     runs = sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["n"])
     ns = [r["n"] for r in runs]
     figures = {}
@@ -505,18 +522,18 @@ def project(paths: list[str], nodes=(1, 4, 10)) -> dict:
             continue
         if all(y is not None for y in ys):
             figures[name] = {"measured": dict(zip(map(str, ns), ys)), **fit(ns, ys)}
-    # infer_shard at 243k: the rehearsal's per-image cost of everything but the network, plus the production
-    # network's forward cost; shards are the unit of parallelism (chunks_per_shard splits them further)
-    big = runs[-1]
-    shard = big["stages"]["infer_shard"]
-    per_image_other = max(shard["job_s_sum"] / big["n"] - big["stand_in"]["forward_s_per_image"], 0.0)
+    line = infer_line(runs)
+    stand_in = float(np.mean([r["stand_in"]["forward_s_per_image"] for r in runs]))
+    besides = max(line["s_per_image"] - stand_in, 0.0)
     prod = production_cost()
-    per_image = per_image_other + prod["forward_s_per_image"]
+    per_image = besides + prod["forward_s_per_image"]
+    shards = len(PREFIXES)
     serial = {s: figures[f"{s}_job_s_max"]["at_243k"] for s in STAGES if s != "infer_shard"}
     table = {}
     for k in nodes:
-        infer_h = per_image * FULL / k / 3600
-        hours = {"infer_shard": infer_h, **{s: v / 3600 for s, v in serial.items()}}
+        rounds = math.ceil(shards / k)
+        hours = {"infer_shard": rounds * (line["startup_s"] + FULL / shards * per_image) / 3600}
+        hours |= {s: v / 3600 for s, v in serial.items()}
         table[str(k)] = {
             "hours": {s: round(h, 2) for s, h in hours.items()},
             "total_h": round(sum(hours.values()), 2),
@@ -525,16 +542,73 @@ def project(paths: list[str], nodes=(1, 4, 10)) -> dict:
     return {
         "ns": ns,
         "figures": figures,
-        "infer_s_per_image": {
-            "besides_network": round(per_image_other, 4),
+        "infer_shard": {
+            **line,
+            "stand_in_forward_s_per_image": round(stand_in, 4),
+            "besides_network_s_per_image": round(besides, 4),
             "production_forward": prod,
-            "total": round(per_image, 4),
+            "s_per_image_at_243k": round(per_image, 4),
+            "one_shard_job_h": round((line["startup_s"] + FULL / shards * per_image) / 3600, 2),
         },
         "nodes": table,
     }
 
 
+def measured_table(paths: list[str]) -> str:
+    """docs/scale.md's table: one column per N."""
+    runs = sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["n"])
+    rows = [("films", lambda r: f"{r['n']:,}"), ("total wall clock (s)", lambda r: f"{r['total_s']:,.0f}")]
+    for s in STAGES:
+        rows.append((f"{s}: wall s (jobs; longest job s; peak MB)", lambda r, s=s: _stage(r["stages"].get(s))))
+    rows += [
+        ("controller idle, no job running (s)", lambda r: f"{r['controller']['idle_s']:.0f}"),
+        ("  of which before the first job / between jobs / after the last", lambda r: _idle(r["controller"])),
+        ("controller peak RSS (MB)", lambda r: f"{r['controller']['peak_rss_mb']:.0f}"),
+        ("jobs submitted", lambda r: str(r["jobs_submitted"])),
+        ("files written (results / .snakemake)", lambda r: _files(r["files"])),
+        (
+            "most files in one folder",
+            lambda r: f"{r['files']['most_in_one_folder']:,} ({r['files']['fullest_folder']})",
+        ),
+        ("bytes on disk per image", lambda r: f"{r['files']['bytes_per_image']:,}"),
+        ("peak RSS of any job (MB)", lambda r: f"{max(r['job_peak_rss_mb'].values()):.0f}"),
+        ("`snakemake --report`: s, report.html bytes", lambda r: _report(r["report"])),
+        ("review page data bytes (thumbnails)", lambda r: _review(r["report"])),
+        (
+            "`cxlseg check-run`: s (peak MB)",
+            lambda r: f"{r['report']['check_run_s']} ({r['report']['check_run_peak_rss_mb']})",
+        ),
+        ("stand-in forward s/image", lambda r: str(r["stand_in"]["forward_s_per_image"])),
+        ("load average at the end", lambda r: str(r["machine"]["load_average"][0])),
+    ]
+    head = "| | " + " | ".join(f"N = {r['n']:,}" for r in runs) + " |"
+    lines = [head, "|---" * (len(runs) + 1) + "|"]
+    lines += ["| " + name + " | " + " | ".join(read(r) for r in runs) + " |" for name, read in rows]
+    return "\n".join(lines)
+
+
+def _stage(s: dict | None) -> str:
+    return "-" if not s else f"{s['wall_s']} ({s['jobs']}; {s['job_s_max']}; {s['peak_rss_mb']:.0f})"
+
+
+def _idle(c: dict) -> str:
+    return f"{c['before_first_job_s']:.0f} / {c['between_jobs_s']:.0f} / {c['after_last_job_s']:.0f}"
+
+
+def _files(f: dict) -> str:
+    return f"{f['written']:,} ({f['under_results']:,} / {f['under_dot_snakemake']:,})"
+
+
+def _report(r: dict) -> str:
+    return f"{r['snakemake_report_s']} s, {r['report_html_bytes']:,}"
+
+
+def _review(r: dict) -> str:
+    return f"{r['review_data_bytes']:,} ({r['review_thumbs']:,})"
+
+
 def markdown(proj: dict) -> str:
+    """README's "243k on a cluster" table."""
     f = proj["figures"]
     at = lambda name: f[name]["at_243k"]  # noqa: E731
     lines = [
@@ -549,7 +623,8 @@ def markdown(proj: dict) -> str:
             f"| {k} | {at('jobs_submitted'):,.0f} | {at('files_written'):,.0f} | {at('bytes_on_disk') / 1e9:,.0f} "
             f"| {hours} | {row['total_h']:.2f} | {row['dominant']} |"
         )
-    return "\n".join(lines)
+    growth = ", ".join(f"{name} {v['slope']}" for name, v in f.items() if v["slope"] is not None)
+    return "\n".join(lines) + f"\n\nlog-log growth over N = {proj['ns']}: {growth}"
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -566,7 +641,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.project:
         result = project(sorted(p for pattern in args.project for p in glob.glob(pattern)))
-        print(json.dumps(result["figures"], indent=1))
+        print(json.dumps({k: v for k, v in result.items() if k != "figures"}, indent=1))
+        print(measured_table(sorted(p for pattern in args.project for p in glob.glob(pattern))))
+        print()
         print(markdown(result))
         return result
     if not args.n:

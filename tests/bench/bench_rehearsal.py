@@ -6,7 +6,7 @@ run_report) on the Slurm of .ci/slurm-up through profiles/slurm, then `snakemake
     python tests/bench/bench_rehearsal.py --project docs/bench/rehearsal-*.json      # the README's 243k table
 
 The network is replaced by a stand-in of known cost: the tiny models a demo-mode prep run trains once (config/demo.yaml
-+ TINY below: 1 epoch, unet + sa_unet, 8 base channels, 128 px input) in <work>/prep. Each N copies that run (its
++ TINY below: 1 epoch, unet + sa_unet, 8 base channels, 128 px input; one model, no flip pass) in <work>/prep. Each N copies that run (its
 .snakemake included, so training is not redone) and points the demo's MIMIC folder at an archive of N films, so
 every stage after training reads the full-size archive. The stand-in's forward cost per image is timed in the same
 run (same Predictor, same batch size, on these cores); --project swaps it for the production network's cost from
@@ -69,7 +69,8 @@ TINY = {
     "augment": {"targets": {"tuberculosis": 6, "covid19": 6, "pneumonia": 6, "normal": 6}},
     "train": {"epochs": 1, "batch_size": 4, "max_train_batches": 2},
     "models": {"architectures": ["unet", "sa_unet"]},
-    "infer": {"batch_size": 4, "qc": {"calibration_degraded": 4}},
+    # the stand-in: one tiny model, no flip pass (QC's perturbed pass stays); --project swaps in the production cost
+    "infer": {"batch_size": 4, "ensemble": 1, "tta_flip": False, "qc": {"calibration_degraded": 4}},
     "mimic": {"shards": PREFIXES},
     "view_check": {"enabled": False},
     "classify": {"enabled": False},

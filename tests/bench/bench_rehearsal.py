@@ -380,8 +380,8 @@ def rehearse(work: Path, n: int, pool_size: int, timeout: float) -> dict:
             "jobs": len([j for j in jobs if j["rule"] == stage]),
             "wall_s": round(max(j["end"] for j in mine) - min(j["start"] for j in mine), 1) if mine else None,
             "job_s_sum": round(float(b.s.sum()), 1),
-            "job_s_max": round(float(b.s.max()), 1),
-            "peak_rss_mb": round(float(b.max_rss_mb.max()), 1),
+            "job_s_max": round(float(b.s.max()), 1) if len(b) else None,  # None: the rule has no benchmark file
+            "peak_rss_mb": round(float(b.max_rss_mb.max()), 1) if len(b) else None,
         }
     busy = covered([(j["start"], j["end"]) for j in timed_jobs])
     first = min((j["start"] for j in timed_jobs), default=end)

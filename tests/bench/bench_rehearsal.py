@@ -639,6 +639,25 @@ def markdown(proj: dict) -> str:
     return "\n".join(lines) + f"\n\nlog-log growth over N = {proj['ns']}: {growth}"
 
 
+def write_docs(paths: list[str]) -> None:
+    """Rewrite the generated blocks of docs/scale.md (measured per N, growth) and README.md (243k on a cluster)."""
+    proj = project(paths)
+    blocks = {
+        REPO / "docs" / "scale.md": {"measured": measured_table(paths), "projection": markdown(proj)},
+        REPO / "README.md": {"projection": markdown(proj)},
+    }
+    for doc, parts in blocks.items():
+        text = doc.read_text()
+        for name, body in parts.items():
+            begin, end = f"<!-- rehearsal:{name} -->", f"<!-- /rehearsal:{name} -->"
+            if begin not in text or end not in text:
+                raise SystemExit(f"{doc}: no {begin} ... {end} block to fill")
+            head, rest = text.split(begin, 1)
+            text = head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+        doc.write_text(text)
+        print(f"wrote {doc}")
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -650,11 +669,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds the Slurm run may take")
     parser.add_argument("--json", type=Path, help="write the result here (docs/bench/rehearsal-<N>.json)")
     parser.add_argument("--project", nargs="+", help="rehearsal JSONs: fit each figure and project to 243,324")
+    parser.add_argument("--docs", action="store_true", help="with --project: rewrite the tables in the docs")
     args = parser.parse_args(argv)
     if args.project:
-        result = project(sorted(p for pattern in args.project for p in glob.glob(pattern)))
+        paths = sorted(p for pattern in args.project for p in glob.glob(pattern))
+        result = project(paths)
+        if args.docs:
+            write_docs(paths)
         print(json.dumps({k: v for k, v in result.items() if k != "figures"}, indent=1))
-        print(measured_table(sorted(p for pattern in args.project for p in glob.glob(pattern))))
+        print(measured_table(paths))
         print()
         print(markdown(result))
         return result

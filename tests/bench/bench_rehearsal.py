@@ -486,12 +486,19 @@ FIGURES = {
 
 
 def fit(ns: list[int], ys: list[float]) -> dict:
-    """log-log slope (1 linear, > 1 superlinear) and the value at FULL films on that power law."""
+    """The log-log slope (1: linear, > 1: superlinear) and the value at FULL films: the larger of the power law and
+    the straight line a + b N (a fixed cost plus one per film; a power law would shrink the per-film part)."""
     ns_, ys_ = np.asarray(ns, float), np.maximum(np.asarray(ys, float), 1e-9)
     if len(ns_) < 2:
         return {"slope": None, "at_243k": None}
     slope, intercept = np.polyfit(np.log(ns_), np.log(ys_), 1)
-    return {"slope": round(float(slope), 2), "at_243k": float(np.exp(intercept) * FULL**slope)}
+    b, a = np.polyfit(ns_, ys_, 1)
+    power, line = float(np.exp(intercept) * FULL**slope), float(a + b * FULL)
+    return {"slope": round(float(slope), 2), "at_243k": max(power, line), "power_law": power, "linear": line}
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def production_cost() -> dict:
@@ -644,8 +651,8 @@ def growth_table(proj: dict) -> str:
     lines = ["| figure | " + " | ".join(f"N = {n:,}" for n in proj["ns"]) + " | slope | at 243,324 |"]
     lines.append("|---" * (len(proj["ns"]) + 3) + "|")
     for name, v in proj["figures"].items():
-        measured = " | ".join(f"{v['measured'][str(n)]:,.6g}" for n in proj["ns"])
-        lines.append(f"| {name} | {measured} | {v['slope']} | {v['at_243k']:,.6g} |")
+        measured = " | ".join(_num(v["measured"][str(n)]) for n in proj["ns"])
+        lines.append(f"| {name} | {measured} | {v['slope']} | {_num(v['at_243k'])} |")
     return "\n".join(lines)
 
 

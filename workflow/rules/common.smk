@@ -229,6 +229,7 @@ def benchmark_files():
         *view_check,
         "select_images",
         "merge_tables",
+        "quality_table",
         "qc_report",
         "review_page",
         *classify,

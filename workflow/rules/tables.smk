@@ -43,6 +43,8 @@ rule quality_table:
         summary=f"{R}/CXLSeg/summary.json",
     log:
         f"{R}/logs/tables/quality.log",
+    benchmark:
+        f"{R}/benchmarks/quality_table.tsv"
     conda:
         "../../envs/tables.yaml"
     threads: resource("tables", "cpus")

@@ -2,9 +2,6 @@
 bench cannot rot: its archive, its run and the figures it records (docs/scale.md) are all still produced."""
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,17 +11,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 import bench_rehearsal as bench  # noqa: E402
 from cxlseg.config import section_defaults  # noqa: E402
+from helpers import slurm  # noqa: E402
 
-SLURM_UP = shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
-NODES = (
-    subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split() if SLURM_UP else []
-)
-needs_slurm = pytest.mark.skipif(not SLURM_UP, reason="no running Slurm here (.ci/slurm-up starts one)")
-
-if os.environ.get("CXLSEG_REQUIRE_SLURM") == "1" and len(NODES) < 3:
-    pytest.fail(
-        f"CXLSEG_REQUIRE_SLURM=1 but sinfo lists {len(NODES)} Slurm nodes (.ci/slurm-up starts 3)", pytrace=False
-    )
+NODES = slurm.cluster_nodes()
+needs_slurm = pytest.mark.skipif(NODES is None, reason="no running Slurm here (.ci/slurm-up starts one)")
+slurm.require_cluster(NODES)
 
 
 def test_archive_spreads_films_over_the_prefixes(tmp_path):

@@ -8,7 +8,6 @@ inference undone and runs only the shards and the tables again. Shards are kept 
 batch size 1 and a flush every 2 images, not by more data.
 """
 
-import os
 import shutil
 import signal
 import subprocess
@@ -19,18 +18,11 @@ import pytest
 import yaml
 from helpers import slurm as sf
 
-SLURM_UP = shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
-NODES = (
-    subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split() if SLURM_UP else []
-)
+CLUSTER = sf.cluster_nodes()
+SLURM_UP, NODES = CLUSTER is not None, CLUSTER or []
 
 pytestmark = pytest.mark.skipif(not SLURM_UP, reason="no running Slurm here (.ci/slurm-up starts one)")
-
-# .ci/run sets this: in CI a missing Slurm (or a node short) is an error, never a silently skipped file
-if os.environ.get("CXLSEG_REQUIRE_SLURM") == "1" and len(NODES) < 3:
-    pytest.fail(
-        f"CXLSEG_REQUIRE_SLURM=1 but sinfo lists {len(NODES)} Slurm nodes (.ci/slurm-up starts 3)", pytrace=False
-    )
+sf.require_cluster(NODES)
 
 # demo seed 3 puts the archive's subjects in three prefixes: three shards, one per node
 SHARDS = ["p14", "p15", "p17"]

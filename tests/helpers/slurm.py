@@ -23,6 +23,27 @@ ROOT = Path(__file__).resolve().parents[2]
 SLURM_STATE = Path(os.environ.get("SLURM_CI_STATE", "/run/cxlseg-slurm-ci"))
 TABLES = ("metadata", "segmented", "split", "mask", "failed")
 TABLE_FILES = [f"results/CXLSeg/CXLSeg-{t}.csv.gz" for t in TABLES]
+
+
+def cluster_nodes() -> list[str] | None:
+    """The nodes `sinfo` lists, or None when no Slurm runs here."""
+    if not shutil.which("sinfo") or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        return None
+    return subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()
+
+
+def require_cluster(nodes: list[str] | None) -> None:
+    """.ci/run sets CXLSEG_REQUIRE_SLURM=1: there a missing Slurm (or a node short) fails the test module, never
+    skips it silently."""
+    import pytest
+
+    if os.environ.get("CXLSEG_REQUIRE_SLURM") == "1" and len(nodes or []) < 3:
+        pytest.fail(
+            f"CXLSEG_REQUIRE_SLURM=1 but sinfo lists {len(nodes or [])} Slurm nodes (.ci/slurm-up starts 3)",
+            pytrace=False,
+        )
+
+
 # CI-only settings (partition, squeue status checks without slurmdbd, no account) and job groups that run the
 # short CPU steps of the tiny demo in one Slurm job each (the heavy rules, train and infer_shard, stay one job
 # per training run or shard): passed on the command line, never written into the production profile.

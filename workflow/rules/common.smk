@@ -214,29 +214,22 @@ def classify_runs(name="metrics.json"):
     return [f"{R}/classify/{run}/{name}" for run in classify_run_names()]
 
 
+def model_benchmark_files():
+    """The benchmark files of the jobs every archive's run shares: the demo, training data, training, selection,
+    QC calibration and the view check."""
+    view_check = ["view_samples", "view_phantoms", "train_view_check"] if config["view_check"]["enabled"] else []
+    single = [*(["demo"] if DEMO else []), "split_training", "augment", "select_model", "calibrate_qc", *view_check]
+    files = [str(getattr(rules, name).benchmark) for name in single]
+    files += expand(str(rules.ingest.benchmark), dataset=enabled_datasets())
+    return files + expand(str(rules.train.benchmark), arch=ARCHS) + expand(str(rules.evaluate.benchmark), arch=ARCHS)
+
+
 def benchmark_files():
     """Every job's benchmark file but the run report's own: the report's stage times and wall clock read them,
     so they are its inputs (and it runs after every job it times)."""
-    view_check = ["view_samples", "view_phantoms", "train_view_check"] if config["view_check"]["enabled"] else []
     classify = ["classify_summary", "table3_pages"] if config["classify"]["enabled"] else []
-    single = [
-        *(["demo"] if DEMO else []),
-        "split_training",
-        "augment",
-        "select_model",
-        "evaluate_inference",
-        "calibrate_qc",
-        *view_check,
-        "select_images",
-        "merge_tables",
-        "quality_table",
-        "qc_report",
-        "review_page",
-        *classify,
-    ]
-    files = [str(getattr(rules, name).benchmark) for name in single]
-    files += expand(str(rules.ingest.benchmark), dataset=enabled_datasets())
-    files += expand(str(rules.train.benchmark), arch=ARCHS) + expand(str(rules.evaluate.benchmark), arch=ARCHS)
+    single = ["evaluate_inference", "select_images", "merge_tables", "quality_table", "qc_report", "review_page"]
+    files = model_benchmark_files() + [str(getattr(rules, name).benchmark) for name in [*single, *classify]]
     files += expand(str(rules.infer_shard.benchmark), shard=SHARDS)
     if config["classify"]["enabled"]:
         files += expand(
@@ -247,23 +240,8 @@ def benchmark_files():
 
 def archive_benchmark_files():
     """Another archive's run report times every job of its DAG but its own (as benchmark_files does MIMIC's)."""
-    view_check = ["view_samples", "view_phantoms", "train_view_check"] if config["view_check"]["enabled"] else []
-    single = [
-        *(["demo"] if DEMO else []),
-        "split_training",
-        "augment",
-        "select_model",
-        "calibrate_qc",
-        *view_check,
-        "list_archive",
-        "archive_table",
-        "archive_review_page",
-        "archive_run_summary",
-        "archive_qc_report",
-    ]
-    files = [str(getattr(rules, name).benchmark) for name in single]
-    files += expand(str(rules.ingest.benchmark), dataset=enabled_datasets())
-    files += expand(str(rules.train.benchmark), arch=ARCHS) + expand(str(rules.evaluate.benchmark), arch=ARCHS)
+    single = ["list_archive", "archive_table", "archive_review_page", "archive_run_summary", "archive_qc_report"]
+    files = model_benchmark_files() + [str(getattr(rules, name).benchmark) for name in single]
     return files + expand(str(rules.infer_archive_shard.benchmark), ashard=ARCHIVE_SHARDS)
 
 

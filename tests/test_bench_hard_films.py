@@ -47,6 +47,8 @@ def test_tiny_run_over_patient_folds_scores_each_reader(bench, tmp_path):
     )  # fmt: skip
     stores = sorted((tmp_path / "out").glob("fold*/store"))
     assert len(stores) == 2
+    # the shipped recipe's networks where bench_real_v7 and bench_qc_v7 put theirs: one --out shares them
+    assert all((store.parent / "unet" / "checkpoint_best.pt").is_file() for store in stores)
     tested = []
     for store in stores:
         test = pd.read_parquet(store / "test_index.parquet")
@@ -69,3 +71,10 @@ def test_tiny_run_over_patient_folds_scores_each_reader(bench, tmp_path):
     new = summary["at_new_definition_on_last_masks"]
     assert set(new) == {"today's QC", "new QC"} and new["new QC"]["parts"]["clean + hard"]["n"] == 11
     assert summary["folds"] == 2 and summary["release"] is None
+
+
+def test_only_the_shipped_recipe_shares_its_networks_with_the_other_benchmarks(bench, tmp_path):
+    args = bench.parse_args(["--data", str(tmp_path)])
+    fold = tmp_path / "fold0-abcd1234"
+    assert bench.model_dir(args, fold, "strong", "unet") == fold / "unet"  # config/config.yaml's preset
+    assert bench.model_dir(args, fold, "hard", "unet") == fold / "models" / "hard" / "unet"

@@ -128,9 +128,18 @@ def _train(store: Path, out: Path, cfg: TrainConfig) -> str:
     return f"{out}: {time.perf_counter() - t0:.0f}s"
 
 
+def model_dir(args, where: Path, preset: str, arch: str) -> Path:
+    """Where a fold's network lives. The shipped recipe's are named by architecture alone, as bench_real_v7 and
+    bench_qc_v7 name theirs (same recipe, same splits, same fold folder): with the same --out, all three
+    benchmarks score the very same trained networks; another preset's live apart."""
+    if preset == pipeline_config(args)["train"]["augment_preset"]:
+        return where / arch
+    return where / "models" / preset / arch
+
+
 def train_all(args, where: Path, store: Path, presets: set[str]) -> dict[str, list[Path]]:
     """Checkpoints per preset (one per architecture); a finished training is reused (train_model skips it)."""
-    jobs = {(p, a): where / "models" / p / a for p in sorted(presets) for a in args.archs}
+    jobs = {(p, a): model_dir(args, where, p, a) for p in sorted(presets) for a in args.archs}
     work = [(store, out, train_config(args, a, p)) for (p, a), out in jobs.items()]
     if args.jobs <= 1:
         for w in work:
@@ -387,12 +396,14 @@ def segment(args) -> list[pd.DataFrame]:
     chosen = list(range(args.folds)) if args.only_folds is None else args.only_folds
     print(f"{len(index)} films, {index['patient_id'].nunique()} patients, {args.folds} folds; running {chosen}")
     small = np.stack([resize(i, 224) for i in images]), np.stack([resize_mask(m, 224) for m in masks])
+    store = load_v7(args.data, 224, args.release)  # resized from the originals, as ingest and bench_real_v7 do
     tables = {name: [] for name in args.variants}
     for fold in chosen:
         rows = split(index, folds, fold, args.seed)
         membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in rows.items()}, sort_keys=True)
         where = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
-        write_store(where / "store", *small, index, rows)
+        if not (where / "store" / "test_index.parquet").is_file():  # the folder name pins its membership; a
+            write_store(where / "store", *store[:2], index, rows)  # store another benchmark trains on stays as is
         print(
             f"fold {fold}: train {len(rows['train'])}, validate {len(rows['validate'])}, test {len(rows['test'])} "
             f"films ({index['patient_id'].iloc[rows['test']].nunique()} unseen patients)",

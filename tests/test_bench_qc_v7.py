@@ -49,7 +49,7 @@ def test_summary_from_a_masks_table(load_bench, tmp_path, capsys):
     assert set(by_k) == {1, 2} and by_k[2]["members"] == "a+b" and by_k[2]["ms_per_mask"] == pytest.approx(100)
     two = by_k[2]
     assert two["all"]["pearson"] > 0.9 and two["all"]["bad_caught"] > 0.5 and two["clean"]["n"] == 90
-    assert json.loads((tmp_path / "summary.json").read_text())["by_ensemble"]["2"]["members"] == "a+b"
+    assert json.loads((tmp_path / "bench_qc_v7" / "summary.json").read_text())["by_ensemble"]["2"]["members"] == "a+b"
 
 
 @pytest.fixture(scope="module")

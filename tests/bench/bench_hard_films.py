@@ -21,7 +21,8 @@ Dice from a model fitted on other patients' masks, patient-grouped folds): Pears
 (true Dice < 0.9) flagged, good masks flagged, with the kinds held out of the calibration (`--holdout`) apart;
 the clean masks against reader 1 and reader 2 beside the human band; and, on clean + hard films, QC where humans
 agree (`readers.qc_at_definition`: failed = Dice < 0.85; AUROC, failed masks caught at 1 / 3 / 5 % of good masks
-flagged), today's QC beside the new one. Writes summary.json, masks.csv and a markdown table to --out.
+flagged), today's QC beside the new one. Writes summary.json, masks.csv and a markdown table to --out/bench_hard_films
+(`--table`: beside the table).
 """
 
 from __future__ import annotations
@@ -370,21 +371,21 @@ def main(argv=None) -> dict:
     if args.table is not None:
         masks = pd.read_csv(args.table)
         tables = [masks[masks["variant"] == name].reset_index(drop=True) for name in masks["variant"].unique()]
-        args.out = args.table.parent
+        results = args.table.parent
     else:
         tables = segment(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+        results = record.results_dir(args.out, __file__)
     summary = {**summarise(tables, args, settings), "archs": args.archs, "seconds": 0.0}
     summary.update(folds=args.folds, release=args.release)
     summary.update(command=record.command(__file__, argv), machine=record.machine())
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    pd.concat(tables).to_csv(args.out / "masks.csv", index=False)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    pd.concat(tables).to_csv(results / "masks.csv", index=False)
+    (results / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     if args.json:
-        record.copy(args.out / "summary.json", args.json)
-    (args.out / "table.md").write_text(markdown(summary, args))
+        record.copy(results / "summary.json", args.json)
+    (results / "table.md").write_text(markdown(summary, args))
     print(markdown(summary, args))
-    print(f"wrote {args.out} in {summary['seconds'] / 60:.1f} min")
+    print(f"wrote {results} in {summary['seconds'] / 60:.1f} min")
     return summary
 
 

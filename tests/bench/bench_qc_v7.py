@@ -18,7 +18,7 @@ and the mean absolute error (clean masks, and clean + degraded), the share of go
 flagged and of bad masks caught, and the forward cost per image (today's QC); the clean masks against reader 1
 and reader 2 beside the human band; and QC where humans agree (`readers.qc_at_definition`: failed = Dice < 0.85,
 AUROC, failed masks caught at 1 / 3 / 5 % of good masks flagged), with a QC model fitted without the kinds of
-trouble of `--holdout`, which are listed apart. Writes summary.json and masks.csv to --out.
+trouble of `--holdout`, which are listed apart. Writes summary.json and masks.csv to --out/bench_qc_v7.
 """
 
 from __future__ import annotations
@@ -263,15 +263,15 @@ def main(argv=None) -> dict:
         )
     summary = summarise(table, settings, args.holdout)
     print_summary(summary, settings.qc.min_predicted_dice)
-    args.out.mkdir(parents=True, exist_ok=True)
+    results = record.results_dir(args.out, __file__)
     if args.table is None:
-        table.to_csv(args.out / "masks.csv", index=False)
+        table.to_csv(results / "masks.csv", index=False)
     result = {"folds": args.folds, "release": args.release, "epochs": args.epochs, "degraded": args.degraded, "by_ensemble": summary,
               "seconds": round(time.perf_counter() - started, 1), "command": record.command(__file__, argv),
               "machine": record.machine()}  # fmt: skip
-    (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (results / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     if args.json:
-        record.copy(args.out / "summary.json", args.json)
+        record.copy(results / "summary.json", args.json)
     return result
 
 

@@ -14,7 +14,7 @@ Prints per-fold and pooled mean and 5th-percentile Dice for raw masks, test-time
 the pipeline's clean-up (infer.postprocess), scored by cxlseg.evaluation.evaluate.score_predictions with the pipeline's
 Predictor, against reader 1 (every film) and reader 2 (index.csv `second_mask`, the films a second reader
 outlined), beside reader 1 against reader 2 on the same films (the human band: `readers`), and writes
-summary.json under --out.
+summary.json under --out/bench_real_v7.
 Re-running with the same recipe reuses the trained folds (train_model resumes or skips); so does bench_qc_v7 with
 the same --out (its attention_unet folds are these).
 """
@@ -327,10 +327,10 @@ def main(argv: list[str] | None = None) -> dict:
     summary = summarise_runs(per_variant, cfg, args, fold_seconds, time.perf_counter() - started)
     summary.update(command=record.command(__file__, argv), machine=record.machine())
     print_summary(summary, args.headline)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    results = record.results_dir(args.out, __file__)
+    (results / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.json:
-        record.copy(args.out / "summary.json", args.json)
+        record.copy(results / "summary.json", args.json)
     return summary
 
 

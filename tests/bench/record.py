@@ -49,6 +49,14 @@ def machine() -> dict:
     }
 
 
+def results_dir(out: os.PathLike | str, script: str) -> Path:
+    """The folder of one benchmark's results under --out (`<out>/<bench name>`): the real-film benchmarks share
+    --out to score the same trained folds, so each keeps its summary.json and masks.csv apart."""
+    path = Path(out) / Path(script).stem
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write(path: os.PathLike | str, result: dict, script: str, argv: list[str] | None = None) -> None:
     """Write result with its `command` and `machine` to path (JSON)."""
     path = Path(path)

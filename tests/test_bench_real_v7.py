@@ -84,6 +84,9 @@ def test_tiny_run_scores_unseen_patients_and_reuses_folds(bench, v7_like, tmp_pa
     assert summary["folds_run"] == [0, 1] and set(summary["variants"]) == {"raw", "tta", "post", "tta+post"}
     tta_post = summary["variants"]["tta+post"]
     assert tta_post["dice"]["n"] == 11 and 0 <= tta_post["dice"]["mean"] <= 1
+    by_release = tta_post["by_group"]["release"]  # index.csv's releases, the unreadable img11 left out
+    assert {k: v["n"] for k, v in by_release.items()} == {"1": 8, "2": 3}
+    assert tta_post["by_group"]["view"]["PA"]["n"] == 11
     written = json.loads((tmp_path / "bench_real_v7" / "summary.json").read_text())  # apart from the other benches'
     assert written["variants"]["raw"]["dice"]["n"] == 11
     stored = json.loads((tmp_path / "stored" / "v7.json").read_text())  # what docs/bench keeps: the command too

@@ -252,7 +252,8 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds, sec
     # by a model that trained on its test images.
     membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in splits.items()}, sort_keys=True)
     fold_dir = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
-    write_store(fold_dir / "store", images, masks, index, splits)
+    if not (fold_dir / "store" / "test_index.parquet").is_file():  # the folder name pins its membership; a store
+        write_store(fold_dir / "store", images, masks, index, splits)  # another bench trains on stays as it is
     print(
         f"fold {fold}: train {len(splits['train'])}, validate {len(splits['validate'])}, test {len(splits['test'])} images "
         f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)",
@@ -334,6 +335,19 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def by_group(pooled: pd.DataFrame, args) -> dict:
+    """Dice per release and per view of index.csv: which films a researcher should trust less (AP supine ICU
+    films in MIMIC are many), and whether the newer release scores like the figures published before it."""
+    index = readers.read_index(args.data, args.release)
+    index = index.assign(image_id=[Path(str(p)).stem for p in index["image"]])
+    groups = {}
+    for column in ("release", "view"):
+        if column in index:
+            joined = pooled.merge(index[["image_id", column]], on="image_id", how="left")
+            groups[column] = {str(k): summarise(g["dice"].to_numpy()) for k, g in joined.groupby(column)}
+    return groups
+
+
 def summarise_runs(per_variant: dict, cfg: TrainConfig, args, fold_seconds: dict, seconds: float) -> dict:
     variants = {}
     for name, tables in per_variant.items():
@@ -344,6 +358,7 @@ def summarise_runs(per_variant: dict, cfg: TrainConfig, args, fold_seconds: dict
             "per_fold_dice": {int(f): float(g["dice"].mean()) for f, g in pooled.groupby("fold")},
             "worst": pooled.nsmallest(3, "dice")[["image_id", "dice"]].to_dict("records"),
             "readers": readers.reader_summary(pooled),
+            "by_group": by_group(pooled, args),
         }
     return {
         "recipe": asdict(cfg),
@@ -368,6 +383,9 @@ def print_summary(summary: dict, headline: str) -> None:
     h = summary["variants"][headline]
     print(f"\n{headline} against each reader (pooled over the folds run; Dice at {summary['store_size']} px):")
     print("\n".join(readers.reader_lines(h["readers"])))
+    for column, groups in h["by_group"].items():
+        print(f"{headline} by {column}: " + ", ".join(
+            f"{k} {g['mean']:.4f} / p5 {g['p5']:.4f} (n {g['n']})" for k, g in groups.items()))  # fmt: skip
     print(
         f"\nRESULT ({headline}, {h['dice']['n']} unseen images): mean Dice {h['dice']['mean']:.4f}, "
         f"p5 Dice {h['dice']['p5']:.4f}; {summary['seconds'] / 60:.1f} min on {summary['jobs']} job(s) x "

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from cxlseg.inference.qc_model import FEATURES, QCModel, describe, tracking
+from cxlseg.inference.qc_model import FEATURES, QCModel, centred_knots, describe, tracking
 from helpers.shards import fit_toy_qc_model
 
 
@@ -22,6 +22,24 @@ def test_fit_learns_the_features_that_carry_dice_and_drops_empty_ones():
     assert np.all((predicted >= 0) & (predicted <= 1))
     assert np.mean(np.abs(predicted - dice)) < 0.03
     assert model.info["n_masks"] == len(table)
+
+
+def test_centred_knots_put_one_knot_at_the_centre_of_each_plateau():
+    # an isotonic fit's knots: plateaus at 0.5 (x 0..2), 0.8 (x 3..5), a single knot 0.9 (x 6), 0.95 (x 7..9)
+    x, y = centred_knots([0, 2, 3, 5, 6, 7, 9], [0.5, 0.5, 0.8, 0.8, 0.9, 0.95, 0.95])
+    assert x.tolist() == [1, 4, 6, 8] and y.tolist() == [0.5, 0.8, 0.9, 0.95]
+    # masks inside one plateau of the plain isotonic map are no longer tied
+    assert np.interp(3.5, x, y) < np.interp(4.5, x, y)
+    assert centred_knots([0.2], [0.7])[1].tolist() == [0.7]  # one knot stays one knot
+
+
+def test_a_fitted_map_rises_strictly_so_the_ridge_order_survives():
+    model, table, _ = fit_toy_qc_model()
+    assert np.all(np.diff(model.iso_y) > 0) and np.all(np.diff(model.iso_x) > 0)
+    z = model._z(table[list(model.features)].to_numpy(np.float64)) @ np.array(model.coef) + model.intercept
+    inside = (z > model.iso_x[0]) & (z < model.iso_x[-1])
+    order = np.argsort(z[inside])
+    assert np.all(np.diff(model.predict(table)[inside][order]) > 0)  # distinct scores, distinct predicted Dice
 
 
 def test_prediction_rises_with_agreement_and_is_zero_for_an_empty_mask(qc_model):

@@ -109,7 +109,7 @@ class QCModel:
         choice = {"target": target or "dice"}
         if target is None and groups is not None and len(set(groups)) >= 3:
             choice = _choose_target(raw, dice, np.asarray(groups), names, good_dice)
-        fill, scaler, ridge, iso = _fit_parts(raw, dice, names, choice["target"])
+        fill, scaler, ridge, (iso_x, iso_y) = _fit_parts(raw, dice, names, choice["target"])
         good = dice >= good_dice
         ref = np.where(np.isnan(raw), fill, raw)
         ref = ref[good] if good.sum() >= 5 else ref
@@ -120,8 +120,8 @@ class QCModel:
             scale=_floats(scaler.scale_),
             coef=_floats(ridge.coef_),
             intercept=float(ridge.intercept_),
-            iso_x=_floats(iso.X_thresholds_),
-            iso_y=_floats(iso.y_thresholds_),
+            iso_x=_floats(iso_x),
+            iso_y=_floats(iso_y),
             good_lo=_floats(np.percentile(ref, 1, axis=0)),
             good_hi=_floats(np.percentile(ref, 99, axis=0)),
             good_dice=float(good_dice),
@@ -220,8 +220,20 @@ class QCModel:
 TARGETS = {"dice": lambda d: d, "log": lambda d: -np.log(np.clip(1.0 - d, 1e-3, None))}
 
 
+def centred_knots(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Centred isotonic regression (Oron & Flournoy 2017): each plateau of an isotonic fit's knots becomes one
+    knot at its centre, so the map interpolated through them rises strictly between plateaus. A plain isotonic
+    map ties every mask of a plateau, masks the ridge tells apart included; a tie that straddles the flag bar
+    flags all of them or none."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    starts = np.flatnonzero(np.r_[True, y[1:] != y[:-1]])
+    ends = np.r_[starts[1:] - 1, len(y) - 1]
+    return (x[starts] + x[ends]) / 2, y[starts]
+
+
 def _fit_parts(raw: np.ndarray, dice: np.ndarray, names, target: str):
-    """Median fill, scaler, ridge (on the target) and the isotonic map from the ridge's score to Dice."""
+    """Median fill, scaler, ridge (on the target) and the knots of the centred isotonic map from its score to
+    Dice."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import RidgeCV
     from sklearn.preprocessing import StandardScaler
@@ -231,7 +243,7 @@ def _fit_parts(raw: np.ndarray, dice: np.ndarray, names, target: str):
     scaler = StandardScaler().fit(x)
     ridge = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(scaler.transform(x), TARGETS[target](dice))
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(ridge.predict(scaler.transform(x)), dice)
-    return fill, scaler, ridge, iso
+    return fill, scaler, ridge, centred_knots(iso.X_thresholds_, iso.y_thresholds_)
 
 
 def _choose_target(raw: np.ndarray, dice: np.ndarray, groups: np.ndarray, names, good_dice: float) -> dict:
@@ -243,8 +255,8 @@ def _choose_target(raw: np.ndarray, dice: np.ndarray, groups: np.ndarray, names,
     for target in TARGETS:
         predicted = np.empty(len(dice))
         for fit_rows, held in folds:
-            fill, scaler, ridge, iso = _fit_parts(raw[fit_rows], dice[fit_rows], names, target)
-            predicted[held] = iso.predict(ridge.predict(scaler.transform(_design(names, raw[held], fill))))
+            fill, scaler, ridge, knots = _fit_parts(raw[fit_rows], dice[fit_rows], names, target)
+            predicted[held] = np.interp(ridge.predict(scaler.transform(_design(names, raw[held], fill))), *knots)
         good = dice >= good_dice if (dice >= good_dice).any() else np.ones(len(dice), bool)
         errors[target] = float(np.mean(np.abs(predicted - dice)[good]))
     return {"target": min(errors, key=errors.get), "cv_mae_good": errors}

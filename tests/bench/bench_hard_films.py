@@ -403,8 +403,7 @@ def segment(args) -> list[pd.DataFrame]:
         rows = split(index, folds, fold, args.seed)
         membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in rows.items()}, sort_keys=True)
         where = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
-        if not (where / "store" / "test_index.parquet").is_file():  # the folder name pins its membership; a
-            write_store(where / "store", *store[:2], index, rows)  # store another benchmark trains on stays as is
+        write_store(where / "store", *store[:2], index, rows)
         print(
             f"fold {fold}: train {len(rows['train'])}, validate {len(rows['validate'])}, test {len(rows['test'])} "
             f"films ({index['patient_id'].iloc[rows['test']].nunique()} unseen patients)",

@@ -110,8 +110,7 @@ def train_one(args, fold: int, arch: str) -> tuple[int, str, float]:
     images, masks, index, _ = load_v7(args.data, rargs.store_size, args.release)
     folds = patient_folds(index["patient_id"], args.folds, args.seed)
     where, splits = fold_dir(args, index, folds, fold)
-    if not (where / "store" / "test_index.parquet").is_file():  # the folder name pins its membership
-        write_store(where / "store", images, masks, index, splits)
+    write_store(where / "store", images, masks, index, splits)
     started = time.perf_counter()
     train_model(
         where / "store", model_files(where / arch), dataclasses.replace(recipe_config(rargs), architecture=arch)

@@ -209,7 +209,11 @@ def patient_folds(patients: pd.Series, k: int, seed: int) -> np.ndarray:
 def write_store(
     store_dir: Path, images: np.ndarray, masks: np.ndarray, index: pd.DataFrame, splits: dict[str, np.ndarray]
 ) -> None:
-    """The same files the augment stage writes, so the pipeline's own train/evaluate code runs unchanged."""
+    """The same files the augment stage writes, so the pipeline's own train/evaluate code runs unchanged. A store
+    already there is left as it is: its fold folder's name pins its films, and another benchmark may be training
+    on it (memory-mapped) right now."""
+    if (store_dir / "test_index.parquet").is_file():
+        return
     store_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         np.save(store_dir / f"{split}_images.npy", images[rows])
@@ -252,8 +256,7 @@ def run_fold(fold: int, args, cfg: TrainConfig, images, masks, index, folds, sec
     # by a model that trained on its test images.
     membership = json.dumps({k: sorted(index["image_id"].iloc[v]) for k, v in splits.items()}, sort_keys=True)
     fold_dir = args.out / f"fold{fold}-{hashlib.sha256(membership.encode()).hexdigest()[:8]}"
-    if not (fold_dir / "store" / "test_index.parquet").is_file():  # the folder name pins its membership; a store
-        write_store(fold_dir / "store", images, masks, index, splits)  # another bench trains on stays as it is
+    write_store(fold_dir / "store", images, masks, index, splits)
     print(
         f"fold {fold}: train {len(splits['train'])}, validate {len(splits['validate'])}, test {len(splits['test'])} images "
         f"({index['patient_id'].iloc[splits['test']].nunique()} unseen patients)",

@@ -396,7 +396,7 @@ def segment(args) -> list[pd.DataFrame]:
     folds = patient_folds(index["patient_id"], args.folds, args.seed)
     chosen = list(range(args.folds)) if args.only_folds is None else args.only_folds
     print(f"{len(index)} films, {index['patient_id'].nunique()} patients, {args.folds} folds; running {chosen}")
-    small = np.stack([resize(i, 224) for i in images]), np.stack([resize_mask(m, 224) for m in masks])
+    truth = np.stack([resize_mask(m, 224) for m in masks])  # reader 1 as the clean films are scored (448 -> 224)
     store = load_v7(args.data, 224, args.release)  # resized from the originals, as ingest and bench_real_v7 do
     tables = {name: [] for name in args.variants}
     for fold in chosen:
@@ -411,7 +411,7 @@ def segment(args) -> list[pd.DataFrame]:
         )
         checkpoints = train_all(args, where, where / "store", {VARIANTS[v][0] for v in args.variants})
         films = list(test_films(images, masks, index, rows["test"], args))
-        outlines = [(small[1][r], None if second[r] is None else resize_mask(second[r], 224)) for r in rows["test"]]
+        outlines = [(truth[r], None if second[r] is None else resize_mask(second[r], 224)) for r in rows["test"]]
         for name in args.variants:
             table = measure_variant(name, checkpoints[VARIANTS[name][0]], films, args, outlines)
             tables[name].append(table.assign(fold=fold))

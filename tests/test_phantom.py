@@ -8,6 +8,7 @@ import pytest
 from cxlseg.phantoms.clutter import SUPPORT_DEVICES
 from cxlseg.phantoms.findings import FINDINGS
 from cxlseg.phantoms.render import render_phantom, render_view_samples, to_uint16
+from cxlseg.phantoms.scenes import CT_UNIT, _axial_ct, _coronal_ct, ct_density
 
 SIZE = (320, 288)
 
@@ -118,6 +119,24 @@ def test_lateral_and_ct_views():
     assert lateral.view == "LATERAL" and lateral.image.std() > 20
     ct = render(6, view="CT")
     assert not ct.mask.any() and ct.image.std() > 20
+
+
+def test_ct_phantoms_are_axial_slices_and_coronal_reformats_in_varied_windows():
+    """Real CT images labelled PA/AP come as axial slices and coronal reformats, in a lung or a soft-tissue
+    window: a single fixed cartoon taught the view check one picture (it missed a third of real CT images)."""
+    kinds, soft = [], []
+    for seed in range(24):
+        density = ct_density(np.random.default_rng(seed), (128, 128))
+        again = np.random.default_rng(seed)
+        coronal = again.random() < 0.35
+        drawn = (_coronal_ct if coronal else _axial_ct)(again, (128, 128))
+        assert np.array_equal(density, drawn.astype(np.float32) / CT_UNIT)
+        kinds.append(coronal)
+        assert density[:3, :3].max() < 0.05 and density[:3, -3:].max() < 0.05  # air above the body
+        assert (density < 0.2).mean() > 0.1 and (density > 0.7).mean() > 0.15  # dark lungs, a body around them
+        soft.append(np.median(density[density > 0.5]))
+    assert 0.15 < np.mean(kinds) < 0.6
+    assert min(soft) < 1.0 < max(soft)  # soft tissue grey in some, near white in others
 
 
 def test_bad_arguments():

@@ -23,7 +23,7 @@ from cxlseg.view_check.samples import VIEW_SAMPLE_COLUMNS, pick_view_samples, wr
 from cxlseg.view_check.settings import ViewCheckSettings
 from cxlseg.view_check.training import train_view_check, view_bar
 
-TINY = dict(size=32, samples_per_view=12, validate_per_view=4, epochs=6, batch_size=16)
+TINY = dict(size=32, samples_per_view=16, validate_per_view=4, epochs=10, batch_size=16)
 
 
 def _settings(**kw) -> ViewCheckSettings:
@@ -76,7 +76,7 @@ def test_checkpoint_is_self_describing_and_loads_with_weights_only(trained):
     root, metrics = trained
     raw = torch.load(root / "view_check.pt", map_location="cpu", weights_only=True)
     assert raw["architecture"] == "view_cnn" and raw["config"]["size"] == 32 and raw["config"]["threshold"] == 0.5
-    assert raw["config"]["settings"]["samples_per_view"] == 12 and raw["config"]["seed"] == 5
+    assert raw["config"]["settings"]["samples_per_view"] == 16 and raw["config"]["seed"] == 5
     assert 10_000 < raw["params"] < 100_000
     saved = read_json(root / "vc.json")
     assert saved["flagged_store"] == metrics["flagged_store"] and saved["n_store"] == 6

@@ -103,20 +103,112 @@ def _lateral_density(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[
     return np.clip(density, 0, None), [lung]
 
 
-def ct_density(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Axial CT-like slice: body ellipse, two lungs, vertebra, heart, scanner table."""
+CT_UNIT = 80.0  # 8-bit canvas value of density 1: room for bone up to 255 / 80 = 3.2
+
+
+def _ct_ellipse(img: np.ndarray, centre, axes, angle: float, density: float) -> None:
+    """A filled ellipse of `density` (sub-pixel, anti-aliased) on the 8-bit CT canvas."""
+    c = (int(round(centre[0] * 16)), int(round(centre[1] * 16)))
+    a = (max(16, int(round(axes[0] * 16))), max(16, int(round(axes[1] * 16))))
+    cv2.ellipse(img, c, a, angle, 0, 360, int(min(255, density * CT_UNIT)), -1, cv2.LINE_AA, 4)
+
+
+def _ct_lungs(img: np.ndarray, ellipses: list[tuple], density: float) -> np.ndarray:
+    """Draw the lungs; return where they are (vessels go only there)."""
+    where = np.zeros_like(img)
+    for centre, axes, angle in ellipses:
+        _ct_ellipse(img, centre, axes, angle, density)
+        _ct_ellipse(where, centre, axes, angle, 255 / CT_UNIT)
+    return where > 127
+
+
+def _ct_vessels(rng: np.random.Generator, img: np.ndarray, lungs: np.ndarray, density: float, scale: float) -> None:
+    """Bright dots in the lungs (vessels seen end-on): CT lungs are dark but never empty."""
+    ys, xs = np.nonzero(lungs)
+    pick = rng.choice(len(ys), size=min(len(ys), int(rng.integers(25, 120))), replace=False) if len(ys) else []
+    layer = np.zeros_like(img)
+    for i in pick:
+        r = scale * rng.uniform(0.002, 0.008)
+        _ct_ellipse(layer, (xs[i], ys[i]), (r, r * rng.uniform(1, 2.5)), rng.uniform(0, 180), density)
+    img[lungs] = np.maximum(img[lungs], layer[lungs])
+
+
+def _axial_ct(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Axial slice: fat rim and muscle, two lungs, heart, aorta, vertebra, ribs, sometimes the table."""
     h, w = shape
     img = np.zeros(shape, np.uint8)
-    c = (w // 2, int(h * 0.5))
-    body = (int(w * rng.uniform(0.40, 0.46)), int(h * rng.uniform(0.30, 0.36)))
-    cv2.ellipse(img, c, body, 0, 0, 360, 150, -1, cv2.LINE_AA)
-    for side in (-1, 1):
-        lc = (int(w / 2 + side * w * 0.18), int(h * 0.47))
-        cv2.ellipse(img, lc, (int(w * 0.15), int(h * 0.22)), side * 10, 0, 360, 15, -1, cv2.LINE_AA)
-    cv2.ellipse(img, (int(w * 0.53), int(h * 0.45)), (int(w * 0.1), int(h * 0.09)), 20, 0, 360, 160, -1, cv2.LINE_AA)
-    cv2.circle(img, (w // 2, int(h * 0.72)), int(w * 0.05), 255, -1, cv2.LINE_AA)
-    cv2.rectangle(img, (int(w * 0.05), int(h * 0.88)), (int(w * 0.95), int(h * 0.9)), 200, -1)
-    return img.astype(np.float32) / 150.0
+    zoom = rng.uniform(0.85, 1.45)  # figures crop close: the body may overflow the frame
+    cx, cy = w * rng.uniform(0.45, 0.55), h * rng.uniform(0.44, 0.56)
+    bw, bh = 0.44 * w * zoom * rng.uniform(0.9, 1.1), 0.32 * h * zoom * rng.uniform(0.9, 1.35)
+    soft = rng.uniform(0.8, 1.6)  # grey in a soft-tissue window, near white in a lung window
+    _ct_ellipse(img, (cx, cy), (bw, bh), 0, soft * rng.uniform(0.55, 0.85))
+    _ct_ellipse(img, (cx, cy), (0.93 * bw, 0.9 * bh), 0, soft)
+    for t in np.deg2rad(rng.uniform(-40, 220, int(rng.integers(8, 14)))):  # ribs just inside the muscle
+        _ct_ellipse(img, (cx + 0.82 * bw * np.cos(t), cy + 0.82 * bh * np.sin(t)), (0.02 * bw, 0.035 * bh), 0, 2.4)
+    lungs = [
+        (
+            (cx + side * bw * rng.uniform(0.36, 0.5), cy - bh * rng.uniform(-0.02, 0.12)),
+            (bw * rng.uniform(0.3, 0.42), bh * rng.uniform(0.55, 0.74)),
+            side * rng.uniform(0, 25),
+        )
+        for side in (-1, 1)
+    ]
+    _ct_vessels(rng, img, _ct_lungs(img, lungs, rng.uniform(0.0, 0.12)), soft * 0.9, min(h, w) * zoom)
+    heart = (cx + bw * rng.uniform(-0.02, 0.14), cy - bh * rng.uniform(-0.1, 0.3))
+    _ct_ellipse(img, heart, (bw * rng.uniform(0.14, 0.3), bh * rng.uniform(0.2, 0.45)), rng.uniform(0, 40), soft)
+    _ct_ellipse(img, (cx - bw * 0.1, cy + bh * 0.35), (bw * 0.06, bw * 0.06), 0, soft * 1.05)  # descending aorta
+    spine = (cx, cy + bh * rng.uniform(0.5, 0.62))
+    _ct_ellipse(img, spine, (bw * 0.09, bw * 0.085), 0, 2.6)
+    _ct_ellipse(img, (spine[0], spine[1] + bw * 0.14), (bw * 0.025, bw * 0.09), 0, 2.4)  # spinous process
+    if rng.random() < 0.5:  # the scanner table, a curved band under the back
+        y = int(min(h - 2, cy + bh * 1.05))
+        cv2.ellipse(img, (int(cx), y - int(w * 0.6)), (int(w * 0.7), int(w * 0.6)), 0, 60, 120, int(CT_UNIT * 1.2), 2)
+    return img
+
+
+def _coronal_ct(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Coronal reformat: lungs where a frontal film has them, but cut, not projected: uniform soft tissue with
+    sharp edges, black air around the body, no ribs or clavicles across the lungs, vessels as crisp branches."""
+    h, w = shape
+    img = np.zeros(shape, np.uint8)
+    zoom = rng.uniform(0.9, 1.3)
+    cx = w * rng.uniform(0.46, 0.54)
+    soft = rng.uniform(0.8, 1.6)
+    _ct_ellipse(img, (cx, h * 0.62), (0.46 * w * zoom, 0.62 * h * zoom), 0, soft)
+    top, base = h * rng.uniform(0.08, 0.22), h * rng.uniform(0.7, 0.88)
+    half = 0.5 * (base - top)
+    lungs = _ct_lungs(
+        img,
+        [
+            ((cx + side * w * rng.uniform(0.17, 0.24), top + half), (w * rng.uniform(0.12, 0.19), half), 0)
+            for side in (-1, 1)
+        ],
+        rng.uniform(0.0, 0.12),
+    )
+    _ct_ellipse(img, (cx + w * rng.uniform(0.0, 0.08), base), (w * rng.uniform(0.12, 0.2), h * 0.12), 0, soft)  # heart
+    for side in (-1, 1):  # the diaphragm domes, liver and spleen below
+        _ct_ellipse(img, (cx + side * w * 0.2, base + h * 0.12), (w * 0.2, h * rng.uniform(0.1, 0.16)), 0, soft)
+    lungs &= img < CT_UNIT * 0.5  # what the heart and the domes left of them
+    branches = np.zeros_like(img)
+    for _ in range(int(rng.integers(6, 16))):  # vessels branching out from each hilum
+        side = rng.choice([-1, 1])
+        a = np.array([cx + side * w * 0.08, h * rng.uniform(0.4, 0.55)])
+        b = a + [side * w * rng.uniform(0.05, 0.2), h * rng.uniform(-0.25, 0.25)]
+        stroke(branches, np.stack([a, b]), max(1.0, min(h, w) * rng.uniform(0.003, 0.01)), int(soft * 0.9 * CT_UNIT))
+    img[lungs] = np.maximum(img[lungs], branches[lungs])
+    _ct_vessels(rng, img, lungs, soft * 0.9, min(h, w))
+    if rng.random() < 0.4:  # a posterior slice shows the spine, vertebra by vertebra
+        for y in np.arange(h * rng.uniform(0.0, 0.1), h, h * 0.055):
+            _ct_ellipse(img, (cx, y + h * 0.02), (w * 0.035, h * 0.022), 0, 2.4)
+    return img
+
+
+def ct_density(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A CT image as papers and exports show one: an axial slice or a coronal reformat, in a lung or a
+    soft-tissue window, often cropped close. The view check must flag CT labelled PA/AP: trained on one fixed
+    axial cartoon it caught 65-73 % of real CT images, and a fifth of the coronal ones (docs/view-check.md)."""
+    img = (_coronal_ct if rng.random() < 0.35 else _axial_ct)(rng, shape)
+    return img.astype(np.float32) / CT_UNIT
 
 
 @dataclass

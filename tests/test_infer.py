@@ -2,6 +2,7 @@
 inference. Selection is test_selection.py's, manifests test_manifest.py's, per-image outputs test_outputs.py's."""
 
 import dataclasses
+import logging
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from cxlseg.config import ConfigError, RuleSettings, speed_only_keys
 from cxlseg.evaluation.evaluate import evaluate_model
 from cxlseg.film import FilmSettings
 from cxlseg.inference.manifest import MANIFEST_DTYPES, partial_path
+from cxlseg.inference.outputs import output_paths
 from cxlseg.inference.predictor import Predictor
 from cxlseg.inference.select_images import LIST_COLUMNS
 from cxlseg.inference.settings import InferSettings
@@ -128,6 +130,37 @@ def test_infer_shard_resumes_and_reruns_identically(shard, infer_run):
     assert again.manifest.read_bytes() == resumed_bytes
     fresh = infer_run(shard, out="fresh", write_threads=2)  # pooled writes
     assert fresh.manifest.read_bytes() == resumed_bytes
+
+
+def test_a_resumed_shard_removes_the_temporary_files_a_killed_write_left(shard, infer_run, caplog):
+    """SIGKILL mid-write skips atomic_path's clean-up: the rerun removes this shard's leftovers (beside a pending
+    image's outputs and beside its manifests) and leaves a temporary file of any other target alone."""
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill(n_rows):
+        raise Killed(n_rows)
+
+    with pytest.raises(Killed):
+        infer_run(shard, flush_every=3, on_flush=kill)
+    out_root = shard.root / "out"
+    manifest = out_root / "manifests" / "p10.parquet"
+    done = set(pd.read_parquet(partial_path(manifest)).dicom_id)
+    pending = next(r for r in pd.read_parquet(shard.list_path).to_dict("records") if r["dicom_id"] not in done)
+    image = out_root / output_paths({k: str(v) for k, v in pending.items()}, "png")[0]
+    image.parent.mkdir(parents=True, exist_ok=True)
+    left = [
+        image.parent / f".{image.name}.0123456789ab.tmp.jpg",
+        partial_path(manifest).parent / f".{partial_path(manifest).name}.a1b2c3d4e5f6.tmp.parquet",
+    ]
+    other = image.parent / ".someone-else.jpg.0123456789ab.tmp.jpg"  # another target in the same folder
+    for path in [*left, other]:
+        path.write_bytes(b"half a file")
+    with caplog.at_level(logging.WARNING):
+        infer_run(shard)
+    assert not any(p.exists() for p in left) and other.exists()
+    assert "removed 2 temporary files that a killed run left" in caplog.text
 
 
 def test_partial_of_other_code_is_recomputed(shard, infer_run):

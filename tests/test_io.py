@@ -20,6 +20,24 @@ def test_safe_join_accepts_relative(tmp_path):
     assert io.safe_join(tmp_path, "files/p10/x.jpg") == tmp_path / "files" / "p10" / "x.jpg"
 
 
+def test_remove_stale_temps_removes_only_the_given_targets_leftovers(tmp_path):
+    """What a SIGKILL mid-write leaves (the name atomic_path's temporaries really get) is removed for the given
+    targets only; another target's temporary in the same folder, a dotfile and a missing folder are left alone."""
+    target, other = tmp_path / "a" / "x.jpg", tmp_path / "a" / "y.jpg"
+    target.parent.mkdir()
+    with pytest.raises(KeyboardInterrupt):  # the nearest a test gets to a kill: the temporary is created...
+        with io.atomic_path(target) as tmp:
+            os.link(tmp, tmp_path / "kept-link")  # ...and survives here, as a killed job's would in place
+            raise KeyboardInterrupt
+    os.link(tmp_path / "kept-link", tmp)
+    theirs = io._create_temp(other)
+    dotfile = tmp_path / "a" / ".x.jpg.notes"
+    dotfile.write_text("mine")
+    assert io.remove_stale_temps([target, tmp_path / "gone" / "z.jpg"]) == 1
+    assert not tmp.exists() and theirs.exists() and dotfile.exists()
+    assert io.remove_stale_temps([target]) == 0
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError):

@@ -13,10 +13,11 @@ import gzip
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -88,6 +89,34 @@ def _create_temp(path: Path) -> Path:
         os.close(fd)
         return tmp
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{12}\.tmp(\.[^./]+)?$")  # what _create_temp names
+
+
+def remove_stale_temps(targets: Iterable[os.PathLike | str]) -> int:
+    """Remove the temporary siblings that `atomic_path` left beside these targets when a job was killed mid-write
+    (its `finally` never ran); returns how many. One listing per folder, and only the given targets' temporaries
+    go: a job writing other files into a shared folder (a flat archive layout) keeps its own."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        target = Path(target)
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no folder yet, or a file in its place: nothing left here (the write itself will say)
+            continue
+        for entry in entries:
+            found = _TEMP_NAME.match(entry.name)
+            if found and found["target"] in names and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                except OSError:  # gone meanwhile, or not ours to remove: leftovers never stop a job
+                    continue
+                removed += 1
+    return removed
 
 
 def write_bytes(path: os.PathLike | str, data: bytes) -> None:

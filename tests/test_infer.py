@@ -94,13 +94,15 @@ def test_model_size_below_output_size(shard, infer_run, toys):
         assert np.abs(seg.astype(int) - written_full)[both].mean() < 3  # the written image is the 224 px one
 
 
+class Killed(RuntimeError):
+    """What `kill` raises at a partial-manifest flush: the job dies right after writing its progress."""
+
+
+def kill(n_rows):
+    raise Killed(n_rows)
+
+
 def test_infer_shard_resumes_and_reruns_identically(shard, infer_run):
-    class Killed(RuntimeError):
-        pass
-
-    def kill(n_rows):
-        raise Killed(n_rows)
-
     with pytest.raises(Killed):
         infer_run(shard, flush_every=3, on_flush=kill)
     out_root = shard.root / "out"
@@ -136,12 +138,6 @@ def test_a_resumed_shard_removes_the_temporary_files_a_killed_write_left(shard, 
     """SIGKILL mid-write skips atomic_path's clean-up: the rerun removes this shard's leftovers (beside a pending
     image's outputs and beside its manifests) and leaves a temporary file of any other target alone."""
 
-    class Killed(RuntimeError):
-        pass
-
-    def kill(n_rows):
-        raise Killed(n_rows)
-
     with pytest.raises(Killed):
         infer_run(shard, flush_every=3, on_flush=kill)
     out_root = shard.root / "out"
@@ -166,12 +162,6 @@ def test_a_resumed_shard_removes_the_temporary_files_a_killed_write_left(shard, 
 def test_partial_of_other_code_is_recomputed(shard, infer_run):
     """The code fingerprint joins the settings id: a partial manifest written by another version of the code is
     never resumed (a shard is made by one version), one written by the same version is."""
-
-    class Killed(RuntimeError):
-        pass
-
-    def kill(n_rows):
-        raise Killed(n_rows)
 
     with pytest.raises(Killed):
         infer_run(shard, flush_every=3, on_flush=kill, code="release-1")
@@ -473,12 +463,6 @@ def test_view_check_flags_not_frontal_and_is_part_of_the_settings_id(shard, infe
 def test_review_thumbnails_are_written_per_mask_and_resumed(shard, infer_run):
     """Each ok image gets a small JPEG of its original film (own aspect) with the mask outlined; a killed shard keeps
     the thumbnails it wrote and an image whose thumbnail went missing is segmented again."""
-
-    class Killed(RuntimeError):
-        pass
-
-    def kill(n_rows):
-        raise Killed(n_rows)
 
     thumbs = shard.root / "thumbs" / "p10"
     with pytest.raises(Killed):

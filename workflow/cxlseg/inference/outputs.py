@@ -36,6 +36,19 @@ def output_paths(item: dict, mask_format: str) -> tuple[str, str]:
     return image_relpath(*ids, ".jpg"), image_relpath(*ids, f"-mask.{mask_format}")
 
 
+def pending_targets(pending: list[dict], out_root, s: InferSettings, thumbs_dir):
+    """Every file the pending images will write, where a killed run may have left temporary files (finished images
+    are never rewritten). An id that would leave the output root is skipped: writing it fails as that image's error."""
+    for item in pending:
+        try:
+            paths = [io.safe_join(out_root, rel) for rel in output_paths(item, s.mask_format)]
+            if thumbs_dir is not None:
+                paths.append(thumbnail_path(thumbs_dir, item["dicom_id"]))
+        except io.UnsafePathError:
+            continue
+        yield from paths
+
+
 def at_original_size(mask: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
     """A 0/1 mask at the output size back at the original resolution (inverse stretch), 0/1 uint8: what every
     full-resolution RLE encodes (MIMIC's CXLSeg-mask, another archive's CheXmask columns)."""

@@ -32,7 +32,7 @@ from cxlseg.archives.records import image_id_problem
 from cxlseg.film import FilmSettings
 from cxlseg.inference import gpu_decode
 from cxlseg.inference.manifest import load_done, lock_path, partial_path, split_flags, write_manifest
-from cxlseg.inference.outputs import finish_image, output_paths, thumbnail_path
+from cxlseg.inference.outputs import finish_image, pending_targets
 from cxlseg.inference.predictor import InputSpec, Predictor, ensemble_checkpoints
 from cxlseg.inference.qc_model import QCModel
 from cxlseg.inference.select_images import LIST_COLUMNS
@@ -177,20 +177,6 @@ def _failed_record(item: dict, sample: dict, model_id: str, settings_id: str) ->
     }
 
 
-def _targets(pending: list[dict], out_root, manifest_path, settings: InferSettings, thumbs_dir):
-    """Every file this run will write: the shard's manifests and each pending image's outputs (where a killed run
-    may have left temporary files; finished images are never rewritten, so their folders need no look)."""
-    yield from (Path(manifest_path), Path(partial_path(manifest_path)))
-    for item in pending:
-        try:
-            paths = [io.safe_join(out_root, rel) for rel in output_paths(item, settings.mask_format)]
-            if thumbs_dir is not None:
-                paths.append(thumbnail_path(thumbs_dir, item["dicom_id"]))
-        except io.UnsafePathError:  # an id that would leave the output root: reported and skipped per image later
-            continue
-        yield from paths
-
-
 def _one_job_per_shard(run):
     """Run a shard under its lock: a job that outlived its killed controller and the job a restarted controller
     submits for the same shard go one after the other, and the second finds the first's images done."""
@@ -243,8 +229,8 @@ def infer_shard(
         predictor.device,
         predictor.model_id,
     )
-    stale = io.remove_stale_temps(_targets(pending, out_root, manifest_path, settings, thumbs_dir))
-    if stale:
+    targets = [manifest_path, partial_path(manifest_path), *pending_targets(pending, out_root, settings, thumbs_dir)]
+    if stale := io.remove_stale_temps(targets):
         log.warning("%s: removed %d temporary files that a killed run left", list_parquet, stale)
     job = _Job(
         pending,
